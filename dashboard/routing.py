@@ -1,0 +1,3 @@
+"""Websocket routes (live run pages come with the dashboard issue)."""
+
+websocket_urlpatterns: list = []

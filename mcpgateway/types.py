@@ -1,0 +1,71 @@
+"""The tools seam: what a caller (the engine, an eval, an MCP client) sees of the gateway.
+
+Pure dataclasses and one protocol, no Django. The gateway's dispatch path implements
+`Toolbox`; `mcpgateway.inprocess` is a small in-process implementation for tests and
+demos with the same interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(slots=True)
+class ToolSpec:
+    """A tool as a model sees it: name, description and JSON Schema of its input."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+@dataclass(slots=True)
+class ToolResult:
+    """A tool's answer. `is_error` results go back to the model as data, not exceptions."""
+
+    content: str
+    is_error: bool = False
+    data: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ToolResult:
+        return cls(content=data["content"], is_error=data.get("is_error", False), data=data.get("data"))
+
+
+@dataclass(slots=True)
+class Principal:
+    """Who is calling: the gateway knows callers only by these ids."""
+
+    team_id: int
+    agent: str | None = None
+    user_id: int | None = None
+    api_key_id: int | None = None
+
+
+@dataclass(slots=True)
+class ToolInvocation:
+    """One call through the gateway, with where it happens (for audit and idempotency)."""
+
+    principal: Principal
+    name: str
+    arguments: dict[str, Any]
+    call_id: str = ""
+    run_id: int | None = None
+    step_key: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class ToolDenied(Exception):
+    """The principal may not call this tool (unknown, not granted, or disabled)."""
+
+
+class Toolbox(Protocol):
+    """The one interface through which tools are listed and called."""
+
+    async def list_tools(self, principal: Principal) -> list[ToolSpec]: ...
+
+    async def call_tool(self, invocation: ToolInvocation) -> ToolResult: ...

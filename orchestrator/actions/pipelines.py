@@ -1,0 +1,50 @@
+"""Pipelines and their immutable versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils.text import slugify
+
+from orchestrator.actions.errors import ActionError
+from orchestrator.engine.spec import PipelineSpec, parse_spec
+from orchestrator.models import Agent, Pipeline, PipelineVersion, Team
+
+
+def check_spec(team: Team, document: str | bytes | dict[str, Any]) -> PipelineSpec:
+    """Validate a spec against the schema and the team's agents; raises SpecError."""
+    names = set(Agent.objects.filter(team=team).values_list("name", flat=True))
+    return parse_spec(document, agent_names=names)
+
+
+def normalise(spec: PipelineSpec) -> dict[str, Any]:
+    """The stored form of a spec: validated, defaults left out, aliases (`if`, `else`) kept."""
+    return spec.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
+
+
+@transaction.atomic
+def do_create_pipeline(team: Team, name: str, spec: str | dict[str, Any], user: AbstractBaseUser | None = None,
+                       description: str = "", slug: str = "") -> Pipeline:
+    parsed = check_spec(team, spec)
+    slug = slug or slugify(name)
+    if Pipeline.objects.filter(team=team, slug=slug).exists():
+        raise ActionError(f"a pipeline with slug {slug!r} exists already", "slug")
+    pipeline = Pipeline.objects.create(team=team, name=name, slug=slug, description=description or parsed.description)
+    PipelineVersion.objects.create(pipeline=pipeline, number=1, spec=normalise(parsed),
+                                   created_by=user, note="created")
+    return pipeline
+
+
+@transaction.atomic
+def do_save_pipeline_version(pipeline: Pipeline, spec: str | dict[str, Any], user: AbstractBaseUser | None = None,
+                             note: str = "") -> PipelineVersion:
+    """Every edit is a new version; runs keep the version they started with."""
+    parsed = check_spec(pipeline.team, spec)
+    locked = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
+    latest = locked.versions.order_by("-number").first()
+    number = (latest.number if latest else 0) + 1
+    return PipelineVersion.objects.create(pipeline=locked, number=number,
+                                          spec=normalise(parsed),
+                                          created_by=user, note=note)

@@ -1,0 +1,50 @@
+"""Review decisions: a human approves, edits, retries or rejects a paused step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from orchestrator.actions.errors import ActionError, Conflict
+from orchestrator.actions.runs import do_resume_run
+from orchestrator.events import send_event_on_commit
+from orchestrator.models import ReviewItem, Run
+
+ACTIONS = {
+    "approve": "continue; with `output`, the step's output is replaced by it",
+    "reject": "fail the step (and so the run)",
+    "retry": "run the step again as a new attempt",
+    "resume": "continue the same attempt from its last completed call (after a budget stop)",
+}
+
+
+def do_decide_review(item: ReviewItem, user: AbstractBaseUser | None, action: str, output: Any = None,
+                     note: str = "", raise_budget: dict[str, Any] | None = None, submit: bool = True) -> ReviewItem:
+    if action not in ACTIONS:
+        raise ActionError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}", "action")
+    if action in ("retry", "resume") and item.context.get("kind") not in ("agent", None):
+        raise ActionError(f"{action} applies to agent steps only", "action")
+    decision: dict[str, Any] = {"action": action, "note": note}
+    if output is not None:
+        decision["output"] = output
+    with transaction.atomic():
+        locked = ReviewItem.objects.select_for_update().get(pk=item.pk)
+        if locked.status != ReviewItem.Status.PENDING:
+            raise Conflict(f"review item {item.pk} was already decided ({locked.status})")
+        locked.status = ReviewItem.Status.REJECTED if action == "reject" else ReviewItem.Status.APPROVED
+        locked.decision = decision
+        locked.decided_by = user
+        locked.decided_at = timezone.now()
+        locked.save(update_fields=["status", "decision", "decided_by", "decided_at"])
+        run = Run.objects.get(pk=locked.run_id)
+        if raise_budget:
+            run.limits = {**(run.limits or {}), **raise_budget}
+            Run.objects.filter(pk=run.pk).update(limits=run.limits)
+        send_event_on_commit(run, "review.decided", {"review_id": locked.pk, "action": action, "note": note,
+                                                     "by": user.get_username() if user else None}, locked.step_key)
+        if not run.review_items.filter(status=ReviewItem.Status.PENDING).exists() and run.status == "waiting_review":
+            do_resume_run(run, user, submit=submit)
+    return locked

@@ -1,0 +1,101 @@
+"""Starting, cancelling, resuming and failing runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from orchestrator.actions.errors import ActionError, Conflict
+from orchestrator.engine.spec import PipelineSpec, parse_spec
+from orchestrator.events import send_event_on_commit
+from orchestrator.models import PipelineVersion, Run, RunStatus
+from orchestrator.runners import get_runner
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "number": (int, float), "integer": (int,), "boolean": (bool,), "object": (dict,), "array": (list,),
+}
+
+
+def check_run_input(spec: PipelineSpec, data: Any) -> dict[str, Any]:
+    """The run input with defaults applied; raises ActionError naming the bad field."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ActionError("the run input must be a JSON object", "input")
+    result = dict(data)
+    for name, field in spec.inputs.items():
+        if name not in result:
+            if field.default is not None:
+                result[name] = field.default
+            elif field.required:
+                raise ActionError(f"input {name!r} is required", f"input.{name}")
+            continue
+        value = result[name]
+        ok = isinstance(value, _TYPES[field.type]) and not (field.type in ("number", "integer") and isinstance(value, bool))
+        if not ok:
+            raise ActionError(f"input {name!r} must be of type {field.type}", f"input.{name}")
+    return result
+
+
+def do_start_run(version: PipelineVersion, run_input: Any, user: AbstractBaseUser | None = None,
+                 submit: bool = True) -> Run:
+    """Create a queued run pinned to `version`; hand it to the runner once committed."""
+    spec = parse_spec(version.spec)
+    checked = check_run_input(spec, run_input)
+    with transaction.atomic():
+        run = Run.objects.create(team_id=version.pipeline.team_id, pipeline_version=version, input=checked,
+                                 created_by=user, limits=spec.limits.model_dump(exclude_none=True))
+        send_event_on_commit(run, "run.queued", {"pipeline": version.pipeline.slug, "version": version.number,
+                                                 "by": user.get_username() if user else None})
+        if submit:
+            transaction.on_commit(lambda: get_runner().submit(run.pk))
+    return run
+
+
+def do_cancel_run(run: Run, user: AbstractBaseUser | None = None) -> Run:
+    """Stop a run: in-flight steps are cancelled, nothing further starts."""
+    with transaction.atomic():
+        locked = Run.objects.select_for_update().get(pk=run.pk)
+        if locked.is_finished:
+            raise Conflict(f"run {run.pk} has already {locked.status}")
+        fields: dict[str, Any] = {"cancel_requested": True}
+        if locked.status in (RunStatus.QUEUED, RunStatus.WAITING_REVIEW):
+            # Nothing is executing it: finish it here.
+            fields.update(status=RunStatus.CANCELLED, finished_at=timezone.now(), error="cancelled")
+            locked.review_items.filter(status="pending").update(status="rejected", decision={"action": "reject", "note": "run cancelled"})
+        Run.objects.filter(pk=run.pk).update(**fields)
+        send_event_on_commit(run, "run.cancel_requested", {"by": user.get_username() if user else None})
+        if "status" in fields:
+            send_event_on_commit(run, "run.cancelled", {})
+        transaction.on_commit(lambda: get_runner().cancel(run.pk))
+    run.refresh_from_db()
+    return run
+
+
+def do_resume_run(run: Run, user: AbstractBaseUser | None = None, submit: bool = True) -> Run:
+    """Continue a run from its last persisted point (after a crash, or once reviews are decided)."""
+    with transaction.atomic():
+        locked = Run.objects.select_for_update().get(pk=run.pk)
+        if locked.status in (RunStatus.SUCCEEDED, RunStatus.CANCELLED):
+            raise Conflict(f"run {run.pk} has {locked.status}; it cannot be resumed")
+        if locked.review_items.filter(status="pending").exists():
+            raise Conflict(f"run {run.pk} still has undecided review items")
+        Run.objects.filter(pk=run.pk).update(status=RunStatus.QUEUED, finished_at=None, error="")
+        send_event_on_commit(run, "run.resume_requested", {"by": user.get_username() if user else None})
+        if submit:
+            transaction.on_commit(lambda: get_runner().submit(run.pk))
+    run.refresh_from_db()
+    return run
+
+
+def do_fail_run(run_id: int, error: str) -> None:
+    """Record that executing a run crashed outside the engine's own handling."""
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run_id)
+        if run.is_finished:
+            return
+        Run.objects.filter(pk=run_id).update(status=RunStatus.FAILED, error=error, finished_at=timezone.now())
+        send_event_on_commit(run, "run.failed", {"error": error})

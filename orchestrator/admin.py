@@ -1,0 +1,138 @@
+"""Admin for every orchestrator model: searchable, filterable; runs and events read-only."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from orchestrator import models as m
+
+
+class MembershipInline(admin.TabularInline):
+    model = m.Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(m.Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [MembershipInline]
+
+
+@admin.register(m.Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "team", "role", "created_at"]
+    list_filter = ["role", "team"]
+    search_fields = ["user__username", "team__name"]
+
+
+@admin.register(m.Agent)
+class AgentAdmin(admin.ModelAdmin):
+    list_display = ["name", "team", "provider", "model", "max_turns", "updated_at"]
+    list_filter = ["provider", "team"]
+    search_fields = ["name", "description", "model", "system_prompt"]
+
+
+class VersionInline(admin.TabularInline):
+    model = m.PipelineVersion
+    extra = 0
+    fields = ["number", "note", "created_by", "created_at"]
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(m.Pipeline)
+class PipelineAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "team", "created_at"]
+    list_filter = ["team"]
+    search_fields = ["name", "slug", "description"]
+    inlines = [VersionInline]
+
+
+@admin.register(m.PipelineVersion)
+class PipelineVersionAdmin(admin.ModelAdmin):
+    list_display = ["pipeline", "number", "note", "created_by", "created_at"]
+    list_filter = ["pipeline__team"]
+    search_fields = ["pipeline__name", "note"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Versions are immutable: new ones come from the builder or the API.
+        return ["pipeline", "number", "spec", "note", "created_by", "created_at"] if obj else []
+
+
+class StepInline(admin.TabularInline):
+    model = m.StepRun
+    extra = 0
+    fields = ["key", "kind", "agent_name", "status", "attempt", "input_tokens", "output_tokens", "started_at", "finished_at"]
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(m.Run)
+class RunAdmin(ReadOnlyAdmin):
+    list_display = ["id", "pipeline_version", "team", "status", "input_tokens", "output_tokens", "cost_usd", "created_at"]
+    list_filter = ["status", "team", "created_at"]
+    search_fields = ["id", "pipeline_version__pipeline__name", "error"]
+    inlines = [StepInline]
+    list_select_related = ["pipeline_version__pipeline", "team"]
+
+
+@admin.register(m.StepRun)
+class StepRunAdmin(ReadOnlyAdmin):
+    list_display = ["run", "key", "kind", "agent_name", "status", "attempt", "started_at"]
+    list_filter = ["status", "kind"]
+    search_fields = ["key", "agent_name", "error"]
+
+
+@admin.register(m.LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdmin):
+    list_display = ["run", "step_key", "attempt", "index", "kind", "name", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["step_key", "name"]
+
+
+@admin.register(m.RunEvent)
+class RunEventAdmin(ReadOnlyAdmin):
+    list_display = ["run", "seq", "type", "step_key", "created_at"]
+    list_filter = ["type"]
+    search_fields = ["type", "step_key", "hash"]
+
+
+@admin.register(m.UsageRecord)
+class UsageRecordAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "team", "agent", "provider", "model", "input_tokens", "output_tokens", "cost_usd"]
+    list_filter = ["provider", "model", "team"]
+    search_fields = ["model", "step_key"]
+
+
+@admin.register(m.ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    list_display = ["provider", "model", "input_per_mtok", "output_per_mtok"]
+    list_filter = ["provider"]
+    search_fields = ["model"]
+
+
+@admin.register(m.ReviewItem)
+class ReviewItemAdmin(admin.ModelAdmin):
+    list_display = ["id", "run", "step_key", "reason", "status", "decided_by", "created_at"]
+    list_filter = ["reason", "status", "team"]
+    search_fields = ["step_key"]
+    readonly_fields = ["team", "run", "step_key", "reason", "context", "decision", "decided_by", "decided_at", "created_at"]

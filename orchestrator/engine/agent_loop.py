@@ -1,0 +1,142 @@
+"""One attempt of an agent step: the tool-use loop, durable per model call and tool call.
+
+model → tool calls → results → model, up to the agent's max turns. Completed model calls
+and tool calls of this attempt that an earlier process recorded in the ledger are
+replayed from it instead of being made again, in the same order with the same ids.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from mcpgateway.types import Principal, ToolDenied, ToolInvocation
+from orchestrator.engine.errors import StepError
+from orchestrator.engine.spec import AgentStep
+from orchestrator.engine.store import LedgerWrite, UsageWrite
+from orchestrator.engine.types import Message, ModelRequest, ModelResponse, ToolResult
+
+if TYPE_CHECKING:
+    from orchestrator.engine.executor import Engine
+
+EVENT_TEXT_CAP = 20_000
+
+
+def _capped(text: str) -> str:
+    if len(text) <= EVENT_TEXT_CAP:
+        return text
+    return text[:EVENT_TEXT_CAP] + f"\n[... {len(text) - EVENT_TEXT_CAP} more characters in the ledger]"
+
+
+class AttemptTotals:
+    """Tokens an attempt has used, for its step row."""
+
+    def __init__(self) -> None:
+        self.input_tokens = 0
+        self.output_tokens = 0
+
+
+async def run_agent_attempt(engine: Engine, step: AgentStep, key: str, attempt: int, prompt: str, totals: AttemptTotals) -> Any:
+    """Run one attempt; return the step output. The final model turn is staged, not committed."""
+    agent = engine.agents[step.agent]
+    store = engine.store
+    ledger = engine.state.ledger.get((key, attempt), [])
+    principal = Principal(team_id=engine.team_id, agent=agent.name)
+    tools = await engine.toolbox.list_tools(principal)
+    messages = [Message("user", prompt)]
+    max_turns = step.max_turns or agent.max_turns
+    index = 0
+
+    for turn in range(1, max_turns + 1):
+        if index < len(ledger):
+            response = ModelResponse.from_dict(ledger[index]["result"]["response"])
+        else:
+            response = await _call_model(engine, step, key, attempt, turn, index, messages, tools, totals)
+        index += 1
+        messages.append(Message("assistant", response.text, list(response.tool_calls)))
+        if not response.tool_calls:
+            return _final_output(step, response.text)
+        # The model's request for tools is durable before any tool runs, so a resumed
+        # attempt replays the same calls with the same ids.
+        await store.commit()
+        for call in response.tool_calls:
+            if index < len(ledger):
+                recorded = ledger[index]
+                if recorded["kind"] != "tool" or recorded["name"] != call.name:
+                    raise StepError(f"ledger mismatch at call {index}: expected tool {call.name!r}")
+                result = ToolResult.from_dict(recorded["result"])
+            else:
+                result = await _call_tool(engine, key, attempt, index, principal, call.id, call.name, call.arguments)
+            index += 1
+            messages.append(Message("tool", result.content, tool_call_id=call.id, is_error=result.is_error))
+    raise StepError(f"agent {agent.name!r} did not give a final answer within {max_turns} turns", retryable=False)
+
+
+async def _call_model(engine: Engine, step: AgentStep, key: str, attempt: int, turn: int, index: int,
+                      messages: list[Message], tools: list, totals: AttemptTotals) -> ModelResponse:
+    agent = engine.agents[step.agent]
+    store = engine.store
+    request = ModelRequest(
+        model=agent.model,
+        system=agent.system_prompt,
+        messages=list(messages),
+        tools=tools,
+        temperature=agent.temperature,
+        max_tokens=agent.max_tokens,
+        options=agent.options,
+        meta={"run_id": engine.run_id, "step": key, "attempt": attempt, "turn": turn},
+    )
+    store.emit("llm.started", {"agent": agent.name, "provider": agent.provider, "model": agent.model, "turn": turn, "attempt": attempt}, key)
+
+    async def on_delta(text: str) -> None:
+        store.emit_ephemeral("llm.delta", {"turn": turn, "text": text}, key)
+
+    started = time.perf_counter()
+    result = await engine.models.complete(agent, request, on_delta)
+    response = result.response
+    usage = response.usage
+    totals.input_tokens += usage.input_tokens
+    totals.output_tokens += usage.output_tokens
+    store.stage(LedgerWrite(key, attempt, index, "model", agent.model, {"turn": turn, "messages": len(messages)},
+                            {"response": response.to_dict(), "cost_usd": str(result.cost_usd)}))
+    store.stage(UsageWrite(key, agent.name, agent.provider, agent.model, usage.input_tokens, usage.output_tokens, str(result.cost_usd)))
+    store.emit("llm.finished", {
+        "agent": agent.name, "model": response.model, "turn": turn, "attempt": attempt,
+        "text": _capped(response.text),
+        "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls],
+        "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+        "cost_usd": str(result.cost_usd), "stop_reason": response.stop_reason,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+    }, key)
+    return response
+
+
+async def _call_tool(engine: Engine, key: str, attempt: int, index: int, principal: Principal,
+                     call_id: str, name: str, arguments: dict[str, Any]) -> ToolResult:
+    store = engine.store
+    store.emit("tool.started", {"call_id": call_id, "name": name, "arguments": arguments, "attempt": attempt}, key)
+    started = time.perf_counter()
+    invocation = ToolInvocation(principal, name, arguments, call_id=call_id, run_id=engine.run_id, step_key=key)
+    try:
+        result = await engine.toolbox.call_tool(invocation)
+    except ToolDenied as exc:
+        result = ToolResult(content=f"Tool call refused: {exc}", is_error=True)
+    duration_ms = round((time.perf_counter() - started) * 1000, 1)
+    store.stage(LedgerWrite(key, attempt, index, "tool", name, {"call_id": call_id, "arguments": arguments}, result.to_dict()))
+    store.emit("tool.finished", {"call_id": call_id, "name": name, "is_error": result.is_error,
+                                 "content": _capped(result.content), "duration_ms": duration_ms}, key)
+    await store.commit()
+    return result
+
+
+def _final_output(step: AgentStep, text: str) -> Any:
+    if step.output_format == "text":
+        return text
+    candidate = text.strip()
+    if candidate.startswith("```"):
+        candidate = candidate.strip("`").removeprefix("json").strip()
+    try:
+        return json.loads(candidate)
+    except json.JSONDecodeError as exc:
+        raise StepError(f"the agent's answer is not valid JSON ({exc.msg} at char {exc.pos})", retryable=True) from None

@@ -1,0 +1,122 @@
+"""Run events: append (hash-chained, in the caller's transaction) and publish after commit.
+
+Each event's hash covers its content and the previous event's hash, so a trace can be
+verified end to end and a changed, removed or reordered event is detected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from orchestrator.models import Run, RunEvent
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def event_hash(prev_hash: str, seq: int, type: str, step_key: str, data: dict[str, Any], created_at: str) -> str:
+    body = canonical({"seq": seq, "type": type, "step_key": step_key, "data": data, "created_at": created_at})
+    return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="microseconds")
+
+
+def build_events(run: Run, items: Iterable[tuple[str, str, dict[str, Any]]], now: datetime) -> list[RunEvent]:
+    """Chain `(type, step_key, data)` items after the run's last event; updates `run.last_*`.
+
+    The caller saves the events and the run in its transaction.
+    """
+    events = []
+    stamp = _iso(now)
+    for type, step_key, data in items:
+        run.last_seq += 1
+        digest = event_hash(run.last_hash, run.last_seq, type, step_key, data, stamp)
+        events.append(RunEvent(run_id=run.pk, seq=run.last_seq, type=type, step_key=step_key, data=data,
+                               created_at=now, prev_hash=run.last_hash, hash=digest))
+        run.last_hash = digest
+    return events
+
+
+def event_payload(event: RunEvent) -> dict[str, Any]:
+    """The JSON form of an event, as the live page, the API and the CLI see it."""
+    return {
+        "run_id": event.run_id,
+        "seq": event.seq,
+        "type": event.type,
+        "step_key": event.step_key,
+        "data": event.data,
+        "created_at": _iso(event.created_at),
+        "hash": event.hash,
+    }
+
+
+def run_group(run_id: int) -> str:
+    return f"run-{run_id}"
+
+
+async def publish(payloads: list[dict[str, Any]]) -> None:
+    """Send events to the run's channel-layer group (live pages, SSE, metrics)."""
+    layer = get_channel_layer()
+    if layer is None or not payloads:
+        return
+    group = run_group(payloads[0]["run_id"])
+    await layer.group_send(group, {"type": "run.events", "events": payloads})
+
+
+def send_event_on_commit(run: Run, type: str, data: dict[str, Any], step_key: str = "") -> RunEvent:
+    """Append one event inside the current transaction; publish it once the transaction commits.
+
+    For actions outside the engine (cancel, review decisions). Locks the run row so
+    concurrent writers keep the chain linear.
+    """
+    from django.utils import timezone
+
+    locked = Run.objects.select_for_update().only("id", "last_seq", "last_hash").get(pk=run.pk)
+    (event,) = build_events(locked, [(type, step_key, data)], timezone.now())
+    event.save()
+    Run.objects.filter(pk=run.pk).update(last_seq=locked.last_seq, last_hash=locked.last_hash)
+    run.last_seq, run.last_hash = locked.last_seq, locked.last_hash
+    payload = event_payload(event)
+    transaction.on_commit(lambda: async_to_sync(publish)([payload]))
+    return event
+
+
+@dataclass(slots=True)
+class ChainReport:
+    ok: bool
+    count: int
+    first_broken_seq: int | None = None
+    reason: str = ""
+
+
+def verify_chain(events: Iterable[RunEvent | dict[str, Any]]) -> ChainReport:
+    """Recompute every hash in order; name the first event that does not verify."""
+    prev_hash = ""
+    expected_seq = 1
+    count = 0
+    for item in events:
+        e = event_payload(item) if isinstance(item, RunEvent) else item
+        prev = item.prev_hash if isinstance(item, RunEvent) else e.get("prev_hash", prev_hash)
+        count += 1
+        if e["seq"] != expected_seq:
+            return ChainReport(False, count, e["seq"], f"expected event #{expected_seq}, found #{e['seq']} (missing or reordered)")
+        if prev != prev_hash:
+            return ChainReport(False, count, e["seq"], "prev_hash does not match the previous event's hash")
+        digest = event_hash(prev_hash, e["seq"], e["type"], e["step_key"], e["data"], e["created_at"])
+        if digest != e["hash"]:
+            return ChainReport(False, count, e["seq"], "content does not match its hash (event was altered)")
+        prev_hash = digest
+        expected_seq += 1
+    return ChainReport(True, count)

@@ -1,0 +1,97 @@
+"""Run one run: load what it needs, claim it, hand it to the engine.
+
+Runners (inline task, Celery task) call `execute_run`; so does the CLI. This is the one
+place that wires the engine to Django: the store, the model door and the toolbox.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from mcpgateway.types import Toolbox
+from orchestrator.engine.executor import Engine, RunOutcome
+from orchestrator.engine.ports import AgentConfig
+from orchestrator.engine.spec import Limits, PipelineSpec, parse_spec
+from orchestrator.actions.runs import do_fail_run
+from orchestrator.model_door import ModelDoor
+from orchestrator.models import Agent, ModelPrice, Run, RunStatus
+from orchestrator.store import DjangoRunStore, Listener
+
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Prepared:
+    run: Run
+    spec: PipelineSpec
+    agents: dict[str, AgentConfig]
+    prices: dict[tuple[str, str], ModelPrice | None]
+
+
+def default_toolbox(team_id: int) -> Toolbox:
+    """The toolbox runs use unless given one: `AGENTDECK_TOOLBOX` names a factory taking a team id."""
+    factory = import_string(getattr(settings, "AGENTDECK_TOOLBOX", "mcpgateway.inprocess.team_toolbox"))
+    return factory(team_id)
+
+
+def _claim(run_id: int) -> Prepared | None:
+    """Move a queued (or interrupted running) run to running; None if it is not runnable."""
+    claimable = Q(status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
+    claimed = Run.objects.filter(claimable, pk=run_id, cancel_requested=False).update(status=RunStatus.RUNNING)
+    if not claimed:
+        return None
+    Run.objects.filter(pk=run_id, started_at__isnull=True).update(started_at=timezone.now())
+    run = Run.objects.select_related("pipeline_version").get(pk=run_id)
+    spec = parse_spec(run.pipeline_version.spec)
+    names = spec.agent_names()
+    agents = {
+        a.name: AgentConfig(a.name, a.provider, a.model, a.system_prompt, a.temperature, a.max_tokens, a.max_turns, a.options)
+        for a in Agent.objects.filter(team_id=run.team_id, name__in=names)
+    }
+    missing = names - set(agents)
+    if missing:
+        Run.objects.filter(pk=run_id).update(status=RunStatus.FAILED, error=f"agents not found: {', '.join(sorted(missing))}",
+                                             finished_at=timezone.now())
+        return None
+    prices = {(a.provider, a.model): ModelPrice.lookup(a.provider, a.model) for a in agents.values()}
+    return Prepared(run, spec, agents, prices)
+
+
+async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners: list[Listener] | None = None,
+                      flush_interval: float | None = None) -> RunOutcome | None:
+    """Run or resume `run_id` to its next stop (finished, waiting for review, cancelled)."""
+    prepared = await sync_to_async(_claim, thread_sensitive=True)(run_id)
+    if prepared is None:
+        return None
+    run = prepared.run
+    limits = Limits.model_validate({**prepared.spec.limits.model_dump(exclude_none=True), **(run.limits or {})})
+    door = ModelDoor(limits=limits, prices=prepared.prices, used_tokens=run.input_tokens + run.output_tokens,
+                     used_cost=Decimal(run.cost_usd))
+    engine = Engine(
+        spec=prepared.spec,
+        store=DjangoRunStore(run.pk, listeners=listeners),
+        models=door,
+        toolbox=toolbox if toolbox is not None else default_toolbox(run.team_id),
+        agents=prepared.agents,
+        run_id=run.pk,
+        team_id=run.team_id,
+        flush_interval=(settings.EVENT_FLUSH_MS / 1000) if flush_interval is None else flush_interval,
+    )
+    run_input: dict[str, Any] = run.input or {}
+    try:
+        return await engine.run(run_input)
+    except Exception as exc:
+        # A bug or an unreachable database: never leave the run looking alive.
+        log.exception("run %s crashed", run_id)
+        await sync_to_async(do_fail_run, thread_sensitive=True)(run_id, f"internal error: {type(exc).__name__}: {exc}")
+        raise

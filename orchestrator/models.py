@@ -1,0 +1,338 @@
+"""The orchestrator's data: teams, agents, versioned pipelines, runs, steps, events, usage.
+
+Writes go through `orchestrator.actions`; this module holds data, queries and small
+methods only.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Team(models.Model):
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "Owner"
+    BUILDER = "builder", "Builder"
+    REVIEWER = "reviewer", "Reviewer"
+    VIEWER = "viewer", "Viewer"
+
+
+# What each role may do; higher roles include the lower ones.
+ROLE_RANK = {Role.VIEWER: 0, Role.REVIEWER: 1, Role.BUILDER: 2, Role.OWNER: 3}
+
+
+class Membership(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="uniq_membership")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} ({self.role})"
+
+    def has_role(self, role: str) -> bool:
+        return ROLE_RANK[Role(self.role)] >= ROLE_RANK[Role(role)]
+
+
+class Agent(models.Model):
+    """A model, a system prompt and limits. Which tools it may call is the gateway's (grants)."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="agents")
+    name = models.SlugField(max_length=64, help_text="Referenced by pipeline specs.")
+    description = models.CharField(max_length=300, blank=True)
+    provider = models.CharField(max_length=32, default="scripted")
+    model = models.CharField(max_length=100, default="scripted-1")
+    system_prompt = models.TextField(blank=True)
+    temperature = models.FloatField(null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(default=1024)
+    max_turns = models.PositiveIntegerField(default=8, help_text="Model calls per step at most.")
+    # Provider options: base_url, api_key_env, and the scripted provider's "script".
+    options = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="uniq_agent_name")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Pipeline(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="pipelines")
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=100)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "slug"], name="uniq_pipeline_slug")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def latest_version(self) -> PipelineVersion | None:
+        return self.versions.order_by("-number").first()
+
+
+class PipelineVersion(models.Model):
+    """An immutable snapshot of a pipeline's spec. Every edit makes a new one."""
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    spec = models.JSONField()
+    note = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["pipeline", "number"], name="uniq_pipeline_version")]
+        ordering = ["pipeline", "-number"]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline} v{self.number}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            raise ValueError("Pipeline versions are immutable; create a new version instead.")
+        super().save(*args, **kwargs)
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    WAITING_REVIEW = "waiting_review", "Waiting for review"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+FINISHED_RUN_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class Run(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="runs")
+    pipeline_version = models.ForeignKey(PipelineVersion, on_delete=models.PROTECT, related_name="runs")
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    input = models.JSONField(default=dict, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    # Effective budget: the spec's limits, raised by a reviewer when a budget pause is resumed.
+    limits = models.JSONField(default=dict, blank=True)
+    # Tokens and cost so far, kept in step with UsageRecord rows in the same transactions.
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    # Next event sequence number; only the process holding the run writes it.
+    last_seq = models.PositiveIntegerField(default=0)
+    last_hash = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["team", "-created_at"], name="run_team_created"),
+            models.Index(fields=["team", "status", "-created_at"], name="run_team_status_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.pipeline_version}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_RUN_STATUSES
+
+
+class StepStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    WAITING_REVIEW = "waiting_review", "Waiting for review"
+    CANCELLED = "cancelled", "Cancelled"
+    SKIPPED = "skipped", "Skipped"
+
+
+class StepRun(models.Model):
+    """One execution of one step instance (`key` includes loop iterations, e.g. `coder#2`)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    key = models.CharField(max_length=200)
+    step_id = models.CharField(max_length=64)
+    kind = models.CharField(max_length=16)
+    agent_name = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=20, choices=StepStatus.choices, default=StepStatus.RUNNING)
+    attempt = models.PositiveIntegerField(default=1)
+    input = models.JSONField(null=True, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="uniq_step_key")]
+        ordering = ["run", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.status})"
+
+
+class LedgerEntry(models.Model):
+    """A completed model call or tool call inside a step attempt.
+
+    Keyed by (run, step key, attempt, index): on resume the engine replays these instead
+    of calling the model or the tool again, so nothing completed is paid for twice.
+    """
+
+    class Kind(models.TextChoices):
+        MODEL = "model", "Model call"
+        TOOL = "tool", "Tool call"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="ledger")
+    step_key = models.CharField(max_length=200)
+    attempt = models.PositiveIntegerField()
+    index = models.PositiveIntegerField()
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    name = models.CharField(max_length=128, blank=True, help_text="Tool name or model.")
+    request = models.JSONField(default=dict)
+    result = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "step_key", "attempt", "index"], name="uniq_ledger_slot")
+        ]
+        ordering = ["run", "step_key", "attempt", "index"]
+
+    def __str__(self) -> str:
+        return f"{self.step_key}@{self.attempt}[{self.index}] {self.kind} {self.name}"
+
+
+class RunEvent(models.Model):
+    """An append-only, hash-chained record of one change in a run."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    type = models.CharField(max_length=40)
+    step_key = models.CharField(max_length=200, blank=True)
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+    prev_hash = models.CharField(max_length=64, blank=True)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="uniq_event_seq")]
+        ordering = ["run", "seq"]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.type}"
+
+
+class UsageRecord(models.Model):
+    """Tokens and cost of one model call."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="usage")
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.CASCADE, related_name="usage")
+    step_key = models.CharField(max_length=200, blank=True)
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage")
+    provider = models.CharField(max_length=32)
+    model = models.CharField(max_length=100)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["team", "-created_at"], name="usage_team_created")]
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.model} {self.input_tokens}+{self.output_tokens}"
+
+
+class ModelPrice(models.Model):
+    """Dollar price per million tokens; editable in the admin. `model` may end in `*`."""
+
+    provider = models.CharField(max_length=32)
+    model = models.CharField(max_length=100)
+    input_per_mtok = models.DecimalField(max_digits=10, decimal_places=4)
+    output_per_mtok = models.DecimalField(max_digits=10, decimal_places=4)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["provider", "model"], name="uniq_model_price")]
+        ordering = ["provider", "model"]
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+    @classmethod
+    def lookup(cls, provider: str, model: str) -> ModelPrice | None:
+        """The exact price row, else the longest matching `prefix*` row."""
+        rows = list(cls.objects.filter(Q(provider=provider) & (Q(model=model) | Q(model__endswith="*"))))
+        exact = [r for r in rows if r.model == model]
+        if exact:
+            return exact[0]
+        prefixed = [r for r in rows if r.model.endswith("*") and model.startswith(r.model[:-1])]
+        return max(prefixed, key=lambda r: len(r.model), default=None)
+
+    def cost(self, input_tokens: int, output_tokens: int) -> Decimal:
+        return (self.input_per_mtok * input_tokens + self.output_per_mtok * output_tokens) / Decimal(1_000_000)
+
+
+class ReviewReason(models.TextChoices):
+    GATE = "gate", "Review gate"
+    FAILURE = "failure", "Failure after retries"
+    BUDGET = "budget", "Budget reached"
+    GUARDRAIL = "guardrail", "Guardrail tripped"
+    APPROVAL = "approval", "Tool call needs approval"
+
+
+class ReviewItem(models.Model):
+    """Something a human must decide before a paused run continues."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="review_items")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="review_items")
+    step_key = models.CharField(max_length=200)
+    reason = models.CharField(max_length=16, choices=ReviewReason.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    context = models.JSONField(default=dict, blank=True)
+    # What the reviewer decided: the output to continue with (possibly edited) or a note.
+    decision = models.JSONField(null=True, blank=True)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["team", "status", "-created_at"], name="review_team_status")]
+
+    def __str__(self) -> str:
+        return f"{self.get_reason_display()} on {self.step_key}"

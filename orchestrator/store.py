@@ -1,0 +1,203 @@
+"""The engine's store on the Django ORM: one transaction per commit, events chained in it.
+
+All writes of one commit — step rows, ledger entries, usage records, review items, the
+run row and every buffered event — go in a single transaction, then the events are
+published. Writes run on one thread (`thread_sensitive`), which serialises them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from orchestrator.engine.errors import RunCancelled
+from orchestrator.engine.store import (
+    LedgerWrite,
+    ReviewWrite,
+    RunState,
+    RunWrite,
+    StepRecord,
+    StepWrite,
+    UsageWrite,
+    Write,
+)
+from orchestrator.events import build_events, event_payload, publish
+from orchestrator.models import (
+    Agent,
+    LedgerEntry,
+    ReviewItem,
+    Run,
+    RunStatus,
+    StepRun,
+    UsageRecord,
+)
+
+Listener = Callable[[dict[str, Any]], None]
+
+
+class DjangoRunStore:
+    """Persists one run. Only one process holds a run at a time (the runner claims it)."""
+
+    def __init__(self, run_id: int, listeners: list[Listener] | None = None, publish_events: bool = True):
+        self.run_id = run_id
+        self.listeners = listeners or []
+        self.publish_events = publish_events
+        self._writes: list[Write] = []
+        self._events: list[tuple[str, str, dict[str, Any]]] = []
+        self._lock = asyncio.Lock()
+        self._agents: dict[str, int] = {}
+
+    # --- loading -------------------------------------------------------------------------
+
+    async def load(self) -> RunState:
+        return await sync_to_async(self._load, thread_sensitive=True)()
+
+    def _load(self) -> RunState:
+        run = Run.objects.get(pk=self.run_id)
+        self._agents = dict(Agent.objects.filter(team_id=run.team_id).values_list("name", "id"))
+        state = RunState(input_tokens=run.input_tokens, output_tokens=run.output_tokens, cost_usd=str(run.cost_usd))
+        for step in StepRun.objects.filter(run_id=self.run_id):
+            state.steps[step.key] = StepRecord(step.key, step.status, step.attempt, step.output, step.error)
+        # The newest review item of a step is the one that counts: an older decision must not
+        # answer a newer pause of the same step.
+        latest: dict[str, ReviewItem] = {}
+        for item in ReviewItem.objects.filter(run_id=self.run_id).order_by("id"):
+            latest[item.step_key] = item
+        for key, item in latest.items():
+            record = state.steps.get(key)
+            if record is not None and record.status == "waiting_review" and item.status != ReviewItem.Status.PENDING:
+                record.decision = item.decision or {}
+        for entry in LedgerEntry.objects.filter(run_id=self.run_id).order_by("step_key", "attempt", "index"):
+            state.ledger.setdefault((entry.step_key, entry.attempt), []).append(
+                {"kind": entry.kind, "name": entry.name, "request": entry.request, "result": entry.result}
+            )
+        return state
+
+    # --- buffering -----------------------------------------------------------------------
+
+    def stage(self, write: Write) -> None:
+        self._writes.append(write)
+
+    def emit(self, type: str, data: dict[str, Any], step_key: str = "") -> None:
+        self._events.append((type, step_key, data))
+
+    def emit_ephemeral(self, type: str, data: dict[str, Any], step_key: str = "") -> None:
+        payload = {"run_id": self.run_id, "seq": None, "type": type, "step_key": step_key, "data": data, "ephemeral": True}
+        for listener in self.listeners:
+            listener(payload)
+        if self.publish_events:
+            task = asyncio.get_running_loop().create_task(publish([payload]))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+
+    def has_pending(self) -> bool:
+        return bool(self._writes or self._events)
+
+    # --- committing ------------------------------------------------------------------------
+
+    async def commit(self, *, final: bool = False) -> None:
+        async with self._lock:
+            writes, events = self._writes, self._events
+            self._writes, self._events = [], []
+            payloads, cancel = await sync_to_async(self._commit, thread_sensitive=True)(writes, events)
+        if payloads:
+            for listener in self.listeners:
+                for payload in payloads:
+                    listener(payload)
+            if self.publish_events:
+                await publish(payloads)
+        if cancel and not final:
+            raise RunCancelled("run cancelled")
+
+    def _commit(self, writes: list[Write], events: list[tuple[str, str, dict[str, Any]]]) -> tuple[list[dict[str, Any]], bool]:
+        now = timezone.now()
+        with transaction.atomic():
+            if not writes and not events:
+                return [], Run.objects.filter(pk=self.run_id, cancel_requested=True).exists()
+            run = Run.objects.only("id", "team_id", "last_seq", "last_hash", "cancel_requested", "status").get(pk=self.run_id)
+            update: dict[str, Any] = {}
+            steps: dict[str, StepWrite] = {}
+            ledger, usage, reviews = [], [], []
+            for w in writes:
+                if isinstance(w, StepWrite):
+                    steps[w.key] = _merge(steps.get(w.key), w)
+                elif isinstance(w, LedgerWrite):
+                    ledger.append(LedgerEntry(run_id=self.run_id, step_key=w.step_key, attempt=w.attempt, index=w.index,
+                                              kind=w.kind, name=w.name, request=w.request, result=w.result))
+                elif isinstance(w, UsageWrite):
+                    usage.append(w)
+                elif isinstance(w, ReviewWrite):
+                    reviews.append(w)
+                elif isinstance(w, RunWrite):
+                    update.update(status=w.status, error=w.error, output=w.output)
+                    if w.status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED):
+                        update["finished_at"] = now
+            for w in steps.values():
+                self._write_step(w, now)
+            if ledger:
+                LedgerEntry.objects.bulk_create(ledger)
+            if usage:
+                self._write_usage(run, usage, update)
+            for r in reviews:
+                if not ReviewItem.objects.filter(run_id=self.run_id, step_key=r.step_key, status=ReviewItem.Status.PENDING).exists():
+                    ReviewItem.objects.create(team_id=run.team_id, run_id=self.run_id, step_key=r.step_key,
+                                              reason=r.reason, context=r.context)
+            new_events = build_events(run, events, now)
+            if new_events:
+                from orchestrator.models import RunEvent
+
+                RunEvent.objects.bulk_create(new_events)
+                update.update(last_seq=run.last_seq, last_hash=run.last_hash)
+            if update:
+                Run.objects.filter(pk=self.run_id).update(**update)
+        return [event_payload(e) for e in new_events], run.cancel_requested
+
+    def _write_step(self, w: StepWrite, now: Any) -> None:
+        fields: dict[str, Any] = {"status": w.status, "attempt": w.attempt, "error": w.error}
+        if w.agent:
+            fields["agent_name"] = w.agent
+        if w.input is not None:
+            fields["input"] = w.input
+        if w.finished:
+            fields.update(output=w.output, finished_at=now, input_tokens=w.input_tokens, output_tokens=w.output_tokens)
+        if w.started:
+            fields["started_at"] = now
+        updated = StepRun.objects.filter(run_id=self.run_id, key=w.key).update(**fields)
+        if not updated:
+            StepRun.objects.create(run_id=self.run_id, key=w.key, step_id=w.step_id, kind=w.kind,
+                                   started_at=fields.pop("started_at", now), **fields)
+
+    def _write_usage(self, run: Run, usage: list[UsageWrite], update: dict[str, Any]) -> None:
+        UsageRecord.objects.bulk_create([
+            UsageRecord(team_id=run.team_id, run_id=self.run_id, step_key=u.step_key, agent_id=self._agents.get(u.agent),
+                        provider=u.provider, model=u.model, input_tokens=u.input_tokens,
+                        output_tokens=u.output_tokens, cost_usd=Decimal(u.cost_usd))
+            for u in usage
+        ])
+        update.update(
+            input_tokens=F("input_tokens") + sum(u.input_tokens for u in usage),
+            output_tokens=F("output_tokens") + sum(u.output_tokens for u in usage),
+            cost_usd=F("cost_usd") + sum((Decimal(u.cost_usd) for u in usage), Decimal(0)),
+        )
+
+
+def _merge(earlier: StepWrite | None, later: StepWrite) -> StepWrite:
+    """Two writes of one step in one commit: the later wins, keeping `started` and the input."""
+    if earlier is None:
+        return later
+    later.started = later.started or earlier.started
+    if later.input is None:
+        later.input = earlier.input
+    if not later.agent:
+        later.agent = earlier.agent
+    return later
+
+
+_background: set[asyncio.Task[Any]] = set()
