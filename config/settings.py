@@ -151,6 +151,8 @@ else:
 # --- run execution ----------------------------------------------------------------------
 # Runners are chosen by name from orchestrator.runners.RUNNERS ("inline" now).
 RUNNER = envstr("AGENTDECK_RUNNER", "inline")
+# Which toolbox runs use (a factory taking a team id); the MCP gateway replaces the default.
+AGENTDECK_TOOLBOX = envstr("AGENTDECK_TOOLBOX", "mcpgateway.inprocess.team_toolbox")
 # How long buffered events may wait before they are flushed without a step boundary.
 EVENT_FLUSH_MS = envint("AGENTDECK_EVENT_FLUSH_MS", "25")
 
@@ -173,6 +175,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

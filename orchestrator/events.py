@@ -11,21 +11,29 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
 from orchestrator.models import Run, RunEvent
+from orchestrator.store_sql import JSONText
 
 
 def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def event_hash(prev_hash: str, seq: int, type: str, step_key: str, data: dict[str, Any], created_at: str) -> str:
-    body = canonical({"seq": seq, "type": type, "step_key": step_key, "data": data, "created_at": created_at})
+def event_hash(prev_hash: str, seq: int, type: str, step_key: str, data: dict[str, Any] | str, created_at: str) -> str:
+    """sha256 over the previous hash and the event's canonical JSON.
+
+    `data` may be given already in canonical form (the store reuses that text as the
+    stored value); the body is exactly `canonical({...})` of the event either way.
+    """
+    data_text = data if isinstance(data, str) else canonical(data)
+    body = (f'{{"created_at":{canonical(created_at)},"data":{data_text},"seq":{seq:d},'
+            f'"step_key":{canonical(step_key)},"type":{canonical(type)}}}')
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
 
 
@@ -33,32 +41,43 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds")
 
 
-def build_events(run: Run, items: Iterable[tuple[str, str, dict[str, Any]]], now: datetime) -> list[RunEvent]:
-    """Chain `(type, step_key, data)` items after the run's last event; updates `run.last_*`.
+class ChainHead(Protocol):
+    """Anything with a run's id and chain head (a Run, or the store's RunHead)."""
 
-    The caller saves the events and the run in its transaction.
+    pk: int
+    last_seq: int
+    last_hash: str
+
+
+def build_events(run: ChainHead, items: Iterable[tuple[str, str, dict[str, Any]]], now: datetime) -> list[dict[str, Any]]:
+    """Chain `(type, step_key, data)` items after the run's last event; advances `run.last_*`.
+
+    Returns rows with the columns of RunEvent (`data` as its canonical JSON text, the value
+    itself under `_data`); the caller saves them and the run's new head in its transaction.
     """
-    events = []
+    rows = []
     stamp = _iso(now)
     for type, step_key, data in items:
         run.last_seq += 1
-        digest = event_hash(run.last_hash, run.last_seq, type, step_key, data, stamp)
-        events.append(RunEvent(run_id=run.pk, seq=run.last_seq, type=type, step_key=step_key, data=data,
-                               created_at=now, prev_hash=run.last_hash, hash=digest))
+        text = canonical(data)
+        digest = event_hash(run.last_hash, run.last_seq, type, step_key, text, stamp)
+        rows.append({"run_id": run.pk, "seq": run.last_seq, "type": type, "step_key": step_key, "data": JSONText(text),
+                     "created_at": now, "prev_hash": run.last_hash, "hash": digest, "_data": data})
         run.last_hash = digest
-    return events
+    return rows
 
 
-def event_payload(event: RunEvent) -> dict[str, Any]:
+def event_payload(event: RunEvent | dict[str, Any]) -> dict[str, Any]:
     """The JSON form of an event, as the live page, the API and the CLI see it."""
+    row = event if isinstance(event, dict) else {f: getattr(event, f) for f in ("run_id", "seq", "type", "step_key", "data", "created_at", "hash")}
     return {
-        "run_id": event.run_id,
-        "seq": event.seq,
-        "type": event.type,
-        "step_key": event.step_key,
-        "data": event.data,
-        "created_at": _iso(event.created_at),
-        "hash": event.hash,
+        "run_id": row["run_id"],
+        "seq": row["seq"],
+        "type": row["type"],
+        "step_key": row["step_key"],
+        "data": row.get("_data", row["data"]),
+        "created_at": _iso(row["created_at"]),
+        "hash": row["hash"],
     }
 
 
@@ -84,8 +103,8 @@ def send_event_on_commit(run: Run, type: str, data: dict[str, Any], step_key: st
     from django.utils import timezone
 
     locked = Run.objects.select_for_update().only("id", "last_seq", "last_hash").get(pk=run.pk)
-    (event,) = build_events(locked, [(type, step_key, data)], timezone.now())
-    event.save()
+    (row,) = build_events(locked, [(type, step_key, data)], timezone.now())
+    event = RunEvent.objects.create(**{**{k: v for k, v in row.items() if k != "_data"}, "data": data})
     Run.objects.filter(pk=run.pk).update(last_seq=locked.last_seq, last_hash=locked.last_hash)
     run.last_seq, run.last_hash = locked.last_seq, locked.last_hash
     payload = event_payload(event)

@@ -18,14 +18,13 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from mcpgateway.types import Toolbox
+from orchestrator.actions.runs import do_fail_run
 from orchestrator.engine.executor import Engine, RunOutcome
 from orchestrator.engine.ports import AgentConfig
 from orchestrator.engine.spec import Limits, PipelineSpec, parse_spec
-from orchestrator.actions.runs import do_fail_run
 from orchestrator.model_door import ModelDoor
 from orchestrator.models import Agent, ModelPrice, Run, RunStatus
 from orchestrator.store import DjangoRunStore, Listener
-
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ class Prepared:
 
 def default_toolbox(team_id: int) -> Toolbox:
     """The toolbox runs use unless given one: `AGENTDECK_TOOLBOX` names a factory taking a team id."""
-    factory = import_string(getattr(settings, "AGENTDECK_TOOLBOX", "mcpgateway.inprocess.team_toolbox"))
+    factory = import_string(settings.AGENTDECK_TOOLBOX)
     return factory(team_id)
 
 

@@ -52,7 +52,12 @@ async def run_agent_attempt(engine: Engine, step: AgentStep, key: str, attempt: 
         if index < len(ledger):
             response = ModelResponse.from_dict(ledger[index]["result"]["response"])
         else:
-            response = await _call_model(engine, step, key, attempt, turn, index, messages, tools, totals)
+            response = await _call_model(engine, step, key, attempt, turn, messages, tools, totals)
+            if response.tool_calls:
+                # Only a turn that leads to tool calls needs a ledger slot: a final turn is
+                # committed together with the step's completion, which is what a resume reads.
+                store.stage(LedgerWrite(key, attempt, index, "model", agent.model, {"turn": turn, "messages": len(messages) - 1},
+                                        {"response": response.to_dict()}))
         index += 1
         messages.append(Message("assistant", response.text, list(response.tool_calls)))
         if not response.tool_calls:
@@ -73,7 +78,7 @@ async def run_agent_attempt(engine: Engine, step: AgentStep, key: str, attempt: 
     raise StepError(f"agent {agent.name!r} did not give a final answer within {max_turns} turns", retryable=False)
 
 
-async def _call_model(engine: Engine, step: AgentStep, key: str, attempt: int, turn: int, index: int,
+async def _call_model(engine: Engine, step: AgentStep, key: str, attempt: int, turn: int,
                       messages: list[Message], tools: list, totals: AttemptTotals) -> ModelResponse:
     agent = engine.agents[step.agent]
     store = engine.store
@@ -98,8 +103,6 @@ async def _call_model(engine: Engine, step: AgentStep, key: str, attempt: int, t
     usage = response.usage
     totals.input_tokens += usage.input_tokens
     totals.output_tokens += usage.output_tokens
-    store.stage(LedgerWrite(key, attempt, index, "model", agent.model, {"turn": turn, "messages": len(messages)},
-                            {"response": response.to_dict(), "cost_usd": str(result.cost_usd)}))
     store.stage(UsageWrite(key, agent.name, agent.provider, agent.model, usage.input_tokens, usage.output_tokens, str(result.cost_usd)))
     store.emit("llm.finished", {
         "agent": agent.name, "model": response.model, "turn": turn, "attempt": attempt,

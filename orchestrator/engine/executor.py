@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from mcpgateway.types import Toolbox
 from orchestrator.engine.agent_loop import AttemptTotals, run_agent_attempt
-from orchestrator.engine.errors import BudgetExceeded, ProviderError, RunCancelled, StepError, StepFailed
+from orchestrator.engine.errors import (
+    BudgetExceeded,
+    ProviderError,
+    RunCancelled,
+    StepError,
+    StepFailed,
+)
 from orchestrator.engine.ports import AgentConfig, Models
 from orchestrator.engine.scope import Scope
 from orchestrator.engine.spec import (
@@ -29,7 +34,7 @@ from orchestrator.engine.spec import (
     SequenceStep,
     StepBase,
 )
-from orchestrator.engine.store import ReviewWrite, RunState, RunWrite, Store, StepRecord, StepWrite
+from orchestrator.engine.store import ReviewWrite, RunState, RunWrite, StepRecord, StepWrite, Store
 
 INHERIT = "inherit"  # failure policy marker: let the enclosing parallel step decide
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -112,26 +111,48 @@ def retryable_status(status_code: int, headers: Mapping[str, str] | None = None)
     return status_code in (408, 409, 429) or status_code >= 500
 
 
-ClientT = TypeVar("ClientT")
+class ClosableClient(Protocol):
+    async def close(self) -> None: ...
+
+
+ClientT = TypeVar("ClientT", bound=ClosableClient)
 
 
 class ClientCache(Generic[ClientT]):
     """SDK clients cached per (base_url, api_key), separately for each event loop.
 
-    An SDK client holds a connection pool bound to the loop that opened it; a worker
+    An SDK client holds a connection pool bound to the loop that opened it, and a worker
     that runs each job under a fresh loop (`async_to_sync`, `asyncio.run`) must not
-    reuse it there. Entries go away with their loop.
+    reuse it there. The first client made on a loop starts a task that waits for that
+    loop to shut down: `asyncio.run` cancels it then, and it closes the loop's clients.
     """
 
     def __init__(self, factory: Callable[[str | None, str | None], ClientT]):
         self._factory = factory
-        self._by_loop: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[tuple[str | None, str | None], ClientT]
-        ] = weakref.WeakKeyDictionary()
+        self._by_loop: dict[asyncio.AbstractEventLoop, _LoopClients[ClientT]] = {}
 
     def get(self, base_url: str | None, api_key: str | None) -> ClientT:
-        clients = self._by_loop.setdefault(asyncio.get_running_loop(), {})
+        loop = asyncio.get_running_loop()
+        entry = self._by_loop.get(loop)
+        if entry is None:
+            entry = self._by_loop[loop] = _LoopClients()
+            entry.closer = loop.create_task(self._close_at_shutdown(loop, entry))
         key = (base_url, api_key)
-        if key not in clients:
-            clients[key] = self._factory(base_url, api_key)
-        return clients[key]
+        if key not in entry.clients:
+            entry.clients[key] = self._factory(base_url, api_key)
+        return entry.clients[key]
+
+    async def _close_at_shutdown(
+        self, loop: asyncio.AbstractEventLoop, entry: _LoopClients[ClientT]
+    ) -> None:
+        try:
+            await loop.create_future()  # never set: only the loop's shutdown ends this
+        finally:
+            self._by_loop.pop(loop, None)
+            await asyncio.gather(*(client.close() for client in entry.clients.values()))
+
+
+class _LoopClients(Generic[ClientT]):
+    def __init__(self) -> None:
+        self.clients: dict[tuple[str | None, str | None], ClientT] = {}
+        self.closer: asyncio.Task[None] | None = None

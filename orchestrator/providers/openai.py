@@ -160,9 +160,7 @@ def to_wire_messages(system: str, messages: list[Message]) -> list[dict[str, Any
             wire.append(entry)
         else:
             content = f"ERROR: {message.content}" if message.is_error else message.content
-            wire.append(
-                {"role": "tool", "tool_call_id": message.tool_call_id, "content": content}
-            )
+            wire.append({"role": "tool", "tool_call_id": message.tool_call_id, "content": content})
     return wire
 
 

@@ -42,12 +42,16 @@ _ERROR_TYPES = {
 
 @dataclass
 class ReceivedRequest:
-    """One request as the server saw it; header names are lower-case."""
+    """One request as the server saw it; header names are lower-case.
+
+    `client_port` tells connections apart: equal ports mean a reused keep-alive connection.
+    """
 
     method: str
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    client_port: int
 
 
 @dataclass
@@ -165,7 +169,9 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b"{}"
         body = json.loads(raw or b"{}")
         headers = {name.lower(): value for name, value in self.headers.items()}
-        turn = self.fake._next_turn(ReceivedRequest("POST", self.path, headers, body))
+        turn = self.fake._next_turn(
+            ReceivedRequest("POST", self.path, headers, body, self.client_address[1])
+        )
         if self.path.split("?")[0] != "/v1/messages":
             self._send_error(404, "not_found_error", f"no route for {self.path}")
             return
@@ -185,7 +191,9 @@ class _Handler(BaseHTTPRequestHandler):
         if final:
             if turn.deltas:
                 content.append({"type": "text", "text": "".join(turn.deltas)})
-            content.extend(self._tool_block(call, call.get("input", {})) for call in turn.tool_calls)
+            content.extend(
+                self._tool_block(call, call.get("input", {})) for call in turn.tool_calls
+            )
         return {
             "id": self.fake._next_id("msg"),
             "type": "message",
@@ -205,33 +213,63 @@ class _Handler(BaseHTTPRequestHandler):
         return {"type": "tool_use", "id": call["id"], "name": call["name"], "input": tool_input}
 
     def _events(self, turn: Turn, model: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        yield "message_start", {"type": "message_start", "message": self._message(turn, model, final=False)}
+        yield (
+            "message_start",
+            {"type": "message_start", "message": self._message(turn, model, final=False)},
+        )
         if turn.mid_stream:
             error = {"type": turn.error_type, "message": turn.error_message}
             yield "error", {"type": "error", "error": error}
             return
         index = 0
         if turn.deltas:
-            yield "content_block_start", {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}
+            yield (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            )
             yield "ping", {"type": "ping"}
             for piece in turn.deltas:
-                yield "content_block_delta", {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}}
+                yield (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "text_delta", "text": piece},
+                    },
+                )
             yield "content_block_stop", {"type": "content_block_stop", "index": index}
             index += 1
         for call in turn.tool_calls:
             block = self._tool_block(call, {})
-            yield "content_block_start", {"type": "content_block_start", "index": index, "content_block": block}
+            yield (
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": block},
+            )
             arguments = json.dumps(call.get("input", {}))
             half = len(arguments) // 2
             for piece in (arguments[:half], arguments[half:]):
-                yield "content_block_delta", {"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": piece}}
+                yield (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "input_json_delta", "partial_json": piece},
+                    },
+                )
             yield "content_block_stop", {"type": "content_block_stop", "index": index}
             index += 1
-        yield "message_delta", {
-            "type": "message_delta",
-            "delta": {"stop_reason": _stop_reason(turn), "stop_sequence": None},
-            "usage": {"output_tokens": turn.output_tokens},
-        }
+        yield (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": _stop_reason(turn), "stop_sequence": None},
+                "usage": {"output_tokens": turn.output_tokens},
+            },
+        )
         yield "message_stop", {"type": "message_stop"}
 
     def _send_stream(self, turn: Turn, model: str) -> None:
@@ -250,7 +288,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_error(self, status: int, error_type: str, message: str) -> None:
         request_id = self.fake._next_id("req")
-        body = {"type": "error", "error": {"type": error_type, "message": message}, "request_id": request_id}
+        body = {
+            "type": "error",
+            "error": {"type": error_type, "message": message},
+            "request_id": request_id,
+        }
         self._send_json(status, body)
 
     def _send_json(self, status: int, body: dict[str, Any]) -> None:

@@ -40,12 +40,16 @@ _CREATED = 1_700_000_000
 
 @dataclass
 class ReceivedRequest:
-    """One request as the server saw it; header names are lower-case."""
+    """One request as the server saw it; header names are lower-case.
+
+    `client_port` tells connections apart: equal ports mean a reused keep-alive connection.
+    """
 
     method: str
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    client_port: int
 
 
 @dataclass
@@ -160,7 +164,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) if length else b"{}")
         headers = {name.lower(): value for name, value in self.headers.items()}
-        turn = self.fake._next_turn(ReceivedRequest("POST", self.path, headers, body))
+        turn = self.fake._next_turn(
+            ReceivedRequest("POST", self.path, headers, body, self.client_address[1])
+        )
         if self.path.split("?")[0] != "/v1/chat/completions":
             self._send_error(404, f"no route for {self.path}")
             return
@@ -196,7 +202,11 @@ class _Handler(BaseHTTPRequestHandler):
         }
 
     def _completion(self, turn: Turn, model: str) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(turn.deltas) or None, "refusal": None}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": "".join(turn.deltas) or None,
+            "refusal": None,
+        }
         if turn.tool_calls:
             message["tool_calls"] = self._tool_calls(turn)
         return {
@@ -204,7 +214,14 @@ class _Handler(BaseHTTPRequestHandler):
             "object": "chat.completion",
             "created": _CREATED,
             "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": _finish_reason(turn), "logprobs": None}],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": _finish_reason(turn),
+                    "logprobs": None,
+                }
+            ],
             "usage": self._usage(turn) if turn.send_usage else None,
         }
 
@@ -213,21 +230,46 @@ class _Handler(BaseHTTPRequestHandler):
 
         def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-            return {"id": completion_id, "object": "chat.completion.chunk", "created": _CREATED, "model": model, "system_fingerprint": None, "choices": [choice]}
+            return {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": _CREATED,
+                "model": model,
+                "system_fingerprint": None,
+                "choices": [choice],
+            }
 
         yield chunk({"role": "assistant", "content": ""})
         for piece in turn.deltas:
             yield chunk({"content": piece})
         for index, call in enumerate(self._tool_calls(turn)):
             name = call["function"]["name"]
-            yield chunk({"tool_calls": [{"index": index, "id": call["id"], "type": "function", "function": {"name": name, "arguments": ""}}]})
+            yield chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": index,
+                            "id": call["id"],
+                            "type": "function",
+                            "function": {"name": name, "arguments": ""},
+                        }
+                    ]
+                }
+            )
             arguments = call["function"]["arguments"]
             half = len(arguments) // 2
             for piece in (arguments[:half], arguments[half:]):
                 yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
         yield chunk({}, _finish_reason(turn))
         if include_usage and turn.send_usage:
-            yield {"id": completion_id, "object": "chat.completion.chunk", "created": _CREATED, "model": model, "choices": [], "usage": self._usage(turn)}
+            yield {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": _CREATED,
+                "model": model,
+                "choices": [],
+                "usage": self._usage(turn),
+            }
 
     def _send_stream(self, chunks: Iterator[dict[str, Any]]) -> None:
         self.send_response(200)
@@ -245,7 +287,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_error(self, status: int, message: str) -> None:
         error_type, code = _ERROR_TYPES.get(status, ("server_error", None))
-        self._send_json(status, {"error": {"message": message, "type": error_type, "param": None, "code": code}})
+        self._send_json(
+            status, {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+        )
 
     def _send_json(self, status: int, body: dict[str, Any]) -> None:
         payload = json.dumps(body).encode()

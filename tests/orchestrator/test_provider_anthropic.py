@@ -72,7 +72,10 @@ def test_it_streams_text_deltas_in_order(server: FakeAnthropicServer) -> None:
 
 
 def test_it_round_trips_a_tool_call(server: FakeAnthropicServer) -> None:
-    server.push(text="Let me look.", tool_calls=[{"id": "toolu_1", "name": "search", "input": {"q": "llamas"}}])
+    server.push(
+        text="Let me look.",
+        tool_calls=[{"id": "toolu_1", "name": "search", "input": {"q": "llamas"}}],
+    )
     server.push(text="Found 3 llamas.")
     ask = make_request(server, tools=[SEARCH])
 
@@ -100,7 +103,12 @@ def test_it_round_trips_a_tool_call(server: FakeAnthropicServer) -> None:
         {
             "role": "user",
             "content": [
-                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "3 results", "is_error": False}
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_1",
+                    "content": "3 results",
+                    "is_error": False,
+                }
             ],
         },
     ]
@@ -108,7 +116,10 @@ def test_it_round_trips_a_tool_call(server: FakeAnthropicServer) -> None:
 
 def test_it_sends_consecutive_tool_results_as_one_user_message(server: FakeAnthropicServer) -> None:
     server.push(text="Done.")
-    calls = [ToolCall(id="t1", name="search", arguments={"q": "a"}), ToolCall(id="t2", name="search", arguments={"q": "b"})]
+    calls = [
+        ToolCall(id="t1", name="search", arguments={"q": "a"}),
+        ToolCall(id="t2", name="search", arguments={"q": "b"}),
+    ]
     history = [
         Message(role="user", content="Search twice"),
         Message(role="assistant", tool_calls=calls),
@@ -141,7 +152,9 @@ def test_it_reports_usage(server: FakeAnthropicServer) -> None:
 def test_it_sends_system_temperature_max_tokens_and_tools(server: FakeAnthropicServer) -> None:
     server.push(text="ok")
 
-    complete(make_request(server, system="Be terse.", temperature=0.3, max_tokens=77, tools=[SEARCH]))
+    complete(
+        make_request(server, system="Be terse.", temperature=0.3, max_tokens=77, tools=[SEARCH])
+    )
 
     body = server.requests[0].body
     assert server.requests[0].path == "/v1/messages"
@@ -151,7 +164,11 @@ def test_it_sends_system_temperature_max_tokens_and_tools(server: FakeAnthropicS
     assert body["temperature"] == 0.3
     assert body["max_tokens"] == 77
     assert body["tools"] == [
-        {"name": "search", "description": "Search the catalogue.", "input_schema": SEARCH.input_schema}
+        {
+            "name": "search",
+            "description": "Search the catalogue.",
+            "input_schema": SEARCH.input_schema,
+        }
     ]
 
 
@@ -173,7 +190,9 @@ def test_it_authenticates_with_the_key_named_by_api_key_env(server: FakeAnthropi
     assert server.requests[0].headers["authorization"] == "Bearer sk-ant-test"
 
 
-def test_it_falls_back_to_settings_for_base_url_and_key(server: FakeAnthropicServer, settings) -> None:
+def test_it_falls_back_to_settings_for_base_url_and_key(
+    server: FakeAnthropicServer, settings
+) -> None:
     settings.ANTHROPIC_BASE_URL = server.url
     settings.ANTHROPIC_API_KEY = "sk-ant-from-settings"
     server.push(text="ok")
@@ -195,7 +214,9 @@ def test_it_refuses_to_call_without_a_key(server: FakeAnthropicServer, settings)
 
 
 @pytest.mark.parametrize("status", [429, 500, 529])
-def test_it_maps_rate_limits_and_server_errors_to_retryable(server: FakeAnthropicServer, status: int) -> None:
+def test_it_maps_rate_limits_and_server_errors_to_retryable(
+    server: FakeAnthropicServer, status: int
+) -> None:
     server.push_error(status, "try later")
 
     error = failure(make_request(server))
@@ -206,7 +227,9 @@ def test_it_maps_rate_limits_and_server_errors_to_retryable(server: FakeAnthropi
 
 
 @pytest.mark.parametrize("status", [400, 401])
-def test_it_maps_bad_requests_and_auth_failures_to_permanent(server: FakeAnthropicServer, status: int) -> None:
+def test_it_maps_bad_requests_and_auth_failures_to_permanent(
+    server: FakeAnthropicServer, status: int
+) -> None:
     server.push_error(status, "nope")
 
     error = failure(make_request(server))
@@ -274,3 +297,18 @@ def test_it_is_registered_as_anthropic() -> None:
 
     assert isinstance(provider, AnthropicProvider)
     assert get_provider("anthropic") is provider
+
+
+def test_it_reuses_one_client_and_connection_within_an_event_loop(
+    server: FakeAnthropicServer,
+) -> None:
+    server.push(text="one")
+    server.push(text="two")
+    provider = AnthropicProvider()
+
+    async def twice() -> list[str]:
+        request = make_request(server)
+        return [(await provider.complete(request)).text, (await provider.complete(request)).text]
+
+    assert asyncio.run(twice()) == ["one", "two"]
+    assert server.requests[0].client_port == server.requests[1].client_port

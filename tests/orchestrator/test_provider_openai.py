@@ -171,10 +171,14 @@ def test_it_reports_zero_usage_when_the_server_sends_none(server: FakeOpenAIServ
     assert (response.usage.input_tokens, response.usage.output_tokens) == (0, 0)
 
 
-def test_it_sends_system_first_with_temperature_max_tokens_and_tools(server: FakeOpenAIServer) -> None:
+def test_it_sends_system_first_with_temperature_max_tokens_and_tools(
+    server: FakeOpenAIServer,
+) -> None:
     server.push(text="ok")
 
-    complete(make_request(server, system="Be terse.", temperature=0.3, max_tokens=77, tools=[SEARCH]))
+    complete(
+        make_request(server, system="Be terse.", temperature=0.3, max_tokens=77, tools=[SEARCH])
+    )
 
     body = server.requests[0].body
     assert server.requests[0].path == "/v1/chat/completions"
@@ -186,7 +190,11 @@ def test_it_sends_system_first_with_temperature_max_tokens_and_tools(server: Fak
     assert body["tools"] == [
         {
             "type": "function",
-            "function": {"name": "search", "description": "Search the catalogue.", "parameters": SEARCH.input_schema},
+            "function": {
+                "name": "search",
+                "description": "Search the catalogue.",
+                "parameters": SEARCH.input_schema,
+            },
         }
     ]
 
@@ -204,7 +212,11 @@ def test_it_leaves_out_temperature_and_system_when_unset(server: FakeOpenAIServe
 
 def test_it_can_send_the_limit_as_max_completion_tokens(server: FakeOpenAIServer) -> None:
     server.push(text="ok")
-    options = {"base_url": server.base_url, "api_key_env": KEY_ENV, "max_tokens_field": "max_completion_tokens"}
+    options = {
+        "base_url": server.base_url,
+        "api_key_env": KEY_ENV,
+        "max_tokens_field": "max_completion_tokens",
+    }
 
     complete(make_request(server, max_tokens=64, options=options))
 
@@ -229,7 +241,9 @@ def test_it_authenticates_with_the_key_named_by_api_key_env(server: FakeOpenAISe
     assert server.requests[0].headers["authorization"] == "Bearer sk-test"
 
 
-def test_it_sends_a_placeholder_key_to_servers_that_need_none(server: FakeOpenAIServer, settings) -> None:
+def test_it_sends_a_placeholder_key_to_servers_that_need_none(
+    server: FakeOpenAIServer, settings
+) -> None:
     settings.OPENAI_API_KEY = ""
     server.push(text="ok")
 
@@ -250,7 +264,9 @@ def test_it_falls_back_to_settings_for_base_url_and_key(server: FakeOpenAIServer
 
 
 @pytest.mark.parametrize("status", [429, 500, 503])
-def test_it_maps_rate_limits_and_server_errors_to_retryable(server: FakeOpenAIServer, status: int) -> None:
+def test_it_maps_rate_limits_and_server_errors_to_retryable(
+    server: FakeOpenAIServer, status: int
+) -> None:
     server.push_error(status, "try later")
 
     error = failure(make_request(server))
@@ -261,7 +277,9 @@ def test_it_maps_rate_limits_and_server_errors_to_retryable(server: FakeOpenAISe
 
 
 @pytest.mark.parametrize("status", [400, 401])
-def test_it_maps_bad_requests_and_auth_failures_to_permanent(server: FakeOpenAIServer, status: int) -> None:
+def test_it_maps_bad_requests_and_auth_failures_to_permanent(
+    server: FakeOpenAIServer, status: int
+) -> None:
     server.push_error(status, "nope")
 
     error = failure(make_request(server))
@@ -313,7 +331,9 @@ def test_it_is_registered_as_openai() -> None:
 
 
 def test_the_fake_server_also_answers_non_streaming_requests(server: FakeOpenAIServer) -> None:
-    server.push(text="Plain.", tool_calls=[{"id": "call_9", "name": "search", "arguments": {"q": "x"}}])
+    server.push(
+        text="Plain.", tool_calls=[{"id": "call_9", "name": "search", "arguments": {"q": "x"}}]
+    )
 
     async def call() -> object:
         client = openai.AsyncOpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0)

@@ -1,0 +1,48 @@
+# Agentdeck: `make run` serves the product, `make test` runs the suite. Both install what they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+# Reinstall only when the dependency list changes.
+STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: install run migrate seed test test-fast lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+migrate: install
+	$(BIN)/python manage.py migrate --noinput -v0
+
+seed: migrate
+	$(BIN)/python manage.py seed_demo
+
+run: seed
+	$(BIN)/python manage.py collectstatic --noinput -v0
+	@echo "Agentdeck: http://$(HOST):$(PORT)/   admin: http://$(HOST):$(PORT)/admin/"
+	$(BIN)/daphne -b $(HOST) -p $(PORT) config.asgi:application
+
+lint: install
+	$(BIN)/ruff check .
+
+# The whole suite, slow end-to-end tests included (CI runs this).
+test: lint
+	$(BIN)/python manage.py makemigrations --check --dry-run -v0
+	$(BIN)/pytest -q
+
+# Locally: skip the slow end-to-end tests.
+test-fast: install
+	$(BIN)/pytest -q -m "not slow"
+
+bench: install
+	$(BIN)/python tests/bench/bench_engine.py
+	$(BIN)/python tests/bench/bench_memory.py
+
+clean:
+	rm -rf $(VENV) var/test-*.sqlite3*

@@ -1,0 +1,114 @@
+"""Plain-SQL row writes for the store's hot path (one commit per step).
+
+The ORM's per-query overhead was most of a step's cost; these build each statement once
+per model and prepare values with the fields' own `get_db_prep_save`, so JSON, datetimes
+and decimals are adapted exactly as the ORM would for SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+from django.db import connection, models
+
+
+@cache
+def _insert_sql(model: type[models.Model], columns: tuple[str, ...]) -> tuple[str, tuple[models.Field, ...]]:
+    fields = tuple(model._meta.get_field(name) for name in columns)
+    quote = connection.ops.quote_name
+    sql = "INSERT INTO {} ({}) VALUES ({})".format(
+        quote(model._meta.db_table), ", ".join(quote(f.column) for f in fields), ", ".join(["%s"] * len(fields))
+    )
+    return sql, fields
+
+
+@cache
+def _update_sql(model: type[models.Model], columns: tuple[str, ...], where: tuple[str, ...]) -> tuple[str, tuple[models.Field, ...]]:
+    meta = model._meta
+    quote = connection.ops.quote_name
+    fields = tuple(meta.get_field(name) for name in columns)
+    keys = tuple(meta.get_field(name) for name in where)
+    sql = "UPDATE {} SET {} WHERE {}".format(
+        quote(meta.db_table),
+        ", ".join(f"{quote(f.column)} = %s" for f in fields),
+        " AND ".join(f"{quote(k.column)} = %s" for k in keys),
+    )
+    return sql, fields + keys
+
+
+# Fields whose values need adapting; plain text, numbers and booleans pass as they are.
+_ADAPTED = (models.JSONField, models.DateTimeField, models.DecimalField)
+
+
+class JSONText(str):
+    """JSON already encoded (e.g. canonical text that was hashed): stored as is, not re-encoded."""
+
+
+def _adapt_json_text(text: JSONText) -> Any:
+    if connection.vendor == "postgresql":
+        from psycopg.types.json import Jsonb
+
+        return Jsonb(None, dumps=lambda _: str(text))
+    return str(text)
+
+
+def _prep(fields: tuple[models.Field, ...], values: tuple[Any, ...]) -> list[Any]:
+    return [
+        _adapt_json_text(v) if isinstance(v, JSONText)
+        else f.get_db_prep_save(v, connection) if isinstance(f, _ADAPTED) else v
+        for f, v in zip(fields, values, strict=True)
+    ]
+
+
+@cache
+def _select_sql(model: type[models.Model], columns: tuple[str, ...], for_update: bool) -> tuple[str, tuple[models.Field, ...]]:
+    meta = model._meta
+    quote = connection.ops.quote_name
+    fields = tuple(meta.get_field(name) for name in columns)
+    sql = "SELECT {} FROM {} WHERE {} = %s".format(
+        ", ".join(quote(f.column) for f in fields), quote(meta.db_table), quote(meta.pk.column))
+    if for_update and connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    return sql, fields
+
+
+def select_row(model: type[models.Model], columns: tuple[str, ...], pk: Any, for_update: bool = False) -> dict[str, Any]:
+    """One row by primary key as {attname: value}, locked on backends that can lock rows.
+
+    Converts decimals and booleans (SQLite returns floats and ints); other values come as
+    the driver gives them, so keep to plain columns.
+    """
+    sql, fields = _select_sql(model, columns, for_update)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [pk])
+        row = cursor.fetchone()
+    if row is None:
+        raise model.DoesNotExist(f"{model._meta.object_name} {pk} does not exist")
+    values = {}
+    for f, value in zip(fields, row, strict=True):
+        if isinstance(f, models.DecimalField) and value is not None:
+            value = Decimal(str(value))
+        elif isinstance(f, models.BooleanField):
+            value = bool(value)
+        values[f.attname] = value
+    return values
+
+
+def insert_rows(model: type[models.Model], rows: list[dict[str, Any]]) -> None:
+    """INSERT rows that all name the same columns (keys starting with `_` are not columns)."""
+    if not rows:
+        return
+    columns = tuple(k for k in rows[0] if not k.startswith("_"))
+    sql, fields = _insert_sql(model, columns)
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [_prep(fields, tuple(row[c] for c in columns)) for row in rows])
+
+
+def update_row(model: type[models.Model], values: dict[str, Any], where: dict[str, Any]) -> int:
+    """UPDATE the rows matching `where` (equality on each column); returns the row count."""
+    sql, fields = _update_sql(model, tuple(values), tuple(where))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _prep(fields, (*values.values(), *where.values())))
+        return cursor.rowcount

@@ -1,0 +1,83 @@
+"""Shared fixtures: an owner, a teammate and an outsider; agents; running pipelines for real."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.contrib.auth import get_user_model
+
+from mcpgateway.inprocess import InProcessToolbox
+from orchestrator.actions import do_add_member, do_create_pipeline, do_create_team, do_start_run
+from orchestrator.execution import execute_run
+from orchestrator.models import Agent, Pipeline, Run, Team
+
+
+@pytest.fixture
+def owner(db):
+    return get_user_model().objects.create_user("owner", password="pw-owner-123")
+
+
+@pytest.fixture
+def teammate(db):
+    return get_user_model().objects.create_user("teammate", password="pw-teammate-123")
+
+
+@pytest.fixture
+def outsider(db):
+    return get_user_model().objects.create_user("outsider", password="pw-outsider-123")
+
+
+@pytest.fixture
+def team(owner, teammate) -> Team:
+    team = do_create_team("Acme", owner)
+    do_add_member(team, teammate, "viewer")
+    return team
+
+
+def scripted(team: Team, name: str, *replies: dict[str, Any], rules: list | None = None, **fields: Any) -> Agent:
+    """A scripted agent whose turns are `replies` (see orchestrator.providers.scripted)."""
+    script: dict[str, Any] = {"replies": list(replies)}
+    if rules:
+        script["rules"] = rules
+    return Agent.objects.create(team=team, name=name, provider="scripted", model="scripted-1",
+                                options={"script": script}, **fields)
+
+
+def pipeline(team: Team, spec: dict[str, Any], name: str = "p") -> Pipeline:
+    return do_create_pipeline(team, name, spec)
+
+
+def start(pipe: Pipeline, run_input: dict[str, Any] | None = None) -> Run:
+    return do_start_run(pipe.latest_version(), run_input or {}, submit=False)
+
+
+def execute(run: Run, toolbox: InProcessToolbox | None = None, listeners: list | None = None) -> Run:
+    """Execute a run to its next stop in this thread, through the real store and door."""
+    async_to_sync(execute_run)(run.pk, toolbox=toolbox or InProcessToolbox(), listeners=listeners)
+    run.refresh_from_db()
+    return run
+
+
+def run_spec(team: Team, spec: dict[str, Any], run_input: dict[str, Any] | None = None,
+             toolbox: InProcessToolbox | None = None) -> Run:
+    return execute(start(pipeline(team, spec), run_input), toolbox)
+
+
+def counting_toolbox(grants: dict[str, list[str]], calls: list[tuple[str, dict]]) -> InProcessToolbox:
+    """A toolbox whose `t__echo` and `t__add` tools record every real invocation in `calls`."""
+    box = InProcessToolbox(grants=grants)
+
+    def echo(text: str) -> str:
+        calls.append(("t__echo", {"text": text}))
+        return f"echo: {text}"
+
+    def add(a: int, b: int) -> dict:
+        calls.append(("t__add", {"a": a, "b": b}))
+        return {"sum": a + b}
+
+    box.register("t__echo", echo, "Echo text back", {"type": "object", "properties": {"text": {"type": "string"}}})
+    box.register("t__add", add, "Add two integers",
+                 {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}})
+    return box
