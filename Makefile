@@ -7,7 +7,7 @@ PORT   ?= 8000
 # Reinstall only when the dependency list changes.
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install run migrate seed test test-fast lint bench clean
+.PHONY: install run migrate seed test test-postgres test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,10 +31,20 @@ run: seed
 lint: install
 	$(BIN)/ruff check .
 
-# The whole suite, slow end-to-end tests included (CI runs this).
+# The whole suite, slow end-to-end tests included (CI runs this): once on the embedded
+# shape (SQLite file), then the engine and store tests again on PostgreSQL.
 test: lint
 	$(BIN)/python manage.py makemigrations --check --dry-run -v0
 	$(BIN)/pytest -q
+	$(MAKE) --no-print-directory test-postgres
+
+PG_URL ?= postgres://postgres@127.0.0.1:5432/agentdeck
+test-postgres: install
+	@if $(BIN)/python -c "import psycopg; psycopg.connect('$(PG_URL)'.rsplit('/', 1)[0] + '/postgres', connect_timeout=3).close()" 2>/dev/null; then \
+		DATABASE_URL=$(PG_URL) $(BIN)/pytest -q tests/orchestrator; \
+	else \
+		echo "SKIPPED the PostgreSQL pass: no server at $(PG_URL)"; \
+	fi
 
 # Locally: skip the slow end-to-end tests.
 test-fast: install

@@ -8,6 +8,7 @@ published. Writes run on one thread (`thread_sensitive`), which serialises them.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from orchestrator.engine.errors import RunCancelled
@@ -237,7 +238,27 @@ def _merge(earlier: StepWrite | None, later: StepWrite) -> StepWrite:
 
 
 _background: set[asyncio.Task[Any]] = set()
+_local = threading.local()
+
+
+class _ConnectionCloser:
+    """Lives in a writer thread's locals; when the thread ends, its connections are closed."""
+
+    def __del__(self) -> None:
+        connections.close_all()
+
+
+def _close_on_exit() -> None:
+    _local.closer = _ConnectionCloser()
 _writers: list[ThreadPoolExecutor] = []
+
+
+def close_writer_connections() -> None:
+    """Close the database connections the writer threads hold (tests, shutdown)."""
+    if not _writers:
+        return
+    executor = _writers.pop()
+    executor.shutdown(wait=True)
 
 
 def _writer() -> ThreadPoolExecutor:
@@ -248,5 +269,6 @@ def _writer() -> ThreadPoolExecutor:
     """
     if not _writers:
         workers = 1 if connection.vendor == "sqlite" else 4
-        _writers.append(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agentdeck-db-writer"))
+        _writers.append(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agentdeck-db-writer",
+                                           initializer=_close_on_exit))
     return _writers[0]

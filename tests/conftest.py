@@ -81,3 +81,25 @@ def counting_toolbox(grants: dict[str, list[str]], calls: list[tuple[str, dict]]
     box.register("t__add", add, "Add two integers",
                  {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}})
     return box
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _close_engine_connections(django_db_setup, django_db_blocker):
+    """Engine commits run on writer threads, and the inline runner's loads on asgiref's
+    thread, each with its own connection; close them before the test database is dropped."""
+    yield
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    from orchestrator.store import close_writer_connections
+
+    close_writer_connections()
+    asyncio.run(sync_to_async(connections.close_all, thread_sensitive=True)())
+    connection = connections["default"]
+    if connection.vendor == "postgresql":
+        # Threads that ended without closing theirs (runner loops) still hold sessions.
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")

@@ -52,10 +52,12 @@ def test_it_resumes_a_killed_run_without_repeating_steps_or_tool_calls(team, tmp
     _agents(team, slow_ms=30_000)
     run = start(pipeline(team, SPEC))
     call_log = tmp_path / "calls.jsonl"
-    env = {**os.environ, "SQLITE_PATH": str(settings.DATABASES["default"]["NAME"]),
-           "AGENTDECK_TOOLBOX": "tests.fakes.counting_tools.factory", "AGENTDECK_TEST_CALL_LOG": str(call_log)}
-    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
-        pytest.skip("the subprocess shares the SQLite test database file")
+    env = {**os.environ, "AGENTDECK_TOOLBOX": "tests.fakes.counting_tools.factory", "AGENTDECK_TEST_CALL_LOG": str(call_log)}
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("postgresql"):  # the subprocess uses the test database too
+        env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    else:
+        env["SQLITE_PATH"] = str(db["NAME"])
     proc = subprocess.Popen([sys.executable, "manage.py", "run_pipeline", "--resume", str(run.pk)],
                             cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
