@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels (served by daphne)."""
+"""ASGI entry point: HTTP through Django, `/mcp` to the gateway's MCP endpoint, websockets
+through Channels (served by daphne)."""
 
 import os
 
@@ -11,12 +12,21 @@ django_asgi = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from dashboard.routing import websocket_urlpatterns  # noqa: E402
+from mcpgateway.dispatch import Gateway, authenticate_bearer  # noqa: E402
+from mcpgateway.downstream import build_mcp_app, route_mcp_path  # noqa: E402
+from mcpgateway.runtime import start_gateway  # noqa: E402
+
+mcp_endpoint = build_mcp_app(authenticate=authenticate_bearer, toolbox=Gateway(), allowed_hosts=settings.ALLOWED_HOSTS)
+
+if settings.GATEWAY_AUTOSTART:
+    start_gateway()
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi,
+        "http": route_mcp_path(mcp_endpoint, django_asgi),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

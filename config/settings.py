@@ -152,9 +152,21 @@ else:
 # Runners are chosen by name from orchestrator.runners.RUNNERS ("inline" now).
 RUNNER = envstr("AGENTDECK_RUNNER", "inline")
 # Which toolbox runs use (a factory taking a team id); the MCP gateway replaces the default.
-AGENTDECK_TOOLBOX = envstr("AGENTDECK_TOOLBOX", "mcpgateway.inprocess.team_toolbox")
+AGENTDECK_TOOLBOX = envstr("AGENTDECK_TOOLBOX", "mcpgateway.dispatch.team_gateway")
 # How long buffered events may wait before they are flushed without a step boundary.
 EVENT_FLUSH_MS = envint("AGENTDECK_EVENT_FLUSH_MS", "25")
+
+# --- MCP gateway ------------------------------------------------------------------------
+# Fernet key for secrets at rest; derived from SECRET_KEY when unset.
+AGENTDECK_ENCRYPTION_KEY = envsecret("AGENTDECK_ENCRYPTION_KEY")
+GATEWAY_RESULT_MAX_CHARS = envint("GATEWAY_RESULT_MAX_CHARS", "100000")
+GATEWAY_CALL_TIMEOUT_S = envint("GATEWAY_CALL_TIMEOUT_S", "60")
+# Grants and the tool catalogue are cached per process for this long (revocations take effect within it).
+GATEWAY_CACHE_TTL_S = float(envstr("GATEWAY_CACHE_TTL_S", "1.0"))
+# How long an external MCP client's call waits for a human approval before it is refused.
+GATEWAY_APPROVAL_WAIT_S = envint("GATEWAY_APPROVAL_WAIT_S", "300")
+# Connect to enabled tool servers when the process starts serving (web, worker).
+GATEWAY_AUTOSTART = envbool("GATEWAY_AUTOSTART", "true")
 
 # --- model providers ---------------------------------------------------------------------
 ANTHROPIC_API_KEY = envsecret("ANTHROPIC_API_KEY")

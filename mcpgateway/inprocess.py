@@ -1,4 +1,4 @@
-"""An in-process toolbox with the gateway's interface, for tests, demos and dry runs.
+"""An in-process toolbox with the gateway's interface, for engine tests and dry runs.
 
 Tools are Python callables registered by name; grants map an agent name to the tool
 names it may call (deny by default, `"*"` allows all). It writes no audit: the real
@@ -61,45 +61,3 @@ class InProcessToolbox:
         if isinstance(value, str):
             return ToolResult(content=value)
         return ToolResult(content=json.dumps(value, sort_keys=True), data=value if isinstance(value, dict) else None)
-
-
-def _word_count(text: str) -> dict[str, int]:
-    """Count the words and lines of a text."""
-    return {"words": len(text.split()), "lines": len(text.splitlines()) or (1 if text else 0)}
-
-
-def _lint_python(code: str) -> dict[str, Any]:
-    """Check that Python source parses; report the first syntax error."""
-    import ast
-
-    try:
-        ast.parse(code)
-    except SyntaxError as exc:
-        return {"ok": False, "error": f"line {exc.lineno}: {exc.msg}"}
-    return {"ok": True, "error": None}
-
-
-def _scan_secrets(code: str) -> dict[str, Any]:
-    """Look for hard-coded credentials and dangerous calls in source code."""
-    findings = [
-        marker
-        for marker in ("password =", "api_key =", "eval(", "exec(", "os.system(", "subprocess", "pickle.loads")
-        if marker in code
-    ]
-    return {"findings": findings, "clean": not findings}
-
-
-def demo_toolbox() -> InProcessToolbox:
-    """The tools the demo agents use until the MCP gateway serves real servers."""
-    box = InProcessToolbox(grants={"coder": ["text__word_count"], "security": ["code__lint", "code__scan"], "reviewer": ["code__lint"]})
-    text_schema = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
-    code_schema = {"type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]}
-    box.register("text__word_count", _word_count, input_schema=text_schema)
-    box.register("code__lint", _lint_python, input_schema=code_schema)
-    box.register("code__scan", _scan_secrets, input_schema=code_schema)
-    return box
-
-
-def team_toolbox(team_id: int) -> InProcessToolbox:
-    """The default toolbox for a team's runs until the gateway dispatches to real servers."""
-    return demo_toolbox()

@@ -69,3 +69,15 @@ class Toolbox(Protocol):
     async def list_tools(self, principal: Principal) -> list[ToolSpec]: ...
 
     async def call_tool(self, invocation: ToolInvocation) -> ToolResult: ...
+
+
+class ApprovalRequired(Exception):
+    """The grant asks a human to approve this call first; `approval_id` names the request.
+
+    Raised to callers that can pause (pipeline runs); external clients wait instead.
+    """
+
+    def __init__(self, approval_id: int, tool: str):
+        super().__init__(f"calling {tool} needs a human approval (request #{approval_id})")
+        self.approval_id = approval_id
+        self.tool = tool

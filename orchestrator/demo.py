@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +16,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from mcpgateway.actions.access import do_grant
+from mcpgateway.actions.servers import do_save_server
+from mcpgateway.models import Grant
 from orchestrator.actions import do_create_pipeline, do_save_pipeline_version
 from orchestrator.actions.pipelines import check_spec, normalise
 from orchestrator.models import Agent, Membership, ModelPrice, Pipeline, Role, Team
@@ -127,6 +131,16 @@ def create_demo_agents(team: Team, use_anthropic: bool) -> None:
         Agent.objects.update_or_create(team=team, name=name, defaults=fields)
 
 
+def create_demo_tools(team: Team) -> None:
+    """The built-in code-tools MCP server, and grants for the agents that use it."""
+    server = do_save_server(team.pk, "code", description="Built-in code checks (lint, scan, word count)",
+                            transport="stdio", command=sys.executable, args=["-m", "mcpgateway.builtin.code_tools"],
+                            cwd=str(settings.BASE_DIR))
+    for agent in ("security", "reviewer"):
+        if not Grant.objects.filter(server=server, agent_name=agent, tool__isnull=True).exists():
+            do_grant(server, agent=agent)
+
+
 @transaction.atomic
 def seed_demo(password: str | None = None) -> tuple[Team, str, str]:
     """Create (or refresh) the demo team, admin user, agents and pipelines. Returns the login."""
@@ -141,6 +155,7 @@ def seed_demo(password: str | None = None) -> tuple[Team, str, str]:
     Membership.objects.update_or_create(team=team, user=user, defaults={"role": Role.OWNER})
     ensure_default_prices()
     create_demo_agents(team, use_anthropic=bool(settings.ANTHROPIC_API_KEY))
+    create_demo_tools(team)
     for slug, name, spec in (("code-review", "Code review loop", CODE_PIPELINE),
                              ("market-analysis", "Parallel market analysis", MARKET_PIPELINE)):
         pipeline = Pipeline.objects.filter(team=team, slug=slug).first()

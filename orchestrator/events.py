@@ -17,8 +17,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from config.sql_rows import JSONText
 from orchestrator.models import Run, RunEvent
-from orchestrator.store_sql import JSONText
 
 
 def canonical(value: Any) -> str:

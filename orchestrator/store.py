@@ -8,17 +8,17 @@ published. Writes run on one thread (`thread_sensitive`), which serialises them.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import connection, connections, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from config.db_writer import run_write
+from config.sql_rows import insert_rows, select_row, update_row
 from orchestrator.engine.errors import RunCancelled
 from orchestrator.engine.store import (
     LedgerWrite,
@@ -41,7 +41,6 @@ from orchestrator.models import (
     StepRun,
     UsageRecord,
 )
-from orchestrator.store_sql import insert_rows, select_row, update_row
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -126,7 +125,7 @@ class DjangoRunStore:
         async with self._lock:
             writes, events = self._writes, self._events
             self._writes, self._events = [], []
-            payloads, cancel = await asyncio.get_running_loop().run_in_executor(_writer(), self._commit, writes, events)
+            payloads, cancel = await run_write(self._commit, writes, events)
         if payloads:
             for listener in self.listeners:
                 for payload in payloads:
@@ -137,9 +136,6 @@ class DjangoRunStore:
             raise RunCancelled("run cancelled")
 
     def _commit(self, writes: list[Write], events: list[tuple[str, str, dict[str, Any]]]) -> tuple[list[dict[str, Any]], bool]:
-        if connection.errors_occurred:
-            # This thread keeps its connection across commits; drop it only once it broke.
-            connection.close_if_unusable_or_obsolete()
         now = timezone.now()
         with transaction.atomic():
             head = self._run_head()
@@ -198,7 +194,8 @@ class DjangoRunStore:
         if w.input is not None:
             fields["input"] = w.input
         if w.finished:
-            fields.update(output=w.output, finished_at=now, input_tokens=w.input_tokens, output_tokens=w.output_tokens)
+            fields.update(output=w.output, finished_at=now, input_tokens=w.input_tokens, output_tokens=w.output_tokens,
+                          tool_calls=w.tool_calls, tool_errors=w.tool_errors, tool_recoveries=w.tool_recoveries)
         if w.started:
             fields["started_at"] = now
         if w.key in self._known_steps:
@@ -207,6 +204,7 @@ class DjangoRunStore:
         row = {"run_id": self.run_id, "key": w.key, "step_id": w.step_id, "kind": w.kind, "status": w.status,
                "attempt": w.attempt, "agent_name": w.agent, "input": w.input, "output": w.output if w.finished else None,
                "error": w.error, "input_tokens": w.input_tokens, "output_tokens": w.output_tokens,
+               "tool_calls": w.tool_calls, "tool_errors": w.tool_errors, "tool_recoveries": w.tool_recoveries,
                "started_at": now, "finished_at": now if w.finished else None}
         insert_rows(StepRun, [row])
         self._known_steps.add(w.key)
@@ -238,37 +236,3 @@ def _merge(earlier: StepWrite | None, later: StepWrite) -> StepWrite:
 
 
 _background: set[asyncio.Task[Any]] = set()
-_local = threading.local()
-
-
-class _ConnectionCloser:
-    """Lives in a writer thread's locals; when the thread ends, its connections are closed."""
-
-    def __del__(self) -> None:
-        connections.close_all()
-
-
-def _close_on_exit() -> None:
-    _local.closer = _ConnectionCloser()
-_writers: list[ThreadPoolExecutor] = []
-
-
-def close_writer_connections() -> None:
-    """Close the database connections the writer threads hold (tests, shutdown)."""
-    if not _writers:
-        return
-    executor = _writers.pop()
-    executor.shutdown(wait=True)
-
-
-def _writer() -> ThreadPoolExecutor:
-    """The threads that run commits. One for SQLite (it has one writer anyway); a few otherwise.
-
-    A plain executor rather than `sync_to_async`: the hand-off costs a fraction as much, and a
-    commit per step is the engine's hot path.
-    """
-    if not _writers:
-        workers = 1 if connection.vendor == "sqlite" else 4
-        _writers.append(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agentdeck-db-writer",
-                                           initializer=_close_on_exit))
-    return _writers[0]

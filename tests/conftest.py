@@ -9,6 +9,7 @@ from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 
 from mcpgateway.inprocess import InProcessToolbox
+from mcpgateway.models import ToolServer
 from orchestrator.actions import do_add_member, do_create_pipeline, do_create_team, do_start_run
 from orchestrator.execution import execute_run
 from orchestrator.models import Agent, Pipeline, Run, Team
@@ -93,7 +94,7 @@ def _close_engine_connections(django_db_setup, django_db_blocker):
     from asgiref.sync import sync_to_async
     from django.db import connections
 
-    from orchestrator.store import close_writer_connections
+    from config.db_writer import close_writer_connections
 
     close_writer_connections()
     asyncio.run(sync_to_async(connections.close_all, thread_sensitive=True)())
@@ -103,3 +104,34 @@ def _close_engine_connections(django_db_setup, django_db_blocker):
         with django_db_blocker.unblock(), connection.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                            "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
+@pytest.fixture
+def gateway_runtime(transactional_db):
+    """The process's gateway runtime, stopped (every upstream closed) after the test."""
+    from mcpgateway import catalogue
+    from mcpgateway.background import submit
+    from mcpgateway.runtime import get_runtime
+
+    runtime = get_runtime()
+    catalogue.invalidate()
+    yield runtime
+    submit(runtime.stop()).result(timeout=60)
+    catalogue.invalidate()
+
+
+def start_servers(runtime, *servers: ToolServer, timeout: float = 60) -> None:
+    """Sync the runtime with the database and wait until each server's tools are discovered."""
+    import time
+
+    from mcpgateway import catalogue
+    from mcpgateway.background import submit
+
+    submit(runtime.sync()).result(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    for server in servers:
+        while not server.tools.exists():
+            server.refresh_from_db()
+            assert time.monotonic() < deadline, f"{server.name} discovered no tools: {server.health} {server.health_error}"
+            time.sleep(0.05)
+    catalogue.invalidate()

@@ -8,10 +8,11 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from mcpgateway.actions.approvals import do_decide_approval
 from orchestrator.actions.errors import ActionError, Conflict
 from orchestrator.actions.runs import do_resume_run
 from orchestrator.events import send_event_on_commit
-from orchestrator.models import ReviewItem, Run
+from orchestrator.models import ReviewItem, ReviewReason, Run
 
 ACTIONS = {
     "approve": "continue; with `output`, the step's output is replaced by it",
@@ -30,6 +31,12 @@ def do_decide_review(item: ReviewItem, user: AbstractBaseUser | None, action: st
     decision: dict[str, Any] = {"action": action, "note": note}
     if output is not None:
         decision["output"] = output
+    if item.reason == ReviewReason.APPROVAL:
+        if action not in ("approve", "reject"):
+            raise ActionError("a tool-call approval is approved or rejected", "action")
+        # The gateway learns the verdict; the step continues its attempt either way and the
+        # model sees the tool's result, or the refusal as an error result.
+        decision = {"action": "resume", "note": note, "approved": action == "approve"}
     with transaction.atomic():
         locked = ReviewItem.objects.select_for_update().get(pk=item.pk)
         if locked.status != ReviewItem.Status.PENDING:
@@ -40,6 +47,8 @@ def do_decide_review(item: ReviewItem, user: AbstractBaseUser | None, action: st
         locked.decided_at = timezone.now()
         locked.save(update_fields=["status", "decision", "decided_by", "decided_at"])
         run = Run.objects.get(pk=locked.run_id)
+        if item.reason == ReviewReason.APPROVAL:
+            do_decide_approval(locked.context["approval_id"], action == "approve", user, note)
         if raise_budget:
             run.limits = {**(run.limits or {}), **raise_budget}
             Run.objects.filter(pk=run.pk).update(limits=run.limits)

@@ -11,7 +11,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from mcpgateway.types import Principal, ToolDenied, ToolInvocation
+from mcpgateway.types import ApprovalRequired, Principal, ToolDenied, ToolInvocation
 from orchestrator.engine.errors import StepError
 from orchestrator.engine.spec import AgentStep
 from orchestrator.engine.store import LedgerWrite, UsageWrite
@@ -30,11 +30,28 @@ def _capped(text: str) -> str:
 
 
 class AttemptTotals:
-    """Tokens an attempt has used, for its step row."""
+    """What an attempt used and how its tool calls went, for its step row.
+
+    A recovery is a tool call that succeeds after one or more failed ones in the same
+    attempt: the model read the error and found its way.
+    """
 
     def __init__(self) -> None:
         self.input_tokens = 0
         self.output_tokens = 0
+        self.tool_calls = 0
+        self.tool_errors = 0
+        self.tool_recoveries = 0
+        self._failing = False
+
+    def record_tool(self, is_error: bool) -> None:
+        self.tool_calls += 1
+        if is_error:
+            self.tool_errors += 1
+            self._failing = True
+        elif self._failing:
+            self.tool_recoveries += 1
+            self._failing = False
 
 
 async def run_agent_attempt(engine: Engine, step: AgentStep, key: str, attempt: int, prompt: str, totals: AttemptTotals) -> Any:
@@ -73,6 +90,7 @@ async def run_agent_attempt(engine: Engine, step: AgentStep, key: str, attempt: 
                 result = ToolResult.from_dict(recorded["result"])
             else:
                 result = await _call_tool(engine, key, attempt, index, principal, call.id, call.name, call.arguments)
+            totals.record_tool(result.is_error)
             index += 1
             messages.append(Message("tool", result.content, tool_call_id=call.id, is_error=result.is_error))
     raise StepError(f"agent {agent.name!r} did not give a final answer within {max_turns} turns", retryable=False)
@@ -125,6 +143,9 @@ async def _call_tool(engine: Engine, key: str, attempt: int, index: int, princip
         result = await engine.toolbox.call_tool(invocation)
     except ToolDenied as exc:
         result = ToolResult(content=f"Tool call refused: {exc}", is_error=True)
+    except ApprovalRequired:
+        store.emit("tool.approval_requested", {"call_id": call_id, "name": name, "arguments": arguments}, key)
+        raise
     duration_ms = round((time.perf_counter() - started) * 1000, 1)
     store.stage(LedgerWrite(key, attempt, index, "tool", name, {"call_id": call_id, "arguments": arguments}, result.to_dict()))
     store.emit("tool.finished", {"call_id": call_id, "name": name, "is_error": result.is_error,

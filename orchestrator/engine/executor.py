@@ -13,7 +13,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcpgateway.types import Toolbox
+from mcpgateway.types import ApprovalRequired, Toolbox
 from orchestrator.engine.agent_loop import AttemptTotals, run_agent_attempt
 from orchestrator.engine.errors import (
     BudgetExceeded,
@@ -193,7 +193,8 @@ class Engine:
         self.store.stage(StepWrite(
             key, step.id, step.kind, status, attempt=attempt, agent=agent, input=input, output=output, error=error,
             input_tokens=totals.input_tokens if totals else 0, output_tokens=totals.output_tokens if totals else 0,
-            finished=True,
+            tool_calls=totals.tool_calls if totals else 0, tool_errors=totals.tool_errors if totals else 0,
+            tool_recoveries=totals.tool_recoveries if totals else 0, finished=True,
         ))
         self.store.emit(f"step.{status}", {"step_id": step.id, "kind": step.kind, "output": output, "error": error or None,
                                            "attempt": attempt}, key)
@@ -225,6 +226,9 @@ class Engine:
                     output = await run_agent_attempt(self, step, key, attempt, prompt, totals)
             except BudgetExceeded as exc:
                 raise Paused([self._pause(step, key, "budget", {"error": str(exc), "prompt": prompt}, attempt)]) from None
+            except ApprovalRequired as exc:
+                context = {"approval_id": exc.approval_id, "tool": exc.tool, "prompt": prompt}
+                raise Paused([self._pause(step, key, "approval", context, attempt)]) from None
             except (ProviderError, StepError, TimeoutError) as exc:
                 message = f"timed out after {step.timeout_s}s" if isinstance(exc, TimeoutError) else str(exc)
                 retryable = isinstance(exc, TimeoutError) or getattr(exc, "retryable", False)

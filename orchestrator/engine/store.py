@@ -38,6 +38,9 @@ class StepWrite:
     error: str = ""
     input_tokens: int = 0
     output_tokens: int = 0
+    tool_calls: int = 0
+    tool_errors: int = 0
+    tool_recoveries: int = 0
     started: bool = False
     finished: bool = False
 

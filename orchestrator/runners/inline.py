@@ -1,16 +1,16 @@
-"""The embedded runner: runs execute as asyncio tasks on one event loop in this process.
+"""The embedded runner: runs execute as asyncio tasks on the process's background loop.
 
-The loop lives on its own daemon thread, so sync code (views, commands, tests) and async
-code (daphne) can submit runs alike.
+That loop (`mcpgateway.background`) lives on its own daemon thread, so sync code (views,
+commands, tests) and async code (daphne) can submit runs alike, and tool calls reach the
+upstream sessions that live on the same loop without a thread hop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import logging
-import threading
 
+from mcpgateway.background import submit
 from orchestrator.execution import execute_run
 
 log = logging.getLogger(__name__)
@@ -18,23 +18,13 @@ log = logging.getLogger(__name__)
 
 class InlineRunner:
     def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock = threading.Lock()
         self._futures: dict[int, concurrent.futures.Future] = {}
-
-    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="agentdeck-inline-runner", daemon=True).start()
-                self._loop = loop
-            return self._loop
 
     def submit(self, run_id: int) -> None:
         current = self._futures.get(run_id)
         if current is not None and not current.done():
             return  # already executing here; it will pick up new state at its next step
-        future = asyncio.run_coroutine_threadsafe(execute_run(run_id), self._ensure_loop())
+        future = submit(execute_run(run_id))
         self._futures[run_id] = future
         future.add_done_callback(lambda f: self._done(run_id, f))
 

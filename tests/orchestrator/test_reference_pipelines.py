@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import pytest
+from asgiref.sync import async_to_sync
 
+from mcpgateway.models import AuditEntry, ToolServer
 from orchestrator.demo import FIXED, seed_demo
+from orchestrator.execution import execute_run
 from orchestrator.models import Pipeline, RunEvent, StepRun, UsageRecord
-from tests.conftest import execute, start
+from tests.conftest import execute, start, start_servers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_it_runs_the_code_pipeline_through_the_fix_loop():
+def test_it_runs_the_code_pipeline_through_the_fix_loop(gateway_runtime):
+    """The security agent scans through the gateway, on the built-in code-tools MCP server."""
     team, _, _ = seed_demo(password="demo-pass-123")
-    from mcpgateway.inprocess import demo_toolbox
+    start_servers(gateway_runtime, ToolServer.objects.get(team_id=team.pk, name="code"))
 
-    run = execute(start(Pipeline.objects.get(team=team, slug="code-review"), {"task": "add two numbers"}), demo_toolbox())
+    run = start(Pipeline.objects.get(team=team, slug="code-review"), {"task": "add two numbers"})
+    async_to_sync(execute_run)(run.pk)
+    run.refresh_from_db()
 
     assert run.status == "succeeded", run.error
     assert run.output["code"] == FIXED
@@ -24,8 +30,9 @@ def test_it_runs_the_code_pipeline_through_the_fix_loop():
     assert run.output["docs"].startswith("## add(a, b)")
     keys = list(StepRun.objects.filter(run=run, kind="agent").order_by("id").values_list("key", flat=True))
     assert keys == ["coder#1", "reviewer#1", "coder#2", "reviewer#2", "security", "docs"]
-    # the security agent really called its scanning tool
+    # the security agent really called its scanning tool, through the gateway
     assert RunEvent.objects.filter(run=run, type="tool.finished", data__name="code__scan").count() == 1
+    assert AuditEntry.objects.get(run_id=run.pk).status == "ok"
 
 
 def test_it_runs_the_market_pipeline_with_four_analysts_and_a_summary():

@@ -1,0 +1,2 @@
+"""Every write of the gateway, split by noun: servers (and their secrets and config
+files), the catalogue, grants, API keys, approvals."""

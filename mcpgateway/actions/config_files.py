@@ -1,0 +1,167 @@
+"""Import and export tool servers as `mcp_config.yaml` or Claude-style `mcpServers` JSON.
+
+    servers:
+      filesystem: {command: npx, args: [-y, "@modelcontextprotocol/server-filesystem", /workspace]}
+      github: {command: npx, args: [...], env: {GITHUB_TOKEN: "${GITHUB_TOKEN}"}}
+      database: {url: "https://db-mcp.internal/mcp", transport: http}
+
+    {"mcpServers": {"github": {"command": "npx", "args": [...], "env": {...}},
+                    "remote": {"type": "http", "url": "https://...", "headers": {...}}}}
+
+An import is all or nothing: every entry is validated and every `${VAR}` must resolve
+(from secrets given with the import, the server's stored secrets, or the environment)
+before anything is written. Exports carry references, never secret values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Literal
+
+import yaml
+from django.db import transaction
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mcpgateway.actions.servers import REF, check_server, do_save_server
+from mcpgateway.errors import ConfigError, GatewayError
+from mcpgateway.models import ServerSecret, ToolServer
+
+TRANSPORT_ALIASES = {"http": "http", "streamable-http": "http", "streamable_http": "http", "streamableHttp": "http",
+                     "sse": "sse", "stdio": "stdio"}
+
+
+class ServerEntry(BaseModel):
+    """One server in either file format."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = None
+    transport: Literal["stdio", "http", "sse"] | None = None
+    type: str | None = None  # Claude Desktop / Code spelling of the transport
+    headers: dict[str, str] = Field(default_factory=dict)
+    description: str = ""
+    enabled: bool = True
+    disabled: bool | None = None  # Claude spelling
+    timeout: float | None = Field(None, gt=0, le=3600)
+    # Accepted from Claude files, not used: the gateway's grants decide what is allowed.
+    autoApprove: list[str] | None = None
+    alwaysAllow: list[str] | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str | None) -> str | None:
+        if value is not None and value not in TRANSPORT_ALIASES:
+            raise ValueError(f"unknown type {value!r}; one of {', '.join(sorted(TRANSPORT_ALIASES))}")
+        return value
+
+    @model_validator(mode="after")
+    def _command_or_url(self) -> ServerEntry:
+        if bool(self.command) == bool(self.url):
+            raise ValueError("give either `command` (stdio) or `url` (http/sse), not both or neither")
+        return self
+
+    def fields(self) -> dict[str, Any]:
+        transport = self.transport or (TRANSPORT_ALIASES[self.type] if self.type else None)
+        transport = transport or ("stdio" if self.command else "http")
+        result: dict[str, Any] = {"transport": transport, "description": self.description,
+                                  "enabled": self.enabled and not self.disabled}
+        if self.timeout:
+            result["call_timeout_s"] = self.timeout
+        if transport == "stdio":
+            result.update(command=self.command, args=self.args, env=self.env, cwd=self.cwd or "", url="", headers={})
+        else:
+            result.update(url=self.url, headers=self.headers, command="", args=[], env={}, cwd="")
+        return result
+
+
+def parse_config(text: str) -> tuple[str, dict[str, ServerEntry]]:
+    """Parse either format into (top-level key, entries); raise ConfigError naming each bad field."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError([{"field": "", "message": f"neither valid JSON nor YAML: {exc}"}]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([{"field": "", "message": "expected an object with `servers` or `mcpServers`"}])
+    key = "servers" if "servers" in data else "mcpServers" if "mcpServers" in data else None
+    if key is None or not isinstance(data[key], dict):
+        raise ConfigError([{"field": "", "message": "expected an object with `servers` or `mcpServers` mapping names to servers"}])
+    errors: list[dict[str, str]] = []
+    entries: dict[str, ServerEntry] = {}
+    for name, raw in data[key].items():
+        try:
+            entries[name] = ServerEntry.model_validate(raw)
+        except ValidationError as exc:
+            for e in exc.errors(include_url=False):
+                path = ".".join(str(p) for p in (key, name, *e["loc"]))
+                errors.append({"field": path, "message": e["msg"].removeprefix("Value error, ")})
+            continue
+        try:
+            check_server(name, {k: v for k, v in entries[name].fields().items()})
+        except GatewayError as exc:
+            errors.append({"field": f"{key}.{name}.{exc.field}" if exc.field else f"{key}.{name}", "message": exc.message})
+    if errors:
+        raise ConfigError(errors)
+    return key, entries
+
+
+def _missing_refs(team_id: int, name: str, entry: ServerEntry, secrets: dict[str, str], key: str) -> list[dict[str, str]]:
+    stored = set(ServerSecret.objects.filter(server__team_id=team_id, server__name=name).values_list("name", flat=True))
+    errors = []
+    for section, values in (("env", entry.env), ("headers", entry.headers), ("args", dict(enumerate(entry.args)))):
+        for k, value in values.items():
+            for ref in REF.findall(str(value)):
+                if ref not in secrets and ref not in stored and ref not in os.environ:
+                    errors.append({"field": f"{key}.{name}.{section}.{k}",
+                                   "message": f"${{{ref}}} is not set: give it as a secret with the import or set the environment variable {ref}"})
+    return errors
+
+
+@transaction.atomic
+def do_import_config(team_id: int, text: str, secrets: dict[str, str] | None = None) -> list[ToolServer]:
+    """Create or update every server in the file. `secrets` values are stored encrypted."""
+    secrets = secrets or {}
+    key, entries = parse_config(text)
+    errors = [e for name, entry in entries.items() for e in _missing_refs(team_id, name, entry, secrets, key)]
+    if errors:
+        raise ConfigError(errors)
+    servers = []
+    for name, entry in entries.items():
+        refs = {r for v in [*entry.env.values(), *entry.headers.values(), *entry.args] for r in REF.findall(v)}
+        servers.append(do_save_server(team_id, name, secrets={r: secrets[r] for r in refs if r in secrets}, **entry.fields()))
+    return servers
+
+
+def export_config(team_id: int, style: Literal["yaml", "claude"] = "yaml") -> str:
+    """The team's servers in either format, with `${NAME}` references instead of secrets."""
+    servers: dict[str, dict[str, Any]] = {}
+    for server in ToolServer.objects.filter(team_id=team_id).order_by("name"):
+        entry: dict[str, Any]
+        if server.transport == "stdio":
+            entry = {"command": server.command}
+            if server.args:
+                entry["args"] = list(server.args)
+            if server.env:
+                entry["env"] = dict(server.env)
+            if server.cwd:
+                entry["cwd"] = server.cwd
+        else:
+            entry = {"url": server.url}
+            entry["type" if style == "claude" else "transport"] = server.transport
+            if server.headers:
+                entry["headers"] = dict(server.headers)
+        if not server.enabled:
+            entry["disabled" if style == "claude" else "enabled"] = True if style == "claude" else False
+        if server.description and style == "yaml":
+            entry["description"] = server.description
+        servers[server.name] = entry
+    if style == "claude":
+        return json.dumps({"mcpServers": servers}, indent=2)
+    return yaml.safe_dump({"servers": servers}, sort_keys=False)

@@ -1,0 +1,46 @@
+"""The process's background event loop: upstream MCP sessions and inline runs live here.
+
+It runs on its own daemon thread, so sync code (views, commands, Celery tasks) and other
+event loops (daphne's) can hand it work. `on_background` awaits a coroutine on it from
+any loop — directly when already there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_loop: asyncio.AbstractEventLoop | None = None
+_lock = threading.Lock()
+
+
+def background_loop() -> asyncio.AbstractEventLoop:
+    global _loop
+    with _lock:
+        if _loop is None or _loop.is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="agentdeck-background", daemon=True).start()
+            _loop = loop
+        return _loop
+
+
+def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    """Schedule `coro` on the background loop from any thread."""
+    return asyncio.run_coroutine_threadsafe(coro, background_loop())
+
+
+async def on_background(coro: Coroutine[Any, Any, T]) -> T:
+    """Await `coro` on the background loop, whichever loop the caller is on."""
+    loop = background_loop()
+    try:
+        current = asyncio.get_running_loop()
+    except RuntimeError:
+        current = None
+    if current is loop:
+        return await coro
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))

@@ -1,0 +1,206 @@
+"""The dispatch path: the only way a tool is called.
+
+principal (already authenticated) → grant check → rate limits (per principal and tool,
+and per tool) → approval when the grant asks for it → upstream call with a timeout →
+sanitise (size cap, secret redaction) → one audit row. Denials and errors are audited too.
+`Gateway` implements the `Toolbox` interface the engine and the MCP endpoint use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.utils import timezone
+
+from config.db_writer import run_write
+from config.sql_rows import insert_rows
+from mcpgateway import catalogue
+from mcpgateway.catalogue import Entry, GrantRow
+from mcpgateway.models import AuditEntry, CallStatus, PrincipalKind, ToolApproval
+from mcpgateway.ratelimit import gateway_writes, get_limiter
+from mcpgateway.runtime import get_runtime
+from mcpgateway.sanitize import cap_blocks, cap_text, redact
+from mcpgateway.types import (
+    ApprovalRequired,
+    Principal,
+    ToolDenied,
+    ToolInvocation,
+    ToolResult,
+    ToolSpec,
+)
+from mcpgateway.upstream.config import UpstreamTimeout, UpstreamUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    """The gateway as a Toolbox: for one team (pipeline runs), or for whichever team each
+    authenticated principal belongs to (the MCP endpoint)."""
+
+    def __init__(self, team_id: int | None = None):
+        self.team_id = team_id
+
+    async def _snapshot(self, team_id: int) -> catalogue.Snapshot:
+        return catalogue.cached(team_id) or await run_write(catalogue.load, team_id)
+
+    async def list_tools(self, principal: Principal) -> list[ToolSpec]:
+        self._check_team(principal)
+        runtime = get_runtime()
+        if runtime.supervisor is None:
+            await runtime.ready()
+            catalogue.invalidate()
+        return [e.spec for e in (await self._snapshot(principal.team_id)).visible(principal)]
+
+    async def call_tool(self, invocation: ToolInvocation) -> ToolResult:
+        started = time.perf_counter()
+        principal = invocation.principal
+        self._check_team(principal)
+        snapshot = await self._snapshot(principal.team_id)
+        entry = snapshot.tools.get(invocation.name)
+        grant = snapshot.grant_for(principal, entry) if entry is not None else None
+        audit = _Audit(invocation, entry, grant, started)
+        if entry is None or grant is None:
+            await audit.write(CallStatus.DENIED, error="not granted" if entry else "unknown tool")
+            raise ToolDenied(f"tool {invocation.name!r} is not granted to this caller")
+        if not entry.usable:
+            await audit.write(CallStatus.DENIED, error=entry.reason)
+            raise ToolDenied(f"tool {invocation.name!r} is unavailable: {entry.reason}")
+        refused = await self._rate_limit(principal, entry, grant)
+        if refused is not None:
+            await audit.write(CallStatus.RATE_LIMITED, error=refused)
+            return ToolResult(content=f"Rate limit: {refused}", is_error=True, data={"rate_limited": True})
+        if grant.require_approval:
+            verdict = await self._approval(invocation, entry)
+            if verdict is not None:
+                await audit.write(CallStatus.APPROVAL_REJECTED, error=verdict)
+                return ToolResult(content=f"The call was not approved: {verdict}", is_error=True)
+        runtime = get_runtime()
+        try:
+            upstream = await runtime.call_tool(entry.upstream, entry.tool_name, invocation.arguments, entry.timeout_s)
+        except UpstreamTimeout:
+            await audit.write(CallStatus.TIMEOUT, error=f"no answer within {entry.timeout_s}s")
+            return ToolResult(content=f"Tool {invocation.name} timed out after {entry.timeout_s}s", is_error=True)
+        except UpstreamUnavailable as exc:
+            await audit.write(CallStatus.UNAVAILABLE, error=str(exc))
+            return ToolResult(content=f"Tool server {entry.server_name} is unavailable: {exc}", is_error=True)
+        secrets = runtime.redactions(entry.upstream)
+        limit = settings.GATEWAY_RESULT_MAX_CHARS
+        text = cap_text(redact(upstream.text(), secrets), limit)
+        blocks = cap_blocks(redact(upstream.content, secrets), limit)
+        structured = redact(upstream.structured, secrets)
+        if structured is not None and len(json.dumps(structured, default=str)) > limit:
+            structured = None
+        result = ToolResult(content=text, is_error=upstream.is_error, data={"mcp_content": blocks, "structured": structured})
+        await audit.write(CallStatus.ERROR if upstream.is_error else CallStatus.OK,
+                          result={"content": cap_text(text, 4000), "structured": structured}, secrets=secrets)
+        return result
+
+    def _check_team(self, principal: Principal) -> None:
+        if self.team_id is not None and principal.team_id != self.team_id:
+            raise ToolDenied("the caller belongs to another team")
+
+    async def _rate_limit(self, principal: Principal, entry: Entry, grant: GrantRow) -> str | None:
+        limiter = get_limiter()
+        checks = []
+        if grant.calls_per_minute:
+            checks.append((f"p:{_principal_key(principal)}:{entry.qualified}", grant.calls_per_minute, "for this caller"))
+        if entry.calls_per_minute:
+            checks.append((f"t:{principal.team_id}:{entry.qualified}", entry.calls_per_minute, "for this tool"))
+        for key, limit, scope in checks:
+            decision = await limiter.hit(key, limit)
+            if not decision.allowed:
+                return f"{limit} calls per minute {scope}; retry in {decision.retry_after_s:.0f}s"
+        return None
+
+    async def _approval(self, invocation: ToolInvocation, entry: Entry) -> str | None:
+        """None once approved; the reason when rejected; raises ApprovalRequired for runs that can pause."""
+        approval = await sync_to_async(_find_or_request_approval, thread_sensitive=False)(invocation.principal.team_id, invocation)
+        deadline = time.monotonic() + settings.GATEWAY_APPROVAL_WAIT_S
+        while approval.status == ToolApproval.Status.PENDING:
+            if invocation.run_id is not None:
+                raise ApprovalRequired(approval.pk, invocation.name)
+            if time.monotonic() > deadline:
+                return "no decision in time"
+            await asyncio.sleep(0.5)
+            approval = await sync_to_async(ToolApproval.objects.get, thread_sensitive=False)(pk=approval.pk)
+        if approval.status == ToolApproval.Status.REJECTED:
+            return approval.note or "rejected by a reviewer"
+        await sync_to_async(ToolApproval.objects.filter(pk=approval.pk).update, thread_sensitive=False)(status=ToolApproval.Status.USED)
+        return None
+
+
+def _principal_key(principal: Principal) -> str:
+    if principal.api_key_id is not None:
+        return f"key{principal.api_key_id}"
+    return f"agent:{principal.team_id}:{principal.agent}"
+
+
+def _request_hash(invocation: ToolInvocation) -> str:
+    body = json.dumps({"tool": invocation.name, "arguments": invocation.arguments, "run": invocation.run_id,
+                       "step": invocation.step_key, "call": invocation.call_id}, sort_keys=True, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _find_or_request_approval(team_id: int, invocation: ToolInvocation) -> ToolApproval:
+    """The approval for exactly this call (same run, step, call id, tool and arguments), or a new request."""
+    digest = _request_hash(invocation)
+    existing = ToolApproval.objects.filter(team_id=team_id, request_hash=digest).exclude(status=ToolApproval.Status.USED).first()
+    if existing is not None:
+        return existing
+    p = invocation.principal
+    return ToolApproval.objects.create(
+        team_id=team_id, principal_kind=PrincipalKind.API_KEY if p.api_key_id else PrincipalKind.AGENT,
+        agent_name=p.agent or "", api_key_id=p.api_key_id, run_id=invocation.run_id, step_key=invocation.step_key,
+        call_id=invocation.call_id, tool_name=invocation.name, arguments=invocation.arguments, request_hash=digest)
+
+
+class _Audit:
+    """Collects what one call's audit row needs and writes it once."""
+
+    def __init__(self, invocation: ToolInvocation, entry: Entry | None, grant: GrantRow | None, started: float):
+        self.invocation = invocation
+        self.entry = entry
+        self.grant = grant
+        self.started = started
+
+    async def write(self, status: str, *, error: str = "", result: Any = None, secrets: list[str] | None = None) -> None:
+        inv, p = self.invocation, self.invocation.principal
+        row = {
+            "team_id": p.team_id,
+            "principal_kind": PrincipalKind.API_KEY if p.api_key_id else PrincipalKind.AGENT,
+            "agent_name": p.agent or "", "api_key_id": p.api_key_id, "user_id": p.user_id,
+            "run_id": inv.run_id, "step_key": inv.step_key, "call_id": inv.call_id[:100],
+            "server_name": self.entry.server_name if self.entry else "", "tool_name": inv.name[:64],
+            "arguments": redact(inv.arguments, secrets or []), "result": result, "status": status, "error": error[:2000],
+            "latency_ms": round((time.perf_counter() - self.started) * 1000, 3),
+            "grant_id": self.grant.id if self.grant else None, "created_at": timezone.now(),
+        }
+        await gateway_writes.submit("audit", row)
+
+
+def _insert_audit(rows: list[dict[str, Any]]) -> list[None]:
+    insert_rows(AuditEntry, rows)
+    return [None] * len(rows)
+
+
+gateway_writes.register("audit", _insert_audit, durable=True)
+
+
+def team_gateway(team_id: int) -> Gateway:
+    """The toolbox pipeline runs use: the gateway for the run's team."""
+    return Gateway(team_id)
+
+
+async def authenticate_bearer(token: str) -> Principal | None:
+    """The principal of a live API key (for the MCP endpoint)."""
+    from mcpgateway.actions.access import authenticate_token
+
+    found = await sync_to_async(authenticate_token, thread_sensitive=False)(token)
+    return found[1] if found else None

@@ -1,0 +1,201 @@
+"""The MCP endpoint as an ASGI app, and the session manager it owns.
+
+Both protocol eras are served from one URL by the SDK's `StreamableHTTPSessionManager`:
+2026-07-28 (self-contained POSTs, `server/discover`) and 2025-11-25 (`initialize`,
+`Mcp-Session-Id`, GET SSE, DELETE). Each request is checked (Host, bearer token) and
+then handed to the manager with the principal on its scope.
+
+Django's ASGI handler has no lifespan and daphne sends none, so the manager is
+started lazily by the first request, in a task this endpoint owns, and stopped by
+`aclose()` (or by an ASGI lifespan shutdown, when the server sends one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from typing import Any
+
+from mcp.server.lowlevel import Server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mcpgateway.downstream.access import (
+    Authenticate,
+    RequestGuard,
+    authenticated_scope,
+    error_response,
+)
+from mcpgateway.downstream.tools import ToolboxSource, build_tool_server
+from mcpgateway.types import Principal
+
+logger = logging.getLogger(__name__)
+
+MANAGER_START_TIMEOUT_S = 10.0
+MANAGER_STOP_TIMEOUT_S = 10.0
+
+
+def build_mcp_app(
+    *,
+    authenticate: Authenticate,
+    toolbox: ToolboxSource,
+    allowed_hosts: list[str],
+    server_name: str = "agentdeck",
+    allowed_origins: list[str] | None = None,
+) -> McpEndpoint:
+    """Build the downstream MCP endpoint, an ASGI app serving one MCP URL.
+
+    `authenticate(token)` maps a bearer token to its principal (None: refused).
+    `toolbox` is the gateway's `Toolbox`, or a zero-argument factory called per MCP
+    request. `allowed_hosts` takes Django's `ALLOWED_HOSTS` forms. A browser `Origin`
+    must be in `allowed_origins`, or by default name one of the allowed hosts.
+    """
+    if not allowed_hosts:
+        raise ValueError("allowed_hosts must name at least one host (or '*')")
+    guard = RequestGuard(
+        authenticate=authenticate, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins, realm=server_name
+    )
+    return McpEndpoint(build_tool_server(toolbox, server_name), guard)
+
+
+def route_mcp_path(endpoint: ASGIApp, fallback: ASGIApp, *, path: str = "/mcp") -> ASGIApp:
+    """Route `path` and `path/` to `endpoint` (no redirect: clients POST to either).
+
+    Everything else, including non-HTTP scopes, goes to `fallback` (Django's handler).
+    """
+    paths = {path.rstrip("/"), path.rstrip("/") + "/"}
+
+    async def router(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in paths:
+            await endpoint(scope, receive, send)
+        else:
+            await fallback(scope, receive, send)
+
+    return router
+
+
+class _EndpointClosed(Exception):
+    """A request arrived after `aclose()`."""
+
+
+class McpEndpoint:
+    """ASGI app for the MCP URL: host check → bearer auth → the SDK's session manager."""
+
+    def __init__(self, server: Server[Any], guard: RequestGuard) -> None:
+        self.server = server
+        self._guard = guard
+        self._lock = asyncio.Lock()
+        self._manager: StreamableHTTPSessionManager | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._stop: asyncio.Event | None = None
+        self._closed = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._serve_lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            raise ValueError(f"the MCP endpoint serves HTTP only, not {scope['type']!r}")
+        headers = Headers(scope=scope)
+        refusal = self._guard.check_host(headers)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        principal = await self._guard.principal_for(headers)
+        if not isinstance(principal, Principal):
+            await principal(scope, receive, send)
+            return
+        try:
+            manager = await self._session_manager()
+        except _EndpointClosed:
+            await error_response(503, "unavailable", "The MCP endpoint is shutting down.")(scope, receive, send)
+            return
+        await manager.handle_request(authenticated_scope(scope, principal, headers), receive, send)
+
+    @property
+    def running(self) -> bool:
+        """Whether the SDK session manager is running."""
+        return self._runner is not None and not self._runner.done()
+
+    async def aclose(self) -> None:
+        """Stop the session manager, ending every open session; later requests get 503."""
+        async with self._lock:
+            self._closed = True
+            runner, stop = self._runner, self._stop
+            self._manager = self._runner = self._stop = None
+        if runner is None or stop is None:
+            return
+        stop.set()
+        try:
+            async with asyncio.timeout(MANAGER_STOP_TIMEOUT_S):
+                await asyncio.shield(runner)
+        except TimeoutError:
+            logger.warning("MCP session manager did not stop within %ss; cancelling it", MANAGER_STOP_TIMEOUT_S)
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+
+    async def _session_manager(self) -> StreamableHTTPSessionManager:
+        """The running session manager, started by the first request that needs it."""
+        if self._manager is not None and self.running:
+            return self._manager
+        async with self._lock:
+            if self._closed:
+                raise _EndpointClosed
+            if self._manager is None or not self.running:
+                await self._start_manager()
+            assert self._manager is not None
+            return self._manager
+
+    async def _start_manager(self) -> None:
+        # A manager runs once; a fresh one replaces one that crashed.
+        manager = StreamableHTTPSessionManager(
+            app=self.server,
+            json_response=True,
+            # Host and Origin are checked before authentication by RequestGuard, with
+            # Django's ALLOWED_HOSTS semantics; the SDK still validates Content-Type.
+            security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        )
+        ready, stop = asyncio.Event(), asyncio.Event()
+        # A fresh context, so the manager's tasks never inherit the first caller's contextvars.
+        runner = asyncio.create_task(
+            _run_manager(manager, ready, stop), name="mcp-session-manager", context=contextvars.Context()
+        )
+        runner.add_done_callback(_log_manager_exit)
+        ready_wait = asyncio.create_task(ready.wait())
+        try:
+            await asyncio.wait(
+                {runner, ready_wait}, timeout=MANAGER_START_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            ready_wait.cancel()
+        if not ready.is_set():
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+            raise RuntimeError("the MCP session manager did not start")
+        self._manager, self._runner, self._stop = manager, runner, stop
+        logger.info("MCP session manager started")
+
+    async def _serve_lifespan(self, receive: Receive, send: Send) -> None:
+        """Answer an ASGI lifespan (uvicorn sends one; daphne does not): stop on shutdown."""
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _run_manager(manager: StreamableHTTPSessionManager, ready: asyncio.Event, stop: asyncio.Event) -> None:
+    async with manager.run():
+        ready.set()
+        await stop.wait()
+
+
+def _log_manager_exit(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.error("MCP session manager crashed; the next request starts a new one", exc_info=exc)

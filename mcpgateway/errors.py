@@ -1,0 +1,30 @@
+"""The gateway's exception family; each maps once to a status code and a UI message."""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Bad input or a refused request. `field` names what to fix."""
+
+    code = "invalid"
+
+    def __init__(self, message: str, field: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class MissingVariable(GatewayError):
+    """A ${NAME} reference resolves neither from the server's secrets nor the environment."""
+
+    code = "missing_variable"
+
+
+class ConfigError(GatewayError):
+    """An imported mcp_config.yaml / mcpServers JSON is invalid; `errors` lists every problem."""
+
+    def __init__(self, errors: list[dict[str, str]]):
+        self.errors = errors
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(f"{first['field']}: {first['message']}{more}", first["field"])

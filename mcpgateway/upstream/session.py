@@ -1,0 +1,245 @@
+"""One live connection to an upstream MCP server, over the official SDK `Client`.
+
+`open_session(config, on_list_changed)` connects (protocol era negotiated with
+`mode="auto"`, so both 2025-11-25 and 2026-07-28 servers work) and yields an
+`UpstreamSession` that discovers, calls tools and probes health. It is entered and
+exited by one owning task (the supervisor's), but its methods may be awaited from any
+task on the same event loop: the SDK correlates concurrent requests by id.
+
+List changes reach `on_list_changed` in both eras: handshake-era servers send plain
+`notifications/*/list_changed`; 2026-era servers send them only on a
+`subscriptions/listen` stream, which `listen_for_changes()` keeps open (its events are
+also handed to the message handler, so one path serves both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+import mcp_types as types
+from mcp import Client
+from mcp.client.subscriptions import ListenNotSupportedError, SubscriptionLost
+from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import BaseModel, ValidationError
+
+from mcpgateway.upstream.config import (
+    DiscoveredTool,
+    Discovery,
+    UpstreamConfig,
+    UpstreamResult,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from mcpgateway.upstream.transports import TRANSPORTS, OpenedTransport
+
+logger = logging.getLogger(__name__)
+
+CLIENT_INFO = types.Implementation(name="agentdeck-mcp-gateway", version="0.1.0")
+_PAGE_CAP = 100
+_RELISTEN_DELAY_S = 1.0
+_LIST_CHANGED = (
+    types.ToolListChangedNotification,
+    types.ResourceListChangedNotification,
+    types.PromptListChangedNotification,
+)
+
+
+def _dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _tool(tool: types.Tool) -> DiscoveredTool:
+    return DiscoveredTool(
+        name=tool.name,
+        description=tool.description or "",
+        input_schema=dict(tool.input_schema),
+        output_schema=dict(tool.output_schema) if tool.output_schema is not None else None,
+        annotations=_dump(tool.annotations) if tool.annotations is not None else None,
+    )
+
+
+def _error_result(message: str) -> UpstreamResult:
+    return UpstreamResult(content=[{"type": "text", "text": message}], structured=None, is_error=True)
+
+
+class UpstreamSession:
+    """A connected SDK client plus what the supervisor watches on it."""
+
+    def __init__(self, config: UpstreamConfig, client: Client, opened: OpenedTransport) -> None:
+        self.config = config
+        self.client = client
+        self.closed = opened.closed
+        self.pid: int | None = None
+        self._find_pid = opened.find_pid
+
+    @property
+    def modern(self) -> bool:
+        """True on a 2026-07-28 connection (no ping; list changes need subscriptions/listen)."""
+        return self.client.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+    async def lookup_pid(self) -> int | None:
+        """Find the stdio child's pid (None for HTTP transports or when /proc is unreadable)."""
+        if self._find_pid is not None:
+            self.pid = await asyncio.to_thread(self._find_pid)
+        return self.pid
+
+    async def _walk(self, fetch: Callable[[str | None], Awaitable[Any]], attr: str) -> list[Any]:
+        """Collect every page of a list method; a method the server does not know lists nothing."""
+        items: list[Any] = []
+        cursor: str | None = None
+        for _ in range(_PAGE_CAP):
+            try:
+                page = await fetch(cursor)
+            except MCPError as error:
+                if error.code != types.METHOD_NOT_FOUND:
+                    raise
+                return items
+            items.extend(getattr(page, attr))
+            cursor = page.next_cursor
+            if not cursor:
+                break
+        return items
+
+    async def discover(self) -> Discovery:
+        """List tools, resources, resource templates and prompts the server declares."""
+        client = self.client
+        caps = client.server_capabilities
+        tools: list[types.Tool] = []
+        resources: list[Any] = []
+        templates: list[Any] = []
+        prompts: list[Any] = []
+        if caps.tools is not None:
+            tools = await self._walk(lambda c: client.list_tools(cursor=c), "tools")
+        if caps.resources is not None:
+            resources = await self._walk(lambda c: client.list_resources(cursor=c), "resources")
+            templates = await self._walk(
+                lambda c: client.list_resource_templates(cursor=c), "resource_templates"
+            )
+        if caps.prompts is not None:
+            prompts = await self._walk(lambda c: client.list_prompts(cursor=c), "prompts")
+        info = client.server_info
+        return Discovery(
+            tools=[_tool(tool) for tool in tools],
+            resources=[_dump(resource) for resource in resources],
+            prompts=[_dump(prompt) for prompt in prompts],
+            server_info=_dump(info) if info is not None else {},
+            resource_templates=[_dump(template) for template in templates],
+            protocol_version=client.protocol_version,
+            capabilities=_dump(caps),
+            instructions=client.instructions or "",
+        )
+
+    async def call_tool(self, tool: str, arguments: dict[str, Any], timeout_s: float) -> UpstreamResult:
+        """Call one tool; tool failures and JSON-RPC errors come back as `is_error` results.
+
+        Raises:
+            UpstreamTimeout: no answer within `timeout_s` (the SDK tells the server to cancel).
+            UpstreamUnavailable: the connection closed before or during the call.
+        """
+        try:
+            with anyio.fail_after(timeout_s):
+                result = await self.client.call_tool(tool, arguments)
+        except TimeoutError:
+            raise UpstreamTimeout(f"{self.config.name}: {tool} timed out after {timeout_s:g}s") from None
+        except MCPError as error:
+            if error.code == types.CONNECTION_CLOSED or self.closed.is_set():
+                raise UpstreamUnavailable(f"{self.config.name}: connection closed") from error
+            if error.code == types.REQUEST_TIMEOUT:
+                raise UpstreamTimeout(f"{self.config.name}: {tool} timed out") from error
+            return _error_result(f"MCP error {error.code}: {error.message}")
+        except (RuntimeError, ValidationError) as error:
+            # The SDK raises these for a closed client or a result that breaks the
+            # tool's declared output schema; only the former is the connection's fault.
+            if self.closed.is_set():
+                raise UpstreamUnavailable(f"{self.config.name}: connection closed") from error
+            return _error_result(f"invalid result from upstream: {error}")
+        return UpstreamResult(
+            content=[_dump(block) for block in result.content],
+            structured=result.structured_content,
+            is_error=bool(result.is_error),
+        )
+
+    async def probe(self) -> None:
+        """A cheap round trip: `ping` on handshake-era connections, `server/discover` on 2026 ones.
+
+        Raises:
+            MCPError: the server answered with an error or the connection closed.
+        """
+        if self.modern:
+            await self.client.session.send_discover(self.client.protocol_version)
+        else:
+            await self.client.session.send_ping()
+
+    async def listen_for_changes(
+        self,
+        on_list_changed: Callable[[], None],
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Keep a `subscriptions/listen` stream open (2026 era only) until cancelled.
+
+        Reports started once the first stream is acknowledged (or at once when there is
+        none to open), so a caller can subscribe first and list second without missing
+        a change in between. Events are teed to the message handler, which does the
+        triggering; a lost stream is re-opened and counts as a change.
+        """
+        started = False
+        try:
+            while self.modern:
+                try:
+                    async with self.client.listen(
+                        tools_list_changed=True, resources_list_changed=True, prompts_list_changed=True
+                    ) as subscription:
+                        if not started:
+                            started = True
+                            task_status.started()
+                        async for _event in subscription:
+                            pass
+                    return
+                except (ListenNotSupportedError, MCPError) as error:
+                    logger.debug("%s: no subscriptions/listen (%s)", self.config.name, error)
+                    return
+                except (SubscriptionLost, TimeoutError) as error:
+                    if self.closed.is_set():
+                        return
+                    logger.info("%s: change subscription lost (%s); re-listening", self.config.name, error)
+                    on_list_changed()
+                await anyio.sleep(_RELISTEN_DELAY_S)
+        finally:
+            if not started:
+                task_status.started()
+
+
+@asynccontextmanager
+async def open_session(
+    config: UpstreamConfig, on_list_changed: Callable[[], None]
+) -> AsyncIterator[UpstreamSession]:
+    """Connect to one upstream and yield its session; closing stops a stdio child for good."""
+
+    async def message_handler(message: Any) -> None:
+        if isinstance(message, _LIST_CHANGED):
+            on_list_changed()
+        elif isinstance(message, Exception):
+            logger.warning("%s: transport error: %s", config.name, message)
+        await anyio.lowlevel.checkpoint()
+
+    async with TRANSPORTS[config.transport](config) as opened:
+        client = Client(
+            opened.transport,
+            mode="auto",
+            cache=None,
+            client_info=CLIENT_INFO,
+            message_handler=message_handler,
+        )
+        async with client:
+            session = UpstreamSession(config, client, opened)
+            await session.lookup_pid()
+            yield session

@@ -1,0 +1,252 @@
+"""The SDK transports behind the three upstream kinds, chosen by name from `TRANSPORTS`.
+
+Each opener is an async context manager that yields an `OpenedTransport`: an SDK
+`Transport` ready to hand to `mcp.Client`, plus a way to learn the child pid (stdio)
+and an event set when the transport's read side ends (the server went away). Closing
+the context releases what the opener acquired (the stderr pipe, the HTTP client); the
+SDK transport itself is closed by the `Client` that entered it.
+
+stdio children get a minimal environment (PATH, HOME, LANG, merged under the
+configured env; the SDK adds its own short safe list) and their stderr is forwarded
+line by line to the `mcpgateway.upstream.stderr` logger, never to the terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TextIO
+
+import anyio
+import httpx2
+from mcp.client import Transport
+from mcp.client.sse import sse_client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+from mcpgateway.upstream.config import UpstreamConfig
+
+stderr_logger = logging.getLogger("mcpgateway.upstream.stderr")
+
+SAFE_ENV_KEYS = ("PATH", "HOME", "LANG")
+PID_TOKEN_VAR = "MCPGATEWAY_UPSTREAM_TOKEN"
+_MAX_STDERR_LINE = 4000
+_HTTP_READ_TIMEOUT_S = 300.0
+
+
+@dataclass
+class OpenedTransport:
+    """An SDK transport for one connection attempt, and what we watch on it."""
+
+    transport: Transport
+    closed: asyncio.Event
+    find_pid: Callable[[], int | None] | None = None
+
+
+class _WatchedReadStream:
+    """Wraps a transport's read stream to notice when it ends (EOF or closed).
+
+    The dispatcher reads until the stream ends, then fails every pending request with
+    CONNECTION_CLOSED; this wrapper additionally sets `closed` so the supervisor learns
+    of a dead server at once instead of at the next health probe.
+    """
+
+    def __init__(self, inner: Any, closed: asyncio.Event) -> None:
+        self._inner = inner
+        self._closed = closed
+
+    @property
+    def last_context(self) -> Any:
+        return getattr(self._inner, "last_context", None)
+
+    async def receive(self) -> Any:
+        try:
+            return await self._inner.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._closed.set()
+            raise
+
+    def __aiter__(self) -> _WatchedReadStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        self._closed.set()
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> _WatchedReadStream:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class _WatchedTransport:
+    """An SDK transport whose read stream is a `_WatchedReadStream`."""
+
+    def __init__(self, inner: Transport, closed: asyncio.Event) -> None:
+        self._inner = inner
+        self._closed = closed
+
+    async def __aenter__(self) -> tuple[Any, Any]:
+        read_stream, write_stream = await self._inner.__aenter__()
+        return _WatchedReadStream(read_stream, self._closed), write_stream
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        self._closed.set()
+        return await self._inner.__aexit__(exc_type, exc, tb)
+
+
+class _StderrToLog(asyncio.Protocol):
+    """Forwards a child's stderr to the log, one record per line."""
+
+    def __init__(self, server: str) -> None:
+        self._server = server
+        self._buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        if len(self._buffer) > _MAX_STDERR_LINE:
+            lines.append(self._buffer)
+            self._buffer = b""
+        for line in lines:
+            self._emit(line)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._buffer:
+            self._emit(self._buffer)
+            self._buffer = b""
+
+    def _emit(self, line: bytes) -> None:
+        text = line.decode("utf-8", "replace").rstrip()
+        if text:
+            stderr_logger.info("[%s] %s", self._server, text[:_MAX_STDERR_LINE])
+
+
+@asynccontextmanager
+async def _stderr_pipe(server: str) -> AsyncIterator[TextIO]:
+    """A pipe whose write end becomes the child's stderr; the read end feeds the log."""
+    read_fd, write_fd = os.pipe()
+    reader = os.fdopen(read_fd, "rb", buffering=0)
+    writer = os.fdopen(write_fd, "w")
+    try:
+        loop = asyncio.get_running_loop()
+        pipe_transport, _ = await loop.connect_read_pipe(lambda: _StderrToLog(server), reader)
+    except BaseException:
+        reader.close()
+        writer.close()
+        raise
+    try:
+        yield writer
+    finally:
+        writer.close()
+        pipe_transport.close()
+
+
+def find_child_pid(token: str) -> int | None:
+    """The pid of our direct child whose environment carries `token` (Linux /proc), if any.
+
+    The SDK spawns the stdio server itself and keeps the process object private, so the
+    child is recognised by a random token placed in its environment.
+    """
+    me = os.getpid()
+    needle = f"{PID_TOKEN_VAR}={token}".encode()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+            if int(fields[1]) != me:
+                continue
+            with open(f"/proc/{entry}/environ", "rb") as environ:
+                if needle in environ.read().split(b"\0"):
+                    return int(entry)
+        except (OSError, IndexError, ValueError):
+            continue
+    return None
+
+
+def stdio_environment(config: UpstreamConfig, token: str) -> dict[str, str]:
+    """The child's environment: a few safe variables, then the configured ones, then the token."""
+    env = {key: os.environ[key] for key in SAFE_ENV_KEYS if key in os.environ}
+    env.update(config.env)
+    env[PID_TOKEN_VAR] = token
+    return env
+
+
+@asynccontextmanager
+async def open_stdio(config: UpstreamConfig) -> AsyncIterator[OpenedTransport]:
+    """Spawn the server through the SDK's stdio transport when the client enters it."""
+    token = secrets.token_hex(8)
+    params = StdioServerParameters(
+        command=config.command,
+        args=list(config.args),
+        env=stdio_environment(config, token),
+        cwd=config.cwd,
+    )
+    closed = asyncio.Event()
+    async with _stderr_pipe(config.name) as errlog:
+        yield OpenedTransport(
+            transport=_WatchedTransport(stdio_client(params, errlog=errlog), closed),
+            closed=closed,
+            find_pid=lambda: find_child_pid(token),
+        )
+
+
+def _http_client(config: UpstreamConfig) -> httpx2.AsyncClient:
+    # The read timeout bounds idle streams (a listen stream is re-opened when it trips);
+    # call deadlines are enforced by the session, so never cut a long call short here.
+    read_timeout = max(_HTTP_READ_TIMEOUT_S, config.call_timeout_s + 5)
+    timeout = httpx2.Timeout(config.connect_timeout_s, read=read_timeout)
+    return httpx2.AsyncClient(headers=dict(config.headers), timeout=timeout)
+
+
+@asynccontextmanager
+async def open_http(config: UpstreamConfig) -> AsyncIterator[OpenedTransport]:
+    """Streamable HTTP through the SDK; headers (e.g. Authorization) ride on our httpx2 client."""
+    closed = asyncio.Event()
+    async with AsyncExitStack() as stack:
+        client = await stack.enter_async_context(_http_client(config))
+        inner = streamable_http_client(config.url, http_client=client)
+        yield OpenedTransport(transport=_WatchedTransport(inner, closed), closed=closed)
+
+
+@asynccontextmanager
+async def open_sse(config: UpstreamConfig) -> AsyncIterator[OpenedTransport]:
+    """The legacy HTTP+SSE transport through the SDK."""
+    closed = asyncio.Event()
+    inner = sse_client(
+        config.url,
+        headers=dict(config.headers),
+        timeout=config.connect_timeout_s,
+        sse_read_timeout=max(_HTTP_READ_TIMEOUT_S, config.call_timeout_s + 5),
+    )
+    yield OpenedTransport(transport=_WatchedTransport(inner, closed), closed=closed)
+
+
+TRANSPORTS: dict[str, Callable[[UpstreamConfig], AbstractAsyncContextManager[OpenedTransport]]] = {
+    "stdio": open_stdio,
+    "http": open_http,
+    "sse": open_sse,
+}

@@ -1,0 +1,109 @@
+"""The real product's `/mcp/` endpoint, served by daphne in its own process, used by the
+SDK's MCP client with API keys: each key sees exactly its granted tools, and every call
+leaves one audit row."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import httpx2
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from mcpgateway.actions.access import do_create_api_key, do_grant
+from mcpgateway.actions.servers import do_save_server
+from mcpgateway.models import AuditEntry
+from tests.conftest import start_servers
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+ROOT = Path(settings.BASE_DIR)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def daphne():
+    """The ASGI app under daphne, on the test database."""
+    port = _free_port()
+    env = dict(os.environ)
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("postgresql"):
+        env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    else:
+        env["SQLITE_PATH"] = str(db["NAME"])
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port),
+                             "config.asgi:application"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "daphne did not start"
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}/mcp/"
+    proc.terminate()
+    proc.wait(timeout=15)
+
+
+async def _session(url: str, token: str, work, mode: str = "auto"):
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+        async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
+            return await work(client)
+
+
+def test_it_serves_each_key_exactly_its_granted_tools(gateway_runtime, daphne):
+    user = get_user_model().objects.create_user("ci")
+    server = do_save_server(1, "echo", transport="stdio", command=sys.executable, args=["-m", "tests.fakes.mcp_echo_server"],
+                            cwd=str(ROOT))
+    start_servers(gateway_runtime, server)  # discovery fills the catalogue
+    narrow, narrow_token = do_create_api_key(1, "narrow", user)
+    wide, wide_token = do_create_api_key(1, "wide", user)
+    _, other_team_token = do_create_api_key(2, "other", user)
+    do_grant(server, api_key=narrow, tool=server.tools.get(name="echo"))
+    do_grant(server, api_key=wide)
+
+    async def narrow_work(client):
+        tools = sorted(t.name for t in (await client.list_tools()).tools)
+        ok = await client.call_tool("echo__echo", {"message": "over mcp"})
+        refused = await client.call_tool("echo__add", {"a": 1, "b": 2})
+        return tools, ok, refused
+
+    async def list_only(client):
+        return sorted(t.name for t in (await client.list_tools()).tools)
+
+    tools, ok, refused = asyncio.run(_session(daphne, narrow_token, narrow_work))
+    wide_tools = asyncio.run(_session(daphne, wide_token, list_only, mode="legacy"))
+    other_tools = asyncio.run(_session(daphne, other_team_token, list_only))
+
+    assert tools == ["echo__echo"]
+    assert not ok.is_error and "over mcp" in ok.content[0].text
+    assert refused.is_error and "not allowed" in refused.content[0].text
+    assert {"echo__echo", "echo__add", "echo__fail"} <= set(wide_tools)
+    assert other_tools == []
+    rows = list(AuditEntry.objects.order_by("id").values_list("tool_name", "status", "api_key_id"))
+    assert rows == [("echo__echo", "ok", narrow.pk), ("echo__add", "denied", narrow.pk)]
+
+
+def test_it_refuses_requests_without_a_valid_key(daphne):
+    for headers in ({}, {"Authorization": "Bearer adk_wrong"}):
+        request = urllib.request.Request(daphne, data=b"{}", headers={"Content-Type": "application/json", **headers})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=10)
+        assert info.value.code == 401
+        assert info.value.headers["WWW-Authenticate"].startswith("Bearer")
