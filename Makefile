@@ -7,7 +7,7 @@ PORT   ?= 8000
 # Reinstall only when the dependency list changes.
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install run migrate seed test test-postgres test-fast lint bench clean
+.PHONY: install npm-peers run migrate seed test test-postgres test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
+# Real MCP servers from npm that the tests (and the demo docs) use as peers.
+NPM_STAMP := node_modules/.installed-$(shell sha1sum package-lock.json | cut -c1-12)
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	@rm -f node_modules/.installed-* && touch $@
+
 install: $(STAMP)
+
+npm-peers: $(NPM_STAMP)
 
 migrate: install
 	$(BIN)/python manage.py migrate --noinput -v0
@@ -33,7 +41,7 @@ lint: install
 
 # The whole suite, slow end-to-end tests included (CI runs this): once on the embedded
 # shape (SQLite file), then the engine and store tests again on PostgreSQL.
-test: lint
+test: lint npm-peers
 	$(BIN)/python manage.py makemigrations --check --dry-run -v0
 	$(BIN)/pytest -q
 	$(MAKE) --no-print-directory test-postgres
@@ -41,18 +49,19 @@ test: lint
 PG_URL ?= postgres://postgres@127.0.0.1:5432/agentdeck
 test-postgres: install
 	@if $(BIN)/python -c "import psycopg; psycopg.connect('$(PG_URL)'.rsplit('/', 1)[0] + '/postgres', connect_timeout=3).close()" 2>/dev/null; then \
-		DATABASE_URL=$(PG_URL) $(BIN)/pytest -q tests/orchestrator; \
+		DATABASE_URL=$(PG_URL) $(BIN)/pytest -q -m "not slow" tests/orchestrator tests/mcpgateway; \
 	else \
 		echo "SKIPPED the PostgreSQL pass: no server at $(PG_URL)"; \
 	fi
 
 # Locally: skip the slow end-to-end tests.
-test-fast: install
+test-fast: install npm-peers
 	$(BIN)/pytest -q -m "not slow"
 
-bench: install
+bench: install npm-peers
 	$(BIN)/python tests/bench/bench_engine.py
+	$(BIN)/python tests/bench/bench_gateway.py 2>/dev/null
 	$(BIN)/python tests/bench/bench_memory.py
 
 clean:
-	rm -rf $(VENV) var/test-*.sqlite3*
+	rm -rf $(VENV) node_modules var/test-*.sqlite3*

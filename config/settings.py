@@ -160,7 +160,6 @@ EVENT_FLUSH_MS = envint("AGENTDECK_EVENT_FLUSH_MS", "25")
 # Fernet key for secrets at rest; derived from SECRET_KEY when unset.
 AGENTDECK_ENCRYPTION_KEY = envsecret("AGENTDECK_ENCRYPTION_KEY")
 GATEWAY_RESULT_MAX_CHARS = envint("GATEWAY_RESULT_MAX_CHARS", "100000")
-GATEWAY_CALL_TIMEOUT_S = envint("GATEWAY_CALL_TIMEOUT_S", "60")
 # Grants and the tool catalogue are cached per process for this long (revocations take effect within it).
 GATEWAY_CACHE_TTL_S = float(envstr("GATEWAY_CACHE_TTL_S", "1.0"))
 # How long an external MCP client's call waits for a human approval before it is refused.
