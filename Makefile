@@ -7,7 +7,7 @@ PORT   ?= 8000
 # Reinstall only when the dependency list changes.
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install npm-peers run migrate seed test test-postgres test-fast lint bench clean
+.PHONY: system-deps install npm-peers run migrate seed test test-postgres test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ NPM_STAMP := node_modules/.installed-$(shell sha1sum package-lock.json | cut -c1
 $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	@rm -f node_modules/.installed-* && touch $@
+
+# Debian packages the tests need (Chromium for the browser tests); idempotent.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 install: $(STAMP)
 
@@ -41,7 +45,7 @@ lint: install
 
 # The whole suite, slow end-to-end tests included (CI runs this): once on the embedded
 # shape (SQLite file), then the engine and store tests again on PostgreSQL.
-test: lint npm-peers
+test: lint npm-peers system-deps
 	$(BIN)/python manage.py makemigrations --check --dry-run -v0
 	$(BIN)/pytest -q
 	$(MAKE) --no-print-directory test-postgres

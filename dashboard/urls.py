@@ -1,11 +1,21 @@
-"""Dashboard pages. The full product UI is built on these (live runs, builder, review queue)."""
+"""Dashboard URL map: each area owns its routes in dashboard/views/<area>.py (`urlpatterns`)."""
 
-from django.urls import path
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
 
-from dashboard import views
+from dashboard.views import home
 
 urlpatterns = [
-    path("", views.home, name="home"),
-    path("healthz", views.healthz, name="healthz"),
-    path("schemas/pipeline-spec.json", views.spec_schema, name="spec-schema"),
+    path("", home.index, name="home"),
+    path("healthz", home.healthz, name="healthz"),
+    path("schemas/pipeline-spec.json", home.spec_schema, name="spec-schema"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("teams/switch/", home.switch_team, name="switch-team"),
+    path("runs/", include("dashboard.views.runs")),
+    path("pipelines/", include("dashboard.views.pipelines")),
+    path("agents/", include("dashboard.views.agents")),
+    path("review/", include("dashboard.views.review")),
+    path("tools/", include("dashboard.views.tools")),
+    path("usage/", include("dashboard.views.usage")),
 ]

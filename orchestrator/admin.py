@@ -136,3 +136,10 @@ class ReviewItemAdmin(admin.ModelAdmin):
     list_filter = ["reason", "status", "team"]
     search_fields = ["step_key"]
     readonly_fields = ["team", "run", "step_key", "reason", "context", "decision", "decided_by", "decided_at", "created_at"]
+
+
+@admin.register(m.Limit)
+class LimitAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "team", "scope", "kind", "value", "updated_at"]
+    list_filter = ["scope", "kind", "team"]
+    search_fields = ["agent__name", "pipeline__name", "user__username"]

@@ -6,6 +6,7 @@ verified end to end and a changed, removed or reordered event is detected.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Iterable
@@ -14,7 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 from config.sql_rows import JSONText
@@ -85,13 +86,48 @@ def run_group(run_id: int) -> str:
     return f"run-{run_id}"
 
 
-async def publish(payloads: list[dict[str, Any]]) -> None:
-    """Send events to the run's channel-layer group (live pages, SSE, metrics)."""
+def team_group(team_id: int) -> str:
+    return f"team-{team_id}"
+
+
+# The loop the websocket consumers of this process run on (daphne's). The in-memory channel
+# layer's queues belong to it, so sends from other loops (the background runner) are handed
+# over to it instead of touching its queues from another thread.
+_consumer_loop: asyncio.AbstractEventLoop | None = None
+
+
+def register_consumer_loop() -> None:
+    """Called by consumers when they connect."""
+    global _consumer_loop
+    _consumer_loop = asyncio.get_running_loop()
+
+
+async def group_send(group: str, message: dict[str, Any]) -> None:
     layer = get_channel_layer()
-    if layer is None or not payloads:
+    if layer is None:
         return
-    group = run_group(payloads[0]["run_id"])
-    await layer.group_send(group, {"type": "run.events", "events": payloads})
+    if not isinstance(layer, InMemoryChannelLayer):
+        await layer.group_send(group, message)
+        return
+    target = _consumer_loop
+    if target is None or target.is_closed():
+        return  # no consumer ever connected in this process: nobody to tell
+    if target is asyncio.get_running_loop():
+        await layer.group_send(group, message)
+    else:
+        asyncio.run_coroutine_threadsafe(layer.group_send(group, message), target)
+
+
+async def publish(payloads: list[dict[str, Any]], team_id: int | None = None) -> None:
+    """Send events to the run's channel-layer group (live pages, SSE, metrics), and a
+    summary of run and review changes to the team's group (lists and nav counts)."""
+    if not payloads:
+        return
+    await group_send(run_group(payloads[0]["run_id"]), {"type": "run.events", "events": payloads})
+    if team_id is not None:
+        changes = [p for p in payloads if p["type"].startswith(("run.", "review.", "step.waiting_review"))]
+        if changes:
+            await group_send(team_group(team_id), {"type": "team.events", "events": changes})
 
 
 def send_event_on_commit(run: Run, type: str, data: dict[str, Any], step_key: str = "") -> RunEvent:
@@ -108,7 +144,8 @@ def send_event_on_commit(run: Run, type: str, data: dict[str, Any], step_key: st
     Run.objects.filter(pk=run.pk).update(last_seq=locked.last_seq, last_hash=locked.last_hash)
     run.last_seq, run.last_hash = locked.last_seq, locked.last_hash
     payload = event_payload(event)
-    transaction.on_commit(lambda: async_to_sync(publish)([payload]))
+    team_id = run.team_id
+    transaction.on_commit(lambda: async_to_sync(publish)([payload], team_id))
     return event
 
 

@@ -332,6 +332,8 @@ class ReviewItem(models.Model):
     decision = models.JSONField(null=True, blank=True)
     decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     decided_at = models.DateTimeField(null=True, blank=True)
+    assigned_to = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="assigned_reviews")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -340,3 +342,47 @@ class ReviewItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_reason_display()} on {self.step_key}"
+
+
+class LimitScope(models.TextChoices):
+    TEAM = "team", "Team"
+    AGENT = "agent", "Agent"
+    PIPELINE = "pipeline", "Pipeline"
+    API_KEY = "api_key", "API key"
+    USER = "user", "User"
+
+
+class LimitKind(models.TextChoices):
+    REQUESTS_PER_MINUTE = "requests_per_minute", "Requests per minute"
+    CONCURRENT_RUNS = "concurrent_runs", "Concurrent runs"
+    TOKENS_PER_DAY = "tokens_per_day", "Tokens per day"
+    TOKENS_PER_MONTH = "tokens_per_month", "Tokens per month"
+    USD_PER_DAY = "usd_per_day", "Dollars per day"
+    USD_PER_MONTH = "usd_per_month", "Dollars per month"
+
+
+class Limit(models.Model):
+    """A rate limit or budget for a team, or one agent, pipeline, API key or user in it.
+
+    Enforced in the two doors: requests and concurrent runs where runs start and API
+    requests arrive, tokens and dollars before every model call.
+    """
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="limits")
+    scope = models.CharField(max_length=10, choices=LimitScope.choices, default=LimitScope.TEAM)
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.CASCADE, related_name="limits")
+    pipeline = models.ForeignKey(Pipeline, null=True, blank=True, on_delete=models.CASCADE, related_name="limits")
+    api_key_id = models.BigIntegerField(null=True, blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="limits")
+    kind = models.CharField(max_length=24, choices=LimitKind.choices)
+    value = models.DecimalField(max_digits=16, decimal_places=4)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["team", "scope", "kind"]
+
+    def __str__(self) -> str:
+        target = {"team": "team", "agent": f"agent {self.agent_id}", "pipeline": f"pipeline {self.pipeline_id}",
+                  "api_key": f"key {self.api_key_id}", "user": f"user {self.user_id}"}[self.scope]
+        return f"{self.get_kind_display()} {self.value} for {target}"

@@ -71,6 +71,7 @@ class DjangoRunStore:
         self._lock = asyncio.Lock()
         self._agents: dict[str, int] = {}
         self._known_steps: set[str] = set()
+        self._team_id: int | None = None
 
     # --- loading -------------------------------------------------------------------------
 
@@ -80,6 +81,7 @@ class DjangoRunStore:
     def _load(self) -> RunState:
         run = Run.objects.get(pk=self.run_id)
         self._agents = dict(Agent.objects.filter(team_id=run.team_id).values_list("name", "id"))
+        self._team_id = run.team_id
         state = RunState(input_tokens=run.input_tokens, output_tokens=run.output_tokens, cost_usd=str(run.cost_usd))
         for step in StepRun.objects.filter(run_id=self.run_id):
             state.steps[step.key] = StepRecord(step.key, step.status, step.attempt, step.output, step.error)
@@ -131,7 +133,7 @@ class DjangoRunStore:
                 for payload in payloads:
                     listener(payload)
             if self.publish_events:
-                await publish(payloads)
+                await publish(payloads, self._team_id)
         if cancel and not final:
             raise RunCancelled("run cancelled")
 

@@ -35,4 +35,4 @@ def test_it_serves_the_admin_pages_with_data(client):
         assert client.get(url, {"q": "a"}).status_code == 200, url
     page = client.get(reverse("admin:orchestrator_run_change", args=[run.pk]))
     assert page.status_code == 200 and b"coder#1" in page.content
-    assert client.get("/").status_code == 200
+    assert client.get("/", follow=True).status_code == 200

@@ -1,0 +1,37 @@
+"""Landing, health, the spec schema, and the team switcher."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from dashboard.access import SESSION_KEY, memberships, team_view
+from orchestrator.engine.spec import spec_json_schema
+
+
+@team_view()
+def index(request: HttpRequest) -> HttpResponse:
+    return redirect("runs")
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok", content_type="text/plain")
+
+
+def spec_schema(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(spec_json_schema())
+
+
+@login_required
+@require_POST
+def switch_team(request: HttpRequest) -> HttpResponse:
+    team_id = int(request.POST.get("team", 0) or 0)
+    if any(m.team_id == team_id for m in memberships(request)):
+        request.session[SESSION_KEY] = team_id
+    target = request.POST.get("next", "/")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        target = "/"
+    return redirect(target)
