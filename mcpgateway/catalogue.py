@@ -96,6 +96,20 @@ def cached(team_id: int) -> Snapshot | None:
     return None
 
 
+def stale(team_id: int) -> Snapshot | None:
+    """An expired snapshot still usable while a fresh one loads: not invalidated by a local
+    write, and expired for less than STALE_FACTOR times the TTL."""
+    hit = _cache.get(team_id)
+    if hit is None or hit[1] != _generation:
+        return None
+    if hit[0] + settings.GATEWAY_CACHE_TTL_S * (STALE_FACTOR - 1) < time.monotonic():
+        return None
+    return hit[2]
+
+
+STALE_FACTOR = 3
+
+
 def load(team_id: int) -> Snapshot:
     """Build (and cache) the team's snapshot from the database."""
     generation = _generation

@@ -40,6 +40,9 @@ from mcpgateway.upstream.config import UpstreamTimeout, UpstreamUnavailable
 log = logging.getLogger(__name__)
 
 
+_refreshing: set[int] = set()
+
+
 class Gateway:
     """The gateway as a Toolbox: for one team (pipeline runs), or for whichever team each
     authenticated principal belongs to (the MCP endpoint)."""
@@ -48,7 +51,19 @@ class Gateway:
         self.team_id = team_id
 
     async def _snapshot(self, team_id: int) -> catalogue.Snapshot:
-        return catalogue.cached(team_id) or await run_write(catalogue.load, team_id)
+        fresh = catalogue.cached(team_id)
+        if fresh is not None:
+            return fresh
+        old = catalogue.stale(team_id)
+        if old is None:
+            return await run_write(catalogue.load, team_id)
+        # Serve the previous snapshot while one refresh runs, so the hot path never waits
+        # on the periodic reload (local writes invalidate, and those always reload first).
+        if team_id not in _refreshing:
+            _refreshing.add(team_id)
+            task = asyncio.get_running_loop().create_task(run_write(catalogue.load, team_id))
+            task.add_done_callback(lambda _: _refreshing.discard(team_id))
+        return old
 
     async def list_tools(self, principal: Principal) -> list[ToolSpec]:
         self._check_team(principal)

@@ -386,3 +386,20 @@ class Limit(models.Model):
         target = {"team": "team", "agent": f"agent {self.agent_id}", "pipeline": f"pipeline {self.pipeline_id}",
                   "api_key": f"key {self.api_key_id}", "user": f"user {self.user_id}"}[self.scope]
         return f"{self.get_kind_display()} {self.value} for {target}"
+
+
+class IdempotencyKey(models.Model):
+    """A client's `Idempotency-Key` for starting a run: the same key and request start one run."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    caller = models.CharField(max_length=40, help_text="The credential that sent it (key or user).")
+    key = models.CharField(max_length=200)
+    request_hash = models.CharField(max_length=64)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "caller", "key"], name="uniq_idempotency_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key} → run {self.run_id}"

@@ -1,4 +1,4 @@
-"""Review decisions: a human approves, edits, retries or rejects a paused step."""
+"""Review decisions (a human approves, edits, retries or rejects a paused step) and who takes them on."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from mcpgateway.actions.approvals import do_decide_approval
 from orchestrator.actions.errors import ActionError, Conflict
 from orchestrator.actions.runs import do_resume_run
 from orchestrator.events import send_event_on_commit
-from orchestrator.models import ReviewItem, ReviewReason, Run
+from orchestrator.models import Membership, ReviewItem, ReviewReason, Role, Run
 
 ACTIONS = {
     "approve": "continue; with `output`, the step's output is replaced by it",
@@ -56,4 +56,34 @@ def do_decide_review(item: ReviewItem, user: AbstractBaseUser | None, action: st
                                                      "by": user.get_username() if user else None}, locked.step_key)
         if not run.review_items.filter(status=ReviewItem.Status.PENDING).exists() and run.status == "waiting_review":
             do_resume_run(run, user, submit=submit)
+    return locked
+
+
+def do_claim_review(item: ReviewItem, user: AbstractBaseUser) -> ReviewItem:
+    """Assign a pending item to the reviewer who takes it on."""
+    return do_assign_review(item, user, user)
+
+
+def do_assign_review(item: ReviewItem, assignee: AbstractBaseUser | None, by: AbstractBaseUser | None) -> ReviewItem:
+    """Hand a pending item to a teammate who may decide it (reviewer or above); None unassigns.
+
+    Announced on the run (`review.claimed`), so the queue and the run's trace show who took it.
+    """
+    if assignee is not None:
+        membership = Membership.objects.filter(team_id=item.team_id, user_id=assignee.pk).first()
+        if membership is None or not membership.has_role(Role.REVIEWER):
+            raise ActionError(f"{assignee.get_username()} cannot decide reviews in this team (needs the reviewer role)",
+                              "assignee")
+    with transaction.atomic():
+        locked = ReviewItem.objects.select_for_update().get(pk=item.pk)
+        if locked.status != ReviewItem.Status.PENDING:
+            raise Conflict(f"review item {item.pk} was already decided ({locked.status})")
+        locked.assigned_to = assignee
+        locked.save(update_fields=["assigned_to"])
+        run = Run.objects.get(pk=locked.run_id)
+        send_event_on_commit(run, "review.claimed", {
+            "review_id": locked.pk,
+            "assignee": assignee.get_username() if assignee else None,
+            "by": by.get_username() if by else None,
+        }, locked.step_key)
     return locked

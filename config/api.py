@@ -1,0 +1,88 @@
+"""The REST API at /api/v1/: one NinjaAPI, each app's router mounted on it, errors mapped
+once to status codes and one body shape: {"error": {"code", "message", "field"}}."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+
+from mcpgateway.api_caller import ApiDenied
+from mcpgateway.errors import ConfigError, GatewayError
+from orchestrator.actions.errors import ActionError, Conflict, NotAllowed
+from orchestrator.api import router as orchestrator_router
+from orchestrator.api_auth import ApiKeyAuth, TeamSessionAuth
+from orchestrator.engine.errors import SpecError
+
+api = NinjaAPI(
+    title="Agentdeck API",
+    version="1",
+    description="Agents, pipelines, runs, review queue, tool servers, grants and audit. "
+    "Authenticate with `Authorization: Bearer <API key>` (or the dashboard session).",
+    auth=[ApiKeyAuth(), TeamSessionAuth()],
+    urls_namespace="api-v1",
+)
+api.add_router("/", orchestrator_router)
+
+
+def error(request: HttpRequest, status: int, code: str, message: str, field: str = "", **headers: str) -> HttpResponse:
+    response = api.create_response(request, {"error": {"code": code, "message": message, "field": field}}, status=status)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+@api.exception_handler(ValidationError)
+def on_validation(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    first = exc.errors[0] if exc.errors else {"loc": [], "msg": "invalid request"}
+    loc = [str(p) for p in first.get("loc", []) if p not in ("body", "query", "path", "header")]
+    return error(request, 422, "invalid", first.get("msg", "invalid request"), ".".join(loc))
+
+
+@api.exception_handler(SpecError)
+def on_spec(request: HttpRequest, exc: SpecError) -> HttpResponse:
+    first = exc.errors[0]
+    return error(request, 422, "invalid_spec", first["message"], f"spec.{first['path']}".rstrip("."))
+
+
+@api.exception_handler(ConfigError)
+def on_config(request: HttpRequest, exc: ConfigError) -> HttpResponse:
+    return error(request, 422, "invalid_config", exc.errors[0]["message"], exc.errors[0]["field"])
+
+
+@api.exception_handler(ActionError)
+def on_action(request: HttpRequest, exc: ActionError) -> HttpResponse:
+    status = 403 if isinstance(exc, NotAllowed) else 409 if isinstance(exc, Conflict) else 400
+    return error(request, status, exc.code, exc.message, exc.field)
+
+
+@api.exception_handler(GatewayError)
+def on_gateway(request: HttpRequest, exc: GatewayError) -> HttpResponse:
+    return error(request, 400, exc.code, exc.message, exc.field)
+
+
+@api.exception_handler(ApiDenied)
+def on_denied(request: HttpRequest, exc: ApiDenied) -> HttpResponse:
+    return error(request, 403, "forbidden", exc.message)
+
+
+@api.exception_handler(PermissionDenied)
+def on_permission(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
+    return error(request, 403, "forbidden", str(exc) or "not allowed")
+
+
+@api.exception_handler(Http404)
+def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return error(request, 404, "not_found", "no such object in this team")
+
+
+@api.exception_handler(AuthenticationError)
+def on_auth(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return error(request, 401, "unauthenticated", "send `Authorization: Bearer <API key>` or sign in",
+                 WWW_Authenticate='Bearer realm="agentdeck"')
+
+
+@api.exception_handler(HttpError)
+def on_http(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return error(request, exc.status_code, "error", str(exc))

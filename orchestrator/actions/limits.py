@@ -1,0 +1,108 @@
+"""Rate limits and budgets: a team's, or one agent's, pipeline's, API key's or member's in it.
+
+`check_limit` validates (known scope and kind, a positive value, whole numbers for counts,
+a target in the same team for every scope but `team`); `do_save_limit` creates or edits
+one row, `do_delete_limit` removes it. One row per (scope, target, kind).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import transaction
+
+from mcpgateway.models import ApiKey
+from orchestrator.actions.errors import ActionError
+from orchestrator.models import Agent, Limit, LimitKind, LimitScope, Membership, Pipeline, Team
+
+# Kinds counted in whole units; the dollar kinds take cents.
+WHOLE_KINDS = {LimitKind.REQUESTS_PER_MINUTE, LimitKind.CONCURRENT_RUNS, LimitKind.TOKENS_PER_DAY,
+               LimitKind.TOKENS_PER_MONTH}
+MAX_VALUE = Decimal("999999999999")
+
+
+@dataclass(slots=True)
+class CheckedLimit:
+    scope: str
+    kind: str
+    value: Decimal
+    target: dict[str, Any]  # the Limit fields naming the target: agent, pipeline, api_key_id or user
+
+
+def _value(kind: str, raw: Any) -> Decimal:
+    try:
+        value = Decimal(str(raw).strip())
+    except (InvalidOperation, ValueError):
+        raise ActionError("enter a number", "value") from None
+    if not value.is_finite() or value <= 0:
+        raise ActionError("the value must be greater than zero", "value")
+    if value > MAX_VALUE:
+        raise ActionError("the value is too large", "value")
+    if kind in WHOLE_KINDS and value != value.to_integral_value():
+        raise ActionError("this kind of limit counts whole units", "value")
+    if value.as_tuple().exponent < -4:
+        raise ActionError("at most four decimal places", "value")
+    return value
+
+
+def _target(team: Team, scope: str, target_id: int | None) -> dict[str, Any]:
+    empty: dict[str, Any] = {"agent": None, "pipeline": None, "api_key_id": None, "user": None}
+    if scope == LimitScope.TEAM:
+        return empty
+    if target_id is None:
+        raise ActionError(f"choose the {LimitScope(scope).label.lower()} this limit applies to", "target")
+    if scope == LimitScope.AGENT:
+        agent = Agent.objects.filter(team=team, pk=target_id).first()
+        if agent is None:
+            raise ActionError("no such agent in this team", "target")
+        return {**empty, "agent": agent}
+    if scope == LimitScope.PIPELINE:
+        pipeline = Pipeline.objects.filter(team=team, pk=target_id).first()
+        if pipeline is None:
+            raise ActionError("no such pipeline in this team", "target")
+        return {**empty, "pipeline": pipeline}
+    if scope == LimitScope.API_KEY:
+        if not ApiKey.objects.filter(team_id=team.pk, pk=target_id, revoked_at__isnull=True).exists():
+            raise ActionError("no such live API key in this team", "target")
+        return {**empty, "api_key_id": target_id}
+    membership = Membership.objects.select_related("user").filter(team=team, user_id=target_id).first()
+    if membership is None:
+        raise ActionError("no such member of this team", "target")
+    return {**empty, "user": membership.user}
+
+
+def check_limit(team: Team, scope: str, kind: str, value: Any, target_id: int | None = None,
+                editing: Limit | None = None) -> CheckedLimit:
+    """Validate a limit; raises ActionError naming the field to fix."""
+    if scope not in LimitScope.values:
+        raise ActionError(f"unknown scope {scope!r}; one of {', '.join(LimitScope.values)}", "scope")
+    if kind not in LimitKind.values:
+        raise ActionError(f"unknown kind {kind!r}; one of {', '.join(LimitKind.values)}", "kind")
+    checked = CheckedLimit(scope, kind, _value(kind, value), _target(team, scope, target_id))
+    same = Limit.objects.filter(team=team, scope=scope, kind=kind, **checked.target)
+    if editing is not None:
+        same = same.exclude(pk=editing.pk)
+    if same.exists():
+        raise ActionError("this target already has a limit of this kind; edit that one", "kind")
+    return checked
+
+
+@transaction.atomic
+def do_save_limit(team: Team, scope: str, kind: str, value: Any, target_id: int | None = None,
+                  limit: Limit | None = None) -> Limit:
+    """Create a limit, or change `limit` (which must belong to `team`)."""
+    if limit is not None and limit.team_id != team.pk:
+        raise ActionError("no such limit in this team", "limit")
+    checked = check_limit(team, scope, kind, value, target_id, editing=limit)
+    row = limit or Limit(team=team)
+    row.scope, row.kind, row.value = checked.scope, checked.kind, checked.value
+    for field, target in checked.target.items():
+        setattr(row, field, target)
+    row.save()
+    return row
+
+
+def do_delete_limit(limit: Limit) -> None:
+    limit.delete()

@@ -1,0 +1,363 @@
+"""The orchestrator's REST API (`/api/v1/`): agents, pipelines and versions, runs (start with
+an Idempotency-Key, status, steps, events paged or streamed as SSE, cancel, resume), the
+review queue and usage. Thin: authorise, call one query or action, shape the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Sum
+from django.db.models.functions import TruncDate
+from django.http import HttpRequest, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from ninja import Header, Query, Router, Status
+
+from mcpgateway.api_caller import Caller
+from orchestrator.actions import (
+    do_cancel_run,
+    do_create_agent,
+    do_create_pipeline,
+    do_decide_review,
+    do_resume_run,
+    do_save_pipeline_version,
+    do_start_run,
+)
+from orchestrator.actions.errors import ActionError, Conflict
+from orchestrator.events import event_payload, register_consumer_loop, run_group
+from orchestrator.models import (
+    FINISHED_RUN_STATUSES,
+    Agent,
+    IdempotencyKey,
+    Pipeline,
+    ReviewItem,
+    Run,
+    RunEvent,
+    UsageRecord,
+)
+from orchestrator.schemas import (
+    AgentIn,
+    AgentOut,
+    AgentPatch,
+    DecisionIn,
+    EventPage,
+    PipelineIn,
+    PipelineOut,
+    ReviewOut,
+    RunIn,
+    RunOut,
+    StepOut,
+    UsageOut,
+    VersionIn,
+    VersionOut,
+)
+
+router = Router()
+
+
+def caller(request: HttpRequest) -> Caller:
+    return request.auth  # type: ignore[return-value]
+
+
+# --- agents -------------------------------------------------------------------------------
+
+@router.get("/agents", response=list[AgentOut], tags=["agents"])
+def list_agents(request: HttpRequest):
+    return Agent.objects.filter(team_id=caller(request).require("read").team_id)
+
+
+@router.post("/agents", response={201: AgentOut}, tags=["agents"])
+def create_agent(request: HttpRequest, body: AgentIn):
+    team_id = caller(request).require("admin", "builder").team_id
+    from orchestrator.models import Team
+
+    return Status(201, do_create_agent(Team.objects.get(pk=team_id), **body.dict()))
+
+
+@router.get("/agents/{agent_id}", response=AgentOut, tags=["agents"])
+def get_agent(request: HttpRequest, agent_id: int):
+    return get_object_or_404(Agent, pk=agent_id, team_id=caller(request).require("read").team_id)
+
+
+@router.patch("/agents/{agent_id}", response=AgentOut, tags=["agents"])
+def update_agent(request: HttpRequest, agent_id: int, body: AgentPatch):
+    agent = get_object_or_404(Agent, pk=agent_id, team_id=caller(request).require("admin", "builder").team_id)
+    changes = body.dict(exclude_unset=True)
+    from orchestrator.providers import PROVIDERS
+
+    if "provider" in changes and changes["provider"] not in PROVIDERS:
+        raise ActionError(f"unknown provider {changes['provider']!r}; one of {', '.join(sorted(PROVIDERS))}", "provider")
+    for name, value in changes.items():
+        setattr(agent, name, value)
+    agent.save()
+    return agent
+
+
+@router.delete("/agents/{agent_id}", response={204: None}, tags=["agents"])
+def delete_agent(request: HttpRequest, agent_id: int):
+    agent = get_object_or_404(Agent, pk=agent_id, team_id=caller(request).require("admin", "builder").team_id)
+    agent.delete()
+    return Status(204, None)
+
+
+# --- pipelines ----------------------------------------------------------------------------
+
+def _pipeline_out(p: Pipeline) -> dict[str, Any]:
+    latest = p.latest_version()
+    return {"id": p.pk, "name": p.name, "slug": p.slug, "description": p.description,
+            "latest_version": latest.number if latest else None}
+
+
+@router.get("/pipelines", response=list[PipelineOut], tags=["pipelines"])
+def list_pipelines(request: HttpRequest):
+    team_id = caller(request).require("read").team_id
+    return [_pipeline_out(p) for p in Pipeline.objects.filter(team_id=team_id).prefetch_related("versions")]
+
+
+@router.post("/pipelines", response={201: PipelineOut}, tags=["pipelines"])
+def create_pipeline(request: HttpRequest, body: PipelineIn):
+    c = caller(request).require("admin", "builder")
+    from orchestrator.models import Team
+
+    pipeline = do_create_pipeline(Team.objects.get(pk=c.team_id), body.name, body.spec, _user(c), body.description, body.slug)
+    return Status(201, _pipeline_out(pipeline))
+
+
+@router.get("/pipelines/{pipeline_id}", response=PipelineOut, tags=["pipelines"])
+def get_pipeline(request: HttpRequest, pipeline_id: int):
+    return _pipeline_out(get_object_or_404(Pipeline, pk=pipeline_id, team_id=caller(request).require("read").team_id))
+
+
+@router.get("/pipelines/{pipeline_id}/versions", response=list[VersionOut], tags=["pipelines"])
+def list_versions(request: HttpRequest, pipeline_id: int):
+    pipeline = get_object_or_404(Pipeline, pk=pipeline_id, team_id=caller(request).require("read").team_id)
+    return pipeline.versions.order_by("-number")
+
+
+@router.post("/pipelines/{pipeline_id}/versions", response={201: VersionOut}, tags=["pipelines"])
+def create_version(request: HttpRequest, pipeline_id: int, body: VersionIn):
+    c = caller(request).require("admin", "builder")
+    pipeline = get_object_or_404(Pipeline, pk=pipeline_id, team_id=c.team_id)
+    return Status(201, do_save_pipeline_version(pipeline, body.spec, _user(c), body.note))
+
+
+@router.get("/pipelines/{pipeline_id}/versions/{number}", response=VersionOut, tags=["pipelines"])
+def get_version(request: HttpRequest, pipeline_id: int, number: int):
+    pipeline = get_object_or_404(Pipeline, pk=pipeline_id, team_id=caller(request).require("read").team_id)
+    return get_object_or_404(pipeline.versions, number=number)
+
+
+# --- runs ---------------------------------------------------------------------------------
+
+def _run_out(run: Run) -> dict[str, Any]:
+    version = run.pipeline_version
+    return {"id": run.pk, "pipeline": version.pipeline_id, "version": version.number, "status": run.status,
+            "input": run.input, "output": run.output, "error": run.error, "input_tokens": run.input_tokens,
+            "output_tokens": run.output_tokens, "cost_usd": run.cost_usd, "created_at": run.created_at,
+            "started_at": run.started_at, "finished_at": run.finished_at}
+
+
+def _user(c: Caller):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.filter(pk=c.user_id).first() if c.user_id else None
+
+
+def _team_run(c: Caller, run_id: int) -> Run:
+    return get_object_or_404(Run.objects.select_related("pipeline_version"), pk=run_id, team_id=c.team_id)
+
+
+@router.get("/runs", response=list[RunOut], tags=["runs"])
+def list_runs(request: HttpRequest, status: str | None = None, pipeline: int | None = None,
+              before: int | None = Query(None, description="Keyset cursor: runs with a smaller id."),
+              limit: int = Query(50, ge=1, le=200)):
+    rows = Run.objects.filter(team_id=caller(request).require("read").team_id).select_related("pipeline_version")
+    if status:
+        rows = rows.filter(status=status)
+    if pipeline:
+        rows = rows.filter(pipeline_version__pipeline_id=pipeline)
+    if before:
+        rows = rows.filter(pk__lt=before)
+    return [_run_out(r) for r in rows.order_by("-id")[:limit]]
+
+
+@router.post("/runs", response={201: RunOut, 200: RunOut}, tags=["runs"])
+def start_run(request: HttpRequest, body: RunIn, idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+    """Start a run. With an `Idempotency-Key`, repeating the request returns the same run (200)."""
+    c = caller(request).require("run", "builder")
+    pipeline = get_object_or_404(Pipeline, pk=body.pipeline, team_id=c.team_id)
+    version = pipeline.versions.filter(number=body.version).first() if body.version else pipeline.latest_version()
+    if version is None:
+        raise ActionError(f"pipeline {pipeline.pk} has no version {body.version}", "version")
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
+        raise ActionError("Idempotency-Key must be 1 to 200 characters", "Idempotency-Key")
+    digest = hashlib.sha256(json.dumps(body.dict(), sort_keys=True, default=str).encode()).hexdigest()
+    if idempotency_key:
+        existing = IdempotencyKey.objects.filter(team_id=c.team_id, caller=c.principal_key, key=idempotency_key).first()
+        if existing is not None:
+            return _replay(existing, digest)
+    try:
+        with transaction.atomic():
+            run = do_start_run(version, body.input, _user(c))
+            if idempotency_key:
+                IdempotencyKey.objects.create(team_id=c.team_id, caller=c.principal_key, key=idempotency_key,
+                                              request_hash=digest, run=run)
+    except IntegrityError:  # a concurrent request with the same key won
+        existing = IdempotencyKey.objects.get(team_id=c.team_id, caller=c.principal_key, key=idempotency_key)
+        return _replay(existing, digest)
+    return Status(201, _run_out(run))
+
+
+def _replay(existing: IdempotencyKey, digest: str):
+    if existing.request_hash != digest:
+        raise Conflict("this Idempotency-Key was used for a different request", "Idempotency-Key")
+    return Status(200, _run_out(Run.objects.select_related("pipeline_version").get(pk=existing.run_id)))
+
+
+@router.get("/runs/{run_id}", response=RunOut, tags=["runs"])
+def get_run(request: HttpRequest, run_id: int):
+    return _run_out(_team_run(caller(request).require("read"), run_id))
+
+
+@router.get("/runs/{run_id}/steps", response=list[StepOut], tags=["runs"])
+def list_steps(request: HttpRequest, run_id: int):
+    return _team_run(caller(request).require("read"), run_id).steps.order_by("id")
+
+
+@router.get("/runs/{run_id}/events", response=EventPage, tags=["runs"])
+def list_events(request: HttpRequest, run_id: int, after: int = Query(0, ge=0), limit: int = Query(200, ge=1, le=1000)):
+    run = _team_run(caller(request).require("read"), run_id)
+    events = list(RunEvent.objects.filter(run=run, seq__gt=after).order_by("seq")[: limit + 1])
+    more = len(events) > limit
+    events = events[:limit]
+    return {"events": events, "next_after": events[-1].seq if more else None}
+
+
+@router.get("/runs/{run_id}/events/stream", tags=["runs"],
+            openapi_extra={"responses": {200: {"description": "Server-Sent Events", "content": {"text/event-stream": {}}}}})
+async def stream_events(request: HttpRequest, run_id: int, after: int = Query(0, ge=0)):
+    """The run's events as Server-Sent Events, from `after` (or `Last-Event-ID`) on, live until the run stops."""
+    c = caller(request).require("read")
+    run = await sync_to_async(_team_run)(c, run_id)
+    last_id = request.headers.get("Last-Event-ID")
+    start = int(last_id) if last_id and last_id.isdigit() else after
+    return StreamingHttpResponse(_sse(run.pk, start), content_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _sse(run_id: int, after: int) -> AsyncIterator[str]:
+    """Subscribe first, then catch up from the database, then forward live events (deduplicated by seq)."""
+    layer = get_channel_layer()
+    channel = await layer.new_channel() if layer else None
+    if layer and channel:
+        register_consumer_loop()
+        await layer.group_add(run_group(run_id), channel)
+    last = after
+    try:
+        def backlog() -> tuple[list[dict[str, Any]], str]:
+            rows = [event_payload(e) for e in RunEvent.objects.filter(run_id=run_id, seq__gt=last).order_by("seq")]
+            return rows, Run.objects.values_list("status", flat=True).get(pk=run_id)
+
+        rows, status = await sync_to_async(backlog)()
+        for payload in rows:
+            last = payload["seq"]
+            yield _sse_frame(payload)
+        while status not in FINISHED_RUN_STATUSES and status != "waiting_review":
+            if layer is None or channel is None:
+                await asyncio.sleep(0.5)
+                rows, status = await sync_to_async(backlog)()
+                for payload in rows:
+                    last = payload["seq"]
+                    yield _sse_frame(payload)
+                continue
+            try:
+                message = await asyncio.wait_for(layer.receive(channel), timeout=15)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                status = await sync_to_async(lambda: Run.objects.values_list("status", flat=True).get(pk=run_id))()
+                continue
+            for payload in message.get("events", []):
+                if payload.get("seq") is None:
+                    yield _sse_frame(payload)
+                elif payload["seq"] > last:
+                    last = payload["seq"]
+                    yield _sse_frame(payload)
+                    if payload["type"] in ("run.succeeded", "run.failed", "run.cancelled", "run.waiting_review"):
+                        status = payload["type"].split(".", 1)[1]
+    finally:
+        if layer and channel:
+            await layer.group_discard(run_group(run_id), channel)
+
+
+def _sse_frame(payload: dict[str, Any]) -> str:
+    head = f"id: {payload['seq']}\n" if payload.get("seq") is not None else ""
+    return f"{head}event: {payload['type']}\ndata: {json.dumps(payload, default=str)}\n\n"
+
+
+@router.post("/runs/{run_id}/cancel", response=RunOut, tags=["runs"])
+def cancel_run(request: HttpRequest, run_id: int):
+    c = caller(request).require("run", "builder")
+    return _run_out(do_cancel_run(_team_run(c, run_id), _user(c)))
+
+
+@router.post("/runs/{run_id}/resume", response=RunOut, tags=["runs"])
+def resume_run(request: HttpRequest, run_id: int):
+    c = caller(request).require("run", "builder")
+    return _run_out(do_resume_run(_team_run(c, run_id), _user(c)))
+
+
+# --- review queue ---------------------------------------------------------------------------
+
+def _review_out(item: ReviewItem) -> dict[str, Any]:
+    return {"id": item.pk, "run": item.run_id, "step_key": item.step_key, "reason": item.reason, "status": item.status,
+            "context": item.context, "decision": item.decision, "assigned_to": item.assigned_to_id,
+            "decided_by": item.decided_by_id, "created_at": item.created_at, "decided_at": item.decided_at}
+
+
+@router.get("/reviews", response=list[ReviewOut], tags=["reviews"])
+def list_reviews(request: HttpRequest, status: str = "pending", limit: int = Query(100, ge=1, le=500)):
+    team_id = caller(request).require("read").team_id
+    return [_review_out(i) for i in ReviewItem.objects.filter(team_id=team_id, status=status).order_by("-id")[:limit]]
+
+
+@router.post("/reviews/{item_id}/claim", response=ReviewOut, tags=["reviews"])
+def claim_review(request: HttpRequest, item_id: int):
+    c = caller(request).require("run", "reviewer")
+    item = get_object_or_404(ReviewItem, pk=item_id, team_id=c.team_id)
+    if c.user_id is None:
+        raise ActionError("a service account cannot claim review items", "user")
+    if item.status != ReviewItem.Status.PENDING:
+        raise Conflict(f"review item {item.pk} was already decided", "status")
+    ReviewItem.objects.filter(pk=item.pk).update(assigned_to_id=c.user_id)
+    item.refresh_from_db()
+    return _review_out(item)
+
+
+@router.post("/reviews/{item_id}/decide", response=ReviewOut, tags=["reviews"])
+def decide_review(request: HttpRequest, item_id: int, body: DecisionIn):
+    """approve (optionally with an edited `output`), reject, retry, or resume (optionally with `raise_budget`)."""
+    c = caller(request).require("run", "reviewer")
+    item = get_object_or_404(ReviewItem, pk=item_id, team_id=c.team_id)
+    return _review_out(do_decide_review(item, _user(c), body.action, body.output, body.note, body.raise_budget))
+
+
+# --- usage ---------------------------------------------------------------------------------
+
+@router.get("/usage", response=list[UsageOut], tags=["usage"])
+def usage(request: HttpRequest, days: int = Query(30, ge=1, le=366), agent: int | None = None):
+    team_id = caller(request).require("read").team_id
+    rows = UsageRecord.objects.filter(team_id=team_id, created_at__gte=timezone.now() - timedelta(days=days))
+    if agent:
+        rows = rows.filter(agent_id=agent)
+    grouped = rows.annotate(day=TruncDate("created_at")).values("day").annotate(
+        input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"), cost_usd=Sum("cost_usd"), calls=Count("id"),
+    ).order_by("day")
+    return [{**g, "day": g["day"].isoformat()} for g in grouped]

@@ -1,0 +1,59 @@
+"""REST API authentication: bearer API keys, or the browser session (with CSRF).
+
+Both produce a `Caller`. A key acts in its own team; a user key's role is its user's role
+there (a key never grants more than its user has); a service-account key's role follows
+its scopes. A session acts in the team chosen with the `X-Agentdeck-Team` header, else the
+team selected in the dashboard, else the user's first team.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from ninja.security import HttpBearer, SessionAuth
+
+from mcpgateway.actions.access import authenticate_token
+from mcpgateway.api_caller import Caller
+from orchestrator.models import Membership
+
+SERVICE_ROLE = {"admin": "owner", "run": "builder", "read": "viewer"}
+ALL_SCOPES = frozenset({"read", "run", "admin"})
+
+
+class ApiKeyAuth(HttpBearer):
+    """`Authorization: Bearer adk_…`"""
+
+    def authenticate(self, request: HttpRequest, token: str) -> Caller | None:
+        found = authenticate_token(token)
+        if found is None:
+            return None
+        key, _ = found
+        scopes = frozenset(key.scopes)
+        if key.service_account:
+            role = max((SERVICE_ROLE[s] for s in scopes), key=["viewer", "reviewer", "builder", "owner"].index, default="viewer")
+        else:
+            membership = Membership.objects.filter(team_id=key.team_id, user_id=key.user_id).first()
+            if membership is None:
+                return None  # the user left the team: the key goes with them
+            role = membership.role
+        return Caller(team_id=key.team_id, role=role, scopes=scopes, user_id=key.user_id, api_key_id=key.pk)
+
+
+class TeamSessionAuth(SessionAuth):
+    """The dashboard's session, for the browser (CSRF is checked on unsafe methods)."""
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> Any:
+        user = request.user
+        if not user.is_authenticated:
+            return None
+        memberships = {m.team_id: m for m in Membership.objects.filter(user=user)}
+        if not memberships:
+            return None
+        wanted = request.headers.get("X-Agentdeck-Team") or request.session.get("team_id")
+        try:
+            membership = memberships[int(wanted)] if wanted is not None else None
+        except (ValueError, KeyError):
+            return None
+        membership = membership or min(memberships.values(), key=lambda m: m.team_id)
+        return Caller(team_id=membership.team_id, role=membership.role, scopes=ALL_SCOPES, user_id=user.pk)

@@ -1,0 +1,167 @@
+"""REST API schemas for the orchestrator: `<Noun>In` for bodies, `<Noun>Out` for responses."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from ninja import Schema
+from pydantic import Field
+
+
+class ErrorDetail(Schema):
+    code: str
+    message: str
+    field: str = ""
+
+
+class ErrorOut(Schema):
+    error: ErrorDetail
+
+
+class AgentIn(Schema):
+    name: str = Field(pattern=r"^[-a-zA-Z0-9_]{1,64}$")
+    description: str = Field("", max_length=300)
+    provider: str = "scripted"
+    model: str = Field("scripted-1", min_length=1, max_length=100)
+    system_prompt: str = ""
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int = Field(1024, ge=1, le=200_000)
+    max_turns: int = Field(8, ge=1, le=100)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentPatch(Schema):
+    description: str | None = Field(None, max_length=300)
+    provider: str | None = None
+    model: str | None = Field(None, min_length=1, max_length=100)
+    system_prompt: str | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, le=200_000)
+    max_turns: int | None = Field(None, ge=1, le=100)
+    options: dict[str, Any] | None = None
+
+
+class AgentOut(Schema):
+    id: int
+    name: str
+    description: str
+    provider: str
+    model: str
+    system_prompt: str
+    temperature: float | None
+    max_tokens: int
+    max_turns: int
+    options: dict[str, Any]
+    updated_at: datetime
+
+
+class PipelineIn(Schema):
+    name: str = Field(min_length=1, max_length=100)
+    slug: str = Field("", pattern=r"^[-a-z0-9_]{0,100}$")
+    description: str = ""
+    spec: dict[str, Any] | str
+
+
+class VersionIn(Schema):
+    spec: dict[str, Any] | str
+    note: str = Field("", max_length=200)
+
+
+class VersionOut(Schema):
+    number: int
+    note: str
+    spec: dict[str, Any]
+    created_at: datetime
+
+
+class PipelineOut(Schema):
+    id: int
+    name: str
+    slug: str
+    description: str
+    latest_version: int | None
+
+
+class RunIn(Schema):
+    pipeline: int
+    version: int | None = Field(None, ge=1, description="Default: the latest version.")
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunOut(Schema):
+    id: int
+    pipeline: int
+    version: int
+    status: str
+    input: dict[str, Any]
+    output: Any = None
+    error: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class StepOut(Schema):
+    key: str
+    step_id: str
+    kind: str
+    agent_name: str
+    status: str
+    attempt: int
+    output: Any = None
+    error: str
+    input_tokens: int
+    output_tokens: int
+    tool_calls: int
+    tool_errors: int
+    tool_recoveries: int
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class EventOut(Schema):
+    seq: int
+    type: str
+    step_key: str
+    data: dict[str, Any]
+    created_at: datetime
+    hash: str
+
+
+class EventPage(Schema):
+    events: list[EventOut]
+    next_after: int | None = Field(description="Pass as `after` for the next page; null when there is none.")
+
+
+class ReviewOut(Schema):
+    id: int
+    run: int
+    step_key: str
+    reason: str
+    status: str
+    context: dict[str, Any]
+    decision: dict[str, Any] | None
+    assigned_to: int | None
+    decided_by: int | None
+    created_at: datetime
+    decided_at: datetime | None
+
+
+class DecisionIn(Schema):
+    action: Literal["approve", "reject", "retry", "resume"]
+    output: Any = None
+    note: str = Field("", max_length=2000)
+    raise_budget: dict[str, float] | None = None
+
+
+class UsageOut(Schema):
+    day: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+    calls: int
