@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -30,8 +31,13 @@ def background_loop() -> asyncio.AbstractEventLoop:
 
 
 def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-    """Schedule `coro` on the background loop from any thread."""
-    return asyncio.run_coroutine_threadsafe(coro, background_loop())
+    """Schedule `coro` on the background loop from any thread, in a fresh context.
+
+    The task must not inherit the caller's context variables: a web request's asgiref
+    context would bind the task's `sync_to_async` calls to that request's thread, which is
+    gone by the time they run.
+    """
+    return contextvars.Context().run(asyncio.run_coroutine_threadsafe, coro, background_loop())
 
 
 async def on_background(coro: Coroutine[Any, Any, T]) -> T:
@@ -43,4 +49,4 @@ async def on_background(coro: Coroutine[Any, Any, T]) -> T:
         current = None
     if current is loop:
         return await coro
-    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+    return await asyncio.wrap_future(submit(coro))

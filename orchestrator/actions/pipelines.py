@@ -28,7 +28,11 @@ def normalise(spec: PipelineSpec) -> dict[str, Any]:
 def do_create_pipeline(team: Team, name: str, spec: str | dict[str, Any], user: AbstractBaseUser | None = None,
                        description: str = "", slug: str = "") -> Pipeline:
     parsed = check_spec(team, spec)
+    if not name.strip():
+        raise ActionError("a pipeline needs a name", "name")
     slug = slug or slugify(name)
+    if not slug:
+        raise ActionError("the name needs at least one letter or digit (it makes the slug)", "name")
     if Pipeline.objects.filter(team=team, slug=slug).exists():
         raise ActionError(f"a pipeline with slug {slug!r} exists already", "slug")
     pipeline = Pipeline.objects.create(team=team, name=name, slug=slug, description=description or parsed.description)

@@ -42,7 +42,7 @@ def _free_port() -> int:
 def live_app(transactional_db) -> Iterator[str]:
     """The ASGI app under daphne in its own process, sharing the test database; yields its base URL."""
     port = _free_port()
-    env = dict(os.environ)
+    env = {**os.environ, "WHITENOISE_USE_FINDERS": "true"}
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("postgresql"):
         env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
