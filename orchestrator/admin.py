@@ -143,3 +143,10 @@ class LimitAdmin(admin.ModelAdmin):
     list_display = ["__str__", "team", "scope", "kind", "value", "updated_at"]
     list_filter = ["scope", "kind", "team"]
     search_fields = ["agent__name", "pipeline__name", "user__username"]
+
+
+@admin.register(m.IdempotencyKey)
+class IdempotencyKeyAdmin(ReadOnlyAdmin):
+    list_display = ["key", "caller", "team", "run", "created_at"]
+    list_filter = ["team"]
+    search_fields = ["key", "caller"]

@@ -15,6 +15,12 @@ from orchestrator.execution import execute_run
 from orchestrator.models import Agent, Pipeline, Run, Team
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's sync API leaves an event loop in the main thread once
+    the session's browser starts, and the other tests use async_to_sync there."""
+    items.sort(key=lambda item: "tests/e2e/" in str(item.fspath))
+
+
 @pytest.fixture
 def owner(db):
     return get_user_model().objects.create_user("owner", password="pw-owner-123")

@@ -1,14 +1,182 @@
-"""The review pages (scaffold: replaced by the area's real views)."""
+"""The review queue: what paused runs are waiting for, and the decisions that continue them.
 
-from django.shortcuts import render
-from django.urls import path
+Everyone in the team sees the queue; reviewers and above claim, assign and decide. Every
+decision goes through `do_decide_review`, which resumes the run.
+"""
 
-from dashboard.access import team_view
+from __future__ import annotations
+
+import json
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from dashboard import queries
+from dashboard.access import can, team_view
+from orchestrator.actions.errors import ActionError
+from orchestrator.actions.reviews import do_assign_review, do_claim_review, do_decide_review
+from orchestrator.models import ReviewItem, Role
+
+# The decide form's buttons and how a success is announced.
+DECISIONS = {
+    "approve": "Approved",
+    "edit": "Approved with edits",
+    "retry": "Retrying",
+    "resume": "Resumed",
+    "reject": "Rejected",
+}
+
+
+def _tab(request: HttpRequest) -> str:
+    return "decided" if request.GET.get("tab") == "decided" else "pending"
+
+
+def _list_context(request: HttpRequest) -> dict[str, Any]:
+    tab = _tab(request)
+    mine = request.GET.get("mine") == "1"
+    return {
+        "tab": tab,
+        "mine": mine,
+        "items": queries.review_items(request.team.pk, tab, assigned_to=request.user.pk if mine else None),
+        "pending_total": queries.pending_count(request.team.pk),
+        "can_decide": can(request, Role.REVIEWER),
+    }
 
 
 @team_view()
-def index(request):
-    return render(request, "dashboard/placeholder.html", {"area": "review"})
+def index(request: HttpRequest) -> HttpResponse:
+    return render(request, "dashboard/review/index.html", _list_context(request))
 
 
-urlpatterns = [path("", index, name="review-queue")]
+@team_view()
+def item_list(request: HttpRequest) -> HttpResponse:
+    """The list alone, for htmx to swap in when a team event arrives."""
+    return render(request, "dashboard/review/list.html", {**_list_context(request), "partial": True})
+
+
+def _item(request: HttpRequest, pk: int) -> ReviewItem:
+    return get_object_or_404(ReviewItem.objects.select_related("run__pipeline_version__pipeline", "decided_by",
+                                                               "assigned_to"), pk=pk, team=request.team)
+
+
+def _detail(request: HttpRequest, item: ReviewItem, status: int = 200, error: str = "", field: str = "",
+            posted: dict[str, Any] | None = None) -> HttpResponse:
+    item.actions = queries.review_actions(item)
+    info = queries.review_detail(item)
+    if posted and "output" in posted:
+        info["edit_text"] = posted["output"]
+    return render(request, "dashboard/review/detail.html", {
+        "item": item,
+        "detail": info,
+        "can_decide": can(request, Role.REVIEWER) and item.status == ReviewItem.Status.PENDING,
+        "reviewers": queries.reviewers(request.team.pk),
+        "error": error,
+        "error_field": field,
+        "posted": posted or {},
+    }, status=status)
+
+
+@team_view()
+def detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return _detail(request, _item(request, pk))
+
+
+def _back(request: HttpRequest, item: ReviewItem) -> HttpResponse:
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        target = reverse("review-item", args=[item.pk])
+    return redirect(target)
+
+
+def _decision(post: Any) -> dict[str, Any]:
+    """The form's decision as do_decide_review's arguments; ActionError names the bad field."""
+    submit = post.get("submit", "")
+    if submit not in DECISIONS:
+        raise ActionError(f"unknown decision {submit!r}", "submit")
+    args: dict[str, Any] = {"action": "approve" if submit == "edit" else submit, "note": post.get("note", "").strip()}
+    if submit == "edit":
+        text = post.get("output", "")
+        if post.get("output_json") == "1":
+            try:
+                args["output"] = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ActionError(f"the output is not valid JSON: {exc.msg} (line {exc.lineno})", "output") from None
+        else:
+            args["output"] = text
+    if submit == "resume":
+        budget: dict[str, Any] = {}
+        raw_tokens, raw_cost = post.get("max_tokens", "").strip(), post.get("max_cost_usd", "").strip()
+        if raw_tokens:
+            if not raw_tokens.isdigit() or int(raw_tokens) < 1:
+                raise ActionError("the token budget is a whole number above zero", "max_tokens")
+            budget["max_tokens"] = int(raw_tokens)
+        if raw_cost:
+            try:
+                cost = Decimal(raw_cost)
+            except InvalidOperation:
+                cost = Decimal(0)
+            if not cost.is_finite() or cost <= 0:
+                raise ActionError("the dollar budget is a number above zero", "max_cost_usd")
+            budget["max_cost_usd"] = float(cost)
+        args["raise_budget"] = budget or None
+    return args
+
+
+@require_POST
+@team_view(Role.REVIEWER)
+def decide(request: HttpRequest, pk: int) -> HttpResponse:
+    item = _item(request, pk)
+    try:
+        args = _decision(request.POST)
+        do_decide_review(item, request.user, **args)
+    except ActionError as exc:  # Conflict included: someone decided it first
+        item.refresh_from_db()
+        return _detail(request, item, status=409 if exc.code == "conflict" else 400, error=exc.message,
+                       field=exc.field, posted=request.POST.dict())
+    messages.success(request, f"{DECISIONS[request.POST['submit']]}: {item} in run {item.run_id}.")
+    return _back(request, item)
+
+
+@require_POST
+@team_view(Role.REVIEWER)
+def claim(request: HttpRequest, pk: int) -> HttpResponse:
+    item = _item(request, pk)
+    try:
+        do_claim_review(item, request.user)
+        messages.success(request, f"You took {item}.")
+    except ActionError as exc:
+        messages.error(request, exc.message)
+    return _back(request, item)
+
+
+@require_POST
+@team_view(Role.REVIEWER)
+def assign(request: HttpRequest, pk: int) -> HttpResponse:
+    item = _item(request, pk)
+    raw = request.POST.get("assignee", "")
+    assignee = get_user_model().objects.filter(pk=int(raw)).first() if raw.isdigit() else None
+    try:
+        if raw and assignee is None:
+            raise ActionError("no such user", "assignee")
+        do_assign_review(item, assignee, request.user)
+        messages.success(request, f"Assigned {item} to {assignee.get_username()}." if assignee else f"Unassigned {item}.")
+    except ActionError as exc:
+        messages.error(request, exc.message)
+    return _back(request, item)
+
+
+urlpatterns = [
+    path("", index, name="review-queue"),
+    path("list/", item_list, name="review-list"),
+    path("<int:pk>/", detail, name="review-item"),
+    path("<int:pk>/decide/", decide, name="review-decide"),
+    path("<int:pk>/claim/", claim, name="review-claim"),
+    path("<int:pk>/assign/", assign, name="review-assign"),
+]
