@@ -150,3 +150,10 @@ class IdempotencyKeyAdmin(ReadOnlyAdmin):
     list_display = ["key", "caller", "team", "run", "created_at"]
     list_filter = ["team"]
     search_fields = ["key", "caller"]
+
+
+@admin.register(m.BudgetCounter)
+class BudgetCounterAdmin(ReadOnlyAdmin):
+    list_display = ["limit", "window", "used"]
+    list_filter = ["limit__kind"]
+    search_fields = ["limit__team__name"]

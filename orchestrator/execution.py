@@ -19,6 +19,7 @@ from django.utils.module_loading import import_string
 
 from mcpgateway.types import Toolbox
 from orchestrator.actions.runs import do_fail_run
+from orchestrator.budgets import Budget, budgets_for_run
 from orchestrator.engine.executor import Engine, RunOutcome
 from orchestrator.engine.ports import AgentConfig
 from orchestrator.engine.spec import Limits, PipelineSpec, parse_spec
@@ -35,6 +36,8 @@ class Prepared:
     spec: PipelineSpec
     agents: dict[str, AgentConfig]
     prices: dict[tuple[str, str], ModelPrice | None]
+    agent_ids: dict[str, int]
+    budgets: list[Budget]
 
 
 def default_toolbox(team_id: int) -> Toolbox:
@@ -63,7 +66,9 @@ def _claim(run_id: int) -> Prepared | None:
                                              finished_at=timezone.now())
         return None
     prices = {(a.provider, a.model): ModelPrice.lookup(a.provider, a.model) for a in agents.values()}
-    return Prepared(run, spec, agents, prices)
+    agent_ids = dict(Agent.objects.filter(team_id=run.team_id, name__in=names).values_list("name", "id"))
+    team_budgets = budgets_for_run(run.team_id, run.pipeline_version.pipeline_id)
+    return Prepared(run, spec, agents, prices, agent_ids, team_budgets)
 
 
 async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners: list[Listener] | None = None,
@@ -75,7 +80,7 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
     run = prepared.run
     limits = Limits.model_validate({**prepared.spec.limits.model_dump(exclude_none=True), **(run.limits or {})})
     door = ModelDoor(limits=limits, prices=prepared.prices, used_tokens=run.input_tokens + run.output_tokens,
-                     used_cost=Decimal(run.cost_usd))
+                     used_cost=Decimal(run.cost_usd), budgets=prepared.budgets, agent_ids=prepared.agent_ids)
     engine = Engine(
         spec=prepared.spec,
         store=DjangoRunStore(run.pk, listeners=listeners),

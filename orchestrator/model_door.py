@@ -1,31 +1,44 @@
-"""The one door for model calls: budget check before, price and usage after.
+"""The one door for model calls: budgets before, price and usage after.
 
-The engine calls `complete`; the door refuses (BudgetExceeded) when the run has spent
-its token or dollar budget, calls the provider chosen by the agent, and prices the call
-from the editable price table. The engine persists the usage the door reports.
+Before a call the door refuses (BudgetExceeded) when the run's own budget or a team,
+agent or pipeline budget has no room, and otherwise shrinks the call's max_tokens to the
+room that is left and reserves it, so a run stops at its budget instead of overspending.
+After the call it prices it from the editable price table and settles the reservation to
+the actual usage. The engine persists the usage the door reports.
 """
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 
+from config.db_writer import run_write
+from orchestrator import budgets
+from orchestrator.budgets import MICRO, Budget
 from orchestrator.engine.errors import BudgetExceeded, ProviderError
 from orchestrator.engine.ports import AgentConfig, ModelCallResult
 from orchestrator.engine.spec import Limits
 from orchestrator.engine.types import ModelRequest
 from orchestrator.models import ModelPrice
 from orchestrator.providers import DeltaCallback, get_provider
+from orchestrator.providers.base import estimate_input_tokens
 
 
 class ModelDoor:
     """One run's door. Totals start from what the run already spent (on resume)."""
 
     def __init__(self, *, limits: Limits, prices: dict[tuple[str, str], ModelPrice | None],
-                 used_tokens: int = 0, used_cost: Decimal = Decimal(0)):
+                 used_tokens: int = 0, used_cost: Decimal = Decimal(0),
+                 budgets: list[Budget] | None = None, agent_ids: dict[str, int] | None = None):
         self.limits = limits
         self.prices = prices
         self.used_tokens = used_tokens
         self.used_cost = used_cost
+        self.budgets = budgets or []
+        self.agent_ids = agent_ids or {}
+        # Room promised to calls in flight (parallel branches share the run's budget).
+        self._held_tokens = 0
+        self._held_cost = Decimal(0)
 
     def check_budget(self) -> None:
         if self.limits.max_tokens is not None and self.used_tokens >= self.limits.max_tokens:
@@ -39,9 +52,64 @@ class ModelDoor:
             provider = get_provider(agent.provider)
         except ValueError as exc:
             raise ProviderError(str(exc), retryable=False) from None
-        response = await provider.complete(request, on_delta)
         price = self.prices.get((agent.provider, agent.model))
-        cost = price.cost(response.usage.input_tokens, response.usage.output_tokens) if price else Decimal(0)
+        estimated_input = estimate_input_tokens(request)
+        self._fit_run_budget(request, estimated_input, price)
+        team_budgets = budgets.applicable(self.budgets, self.agent_ids.get(agent.name))
+        reservation = None
+        if team_budgets:
+            room = await run_write(budgets.remaining, team_budgets)
+            tokens, usd = room["tokens"], room["usd"]
+            if tokens is not None:
+                _shrink(request, estimated_input, tokens[0], None, price, f"the {tokens[1].label}")
+            if usd is not None:
+                _shrink(request, estimated_input, None, Decimal(usd[0]) / MICRO, price, f"the {usd[1].label}")
+            most = estimated_input + request.max_tokens
+            reservation = await run_write(budgets.reserve, team_budgets, most, _micro(_price(price, estimated_input, request.max_tokens)))
+        held_cost = _price(price, estimated_input, request.max_tokens)
+        self._held_tokens += estimated_input + request.max_tokens
+        self._held_cost += held_cost
+        try:
+            response = await provider.complete(request, on_delta)
+        except BaseException:
+            if reservation is not None:
+                await run_write(budgets.settle, reservation, team_budgets, 0, 0)
+            raise
+        finally:
+            self._held_tokens -= estimated_input + request.max_tokens
+            self._held_cost -= held_cost
+        cost = _price(price, response.usage.input_tokens, response.usage.output_tokens)
+        if reservation is not None:
+            await run_write(budgets.settle, reservation, team_budgets, response.usage.total, _micro(cost))
         self.used_tokens += response.usage.total
         self.used_cost += cost
         return ModelCallResult(response, cost.quantize(Decimal("0.000001")))
+
+    def _fit_run_budget(self, request: ModelRequest, estimated_input: int, price: ModelPrice | None) -> None:
+        tokens = None if self.limits.max_tokens is None else self.limits.max_tokens - self.used_tokens - self._held_tokens
+        usd = None
+        if self.limits.max_cost_usd is not None:
+            usd = Decimal(str(self.limits.max_cost_usd)) - self.used_cost - self._held_cost
+        _shrink(request, estimated_input, tokens, usd, price, "the run's budget")
+
+
+def _shrink(request: ModelRequest, estimated_input: int, tokens: int | None, usd: Decimal | None,
+            price: ModelPrice | None, what: str) -> None:
+    """Cap max_tokens to the room left; refuse when not even one output token fits."""
+    cap = request.max_tokens
+    if tokens is not None:
+        cap = min(cap, tokens - estimated_input)
+    if usd is not None and price is not None and price.output_per_mtok > 0:
+        left = usd - price.input_per_mtok * estimated_input / Decimal(1_000_000)
+        cap = min(cap, math.floor(left * Decimal(1_000_000) / price.output_per_mtok))
+    if cap < 1:
+        raise BudgetExceeded(f"{what} has no room for another model call (about {estimated_input} input tokens)")
+    request.max_tokens = cap
+
+
+def _price(price: ModelPrice | None, input_tokens: int, output_tokens: int) -> Decimal:
+    return price.cost(input_tokens, output_tokens) if price else Decimal(0)
+
+
+def _micro(usd: Decimal) -> int:
+    return int((usd * MICRO).to_integral_value(rounding="ROUND_CEILING"))

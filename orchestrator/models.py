@@ -403,3 +403,21 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} → run {self.run_id}"
+
+
+class BudgetCounter(models.Model):
+    """What a budget (a tokens/dollars Limit) has used in one period; dollars in micro-dollars.
+
+    Started from the usage records of the period, then moved by reservations before model
+    calls and settled to the actual usage after them.
+    """
+
+    limit = models.ForeignKey(Limit, on_delete=models.CASCADE, related_name="counters")
+    window = models.BigIntegerField(help_text="Day number, or year*12+month for monthly budgets.")
+    used = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["limit", "window"], name="uniq_budget_window")]
+
+    def __str__(self) -> str:
+        return f"{self.limit_id}@{self.window}: {self.used}"

@@ -9,6 +9,7 @@ again may help; SDK-level retries are switched off.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, Protocol, TypeVar
@@ -156,3 +157,13 @@ class _LoopClients(Generic[ClientT]):
     def __init__(self) -> None:
         self.clients: dict[tuple[str | None, str | None], ClientT] = {}
         self.closer: asyncio.Task[None] | None = None
+
+
+def estimate_input_tokens(request: ModelRequest) -> int:
+    """About four characters a token over the system prompt and the conversation.
+
+    The model door reserves budget with this before a call; the scripted provider counts
+    its input the same way, so budgets stop scripted runs at exactly their boundary.
+    """
+    chars = len(request.system) + sum(len(m.content) for m in request.messages)
+    return math.ceil(chars / 4)

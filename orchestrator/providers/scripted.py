@@ -23,7 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.engine.errors import ProviderError
 from orchestrator.engine.types import ModelRequest, ModelResponse, ToolCall, Usage
-from orchestrator.providers.base import DeltaCallback, describe_validation_error
+from orchestrator.providers.base import (
+    DeltaCallback,
+    describe_validation_error,
+    estimate_input_tokens,
+)
 
 DEFAULT_TEXT = "(scripted reply)"
 DELTA_CHARS = 16
@@ -86,20 +90,21 @@ class ScriptedProvider:
             raise ProviderError(reply.error, retryable=reply.retryable)
 
         text = render(reply.text, request)
-        if on_delta is not None:
-            for start in range(0, len(text), DELTA_CHARS):
-                await on_delta(text[start : start + DELTA_CHARS])
         tool_calls = [
             ToolCall(id=f"call_{turn}_{i}", name=call.name, arguments=dict(call.arguments))
             for i, call in enumerate(reply.tool_calls)
         ]
-        return ModelResponse(
-            text=text,
-            tool_calls=tool_calls,
-            usage=scripted_usage(reply, request, text),
-            stop_reason="tool_use" if tool_calls else "end_turn",
-            model=request.model,
-        )
+        usage = scripted_usage(reply, request, text)
+        stop_reason = "tool_use" if tool_calls else "end_turn"
+        if usage.output_tokens > request.max_tokens:
+            # Like a real model: the answer stops at max_tokens, cut mid-way, without tool calls.
+            usage.output_tokens = request.max_tokens
+            text = text[: request.max_tokens * 4]
+            tool_calls, stop_reason = [], "max_tokens"
+        if on_delta is not None:
+            for start in range(0, len(text), DELTA_CHARS):
+                await on_delta(text[start : start + DELTA_CHARS])
+        return ModelResponse(text=text, tool_calls=tool_calls, usage=usage, stop_reason=stop_reason, model=request.model)
 
 
 def parse_script(data: Any) -> Script:
@@ -134,9 +139,8 @@ def render(text: str, request: ModelRequest) -> str:
 
 def scripted_usage(reply: Reply, request: ModelRequest, text: str) -> Usage:
     """About four characters a token, ten per tool call; the reply's `usage` wins."""
-    chars = len(request.system) + sum(len(m.content) for m in request.messages)
     usage = Usage(
-        input_tokens=math.ceil(chars / 4),
+        input_tokens=estimate_input_tokens(request),
         output_tokens=max(1, math.ceil(len(text) / 4)) + 10 * len(reply.tool_calls),
     )
     if reply.usage is not None:
