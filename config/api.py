@@ -3,6 +3,8 @@ once to status codes and one body shape: {"error": {"code", "message", "field"}}
 
 from __future__ import annotations
 
+import math
+
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
@@ -10,7 +12,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from mcpgateway.api_caller import ApiDenied
 from mcpgateway.errors import ConfigError, GatewayError
-from orchestrator.actions.errors import ActionError, Conflict, NotAllowed
+from orchestrator.actions.errors import ActionError, Conflict, NotAllowed, RateLimited
 from orchestrator.api import router as orchestrator_router
 from orchestrator.api_auth import ApiKeyAuth, TeamSessionAuth
 from orchestrator.engine.errors import SpecError
@@ -49,6 +51,11 @@ def on_spec(request: HttpRequest, exc: SpecError) -> HttpResponse:
 @api.exception_handler(ConfigError)
 def on_config(request: HttpRequest, exc: ConfigError) -> HttpResponse:
     return error(request, 422, "invalid_config", exc.errors[0]["message"], exc.errors[0]["field"])
+
+
+@api.exception_handler(RateLimited)
+def on_rate_limited(request: HttpRequest, exc: RateLimited) -> HttpResponse:
+    return error(request, 429, exc.code, exc.message, exc.field, Retry_After=str(math.ceil(exc.retry_after_s)))
 
 
 @api.exception_handler(ActionError)

@@ -206,7 +206,7 @@ def start_run(request: HttpRequest, body: RunIn, idempotency_key: str | None = H
             return _replay(existing, digest)
     try:
         with transaction.atomic():
-            run = do_start_run(version, body.input, _user(c))
+            run = do_start_run(version, body.input, _user(c), api_key_id=c.api_key_id)
             if idempotency_key:
                 IdempotencyKey.objects.create(team_id=c.team_id, caller=c.principal_key, key=idempotency_key,
                                               request_hash=digest, run=run)

@@ -15,6 +15,7 @@ from ninja.security import HttpBearer, SessionAuth
 
 from mcpgateway.actions.access import authenticate_token
 from mcpgateway.api_caller import Caller
+from orchestrator.limits import check_request_rate
 from orchestrator.models import Membership
 
 SERVICE_ROLE = {"admin": "owner", "run": "builder", "read": "viewer"}
@@ -37,7 +38,9 @@ class ApiKeyAuth(HttpBearer):
             if membership is None:
                 return None  # the user left the team: the key goes with them
             role = membership.role
-        return Caller(team_id=key.team_id, role=role, scopes=scopes, user_id=key.user_id, api_key_id=key.pk)
+        caller = Caller(team_id=key.team_id, role=role, scopes=scopes, user_id=key.user_id, api_key_id=key.pk)
+        check_request_rate(caller)
+        return caller
 
 
 class TeamSessionAuth(SessionAuth):
@@ -56,4 +59,6 @@ class TeamSessionAuth(SessionAuth):
         except (ValueError, KeyError):
             return None
         membership = membership or min(memberships.values(), key=lambda m: m.team_id)
-        return Caller(team_id=membership.team_id, role=membership.role, scopes=ALL_SCOPES, user_id=user.pk)
+        caller = Caller(team_id=membership.team_id, role=membership.role, scopes=ALL_SCOPES, user_id=user.pk)
+        check_request_rate(caller)
+        return caller

@@ -24,7 +24,7 @@ from orchestrator.engine.executor import Engine, RunOutcome
 from orchestrator.engine.ports import AgentConfig
 from orchestrator.engine.spec import Limits, PipelineSpec, parse_spec
 from orchestrator.model_door import ModelDoor
-from orchestrator.models import Agent, ModelPrice, Run, RunStatus
+from orchestrator.models import Agent, Limit, LimitKind, LimitScope, ModelPrice, Run, RunStatus
 from orchestrator.store import DjangoRunStore, Listener
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class Prepared:
     prices: dict[tuple[str, str], ModelPrice | None]
     agent_ids: dict[str, int]
     budgets: list[Budget]
+    agent_rates: dict[str, int]
 
 
 def default_toolbox(team_id: int) -> Toolbox:
@@ -68,7 +69,9 @@ def _claim(run_id: int) -> Prepared | None:
     prices = {(a.provider, a.model): ModelPrice.lookup(a.provider, a.model) for a in agents.values()}
     agent_ids = dict(Agent.objects.filter(team_id=run.team_id, name__in=names).values_list("name", "id"))
     team_budgets = budgets_for_run(run.team_id, run.pipeline_version.pipeline_id)
-    return Prepared(run, spec, agents, prices, agent_ids, team_budgets)
+    rates = {row.agent.name: int(row.value) for row in Limit.objects.filter(
+        team_id=run.team_id, scope=LimitScope.AGENT, kind=LimitKind.REQUESTS_PER_MINUTE).select_related("agent")}
+    return Prepared(run, spec, agents, prices, agent_ids, team_budgets, rates)
 
 
 async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners: list[Listener] | None = None,
@@ -80,7 +83,8 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
     run = prepared.run
     limits = Limits.model_validate({**prepared.spec.limits.model_dump(exclude_none=True), **(run.limits or {})})
     door = ModelDoor(limits=limits, prices=prepared.prices, used_tokens=run.input_tokens + run.output_tokens,
-                     used_cost=Decimal(run.cost_usd), budgets=prepared.budgets, agent_ids=prepared.agent_ids)
+                     used_cost=Decimal(run.cost_usd), budgets=prepared.budgets, agent_ids=prepared.agent_ids,
+                     agent_rates=prepared.agent_rates)
     engine = Engine(
         spec=prepared.spec,
         store=DjangoRunStore(run.pk, listeners=listeners),

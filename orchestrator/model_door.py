@@ -19,6 +19,7 @@ from orchestrator.engine.errors import BudgetExceeded, ProviderError
 from orchestrator.engine.ports import AgentConfig, ModelCallResult
 from orchestrator.engine.spec import Limits
 from orchestrator.engine.types import ModelRequest
+from orchestrator.limits import wait_for_agent_slot
 from orchestrator.models import ModelPrice
 from orchestrator.providers import DeltaCallback, get_provider
 from orchestrator.providers.base import estimate_input_tokens
@@ -29,13 +30,15 @@ class ModelDoor:
 
     def __init__(self, *, limits: Limits, prices: dict[tuple[str, str], ModelPrice | None],
                  used_tokens: int = 0, used_cost: Decimal = Decimal(0),
-                 budgets: list[Budget] | None = None, agent_ids: dict[str, int] | None = None):
+                 budgets: list[Budget] | None = None, agent_ids: dict[str, int] | None = None,
+                 agent_rates: dict[str, int] | None = None):
         self.limits = limits
         self.prices = prices
         self.used_tokens = used_tokens
         self.used_cost = used_cost
         self.budgets = budgets or []
         self.agent_ids = agent_ids or {}
+        self.agent_rates = agent_rates or {}  # model calls per minute, by agent name
         # Room promised to calls in flight (parallel branches share the run's budget).
         self._held_tokens = 0
         self._held_cost = Decimal(0)
@@ -52,6 +55,7 @@ class ModelDoor:
             provider = get_provider(agent.provider)
         except ValueError as exc:
             raise ProviderError(str(exc), retryable=False) from None
+        await wait_for_agent_slot(self.agent_ids.get(agent.name), self.agent_rates.get(agent.name))
         price = self.prices.get((agent.provider, agent.model))
         estimated_input = estimate_input_tokens(request)
         self._fit_run_budget(request, estimated_input, price)

@@ -20,3 +20,13 @@ class NotAllowed(ActionError):
 
 class Conflict(ActionError):
     code = "conflict"
+
+
+class RateLimited(ActionError):
+    """A rate limit or concurrency limit refuses this now; `retry_after_s` says when to try again."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: float, field: str = ""):
+        super().__init__(message, field)
+        self.retry_after_s = retry_after_s

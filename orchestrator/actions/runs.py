@@ -11,7 +11,7 @@ from django.utils import timezone
 from orchestrator.actions.errors import ActionError, Conflict
 from orchestrator.engine.spec import PipelineSpec, parse_spec
 from orchestrator.events import send_event_on_commit
-from orchestrator.models import PipelineVersion, Run, RunStatus
+from orchestrator.models import PipelineVersion, Run, RunStatus, Team
 from orchestrator.runners import get_runner
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -41,13 +41,21 @@ def check_run_input(spec: PipelineSpec, data: Any) -> dict[str, Any]:
 
 
 def do_start_run(version: PipelineVersion, run_input: Any, user: AbstractBaseUser | None = None,
-                 submit: bool = True) -> Run:
-    """Create a queued run pinned to `version`; hand it to the runner once committed."""
+                 submit: bool = True, api_key_id: int | None = None) -> Run:
+    """Create a queued run pinned to `version`; hand it to the runner once committed.
+
+    Raises RateLimited while a concurrent-runs limit of the team, user, key, agent or
+    pipeline is reached.
+    """
+    from orchestrator.limits import check_concurrent_runs
+
     spec = parse_spec(version.spec)
     checked = check_run_input(spec, run_input)
     with transaction.atomic():
+        Team.objects.select_for_update().filter(pk=version.pipeline.team_id).first()  # one start at a time per team
+        check_concurrent_runs(version, user.pk if user else None, api_key_id)
         run = Run.objects.create(team_id=version.pipeline.team_id, pipeline_version=version, input=checked,
-                                 created_by=user, limits=spec.limits.model_dump(exclude_none=True))
+                                 created_by=user, api_key_id=api_key_id, limits=spec.limits.model_dump(exclude_none=True))
         send_event_on_commit(run, "run.queued", {"pipeline": version.pipeline.slug, "version": version.number,
                                                  "by": user.get_username() if user else None})
         if submit:
