@@ -18,11 +18,13 @@ from dashboard.routing import websocket_urlpatterns  # noqa: E402
 from mcpgateway.dispatch import Gateway, authenticate_bearer  # noqa: E402
 from mcpgateway.downstream import build_mcp_app, route_mcp_path  # noqa: E402
 from mcpgateway.runtime import start_gateway  # noqa: E402
+from orchestrator.webhooks import start_sender as start_webhook_sender  # noqa: E402
 
 mcp_endpoint = build_mcp_app(authenticate=authenticate_bearer, toolbox=Gateway(), allowed_hosts=settings.ALLOWED_HOSTS)
 
 if settings.GATEWAY_AUTOSTART:
     start_gateway()
+start_webhook_sender()
 
 application = ProtocolTypeRouter(
     {

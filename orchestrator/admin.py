@@ -157,3 +157,18 @@ class BudgetCounterAdmin(ReadOnlyAdmin):
     list_display = ["limit", "window", "used"]
     list_filter = ["limit__kind"]
     search_fields = ["limit__team__name"]
+
+
+@admin.register(m.Webhook)
+class WebhookAdmin(admin.ModelAdmin):
+    list_display = ["pipeline", "url", "enabled", "created_at"]
+    list_filter = ["enabled"]
+    search_fields = ["url", "pipeline__name"]
+    exclude = ["secret_encrypted"]
+
+
+@admin.register(m.WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["event", "webhook", "status", "attempts", "response_status", "next_attempt_at"]
+    list_filter = ["status", "event"]
+    search_fields = ["event", "webhook__url"]

@@ -58,7 +58,10 @@ from orchestrator.schemas import (
     UsageOut,
     VersionIn,
     VersionOut,
+    WebhookIn,
+    WebhookOut,
 )
+from orchestrator.webhooks import do_create_webhook
 
 router = Router()
 
@@ -153,6 +156,20 @@ def create_version(request: HttpRequest, pipeline_id: int, body: VersionIn):
 def get_version(request: HttpRequest, pipeline_id: int, number: int):
     pipeline = get_object_or_404(Pipeline, pk=pipeline_id, team_id=caller(request).require("read").team_id)
     return get_object_or_404(pipeline.versions, number=number)
+
+
+@router.get("/pipelines/{pipeline_id}/webhooks", response=list[WebhookOut], tags=["pipelines"])
+def list_webhooks(request: HttpRequest, pipeline_id: int):
+    pipeline = get_object_or_404(Pipeline, pk=pipeline_id, team_id=caller(request).require("read", "builder").team_id)
+    return [{"id": h.pk, "url": h.url, "events": h.events, "enabled": h.enabled} for h in pipeline.webhooks.all()]
+
+
+@router.post("/pipelines/{pipeline_id}/webhooks", response={201: WebhookOut}, tags=["pipelines"])
+def create_webhook(request: HttpRequest, pipeline_id: int, body: WebhookIn):
+    """Deliveries carry `X-Agentdeck-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">` keyed by `secret`."""
+    pipeline = get_object_or_404(Pipeline, pk=pipeline_id, team_id=caller(request).require("admin", "builder").team_id)
+    hook, secret = do_create_webhook(pipeline, body.url, list(body.events))
+    return Status(201, {"id": hook.pk, "url": hook.url, "events": hook.events, "enabled": hook.enabled, "secret": secret})
 
 
 # --- runs ---------------------------------------------------------------------------------

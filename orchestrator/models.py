@@ -422,3 +422,51 @@ class BudgetCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.limit_id}@{self.window}: {self.used}"
+
+
+class Webhook(models.Model):
+    """POSTs a pipeline's run events (finished, review needed) to a URL, signed with HMAC-SHA256."""
+
+    EVENTS = ("run.succeeded", "run.failed", "run.cancelled", "review.needed")
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="webhooks")
+    url = models.URLField(max_length=500)
+    secret_encrypted = models.TextField()
+    events = models.JSONField(default=list, help_text="Subset of run.succeeded, run.failed, run.cancelled, review.needed.")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.pipeline} → {self.url}"
+
+    @property
+    def secret(self) -> str:
+        from mcpgateway.crypto import decrypt
+
+        return decrypt(self.secret_encrypted)
+
+
+class WebhookDelivery(models.Model):
+    """One event for one webhook, retried with backoff until delivered or given up."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=40)
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    last_error = models.TextField(blank=True)
+    response_status = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="webhook_due")]
+
+    def __str__(self) -> str:
+        return f"{self.event} → {self.webhook_id} ({self.status})"

@@ -165,3 +165,17 @@ class UsageOut(Schema):
     output_tokens: int
     cost_usd: Decimal
     calls: int
+
+
+class WebhookIn(Schema):
+    url: str = Field(pattern=r"^https?://", max_length=500)
+    events: list[Literal["run.succeeded", "run.failed", "run.cancelled", "review.needed"]] = Field(
+        default_factory=lambda: ["run.succeeded", "run.failed", "run.cancelled", "review.needed"])
+
+
+class WebhookOut(Schema):
+    id: int
+    url: str
+    events: list[str]
+    enabled: bool
+    secret: str | None = Field(None, description="Shown once, when the webhook is created.")

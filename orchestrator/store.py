@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from config.db_writer import run_write
 from config.sql_rows import insert_rows, select_row, update_row
+from orchestrator import webhooks
 from orchestrator.engine.errors import RunCancelled
 from orchestrator.engine.store import (
     LedgerWrite,
@@ -72,6 +73,7 @@ class DjangoRunStore:
         self._agents: dict[str, int] = {}
         self._known_steps: set[str] = set()
         self._team_id: int | None = None
+        self._pipeline_id: int | None = None
 
     # --- loading -------------------------------------------------------------------------
 
@@ -79,9 +81,10 @@ class DjangoRunStore:
         return await sync_to_async(self._load, thread_sensitive=True)()
 
     def _load(self) -> RunState:
-        run = Run.objects.get(pk=self.run_id)
+        run = Run.objects.select_related("pipeline_version").get(pk=self.run_id)
         self._agents = dict(Agent.objects.filter(team_id=run.team_id).values_list("name", "id"))
         self._team_id = run.team_id
+        self._pipeline_id = run.pipeline_version.pipeline_id
         state = RunState(input_tokens=run.input_tokens, output_tokens=run.output_tokens, cost_usd=str(run.cost_usd))
         for step in StepRun.objects.filter(run_id=self.run_id):
             state.steps[step.key] = StepRecord(step.key, step.status, step.attempt, step.output, step.error)
@@ -170,8 +173,14 @@ class DjangoRunStore:
                 self._write_usage(head, usage, update, now)
             for r in reviews:
                 if not ReviewItem.objects.filter(run_id=self.run_id, step_key=r.step_key, status=ReviewItem.Status.PENDING).exists():
-                    ReviewItem.objects.create(team_id=head.team_id, run_id=self.run_id, step_key=r.step_key,
-                                              reason=r.reason, context=r.context)
+                    item = ReviewItem.objects.create(team_id=head.team_id, run_id=self.run_id, step_key=r.step_key,
+                                                     reason=r.reason, context=r.context)
+                    webhooks.enqueue(self._pipeline_id, "review.needed", {"run_id": self.run_id, "review_id": item.pk,
+                                                                          "step_key": r.step_key, "reason": r.reason})
+            if update.get("status") in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED):
+                webhooks.enqueue(self._pipeline_id, f"run.{update['status']}", {
+                    "run_id": self.run_id, "status": update["status"], "output": update.get("output"),
+                    "error": update.get("error", "")})
             new_events = build_events(head, events, now)
             if new_events:
                 insert_rows(RunEvent, new_events)

@@ -66,7 +66,7 @@ def do_start_run(version: PipelineVersion, run_input: Any, user: AbstractBaseUse
 def do_cancel_run(run: Run, user: AbstractBaseUser | None = None) -> Run:
     """Stop a run: in-flight steps are cancelled, nothing further starts."""
     with transaction.atomic():
-        locked = Run.objects.select_for_update().get(pk=run.pk)
+        locked = Run.objects.select_for_update().select_related("pipeline_version").get(pk=run.pk)
         if locked.is_finished:
             raise Conflict(f"run {run.pk} has already {locked.status}")
         fields: dict[str, Any] = {"cancel_requested": True}
@@ -78,6 +78,10 @@ def do_cancel_run(run: Run, user: AbstractBaseUser | None = None) -> Run:
         send_event_on_commit(run, "run.cancel_requested", {"by": user.get_username() if user else None})
         if "status" in fields:
             send_event_on_commit(run, "run.cancelled", {})
+            from orchestrator import webhooks
+
+            webhooks.enqueue(locked.pipeline_version.pipeline_id, "run.cancelled",
+                             {"run_id": run.pk, "status": "cancelled", "output": None, "error": "cancelled"})
         transaction.on_commit(lambda: get_runner().cancel(run.pk))
     run.refresh_from_db()
     return run
