@@ -6,10 +6,12 @@ from __future__ import annotations
 import math
 
 from django.core.exceptions import PermissionDenied
+from django.db import DataError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from mcpgateway.api import router as gateway_router
 from mcpgateway.api_caller import ApiDenied
 from mcpgateway.errors import ConfigError, GatewayError
 from orchestrator.actions.errors import ActionError, Conflict, NotAllowed, RateLimited
@@ -17,7 +19,35 @@ from orchestrator.api import router as orchestrator_router
 from orchestrator.api_auth import ApiKeyAuth, TeamSessionAuth
 from orchestrator.engine.errors import SpecError
 
-api = NinjaAPI(
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["code", "message", "field"], "properties": {
+        "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}},
+}
+ERRORS = {
+    "400": "Bad input the operation refuses", "401": "No valid credential", "403": "Missing scope or role",
+    "404": "No such object in the caller's team", "409": "Conflicts with the current state",
+    "422": "The request does not match the schema", "429": "Rate or concurrency limit reached; see Retry-After",
+}
+
+
+class AgentdeckAPI(NinjaAPI):
+    """Documents the one error shape on every operation, so clients (and schemathesis) know it."""
+
+    def get_openapi_schema(self, *args, **kwargs):
+        schema = super().get_openapi_schema(*args, **kwargs)
+        schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for status, text in ERRORS.items():
+                    responses.setdefault(status, {"description": text, "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+        return schema
+
+
+api = AgentdeckAPI(
     title="Agentdeck API",
     version="1",
     description="Agents, pipelines, runs, review queue, tool servers, grants and audit. "
@@ -26,6 +56,7 @@ api = NinjaAPI(
     urls_namespace="api-v1",
 )
 api.add_router("/", orchestrator_router)
+api.add_router("/gateway", gateway_router)
 
 
 def error(request: HttpRequest, status: int, code: str, message: str, field: str = "", **headers: str) -> HttpResponse:
@@ -88,6 +119,16 @@ def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 def on_auth(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
     return error(request, 401, "unauthenticated", "send `Authorization: Bearer <API key>` or sign in",
                  WWW_Authenticate='Bearer realm="agentdeck"')
+
+
+@api.exception_handler(OverflowError)
+def on_overflow(request: HttpRequest, exc: OverflowError) -> HttpResponse:
+    return error(request, 422, "invalid", "a number is out of range")
+
+
+@api.exception_handler(DataError)
+def on_data_error(request: HttpRequest, exc: DataError) -> HttpResponse:
+    return error(request, 422, "invalid", "a value is out of range for the database")
 
 
 @api.exception_handler(HttpError)

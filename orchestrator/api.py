@@ -32,15 +32,18 @@ from orchestrator.actions import (
     do_start_run,
 )
 from orchestrator.actions.errors import ActionError, Conflict
+from orchestrator.actions.limits import do_delete_limit, do_save_limit
 from orchestrator.events import event_payload, register_consumer_loop, run_group
 from orchestrator.models import (
     FINISHED_RUN_STATUSES,
     Agent,
     IdempotencyKey,
+    Limit,
     Pipeline,
     ReviewItem,
     Run,
     RunEvent,
+    Team,
     UsageRecord,
 )
 from orchestrator.schemas import (
@@ -49,6 +52,8 @@ from orchestrator.schemas import (
     AgentPatch,
     DecisionIn,
     EventPage,
+    LimitIn,
+    LimitOut,
     PipelineIn,
     PipelineOut,
     ReviewOut,
@@ -364,6 +369,32 @@ def decide_review(request: HttpRequest, item_id: int, body: DecisionIn):
     c = caller(request).require("run", "reviewer")
     item = get_object_or_404(ReviewItem, pk=item_id, team_id=c.team_id)
     return _review_out(do_decide_review(item, _user(c), body.action, body.output, body.note, body.raise_budget))
+
+
+# --- limits -------------------------------------------------------------------------------
+
+@router.get("/limits", response=list[LimitOut], tags=["limits"])
+def list_limits(request: HttpRequest):
+    return Limit.objects.filter(team_id=caller(request).require("read").team_id)
+
+
+@router.post("/limits", response={201: LimitOut}, tags=["limits"])
+def create_limit(request: HttpRequest, body: LimitIn):
+    c = caller(request).require("admin", "builder")
+    return Status(201, do_save_limit(Team.objects.get(pk=c.team_id), body.scope, body.kind, body.value, body.target))
+
+
+@router.put("/limits/{limit_id}", response=LimitOut, tags=["limits"])
+def update_limit(request: HttpRequest, limit_id: int, body: LimitIn):
+    c = caller(request).require("admin", "builder")
+    limit = get_object_or_404(Limit, pk=limit_id, team_id=c.team_id)
+    return do_save_limit(Team.objects.get(pk=c.team_id), body.scope, body.kind, body.value, body.target, limit=limit)
+
+
+@router.delete("/limits/{limit_id}", response={204: None}, tags=["limits"])
+def delete_limit(request: HttpRequest, limit_id: int):
+    do_delete_limit(get_object_or_404(Limit, pk=limit_id, team_id=caller(request).require("admin", "builder").team_id))
+    return Status(204, None)
 
 
 # --- usage ---------------------------------------------------------------------------------

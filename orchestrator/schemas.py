@@ -179,3 +179,21 @@ class WebhookOut(Schema):
     events: list[str]
     enabled: bool
     secret: str | None = Field(None, description="Shown once, when the webhook is created.")
+
+
+class LimitIn(Schema):
+    scope: Literal["team", "agent", "pipeline", "api_key", "user"] = "team"
+    target: int | None = Field(None, description="The agent, pipeline, API key or user id; empty for the team.")
+    kind: Literal["requests_per_minute", "concurrent_runs", "tokens_per_day", "tokens_per_month", "usd_per_day", "usd_per_month"]
+    value: Decimal = Field(gt=0, max_digits=16, decimal_places=4)
+
+
+class LimitOut(Schema):
+    id: int
+    scope: str
+    kind: str
+    value: Decimal
+    agent: int | None = Field(None, alias="agent_id")
+    pipeline: int | None = Field(None, alias="pipeline_id")
+    api_key_id: int | None
+    user: int | None = Field(None, alias="user_id")

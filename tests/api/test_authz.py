@@ -44,6 +44,14 @@ OPERATIONS = [
     ("get", "/reviews", None, "viewer"),
     ("post", "/reviews/{review}/claim", None, "reviewer"),
     ("get", "/usage", None, "viewer"),
+    ("get", "/limits", None, "viewer"),
+    ("get", "/gateway/servers", None, "viewer"),
+    ("post", "/gateway/servers", {"name": "srv-{role}", "command": "true"}, "builder"),
+    ("get", "/gateway/tools", None, "viewer"),
+    ("get", "/gateway/grants", None, "viewer"),
+    ("get", "/gateway/audit", None, "viewer"),
+    ("get", "/gateway/api-keys", None, "owner"),
+    ("post", "/gateway/api-keys", {"name": "k-{role}", "scopes": ["read"]}, "owner"),
 ]
 RANK = {"viewer": 0, "reviewer": 1, "builder": 2, "owner": 3}
 
@@ -98,3 +106,14 @@ def test_it_refuses_a_revoked_key(api, keys):
     do_revoke_api_key(ApiKey.objects.get(name="viewer"))
     status, _ = api.call("get", "/runs", keys["viewer"])
     assert status == 401
+
+
+def test_it_checks_csrf_for_the_browser_session(keys):
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(keys["users"]["owner"])
+    assert browser.get("/api/v1/runs").status_code == 200
+    refused = browser.post("/api/v1/agents", {"name": "via-session"}, content_type="application/json")
+    assert refused.status_code in (401, 403)
+    assert not Agent.objects.filter(name="via-session").exists()

@@ -1,0 +1,114 @@
+"""REST API schemas for the gateway: servers, tools, grants, API keys, audit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from ninja import Schema
+from pydantic import Field
+
+
+class ServerIn(Schema):
+    name: str = Field(pattern=r"^[a-zA-Z0-9-]{1,32}$")
+    description: str = Field("", max_length=300)
+    transport: Literal["stdio", "http", "sse"] = "stdio"
+    command: str = Field("", max_length=500)
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str = Field("", max_length=500)
+    url: str = Field("", max_length=500)
+    headers: dict[str, str] = Field(default_factory=dict)
+    enabled: bool = True
+    call_timeout_s: float = Field(60, gt=0, le=3600)
+    secrets: dict[str, str] = Field(default_factory=dict, description="Values for ${NAME} references; stored encrypted.")
+
+
+class ServerOut(Schema):
+    id: int
+    name: str
+    description: str
+    transport: str
+    command: str
+    args: list[str]
+    env: dict[str, str]
+    cwd: str
+    url: str
+    headers: dict[str, str]
+    enabled: bool
+    call_timeout_s: float
+    health: str
+    health_error: str
+    restarts: int
+
+
+class ToolOut(Schema):
+    id: int
+    name: str
+    qualified_name: str
+    server: str
+    description: str
+    input_schema: dict[str, Any]
+    enabled: bool
+    status: str
+
+
+class ConfigIn(Schema):
+    text: str = Field(min_length=1, max_length=200_000)
+    secrets: dict[str, str] = Field(default_factory=dict)
+
+
+class GrantIn(Schema):
+    server: int
+    tool: int | None = None
+    agent: str = Field("", max_length=64)
+    api_key: int | None = None
+    require_approval: bool = False
+    calls_per_minute: int | None = Field(None, ge=1, le=1_000_000)
+
+
+class GrantOut(Schema):
+    id: int
+    principal_kind: str
+    agent_name: str
+    api_key: int | None
+    server: int
+    tool: int | None
+    require_approval: bool
+    calls_per_minute: int | None
+
+
+class ApiKeyIn(Schema):
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[Literal["read", "run", "admin"]] = Field(default_factory=lambda: ["read", "run"])
+    service_account: bool = False
+
+
+class ApiKeyOut(Schema):
+    id: int
+    name: str
+    prefix: str
+    scopes: list[str]
+    service_account: bool
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    token: str | None = Field(None, description="Shown once, when the key is created.")
+
+
+class AuditOut(Schema):
+    id: int
+    created_at: datetime
+    principal_kind: str
+    agent_name: str
+    api_key_id: int | None
+    run_id: int | None
+    step_key: str
+    server_name: str
+    tool_name: str
+    arguments: dict[str, Any]
+    result: Any = None
+    status: str
+    error: str
+    latency_ms: float
+    grant_id: int | None
