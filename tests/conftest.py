@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from mcpgateway.inprocess import InProcessToolbox
@@ -141,3 +150,42 @@ def start_servers(runtime, *servers: ToolServer, timeout: float = 60) -> None:
             assert time.monotonic() < deadline, f"{server.name} discovered no tools: {server.health} {server.health_error}"
             time.sleep(0.05)
     catalogue.invalidate()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def live_app(transactional_db) -> Iterator[str]:
+    """The ASGI app under daphne in its own process, sharing the test database; yields its base URL.
+
+    Used by the browser tests and by tests of the real /mcp endpoint."""
+    port = _free_port()
+    env = {**os.environ, "WHITENOISE_USE_FINDERS": "true"}
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("postgresql"):
+        env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    else:
+        env["SQLITE_PATH"] = str(db["NAME"])
+    log = open(Path(settings.VAR_DIR) / f"e2e-daphne-{port}.log", "w")
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port),
+                             "config.asgi:application"], cwd=settings.BASE_DIR, env=env, stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/healthz", timeout=1)
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "daphne did not start"
+            time.sleep(0.1)
+    yield base
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()

@@ -7,17 +7,16 @@ Run them with the rest (`make test`); they are marked `slow` so `make test-fast`
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from django.conf import settings
+from django.db import connection
 
+T = TypeVar("T")
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 SCREENSHOTS = Path(settings.VAR_DIR) / "screenshots"
 
@@ -30,43 +29,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.slow)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def live_app(transactional_db) -> Iterator[str]:
-    """The ASGI app under daphne in its own process, sharing the test database; yields its base URL."""
-    port = _free_port()
-    env = {**os.environ, "WHITENOISE_USE_FINDERS": "true"}
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("postgresql"):
-        env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    else:
-        env["SQLITE_PATH"] = str(db["NAME"])
-    log = open(Path(settings.VAR_DIR) / f"e2e-daphne-{port}.log", "w")
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port),
-                             "config.asgi:application"], cwd=settings.BASE_DIR, env=env, stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/healthz", timeout=1)
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "daphne did not start"
-            time.sleep(0.1)
-    yield base
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
 
 
 @pytest.fixture(scope="session")
@@ -105,3 +67,18 @@ def sign_in(page, base: str, username: str, password: str) -> None:
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
     page.wait_for_url(lambda url: "/accounts/login" not in url)
+
+
+def off_this_thread(work: Callable[[], T]) -> T:
+    """Run test setup on a worker thread. Playwright's sync API keeps an event loop running in
+    this one (once the session's browser has started), and actions publish their events with
+    async_to_sync, which refuses to run there."""
+
+    def wrapped() -> T:
+        try:
+            return work()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(wrapped).result(timeout=120)

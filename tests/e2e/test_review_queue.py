@@ -4,22 +4,17 @@ finishes on the server's inline runner; a viewer sees the queue without decide b
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection
 
 from orchestrator.actions import do_add_member, do_create_pipeline, do_start_run
 from orchestrator.demo import seed_demo
 from orchestrator.models import Run
 from tests.conftest import execute, scripted
-from tests.e2e.conftest import screenshot, sign_in
+from tests.e2e.conftest import off_this_thread, screenshot, sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
-T = TypeVar("T")
 
 PASSWORD = "pw-admin-12345"
 GATED = {"description": "Docs behind a sign-off.", "steps": [
@@ -29,19 +24,6 @@ GATED = {"description": "Docs behind a sign-off.", "steps": [
 ]}
 
 
-def off_this_thread(work: Callable[[], T]) -> T:
-    """Run test setup on a worker thread. Playwright's sync API keeps an event loop running in
-    this one (once the session's browser has started), and actions publish their events with
-    async_to_sync, which refuses to run there."""
-
-    def wrapped() -> T:
-        try:
-            return work()
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(wrapped).result(timeout=120)
 
 
 def gated_run() -> Run:

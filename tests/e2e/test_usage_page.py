@@ -2,38 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
-
 import pytest
-from django.db import connection
 
 from orchestrator.actions import do_create_pipeline, do_start_run
 from orchestrator.demo import seed_demo
 from orchestrator.models import Pipeline
 from tests.conftest import execute, scripted
-from tests.e2e.conftest import screenshot, sign_in
+from tests.e2e.conftest import off_this_thread, screenshot, sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
-T = TypeVar("T")
 
 PASSWORD = "pw-admin-12345"
 
 
-def off_this_thread(work: Callable[[], T]) -> T:
-    """Run test setup on a worker thread. Playwright's sync API keeps an event loop running in
-    this one (once the session's browser has started), and actions publish their events with
-    async_to_sync, which refuses to run there."""
-
-    def wrapped() -> T:
-        try:
-            return work()
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(wrapped).result(timeout=120)
 
 
 def test_it_draws_the_usage_charts_after_a_few_runs(live_app, page):

@@ -5,11 +5,7 @@ leaves one audit row."""
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -29,36 +25,10 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 ROOT = Path(settings.BASE_DIR)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def daphne():
-    """The ASGI app under daphne, on the test database."""
-    port = _free_port()
-    env = dict(os.environ)
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("postgresql"):
-        env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    else:
-        env["SQLITE_PATH"] = str(db["NAME"])
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port),
-                             "config.asgi:application"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "daphne did not start"
-            time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}/mcp/"
-    proc.terminate()
-    proc.wait(timeout=15)
+def daphne(live_app):
+    """The product's /mcp endpoint, under daphne in its own process (tests/conftest.py)."""
+    return f"{live_app}/mcp/"
 
 
 async def _session(url: str, token: str, work, mode: str = "auto"):
