@@ -154,6 +154,8 @@ else:
 RUNNER = envstr("AGENTDECK_RUNNER", "inline")
 # Which toolbox runs use (a factory taking a team id); the MCP gateway replaces the default.
 AGENTDECK_TOOLBOX = envstr("AGENTDECK_TOOLBOX", "mcpgateway.dispatch.team_gateway")
+# A worker's claim on a run lasts this long and is renewed every third of it while it runs.
+RUN_LEASE_S = envint("AGENTDECK_RUN_LEASE_S", "30")
 # How long buffered events may wait before they are flushed without a step boundary.
 EVENT_FLUSH_MS = envint("AGENTDECK_EVENT_FLUSH_MS", "25")
 

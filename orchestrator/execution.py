@@ -6,8 +6,13 @@ place that wires the engine to Django: the store, the model door and the toolbox
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import secrets
+import socket
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from config.db_writer import run_write
 from mcpgateway.types import Toolbox
 from orchestrator.actions.runs import do_fail_run
 from orchestrator.budgets import Budget, budgets_for_run
@@ -47,10 +53,24 @@ def default_toolbox(team_id: int) -> Toolbox:
     return factory(team_id)
 
 
-def _claim(run_id: int) -> Prepared | None:
-    """Move a queued (or interrupted running) run to running; None if it is not runnable."""
-    claimable = Q(status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
-    claimed = Run.objects.filter(claimable, pk=run_id, cancel_requested=False).update(status=RunStatus.RUNNING)
+def worker_id() -> str:
+    """This process, as a lease owner: host, pid and a random part (pids are reused)."""
+    global _worker_id
+    if _worker_id is None:
+        _worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    return _worker_id
+
+
+_worker_id: str | None = None
+
+
+def _claim(run_id: int, owner: str) -> Prepared | None:
+    """Take a queued run, or a running one whose lease expired (its worker died); None if the
+    run is not runnable or another live worker holds it. Conditional, so only one claim wins."""
+    now = timezone.now()
+    claimable = Q(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]) & (Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+    claimed = Run.objects.filter(claimable, pk=run_id, cancel_requested=False).update(
+        status=RunStatus.RUNNING, lease_owner=owner, lease_until=now + timedelta(seconds=settings.RUN_LEASE_S))
     if not claimed:
         return None
     Run.objects.filter(pk=run_id, started_at__isnull=True).update(started_at=timezone.now())
@@ -77,7 +97,8 @@ def _claim(run_id: int) -> Prepared | None:
 async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners: list[Listener] | None = None,
                       flush_interval: float | None = None) -> RunOutcome | None:
     """Run or resume `run_id` to its next stop (finished, waiting for review, cancelled)."""
-    prepared = await sync_to_async(_claim, thread_sensitive=True)(run_id)
+    owner = f"{worker_id()}:{secrets.token_hex(2)}"
+    prepared = await sync_to_async(_claim, thread_sensitive=True)(run_id, owner)
     if prepared is None:
         return None
     run = prepared.run
@@ -87,7 +108,7 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
                      agent_rates=prepared.agent_rates)
     engine = Engine(
         spec=prepared.spec,
-        store=DjangoRunStore(run.pk, listeners=listeners),
+        store=DjangoRunStore(run.pk, listeners=listeners, lease_owner=owner),
         models=door,
         toolbox=toolbox if toolbox is not None else default_toolbox(run.team_id),
         agents=prepared.agents,
@@ -96,6 +117,7 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
         flush_interval=(settings.EVENT_FLUSH_MS / 1000) if flush_interval is None else flush_interval,
     )
     run_input: dict[str, Any] = run.input or {}
+    heartbeat = asyncio.create_task(_renew_lease(run.pk, owner))
     try:
         return await engine.run(run_input)
     except Exception as exc:
@@ -103,3 +125,21 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
         log.exception("run %s crashed", run_id)
         await sync_to_async(do_fail_run, thread_sensitive=True)(run_id, f"internal error: {type(exc).__name__}: {exc}")
         raise
+    finally:
+        heartbeat.cancel()
+
+
+async def _renew_lease(run_id: int, owner: str) -> None:
+    """Keep this worker's claim alive while it runs (the store notices if it is lost)."""
+    every = max(settings.RUN_LEASE_S / 3, 0.5)
+
+    def renew() -> None:
+        Run.objects.filter(pk=run_id, lease_owner=owner).update(
+            lease_until=timezone.now() + timedelta(seconds=settings.RUN_LEASE_S))
+
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await run_write(renew)
+        except Exception:
+            log.exception("renewing the lease of run %s failed", run_id)

@@ -147,6 +147,10 @@ class Run(models.Model):
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    # Who executes the run and until when: a worker renews its lease while it runs; a run
+    # whose lease expired (its worker died) may be claimed by another worker.
+    lease_owner = models.CharField(max_length=100, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
     # Next event sequence number; only the process holding the run writes it.
     last_seq = models.PositiveIntegerField(default=0)
     last_hash = models.CharField(max_length=64, blank=True)
@@ -156,6 +160,7 @@ class Run(models.Model):
         indexes = [
             models.Index(fields=["team", "-created_at"], name="run_team_created"),
             models.Index(fields=["team", "status", "-created_at"], name="run_team_status_created"),
+            models.Index(fields=["status", "lease_until"], name="run_status_lease"),
         ]
 
     def __str__(self) -> str:

@@ -20,7 +20,7 @@ from django.utils import timezone
 from config.db_writer import run_write
 from config.sql_rows import insert_rows, select_row, update_row
 from orchestrator import webhooks
-from orchestrator.engine.errors import RunCancelled
+from orchestrator.engine.errors import LeaseLost, RunCancelled
 from orchestrator.engine.store import (
     LedgerWrite,
     ReviewWrite,
@@ -58,13 +58,16 @@ class RunHead:
     input_tokens: int
     output_tokens: int
     cost_usd: Decimal
+    lease_owner: str
 
 
 class DjangoRunStore:
     """Persists one run. Only one process holds a run at a time (the runner claims it)."""
 
-    def __init__(self, run_id: int, listeners: list[Listener] | None = None, publish_events: bool = True):
+    def __init__(self, run_id: int, listeners: list[Listener] | None = None, publish_events: bool = True,
+                 lease_owner: str = ""):
         self.run_id = run_id
+        self.lease_owner = lease_owner
         self.listeners = listeners or []
         self.publish_events = publish_events
         self._writes: list[Write] = []
@@ -144,6 +147,8 @@ class DjangoRunStore:
         now = timezone.now()
         with transaction.atomic():
             head = self._run_head()
+            if self.lease_owner and head.lease_owner != self.lease_owner:
+                raise LeaseLost(f"run {self.run_id} is now held by {head.lease_owner or 'nobody'}")
             if not writes and not events:
                 return [], head.cancel_requested
             update: dict[str, Any] = {}
@@ -161,6 +166,8 @@ class DjangoRunStore:
                     reviews.append(w)
                 elif isinstance(w, RunWrite):
                     update.update(status=w.status, error=w.error, output=w.output)
+                    if w.status != RunStatus.RUNNING:  # finished or paused: let the run go
+                        update.update(lease_owner="", lease_until=None)
                     if w.status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED):
                         update["finished_at"] = now
             for w in steps.values():
@@ -195,7 +202,8 @@ class DjangoRunStore:
         Actions append events to a running run too (cancel, review decisions), so the head is
         always read here rather than remembered.
         """
-        columns = ("team_id", "last_seq", "last_hash", "cancel_requested", "input_tokens", "output_tokens", "cost_usd")
+        columns = ("team_id", "last_seq", "last_hash", "cancel_requested", "input_tokens", "output_tokens", "cost_usd",
+                   "lease_owner")
         return RunHead(pk=self.run_id, **select_row(Run, columns, self.run_id, for_update=True))
 
     def _write_step(self, w: StepWrite, now: Any) -> None:

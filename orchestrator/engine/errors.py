@@ -37,6 +37,10 @@ class RunCancelled(EngineError):
     """The run was cancelled; in-flight steps stop."""
 
 
+class LeaseLost(EngineError):
+    """Another worker holds the run now (this one stalled past its lease): stop, write nothing."""
+
+
 class StepFailed(EngineError):
     """A step failed for good (after its retries, or rejected by a reviewer)."""
 

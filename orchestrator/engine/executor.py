@@ -17,6 +17,7 @@ from mcpgateway.types import ApprovalRequired, Toolbox
 from orchestrator.engine.agent_loop import AttemptTotals, run_agent_attempt
 from orchestrator.engine.errors import (
     BudgetExceeded,
+    LeaseLost,
     ProviderError,
     RunCancelled,
     StepError,
@@ -81,6 +82,7 @@ class Engine:
         self.state = RunState()
         self.scope = Scope({})
         self._stop_requested = False
+        self._lease_lost = False
 
     # --- the run -------------------------------------------------------------------------
 
@@ -95,7 +97,12 @@ class Engine:
         flusher = asyncio.create_task(self._flush_events(main))
         try:
             outcome = await self._run_body()
+        except LeaseLost:
+            return RunOutcome("lost", error="another worker holds the run")
         except (RunCancelled, asyncio.CancelledError):
+            if self._lease_lost:
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                return RunOutcome("lost", error="another worker holds the run")
             outcome = RunOutcome("cancelled", error="cancelled")
             self.store.stage(RunWrite("cancelled", error="cancelled"))
             self.store.emit("run.cancelled", {})
@@ -110,7 +117,10 @@ class Engine:
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError, RunCancelled):
                 await flusher
-        await self.store.commit(final=True)
+        try:
+            await self.store.commit(final=True)
+        except LeaseLost:
+            return RunOutcome("lost", error="another worker holds the run")
         return outcome
 
     async def _run_body(self) -> RunOutcome:
@@ -144,6 +154,10 @@ class Engine:
                     await self.store.commit()
                 except RunCancelled:
                     self._stop_requested = True
+                    main.cancel()
+                    return
+                except LeaseLost:
+                    self._lease_lost = True
                     main.cancel()
                     return
 
@@ -306,8 +320,17 @@ class Engine:
                 except (StepFailed, Paused) as exc:
                     return "exc", exc
 
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(branch(child)) for child in step.branches]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(branch(child)) for child in step.branches]
+        except BaseExceptionGroup as group_error:
+            # A branch hit a run-wide stop (cancelled, lease lost) or a bug: re-raise it as
+            # itself so the run's own handling applies; the siblings were cancelled.
+            for kind in (LeaseLost, RunCancelled, asyncio.CancelledError):
+                found = group_error.subgroup(kind)
+                if found is not None:
+                    raise found.exceptions[0] from None
+            raise
         outcomes = dict(zip([b.id for b in step.branches], [t.result() for t in tasks], strict=True))
         pauses = [r for kind, v in outcomes.values() if kind == "exc" and isinstance(v, Paused) for r in v.reviews]
         if pauses or any(kind == "exc" and isinstance(v, Paused) for kind, v in outcomes.values()):

@@ -12,10 +12,12 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
 from mcpgateway.inprocess import InProcessToolbox
 from orchestrator.events import verify_chain
@@ -67,8 +69,16 @@ def test_it_resumes_a_killed_run_without_repeating_steps_or_tool_calls(team, tmp
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-    assert Run.objects.get(pk=run.pk).status == "running"
+    killed = Run.objects.get(pk=run.pk)
+    assert killed.status == "running" and killed.lease_owner
     assert StepRun.objects.get(run=run, key="first").status == "succeeded"
+    # While the dead worker's lease lasts nobody else may take the run; once it expires, one may.
+    from asgiref.sync import async_to_sync
+
+    from orchestrator.execution import execute_run
+
+    assert async_to_sync(execute_run)(run.pk) is None
+    Run.objects.filter(pk=run.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
 
     # Resume here with a fast model and count again: the toolbox here records in-process.
     calls: list[tuple[str, dict]] = []
@@ -123,3 +133,24 @@ def test_it_replays_a_half_done_attempt_from_the_ledger(team):
     assert run.status == "succeeded", run.error
     assert [c[1]["text"] for c in calls] == ["first", "second-a", "second-b", "third"]
     assert UsageRecord.objects.filter(run=run, step_key="second").count() == 3
+
+
+def test_it_stops_a_worker_that_lost_its_lease(team):
+    """A worker that stalled past its lease while another took the run stops and writes nothing."""
+    from orchestrator.runners import get_runner
+
+    scripted(team, "slow", {"text": "late", "delay_ms": 3000})
+    run = start(pipeline(team, {"steps": [{"kind": "agent", "id": "a", "agent": "slow", "prompt": "x"}]}))
+    runner = get_runner()
+    runner.submit(run.pk)
+    _wait_for(lambda: StepRun.objects.filter(run=run, key="a", status="running").exists())
+    events_before = RunEvent.objects.filter(run=run).count()
+
+    Run.objects.filter(pk=run.pk).update(lease_owner="another-worker")
+    outcome = runner._futures[run.pk].result(timeout=10)
+
+    assert outcome.status == "lost"
+    run.refresh_from_db()
+    assert (run.status, run.lease_owner) == ("running", "another-worker")
+    assert RunEvent.objects.filter(run=run).count() == events_before
+    assert not RunEvent.objects.filter(run=run, type__in=["run.cancelled", "run.failed", "run.succeeded"]).exists()
