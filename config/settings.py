@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "django_celery_beat",
     "mcpgateway",
     "orchestrator",
     "dashboard",
@@ -150,8 +151,21 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # --- run execution ----------------------------------------------------------------------
-# Runners are chosen by name from orchestrator.runners.RUNNERS ("inline" now).
-RUNNER = envstr("AGENTDECK_RUNNER", "inline")
+# Runners are chosen by name from orchestrator.runners.RUNNERS: "inline" (in this process)
+# or "celery" (workers), the default when a broker is configured.
+CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", REDIS_URL)
+RUNNER = envstr("AGENTDECK_RUNNER", "celery" if CELERY_BROKER_URL else "inline")
+# A run's task is acknowledged only once it ended: a worker that dies leaves it to another.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT_S", "3600")}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    "requeue-stuck-runs": {"task": "orchestrator.tasks.requeue_stuck_runs_task", "schedule": envint("STUCK_RUNS_EVERY_S", "30")},
+}
 # Which toolbox runs use (a factory taking a team id); the MCP gateway replaces the default.
 AGENTDECK_TOOLBOX = envstr("AGENTDECK_TOOLBOX", "mcpgateway.dispatch.team_gateway")
 # A worker's claim on a run lasts this long and is renewed every third of it while it runs.

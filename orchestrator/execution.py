@@ -115,6 +115,7 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
         run_id=run.pk,
         team_id=run.team_id,
         flush_interval=(settings.EVENT_FLUSH_MS / 1000) if flush_interval is None else flush_interval,
+        context={"worker": owner},
     )
     run_input: dict[str, Any] = run.input or {}
     heartbeat = asyncio.create_task(_renew_lease(run.pk, owner))

@@ -111,3 +111,18 @@ def do_fail_run(run_id: int, error: str) -> None:
             return
         Run.objects.filter(pk=run_id).update(status=RunStatus.FAILED, error=error, finished_at=timezone.now())
         send_event_on_commit(run, "run.failed", {"error": error})
+
+
+def stuck_runs(queued_for_s: int = 120):
+    """Runs no live worker is executing: running with an expired lease (the worker died), or
+    queued for longer than `queued_for_s` without anyone claiming them (a lost message)."""
+    from datetime import timedelta
+
+    from django.db.models import Q
+
+    now = timezone.now()
+    return Run.objects.filter(
+        Q(status=RunStatus.RUNNING, lease_until__lt=now)
+        | Q(status=RunStatus.QUEUED, lease_owner="", created_at__lt=now - timedelta(seconds=queued_for_s)),
+        cancel_requested=False,
+    ).order_by("id")

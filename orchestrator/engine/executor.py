@@ -69,6 +69,7 @@ class Engine:
         team_id: int = 0,
         flush_interval: float = 0.025,
         cancel_poll_interval: float = 0.5,
+        context: dict[str, Any] | None = None,
     ):
         self.spec = spec
         self.store = store
@@ -79,6 +80,7 @@ class Engine:
         self.team_id = team_id
         self.flush_interval = flush_interval
         self.cancel_poll_interval = cancel_poll_interval
+        self.context = context or {}  # added to run.started/resumed, e.g. which worker runs it
         self.state = RunState()
         self.scope = Scope({})
         self._stop_requested = False
@@ -91,7 +93,9 @@ class Engine:
         self.state = await self.store.load()
         self.scope = Scope(run_input)
         resumed = bool(self.state.steps)
-        self.store.emit("run.resumed" if resumed else "run.started", {"input": run_input} if not resumed else {"completed_steps": sum(1 for s in self.state.steps.values() if s.status == "succeeded")})
+        data = {"input": run_input} if not resumed else {
+            "completed_steps": sum(1 for s in self.state.steps.values() if s.status == "succeeded")}
+        self.store.emit("run.resumed" if resumed else "run.started", {**data, **self.context})
         main = asyncio.current_task()
         assert main is not None
         flusher = asyncio.create_task(self._flush_events(main))

@@ -13,6 +13,7 @@ from django.utils.module_loading import import_string
 
 RUNNERS: dict[str, str] = {
     "inline": "orchestrator.runners.inline.InlineRunner",
+    "celery": "orchestrator.runners.celery.CeleryRunner",
 }
 
 
