@@ -9,6 +9,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from dashboard.access import SESSION_KEY, memberships, team_view
+from dashboard.readiness import readiness
 from orchestrator.engine.spec import spec_json_schema
 
 
@@ -18,7 +19,16 @@ def index(request: HttpRequest) -> HttpResponse:
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
+    """Liveness: the process answers."""
     return HttpResponse("ok", content_type="text/plain")
+
+
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness: the database answers, Redis answers (when configured), workers answer (when
+    runs go to Celery). 503 with the failing parts otherwise."""
+    report = readiness()
+    ok = all(part["ok"] for part in report.values())
+    return JsonResponse({"ready": ok, **report}, status=200 if ok else 503)
 
 
 def spec_schema(request: HttpRequest) -> JsonResponse:
