@@ -66,6 +66,7 @@ bench: install npm-peers
 	$(BIN)/python tests/bench/bench_engine.py
 	$(BIN)/python tests/bench/bench_gateway.py 2>/dev/null
 	$(BIN)/python tests/bench/bench_runs_list.py
+	$(BIN)/python tests/bench/bench_celery.py
 	$(BIN)/python tests/bench/bench_memory.py
 
 clean:
