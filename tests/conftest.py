@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -158,34 +159,44 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def live_app(transactional_db) -> Iterator[str]:
-    """The ASGI app under daphne in its own process, sharing the test database; yields its base URL.
-
-    Used by the browser tests and by tests of the real /mcp endpoint."""
-    port = _free_port()
-    env = {**os.environ, "WHITENOISE_USE_FINDERS": "true"}
+def database_env() -> dict[str, str]:
+    """Environment that points another process at this test database."""
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("postgresql"):
-        env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    else:
-        env["SQLITE_PATH"] = str(db["NAME"])
+        return {"DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"}
+    return {"SQLITE_PATH": str(db["NAME"])}
+
+
+@contextmanager
+def serving(extra_env: dict[str, str] | None = None) -> Iterator[str]:
+    """The ASGI app under daphne in its own process, sharing the test database; yields its base URL."""
+    port = _free_port()
+    env = {**os.environ, "WHITENOISE_USE_FINDERS": "true", **database_env(), **(extra_env or {})}
     log = open(Path(settings.VAR_DIR) / f"e2e-daphne-{port}.log", "w")
     proc = subprocess.Popen([str(Path(sys.executable).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port),
                              "config.asgi:application"], cwd=settings.BASE_DIR, env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/healthz", timeout=1)
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "daphne did not start"
-            time.sleep(0.1)
-    yield base
-    proc.terminate()
     try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=1)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "daphne did not start"
+                time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture
+def live_app(transactional_db) -> Iterator[str]:
+    """The app under daphne (see `serving`), for the browser tests and the real /mcp endpoint."""
+    with serving() as base:
+        yield base
