@@ -172,3 +172,11 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     list_display = ["event", "webhook", "status", "attempts", "response_status", "next_attempt_at"]
     list_filter = ["status", "event"]
     search_fields = ["event", "webhook__url"]
+
+
+@admin.register(m.Schedule)
+class ScheduleAdmin(admin.ModelAdmin):
+    list_display = ["pipeline", "cron", "timezone", "enabled", "last_run", "created_at"]
+    list_filter = ["enabled"]
+    search_fields = ["pipeline__name", "cron"]
+    readonly_fields = ["periodic_task", "last_run"]

@@ -7,6 +7,7 @@ place that wires the engine to Django: the store, the model door and the toolbox
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import secrets
@@ -58,7 +59,21 @@ def worker_id() -> str:
     global _worker_id
     if _worker_id is None:
         _worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        atexit.register(hand_back_runs)
     return _worker_id
+
+
+def hand_back_runs() -> int:
+    """At shutdown: expire this process's leases so another worker can take its runs at once
+    (they resume from their last persisted point). Returns how many were handed back."""
+    if _worker_id is None:
+        return 0
+    try:
+        return Run.objects.filter(lease_owner__startswith=f"{_worker_id}:", status=RunStatus.RUNNING).update(
+            lease_until=timezone.now())
+    except Exception:  # the database may already be gone at exit; the leases then expire on their own
+        log.warning("could not hand back this process's runs at exit", exc_info=True)
+        return 0
 
 
 _worker_id: str | None = None

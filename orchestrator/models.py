@@ -475,3 +475,23 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} → {self.webhook_id} ({self.status})"
+
+
+class Schedule(models.Model):
+    """Start a pipeline's run on a cron schedule (celery beat, database-backed schedule)."""
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="schedules")
+    version = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: the latest version at each start.")
+    cron = models.CharField(max_length=100, help_text="minute hour day-of-month month day-of-week, e.g. `0 7 * * 1-5`")
+    timezone = models.CharField(max_length=64, default="UTC")
+    input = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    skip_if_running = models.BooleanField(default=True, help_text="Do not start while the previous scheduled run is active.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    periodic_task = models.OneToOneField("django_celery_beat.PeriodicTask", null=True, blank=True,
+                                         on_delete=models.SET_NULL, related_name="+")
+    last_run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.pipeline} at `{self.cron}`"

@@ -127,6 +127,9 @@ class DjangoRunStore:
     def has_pending(self) -> bool:
         return bool(self._writes or self._events)
 
+    async def cancel_requested(self) -> bool:
+        return await run_write(lambda: Run.objects.filter(pk=self.run_id, cancel_requested=True).exists())
+
     # --- committing ------------------------------------------------------------------------
 
     async def commit(self, *, final: bool = False) -> None:

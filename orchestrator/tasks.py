@@ -31,3 +31,12 @@ def requeue_stuck_runs_task() -> int:
     if runs:
         log.warning("requeued %d stuck run(s): %s", len(runs), ", ".join(str(r.pk) for r in runs))
     return len(runs)
+
+
+@shared_task(ignore_result=True)
+def start_scheduled_run_task(schedule_id: int) -> int | None:
+    """Beat's entry point for a pipeline schedule."""
+    from orchestrator.actions.schedules import do_start_scheduled_run
+
+    run = do_start_scheduled_run(schedule_id)
+    return run.pk if run else None

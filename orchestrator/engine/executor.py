@@ -107,6 +107,11 @@ class Engine:
             if self._lease_lost:
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
                 return RunOutcome("lost", error="another worker holds the run")
+            if not self._stop_requested and not await asyncio.shield(self.store.cancel_requested()):
+                # Cancelled from outside without anyone asking the run to stop: this process
+                # is shutting down. Keep what is done, leave the run to be resumed elsewhere.
+                await asyncio.shield(self.store.commit(final=True))
+                raise
             outcome = RunOutcome("cancelled", error="cancelled")
             self.store.stage(RunWrite("cancelled", error="cancelled"))
             self.store.emit("run.cancelled", {})

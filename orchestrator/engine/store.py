@@ -112,6 +112,9 @@ class Store(Protocol):
 
     def has_pending(self) -> bool: ...
 
+    async def cancel_requested(self) -> bool:
+        """Whether someone asked this run to stop (a cancellation, not a shutdown)."""
+
     async def commit(self, *, final: bool = False) -> None:
         """Write everything buffered in one transaction, then publish its events.
 
@@ -129,7 +132,7 @@ class MemoryStore:
         self.pending: list[Write] = []
         self.ephemeral: list[dict[str, Any]] = []
         self.commits = 0
-        self.cancel_requested = False
+        self.cancel_requested_flag = False
         self.run: RunWrite | None = None
         self.reviews: list[ReviewWrite] = []
 
@@ -147,6 +150,9 @@ class MemoryStore:
 
     def has_pending(self) -> bool:
         return bool(self.pending or self.pending_events)
+
+    async def cancel_requested(self) -> bool:
+        return self.cancel_requested_flag
 
     async def commit(self, *, final: bool = False) -> None:
         from orchestrator.engine.errors import RunCancelled
@@ -170,5 +176,5 @@ class MemoryStore:
             event["seq"] = i
         self.events.extend(self.pending_events)
         self.pending_events = []
-        if self.cancel_requested and not final:
+        if self.cancel_requested_flag and not final:
             raise RunCancelled("run cancelled")

@@ -154,3 +154,26 @@ def test_it_stops_a_worker_that_lost_its_lease(team):
     assert (run.status, run.lease_owner) == ("running", "another-worker")
     assert RunEvent.objects.filter(run=run).count() == events_before
     assert not RunEvent.objects.filter(run=run, type__in=["run.cancelled", "run.failed", "run.succeeded"]).exists()
+
+
+@pytest.mark.slow
+def test_it_hands_the_run_back_when_a_worker_shuts_down(team, tmp_path: Path):
+    """SIGTERM: the process exits cleanly and expires its lease, so another takes over at once."""
+    _agents(team, slow_ms=30_000)
+    run = start(pipeline(team, SPEC))
+    env = {**os.environ, "AGENTDECK_TOOLBOX": "tests.fakes.counting_tools.factory",
+           "AGENTDECK_TEST_CALL_LOG": str(tmp_path / "calls.jsonl")}
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("postgresql"):
+        env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    else:
+        env["SQLITE_PATH"] = str(db["NAME"])
+    proc = subprocess.Popen([sys.executable, "manage.py", "run_pipeline", "--resume", str(run.pk)],
+                            cwd=settings.BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(lambda: LedgerEntry.objects.filter(run=run, step_key="second", kind="tool").count() == 2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 143
+
+    handed = Run.objects.get(pk=run.pk)
+    assert handed.status == "running"
+    assert handed.lease_until <= timezone.now(), "the lease was expired at shutdown, not left to run out"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 import time
 from typing import Any
@@ -100,6 +101,8 @@ class Command(BaseCommand):
         else:
             run = self._start(options)
         self.stdout.write(f"run {run.pk}: {run.pipeline_version}")
+        # SIGTERM exits through Python (atexit hands the run back) instead of killing us mid-write.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         progress = Progress(self.stdout, options["stream"])
         outcome = asyncio.run(execute_run(run.pk, listeners=[progress]))
         run.refresh_from_db()
