@@ -36,7 +36,9 @@ def _workers() -> dict[str, Any]:
     from config.celery import app
 
     try:
-        replies = app.control.ping(timeout=1.0) or []
+        # A fresh connection each time: the broker may have changed, and a cached one may be dead.
+        with app.connection_for_write() as connection:
+            replies = app.control.ping(timeout=1.0, connection=connection) or []
     except Exception as exc:
         return {"ok": False, "runner": "celery", "error": f"{type(exc).__name__}: {exc}"}
     return {"ok": bool(replies), "runner": "celery", "workers": len(replies),

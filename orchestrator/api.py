@@ -85,8 +85,6 @@ def list_agents(request: HttpRequest):
 @router.post("/agents", response={201: AgentOut}, tags=["agents"])
 def create_agent(request: HttpRequest, body: AgentIn):
     team_id = caller(request).require("admin", "builder").team_id
-    from orchestrator.models import Team
-
     return Status(201, do_create_agent(Team.objects.get(pk=team_id), **body.dict()))
 
 
@@ -133,8 +131,6 @@ def list_pipelines(request: HttpRequest):
 @router.post("/pipelines", response={201: PipelineOut}, tags=["pipelines"])
 def create_pipeline(request: HttpRequest, body: PipelineIn):
     c = caller(request).require("admin", "builder")
-    from orchestrator.models import Team
-
     pipeline = do_create_pipeline(Team.objects.get(pk=c.team_id), body.name, body.spec, _user(c), body.description, body.slug)
     return Status(201, _pipeline_out(pipeline))
 

@@ -64,14 +64,15 @@ class Workers:
 
 
 @pytest.fixture
-def broker(settings):
+def broker():
+    """A Celery client of its own on the test broker: the project's app keeps its configuration
+    (and its cached connections) untouched."""
     _redis_or_skip()
-    from config.celery import app
+    from celery import Celery
 
-    app.conf.broker_url = BROKER
-    settings.RUNNER = "celery"
-    yield app
-    app.conf.broker_url = settings.CELERY_BROKER_URL or None
+    sender = Celery("agentdeck-test-sender", broker=BROKER)
+    yield sender
+    sender.close()
 
 
 def _wait(predicate, timeout: float = 60.0) -> None:
@@ -81,10 +82,8 @@ def _wait(predicate, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-def _submit(run: Run) -> None:
-    from orchestrator.tasks import execute_run_task
-
-    execute_run_task.delay(run.pk)
+def _submit(broker, run: Run) -> None:
+    broker.send_task("orchestrator.tasks.execute_run_task", args=[run.pk])
 
 
 def test_it_runs_a_pipeline_on_a_celery_worker(team, broker, tmp_path):
@@ -92,7 +91,7 @@ def test_it_runs_a_pipeline_on_a_celery_worker(team, broker, tmp_path):
     workers = Workers(tmp_path, 1)
     try:
         run = start(pipeline(team, {"steps": [{"kind": "agent", "id": "a", "agent": "w", "prompt": "go"}]}))
-        _submit(run)
+        _submit(broker, run)
         _wait(lambda: Run.objects.get(pk=run.pk).is_finished)
     finally:
         workers.stop()
@@ -112,7 +111,7 @@ def test_it_resumes_on_another_worker_when_one_dies_mid_run(team, broker, tmp_pa
     workers = Workers(tmp_path, 2)
     try:
         run = start(pipeline(team, spec))
-        _submit(run)
+        _submit(broker, run)
         # the second step's tool call is durable; its last model call is in flight
         _wait(lambda: Run.objects.filter(pk=run.pk, steps__key="second", ledger__step_key="second", ledger__kind="tool").exists())
         owner = Run.objects.get(pk=run.pk).lease_owner
@@ -121,9 +120,7 @@ def test_it_resumes_on_another_worker_when_one_dies_mid_run(team, broker, tmp_pa
         os.kill(victim, signal.SIGKILL)
         # the lease (2 s) expires; the stuck-runs task hands the run to the surviving worker
         _wait(lambda: Run.objects.get(pk=run.pk).lease_until < timezone.now(), 10)
-        from orchestrator.tasks import requeue_stuck_runs_task
-
-        requeue_stuck_runs_task.delay()
+        broker.send_task("orchestrator.tasks.requeue_stuck_runs_task")
         _wait(lambda: Run.objects.get(pk=run.pk).is_finished, 60)
     finally:
         workers.stop()
@@ -149,7 +146,7 @@ def test_it_finishes_200_runs_on_two_workers(team, broker, tmp_path):
     workers = Workers(tmp_path, 2)
     try:
         for run in runs:
-            _submit(run)
+            _submit(broker, run)
         _wait(lambda: Run.objects.filter(status="succeeded").count() == 200, 240)
     finally:
         workers.stop()

@@ -52,14 +52,13 @@ def test_it_streams_a_workers_events_to_a_websocket_on_the_web_process(team, own
 
 
 def _submit(run_id: int) -> None:
-    from config.celery import app
-    from orchestrator.tasks import execute_run_task
+    from celery import Celery
 
-    app.conf.broker_url = LAYER
+    sender = Celery("agentdeck-test-sender", broker=LAYER)
     try:
-        execute_run_task.delay(run_id)
+        sender.send_task("orchestrator.tasks.execute_run_task", args=[run_id])
     finally:
-        app.conf.broker_url = settings.CELERY_BROKER_URL or None
+        sender.close()
 
 
 async def _watch(base: str, run_id: int, cookie: str, submit) -> list[dict]:
