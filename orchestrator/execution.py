@@ -66,10 +66,10 @@ def worker_id() -> str:
 def hand_back_runs() -> int:
     """At shutdown: expire this process's leases so another worker can take its runs at once
     (they resume from their last persisted point). Returns how many were handed back."""
-    if _worker_id is None:
-        return 0
+    if not _in_hand:
+        return 0  # nothing in flight: no database work at exit (it may already be gone)
     try:
-        return Run.objects.filter(lease_owner__startswith=f"{_worker_id}:", status=RunStatus.RUNNING).update(
+        return Run.objects.filter(lease_owner__in=list(_in_hand), status=RunStatus.RUNNING).update(
             lease_until=timezone.now())
     except Exception:  # the database may already be gone at exit; the leases then expire on their own
         log.warning("could not hand back this process's runs at exit", exc_info=True)
@@ -77,6 +77,7 @@ def hand_back_runs() -> int:
 
 
 _worker_id: str | None = None
+_in_hand: set[str] = set()  # lease owners of the runs this process is executing now
 
 
 def _claim(run_id: int, owner: str) -> Prepared | None:
@@ -133,10 +134,14 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
         context={"worker": owner},
     )
     run_input: dict[str, Any] = run.input or {}
+    _in_hand.add(owner)
     heartbeat = asyncio.create_task(_renew_lease(run.pk, owner))
     try:
-        return await engine.run(run_input)
+        outcome = await engine.run(run_input)
+        _in_hand.discard(owner)  # only a finished stop lets go; a shutdown leaves it for hand_back_runs
+        return outcome
     except Exception as exc:
+        _in_hand.discard(owner)
         # A bug or an unreachable database: never leave the run looking alive.
         log.exception("run %s crashed", run_id)
         await sync_to_async(do_fail_run, thread_sensitive=True)(run_id, f"internal error: {type(exc).__name__}: {exc}")
