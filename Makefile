@@ -44,7 +44,8 @@ lint: install
 	$(BIN)/ruff check .
 
 # The whole suite, slow end-to-end tests included (CI runs this): once on the embedded
-# shape (SQLite file), then the engine and store tests again on PostgreSQL.
+# shape (SQLite file), then the engine, gateway and API tests and the distributed-shape
+# tests (Celery workers, crash recovery, cross-process events) again on PostgreSQL.
 test: lint npm-peers system-deps
 	$(BIN)/python manage.py makemigrations --check --dry-run -v0
 	$(BIN)/pytest -q
@@ -53,7 +54,8 @@ test: lint npm-peers system-deps
 PG_URL ?= postgres://postgres@127.0.0.1:5432/agentdeck
 test-postgres: install
 	@if $(BIN)/python -c "import psycopg; psycopg.connect('$(PG_URL)'.rsplit('/', 1)[0] + '/postgres', connect_timeout=3).close()" 2>/dev/null; then \
-		DATABASE_URL=$(PG_URL) $(BIN)/pytest -q -m "not slow" tests/orchestrator tests/mcpgateway; \
+		DATABASE_URL=$(PG_URL) $(BIN)/pytest -q -m "not slow" tests/orchestrator tests/mcpgateway tests/api && \
+		DATABASE_URL=$(PG_URL) $(BIN)/pytest -q tests/orchestrator/test_celery.py tests/orchestrator/test_live_events_across_processes.py tests/orchestrator/test_resume.py; \
 	else \
 		echo "SKIPPED the PostgreSQL pass: no server at $(PG_URL)"; \
 	fi

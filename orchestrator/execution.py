@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import os
 import secrets
@@ -68,12 +69,12 @@ def hand_back_runs() -> int:
     (they resume from their last persisted point). Returns how many were handed back."""
     if not _in_hand:
         return 0  # nothing in flight: no database work at exit (it may already be gone)
-    try:
+    # Best effort at interpreter exit: if the database (or stderr) is already gone, the leases
+    # simply expire on their own and the runs are picked up a lease later.
+    with contextlib.suppress(Exception):
         return Run.objects.filter(lease_owner__in=list(_in_hand), status=RunStatus.RUNNING).update(
             lease_until=timezone.now())
-    except Exception:  # the database may already be gone at exit; the leases then expire on their own
-        log.warning("could not hand back this process's runs at exit", exc_info=True)
-        return 0
+    return 0
 
 
 _worker_id: str | None = None
