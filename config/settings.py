@@ -221,3 +221,20 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
     "loggers": {"httpx": {"level": "WARNING"}, "httpx2": {"level": "WARNING"}},
 }
+
+# The built-in sandbox tool server (issue 7): these become its command-line flags when
+# `seed_demo` / `make run` (or `manage.py install_sandbox`) creates the `sandbox` server;
+# afterwards the server row's args are the truth (editable on the Tools page or by import).
+SANDBOX = {
+    "image": envstr("AGENTDECK_SANDBOX_IMAGE", "agentdeck/sandbox-python:1"),
+    "mode": envstr("AGENTDECK_SANDBOX_MODE", "execution"),  # or "session": one container per run
+    "runtime": envstr("AGENTDECK_SANDBOX_RUNTIME", ""),  # "runsc" for gVisor, if the engine has it
+    "memory_mb": envint("AGENTDECK_SANDBOX_MEMORY_MB", "256"),
+    "cpus": float(envstr("AGENTDECK_SANDBOX_CPUS", "1")),
+    "pids": envint("AGENTDECK_SANDBOX_PIDS", "64"),
+    "timeout_s": float(envstr("AGENTDECK_SANDBOX_TIMEOUT_S", "30")),
+    "workspace_mb": envint("AGENTDECK_SANDBOX_WORKSPACE_MB", "64"),
+    "output_bytes": envint("AGENTDECK_SANDBOX_OUTPUT_BYTES", "65536"),
+    "network": envstr("AGENTDECK_SANDBOX_NETWORK", "bridge"),
+    "pool": envint("AGENTDECK_SANDBOX_POOL", "2"),
+}

@@ -108,7 +108,7 @@ def approve_tool(request: HttpRequest, tool_id: int):
 def _grant_out(g: Grant) -> dict[str, Any]:
     return {"id": g.pk, "principal_kind": g.principal_kind, "agent_name": g.agent_name, "api_key": g.api_key_id,
             "server": g.server_id, "tool": g.tool_id, "require_approval": g.require_approval,
-            "calls_per_minute": g.calls_per_minute}
+            "calls_per_minute": g.calls_per_minute, "network_access": g.network_access}
 
 
 @router.get("/grants", response=list[GrantOut])
@@ -123,7 +123,7 @@ def create_grant(request: HttpRequest, body: GrantIn):
     tool = get_object_or_404(Tool, pk=body.tool, server=server) if body.tool else None
     key = get_object_or_404(ApiKey, pk=body.api_key, team_id=c.team_id) if body.api_key else None
     grant = do_grant(server, agent=body.agent, api_key=key, tool=tool, require_approval=body.require_approval,
-                     calls_per_minute=body.calls_per_minute)
+                     calls_per_minute=body.calls_per_minute, network_access=body.network_access)
     return Status(201, _grant_out(grant))
 
 

@@ -31,6 +31,7 @@ class Entry:
     reason: str
     calls_per_minute: int | None
     timeout_s: float
+    caller_context: bool = False
 
     @property
     def upstream(self) -> str:
@@ -47,6 +48,7 @@ class GrantRow:
     tool_id: int | None
     require_approval: bool
     calls_per_minute: int | None
+    network_access: bool = False
 
     def covers(self, principal: Principal) -> bool:
         if self.kind == PrincipalKind.TEAM:
@@ -123,11 +125,11 @@ def load(team_id: int) -> Snapshot:
         entry = Entry(tool.qualified_name_for(server.name), tool.pk, tool.name, server.pk, server.name,
                       ToolSpec(tool.qualified_name_for(server.name), tool.description, tool.input_schema),
                       usable=not reason, reason=reason, calls_per_minute=tool.calls_per_minute,
-                      timeout_s=server.call_timeout_s)
+                      timeout_s=server.call_timeout_s, caller_context=server.caller_context)
         snapshot.tools[entry.qualified] = entry
     for g in Grant.objects.filter(team_id=team_id).exclude(api_key__revoked_at__isnull=False):
         snapshot.grants.append(GrantRow(g.pk, g.principal_kind, g.agent_name, g.api_key_id, g.server_id, g.tool_id,
-                                        g.require_approval, g.calls_per_minute))
+                                        g.require_approval, g.calls_per_minute, g.network_access))
     with _lock:
         if generation == _generation:
             _cache[team_id] = (time.monotonic() + settings.GATEWAY_CACHE_TTL_S, generation, snapshot)

@@ -98,7 +98,8 @@ class Gateway:
                 return ToolResult(content=f"The call was not approved: {verdict}", is_error=True)
         runtime = get_runtime()
         try:
-            upstream = await runtime.call_tool(entry.upstream, entry.tool_name, invocation.arguments, entry.timeout_s)
+            upstream = await runtime.call_tool(entry.upstream, entry.tool_name, invocation.arguments, entry.timeout_s,
+                                               caller_meta(invocation, grant) if entry.caller_context else None)
         except UpstreamTimeout:
             await audit.write(CallStatus.TIMEOUT, error=f"no answer within {entry.timeout_s}s")
             return ToolResult(content=f"Tool {invocation.name} timed out after {entry.timeout_s}s", is_error=True)
@@ -149,6 +150,23 @@ class Gateway:
             return approval.note or "rejected by a reviewer"
         await sync_to_async(ToolApproval.objects.filter(pk=approval.pk).update, thread_sensitive=False)(status=ToolApproval.Status.USED)
         return None
+
+
+CALLER_META_KEY = "agentdeck.dev/sandbox"
+
+
+def caller_meta(invocation: ToolInvocation, grant: GrantRow) -> dict[str, Any]:
+    """What a server marked `caller_context` learns about a call: whose session it belongs
+    to (a run's calls share one; an API key's calls share one) and what the grant allows.
+    Built here from the authenticated principal, never taken from the caller."""
+    p = invocation.principal
+    if invocation.run_id is not None:
+        session = f"run:{invocation.run_id}"
+    elif p.api_key_id is not None:
+        session = f"key:{p.api_key_id}"
+    else:
+        session = f"team:{p.team_id}:agent:{p.agent or ''}:user:{p.user_id or ''}"
+    return {CALLER_META_KEY: {"session": session, "network": grant.network_access}}
 
 
 def _principal_key(principal: Principal) -> str:

@@ -49,6 +49,9 @@ class ToolServer(models.Model):
     headers = models.JSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
     call_timeout_s = models.FloatField(default=60)
+    caller_context = models.BooleanField(
+        default=False, help_text="Send each call's session and grant options in the request's _meta "
+                                 "(for the built-in sandbox; leave off for third-party servers).")
     health = models.CharField(max_length=10, choices=Health.choices, default=Health.UNKNOWN)
     health_error = models.TextField(blank=True)
     health_changed_at = models.DateTimeField(null=True, blank=True)
@@ -198,6 +201,7 @@ class Grant(models.Model):
                              help_text="Empty: every tool of the server.")
     require_approval = models.BooleanField(default=False, help_text="Each call waits for a human in the review queue.")
     calls_per_minute = models.PositiveIntegerField(null=True, blank=True, help_text="For this principal, per tool.")
+    network_access = models.BooleanField(default=False, help_text="Sandbox tools: the container may use the network.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

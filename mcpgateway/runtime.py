@@ -147,10 +147,12 @@ class GatewayRuntime:
 
     # --- calls (any loop) ---------------------------------------------------------------------
 
-    async def call_tool(self, upstream: str, tool: str, arguments: dict[str, Any], timeout_s: float) -> UpstreamResult:
-        return await on_background(self._call(upstream, tool, arguments, timeout_s))
+    async def call_tool(self, upstream: str, tool: str, arguments: dict[str, Any], timeout_s: float,
+                        meta: dict[str, Any] | None = None) -> UpstreamResult:
+        return await on_background(self._call(upstream, tool, arguments, timeout_s, meta))
 
-    async def _call(self, upstream: str, tool: str, arguments: dict[str, Any], timeout_s: float) -> UpstreamResult:
+    async def _call(self, upstream: str, tool: str, arguments: dict[str, Any], timeout_s: float,
+                    meta: dict[str, Any] | None) -> UpstreamResult:
         if self.supervisor is None:
             await self.start()
         if upstream not in self._configs:
@@ -163,7 +165,7 @@ class GatewayRuntime:
                 await self.supervisor.wait_up(upstream, self._configs[upstream].connect_timeout_s)
             except UpstreamTimeout as exc:
                 raise UpstreamUnavailable(str(exc)) from None
-        return await self.supervisor.call_tool(upstream, tool, arguments, timeout_s)
+        return await self.supervisor.call_tool(upstream, tool, arguments, timeout_s, meta)
 
     def redactions(self, upstream: str) -> list[str]:
         return self._redactions.get(upstream, [])

@@ -21,6 +21,8 @@ class ServerIn(Schema):
     headers: dict[str, str] = Field(default_factory=dict)
     enabled: bool = True
     call_timeout_s: float = Field(60, gt=0, le=3600)
+    caller_context: bool = Field(False, description="Send each call's session and grant options in _meta "
+                                                    "(the built-in sandbox needs it; leave off for other servers).")
     secrets: dict[str, str] = Field(default_factory=dict, description="Values for ${NAME} references; stored encrypted.")
 
 
@@ -37,6 +39,7 @@ class ServerOut(Schema):
     headers: dict[str, str]
     enabled: bool
     call_timeout_s: float
+    caller_context: bool
     health: str
     health_error: str
     restarts: int
@@ -65,6 +68,7 @@ class GrantIn(Schema):
     api_key: int | None = None
     require_approval: bool = False
     calls_per_minute: int | None = Field(None, ge=1, le=1_000_000)
+    network_access: bool = Field(False, description="Sandbox tools: the container may use the network.")
 
 
 class GrantOut(Schema):
@@ -76,6 +80,7 @@ class GrantOut(Schema):
     tool: int | None
     require_approval: bool
     calls_per_minute: int | None
+    network_access: bool
 
 
 class ApiKeyIn(Schema):

@@ -17,6 +17,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from mcpgateway.actions.access import do_grant
+from mcpgateway.actions.sandbox import do_install_sandbox
 from mcpgateway.actions.servers import do_save_server
 from mcpgateway.models import Grant
 from orchestrator.actions import do_create_pipeline, do_save_pipeline_version
@@ -53,6 +54,29 @@ CODE_PIPELINE: dict[str, Any] = {
         "security_report": "steps.security.output",
         "docs": "steps.docs.output",
     },
+}
+
+# The tester's check, run in the sandbox after the coder's code.
+ADD_TEST = "\n\nassert add(2, 3) == 5, f'add(2, 3) returned {add(2, 3)}, expected 5'\nprint('add(2, 3) == 5: ok')\n"
+
+CODE_TEST_PIPELINE: dict[str, Any] = {
+    "description": "Coder writes, a tester runs the code in the sandbox; failures go back to the coder (at most 3 rounds).",
+    "inputs": {"task": {"type": "string", "description": "What the code should do."}},
+    "steps": [
+        {
+            "kind": "loop", "id": "fix_loop", "title": "Write and test", "max_iterations": 3,
+            "until": {"ref": "steps.tester.output", "op": "contains", "value": "tests passed"},
+            "body": [
+                {"kind": "agent", "id": "coder", "agent": "coder",
+                 "prompt": "Task: {{ input.task }}\n\nLast test report (empty on the first round):\n{{ steps.tester.output }}\n\n"
+                           "Reply with the complete Python code only."},
+                {"kind": "agent", "id": "tester", "agent": "tester",
+                 "prompt": "Test this code: run it with assertions of your own in the sandbox (sandbox__run_python). "
+                           "Answer `tests passed` or `needs changes: <the failure>`.\n\n{{ steps.coder.output }}"},
+            ],
+        },
+    ],
+    "outputs": {"code": "steps.coder.output", "test_report": "steps.tester.output"},
 }
 
 ANALYSTS = ["technical", "fundamental", "sentiment", "flow"]
@@ -93,6 +117,13 @@ def scripted_agents() -> dict[str, dict[str, Any]]:
                          {"tool_calls": [{"name": "code__scan", "arguments": {"code": FIXED}}]},
                          reply("Security report: the scanner found nothing; scan result {{last}}"),
                      ]}},
+        "tester": {"system_prompt": "You test Python code by running it in the sandbox with assertions.",
+                   "script": {"rules": [{"if_contains": "a - b", "replies": [
+                       {"tool_calls": [{"name": "sandbox__run_python", "arguments": {"code": BUGGY + ADD_TEST}}]},
+                       reply("needs changes: the test failed in the sandbox:\n{{last}}")]}],
+                              "replies": [
+                                  {"tool_calls": [{"name": "sandbox__run_python", "arguments": {"code": FIXED + ADD_TEST}}]},
+                                  reply("tests passed in the sandbox:\n{{last}}")]}},
         "docs": {"system_prompt": "You write concise developer docs.",
                  "script": {"replies": [reply("## add(a, b)\n\nReturns the sum of `a` and `b`.")]}},
         "summarizer": {"system_prompt": "You consolidate analyst views into one recommendation.",
@@ -132,13 +163,16 @@ def create_demo_agents(team: Team, use_anthropic: bool) -> None:
 
 
 def create_demo_tools(team: Team) -> None:
-    """The built-in code-tools MCP server, and grants for the agents that use it."""
+    """The built-in code-tools and sandbox MCP servers, and grants for the agents that use them."""
     server = do_save_server(team.pk, "code", description="Built-in code checks (lint, scan, word count)",
                             transport="stdio", command=sys.executable, args=["-m", "mcpgateway.builtin.code_tools"],
                             cwd=str(settings.BASE_DIR))
     for agent in ("security", "reviewer"):
         if not Grant.objects.filter(server=server, agent_name=agent, tool__isnull=True).exists():
             do_grant(server, agent=agent)
+    sandbox = do_install_sandbox(team.pk)
+    if not Grant.objects.filter(server=sandbox, agent_name="tester").exists():
+        do_grant(sandbox, agent="tester", calls_per_minute=60)
 
 
 @transaction.atomic
@@ -157,6 +191,7 @@ def seed_demo(password: str | None = None) -> tuple[Team, str, str]:
     create_demo_agents(team, use_anthropic=bool(settings.ANTHROPIC_API_KEY))
     create_demo_tools(team)
     for slug, name, spec in (("code-review", "Code review loop", CODE_PIPELINE),
+                             ("code-test", "Write and test in the sandbox", CODE_TEST_PIPELINE),
                              ("market-analysis", "Parallel market analysis", MARKET_PIPELINE)):
         pipeline = Pipeline.objects.filter(team=team, slug=slug).first()
         if pipeline is None:

@@ -122,7 +122,8 @@ def _grant_args(request: HttpRequest) -> dict[str, Any]:
         server = tool.server if tool else None
     if server is None:
         raise GatewayError(f"no such {kind} in this team", "target")
-    args: dict[str, Any] = {"tool": tool, "require_approval": post.get("require_approval") == "on"}
+    args: dict[str, Any] = {"tool": tool, "require_approval": post.get("require_approval") == "on",
+                            "network_access": post.get("network_access") == "on"}
     principal = post.get("principal", "")
     if principal == "agent":
         name = post.get("agent", "")

@@ -53,7 +53,7 @@ def authenticate_token(token: str) -> tuple[ApiKey, Principal] | None:
 
 
 def do_grant(server: ToolServer, *, agent: str = "", api_key: ApiKey | None = None, tool: Tool | None = None,
-             require_approval: bool = False, calls_per_minute: int | None = None) -> Grant:
+             require_approval: bool = False, calls_per_minute: int | None = None, network_access: bool = False) -> Grant:
     """Allow an agent, an API key, or (neither given) everyone in the team a server or one tool."""
     if agent and api_key:
         raise GatewayError("a grant is for an agent or an API key, not both", "principal")
@@ -66,7 +66,7 @@ def do_grant(server: ToolServer, *, agent: str = "", api_key: ApiKey | None = No
     kind = PrincipalKind.AGENT if agent else PrincipalKind.API_KEY if api_key else PrincipalKind.TEAM
     grant = Grant.objects.create(team_id=server.team_id, principal_kind=kind, agent_name=agent, api_key=api_key,
                                  server=server, tool=tool, require_approval=require_approval,
-                                 calls_per_minute=calls_per_minute)
+                                 calls_per_minute=calls_per_minute, network_access=network_access)
     transaction.on_commit(_invalidate)
     return grant
 

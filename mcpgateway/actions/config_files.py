@@ -48,6 +48,7 @@ class ServerEntry(BaseModel):
     enabled: bool = True
     disabled: bool | None = None  # Claude spelling
     timeout: float | None = Field(None, gt=0, le=3600)
+    caller_context: bool = False  # Agentdeck: send the call's session and grant options in _meta
     # Accepted from Claude files, not used: the gateway's grants decide what is allowed.
     autoApprove: list[str] | None = None
     alwaysAllow: list[str] | None = None
@@ -69,7 +70,7 @@ class ServerEntry(BaseModel):
         transport = self.transport or (TRANSPORT_ALIASES[self.type] if self.type else None)
         transport = transport or ("stdio" if self.command else "http")
         result: dict[str, Any] = {"transport": transport, "description": self.description,
-                                  "enabled": self.enabled and not self.disabled}
+                                  "enabled": self.enabled and not self.disabled, "caller_context": self.caller_context}
         if self.timeout:
             result["call_timeout_s"] = self.timeout
         if transport == "stdio":
@@ -161,6 +162,8 @@ def export_config(team_id: int, style: Literal["yaml", "claude"] = "yaml") -> st
             entry["disabled" if style == "claude" else "enabled"] = True if style == "claude" else False
         if server.description and style == "yaml":
             entry["description"] = server.description
+        if server.caller_context and style == "yaml":
+            entry["caller_context"] = True
         servers[server.name] = entry
     if style == "claude":
         return json.dumps({"mcpServers": servers}, indent=2)

@@ -19,7 +19,8 @@ from mcpgateway.models import SERVER_NAME, ServerSecret, ToolServer, Transport
 from mcpgateway.upstream.config import UpstreamConfig
 
 REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-SERVER_FIELDS = {"description", "transport", "command", "args", "env", "cwd", "url", "headers", "enabled", "call_timeout_s"}
+SERVER_FIELDS = {"description", "transport", "command", "args", "env", "cwd", "url", "headers", "enabled", "call_timeout_s",
+                 "caller_context"}
 
 
 def secret_name(key: str) -> str:

@@ -137,7 +137,8 @@ class UpstreamSession:
             instructions=client.instructions or "",
         )
 
-    async def call_tool(self, tool: str, arguments: dict[str, Any], timeout_s: float) -> UpstreamResult:
+    async def call_tool(self, tool: str, arguments: dict[str, Any], timeout_s: float,
+                        meta: dict[str, Any] | None = None) -> UpstreamResult:
         """Call one tool; tool failures and JSON-RPC errors come back as `is_error` results.
 
         Raises:
@@ -146,7 +147,7 @@ class UpstreamSession:
         """
         try:
             with anyio.fail_after(timeout_s):
-                result = await self.client.call_tool(tool, arguments)
+                result = await self.client.call_tool(tool, arguments, meta=meta)
         except TimeoutError:
             raise UpstreamTimeout(f"{self.config.name}: {tool} timed out after {timeout_s:g}s") from None
         except MCPError as error:

@@ -341,7 +341,8 @@ class Supervisor:
         return dataclasses.replace(upstream.health)
 
     async def call_tool(
-        self, server: str, tool: str, arguments: dict[str, Any], timeout_s: float | None = None
+        self, server: str, tool: str, arguments: dict[str, Any], timeout_s: float | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> UpstreamResult:
         """Call a tool on a server that is up; may be awaited from any task on this loop.
 
@@ -356,7 +357,7 @@ class Supervisor:
             raise UpstreamUnavailable(f"{server} is {health.state}" + (f": {health.error}" if health.error else ""))
         timeout = timeout_s if timeout_s is not None else upstream.config.call_timeout_s
         try:
-            return await session.call_tool(tool, arguments, timeout)
+            return await session.call_tool(tool, arguments, timeout, meta)
         except UpstreamUnavailable:
             upstream.wake()
             raise

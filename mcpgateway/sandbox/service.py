@@ -1,0 +1,394 @@
+"""The sandbox policy: which container a call runs in, what it starts with, what it returns.
+
+Two modes (`SandboxConfig.mode`):
+
+- `execution` (default): every call gets a fresh container, taken from a small pool of
+  started ones (network-less calls) or started for it. The caller's workspace lives here,
+  as a tar archive per session: it is unpacked into the container before the code runs
+  and packed up again afterwards, so files persist between calls while no process,
+  temporary file or kernel state does. The container is removed after every call.
+- `session`: one container per caller session (a pipeline run, an API key), reused for
+  its calls and removed after `idle_s` without use; the workspace lives in it.
+
+Sessions come from the gateway (`_meta`), so one run's files are never another's.
+Everything here is blocking; the MCP server calls it from worker threads.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import posixpath
+import struct
+import tarfile
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcpgateway.sandbox.backends import Backend, Box, RawExecution, get_backend
+from mcpgateway.sandbox.config import SandboxConfig
+from mcpgateway.sandbox.errors import SandboxError, SandboxUnavailable
+
+log = logging.getLogger(__name__)
+
+GRACE_S = 5.0  # host-side allowance past the code's time limit (unpacking, packing up)
+MAX_PATH = 255
+
+
+@dataclass(slots=True)
+class Session:
+    key: str
+    network: bool
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    last_used: float = field(default_factory=time.monotonic)
+    archive: bytes = b""  # execution mode: the workspace between calls
+    files: dict[str, int] = field(default_factory=dict)
+    box: Box | None = None  # session mode: the session's container
+
+
+class Sandbox:
+    def __init__(self, config: SandboxConfig, backend: Backend | None = None):
+        self.config = config
+        self.backend = backend or get_backend(config)
+        self._sessions: dict[tuple[str, bool], Session] = {}
+        self._sessions_lock = threading.Lock()
+        self._pool: deque[Box] = deque()
+        self._pool_lock = threading.Lock()
+        self._refill = threading.Event()
+        self._closed = threading.Event()
+        self._removals = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sandbox-remove")
+        self._maintainer: threading.Thread | None = None
+        self._warm = False  # the pool is filled once this sandbox has been used
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start_maintenance(self, every_s: float = 30.0) -> None:
+        """Reap leftovers now, then keep the pool filled and idle sessions dropped."""
+        try:
+            reaped = self.backend.reap()
+            if reaped:
+                log.info("removed %d leftover sandbox containers", reaped)
+        except SandboxUnavailable:
+            pass
+        self._maintainer = threading.Thread(target=self._maintain, args=(every_s,), name="sandbox-maintain", daemon=True)
+        self._maintainer.start()
+
+    def _maintain(self, every_s: float) -> None:
+        next_sweep = time.monotonic() + every_s
+        while not self._closed.is_set():
+            self._refill.wait(timeout=1.0)
+            self._refill.clear()
+            if self._closed.is_set():
+                return
+            try:
+                self._fill_pool()
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + every_s
+                    self.drop_idle()
+                    self.backend.reap()
+            except SandboxUnavailable:
+                time.sleep(min(every_s, 5.0))  # no engine for now: try again later
+            except Exception:
+                log.exception("sandbox maintenance failed")
+
+    def _fill_pool(self) -> None:
+        if self.config.mode != "execution" or not self._warm:
+            return
+        while len(self._pool) < self.config.pool and not self._closed.is_set():
+            box = self.backend.start(network=False, session="pool")
+            with self._pool_lock:
+                self._pool.append(box)
+        horizon = time.time() - self.config.lifetime_s / 2
+        with self._pool_lock:
+            old = [b for b in self._pool if b.created < horizon]
+            for box in old:
+                self._pool.remove(box)
+        for box in old:
+            self._discard(box)
+
+    def close(self) -> None:
+        """Remove every container this sandbox made (pool, sessions, anything in flight)."""
+        self._closed.set()
+        self._refill.set()
+        with self._pool_lock:
+            boxes = list(self._pool)
+            self._pool.clear()
+        with self._sessions_lock:
+            boxes += [s.box for s in self._sessions.values() if s.box is not None]
+            self._sessions.clear()
+        for box in boxes:
+            self.backend.remove(box)
+        self._removals.shutdown(wait=True)
+        self.backend.close()
+
+    def drop_idle(self) -> int:
+        cutoff = time.monotonic() - self.config.idle_s
+        with self._sessions_lock:
+            idle = [k for k, s in self._sessions.items() if s.last_used < cutoff and not s.lock.locked()]
+            dropped = [self._sessions.pop(k) for k in idle]
+        for session in dropped:
+            if session.box is not None:
+                self._discard(session.box)
+        return len(dropped)
+
+    # -- the tools ------------------------------------------------------------------------
+
+    def run_python(self, session: str, network: bool, code: str, *, stdin: str = "",
+                   files: dict[str, str] | None = None, timeout_s: float | None = None) -> dict[str, Any]:
+        if not code.strip():
+            raise SandboxError("code is empty")
+        return self._run(session, network, ["python3", "-u", "{script}"], code, ".py", stdin, files, timeout_s)
+
+    def run_shell(self, session: str, network: bool, command: str, *, stdin: str = "",
+                  files: dict[str, str] | None = None, timeout_s: float | None = None) -> dict[str, Any]:
+        if not command.strip():
+            raise SandboxError("command is empty")
+        return self._run(session, network, ["sh", "{script}"], command, ".sh", stdin, files, timeout_s)
+
+    def put_file(self, session: str, network: bool, path: str, content: bytes) -> dict[str, Any]:
+        name = workspace_path(path)
+        if len(content) > self.config.max_file_bytes:
+            raise SandboxError(f"{name}: {len(content)} bytes is over the {self.config.max_file_bytes}-byte file limit")
+        s = self._session(session, network)
+        with s.lock:
+            if self.config.mode == "execution":
+                archive = merge_archive(s.archive, {name: content})
+                if len(archive) > self.config.workspace_mb * 1024 * 1024:
+                    raise SandboxError(f"the workspace would exceed its {self.config.workspace_mb} MB limit")
+                s.archive = archive
+                s.files[name] = len(content)
+            else:
+                result = self._in_session_box(s, {"argv": []}, merge_archive(b"", {name: content}))[0]
+                if result.get("error"):
+                    raise SandboxError(result["error"])
+                s.files = result.get("files", {})
+            s.last_used = time.monotonic()
+            return {"path": name, "size": len(content), "workspace_files": len(s.files)}
+
+    def get_file(self, session: str, network: bool, path: str) -> bytes:
+        name = workspace_path(path)
+        s = self._session(session, network)
+        with s.lock:
+            s.last_used = time.monotonic()
+            if self.config.mode == "execution":
+                content = read_member(s.archive, name)
+            else:
+                result, archive = self._in_session_box(s, {"argv": [], "capture": [name]}, b"")
+                content = read_member(archive, name) if name not in result.get("missing", [name]) else None
+        if content is None:
+            raise SandboxError(f"{name}: no such file in the workspace")
+        if len(content) > self.config.max_file_bytes:
+            raise SandboxError(f"{name}: {len(content)} bytes is over the {self.config.max_file_bytes}-byte file limit")
+        return content
+
+    def list_files(self, session: str, network: bool) -> dict[str, int]:
+        s = self._session(session, network)
+        with s.lock:
+            s.last_used = time.monotonic()
+            if self.config.mode == "session":
+                result = self._in_session_box(s, {"argv": []}, b"")[0]
+                s.files = result.get("files", {})
+            return dict(sorted(s.files.items()))
+
+    # -- running --------------------------------------------------------------------------
+
+    def _run(self, session: str, network: bool, argv: list[str], script: str, suffix: str, stdin: str,
+             files: dict[str, str] | None, timeout_s: float | None) -> dict[str, Any]:
+        timeout = self.config.timeout_s if timeout_s is None else float(timeout_s)
+        if not 0 < timeout <= self.config.max_timeout_s:
+            raise SandboxError(f"timeout_s must be between 0 and {self.config.max_timeout_s:g}")
+        extra = {workspace_path(k): v.encode() for k, v in (files or {}).items()}
+        header = {"argv": argv, "script": script, "script_suffix": suffix, "stdin": stdin, "timeout": timeout,
+                  "max_output": self.config.output_bytes}
+        s = self._session(session, network)
+        started = time.perf_counter()
+        with s.lock:
+            if self.config.mode == "execution":
+                result, raw = self._in_fresh_box(s, header, merge_archive(s.archive, extra) if extra else s.archive, timeout)
+            else:
+                result, raw = self._in_session_box(s, header, merge_archive(b"", extra) if extra else b"", timeout)
+            s.last_used = time.monotonic()
+        return self._report(result, raw, timeout, network, time.perf_counter() - started)
+
+    def _in_fresh_box(self, s: Session, header: dict[str, Any], archive: bytes,
+                      timeout: float) -> tuple[dict[str, Any], RawExecution]:
+        box = self._take(s.network, s.key)
+        try:
+            header = {**header, "restore": len(archive), "capture": "all"}
+            raw = self.backend.execute(box, _payload(header, archive), timeout_s=timeout + GRACE_S,
+                                       max_bytes=self._max_bytes())
+        finally:
+            self._discard(box)
+        result, captured = parse_frames(raw.stdout)
+        if "files" in result and not result.get("error") and not raw.killed:
+            s.archive = captured
+            s.files = result["files"]
+        return result, raw
+
+    def _in_session_box(self, s: Session, header: dict[str, Any], archive: bytes,
+                        timeout: float = 30.0) -> tuple[dict[str, Any], RawExecution | bytes]:
+        if s.box is None:
+            s.box = self.backend.start(network=s.network, session=s.key)
+        header = {**header, "restore": len(archive)}
+        raw = self.backend.execute(s.box, _payload(header, archive), timeout_s=timeout + GRACE_S,
+                                   max_bytes=self._max_bytes())
+        result, captured = parse_frames(raw.stdout)
+        if raw.killed or not result:
+            # The host had to kill the container (or the runner died): the session starts over.
+            self._discard(s.box)
+            s.box = None
+            s.files = {}
+            result["session_reset"] = True
+        if header.get("capture"):
+            return result, captured
+        return result, raw
+
+    def _take(self, network: bool, session: str) -> Box:
+        if not network and self.config.pool:
+            self._warm = True
+            with self._pool_lock:
+                box = self._pool.popleft() if self._pool else None
+            self._refill.set()
+            if box is not None:
+                return box
+        return self.backend.start(network=network, session=session)
+
+    def _discard(self, box: Box) -> None:
+        try:
+            self._removals.submit(self.backend.remove, box)
+        except RuntimeError:  # shutting down: remove it here
+            self.backend.remove(box)
+
+    def _session(self, key: str, network: bool) -> Session:
+        self.backend.check()
+        with self._sessions_lock:
+            s = self._sessions.get((key, network))
+            if s is None:
+                s = self._sessions[(key, network)] = Session(key, network)
+            return s
+
+    def _max_bytes(self) -> int:
+        return self.config.output_bytes * 2 + self.config.workspace_mb * 1024 * 1024 * 2 + (1 << 20)
+
+    def _report(self, result: dict[str, Any], raw: RawExecution, timeout: float, network: bool,
+                elapsed: float) -> dict[str, Any]:
+        out, err = split_output(raw.stdout)
+        timed_out = bool(result.get("timed_out")) or raw.killed == "timeout"
+        truncated = bool(result.get("output_truncated")) or raw.killed == "output"
+        notes = []
+        if timed_out:
+            notes.append(f"Killed after the {timeout:g} s time limit.")
+        if truncated:
+            notes.append(f"Output passed the {self.config.output_bytes}-byte limit: it was cut and the process killed.")
+        if result.get("oom_killed"):
+            notes.append(f"A process was killed for passing the {self.config.memory_mb} MB memory limit.")
+        if result.get("session_reset"):
+            notes.append("The session's container was removed; the next call starts with an empty workspace.")
+        if result.get("error"):
+            notes.append(result["error"])
+        if not result.get("files") and "exit_code" not in result and not raw.killed:
+            notes.append("The sandbox runner stopped without a result: " + raw.stderr.decode(errors="replace")[-500:])
+        files = result.get("files", {})
+        return {
+            "exit_code": result.get("exit_code"),
+            "stdout": out.decode(errors="replace"),
+            "stderr": err.decode(errors="replace"),
+            "timed_out": timed_out,
+            "output_truncated": truncated,
+            "oom_killed": bool(result.get("oom_killed")),
+            "signal": result.get("signal"),
+            "duration_ms": round(elapsed * 1000, 1),
+            "files_changed": [{"path": p, "size": files.get(p, 0)} for p in result.get("changed", [])],
+            "files_deleted": result.get("deleted", []),
+            "note": " ".join(notes),
+            "sandbox": {"mode": self.config.mode, "network": network, "image": self.config.image,
+                        "runtime": self.config.runtime or "default"},
+        }
+
+
+# -- the wire and archives ------------------------------------------------------------
+
+
+def _payload(header: dict[str, Any], archive: bytes) -> bytes:
+    return json.dumps(header).encode() + b"\n" + archive
+
+
+def iter_frames(data: bytes):
+    at = 0
+    while at + 5 <= len(data):
+        kind = data[at:at + 1]
+        size = struct.unpack(">I", data[at + 1:at + 5])[0]
+        yield kind, data[at + 5:at + 5 + size]
+        at += 5 + size
+
+
+def parse_frames(data: bytes) -> tuple[dict[str, Any], bytes]:
+    """The runner's result (empty if it never wrote one) and the tar archive it sent."""
+    result: dict[str, Any] = {}
+    archive = []
+    for kind, payload in iter_frames(data):
+        if kind == b"r":
+            result = json.loads(payload)
+        elif kind == b"t":
+            archive.append(payload)
+    return result, b"".join(archive)
+
+
+def split_output(data: bytes) -> tuple[bytes, bytes]:
+    out, err = [], []
+    for kind, payload in iter_frames(data):
+        if kind == b"o":
+            out.append(payload)
+        elif kind == b"e":
+            err.append(payload)
+    return b"".join(out), b"".join(err)
+
+
+def workspace_path(path: str) -> str:
+    """A workspace-relative file name; SandboxError for anything that would leave it."""
+    if not isinstance(path, str) or not path.strip() or len(path) > MAX_PATH or "\0" in path:
+        raise SandboxError("a path must be 1 to 255 characters")
+    trimmed = path.strip()
+    if trimmed.startswith("/workspace/"):
+        trimmed = trimmed[len("/workspace/"):]
+    if trimmed.startswith("/"):
+        raise SandboxError(f"{path}: only paths inside the workspace (/workspace) are allowed")
+    name = posixpath.normpath(trimmed)
+    if name in ("", ".") or name == ".." or name.startswith("../"):
+        raise SandboxError(f"{path}: only paths inside the workspace (/workspace) are allowed")
+    return name
+
+
+def merge_archive(archive: bytes, files: dict[str, bytes]) -> bytes:
+    """A tar of `archive`'s entries with `files` added or replacing entries of the same name."""
+    sink = io.BytesIO()
+    with tarfile.open(fileobj=sink, mode="w") as out:
+        if archive:
+            with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as old:
+                for member in old.getmembers():
+                    if member.name in files or not (member.isfile() or member.isdir()):
+                        continue
+                    out.addfile(member, old.extractfile(member) if member.isfile() else None)
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            info.mode = 0o644
+            info.mtime = int(time.time())
+            out.addfile(info, io.BytesIO(content))
+    return sink.getvalue()
+
+
+def read_member(archive: bytes, name: str) -> bytes | None:
+    if not archive:
+        return None
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
+        try:
+            member = tar.getmember(name)
+        except KeyError:
+            return None
+        source = tar.extractfile(member) if member.isfile() else None
+        return source.read() if source is not None else None
