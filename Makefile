@@ -7,7 +7,7 @@ PORT   ?= 8000
 # Reinstall only when the dependency list changes.
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: system-deps install npm-peers run migrate seed test test-postgres test-fast lint bench clean
+.PHONY: system-deps install npm-peers sandbox-engine run migrate seed test test-postgres test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,16 @@ system-deps:
 
 install: $(STAMP)
 
+# The sandbox's Docker engine and image (issue 7); idempotent. Installs docker.io and
+# debootstrap when missing, starts dockerd when none answers (no iptables, no default
+# bridge: sandbox containers get no network unless a grant allows one), then builds the
+# image from a Debian rootfs unless an up-to-date one is there (no registry needed).
+sandbox-engine: install
+	@command -v dockerd >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null; }
+	@docker info >/dev/null 2>&1 || { mkdir -p var; (nohup dockerd --iptables=false --bridge=none >var/dockerd.log 2>&1 &); \
+		for i in $$(seq 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done; docker info >/dev/null 2>&1 || { echo "dockerd did not start: see var/dockerd.log"; exit 1; }; }
+	$(BIN)/python manage.py build_sandbox_image
+
 npm-peers: $(NPM_STAMP)
 
 migrate: install
@@ -36,6 +46,7 @@ seed: migrate
 	$(BIN)/python manage.py seed_demo
 
 run: seed
+	@$(MAKE) --no-print-directory sandbox-engine || echo "NOTE: no Docker engine: the sandbox tools will report that they cannot run code."
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	@echo "Agentdeck: http://$(HOST):$(PORT)/   admin: http://$(HOST):$(PORT)/admin/"
 	$(BIN)/daphne -b $(HOST) -p $(PORT) config.asgi:application
@@ -46,7 +57,7 @@ lint: install
 # The whole suite, slow end-to-end tests included (CI runs this): once on the embedded
 # shape (SQLite file), then the engine, gateway and API tests and the distributed-shape
 # tests (Celery workers, crash recovery, cross-process events) again on PostgreSQL.
-test: lint npm-peers system-deps
+test: lint npm-peers system-deps sandbox-engine
 	$(BIN)/python manage.py makemigrations --check --dry-run -v0
 	$(BIN)/pytest -q
 	$(MAKE) --no-print-directory test-postgres
@@ -62,7 +73,7 @@ test-postgres: install
 
 # Locally: skip the slow end-to-end tests.
 test-fast: install npm-peers
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow and not docker"
 
 bench: install npm-peers
 	$(BIN)/python tests/bench/bench_engine.py
@@ -70,6 +81,8 @@ bench: install npm-peers
 	$(BIN)/python tests/bench/bench_runs_list.py
 	$(BIN)/python tests/bench/bench_celery.py
 	$(BIN)/python tests/bench/bench_memory.py
+	$(MAKE) --no-print-directory sandbox-engine
+	$(BIN)/python tests/bench/bench_sandbox.py
 
 clean:
 	rm -rf $(VENV) node_modules var/test-*.sqlite3*

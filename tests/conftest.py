@@ -200,3 +200,19 @@ def live_app(transactional_db) -> Iterator[str]:
     """The app under daphne (see `serving`), for the browser tests and the real /mcp endpoint."""
     with serving() as base:
         yield base
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    """The Docker engine the sandbox tests use; fails (never skips) when absent."""
+    import docker
+
+    image = settings.SANDBOX["image"]
+    try:
+        client = docker.from_env(timeout=60)
+        client.ping()
+        client.images.get(image)
+    except Exception as exc:
+        pytest.fail(f"these tests need a Docker engine with the image {image} ({exc}); run `make sandbox-engine`")
+    yield client
+    client.close()

@@ -14,7 +14,6 @@ from typing import Any
 import docker
 import pytest
 from asgiref.sync import async_to_sync
-from django.conf import settings
 
 from mcpgateway.actions.access import do_grant
 from mcpgateway.actions.sandbox import do_install_sandbox
@@ -25,19 +24,6 @@ from mcpgateway.types import Principal, ToolInvocation, ToolResult
 from tests.conftest import start_servers
 
 pytestmark = pytest.mark.docker
-IMAGE = settings.SANDBOX["image"]
-
-
-@pytest.fixture(scope="session")
-def docker_client() -> Iterator[docker.DockerClient]:
-    try:
-        client = docker.from_env(timeout=60)
-        client.ping()
-        client.images.get(IMAGE)
-    except Exception as exc:
-        pytest.fail(f"these tests need a Docker engine with the image {IMAGE} ({exc}); run `make sandbox-engine`")
-    yield client
-    client.close()
 
 
 def sandbox_containers(client: docker.DockerClient) -> list[dict[str, Any]]:
