@@ -225,6 +225,8 @@ LOGGING = {
 # The built-in sandbox tool server (issue 7): these become its command-line flags when
 # `seed_demo` / `make run` (or `manage.py install_sandbox`) creates the `sandbox` server;
 # afterwards the server row's args are the truth (editable on the Tools page or by import).
+# The engine sandbox containers run on (the docker SDK's variable; default: the local socket).
+SANDBOX_DOCKER_HOST = envstr("DOCKER_HOST")
 SANDBOX = {
     "image": envstr("AGENTDECK_SANDBOX_IMAGE", "agentdeck/sandbox-python:1"),
     "mode": envstr("AGENTDECK_SANDBOX_MODE", "execution"),  # or "session": one container per run

@@ -21,7 +21,7 @@ def compose() -> dict:
 
 def test_it_defines_the_distributed_shape(compose):
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "web", "worker", "beat"}
+    assert set(services) == {"postgres", "redis", "web", "worker", "beat", "sandbox-engine"}
     for name in ("postgres", "redis", "web", "worker"):
         assert services[name]["healthcheck"]["test"], name
     for name in ("web", "worker", "beat"):

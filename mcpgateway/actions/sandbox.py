@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from django.conf import settings
@@ -28,7 +27,7 @@ def do_install_sandbox(team_id: int, **overrides: object) -> ToolServer:
     from mcpgateway.actions.servers import do_save_server
 
     config = sandbox_config(**overrides)
-    env = {"DOCKER_HOST": os.environ["DOCKER_HOST"]} if os.environ.get("DOCKER_HOST") else {}
+    env = {"DOCKER_HOST": settings.SANDBOX_DOCKER_HOST} if settings.SANDBOX_DOCKER_HOST else {}
     return do_save_server(
         team_id, SANDBOX_SERVER, description="Built-in sandbox: runs code in locked-down Docker containers",
         transport="stdio", command=sys.executable, args=["-m", "mcpgateway.sandbox.server", *config.to_argv()],

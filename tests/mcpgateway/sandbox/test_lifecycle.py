@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from django.conf import settings
+from django.conf import settings as django_settings
 
 from mcpgateway.actions.access import do_grant
 from mcpgateway.models import AuditEntry
@@ -144,10 +144,10 @@ def test_containers_of_a_crashed_sandbox_process_are_reaped(docker_client):
     script = (
         "import sys, time\nfrom mcpgateway.sandbox.config import SandboxConfig\n"
         "from mcpgateway.sandbox.service import Sandbox\n"
-        f"sb = Sandbox(SandboxConfig(image={settings.SANDBOX['image']!r}, mode='session', pool=0))\n"
+        f"sb = Sandbox(SandboxConfig(image={django_settings.SANDBOX['image']!r}, mode='session', pool=0))\n"
         "r = sb.run_python('crash', False, 'print(1)')\nprint(r['exit_code'], flush=True)\ntime.sleep(300)\n"
     )
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=settings.BASE_DIR)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=django_settings.BASE_DIR)
     try:
         assert child.stdout.readline().strip() == "0"
         orphans = sandbox_containers(docker_client)
@@ -157,15 +157,15 @@ def test_containers_of_a_crashed_sandbox_process_are_reaped(docker_client):
         child.wait()
     assert len(sandbox_containers(docker_client)) == 1  # the crash left it behind
 
-    survivor = Sandbox(SandboxConfig(image=settings.SANDBOX["image"], pool=0))
+    survivor = Sandbox(SandboxConfig(image=django_settings.SANDBOX["image"], pool=0))
     survivor.start_maintenance()  # reaps on start
     survivor.close()
 
     assert sandbox_containers(docker_client) == []
 
 
-def test_without_an_engine_the_tools_fail_clearly_and_nothing_runs_on_the_host(make_sandbox, monkeypatch, tmp_path: Path):
-    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+def test_without_an_engine_the_tools_fail_clearly_and_nothing_runs_on_the_host(make_sandbox, settings, tmp_path: Path):
+    settings.SANDBOX_DOCKER_HOST = f"unix://{tmp_path}/no-engine.sock"
     marker = tmp_path / f"ran-{uuid.uuid4().hex}"
     sandbox = make_sandbox()
 
@@ -195,11 +195,11 @@ def test_an_image_that_is_not_there_is_a_clear_error(make_sandbox):
 
 
 def test_the_server_process_removes_its_containers_when_stopped(docker_client):
-    env = {**os.environ, "PYTHONPATH": str(settings.BASE_DIR)}
+    env = {**os.environ, "PYTHONPATH": str(django_settings.BASE_DIR)}
     script = (
         "import os, signal, threading\nfrom mcpgateway.sandbox.config import SandboxConfig\n"
         "from mcpgateway.sandbox.service import Sandbox\n"
-        f"sb = Sandbox(SandboxConfig(image={settings.SANDBOX['image']!r}, mode='session', pool=0))\n"
+        f"sb = Sandbox(SandboxConfig(image={django_settings.SANDBOX['image']!r}, mode='session', pool=0))\n"
         "def stop(*a): raise SystemExit(0)\nsignal.signal(signal.SIGTERM, stop)\n"
         "try:\n    sb.run_python('s', False, 'print(1)'); print('up', flush=True); threading.Event().wait()\n"
         "finally:\n    sb.close()\n"
