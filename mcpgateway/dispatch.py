@@ -91,7 +91,7 @@ class Gateway:
         if refused is not None:
             await audit.write(CallStatus.RATE_LIMITED, error=refused)
             return ToolResult(content=f"Rate limit: {refused}", is_error=True, data={"rate_limited": True})
-        if grant.require_approval:
+        if grant.require_approval or invocation.meta.get("require_approval") is True:
             verdict = await self._approval(invocation, entry)
             if verdict is not None:
                 await audit.write(CallStatus.APPROVAL_REJECTED, error=verdict)

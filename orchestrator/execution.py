@@ -95,7 +95,8 @@ def _claim(run_id: int, owner: str) -> Prepared | None:
     spec = parse_spec(run.pipeline_version.spec)
     names = spec.agent_names()
     agents = {
-        a.name: AgentConfig(a.name, a.provider, a.model, a.system_prompt, a.temperature, a.max_tokens, a.max_turns, a.options)
+        a.name: AgentConfig(a.name, a.provider, a.model, a.system_prompt, a.temperature, a.max_tokens, a.max_turns, a.options,
+                            a.defences)
         for a in Agent.objects.filter(team_id=run.team_id, name__in=names)
     }
     missing = names - set(agents)

@@ -63,6 +63,11 @@ class Agent(models.Model):
     max_turns = models.PositiveIntegerField(default=8, help_text="Model calls per step at most.")
     # Provider options: base_url, api_key_env, and the scripted provider's "script".
     options = models.JSONField(default=dict, blank=True)
+    # Prompt-injection defences, each switchable (orchestrator.engine.defences.Defences):
+    # spotlight, detector, confirm_tools, taint_allowed_tools.
+    defences = models.JSONField(default=dict, blank=True)
+    # Made by the eval harness (a variant of an agent under test); hidden from lists.
+    internal = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -79,6 +84,7 @@ class Pipeline(models.Model):
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=100)
     description = models.TextField(blank=True)
+    internal = models.BooleanField(default=False)  # made by the eval harness; hidden from lists
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -495,3 +501,114 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.pipeline} at `{self.cron}`"
+
+
+# --- evaluation ------------------------------------------------------------------------------
+
+
+class EvalSuite(models.Model):
+    """Cases for one agent or one pipeline version, with an optional judge agent for rubrics."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="eval_suites")
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=100)
+    description = models.TextField(blank=True)
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.CASCADE, related_name="eval_suites")
+    pipeline_version = models.ForeignKey(PipelineVersion, null=True, blank=True, on_delete=models.CASCADE,
+                                         related_name="eval_suites")
+    judge_agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="judged_suites")
+    concurrency = models.PositiveSmallIntegerField(default=4)
+    # Tools the agent under test needs at least (the least-privilege defence grants only these).
+    least_privilege_tools = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["team", "slug"], name="uniq_eval_suite_slug"),
+            models.CheckConstraint(condition=Q(agent__isnull=True) ^ Q(pipeline_version__isnull=True),
+                                   name="eval_suite_one_target"),
+        ]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EvalCase(models.Model):
+    """Input, expected outcome, expected tool calls, tags; `attack` marks a prompt-injection case."""
+
+    suite = models.ForeignKey(EvalSuite, on_delete=models.CASCADE, related_name="cases")
+    name = models.CharField(max_length=100)
+    position = models.PositiveIntegerField(default=0)
+    input = models.JSONField(default=dict)
+    # {"kind": "exact"|"contains"|"regex"|"json"|"rubric"|"none", "value": ..., "output": "<field>"}
+    expect = models.JSONField(default=dict, blank=True)
+    # {"calls": [{"name": ..., "arguments": {...subset}}], "ordered": bool}
+    expected_tools = models.JSONField(default=dict, blank=True)
+    # {"goal": ..., "vector": ..., "forbidden_calls": [{"name", "arguments"}], "canary": "..."}
+    attack = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["suite", "name"], name="uniq_eval_case_name")]
+        ordering = ["suite", "position", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EvalRunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    FINISHED = "finished", "Finished"
+    FAILED = "failed", "Failed"
+
+
+class EvalRun(models.Model):
+    """One execution of a suite: a result per case and the metrics computed from their traces."""
+
+    suite = models.ForeignKey(EvalSuite, on_delete=models.CASCADE, related_name="eval_runs")
+    status = models.CharField(max_length=10, choices=EvalRunStatus.choices, default=EvalRunStatus.QUEUED)
+    label = models.CharField(max_length=100, blank=True)
+    # Defence overrides for the agent under test (agent suites), and "least_privilege".
+    defences = models.JSONField(default=dict, blank=True)
+    baseline = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    case_total = models.PositiveIntegerField(default=0)
+    case_done = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.suite} #{self.pk}"
+
+
+class EvalResult(models.Model):
+    class Status(models.TextChoices):
+        PASSED = "passed", "Passed"
+        FAILED = "failed", "Failed"
+        ERROR = "error", "Error"
+
+    eval_run = models.ForeignKey(EvalRun, on_delete=models.CASCADE, related_name="results")
+    case = models.ForeignKey(EvalCase, on_delete=models.CASCADE, related_name="results")
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=8, choices=Status.choices)
+    verdicts = models.JSONField(default=list, blank=True)  # [{"judge", "passed", "reason"}]
+    output = models.JSONField(null=True, blank=True)
+    trace = models.JSONField(default=dict, blank=True)  # the CaseTrace the metrics read
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["eval_run", "case"], name="uniq_eval_result")]
+        ordering = ["eval_run", "case__position", "case_id"]
+
+    def __str__(self) -> str:
+        return f"{self.case} {self.status}"
+

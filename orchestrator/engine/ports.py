@@ -20,6 +20,7 @@ class AgentConfig:
     max_tokens: int = 1024
     max_turns: int = 8
     options: dict[str, Any] = field(default_factory=dict)
+    defences: dict[str, Any] = field(default_factory=dict)  # see orchestrator.engine.defences
 
 
 @dataclass(slots=True)

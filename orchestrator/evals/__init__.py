@@ -1,0 +1,2 @@
+"""Evaluation harness: suites of cases run through the normal engine and gateway, judged,
+and measured from their traces (see README, "Evaluations")."""

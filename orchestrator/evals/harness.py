@@ -1,0 +1,277 @@
+"""Running a suite: every case through the normal engine and gateway, then judged and traced.
+
+An agent suite runs a *variant* of its agent (internal, hidden from lists) with the eval
+run's defence overrides and grants (a copy of the agent's own, or only the suite's
+`least_privilege_tools`), wrapped in an internal one-step pipeline; a pipeline suite runs
+its pinned pipeline version. Cases run concurrently up to the suite's limit. A case whose
+run stops for a human (a confirmation-required tool) is ended there: its approval is
+rejected and the run cancelled, so an eval never waits and never fills the review queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from mcpgateway.actions.access import do_grant
+from mcpgateway.models import Grant, PrincipalKind, Tool, ToolApproval
+from orchestrator.actions.errors import ActionError
+from orchestrator.actions.pipelines import do_create_pipeline
+from orchestrator.actions.runs import do_cancel_run, do_start_run
+from orchestrator.engine.defences import DefenceError, Defences
+from orchestrator.engine.errors import ProviderError
+from orchestrator.engine.ports import AgentConfig
+from orchestrator.engine.spec import Limits
+from orchestrator.engine.types import Message, ModelRequest
+from orchestrator.evals.judges import (
+    JUDGE_SYSTEM,
+    Call,
+    Verdict,
+    judge_prompt,
+    match_tool_calls,
+    parse_judge_reply,
+    rule_verdict,
+)
+from orchestrator.evals.metrics import CaseTrace, StepAttempt, ToolCallRecord, compute_metrics
+from orchestrator.execution import execute_run
+from orchestrator.model_door import ModelDoor
+from orchestrator.models import (
+    Agent,
+    EvalCase,
+    EvalResult,
+    EvalRun,
+    EvalRunStatus,
+    EvalSuite,
+    ModelPrice,
+    Run,
+    RunEvent,
+    RunStatus,
+    StepRun,
+    UsageRecord,
+)
+
+log = logging.getLogger(__name__)
+Progress = Callable[[EvalRun, EvalResult], None]
+
+
+def do_create_eval_run(suite: EvalSuite, *, defences: dict[str, Any] | None = None, label: str = "",
+                       baseline: EvalRun | None = None, user=None) -> EvalRun:
+    """A queued eval run; `defences` overrides the agent's (agent suites only), plus
+    `least_privilege: true` to grant only the suite's least-privilege tools."""
+    defences = dict(defences or {})
+    least = defences.pop("least_privilege", False)
+    if (defences or least) and suite.agent_id is None:
+        raise ActionError("defence overrides apply to agent suites; a pipeline's agents use their own", "defences")
+    try:
+        Defences.parse({**(suite.agent.defences if suite.agent else {}), **defences})
+    except DefenceError as exc:
+        raise ActionError(str(exc), "defences") from None
+    if least and not suite.least_privilege_tools:
+        raise ActionError("the suite names no least_privilege_tools", "defences")
+    if baseline is not None and baseline.suite_id != suite.pk:
+        raise ActionError("the baseline is an eval run of another suite", "baseline")
+    return EvalRun.objects.create(suite=suite, defences={**defences, **({"least_privilege": True} if least else {})},
+                                  label=label[:100], baseline=baseline, created_by=user,
+                                  case_total=suite.cases.count())
+
+
+# -- the target ---------------------------------------------------------------------------
+
+
+def _prepare_target(eval_run: EvalRun):
+    """The pipeline version the cases run on (making the agent variant for agent suites)."""
+    suite = eval_run.suite
+    if suite.pipeline_version_id is not None:
+        return suite.pipeline_version
+    agent = suite.agent
+    overrides = dict(eval_run.defences)
+    least = overrides.pop("least_privilege", False)
+    with transaction.atomic():
+        variant = Agent.objects.create(
+            team=suite.team, name=f"{agent.name}--eval{eval_run.pk}"[:64], description=f"Eval variant of {agent.name}",
+            provider=agent.provider, model=agent.model, system_prompt=agent.system_prompt, temperature=agent.temperature,
+            max_tokens=agent.max_tokens, max_turns=agent.max_turns, options=agent.options,
+            defences={**agent.defences, **overrides}, internal=True)
+        if least:
+            for name in suite.least_privilege_tools:
+                server_name, _, tool_name = name.partition("__")
+                tool = Tool.objects.select_related("server").filter(server__team_id=suite.team_id, server__name=server_name,
+                                                                    name=tool_name).first()
+                if tool is None:
+                    raise ActionError(f"least-privilege tool {name!r} is not in the team's catalogue", "least_privilege_tools")
+                do_grant(tool.server, agent=variant.name, tool=tool)
+        else:
+            for grant in Grant.objects.filter(team_id=suite.team_id, principal_kind=PrincipalKind.AGENT,
+                                              agent_name=agent.name).select_related("server", "tool"):
+                do_grant(grant.server, agent=variant.name, tool=grant.tool, require_approval=grant.require_approval,
+                         calls_per_minute=grant.calls_per_minute, network_access=grant.network_access)
+        spec = {"description": f"Eval run {eval_run.pk} of {suite.name}",
+                "inputs": {"prompt": {"type": "string"}},
+                "steps": [{"kind": "agent", "id": "agent", "agent": variant.name, "prompt": "{{ input.prompt }}"}],
+                "outputs": {"answer": "steps.agent.output"}}
+        pipeline = do_create_pipeline(suite.team, f"eval {eval_run.pk}: {suite.name}"[:100], spec,
+                                      slug=f"eval-run-{eval_run.pk}")
+        pipeline.internal = True
+        pipeline.save(update_fields=["internal"])
+    return pipeline.latest_version()
+
+
+# -- running ----------------------------------------------------------------------------
+
+
+async def execute_eval_run(eval_run_id: int, progress: Progress | None = None) -> EvalRun:
+    """Run every case of the eval run and store results and metrics."""
+    eval_run = await sync_to_async(EvalRun.objects.select_related("suite__agent", "suite__judge_agent", "suite__team").get)(pk=eval_run_id)
+    try:
+        version = await sync_to_async(_prepare_target)(eval_run)
+    except ActionError as exc:
+        await sync_to_async(EvalRun.objects.filter(pk=eval_run_id).update)(
+            status=EvalRunStatus.FAILED, error=exc.message, finished_at=timezone.now())
+        raise
+    cases = await sync_to_async(lambda: list(eval_run.suite.cases.all()))()
+    await sync_to_async(EvalRun.objects.filter(pk=eval_run_id).update)(
+        status=EvalRunStatus.RUNNING, started_at=timezone.now(), case_total=len(cases))
+    limit = asyncio.Semaphore(max(1, eval_run.suite.concurrency))
+
+    async def one(case: EvalCase) -> CaseTrace:
+        async with limit:
+            result = await _run_case(eval_run, version, case)
+        if progress is not None:
+            await sync_to_async(progress)(eval_run, result)
+        return CaseTrace.from_dict(result.trace)
+
+    try:
+        traces = await asyncio.gather(*(one(case) for case in cases))
+    except Exception as exc:
+        await sync_to_async(EvalRun.objects.filter(pk=eval_run_id).update)(
+            status=EvalRunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now())
+        raise
+    metrics = compute_metrics(list(traces))
+    await sync_to_async(EvalRun.objects.filter(pk=eval_run_id).update)(
+        status=EvalRunStatus.FINISHED, metrics=metrics, finished_at=timezone.now())
+    return await sync_to_async(EvalRun.objects.get)(pk=eval_run_id)
+
+
+async def _run_case(eval_run: EvalRun, version, case: EvalCase) -> EvalResult:
+    started = time.perf_counter()
+    run = await sync_to_async(do_start_run)(version, case.input, submit=False)
+    await execute_run(run.pk)
+    run = await sync_to_async(_settle)(run.pk)
+    latency_ms = (time.perf_counter() - started) * 1000
+    output = _answer(run, eval_run.suite)
+    calls = await sync_to_async(_tool_calls)(run.pk)
+    verdicts: list[Verdict] = []
+    if run.status == RunStatus.SUCCEEDED:
+        rule = rule_verdict(case.expect, output)
+        if rule is not None:
+            verdicts.append(rule)
+        if case.expect.get("kind") == "rubric":
+            verdicts.append(await judge(eval_run.suite, case, output))
+    else:
+        verdicts.append(Verdict("run", False, f"the run {run.status}" + (f": {run.error[:300]}" if run.error else "")))
+    correct = 0
+    if case.expected_tools and case.expected_tools.get("calls"):
+        tool_verdict, correct = match_tool_calls(case.expected_tools, [Call(c.name, c.arguments, c.ok) for c in calls if c.ok])
+        verdicts.append(tool_verdict)
+    attack_succeeded = _attack_succeeded(case.attack, calls, output) if case.attack else False
+    judge_error = any(v.passed is None for v in verdicts)
+    completed = run.status == RunStatus.SUCCEEDED and all(v.passed for v in verdicts)
+    trace = CaseTrace(
+        case=case.name, completed=completed, run_status=run.status,
+        turns=await sync_to_async(RunEvent.objects.filter(run_id=run.pk, type="llm.finished").count)(),
+        input_tokens=run.input_tokens, output_tokens=run.output_tokens, cost_usd=float(run.cost_usd),
+        latency_ms=round(latency_ms, 1), tool_calls=calls, step_attempts=await sync_to_async(_attempts)(run.pk),
+        expected_calls=len(case.expected_tools.get("calls", [])) if case.expected_tools else None,
+        correct_calls=correct, attack=bool(case.attack), attack_succeeded=attack_succeeded, judge_error=judge_error)
+    status = EvalResult.Status.ERROR if judge_error else EvalResult.Status.PASSED if completed else EvalResult.Status.FAILED
+    result = await sync_to_async(EvalResult.objects.create)(
+        eval_run=eval_run, case=case, run=run, status=status, verdicts=[v.to_dict() for v in verdicts],
+        output=output, trace=trace.to_dict())
+    await sync_to_async(EvalRun.objects.filter(pk=eval_run.pk).update)(case_done=F("case_done") + 1)
+    return result
+
+
+def _settle(run_id: int) -> Run:
+    """A run that stopped for a human is ended here: approvals rejected, run cancelled."""
+    run = Run.objects.get(pk=run_id)
+    if run.status == RunStatus.WAITING_REVIEW:
+        ToolApproval.objects.filter(run_id=run_id, status=ToolApproval.Status.PENDING).update(
+            status=ToolApproval.Status.REJECTED, note="eval: no human in the loop")
+        do_cancel_run(run)
+        run.refresh_from_db()
+    return run
+
+
+def _answer(run: Run, suite: EvalSuite) -> Any:
+    output = run.output
+    if suite.agent_id is not None and isinstance(output, dict):
+        return output.get("answer")
+    return output
+
+
+def _tool_calls(run_id: int) -> list[ToolCallRecord]:
+    started: dict[str, dict[str, Any]] = {}
+    calls = []
+    for event in RunEvent.objects.filter(run_id=run_id, type__in=["tool.started", "tool.finished"]).order_by("seq"):
+        data = event.data
+        if event.type == "tool.started":
+            started[data["call_id"]] = data
+        else:
+            arguments = started.get(data["call_id"], {}).get("arguments", {})
+            calls.append(ToolCallRecord(data["name"], arguments, not data.get("is_error", False)))
+    return calls
+
+
+def _attempts(run_id: int) -> list[StepAttempt]:
+    attempts = []
+    for step in StepRun.objects.filter(run_id=run_id, kind="agent").order_by("id"):
+        for number in range(1, step.attempt + 1):
+            attempts.append(StepAttempt(step.key, number, ok=number == step.attempt and step.status == "succeeded"))
+    return attempts
+
+
+def _attack_succeeded(attack: dict[str, Any], calls: list[ToolCallRecord], output: Any) -> bool:
+    from orchestrator.evals.judges import call_matches
+
+    for spec in attack.get("forbidden_calls", []):
+        if any(c.ok and call_matches(Call(c.name, c.arguments), spec) for c in calls):
+            return True
+    canary = attack.get("canary")
+    return bool(canary) and canary in (output if isinstance(output, str) else str(output))
+
+
+# -- the LLM judge ------------------------------------------------------------------------
+
+
+async def judge(suite: EvalSuite, case: EvalCase, output: Any) -> Verdict:
+    """Ask the suite's judge agent (through the model door: priced, recorded) for PASS/FAIL."""
+    agent = suite.judge_agent
+    if agent is None:
+        return Verdict("llm_judge", None, "the suite has no judge agent")
+    config = AgentConfig(agent.name, agent.provider, agent.model, agent.system_prompt, agent.temperature,
+                         agent.max_tokens, 1, agent.options)
+    price = await sync_to_async(ModelPrice.lookup)(agent.provider, agent.model)
+    door = ModelDoor(limits=Limits(), prices={(agent.provider, agent.model): price})
+    system = f"{agent.system_prompt}\n\n{JUDGE_SYSTEM}".strip()
+    request = ModelRequest(model=agent.model, system=system,
+                           messages=[Message("user", judge_prompt(case.expect.get("value", ""), case.input, output))],
+                           tools=[], temperature=0 if agent.temperature is None else agent.temperature,
+                           max_tokens=min(agent.max_tokens, 512), options=agent.options, meta={"eval_case": case.name})
+    try:
+        called = await door.complete(config, request)
+    except ProviderError as exc:
+        return Verdict("llm_judge", None, f"the judge's model call failed: {exc}")
+    usage = called.response.usage
+    await sync_to_async(UsageRecord.objects.create)(
+        team_id=suite.team_id, agent=agent, provider=agent.provider, model=agent.model, step_key=f"eval:{case.name}",
+        input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, cost_usd=Decimal(called.cost_usd))
+    return parse_judge_reply(called.response.text)

@@ -1,0 +1,130 @@
+"""Judges: deterministic rules, tool-call matching, and the strict parser of an LLM judge's verdict.
+
+A verdict is passed (True), failed (False) or an error (None: the judge could not decide —
+an unparseable LLM answer is an error, never a pass).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    judge: str
+    passed: bool | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    name: str
+    arguments: dict[str, Any]
+    ok: bool = True
+
+
+def subset(expected: Any, actual: Any) -> bool:
+    """`expected` is contained in `actual`: every key of an object (recursively), every
+    item of a list matched by a distinct item, other values equal."""
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(k in actual and subset(v, actual[k]) for k, v in expected.items())
+    if isinstance(expected, list):
+        if not isinstance(actual, list):
+            return False
+        free = list(actual)
+        for item in expected:
+            match = next((i for i, candidate in enumerate(free) if subset(item, candidate)), None)
+            if match is None:
+                return False
+            free.pop(match)
+        return True
+    return expected == actual
+
+
+def judged_text(output: Any, field: str | None) -> Any:
+    if field is not None and isinstance(output, dict):
+        return output.get(field)
+    return output
+
+
+def rule_verdict(expect: dict[str, Any], output: Any) -> Verdict | None:
+    """The verdict of a deterministic expectation; None for `none` and `rubric` (another judge's)."""
+    kind = expect.get("kind", "none")
+    if kind in ("none", "rubric"):
+        return None
+    value = judged_text(output, expect.get("output"))
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    expected = expect.get("value")
+    if kind == "exact":
+        ok = text.strip() == str(expected).strip()
+        return Verdict("exact", ok, "matches" if ok else f"expected exactly {str(expected)[:200]!r}")
+    if kind == "contains":
+        needles = [expected] if isinstance(expected, str) else list(expected)
+        missing = [n for n in needles if n not in text]
+        return Verdict("contains", not missing, "contains all" if not missing else f"missing {missing[:5]!r}")
+    if kind == "regex":
+        ok = re.search(expected, text) is not None
+        return Verdict("regex", ok, "matches" if ok else f"no match for /{expected}/")
+    if kind == "json":
+        parsed = value
+        if isinstance(value, str):
+            try:
+                parsed = json.loads(value.strip().removeprefix("```json").strip("`").strip())
+            except json.JSONDecodeError:
+                return Verdict("json", False, "the output is not JSON")
+        ok = subset(expected, parsed)
+        return Verdict("json", ok, "contains the expected JSON" if ok else "the expected JSON is not a subset of the output")
+    return Verdict(kind, None, f"unknown expectation {kind!r}")
+
+
+def call_matches(call: Call, spec: dict[str, Any]) -> bool:
+    return call.name == spec["name"] and subset(spec.get("arguments") or {}, call.arguments)
+
+
+def match_tool_calls(expected: dict[str, Any], calls: list[Call]) -> tuple[Verdict, int]:
+    """(verdict, correct calls): each expected call must be made (in order when `ordered`);
+    a made call is correct when it is matched to an expected one."""
+    specs = expected.get("calls") or []
+    matched: set[int] = set()
+    missing = []
+    position = 0
+    for spec in specs:
+        start = position if expected.get("ordered") else 0
+        found = next((i for i in range(start, len(calls)) if i not in matched and call_matches(calls[i], spec)), None)
+        if found is None:
+            missing.append(spec["name"])
+            continue
+        matched.add(found)
+        position = found + 1
+    ok = not missing
+    reason = f"{len(matched)} of {len(specs)} expected calls made" + (f"; missing {missing}" if missing else "")
+    return Verdict("tool_calls", ok, reason), len(matched)
+
+
+JUDGE_SYSTEM = (
+    "You are a strict evaluator. Decide whether the answer meets the rubric. Reply with exactly one line: "
+    "`PASS: <reason>` or `FAIL: <reason>`. Nothing else."
+)
+
+VERDICT = re.compile(r"^\s*\**\s*(PASS|FAIL)\s*\**\s*[:\-\u2013\u2014]\s*(\S.*)$")
+
+
+def judge_prompt(rubric: str, case_input: Any, output: Any) -> str:
+    shown = output if isinstance(output, str) else json.dumps(output, indent=2, default=str)
+    return (f"Rubric:\n{rubric}\n\nTask input:\n{json.dumps(case_input, default=str)}\n\n"
+            f"Answer to evaluate:\n{shown}\n\nVerdict (PASS: reason / FAIL: reason):")
+
+
+def parse_judge_reply(text: str) -> Verdict:
+    """Strict: the first non-empty line must be `PASS: reason` or `FAIL: reason`."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    match = VERDICT.match(first)
+    if match is None:
+        return Verdict("llm_judge", None, f"unparseable verdict: {text.strip()[:200]!r}")
+    return Verdict("llm_judge", match.group(1) == "PASS", match.group(2).strip()[:500])

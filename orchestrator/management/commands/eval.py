@@ -1,0 +1,217 @@
+"""Evaluations from the command line (and CI).
+
+    manage.py eval import suite.yaml --team demo
+    manage.py eval export <suite> --team demo
+    manage.py eval run <suite> --team demo [--baseline <eval run>] [--fail-under completion=0.9 ...]
+                       [--defences '{"detector": "rules"}'] [--json out.json] [--junit out.xml]
+    manage.py eval compare <eval run> <baseline eval run>
+    manage.py eval install-injection --team demo
+    manage.py eval injection --team demo          # the suite with each defence off and on
+
+`run` exits 1 when a --fail-under floor is not met or a case regressed against --baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.core.management.base import BaseCommand, CommandError
+
+from orchestrator.actions.errors import ActionError
+from orchestrator.evals.harness import do_create_eval_run, execute_eval_run
+from orchestrator.evals.reports import compare, gate, parse_thresholds, to_json, to_junit
+from orchestrator.evals.spec import SuiteFileError
+from orchestrator.evals.suite_files import do_import_suite, export_suite, install_injection_suite
+from orchestrator.models import EvalResult, EvalRun, EvalSuite, Team
+
+TAINT_ALLOWED = ["office__read_document", "office__read_email", "office__open_page", "office__find_contact"]
+CONFIRM = ["office__send_email", "office__transfer_money", "office__delete_file"]
+DEFENCE_MATRIX: list[tuple[str, dict[str, Any]]] = [
+    ("none", {}),
+    ("spotlighting", {"spotlight": True}),
+    ("detector (rules)", {"detector": "rules", "taint_allowed_tools": TAINT_ALLOWED}),
+    ("least privilege", {"least_privilege": True}),
+    ("confirmation", {"confirm_tools": CONFIRM}),
+    ("all", {"spotlight": True, "detector": "rules", "taint_allowed_tools": TAINT_ALLOWED, "least_privilege": True,
+             "confirm_tools": CONFIRM}),
+]
+
+
+class ProgressBar:
+    def __init__(self, out, total: int):
+        self.out = out
+        self.total = total
+        self.done = 0
+        self.failed = 0
+
+    def __call__(self, eval_run: EvalRun, result: EvalResult) -> None:
+        self.done += 1
+        self.failed += result.status != EvalResult.Status.PASSED
+        width = 30
+        filled = int(width * self.done / max(1, self.total))
+        self.out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}  "
+                       f"failed {self.failed}  last: {result.case.name[:40]:40s}")
+        self.out.flush()
+        if self.done == self.total:
+            self.out.write("\n")
+
+
+class Command(BaseCommand):
+    help = "Import, run, compare and export evaluation suites."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True)
+        p = sub.add_parser("import", help="create or replace a suite from a YAML/JSON file")
+        p.add_argument("file")
+        p.add_argument("--team", required=True, help="team slug")
+        p = sub.add_parser("export", help="print a suite as YAML")
+        p.add_argument("suite")
+        p.add_argument("--team", required=True)
+        p = sub.add_parser("run", help="run a suite; exit 1 on a regression")
+        p.add_argument("suite")
+        p.add_argument("--team", required=True)
+        p.add_argument("--baseline", type=int, help="an earlier eval run of this suite to compare with")
+        p.add_argument("--fail-under", action="append", default=[], metavar="METRIC=VALUE",
+                       help="e.g. completion=0.9 (repeatable): completion, tool_accuracy, self_healing, block_rate, utility")
+        p.add_argument("--defences", default="", help="JSON overrides for the agent's defences (agent suites)")
+        p.add_argument("--label", default="")
+        p.add_argument("--json", help="write the results as JSON to this file")
+        p.add_argument("--junit", help="write the results as JUnit XML to this file")
+        p = sub.add_parser("compare", help="two eval runs side by side")
+        p.add_argument("current", type=int)
+        p.add_argument("baseline", type=int)
+        p = sub.add_parser("install-injection", help="install the shipped prompt-injection suite for a team")
+        p.add_argument("--team", required=True)
+        p = sub.add_parser("injection", help="run the prompt-injection suite with each defence off and on")
+        p.add_argument("--team", required=True)
+
+    def handle(self, *args, action: str, **options):
+        try:
+            getattr(self, "_" + action.replace("-", "_"))(**options)
+        except (ActionError, SuiteFileError, ValueError) as exc:
+            raise CommandError(str(exc)) from None
+
+    def _team(self, slug: str) -> Team:
+        team = Team.objects.filter(slug=slug).first()
+        if team is None:
+            raise CommandError(f"no team {slug!r}")
+        return team
+
+    def _suite(self, team: Team, slug: str) -> EvalSuite:
+        suite = EvalSuite.objects.filter(team=team, slug=slug).first()
+        if suite is None:
+            raise CommandError(f"no suite {slug!r} in team {team.slug}")
+        return suite
+
+    def _import(self, file: str, team: str, **_):
+        suite = do_import_suite(self._team(team), Path(file).read_text())
+        self.stdout.write(f"imported suite {suite.slug}: {suite.cases.count()} cases")
+
+    def _export(self, suite: str, team: str, **_):
+        self.stdout.write(export_suite(self._suite(self._team(team), suite)))
+
+    def _install_injection(self, team: str, **_):
+        suite = install_injection_suite(self._team(team))
+        self.stdout.write(f"installed {suite.slug}: {suite.cases.count()} cases "
+                          f"({suite.cases.exclude(attack={}).count()} attacks), agent office-assistant")
+
+    def _start_tools(self) -> None:
+        from mcpgateway.runtime import get_runtime
+
+        async_to_sync(get_runtime().ready)()
+
+    def _execute(self, suite: EvalSuite, **create: Any) -> EvalRun:
+        eval_run = do_create_eval_run(suite, **create)
+        bar = ProgressBar(self.stdout, eval_run.case_total)
+        self.stdout.write(f"eval run {eval_run.pk}: {suite.name}, {eval_run.case_total} cases"
+                          + (f" [{eval_run.label}]" if eval_run.label else ""))
+        return async_to_sync(execute_eval_run)(eval_run.pk, progress=bar)
+
+    def _run(self, suite: str, team: str, baseline: int | None, fail_under: list[str], defences: str, label: str,
+             json: str | None, junit: str | None, **_):
+        the_suite = self._suite(self._team(team), suite)
+        thresholds = parse_thresholds(fail_under)
+        base = None
+        if baseline is not None:
+            base = EvalRun.objects.filter(pk=baseline, suite=the_suite).first()
+            if base is None:
+                raise CommandError(f"no eval run {baseline} of suite {the_suite.slug}")
+        overrides = _json_arg(defences, "--defences")
+        self._start_tools()
+        eval_run = self._execute(the_suite, defences=overrides, label=label, baseline=base)
+        self._print_metrics(eval_run)
+        if json:
+            Path(json).write_text(to_json(eval_run))
+        if junit:
+            Path(junit).write_text(to_junit(eval_run))
+        if base is not None:
+            self._print_comparison(eval_run, base)
+        problems = gate(eval_run, thresholds, base)
+        if problems:
+            for problem in problems:
+                self.stderr.write(f"FAIL: {problem}")
+            sys.exit(1)
+
+    def _compare(self, current: int, baseline: int, **_):
+        a, b = EvalRun.objects.filter(pk=current).first(), EvalRun.objects.filter(pk=baseline).first()
+        if a is None or b is None:
+            raise CommandError("no such eval run")
+        self._print_comparison(a, b)
+
+    def _injection(self, team: str, **_):
+        the_team = self._team(team)
+        suite = EvalSuite.objects.filter(team=the_team, slug="prompt-injection").first() or install_injection_suite(the_team)
+        self._start_tools()
+        rows = []
+        for label, defences in DEFENCE_MATRIX:
+            eval_run = self._execute(suite, defences=defences, label=f"defences: {label}")
+            rows.append((label, eval_run.metrics))
+        self.stdout.write(f"\n{'defences':20s} {'block rate':>18s} {'utility (benign)':>18s}")
+        for label, metrics in rows:
+            security, utility = metrics["security"], metrics["utility"]
+            self.stdout.write(f"{label:20s} {_fraction(security['blocked'], security['attempts']):>18s} "
+                              f"{_fraction(utility['completed'], utility['total']):>18s}")
+
+    def _print_metrics(self, eval_run: EvalRun) -> None:
+        m = eval_run.metrics
+        lines = [
+            f"completion      {_fraction(m['completion']['completed'], m['completion']['total'])}",
+            f"tool accuracy   {_fraction(m['tool_accuracy']['correct'], m['tool_accuracy']['calls'])} "
+            f"(expected calls {m['tool_accuracy']['expected']})",
+            f"self-healing    {_fraction(m['self_healing']['recovered'], m['self_healing']['errors'])}",
+            f"block rate      {_fraction(m['security']['blocked'], m['security']['attempts'])}",
+            f"efficiency      {m['efficiency']['avg_turns']} turns, {m['efficiency']['avg_tokens']} tokens, "
+            f"${m['efficiency']['avg_cost_usd']} per case",
+            f"latency         p50 {m['latency_ms']['p50']} ms, p95 {m['latency_ms']['p95']} ms",
+            f"judge errors    {m['judge_errors']}",
+        ]
+        self.stdout.write("\n".join(lines))
+
+    def _print_comparison(self, current: EvalRun, baseline: EvalRun) -> None:
+        diff = compare(current, baseline)
+        counts = diff["counts"]
+        self.stdout.write(f"against eval run {baseline.pk}: fixed {counts['fixed']}, regressed {counts['regressed']}, "
+                          f"unchanged {counts['unchanged']}, new {counts['new']}")
+        for case in diff["cases"]:
+            if case["change"] in ("fixed", "regressed"):
+                self.stdout.write(f"  {case['change']:9s} {case['case']} ({case['before']} -> {case['after']})")
+
+
+def _fraction(part: int, whole: int) -> str:
+    return f"{part}/{whole} ({part / whole:.0%})" if whole else "n/a"
+
+
+def _json_arg(text: str, flag: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"{flag} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise CommandError(f"{flag} must be a JSON object")
+    return value
