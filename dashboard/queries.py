@@ -229,8 +229,8 @@ def limit_targets(team_id: int) -> list[dict[str, Any]]:
     members = get_user_model().objects.filter(memberships__team_id=team_id).order_by("username")
     keys = ApiKey.objects.filter(team_id=team_id, revoked_at__isnull=True).order_by("name")
     groups = [
-        ("agent", "Agents", [(a.pk, a.name) for a in Agent.objects.filter(team_id=team_id)]),
-        ("pipeline", "Pipelines", [(p.pk, p.name) for p in Pipeline.objects.filter(team_id=team_id)]),
+        ("agent", "Agents", [(a.pk, a.name) for a in Agent.objects.filter(team_id=team_id, internal=False)]),
+        ("pipeline", "Pipelines", [(p.pk, p.name) for p in Pipeline.objects.filter(team_id=team_id, internal=False)]),
         ("api_key", "API keys", [(k.pk, f"{k.name} ({k.prefix}…)") for k in keys]),
         ("user", "Members", [(u.pk, u.get_username()) for u in members]),
     ]
@@ -253,7 +253,7 @@ def live_api_keys(team_id: int) -> QuerySet[ApiKey]:
 
 
 def agents(team_id: int) -> QuerySet[Agent]:
-    return Agent.objects.filter(team_id=team_id).order_by("name")
+    return Agent.objects.filter(team_id=team_id, internal=False).order_by("name")
 
 
 def agent_tools(team_id: int, agent_name: str) -> list[dict[str, Any]]:

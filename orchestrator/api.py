@@ -79,7 +79,7 @@ def caller(request: HttpRequest) -> Caller:
 
 @router.get("/agents", response=list[AgentOut], tags=["agents"])
 def list_agents(request: HttpRequest):
-    return Agent.objects.filter(team_id=caller(request).require("read").team_id)
+    return Agent.objects.filter(team_id=caller(request).require("read").team_id, internal=False)
 
 
 @router.post("/agents", response={201: AgentOut}, tags=["agents"])
@@ -125,7 +125,7 @@ def _pipeline_out(p: Pipeline) -> dict[str, Any]:
 @router.get("/pipelines", response=list[PipelineOut], tags=["pipelines"])
 def list_pipelines(request: HttpRequest):
     team_id = caller(request).require("read").team_id
-    return [_pipeline_out(p) for p in Pipeline.objects.filter(team_id=team_id).prefetch_related("versions")]
+    return [_pipeline_out(p) for p in Pipeline.objects.filter(team_id=team_id, internal=False).prefetch_related("versions")]
 
 
 @router.post("/pipelines", response={201: PipelineOut}, tags=["pipelines"])

@@ -32,7 +32,7 @@ class RunFilterForm(forms.Form):
 
     def __init__(self, team: Team, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["pipeline"].queryset = Pipeline.objects.filter(team=team).only("id", "name")
+        self.fields["pipeline"].queryset = Pipeline.objects.filter(team=team, internal=False).only("id", "name")
         self.fields["user"].queryset = (get_user_model().objects.filter(memberships__team=team)
                                         .order_by("username").only("id", "username"))
         self.fields["user"].label_from_instance = lambda user: user.get_username()

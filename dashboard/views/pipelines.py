@@ -41,7 +41,7 @@ BLANK_SPEC: dict[str, Any] = {"inputs": {}, "steps": [], "outputs": {}}
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
     pipelines = (
-        Pipeline.objects.filter(team=request.team)
+        Pipeline.objects.filter(team=request.team, internal=False)
         .annotate(latest_number=Max("versions__number"), last_edit=Max("versions__created_at"),
                   runs_count=Count("versions__runs", distinct=True))
         .order_by("name")
@@ -201,7 +201,7 @@ def _builder_context(request: HttpRequest, pipeline: Pipeline | None, version: P
     latest = pipeline.latest_version() if pipeline else None
     can_edit = can(request, Role.BUILDER)
     agents = [{"name": a.name, "description": a.description, "provider": a.provider}
-              for a in Agent.objects.filter(team=request.team).order_by("name")]
+              for a in Agent.objects.filter(team=request.team, internal=False).order_by("name")]
     config = {
         "canEdit": can_edit,
         "isNew": pipeline is None,

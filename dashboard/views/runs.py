@@ -65,7 +65,7 @@ def run_start(request: HttpRequest) -> HttpResponse:
     """The start form: one field per declared input; a valid submission starts the run and opens its page."""
     version = _version_for(request)
     if version is None:
-        pipelines = Pipeline.objects.filter(team=request.team).order_by("name")
+        pipelines = Pipeline.objects.filter(team=request.team, internal=False).order_by("name")
         return render(request, "dashboard/runs/start.html", {"pipelines": pipelines})
     try:
         spec = parse_spec(version.spec)
