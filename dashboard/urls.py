@@ -19,4 +19,5 @@ urlpatterns = [
     path("review/", include("dashboard.views.review")),
     path("tools/", include("dashboard.views.tools")),
     path("usage/", include("dashboard.views.usage")),
+    path("evals/", include("dashboard.views.evals")),
 ]

@@ -40,3 +40,11 @@ def start_scheduled_run_task(schedule_id: int) -> int | None:
 
     run = do_start_scheduled_run(schedule_id)
     return run.pk if run else None
+
+
+@shared_task(ignore_result=True)
+def execute_eval_task(eval_run_id: int) -> str:
+    """Run an eval run's cases on this worker (its runs execute here, through the gateway)."""
+    from orchestrator.evals.harness import execute_eval_run
+
+    return asyncio.run(execute_eval_run(eval_run_id)).status

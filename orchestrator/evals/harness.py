@@ -275,3 +275,24 @@ async def judge(suite: EvalSuite, case: EvalCase, output: Any) -> Verdict:
         team_id=suite.team_id, agent=agent, provider=agent.provider, model=agent.model, step_key=f"eval:{case.name}",
         input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, cost_usd=Decimal(called.cost_usd))
     return parse_judge_reply(called.response.text)
+
+
+def submit_eval_run(eval_run_id: int) -> None:
+    """Hand an eval run to the configured runner: a Celery worker, or this process's background loop."""
+    from django.conf import settings
+
+    if settings.RUNNER == "celery":
+        from orchestrator.tasks import execute_eval_task
+
+        transaction.on_commit(lambda: execute_eval_task.delay(eval_run_id))
+        return
+    from mcpgateway.background import submit
+
+    def report(future) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            log.error("eval run %s failed", eval_run_id, exc_info=future.exception())
+
+    def start() -> None:
+        submit(execute_eval_run(eval_run_id)).add_done_callback(report)
+
+    transaction.on_commit(start)
