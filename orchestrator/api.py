@@ -24,13 +24,13 @@ from ninja import Header, Query, Router, Status
 from mcpgateway.api_caller import Caller
 from orchestrator.actions import (
     do_cancel_run,
-    do_create_agent,
     do_create_pipeline,
     do_decide_review,
     do_resume_run,
     do_save_pipeline_version,
     do_start_run,
 )
+from orchestrator.actions.agents import do_save_agent
 from orchestrator.actions.errors import ActionError, Conflict
 from orchestrator.actions.limits import do_delete_limit, do_save_limit
 from orchestrator.events import event_payload, register_consumer_loop, run_group
@@ -85,7 +85,7 @@ def list_agents(request: HttpRequest):
 @router.post("/agents", response={201: AgentOut}, tags=["agents"])
 def create_agent(request: HttpRequest, body: AgentIn):
     team_id = caller(request).require("admin", "builder").team_id
-    return Status(201, do_create_agent(Team.objects.get(pk=team_id), **body.dict()))
+    return Status(201, do_save_agent(Team.objects.get(pk=team_id), body.dict()))
 
 
 @router.get("/agents/{agent_id}", response=AgentOut, tags=["agents"])
@@ -96,15 +96,8 @@ def get_agent(request: HttpRequest, agent_id: int):
 @router.patch("/agents/{agent_id}", response=AgentOut, tags=["agents"])
 def update_agent(request: HttpRequest, agent_id: int, body: AgentPatch):
     agent = get_object_or_404(Agent, pk=agent_id, team_id=caller(request).require("admin", "builder").team_id)
-    changes = body.dict(exclude_unset=True)
-    from orchestrator.providers import PROVIDERS
-
-    if "provider" in changes and changes["provider"] not in PROVIDERS:
-        raise ActionError(f"unknown provider {changes['provider']!r}; one of {', '.join(sorted(PROVIDERS))}", "provider")
-    for name, value in changes.items():
-        setattr(agent, name, value)
-    agent.save()
-    return agent
+    changes = {k: v for k, v in body.dict(exclude_unset=True).items() if v is not None or k == "temperature"}
+    return do_save_agent(agent.team, changes, agent)
 
 
 @router.delete("/agents/{agent_id}", response={204: None}, tags=["agents"])

@@ -30,6 +30,8 @@ class AgentIn(Schema):
     max_tokens: int = Field(1024, ge=1, le=200_000)
     max_turns: int = Field(8, ge=1, le=100)
     options: dict[str, Any] = Field(default_factory=dict)
+    defences: dict[str, Any] = Field(default_factory=dict, description=(
+        "Prompt-injection defences: spotlight (bool), detector (off|rules|classifier), confirm_tools, taint_allowed_tools."))
 
 
 class AgentPatch(Schema):
@@ -41,6 +43,7 @@ class AgentPatch(Schema):
     max_tokens: int | None = Field(None, ge=1, le=200_000)
     max_turns: int | None = Field(None, ge=1, le=100)
     options: dict[str, Any] | None = None
+    defences: dict[str, Any] | None = None
 
 
 class AgentOut(Schema):
@@ -54,6 +57,7 @@ class AgentOut(Schema):
     max_tokens: int
     max_turns: int
     options: dict[str, Any]
+    defences: dict[str, Any]
     updated_at: datetime
 
 

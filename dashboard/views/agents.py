@@ -34,6 +34,10 @@ class AgentForm(forms.Form):
     options = forms.CharField(widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false"}), required=False,
                               initial="{}", help_text="A JSON object: base_url, api_key_env, or the scripted provider's script.")
 
+    defences = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}), required=False,
+                               initial="{}", help_text='Prompt-injection defences, a JSON object: {"spotlight": true, '
+                               '"detector": "rules", "taint_allowed_tools": ["…"], "confirm_tools": ["…"]}.')
+
     def __init__(self, *args: Any, editing: Agent | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.fields["provider"].choices = provider_choices()
@@ -41,8 +45,14 @@ class AgentForm(forms.Form):
             self.fields["name"].disabled = True
             self.fields["name"].help_text = "Pipelines and grants refer to the agent by name; it cannot change."
 
+    def clean_defences(self) -> Any:
+        return self._json("defences")
+
     def clean_options(self) -> Any:
-        text = self.cleaned_data["options"].strip() or "{}"
+        return self._json("options")
+
+    def _json(self, field: str) -> Any:
+        text = self.cleaned_data[field].strip() or "{}"
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
@@ -52,7 +62,8 @@ class AgentForm(forms.Form):
 def _initial(agent: Agent) -> dict[str, Any]:
     return {"name": agent.name, "description": agent.description, "provider": agent.provider, "model": agent.model,
             "system_prompt": agent.system_prompt, "temperature": agent.temperature, "max_tokens": agent.max_tokens,
-            "max_turns": agent.max_turns, "options": json.dumps(agent.options or {}, indent=2, ensure_ascii=False)}
+            "max_turns": agent.max_turns, "options": json.dumps(agent.options or {}, indent=2, ensure_ascii=False),
+            "defences": json.dumps(agent.defences or {}, indent=2, ensure_ascii=False)}
 
 
 @team_view()

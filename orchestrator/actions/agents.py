@@ -14,12 +14,13 @@ from django.db import transaction
 
 from orchestrator.actions.errors import ActionError
 from orchestrator.actions.teams import do_create_agent
+from orchestrator.engine.defences import DefenceError, Defences
 from orchestrator.engine.errors import ProviderError
 from orchestrator.models import Agent, Team
 from orchestrator.providers import PROVIDERS
 
 AGENT_FIELDS = ("name", "description", "provider", "model", "system_prompt", "temperature", "max_tokens", "max_turns",
-                "options")
+                "options", "defences")
 NAME = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
 
 
@@ -60,6 +61,11 @@ def check_agent(team: Team, fields: dict[str, Any], agent: Agent | None = None) 
         if field in fields and not 1 <= fields[field] <= top:
             raise ActionError(f"{field.replace('_', ' ')} is between 1 and {top:,}", field)
     check_options(provider, fields.get("options", agent.options if agent else {}))
+    if "defences" in fields:
+        try:
+            fields["defences"] = Defences.parse(fields["defences"]).model_dump(exclude_defaults=True, mode="json")
+        except DefenceError as exc:
+            raise ActionError(str(exc), "defences") from None
     return fields
 
 

@@ -86,3 +86,26 @@ def test_the_rules_detector_and_bad_settings():
         Defences.parse({"spotlight": "sometimes"})
     with pytest.raises(DefenceError, match=r"defences\.shield"):
         Defences.parse({"shield": True})
+
+
+def test_agents_take_defences_through_the_api_and_the_form(team, owner):
+    from django.test import Client
+
+    from mcpgateway.actions.access import do_create_api_key
+
+    _, token = do_create_api_key(team.pk, "k", user=owner, scopes=["read", "run", "admin"])
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+    bad = api.post("/api/v1/agents", {"name": "guarded", "defences": {"detector": "magic"}}, content_type="application/json")
+    assert bad.status_code in (400, 422) and "unknown detector" in bad.content.decode()
+    good = api.post("/api/v1/agents", {"name": "guarded", "defences": {"spotlight": True, "confirm_tools": ["x__send"]}},
+                    content_type="application/json")
+    assert good.status_code == 201, good.content
+    assert good.json()["defences"] == {"spotlight": True, "confirm_tools": ["x__send"]}
+
+    browser = Client()
+    browser.force_login(owner)
+    agent_id = good.json()["id"]
+    page = browser.post(f"/agents/{agent_id}/edit/", {"description": "", "provider": "scripted", "model": "scripted-1",
+                                                      "max_tokens": 1024, "max_turns": 8, "options": "{}",
+                                                      "defences": '{"spotlight": "maybe"}'})
+    assert page.status_code == 400 and "defences.spotlight" in page.content.decode()
