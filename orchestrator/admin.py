@@ -180,3 +180,38 @@ class ScheduleAdmin(admin.ModelAdmin):
     list_filter = ["enabled"]
     search_fields = ["pipeline__name", "cron"]
     readonly_fields = ["periodic_task", "last_run"]
+
+
+class EvalCaseInline(admin.TabularInline):
+    model = m.EvalCase
+    extra = 0
+    fields = ["position", "name", "input", "expect", "expected_tools", "attack", "tags"]
+
+
+@admin.register(m.EvalSuite)
+class EvalSuiteAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "team", "agent", "pipeline_version", "judge_agent", "concurrency", "updated_at"]
+    list_filter = ["team"]
+    search_fields = ["name", "slug"]
+    inlines = [EvalCaseInline]
+
+
+@admin.register(m.EvalCase)
+class EvalCaseAdmin(admin.ModelAdmin):
+    list_display = ["name", "suite", "position"]
+    list_filter = ["suite"]
+    search_fields = ["name", "suite__name"]
+
+
+@admin.register(m.EvalRun)
+class EvalRunAdmin(ReadOnlyAdmin):
+    list_display = ["__str__", "status", "label", "case_done", "case_total", "created_at", "finished_at"]
+    list_filter = ["status", "suite"]
+    search_fields = ["label", "suite__name"]
+
+
+@admin.register(m.EvalResult)
+class EvalResultAdmin(ReadOnlyAdmin):
+    list_display = ["case", "eval_run", "status", "run"]
+    list_filter = ["status"]
+    search_fields = ["case__name"]

@@ -190,6 +190,9 @@ def seed_demo(password: str | None = None) -> tuple[Team, str, str]:
     ensure_default_prices()
     create_demo_agents(team, use_anthropic=bool(settings.ANTHROPIC_API_KEY))
     create_demo_tools(team)
+    from orchestrator.evals.suite_files import install_injection_suite
+
+    install_injection_suite(team)
     for slug, name, spec in (("code-review", "Code review loop", CODE_PIPELINE),
                              ("code-test", "Write and test in the sandbox", CODE_TEST_PIPELINE),
                              ("market-analysis", "Parallel market analysis", MARKET_PIPELINE)):
