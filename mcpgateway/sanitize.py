@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
-REDACTED = "[REDACTED]"
+
+def redaction_marker(secret: str) -> str:
+    """What replaces a secret: it names the secret's digest, so a record (and a signed trace
+    holding it) still proves which value was there without showing it."""
+    return f"[REDACTED sha256:{hashlib.sha256(secret.encode()).hexdigest()[:16]}]"
 
 
 def redact(value: Any, secrets: list[str]) -> Any:
@@ -15,7 +20,7 @@ def redact(value: Any, secrets: list[str]) -> Any:
     if isinstance(value, str):
         for secret in secrets:
             if secret in value:
-                value = value.replace(secret, REDACTED)
+                value = value.replace(secret, redaction_marker(secret))
         return value
     if isinstance(value, dict):
         return {k: redact(v, secrets) for k, v in value.items()}

@@ -19,7 +19,7 @@ from django.db.models.functions import TruncDate
 from django.http import HttpRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from ninja import Header, Query, Router, Status
+from ninja import Body, Header, Query, Router, Status
 
 from mcpgateway.api_caller import Caller
 from orchestrator.actions import (
@@ -60,6 +60,7 @@ from orchestrator.schemas import (
     RunIn,
     RunOut,
     StepOut,
+    TraceVerifyOut,
     UsageOut,
     VersionIn,
     VersionOut,
@@ -398,3 +399,24 @@ def usage(request: HttpRequest, days: int = Query(30, ge=1, le=366), agent: int 
         input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"), cost_usd=Sum("cost_usd"), calls=Count("id"),
     ).order_by("day")
     return [{**g, "day": g["day"].isoformat()} for g in grouped]
+
+
+@router.get("/runs/{run_id}/trace", response=dict[str, Any], tags=["traces"])
+def run_trace(request: HttpRequest, run_id: int):
+    """The run's signed, self-contained trace (see `POST /traces/verify`)."""
+    from orchestrator.trace_files import export_trace
+
+    run = _team_run(caller(request).require("read"), run_id)
+    return export_trace(Run.objects.select_related("pipeline_version__pipeline").get(pk=run.pk))
+
+
+TRACE_BODY = Body(..., description="A trace file as exported.")
+
+
+@router.post("/traces/verify", response=TraceVerifyOut, tags=["traces"])
+def verify_trace_file(request: HttpRequest, body: dict[str, Any] = TRACE_BODY):
+    """Check a trace file: event chain, counts, chain head and the instance's signature."""
+    from orchestrator.trace_files import verify_trace
+
+    caller(request).require("read")
+    return verify_trace(body).to_dict()

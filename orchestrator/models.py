@@ -612,3 +612,23 @@ class EvalResult(models.Model):
     def __str__(self) -> str:
         return f"{self.case} {self.status}"
 
+
+
+class SigningKey(models.Model):
+    """The instance's Ed25519 key for signed trace exports (generated on first use).
+
+    The private key is stored encrypted (the gateway's secret encryption); the public key is
+    served at /.well-known/agentdeck/trace-keys.json so anyone can check an exported trace.
+    """
+
+    kid = models.CharField(max_length=32, unique=True)
+    public_key = models.CharField(max_length=64, help_text="Raw Ed25519 public key, base64.")
+    private_key_encrypted = models.TextField()
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.kid

@@ -201,3 +201,11 @@ class LimitOut(Schema):
     pipeline: int | None = Field(None, alias="pipeline_id")
     api_key_id: int | None
     user: int | None = Field(None, alias="user_id")
+
+
+class TraceVerifyOut(Schema):
+    ok: bool
+    problems: list[str]
+    first_broken: str | None = Field(None, description="The first broken link: `event #N`, `chain_head`, `counts.*`, `signature`.")
+    counts: dict[str, int]
+    signed_by: str | None

@@ -18,6 +18,16 @@ def index(request: HttpRequest) -> HttpResponse:
     return redirect("runs")
 
 
+def trace_keys(request: HttpRequest) -> JsonResponse:
+    """The public keys signed trace exports can be checked with."""
+    from orchestrator.trace_files import public_keys, signing_key
+
+    if not public_keys():
+        signing_key()
+    keys = [{"kid": kid, "alg": "Ed25519", "public_key": value} for kid, value in public_keys().items()]
+    return JsonResponse({"keys": keys})
+
+
 def healthz(request: HttpRequest) -> HttpResponse:
     """Liveness: the process answers."""
     return HttpResponse("ok", content_type="text/plain")

@@ -8,6 +8,8 @@ Each view parses the request, calls one query (`dashboard.runs`) or one action
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -23,7 +25,16 @@ from orchestrator.actions import do_cancel_run, do_resume_run, do_start_run
 from orchestrator.actions.errors import ActionError
 from orchestrator.engine.errors import SpecError
 from orchestrator.engine.spec import parse_spec
-from orchestrator.models import ACTIVE_RUN_STATUSES, Pipeline, PipelineVersion, Role, Run, RunStatus
+from orchestrator.events import verify_chain
+from orchestrator.models import (
+    ACTIVE_RUN_STATUSES,
+    Pipeline,
+    PipelineVersion,
+    Role,
+    Run,
+    RunEvent,
+    RunStatus,
+)
 
 
 def _is_fragment(request: HttpRequest) -> bool:
@@ -110,7 +121,20 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     # rendered and sent again, never missed.
     after = run.last_seq
     tree = build_run_tree(run)
-    return render(request, "dashboard/runs/detail.html", {**_run_context(request, run), "tree": tree, "after": after})
+    chain = verify_chain(RunEvent.objects.filter(run=run).order_by("seq")) if run.is_finished else None
+    return render(request, "dashboard/runs/detail.html", {**_run_context(request, run), "tree": tree, "after": after,
+                                                          "chain": chain})
+
+
+@team_view()
+def run_trace(request: HttpRequest, pk: int) -> HttpResponse:
+    """The run's signed trace file (verify it with `manage.py trace verify` or POST /api/v1/traces/verify)."""
+    from orchestrator.trace_files import export_trace
+
+    run = _run_of_team(request, pk)
+    response = HttpResponse(json.dumps(export_trace(run), indent=1, ensure_ascii=False), content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.trace.json"'
+    return response
 
 
 @team_view()
@@ -154,4 +178,5 @@ urlpatterns = [
     path("<int:pk>/fragments/", run_fragments, name="run-fragments"),
     path("<int:pk>/cancel/", run_cancel, name="run-cancel"),
     path("<int:pk>/resume/", run_resume, name="run-resume"),
+    path("<int:pk>/trace.json", run_trace, name="run-trace"),
 ]

@@ -16,6 +16,7 @@ from mcpgateway.actions.access import do_grant
 from mcpgateway.actions.servers import do_save_server
 from mcpgateway.dispatch import Gateway
 from mcpgateway.models import AuditEntry, Tool, ToolApproval, ToolStatus
+from mcpgateway.sanitize import redaction_marker
 from mcpgateway.types import ApprovalRequired, Principal, ToolDenied, ToolInvocation
 from tests.conftest import start_servers
 from tests.mcpgateway.conftest import agent
@@ -96,7 +97,7 @@ def test_it_redacts_server_secrets_from_results_and_audit(gateway_runtime):
     result = call(agent("a"), "env__getenv", {"name": "API_TOKEN"})
     echo_back = call(agent("a"), "env__getenv", {"name": "tok-very-secret-42"})
 
-    assert "tok-very-secret-42" not in result.content and "[REDACTED]" in result.content
+    assert "tok-very-secret-42" not in result.content and redaction_marker("tok-very-secret-42") in result.content
     assert "tok-very-secret-42" not in str(result.data)
     assert echo_back.content == ""
     for row in AuditEntry.objects.all():
