@@ -51,6 +51,15 @@ def envsecret(name: str, default: str = "") -> str:
 VAR_DIR = Path(envstr("AGENTDECK_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
+# Prometheus multiprocess mode: every process (web, Celery workers, CLI) writes its counters
+# into this folder and /metrics adds them up. It must be set before prometheus_client loads,
+# and be shared by the processes that should report together (one host, or a shared volume).
+PROMETHEUS_MULTIPROC_DIR = envstr("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "prometheus"))
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", PROMETHEUS_MULTIPROC_DIR)
+Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+# Scrapers send `Authorization: Bearer <METRICS_TOKEN>`; staff sessions may always read /metrics.
+METRICS_TOKEN = envsecret("METRICS_TOKEN")
+
 
 def _embedded_secret_key() -> str:
     """A per-install random key kept in var/, so sessions survive restarts of `make run`."""

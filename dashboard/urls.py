@@ -8,6 +8,7 @@ from dashboard.views import home
 urlpatterns = [
     path("", home.index, name="home"),
     path("healthz", home.healthz, name="healthz"),
+    path("metrics", home.metrics, name="metrics"),
     path(".well-known/agentdeck/trace-keys.json", home.trace_keys, name="trace-keys"),
     path("readyz", home.readyz, name="readyz"),
     path("schemas/pipeline-spec.json", home.spec_schema, name="spec-schema"),

@@ -23,6 +23,7 @@ from config.db_writer import run_write
 from config.sql_rows import insert_rows
 from mcpgateway import catalogue
 from mcpgateway.catalogue import Entry, GrantRow
+from mcpgateway.metrics import observe_call
 from mcpgateway.models import AuditEntry, CallStatus, PrincipalKind, ToolApproval
 from mcpgateway.ratelimit import gateway_writes, get_limiter
 from mcpgateway.runtime import get_runtime
@@ -215,6 +216,7 @@ class _Audit:
             "latency_ms": round((time.perf_counter() - self.started) * 1000, 3),
             "grant_id": self.grant.id if self.grant else None, "created_at": timezone.now(),
         }
+        observe_call(row["server_name"], row["tool_name"], status, row["latency_ms"])
         await gateway_writes.submit("audit", row)
 
 

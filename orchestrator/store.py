@@ -32,6 +32,7 @@ from orchestrator.engine.store import (
     Write,
 )
 from orchestrator.events import build_events, event_payload, publish
+from orchestrator.metrics import RunObserver
 from orchestrator.models import (
     Agent,
     LedgerEntry,
@@ -77,6 +78,7 @@ class DjangoRunStore:
         self._known_steps: set[str] = set()
         self._team_id: int | None = None
         self._pipeline_id: int | None = None
+        self._metrics: RunObserver | None = None
 
     # --- loading -------------------------------------------------------------------------
 
@@ -84,10 +86,11 @@ class DjangoRunStore:
         return await sync_to_async(self._load, thread_sensitive=True)()
 
     def _load(self) -> RunState:
-        run = Run.objects.select_related("pipeline_version").get(pk=self.run_id)
+        run = Run.objects.select_related("pipeline_version__pipeline").get(pk=self.run_id)
         self._agents = dict(Agent.objects.filter(team_id=run.team_id).values_list("name", "id"))
         self._team_id = run.team_id
         self._pipeline_id = run.pipeline_version.pipeline_id
+        self._metrics = RunObserver(run.pipeline_version.pipeline.slug)
         state = RunState(input_tokens=run.input_tokens, output_tokens=run.output_tokens, cost_usd=str(run.cost_usd))
         for step in StepRun.objects.filter(run_id=self.run_id):
             state.steps[step.key] = StepRecord(step.key, step.status, step.attempt, step.output, step.error)
@@ -138,6 +141,8 @@ class DjangoRunStore:
             self._writes, self._events = [], []
             payloads, cancel = await run_write(self._commit, writes, events)
         if payloads:
+            if self._metrics is not None:
+                self._metrics.observe(payloads)
             for listener in self.listeners:
                 for payload in payloads:
                     listener(payload)

@@ -55,3 +55,31 @@ def switch_team(request: HttpRequest) -> HttpResponse:
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         target = "/"
     return redirect(target)
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics of every process sharing PROMETHEUS_MULTIPROC_DIR, plus database gauges.
+
+    Needs `Authorization: Bearer <METRICS_TOKEN>` or a staff session."""
+    from django.conf import settings
+    from prometheus_client import (
+        CONTENT_TYPE_LATEST,
+        CollectorRegistry,
+        generate_latest,
+        multiprocess,
+    )
+
+    from orchestrator.metrics import DatabaseCollector
+
+    token = settings.METRICS_TOKEN
+    header = request.headers.get("Authorization", "")
+    allowed = (bool(token) and header == f"Bearer {token}") or (request.user.is_authenticated and request.user.is_staff)
+    if not allowed:
+        response = HttpResponse("metrics need a bearer token (METRICS_TOKEN) or a staff login\n", status=401,
+                                content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    registry.register(DatabaseCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

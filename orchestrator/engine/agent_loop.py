@@ -157,7 +157,7 @@ async def _call_model(engine: Engine, step: AgentStep, key: str, attempt: int, t
     totals.output_tokens += usage.output_tokens
     store.stage(UsageWrite(key, agent.name, agent.provider, agent.model, usage.input_tokens, usage.output_tokens, str(result.cost_usd)))
     store.emit("llm.finished", {
-        "agent": agent.name, "model": response.model, "turn": turn, "attempt": attempt,
+        "agent": agent.name, "provider": agent.provider, "model": response.model, "turn": turn, "attempt": attempt,
         "text": _capped(response.text),
         "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls],
         "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,

@@ -45,8 +45,11 @@ def _worker_env(tmp: Path) -> dict[str, str]:
 
 
 class Workers:
-    def __init__(self, tmp: Path, count: int):
+    def __init__(self, tmp: Path, count: int, *, gateway: bool = False):
+        """`count` worker processes; with `gateway`, their runs call tools through the real gateway."""
         self.env = _worker_env(tmp)
+        if gateway:
+            self.env.pop("AGENTDECK_TOOLBOX")
         self.procs = [subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "-n", f"w{i}@%h", "-l", "warning"],
             cwd=settings.BASE_DIR, env=self.env, stdout=open(tmp / f"worker{i}.log", "w"), stderr=subprocess.STDOUT)

@@ -1,0 +1,22 @@
+"""The gateway's Prometheus metrics, recorded where each call's audit row is written."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+from mcpgateway.models import CallStatus
+
+TOOL_CALLS = Counter("agentdeck_tool_calls", "Tool calls through the gateway.", ["server", "tool", "status"])
+TOOL_SECONDS = Histogram("agentdeck_tool_call_duration_seconds", "Gateway tool-call latency, dispatch included.",
+                         ["server", "tool"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+GRANT_DENIALS = Counter("agentdeck_grant_denials", "Tool calls refused for want of a grant.", ["tool"])
+RATE_LIMITED = Counter("agentdeck_rate_limit_rejections", "Tool calls refused by a rate limit.", ["tool"])
+
+
+def observe_call(server: str, tool: str, status: str, latency_ms: float) -> None:
+    TOOL_CALLS.labels(server or "-", tool, status).inc()
+    TOOL_SECONDS.labels(server or "-", tool).observe(latency_ms / 1000)
+    if status == CallStatus.DENIED:
+        GRANT_DENIALS.labels(tool).inc()
+    elif status == CallStatus.RATE_LIMITED:
+        RATE_LIMITED.labels(tool).inc()
