@@ -96,6 +96,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.TracingMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -232,7 +233,7 @@ LOGGING = {
 }
 
 # The built-in sandbox tool server (issue 7): these become its command-line flags when
-# `seed_demo` / `make run` (or `manage.py install_sandbox`) creates the `sandbox` server;
+# `seed_demo` / `make run` (or `mcpgateway.actions.sandbox.do_install_sandbox`) creates the `sandbox` server;
 # afterwards the server row's args are the truth (editable on the Tools page or by import).
 # The engine sandbox containers run on (the docker SDK's variable; default: the local socket).
 SANDBOX_DOCKER_HOST = envstr("DOCKER_HOST")

@@ -19,6 +19,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from config import tracing
 from config.db_writer import run_write
 from config.sql_rows import insert_rows
 from mcpgateway import catalogue
@@ -75,6 +76,11 @@ class Gateway:
         return [e.spec for e in (await self._snapshot(principal.team_id)).visible(principal)]
 
     async def call_tool(self, invocation: ToolInvocation) -> ToolResult:
+        with tracing.span("mcpgateway.dispatch", {"gen_ai.tool.name": invocation.name, "gen_ai.tool.call.id": invocation.call_id or None,
+                                                 "agentdeck.run.id": invocation.run_id, "agentdeck.agent": invocation.principal.agent}):
+            return await self._dispatch(invocation)
+
+    async def _dispatch(self, invocation: ToolInvocation) -> ToolResult:
         started = time.perf_counter()
         principal = invocation.principal
         self._check_team(principal)
@@ -99,8 +105,13 @@ class Gateway:
                 return ToolResult(content=f"The call was not approved: {verdict}", is_error=True)
         runtime = get_runtime()
         try:
-            upstream = await runtime.call_tool(entry.upstream, entry.tool_name, invocation.arguments, entry.timeout_s,
-                                               caller_meta(invocation, grant) if entry.caller_context else None)
+            with tracing.span(f"execute_tool {invocation.name}", {
+                    "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": invocation.name,
+                    "gen_ai.tool.call.id": invocation.call_id or None, "mcp.method.name": "tools/call",
+                    "agentdeck.server": entry.server_name}, kind="client"):
+                meta = {**(caller_meta(invocation, grant) if entry.caller_context else {}), **tracing.current_traceparent()}
+                upstream = await runtime.call_tool(entry.upstream, entry.tool_name, invocation.arguments, entry.timeout_s,
+                                                   meta or None)
         except UpstreamTimeout:
             await audit.write(CallStatus.TIMEOUT, error=f"no answer within {entry.timeout_s}s")
             return ToolResult(content=f"Tool {invocation.name} timed out after {entry.timeout_s}s", is_error=True)

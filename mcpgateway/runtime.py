@@ -14,6 +14,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
+from config import tracing
 from config.db_writer import run_write
 from mcpgateway.background import on_background, submit
 from mcpgateway.upstream.config import (
@@ -165,7 +166,8 @@ class GatewayRuntime:
                 await self.supervisor.wait_up(upstream, self._configs[upstream].connect_timeout_s)
             except UpstreamTimeout as exc:
                 raise UpstreamUnavailable(str(exc)) from None
-        return await self.supervisor.call_tool(upstream, tool, arguments, timeout_s, meta)
+        with tracing.attached(meta):  # the SDK's own client span nests under the caller's execute_tool
+            return await self.supervisor.call_tool(upstream, tool, arguments, timeout_s, meta)
 
     def redactions(self, upstream: str) -> list[str]:
         return self._redactions.get(upstream, [])

@@ -24,6 +24,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from config import tracing
 from config.db_writer import run_write
 from mcpgateway.types import Toolbox
 from orchestrator.actions.runs import do_fail_run
@@ -91,7 +92,7 @@ def _claim(run_id: int, owner: str) -> Prepared | None:
     if not claimed:
         return None
     Run.objects.filter(pk=run_id, started_at__isnull=True).update(started_at=timezone.now())
-    run = Run.objects.select_related("pipeline_version").get(pk=run_id)
+    run = Run.objects.select_related("pipeline_version__pipeline").get(pk=run_id)
     spec = parse_spec(run.pipeline_version.spec)
     names = spec.agent_names()
     agents = {
@@ -139,7 +140,12 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
     _in_hand.add(owner)
     heartbeat = asyncio.create_task(_renew_lease(run.pk, owner))
     try:
-        outcome = await engine.run(run_input)
+        with tracing.span(f"run {run.pipeline_version.pipeline.slug}", {
+                "gen_ai.operation.name": "invoke_workflow", "agentdeck.run.id": run.pk,
+                "agentdeck.pipeline": run.pipeline_version.pipeline.slug, "agentdeck.worker": owner},
+                parent=tracing.context_from(run.trace_context)) as run_span:
+            outcome = await engine.run(run_input)
+            tracing.set_attributes(run_span, {"agentdeck.run.status": outcome.status if outcome else None})
         _in_hand.discard(owner)  # only a finished stop lets go; a shutdown leaves it for hand_back_runs
         return outcome
     except Exception as exc:

@@ -149,6 +149,8 @@ class Run(models.Model):
     cancel_requested = models.BooleanField(default=False)
     # Effective budget: the spec's limits, raised by a reviewer when a budget pause is resumed.
     limits = models.JSONField(default=dict, blank=True)
+    # W3C trace context of the request that started the run: every execution continues its trace.
+    trace_context = models.JSONField(default=dict, blank=True)
     # Tokens and cost so far, kept in step with UsageRecord rows in the same transactions.
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)

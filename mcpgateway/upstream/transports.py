@@ -14,6 +14,7 @@ line by line to the `mcpgateway.upstream.stderr` logger, never to the terminal.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
@@ -219,7 +220,25 @@ def _http_client(config: UpstreamConfig) -> httpx2.AsyncClient:
     # call deadlines are enforced by the session, so never cut a long call short here.
     read_timeout = max(_HTTP_READ_TIMEOUT_S, config.call_timeout_s + 5)
     timeout = httpx2.Timeout(config.connect_timeout_s, read=read_timeout)
-    return httpx2.AsyncClient(headers=dict(config.headers), timeout=timeout)
+    return httpx2.AsyncClient(headers=dict(config.headers), timeout=timeout, event_hooks={"request": [_traceparent_header]})
+
+
+async def _traceparent_header(request: httpx2.Request) -> None:
+    """Lift a request's `_meta.traceparent` (put there by dispatch when tracing is on) into the
+    W3C `traceparent` header, so HTTP upstreams and proxies continue the trace."""
+    try:
+        body = request.content
+    except httpx2.RequestNotRead:  # a streamed body: nothing to look into
+        return
+    if not body or b'"traceparent"' not in body:
+        return
+    try:
+        meta = json.loads(body).get("params", {}).get("_meta", {})
+    except (ValueError, AttributeError):
+        return
+    for key in ("traceparent", "tracestate"):
+        if isinstance(meta.get(key), str):
+            request.headers[key] = meta[key]
 
 
 @asynccontextmanager

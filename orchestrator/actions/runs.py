@@ -8,6 +8,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from config.tracing import current_traceparent
 from orchestrator.actions.errors import ActionError, Conflict
 from orchestrator.engine.spec import PipelineSpec, parse_spec
 from orchestrator.events import send_event_on_commit
@@ -55,7 +56,8 @@ def do_start_run(version: PipelineVersion, run_input: Any, user: AbstractBaseUse
         Team.objects.select_for_update().filter(pk=version.pipeline.team_id).first()  # one start at a time per team
         check_concurrent_runs(version, user.pk if user else None, api_key_id)
         run = Run.objects.create(team_id=version.pipeline.team_id, pipeline_version=version, input=checked,
-                                 created_by=user, api_key_id=api_key_id, limits=spec.limits.model_dump(exclude_none=True))
+                                 created_by=user, api_key_id=api_key_id, limits=spec.limits.model_dump(exclude_none=True),
+                                 trace_context=current_traceparent())
         send_event_on_commit(run, "run.queued", {"pipeline": version.pipeline.slug, "version": version.number,
                                                  "by": user.get_username() if user else None})
         if submit:

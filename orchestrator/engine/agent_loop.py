@@ -11,6 +11,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
+from config import tracing
 from mcpgateway.types import ApprovalRequired, Principal, ToolDenied, ToolInvocation
 from orchestrator.engine.defences import (
     SPOTLIGHT_NOTICE,
@@ -67,6 +68,14 @@ class AttemptTotals:
 
 async def run_agent_attempt(engine: Engine, step: AgentStep, key: str, attempt: int, prompt: str, totals: AttemptTotals) -> Any:
     """Run one attempt; return the step output. The final model turn is staged, not committed."""
+    agent = engine.agents[step.agent]
+    with tracing.span(f"invoke_agent {agent.name}", {
+            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": agent.name, "gen_ai.provider.name": agent.provider,
+            "gen_ai.request.model": agent.model, "agentdeck.step": key, "agentdeck.attempt": attempt}):
+        return await _attempt(engine, step, key, attempt, prompt, totals)
+
+
+async def _attempt(engine: Engine, step: AgentStep, key: str, attempt: int, prompt: str, totals: AttemptTotals) -> Any:
     agent = engine.agents[step.agent]
     store = engine.store
     ledger = engine.state.ledger.get((key, attempt), [])
@@ -150,7 +159,14 @@ async def _call_model(engine: Engine, step: AgentStep, key: str, attempt: int, t
         store.emit_ephemeral("llm.delta", {"turn": turn, "text": text}, key)
 
     started = time.perf_counter()
-    result = await engine.models.complete(agent, request, on_delta)
+    with tracing.span(f"chat {agent.model}", {"gen_ai.operation.name": "chat", "gen_ai.provider.name": agent.provider,
+                                               "gen_ai.request.model": agent.model, "gen_ai.request.max_tokens": request.max_tokens,
+                                               "gen_ai.agent.name": agent.name}, kind="client") as chat:
+        result = await engine.models.complete(agent, request, on_delta)
+        tracing.set_attributes(chat, {
+            "gen_ai.response.model": result.response.model, "gen_ai.usage.input_tokens": result.response.usage.input_tokens,
+            "gen_ai.usage.output_tokens": result.response.usage.output_tokens,
+            "gen_ai.response.finish_reasons": [result.response.stop_reason] if result.response.stop_reason else None})
     response = result.response
     usage = response.usage
     totals.input_tokens += usage.input_tokens

@@ -45,9 +45,9 @@ def _worker_env(tmp: Path) -> dict[str, str]:
 
 
 class Workers:
-    def __init__(self, tmp: Path, count: int, *, gateway: bool = False):
+    def __init__(self, tmp: Path, count: int, *, gateway: bool = False, env: dict[str, str] | None = None):
         """`count` worker processes; with `gateway`, their runs call tools through the real gateway."""
-        self.env = _worker_env(tmp)
+        self.env = {**_worker_env(tmp), **(env or {})}
         if gateway:
             self.env.pop("AGENTDECK_TOOLBOX")
         self.procs = [subprocess.Popen(
