@@ -81,6 +81,7 @@ bench: install npm-peers
 	$(BIN)/python tests/bench/bench_runs_list.py
 	$(BIN)/python tests/bench/bench_celery.py
 	$(BIN)/python tests/bench/bench_memory.py
+	env -u OTEL_EXPORTER_OTLP_ENDPOINT $(BIN)/python tests/bench/bench_tracing.py
 	$(MAKE) --no-print-directory sandbox-engine
 	$(BIN)/python tests/bench/bench_sandbox.py
 
