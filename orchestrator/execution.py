@@ -24,7 +24,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from config import tracing
+from config import log_context, tracing
 from config.db_writer import run_write
 from mcpgateway.types import Toolbox
 from orchestrator.actions.runs import do_fail_run
@@ -139,6 +139,7 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
     run_input: dict[str, Any] = run.input or {}
     _in_hand.add(owner)
     heartbeat = asyncio.create_task(_renew_lease(run.pk, owner))
+    log_context.run_id.set(run.pk)
     try:
         with tracing.span(f"run {run.pipeline_version.pipeline.slug}", {
                 "gen_ai.operation.name": "invoke_workflow", "agentdeck.run.id": run.pk,

@@ -11,7 +11,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from config import tracing
+from config import log_context, tracing
 from mcpgateway.types import ApprovalRequired, Principal, ToolDenied, ToolInvocation
 from orchestrator.engine.defences import (
     SPOTLIGHT_NOTICE,
@@ -69,6 +69,7 @@ class AttemptTotals:
 async def run_agent_attempt(engine: Engine, step: AgentStep, key: str, attempt: int, prompt: str, totals: AttemptTotals) -> Any:
     """Run one attempt; return the step output. The final model turn is staged, not committed."""
     agent = engine.agents[step.agent]
+    log_context.step_key.set(key)
     with tracing.span(f"invoke_agent {agent.name}", {
             "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": agent.name, "gen_ai.provider.name": agent.provider,
             "gen_ai.request.model": agent.model, "agentdeck.step": key, "agentdeck.attempt": attempt}):
