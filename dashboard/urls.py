@@ -22,4 +22,5 @@ urlpatterns = [
     path("tools/", include("dashboard.views.tools")),
     path("usage/", include("dashboard.views.usage")),
     path("evals/", include("dashboard.views.evals")),
+    path("observability/", include("dashboard.views.observability")),
 ]
