@@ -6,7 +6,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends nodejs npm \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 agentdeck \
- && mkdir -p /var/lib/agentdeck && chown agentdeck /var/lib/agentdeck
+ && mkdir -p /var/lib/agentdeck /var/lib/agentdeck-metrics \
+ && chown agentdeck /var/lib/agentdeck /var/lib/agentdeck-metrics
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
