@@ -215,3 +215,11 @@ class EvalResultAdmin(ReadOnlyAdmin):
     list_display = ["case", "eval_run", "status", "run"]
     list_filter = ["status"]
     search_fields = ["case__name"]
+
+
+@admin.register(m.SigningKey)
+class SigningKeyAdmin(ReadOnlyAdmin):
+    list_display = ["kid", "active", "created_at"]
+    list_filter = ["active"]
+    search_fields = ["kid"]
+    exclude = ["private_key_encrypted"]
