@@ -20,7 +20,7 @@ PATTERNS = [
     re.compile(r"adk_[A-Za-z0-9_\-]{8,}"),
     re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-~+/=]{8,}"),
-    re.compile(r"(?i)\b(password|passwd|secret|token|api[_-]?key)(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&]+)"),
+    re.compile(r"(?i)\b(password|passwd|secret|token|api[_-]?key)(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+)"),
 ]
 SECRET_SETTINGS = ("SECRET_KEY", "ANTHROPIC_API_KEY", "OPENAI_API_KEY", "METRICS_TOKEN", "AGENTDECK_ENCRYPTION_KEY")
 STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -70,4 +70,7 @@ class JsonFormatter(logging.Formatter):
                 data[key] = value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
-        return redact_text(json.dumps(data, ensure_ascii=False, default=str))
+        # Redact the values, then serialise: the line stays valid JSON whatever was redacted.
+        secrets = _known_secrets()
+        clean = {k: redact_text(v, secrets) if isinstance(v, str) else v for k, v in data.items()}
+        return json.dumps(clean, ensure_ascii=False, default=str)

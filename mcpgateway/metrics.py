@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import Counter, Histogram
 
 from mcpgateway.models import CallStatus
 
+log = logging.getLogger(__name__)
 TOOL_CALLS = Counter("agentdeck_tool_calls", "Tool calls through the gateway.", ["server", "tool", "status"])
 TOOL_SECONDS = Histogram("agentdeck_tool_call_duration_seconds", "Gateway tool-call latency, dispatch included.",
                          ["server", "tool"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
@@ -14,6 +17,14 @@ RATE_LIMITED = Counter("agentdeck_rate_limit_rejections", "Tool calls refused by
 
 
 def observe_call(server: str, tool: str, status: str, latency_ms: float) -> None:
+    """Never raises: the audit row that follows must be written whatever happens here."""
+    try:
+        _observe(server, tool, status, latency_ms)
+    except Exception:
+        log.exception("recording tool-call metrics failed")
+
+
+def _observe(server: str, tool: str, status: str, latency_ms: float) -> None:
     TOOL_CALLS.labels(server or "-", tool, status).inc()
     TOOL_SECONDS.labels(server or "-", tool).observe(latency_ms / 1000)
     if status == CallStatus.DENIED:

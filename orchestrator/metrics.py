@@ -4,6 +4,7 @@ time (review queue, runs waiting for a worker, upstream health)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from datetime import datetime
@@ -17,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily
 from mcpgateway.models import ToolServer
 from orchestrator.models import ReviewItem, Run, RunStatus
 
+log = logging.getLogger(__name__)
 RUNS_STARTED = Counter("agentdeck_runs_started", "Runs started (resumes not counted).", ["pipeline"])
 RUNS_FINISHED = Counter("agentdeck_runs_finished", "Runs that stopped, by final status.", ["pipeline", "status"])
 STEP_SECONDS = Histogram("agentdeck_step_duration_seconds", "Step duration by kind and outcome.", ["kind", "status"],
@@ -27,8 +29,8 @@ MODEL_COST = Counter("agentdeck_model_cost_usd", "Model cost in USD.", ["provide
 MODEL_SECONDS = Histogram("agentdeck_model_call_duration_seconds", "Model call latency.", ["provider", "model"],
                           buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160))
 
-FINAL = {"run.succeeded": "succeeded", "run.failed": "failed", "run.cancelled": "cancelled",
-         "run.waiting_review": "waiting_review"}
+# Final stops only: a run that waits for a review finishes later (once).
+FINAL = {"run.succeeded": "succeeded", "run.failed": "failed", "run.cancelled": "cancelled"}
 
 
 class RunObserver:
@@ -39,6 +41,13 @@ class RunObserver:
         self._step_started: dict[str, float] = {}
 
     def observe(self, payloads: Iterable[dict[str, Any]]) -> None:
+        """Never raises: metrics must not fail a step whose state is already committed."""
+        try:
+            self._observe(payloads)
+        except Exception:
+            log.exception("recording run metrics failed")
+
+    def _observe(self, payloads: Iterable[dict[str, Any]]) -> None:
         for event in payloads:
             kind, data = event["type"], event["data"]
             if kind == "run.started":

@@ -138,17 +138,19 @@ def verify_trace(document: Any, keys: dict[str, str] | None = None) -> TraceRepo
 
     try:
         chain = verify_chain(events)
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
         broken("events", f"an event is malformed: missing {exc}")
     else:
         if not chain.ok:
             broken(f"event #{chain.first_broken_seq}", f"event #{chain.first_broken_seq}: {chain.reason}")
-    head = document.get("chain_head") or {}
+    head = document.get("chain_head")
+    head = head if isinstance(head, dict) else {}
     last = events[-1] if events else {}
     if events and (head.get("seq") != last.get("seq") or head.get("hash") != last.get("hash")):
         broken("chain_head", f"the chain ends at event #{last.get('seq')} but the run's head is #{head.get('seq')} "
                              "(events removed from the end, or the head was edited)")
-    declared = document.get("counts") or {}
+    declared = document.get("counts")
+    declared = declared if isinstance(declared, dict) else {}
     for name, actual in report.counts.items():
         if declared.get(name) != actual:
             broken(f"counts.{name}", f"counts.{name} says {declared.get(name)} but the file holds {actual}")
@@ -163,6 +165,9 @@ def _check_signature(document: dict[str, Any], keys: dict[str, str], report: Tra
         broken("signature", "the trace is not signed (no Ed25519 signature)")
         return
     kid = signature.get("kid")
+    if not isinstance(kid, str) or not isinstance(signature.get("value"), str):
+        broken("signature", "the signature's kid and value must be text")
+        return
     if kid not in keys:
         broken("signature", f"signed by a key this instance does not know ({kid!r}): a foreign signature")
         return
@@ -170,7 +175,7 @@ def _check_signature(document: dict[str, Any], keys: dict[str, str], report: Tra
     try:
         public = Ed25519PublicKey.from_public_bytes(base64.b64decode(keys[kid]))
         public.verify(base64.b64decode(signature.get("value", "")), canonical(body).encode())
-    except (InvalidSignature, ValueError):
+    except (InvalidSignature, ValueError, TypeError):
         broken("signature", f"the signature does not match the content (key {kid})")
         return
     report.signed_by = kid

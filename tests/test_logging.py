@@ -63,3 +63,9 @@ def test_redaction_shapes():
     text = redact_text("Authorization: Bearer abc.def-ghi_12345 key adk_0123456789abcdef sk-proj-ABCDEFGH12 password='x y'",
                        secrets=[])
     assert text == "Authorization: Bearer [REDACTED] key [REDACTED] [REDACTED] password=[REDACTED]"
+
+
+def test_lines_stay_valid_json_whatever_is_redacted():
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, 'token=abc123def "quoted" api_key: "k-123456"', (), None)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == 'token=[REDACTED] "quoted" api_key: [REDACTED]'

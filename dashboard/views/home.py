@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
@@ -73,7 +75,8 @@ def metrics(request: HttpRequest) -> HttpResponse:
 
     token = settings.METRICS_TOKEN
     header = request.headers.get("Authorization", "")
-    allowed = (bool(token) and header == f"Bearer {token}") or (request.user.is_authenticated and request.user.is_staff)
+    allowed = (bool(token) and hmac.compare_digest(header.encode(), f"Bearer {token}".encode())) or (
+        request.user.is_authenticated and request.user.is_staff)
     if not allowed:
         response = HttpResponse("metrics need a bearer token (METRICS_TOKEN) or a staff login\n", status=401,
                                 content_type="text/plain")

@@ -20,7 +20,7 @@ from dashboard.access import team_view
 from mcpgateway.models import AuditEntry
 from orchestrator.models import Run, RunEvent, RunStatus, StepRun, UsageRecord
 
-SAMPLE = 5000  # most recent rows per latency series
+SAMPLE = 2000  # most recent rows per latency series (model latency: across models)
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -47,13 +47,14 @@ def observability_data(team_id: int, days: int) -> dict[str, Any]:
                   for d in day_list]
 
     steps: dict[str, list[float]] = defaultdict(list)
-    for kind, started, finished in (StepRun.objects.filter(run__team_id=team_id, started_at__gte=since, finished_at__isnull=False)
-                                    .order_by("-id").values_list("kind", "started_at", "finished_at")[:SAMPLE]):
-        steps[kind].append((finished - started).total_seconds() * 1000)
+    step_rows = StepRun.objects.filter(run__team_id=team_id, started_at__gte=since, finished_at__isnull=False)
+    for kind in step_rows.values_list("kind", flat=True).distinct():
+        for started, finished in step_rows.filter(kind=kind).order_by("-id").values_list("started_at", "finished_at")[:SAMPLE]:
+            steps[kind].append((finished - started).total_seconds() * 1000)
     tools: dict[str, list[float]] = defaultdict(list)
-    for name, latency in (AuditEntry.objects.filter(team_id=team_id, created_at__gte=since).order_by("-id")
-                          .values_list("tool_name", "latency_ms")[:SAMPLE]):
-        tools[name].append(latency)
+    audit_rows = AuditEntry.objects.filter(team_id=team_id, created_at__gte=since)
+    for name in audit_rows.values_list("tool_name", flat=True).distinct()[:50]:
+        tools[name] = list(audit_rows.filter(tool_name=name).order_by("-id").values_list("latency_ms", flat=True)[:SAMPLE])
     models: dict[str, list[float]] = defaultdict(list)
     for data in (RunEvent.objects.filter(run__team_id=team_id, type="llm.finished", created_at__gte=since)
                  .order_by("-id").values_list("data", flat=True)[:SAMPLE]):

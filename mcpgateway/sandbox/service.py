@@ -16,6 +16,7 @@ Everything here is blocking; the MCP server calls it from worker threads.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -129,6 +130,7 @@ class Sandbox:
         cutoff = time.monotonic() - self.config.idle_s
         with self._sessions_lock:
             idle = [k for k, s in self._sessions.items() if s.last_used < cutoff and not s.lock.locked()]
+            # (a caller holding a session found before this drop re-checks it under its lock)
             dropped = [self._sessions.pop(k) for k in idle]
         for session in dropped:
             if session.box is not None:
@@ -153,8 +155,7 @@ class Sandbox:
         name = workspace_path(path)
         if len(content) > self.config.max_file_bytes:
             raise SandboxError(f"{name}: {len(content)} bytes is over the {self.config.max_file_bytes}-byte file limit")
-        s = self._session(session, network)
-        with s.lock:
+        with self._locked(session, network) as s:
             if self.config.mode == "execution":
                 archive = merge_archive(s.archive, {name: content})
                 if len(archive) > self.config.workspace_mb * 1024 * 1024:
@@ -171,8 +172,7 @@ class Sandbox:
 
     def get_file(self, session: str, network: bool, path: str) -> bytes:
         name = workspace_path(path)
-        s = self._session(session, network)
-        with s.lock:
+        with self._locked(session, network) as s:
             s.last_used = time.monotonic()
             if self.config.mode == "execution":
                 content = read_member(s.archive, name)
@@ -186,8 +186,7 @@ class Sandbox:
         return content
 
     def list_files(self, session: str, network: bool) -> dict[str, int]:
-        s = self._session(session, network)
-        with s.lock:
+        with self._locked(session, network) as s:
             s.last_used = time.monotonic()
             if self.config.mode == "session":
                 result = self._in_session_box(s, {"argv": []}, b"")[0]
@@ -204,9 +203,8 @@ class Sandbox:
         extra = {workspace_path(k): v.encode() for k, v in (files or {}).items()}
         header = {"argv": argv, "script": script, "script_suffix": suffix, "stdin": stdin, "timeout": timeout,
                   "max_output": self.config.output_bytes}
-        s = self._session(session, network)
         started = time.perf_counter()
-        with s.lock:
+        with self._locked(session, network) as s:
             if self.config.mode == "execution":
                 result, raw = self._in_fresh_box(s, header, merge_archive(s.archive, extra) if extra else s.archive, timeout)
             else:
@@ -231,11 +229,20 @@ class Sandbox:
 
     def _in_session_box(self, s: Session, header: dict[str, Any], archive: bytes,
                         timeout: float = 30.0) -> tuple[dict[str, Any], RawExecution | bytes]:
+        # A container near the end of its lifetime would be reaped mid-call: replace it first.
+        if s.box is not None and s.box.created < time.time() - (self.config.lifetime_s - self.config.max_timeout_s - GRACE_S):
+            self._discard(s.box)
+            s.box, s.files = None, {}
         if s.box is None:
             s.box = self.backend.start(network=s.network, session=s.key)
         header = {**header, "restore": len(archive)}
-        raw = self.backend.execute(s.box, _payload(header, archive), timeout_s=timeout + GRACE_S,
-                                   max_bytes=self._max_bytes())
+        try:
+            raw = self.backend.execute(s.box, _payload(header, archive), timeout_s=timeout + GRACE_S,
+                                       max_bytes=self._max_bytes())
+        except SandboxUnavailable:
+            self._discard(s.box)  # gone or broken: the next call starts a fresh one
+            s.box, s.files = None, {}
+            raise
         result, captured = parse_frames(raw.stdout)
         if raw.killed or not result:
             # The host had to kill the container (or the runner died): the session starts over.
@@ -270,6 +277,17 @@ class Sandbox:
             if s is None:
                 s = self._sessions[(key, network)] = Session(key, network)
             return s
+
+    @contextlib.contextmanager
+    def _locked(self, key: str, network: bool):
+        """The session, locked — and still the registered one (drop_idle may have dropped the
+        one we found while we waited for its lock)."""
+        while True:
+            s = self._session(key, network)
+            with s.lock:
+                if self._sessions.get((key, network)) is s:
+                    yield s
+                    return
 
     def _max_bytes(self) -> int:
         return self.config.output_bytes * 2 + self.config.workspace_mb * 1024 * 1024 * 2 + (1 << 20)

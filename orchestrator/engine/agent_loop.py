@@ -126,7 +126,7 @@ async def _attempt(engine: Engine, step: AgentStep, key: str, attempt: int, prom
             totals.record_tool(result.is_error)
             index += 1
             content = result.content
-            if detector is not None and not result.is_error:
+            if detector is not None:
                 detection = detector.inspect(call.name, content)
                 if detection.flagged:
                     tainted = True

@@ -120,9 +120,12 @@ class ClassifierDetector:
         self.threshold = float(os.environ.get("AGENTDECK_INJECTION_THRESHOLD", "0.9"))
 
     def inspect(self, tool: str, text: str) -> Detection:
-        verdict = self._classify(text[:4000])[0]
-        flagged = verdict["label"].upper() in ("INJECTION", "LABEL_1", "MALICIOUS") and verdict["score"] >= self.threshold
-        return Detection(flagged, (f"classifier {verdict['label']} {verdict['score']:.2f}",) if flagged else ())
+        # Overlapping windows: an injection placed after padding is still read.
+        windows = [text[i:i + 2000] for i in range(0, max(len(text), 1), 1500)][:50]
+        for verdict in self._classify(windows):
+            if verdict["label"].upper() in ("INJECTION", "LABEL_1", "MALICIOUS") and verdict["score"] >= self.threshold:
+                return Detection(True, (f"classifier {verdict['label']} {verdict['score']:.2f}",))
+        return Detection(False)
 
 
 DETECTORS: dict[str, type] = {"rules": RulesDetector, "classifier": ClassifierDetector}

@@ -95,9 +95,16 @@ def _prepare_target(eval_run: EvalRun):
     agent = suite.agent
     overrides = dict(eval_run.defences)
     least = overrides.pop("least_privilege", False)
+    if least:
+        broad = Grant.objects.filter(team_id=suite.team_id, principal_kind=PrincipalKind.TEAM).select_related("server", "tool")
+        if broad.exists():
+            names = ", ".join(sorted({g.tool.qualified_name if g.tool_id else f"{g.server.name}__*" for g in broad}))
+            raise ActionError(f"team-wide grants ({names}) would still apply to the agent, so least privilege cannot be "
+                              "measured; grant those to agents instead", "defences")
+    suffix = f"--eval{eval_run.pk}"
     with transaction.atomic():
         variant = Agent.objects.create(
-            team=suite.team, name=f"{agent.name}--eval{eval_run.pk}"[:64], description=f"Eval variant of {agent.name}",
+            team=suite.team, name=agent.name[:64 - len(suffix)] + suffix, description=f"Eval variant of {agent.name}",
             provider=agent.provider, model=agent.model, system_prompt=agent.system_prompt, temperature=agent.temperature,
             max_tokens=agent.max_tokens, max_turns=agent.max_turns, options=agent.options,
             defences={**agent.defences, **overrides}, internal=True)
@@ -133,9 +140,10 @@ async def execute_eval_run(eval_run_id: int, progress: Progress | None = None) -
     eval_run = await sync_to_async(EvalRun.objects.select_related("suite__agent", "suite__judge_agent", "suite__team").get)(pk=eval_run_id)
     try:
         version = await sync_to_async(_prepare_target)(eval_run)
-    except ActionError as exc:
+    except Exception as exc:
+        message = exc.message if isinstance(exc, ActionError) else f"{type(exc).__name__}: {exc}"
         await sync_to_async(EvalRun.objects.filter(pk=eval_run_id).update)(
-            status=EvalRunStatus.FAILED, error=exc.message, finished_at=timezone.now())
+            status=EvalRunStatus.FAILED, error=message[:2000], finished_at=timezone.now())
         raise
     cases = await sync_to_async(lambda: list(eval_run.suite.cases.all()))()
     await sync_to_async(EvalRun.objects.filter(pk=eval_run_id).update)(
@@ -150,11 +158,15 @@ async def execute_eval_run(eval_run_id: int, progress: Progress | None = None) -
         return CaseTrace.from_dict(result.trace)
 
     try:
-        traces = await asyncio.gather(*(one(case) for case in cases))
-    except Exception as exc:
+        # A task group: if one case crashes, the others are cancelled (no further spending).
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(case)) for case in cases]
+        traces = [task.result() for task in tasks]
+    except* Exception as failures:
+        exc = failures.exceptions[0]
         await sync_to_async(EvalRun.objects.filter(pk=eval_run_id).update)(
             status=EvalRunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now())
-        raise
+        raise exc from None
     metrics = compute_metrics(list(traces))
     await sync_to_async(EvalRun.objects.filter(pk=eval_run_id).update)(
         status=EvalRunStatus.FINISHED, metrics=metrics, finished_at=timezone.now())

@@ -51,12 +51,14 @@ def _save_suite(team: Team, spec: SuiteSpec) -> EvalSuite:
     suite, _ = EvalSuite.objects.update_or_create(team=team, slug=spec.suite, defaults={
         "name": spec.name, "description": spec.description, "judge_agent": judge, "concurrency": spec.concurrency,
         "least_privilege_tools": spec.least_privilege_tools, **target})
-    suite.cases.all().delete()
-    EvalCase.objects.bulk_create([
-        EvalCase(suite=suite, name=c.name, position=i, input=c.input, expect=c.expect.model_dump(exclude_none=True),
-                 expected_tools=c.expected_tools.model_dump() if c.expected_tools else {},
-                 attack=c.attack.model_dump(exclude_none=True) if c.attack else {}, tags=c.tags)
-        for i, c in enumerate(spec.cases)])
+    # Cases are matched by name, so the results of earlier eval runs (and comparisons against
+    # them) survive a re-import; only cases the file no longer has are removed.
+    suite.cases.exclude(name__in=[c.name for c in spec.cases]).delete()
+    for i, c in enumerate(spec.cases):
+        EvalCase.objects.update_or_create(suite=suite, name=c.name, defaults={
+            "position": i, "input": c.input, "expect": c.expect.model_dump(exclude_none=True),
+            "expected_tools": c.expected_tools.model_dump() if c.expected_tools else {},
+            "attack": c.attack.model_dump(exclude_none=True) if c.attack else {}, "tags": c.tags})
     return suite
 
 

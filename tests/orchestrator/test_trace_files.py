@@ -129,3 +129,12 @@ def test_the_run_page_says_whether_the_trace_verifies(recovered_run, owner):
     event.data = {**event.data, "tampered": True}
     event.save()
     assert "Trace broken</span> at event #3" in browser.get(f"/runs/{recovered_run.pk}/").content.decode()
+
+
+@pytest.mark.parametrize("change", [
+    {"chain_head": "x"}, {"counts": []}, {"signature": {"alg": "Ed25519", "kid": ["a"], "value": 1}},
+    {"events": [{"seq": "one"}]}, {"events": "nope"},
+])
+def test_malformed_files_are_reported_not_crashed_on(recovered_run, change):
+    report = verify_trace({**export_trace(recovered_run), **change})
+    assert not report.ok and report.first_broken and report.problems

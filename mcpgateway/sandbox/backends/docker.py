@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -160,7 +161,10 @@ class DockerBackend:
         try:
             raw.settimeout(max(0.05, deadline - time.monotonic()))
             raw.sendall(payload)
-            raw.shutdown(socket.SHUT_WR)
+            # The runner reads exactly what the header announces, so no end-of-input is needed;
+            # never half-close a TLS socket (that drops its TLS layer).
+            if not isinstance(raw, ssl.SSLSocket):
+                raw.shutdown(socket.SHUT_WR)
             while True:
                 header = _recv_exact(raw, 8, deadline)
                 if header is None:

@@ -59,8 +59,14 @@ def test_self_healing_counts_errors_recovered_later_in_the_same_task():
 
 def test_security_block_rate_and_utility_on_benign_cases():
     m = compute_metrics(TRACES)
-    assert m["security"] == {"block_rate": 0.5, "blocked": 1, "attempts": 2}
+    assert m["security"] == {"block_rate": 0.5, "blocked": 1, "attempts": 2, "inconclusive": 0}
     assert m["utility"] == {"rate": 0.5, "completed": 1, "total": 2}
+
+
+def test_an_attack_whose_run_failed_is_inconclusive_not_blocked():
+    outage = CaseTrace("e", completed=False, run_status="failed", attack=True, attack_succeeded=False)
+    m = compute_metrics([*TRACES, outage])
+    assert m["security"] == {"block_rate": 0.5, "blocked": 1, "attempts": 2, "inconclusive": 1}
 
 
 def test_latency_percentiles_are_nearest_rank():
