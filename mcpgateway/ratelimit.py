@@ -1,13 +1,20 @@
-"""Fixed-window rate limits, atomic under concurrency: Redis when configured, else the database.
+"""Sliding-window rate limits, atomic under concurrency: Redis when configured, else the database.
 
-`hit(key, limit)` admits a call if fewer than `limit` were admitted in the current
-minute for `key`; exactly `limit` of any burst get through.
+`hit(key, limit, window_s)` admits a call only if fewer than `limit` calls were admitted
+for `key` in the `window_s` seconds before it: a log of admission times, so no burst can
+straddle a window edge (a fixed per-minute window admits 2N around a minute boundary).
+
+When Redis is configured but does not answer, limits fall back to the database counters
+for a few seconds and then try Redis again: the documented policy is "degrade to the
+database, never fail open, never fail the request with a 500".
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -15,6 +22,11 @@ from django.db import connection
 
 from config.db_writer import BatchWriter
 from mcpgateway.models import RateCounter
+
+log = logging.getLogger(__name__)
+
+# Redis is tried again this long after it failed to answer.
+REDIS_RETRY_AFTER_S = 5.0
 
 
 @dataclass(slots=True)
@@ -25,47 +37,84 @@ class Decision:
 
 
 class DatabaseLimiter:
-    """Counters in a table: a conditional UPDATE admits a call only while below the limit.
+    """A log of admission times in the `RateCounter` table (one row per admitted call).
 
-    Hits from concurrent calls are committed together (`gateway_writes`). Counters need
-    atomicity, not durability, so their commits skip the fsync: a crash forgets at most
-    the current window's counts.
+    Each key has a header row (`window = 0`) whose update locks the key, so concurrent
+    processes count and insert one at a time per key (PostgreSQL row lock; SQLite has one
+    writer). Hits from concurrent calls of one process commit together (`gateway_writes`);
+    they need atomicity, not durability, so their commits skip the fsync.
     """
 
-    async def hit(self, key: str, limit: int, window_s: int = 60) -> Decision:
-        now = time.time()
-        window = int(now // window_s)
-        admitted = await gateway_writes.submit("ratelimit", (key, window, limit))
-        return Decision(admitted, 0, 0.0 if admitted else (window + 1) * window_s - now)
+    async def hit(self, key: str, limit: int, window_s: float = 60) -> Decision:
+        return await gateway_writes.submit("ratelimit", (key, limit, window_s))
 
 
-def _count_hits(hits: list[tuple[str, int, int]]) -> list[bool]:
+def _count_hits(hits: list[tuple[str, int, float]]) -> list[Decision]:
     q = connection.ops.quote_name
     table, k, w, c = q(RateCounter._meta.db_table), q("key"), q("window"), q("count")
     results = []
     with connection.cursor() as cursor:
-        for key, window, _ in {(h[0], h[1], 0) for h in hits}:
-            cursor.execute(f"INSERT INTO {table} ({k}, {w}, {c}) VALUES (%s, %s, 0) ON CONFLICT ({k}, {w}) DO NOTHING",
-                           [key, window])
-        for key, window, limit in hits:
-            cursor.execute(f"UPDATE {table} SET {c} = {c} + 1 WHERE {k} = %s AND {w} = %s AND {c} < %s", [key, window, limit])
-            results.append(cursor.rowcount == 1)
-        oldest = min(h[1] for h in hits) - 1
-        if oldest % 10 == 0:
-            cursor.execute(f"DELETE FROM {table} WHERE {w} < %s", [oldest])
+        for key, limit, window_s in hits:
+            now_us = int(time.time() * 1_000_000)
+            since = now_us - int(window_s * 1_000_000)
+            cursor.execute(f"INSERT INTO {table} ({k}, {w}, {c}) VALUES (%s, 0, 0) ON CONFLICT ({k}, {w}) DO NOTHING", [key])
+            cursor.execute(f"UPDATE {table} SET {c} = {c} WHERE {k} = %s AND {w} = 0", [key])  # lock the key
+            cursor.execute(f"DELETE FROM {table} WHERE {k} = %s AND {w} > 0 AND {w} <= %s", [key, since])
+            cursor.execute(f"SELECT COUNT(*), MIN({w}) FROM {table} WHERE {k} = %s AND {w} > 0", [key])
+            count, oldest = cursor.fetchone()
+            if count < limit:
+                # Unique per key: step past a row admitted in the same microsecond.
+                cursor.execute(f"SELECT COALESCE(MAX({w}), 0) FROM {table} WHERE {k} = %s", [key])
+                stamp = max(now_us, cursor.fetchone()[0] + 1)
+                cursor.execute(f"INSERT INTO {table} ({k}, {w}, {c}) VALUES (%s, %s, 1)", [key, stamp])
+                results.append(Decision(True, count + 1, 0.0))
+            else:
+                retry = max(0.0, (oldest - since) / 1_000_000) if oldest else window_s
+                results.append(Decision(False, count, retry))
+        global _batches
+        _batches += 1
+        if _batches % 100 == 0:  # keys nobody hits again: their rows outlive any window we use
+            cursor.execute(f"DELETE FROM {table} WHERE {w} > 0 AND {w} < %s", [int((time.time() - 3600) * 1_000_000)])
     return results
+
+
+_batches = 0
 
 
 gateway_writes = BatchWriter("gateway-writes")
 gateway_writes.register("ratelimit", _count_hits, durable=False)
 
+# KEYS[1]: the key's sorted set. ARGV: window (µs), limit, a unique member.
+# Time comes from the Redis server, so processes with skewed clocks agree.
+_SLIDING_WINDOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local window = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[1])
+if count < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))
+  return {1, count + 1, 0}
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {0, count, tonumber(oldest[2]) + window - now}
+"""
+
 
 class RedisLimiter:
-    """INCR + EXPIRE in one transaction per call; admitted while the count is within the limit."""
+    """One Lua script per call: prune the key's log, count, admit while below the limit.
 
-    def __init__(self, url: str):
+    A Redis that does not answer (down, restarting, network) sends the hit to the
+    database limiter instead, so callers see limits enforced and never a connection error.
+    """
+
+    def __init__(self, url: str, fallback: DatabaseLimiter | None = None):
         self.url = url
+        self.fallback = fallback or DatabaseLimiter()
         self._clients: dict[asyncio.AbstractEventLoop, object] = {}
+        self._down_until = 0.0
 
     def _client(self):
         import redis.asyncio as redis
@@ -73,18 +122,23 @@ class RedisLimiter:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=5)
+            client = redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
             self._clients[loop] = client
         return client
 
-    async def hit(self, key: str, limit: int, window_s: int = 60) -> Decision:
-        now = time.time()
-        window = int(now // window_s)
-        name = f"agentdeck:rl:{key}:{window}"
-        async with self._client().pipeline(transaction=True) as pipe:
-            count, _ = await pipe.incr(name).expire(name, window_s * 2).execute()
-        allowed = count <= limit
-        return Decision(allowed, count, 0.0 if allowed else (window + 1) * window_s - now)
+    async def hit(self, key: str, limit: int, window_s: float = 60) -> Decision:
+        import redis.exceptions
+
+        if time.monotonic() < self._down_until:
+            return await self.fallback.hit(key, limit, window_s)
+        try:
+            allowed, count, retry_us = await self._client().eval(
+                _SLIDING_WINDOW, 1, f"agentdeck:rl:{key}", int(window_s * 1_000_000), limit, uuid.uuid4().hex)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            self._down_until = time.monotonic() + REDIS_RETRY_AFTER_S
+            log.warning("rate limits: Redis did not answer (%s); using database counters for %.0fs", exc, REDIS_RETRY_AFTER_S)
+            return await self.fallback.hit(key, limit, window_s)
+        return Decision(bool(allowed), int(count), max(0.0, int(retry_us) / 1_000_000))
 
 
 _limiter: DatabaseLimiter | RedisLimiter | None = None

@@ -1,9 +1,12 @@
-"""Rate limits admit exactly N of a concurrent burst, with Redis and with the database."""
+"""Rate limits admit exactly N of a concurrent burst and never more than N in any window,
+with Redis and with the database; a Redis that does not answer degrades to the database."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
+import time
 import uuid
 
 import pytest
@@ -67,3 +70,61 @@ def test_it_tells_how_long_to_wait_and_keeps_keys_apart():
     other = async_to_sync(limiter.hit)(key + "-other", 1)
     assert first.allowed and other.allowed and not second.allowed
     assert 0 < second.retry_after_s <= 60
+
+
+def _straddle(limiter, key: str, limit: int, window_s: float) -> int:
+    """`limit` hits just before a fixed window edge and `limit` just after it: how many got in."""
+    async def hits() -> int:
+        edge = (time.time() // window_s + 1) * window_s
+        if edge - time.time() < 0.3:
+            edge += window_s
+        await asyncio.sleep(edge - time.time() - 0.2)
+        before = await asyncio.gather(*(limiter.hit(key, limit, window_s) for _ in range(limit)))
+        await asyncio.sleep(max(0.0, edge - time.time()) + 0.05)
+        after = await asyncio.gather(*(limiter.hit(key, limit, window_s) for _ in range(limit)))
+        return sum(d.allowed for d in before + after)
+
+    return async_to_sync(hits)()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_admits_at_most_the_limit_across_a_window_edge_with_the_database():
+    assert _straddle(DatabaseLimiter(), f"k-{uuid.uuid4()}", limit=10, window_s=2) == 10
+
+
+def test_it_admits_at_most_the_limit_across_a_window_edge_with_redis():
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    assert _straddle(RedisLimiter(REDIS_URL), f"k-{uuid.uuid4()}", limit=10, window_s=2) == 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_admits_again_once_the_oldest_hit_leaves_the_window():
+    limiter, key = DatabaseLimiter(), f"k-{uuid.uuid4()}"
+
+    async def hits() -> tuple[list[bool], float, bool]:
+        first = [(await limiter.hit(key, 3, 1)).allowed for _ in range(4)]
+        refused = await limiter.hit(key, 3, 1)
+        await asyncio.sleep(refused.retry_after_s + 0.05)
+        return first, refused.retry_after_s, (await limiter.hit(key, 3, 1)).allowed
+
+    first, retry_after, later = async_to_sync(hits)()
+    assert first == [True, True, True, False]
+    assert 0 < retry_after <= 1
+    assert later is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_falls_back_to_the_database_when_redis_does_not_answer():
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    limiter = RedisLimiter(f"redis://127.0.0.1:{port}/0")
+    started = time.monotonic()
+    results = _burst(limiter, f"k-{uuid.uuid4()}", limit=5, calls=20, threads=2)
+    assert sum(results) == 5
+    assert time.monotonic() - started < 10
