@@ -12,6 +12,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY config config
+COPY authz authz
 COPY orchestrator orchestrator
 COPY mcpgateway mcpgateway
 COPY dashboard dashboard

@@ -11,6 +11,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from authz.policy import POLICY, PolicyDenied
+from authz.routes import API_OPERATIONS
+from config.api_policy import enforce_policy
 from mcpgateway.api import router as gateway_router
 from mcpgateway.api_caller import ApiDenied
 from mcpgateway.errors import ConfigError, GatewayError
@@ -32,14 +35,24 @@ ERRORS = {
 }
 
 
+def policy_of(operation_id: str) -> dict[str, object]:
+    """What an operation needs, from the policy table (authz), for the schema's readers."""
+    action = API_OPERATIONS.get(operation_id)
+    rule = POLICY.get(action or "")
+    if rule is None:
+        return {"action": None}
+    return {"action": action, "role": rule.role, "scope": rule.scope, "operator_only": rule.operator_only}
+
+
 class AgentdeckAPI(NinjaAPI):
-    """Documents the one error shape on every operation, so clients (and schemathesis) know it."""
+    """Documents the one error shape, and each operation's policy entry, on every operation."""
 
     def get_openapi_schema(self, *args, **kwargs):
         schema = super().get_openapi_schema(*args, **kwargs)
         schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
         for operations in schema["paths"].values():
             for operation in operations.values():
+                operation["x-agentdeck-policy"] = policy_of(operation.get("operationId", ""))
                 responses = operation.setdefault("responses", {})
                 for status, text in ERRORS.items():
                     responses.setdefault(status, {"description": text, "content": {
@@ -55,6 +68,7 @@ api = AgentdeckAPI(
     auth=[ApiKeyAuth(), TeamSessionAuth()],
     urls_namespace="api-v1",
 )
+api.add_decorator(enforce_policy, mode="operation")  # every operation asks the policy table (authz.routes)
 api.add_router("/", orchestrator_router)
 api.add_router("/gateway", gateway_router)
 
@@ -91,17 +105,24 @@ def on_rate_limited(request: HttpRequest, exc: RateLimited) -> HttpResponse:
 
 @api.exception_handler(ActionError)
 def on_action(request: HttpRequest, exc: ActionError) -> HttpResponse:
-    status = 403 if isinstance(exc, NotAllowed) else 409 if isinstance(exc, Conflict) else 400
+    status = getattr(exc, "status", None) or (403 if isinstance(exc, NotAllowed) else 409 if isinstance(exc, Conflict) else 400)
     return error(request, status, exc.code, exc.message, exc.field)
 
 
 @api.exception_handler(GatewayError)
 def on_gateway(request: HttpRequest, exc: GatewayError) -> HttpResponse:
-    return error(request, 400, exc.code, exc.message, exc.field)
+    return error(request, exc.status, exc.code, exc.message, exc.field)
 
 
 @api.exception_handler(ApiDenied)
 def on_denied(request: HttpRequest, exc: ApiDenied) -> HttpResponse:
+    return error(request, 403, "forbidden", exc.message)
+
+
+@api.exception_handler(PolicyDenied)
+def on_policy(request: HttpRequest, exc: PolicyDenied) -> HttpResponse:
+    if exc.not_found:
+        return error(request, 404, "not_found", "no such object in this team")
     return error(request, 403, "forbidden", exc.message)
 
 

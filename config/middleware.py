@@ -1,12 +1,16 @@
-"""A server span per HTTP request when tracing is on (continuing an incoming `traceparent`)."""
+"""Project-wide HTTP middleware: a server span per request when tracing is on (continuing an
+incoming `traceparent`), the input guard (NUL characters, over-deep JSON) and the
+Content-Security-Policy header."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import DisallowedHost
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from config import tracing
+from orchestrator.engine.document_guard import NUL_MESSAGE, Problem, scan_json_text
 
 
 class TracingMiddleware:
@@ -23,3 +27,94 @@ class TracingMiddleware:
             response = self.get_response(request)
             tracing.set_attributes(current, {"http.response.status_code": response.status_code})
             return response
+
+
+# ---------------------------------------------------------------------------- input guard
+
+# A request body may nest a little deeper than a spec document (MAX_DOCUMENT_DEPTH), so the
+# spec's own check, with spec-relative paths, answers first for anything a parser survives.
+MAX_REQUEST_DEPTH = 200
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def request_problem(request: HttpRequest) -> Problem | None:
+    """The first NUL character or over-deep nesting in a request's query, JSON body or form fields."""
+    for key, values in request.GET.lists():
+        if "\x00" in key or any("\x00" in v for v in values):
+            return Problem(key.replace("\x00", "\\u0000"), NUL_MESSAGE)
+    content_type = request.content_type or ""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return None
+    if content_type in _FORM_TYPES:
+        for key, values in request.POST.lists():
+            if "\x00" in key or any("\x00" in v for v in values):
+                return Problem(key.replace("\x00", "\\u0000"), NUL_MESSAGE)
+        return None
+    # Any other body is measured as JSON: django-ninja and the builder parse bodies as JSON
+    # whatever their declared type.
+    try:
+        text = request.body.decode()
+    except UnicodeDecodeError:
+        return None  # not text: the view's parser reports it
+    return scan_json_text(text, MAX_REQUEST_DEPTH) if text else None
+
+
+class InputGuardMiddleware:
+    """Refuses NUL characters (which PostgreSQL cannot store) and absurdly deep JSON (which
+    would exhaust Python's recursion) at the door, with a 422 naming the field — before any
+    view, parser or database sees them, so every backend behaves the same."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        problem = request_problem(request)
+        if problem is None:
+            return self.get_response(request)
+        message = f"{problem.path or 'the body'}: {problem.message}"
+        error = {"code": "invalid", "message": message, "field": problem.path}
+        if request.path.startswith("/api/"):
+            return JsonResponse({"error": error}, status=422)
+        if (request.content_type or "").endswith("json") or request.path.startswith("/mcp"):
+            # The builder's shape too; its error paths are relative to the spec it posts.
+            relative = problem.path.removeprefix("spec.") if problem.path.startswith("spec.") else problem.path
+            return JsonResponse({"error": error, "valid": False, "form_errors": {},
+                                 "errors": [{"path": relative, "message": problem.message}]}, status=422)
+        return HttpResponse(f"Refused: {message}\n", status=422, content_type="text/plain; charset=utf-8")
+
+
+# ---------------------------------------------------------------------------- CSP
+
+_COMMON = "object-src 'none'; base-uri 'self'; frame-ancestors 'none'; form-action 'self'"
+# No inline script anywhere (behaviours live in static/js); htmx injects its indicator
+# <style>, and charts set style attributes, hence 'unsafe-inline' for styles only.
+PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+               "font-src 'self'; connect-src 'self'{sockets}; " + _COMMON)
+# django-ninja's Swagger page loads Swagger UI from a CDN and starts it with an inline script.
+API_DOCS_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+                   "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+                   "img-src 'self' data: https://cdn.jsdelivr.net https://django-ninja.dev; connect-src 'self'; " + _COMMON)
+
+
+def content_security_policy(request: HttpRequest) -> str:
+    if request.path.startswith("/api/") and request.path.rstrip("/").endswith("/docs"):
+        return API_DOCS_POLICY
+    try:
+        host = request.get_host()
+    except DisallowedHost:
+        return PAGE_POLICY.format(sockets="")
+    # 'self' covers same-origin websockets in current browsers; older Safari needs them named.
+    return PAGE_POLICY.format(sockets=f" ws://{host} wss://{host}")
+
+
+class ContentSecurityPolicyMiddleware:
+    """A Content-Security-Policy header on every response (pages, fragments, errors, API)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = content_security_policy(request)
+        return response

@@ -37,6 +37,11 @@ def envint(name: str, default: str) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from exc
 
 
+def envlist(name: str, default: str = "") -> list[str]:
+    """A comma-separated list; blanks are dropped."""
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
 def envsecret(name: str, default: str = "") -> str:
     """A secret from `NAME`, or from the file named by `NAME_FILE` (Docker/K8s secrets)."""
     path = os.environ.get(f"{name}_FILE")
@@ -96,8 +101,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.ContentSecurityPolicyMiddleware",
     "config.middleware.TracingMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.middleware.InputGuardMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -131,21 +138,20 @@ TEMPLATES = [
 # IMMEDIATE transactions take the write lock up front, so concurrent writers queue instead
 # of failing with "database is locked" half-way through a step.
 SQLITE_PATH = Path(envstr("SQLITE_PATH", str(VAR_DIR / "agentdeck.sqlite3")))
+SQLITE_OPTIONS = {
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000;",
+    "transaction_mode": "IMMEDIATE",
+}
 DATABASE_URL = envstr("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", "60"))}
 else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": SQLITE_PATH,
-            "OPTIONS": {
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000;",
-                "transaction_mode": "IMMEDIATE",
-            },
-            "TEST": {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")},
-        }
-    }
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": SQLITE_PATH}}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The same settings whether the file comes from SQLITE_PATH or a sqlite:// DATABASE_URL.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- channel layer and counters -----------------------------------------------------------
@@ -175,7 +181,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "requeue-stuck-runs": {"task": "orchestrator.tasks.requeue_stuck_runs_task", "schedule": envint("STUCK_RUNS_EVERY_S", "30")},
+    "deliver-webhooks": {"task": "orchestrator.tasks.deliver_webhooks_task", "schedule": envint("WEBHOOKS_EVERY_S", "5")},
 }
+# One webhook request's timeout; a sender that died mid-send is replaced after 3× this.
+WEBHOOK_TIMEOUT_S = envint("WEBHOOK_TIMEOUT_S", "10")
 # Which toolbox runs use (a factory taking a team id); the MCP gateway replaces the default.
 AGENTDECK_TOOLBOX = envstr("AGENTDECK_TOOLBOX", "mcpgateway.dispatch.team_gateway")
 # A worker's claim on a run lasts this long and is renewed every third of it while it runs.
@@ -193,6 +202,12 @@ GATEWAY_CACHE_TTL_S = float(envstr("GATEWAY_CACHE_TTL_S", "1.0"))
 GATEWAY_APPROVAL_WAIT_S = envint("GATEWAY_APPROVAL_WAIT_S", "300")
 # Connect to enabled tool servers when the process starts serving (web, worker).
 GATEWAY_AUTOSTART = envbool("GATEWAY_AUTOSTART", "true")
+
+# --- outbound guard (SSRF) ----------------------------------------------------------------
+# URLs a team member can set (remote tool servers, webhooks, model base URLs) may not reach
+# loopback, private, link-local, multicast or metadata addresses, except these hosts and
+# CIDR ranges (comma separated), e.g. "ollama.internal,10.20.0.0/16,127.0.0.1".
+AGENTDECK_OUTBOUND_ALLOW = envlist("AGENTDECK_OUTBOUND_ALLOW")
 
 # --- model providers ---------------------------------------------------------------------
 ANTHROPIC_API_KEY = envsecret("ANTHROPIC_API_KEY")
@@ -230,7 +245,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "config.logging.JsonFormatter"},
-                   "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+                   "text": {"()": "config.logging.TextFormatter", "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "text"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
     "loggers": {"httpx": {"level": "WARNING"}, "httpx2": {"level": "WARNING"}},

@@ -1,8 +1,13 @@
 """The current team and the caller's role in it, for every dashboard page.
 
 The team comes from the session (switched with the team switcher), defaulting to the
-user's first team. `team_view(role)` guards a view: signed in, member of the current
-team with at least `role`; it sets `request.team` and `request.membership`.
+user's first team. `team_view(action)` guards a view with the policy table (authz.policy):
+signed in, member of the current team, and allowed the action; it sets `request.team` and
+`request.membership`. The action enforced is the one the page's URL name has in
+`authz.routes.URL_ROUTES`: the table decides, and a page without an entry is refused. The
+decorator's own argument names the same action for the reader, and
+tests/test_policy_coverage.py checks that the two agree.
+`can(request, action)` answers the same question for showing or hiding a button.
 """
 
 from __future__ import annotations
@@ -16,7 +21,17 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from orchestrator.models import Membership, Role
+from authz.policy import (
+    OPERATOR,
+    POLICY,
+    ROLE_RANK,
+    Actor,
+    PolicyDenied,
+    check_action,
+    is_instance_operator,
+)
+from authz.routes import url_action
+from orchestrator.models import Membership
 
 SESSION_KEY = "team_id"
 
@@ -35,7 +50,32 @@ def current_membership(request: HttpRequest) -> Membership | None:
     return next((m for m in found if m.team_id == wanted), found[0])
 
 
-def team_view(role: str = Role.VIEWER) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+def actor(request: HttpRequest, membership: Membership | None = None) -> Actor:
+    """The signed-in user as the policy sees them in the current team (a session has every scope)."""
+    membership = membership or getattr(request, "membership", None)
+    return Actor(role=membership.role if membership else None, scopes=None, is_operator=is_instance_operator(request.user))
+
+
+def page_action(request: HttpRequest) -> str:
+    """The action the table gives this page's URL name; a page without an entry is refused."""
+    match = getattr(request, "resolver_match", None)
+    found = url_action(match.namespace, match.url_name) if match is not None else None
+    if found is None:
+        name = match.view_name if match is not None else request.path
+        raise PermissionDenied(f"the page {name} has no entry in the policy table (authz.routes.URL_ROUTES)")
+    return found
+
+
+def _check(request: HttpRequest, membership: Membership | None, action: str) -> None:
+    try:
+        check_action(actor(request, membership), action)
+    except PolicyDenied as exc:
+        raise PermissionDenied(f"{exc.message} ({membership.team.name})" if membership else exc.message) from None
+
+
+def team_view(action: str = "team.view") -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Guard a team page with a policy action (see authz.policy.POLICY)."""
+
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @login_required
         @wraps(view)
@@ -43,17 +83,42 @@ def team_view(role: str = Role.VIEWER) -> Callable[[Callable[..., HttpResponse]]
             membership = current_membership(request)
             if membership is None:
                 return render(request, "dashboard/no_team.html", status=403)
-            if not membership.has_role(role):
-                raise PermissionDenied(f"this needs the {role} role in {membership.team.name}")
+            _check(request, membership, page_action(request))
             request.team = membership.team
             request.membership = membership
             return view(request, *args, **kwargs)
 
+        wrapper.policy_action = action  # type: ignore[attr-defined]
         return wrapper
 
     return decorate
 
 
-def can(request: HttpRequest, role: str) -> bool:
+def operator_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Guard an instance-level page: signed in as an instance operator (no team needed)."""
+
+    @login_required
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        membership = current_membership(request)
+        _check(request, membership, page_action(request))
+        request.team = membership.team if membership else None
+        request.membership = membership
+        return view(request, *args, **kwargs)
+
+    wrapper.policy_action = OPERATOR  # type: ignore[attr-defined]
+    return wrapper
+
+
+def can(request: HttpRequest, action: str) -> bool:
+    """Whether the current member may do `action` (a policy action, or a bare role name)."""
     membership = getattr(request, "membership", None)
-    return membership is not None and membership.has_role(role)
+    if membership is None:
+        return False
+    if action in ROLE_RANK and action not in POLICY:
+        return membership.has_role(action)
+    try:
+        check_action(actor(request, membership), action)
+    except PolicyDenied:
+        return False
+    return True

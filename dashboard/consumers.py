@@ -22,6 +22,8 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from authz.policy import Actor, allows, is_instance_operator
+from authz.routes import WEBSOCKET_ROUTES
 from dashboard.access import SESSION_KEY
 from orchestrator.events import event_payload, register_consumer_loop, run_group, team_group
 from orchestrator.models import Membership, ReviewItem, Run, RunEvent
@@ -30,11 +32,19 @@ CATCH_UP_BATCH = 200
 REJECTED = 4403
 
 
+def _allowed(user: Any, team_id: int | None, consumer: str) -> bool:
+    """The policy table's answer for this consumer (authz.routes.WEBSOCKET_ROUTES) in `team_id`."""
+    if team_id is None:
+        return False
+    role = Membership.objects.filter(team_id=team_id, user_id=user.pk).values_list("role", flat=True).first()
+    return allows(Actor(role=role, scopes=None, is_operator=is_instance_operator(user)), WEBSOCKET_ROUTES[consumer])
+
+
 @database_sync_to_async
 def _watchable_run(user: Any, run_id: int) -> bool:
-    """Whether `user` may watch the run: it exists and they are a member of its team."""
+    """Whether `user` may watch the run: it exists and the policy lets them read its team's runs."""
     team_id = Run.objects.filter(pk=run_id).values_list("team_id", flat=True).first()
-    return team_id is not None and Membership.objects.filter(team_id=team_id, user_id=user.pk).exists()
+    return _allowed(user, team_id, "RunConsumer")
 
 
 @database_sync_to_async
@@ -52,7 +62,8 @@ def _current_team_id(user: Any, session: Any) -> int | None:
     if not team_ids:
         return None
     wanted = session.get(SESSION_KEY) if session is not None else None
-    return wanted if wanted in team_ids else team_ids[0]
+    team_id = wanted if wanted in team_ids else team_ids[0]
+    return team_id if _allowed(user, team_id, "TeamConsumer") else None
 
 
 @database_sync_to_async

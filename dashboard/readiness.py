@@ -1,11 +1,28 @@
-"""What /readyz checks: the database, Redis (when configured), Celery workers (when runs go to them)."""
+"""What /readyz checks: the database, Redis (when configured), Celery workers (when runs go to them).
+
+The details (which dependency failed and why, the database vendor, worker counts) tell an
+attacker what to aim at, so only staff or a monitoring token (`METRICS_TOKEN`) see them.
+"""
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.http import HttpRequest
+
+from authz.policy import is_instance_operator
+
+
+def may_see_details(request: HttpRequest) -> bool:
+    """Instance operators (staff) and `Authorization: Bearer <METRICS_TOKEN>` see the readiness details."""
+    if is_instance_operator(getattr(request, "user", None)):
+        return True
+    token = settings.METRICS_TOKEN
+    header = request.headers.get("Authorization", "")
+    return bool(token) and hmac.compare_digest(header.encode(), f"Bearer {token}".encode())
 
 
 def _database() -> dict[str, Any]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 
 from mcpgateway import models as m
 from mcpgateway.actions.catalogue import do_approve_tool_definition
+from mcpgateway.actions.templates import TEMPLATE_FIELDS, do_save_template, parse_template
+from mcpgateway.authority import is_instance_operator
+from mcpgateway.errors import GatewayError
 
 
 class SecretInline(admin.TabularInline):
@@ -22,6 +26,37 @@ class ToolServerAdmin(admin.ModelAdmin):
     search_fields = ["name", "description", "command", "url"]
     readonly_fields = ["health", "health_error", "health_changed_at", "restarts"]
     inlines = [SecretInline]
+
+
+class ServerTemplateForm(forms.ModelForm):
+    class Meta:
+        model = m.ServerTemplate
+        fields = ["name", *TEMPLATE_FIELDS]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        try:
+            parse_template({k: v for k, v in data.items() if v is not None})
+        except GatewayError as exc:
+            raise forms.ValidationError(f"{exc.field}: {exc.message}") from None
+        return data
+
+
+@admin.register(m.ServerTemplate)
+class ServerTemplateAdmin(admin.ModelAdmin):
+    """The server catalogue. Saving goes through do_save_template, so installed servers follow."""
+
+    form = ServerTemplateForm
+    list_display = ["name", "command", "description", "updated_at"]
+    search_fields = ["name", "description", "command"]
+
+    def has_module_permission(self, request) -> bool:
+        return is_instance_operator(request.user) and super().has_module_permission(request)
+
+    def save_model(self, request, obj, form, change) -> None:
+        data = {k: form.cleaned_data[k] for k in ["name", *TEMPLATE_FIELDS] if form.cleaned_data.get(k) is not None}
+        saved = do_save_template(data, operator=is_instance_operator(request.user))
+        obj.pk, obj.created_at, obj.updated_at = saved.pk, saved.created_at, saved.updated_at
 
 
 @admin.register(m.ServerSecret)

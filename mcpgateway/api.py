@@ -20,9 +20,16 @@ from mcpgateway.actions.access import (
 from mcpgateway.actions.catalogue import do_approve_tool_definition, do_set_tool_enabled
 from mcpgateway.actions.config_files import do_import_config, export_config
 from mcpgateway.actions.servers import do_delete_server, do_save_server
+from mcpgateway.actions.templates import (
+    TemplateSpec,
+    do_delete_template,
+    do_install_template,
+    do_save_template,
+    do_update_installed,
+)
 from mcpgateway.api_caller import Caller
 from mcpgateway.errors import GatewayError
-from mcpgateway.models import ApiKey, Grant, Tool, ToolServer
+from mcpgateway.models import ApiKey, Grant, ServerTemplate, Tool, ToolServer
 from mcpgateway.schemas import (
     ApiKeyIn,
     ApiKeyOut,
@@ -30,8 +37,11 @@ from mcpgateway.schemas import (
     ConfigIn,
     GrantIn,
     GrantOut,
+    InstallIn,
+    ParametersIn,
     ServerIn,
     ServerOut,
+    TemplateOut,
     ToolOut,
 )
 
@@ -52,14 +62,61 @@ def save_server(request: HttpRequest, body: ServerIn):
     """Create or update a server by name; literal env/header values are moved into encrypted secrets."""
     c = caller(request).require("admin", "builder")
     fields = body.dict()
-    name, secrets = fields.pop("name"), fields.pop("secrets")
-    return Status(201, do_save_server(c.team_id, name, secrets=secrets, **fields))
+    name, secrets, env_allow = fields.pop("name"), fields.pop("secrets"), fields.pop("env_allow")
+    return Status(201, do_save_server(c.team_id, name, secrets=secrets, operator=c.operator, env_allow=env_allow, **fields))
 
 
 @router.post("/servers/import", response={201: list[ServerOut]})
 def import_config(request: HttpRequest, body: ConfigIn):
-    """`mcp_config.yaml` or Claude `mcpServers` JSON; all or nothing."""
-    return Status(201, do_import_config(caller(request).require("admin", "builder").team_id, body.text, body.secrets))
+    """`mcp_config.yaml` or Claude `mcpServers` JSON; all or nothing. Stdio entries: instance operators only."""
+    c = caller(request).require("admin", "builder")
+    return Status(201, do_import_config(c.team_id, body.text, body.secrets, operator=c.operator))
+
+
+@router.put("/servers/{server_id}/parameters", response=ServerOut)
+def update_installed(request: HttpRequest, server_id: int, body: ParametersIn):
+    """A catalogue-installed server's parameters and secrets: the only things a team changes on it."""
+    server = get_object_or_404(ToolServer.objects.select_related("template"), pk=server_id,
+                               team_id=caller(request).require("admin", "builder").team_id)
+    return do_update_installed(server, dict(body.parameters), body.description)
+
+
+def _template_out(template: ServerTemplate, team_id: int) -> dict[str, Any]:
+    return {"id": template.pk, "name": template.name, "description": template.description, "command": template.command,
+            "args": template.args, "env_names": sorted(template.env or {}), "cwd": template.cwd,
+            "parameters": template.parameters, "env_allow": template.env_allow, "caller_context": template.caller_context,
+            "call_timeout_s": template.call_timeout_s,
+            "installed": template.instances.filter(team_id=team_id).count()}
+
+
+@router.get("/templates", response=list[TemplateOut])
+def list_templates(request: HttpRequest):
+    """The server catalogue: what a team may install (operators maintain it)."""
+    team_id = caller(request).require("read").team_id
+    return [_template_out(t, team_id) for t in ServerTemplate.objects.all()]
+
+
+@router.post("/templates", response={201: TemplateOut})
+def save_template(request: HttpRequest, body: TemplateSpec):
+    """Create or update a template by name (instance operators only); installed servers follow."""
+    c = caller(request).require("admin")
+    return Status(201, _template_out(do_save_template(body.model_dump(), operator=c.operator), c.team_id))
+
+
+@router.delete("/templates/{template_id}", response={204: None})
+def delete_template(request: HttpRequest, template_id: int, force: bool = False):
+    """Remove a template (instance operators only); `force` also removes the servers installed from it."""
+    c = caller(request).require("admin")
+    do_delete_template(get_object_or_404(ServerTemplate, pk=template_id), operator=c.operator, force=force)
+    return Status(204, None)
+
+
+@router.post("/templates/{template_id}/install", response={201: ServerOut})
+def install_template(request: HttpRequest, template_id: int, body: InstallIn):
+    """Add a server to the caller's team from the catalogue, with its own name, parameters and secrets."""
+    c = caller(request).require("admin", "builder")
+    template = get_object_or_404(ServerTemplate, pk=template_id)
+    return Status(201, do_install_template(c.team_id, template, body.name, dict(body.parameters), body.description))
 
 
 @router.get("/servers/export", response={200: None}, openapi_extra={"responses": {200: {"description": "The config file", "content": {

@@ -1,15 +1,16 @@
 """Who is calling the REST API: the caller's team, role and scopes, whatever the credential.
 
-Routers in every app read `request.auth` as a `Caller` and ask it for what an operation
-needs; the authentication classes that build it live in orchestrator/api_auth.py (they need
-team memberships, which this app does not know).
+Routers in every app read `request.auth` as a `Caller`; what each operation needs is the
+policy table's answer (authz/), asked through `Caller.check(action)` (config/api.py asks it
+for every operation). The authentication classes that build a Caller live in
+orchestrator/api_auth.py (they need team memberships, which this app does not know).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-ROLE_RANK = {"viewer": 0, "reviewer": 1, "builder": 2, "owner": 3}
+from authz.policy import ROLE_RANK, Actor, PolicyDenied, check_action
 
 
 class ApiDenied(Exception):
@@ -27,6 +28,22 @@ class Caller:
     scopes: frozenset[str] = field(default_factory=frozenset)
     user_id: int | None = None
     api_key_id: int | None = None
+    # An instance operator (mcpgateway.authority): may install what runs on the hosts.
+    operator: bool = False
+    session: bool = False  # a browser session: the policy treats it as carrying every scope
+
+    @property
+    def actor(self) -> Actor:
+        """The caller as the policy (authz.policy) sees it."""
+        return Actor(role=self.role, scopes=None if self.session else self.scopes, is_operator=self.operator)
+
+    def check(self, action: str) -> Caller:
+        """Raise `ApiDenied` unless the policy table lets this caller do `action` in its team."""
+        try:
+            check_action(self.actor, action)
+        except PolicyDenied as exc:
+            raise ApiDenied(exc.message) from None
+        return self
 
     def require(self, scope: str, role: str = "viewer") -> Caller:
         """Check that the credential carries `scope` and the caller has at least `role`."""

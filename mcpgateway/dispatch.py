@@ -27,8 +27,9 @@ from mcpgateway.catalogue import Entry, GrantRow
 from mcpgateway.metrics import observe_call
 from mcpgateway.models import AuditEntry, CallStatus, PrincipalKind, ToolApproval
 from mcpgateway.ratelimit import gateway_writes, get_limiter
+from mcpgateway.redaction import aget_redactor, get_redactor
 from mcpgateway.runtime import get_runtime
-from mcpgateway.sanitize import cap_blocks, cap_text, redact
+from mcpgateway.sanitize import cap_blocks, cap_text
 from mcpgateway.types import (
     ApprovalRequired,
     Principal,
@@ -118,16 +119,18 @@ class Gateway:
         except UpstreamUnavailable as exc:
             await audit.write(CallStatus.UNAVAILABLE, error=str(exc))
             return ToolResult(content=f"Tool server {entry.server_name} is unavailable: {exc}", is_error=True)
-        secrets = runtime.redactions(entry.upstream)
+        # Every secret the instance holds (this server's own, as configured, included) is
+        # redacted from what the caller sees, not only the called server's.
+        redactor = (await aget_redactor()).covering(runtime.redactions(entry.upstream))
         limit = settings.GATEWAY_RESULT_MAX_CHARS
-        text = cap_text(redact(upstream.text(), secrets), limit)
-        blocks = cap_blocks(redact(upstream.content, secrets), limit)
-        structured = redact(upstream.structured, secrets)
+        text = cap_text(redactor.text(upstream.text()), limit)
+        blocks = cap_blocks(redactor.redact(upstream.content), limit)
+        structured = redactor.redact(upstream.structured)
         if structured is not None and len(json.dumps(structured, default=str)) > limit:
             structured = None
         result = ToolResult(content=text, is_error=upstream.is_error, data={"mcp_content": blocks, "structured": structured})
         await audit.write(CallStatus.ERROR if upstream.is_error else CallStatus.OK,
-                          result={"content": cap_text(text, 4000), "structured": structured}, secrets=secrets)
+                          result={"content": cap_text(text, 4000), "structured": structured})
         return result
 
     def _check_team(self, principal: Principal) -> None:
@@ -187,15 +190,18 @@ def _principal_key(principal: Principal) -> str:
     return f"agent:{principal.team_id}:{principal.agent}"
 
 
-def _request_hash(invocation: ToolInvocation) -> str:
-    body = json.dumps({"tool": invocation.name, "arguments": invocation.arguments, "run": invocation.run_id,
+def _request_hash(invocation: ToolInvocation, arguments: dict[str, Any]) -> str:
+    """Over the redacted arguments: the same call gets the same hash, and the hash of a short
+    secret cannot be confirmed by guessing."""
+    body = json.dumps({"tool": invocation.name, "arguments": arguments, "run": invocation.run_id,
                        "step": invocation.step_key, "call": invocation.call_id}, sort_keys=True, default=str)
     return hashlib.sha256(body.encode()).hexdigest()
 
 
 def _find_or_request_approval(team_id: int, invocation: ToolInvocation) -> ToolApproval:
     """The approval for exactly this call (same run, step, call id, tool and arguments), or a new request."""
-    digest = _request_hash(invocation)
+    arguments = get_redactor().redact(invocation.arguments)  # stored: the secrets a model put in them are not
+    digest = _request_hash(invocation, arguments)
     existing = ToolApproval.objects.filter(team_id=team_id, request_hash=digest).exclude(status=ToolApproval.Status.USED).first()
     if existing is not None:
         return existing
@@ -203,7 +209,7 @@ def _find_or_request_approval(team_id: int, invocation: ToolInvocation) -> ToolA
     return ToolApproval.objects.create(
         team_id=team_id, principal_kind=PrincipalKind.API_KEY if p.api_key_id else PrincipalKind.AGENT,
         agent_name=p.agent or "", api_key_id=p.api_key_id, run_id=invocation.run_id, step_key=invocation.step_key,
-        call_id=invocation.call_id, tool_name=invocation.name, arguments=invocation.arguments, request_hash=digest)
+        call_id=invocation.call_id, tool_name=invocation.name, arguments=arguments, request_hash=digest)
 
 
 class _Audit:
@@ -215,7 +221,7 @@ class _Audit:
         self.grant = grant
         self.started = started
 
-    async def write(self, status: str, *, error: str = "", result: Any = None, secrets: list[str] | None = None) -> None:
+    async def write(self, status: str, *, error: str = "", result: Any = None) -> None:
         inv, p = self.invocation, self.invocation.principal
         row = {
             "team_id": p.team_id,
@@ -223,7 +229,7 @@ class _Audit:
             "agent_name": p.agent or "", "api_key_id": p.api_key_id, "user_id": p.user_id,
             "run_id": inv.run_id, "step_key": inv.step_key, "call_id": inv.call_id[:100],
             "server_name": self.entry.server_name if self.entry else "", "tool_name": inv.name[:64],
-            "arguments": redact(inv.arguments, secrets or []), "result": result, "status": status, "error": error[:2000],
+            "arguments": inv.arguments, "result": result, "status": status, "error": error[:2000],
             "latency_ms": round((time.perf_counter() - self.started) * 1000, 3),
             "grant_id": self.grant.id if self.grant else None, "created_at": timezone.now(),
         }
@@ -232,6 +238,12 @@ class _Audit:
 
 
 def _insert_audit(rows: list[dict[str, Any]]) -> list[None]:
+    """Audit rows of every server and outcome (denials, rate limits, errors too) are redacted
+    here, on the writer thread, with every secret the instance holds."""
+    redactor = get_redactor()
+    rows = [{**redactor.redact(row), "created_at": row["created_at"]} for row in rows]
+    for row in rows:
+        row["tool_name"], row["call_id"], row["error"] = row["tool_name"][:64], row["call_id"][:100], row["error"][:2000]
     insert_rows(AuditEntry, rows)
     return [None] * len(rows)
 

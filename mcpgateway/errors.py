@@ -7,6 +7,7 @@ class GatewayError(Exception):
     """Bad input or a refused request. `field` names what to fix."""
 
     code = "invalid"
+    status = 400
 
     def __init__(self, message: str, field: str = ""):
         super().__init__(message)
@@ -18,6 +19,21 @@ class MissingVariable(GatewayError):
     """A ${NAME} reference resolves neither from the server's secrets nor the environment."""
 
     code = "missing_variable"
+    status = 422
+
+
+class NotOperator(GatewayError):
+    """Only an instance operator may do this: it runs something on the host or reads its environment (403)."""
+
+    code = "operator_only"
+    status = 403
+
+
+class ParameterError(GatewayError):
+    """A value given for a catalogue template's parameter is invalid (422)."""
+
+    code = "invalid_parameter"
+    status = 422
 
 
 class ConfigError(GatewayError):

@@ -35,6 +35,36 @@ class Health(models.TextChoices):
     STOPPED = "stopped", "Stopped"
 
 
+class ServerTemplate(models.Model):
+    """A stdio tool server an instance operator offers to every team (the server catalogue).
+
+    `args`, `env` values and `cwd` may hold `{{param}}` placeholders for the declared
+    `parameters` (the only things a team fills in); a `secret` parameter may appear only in
+    env values and is stored encrypted per installed server. `env_allow` names the process
+    environment variables the template's env may reference as `${NAME}`.
+    """
+
+    name = models.CharField(max_length=32, unique=True, validators=[SERVER_NAME])
+    description = models.CharField(max_length=300, blank=True)
+    command = models.CharField(max_length=500)
+    args = models.JSONField(default=list, blank=True)
+    env = models.JSONField(default=dict, blank=True)
+    cwd = models.CharField(max_length=500, blank=True)
+    parameters = models.JSONField(default=list, blank=True)
+    env_allow = models.JSONField(default=list, blank=True)
+    caller_context = models.BooleanField(default=False)
+    call_timeout_s = models.FloatField(default=60)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("operate_instance", "Operate the instance: stdio servers, templates, sandbox, process env")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class ToolServer(models.Model):
     team_id = models.BigIntegerField(db_index=True)
     name = models.CharField(max_length=32, validators=[SERVER_NAME])
@@ -42,7 +72,8 @@ class ToolServer(models.Model):
     transport = models.CharField(max_length=8, choices=Transport.choices, default=Transport.STDIO)
     command = models.CharField(max_length=500, blank=True)
     args = models.JSONField(default=list, blank=True)
-    # Values may contain ${NAME} references, resolved from this server's secrets or the process environment.
+    # Values may contain ${NAME} references, resolved from this server's secrets, or from the process
+    # environment only for names on the allow-list of its template or of an operator (`env_allow`).
     env = models.JSONField(default=dict, blank=True)
     cwd = models.CharField(max_length=500, blank=True)
     url = models.URLField(max_length=500, blank=True)
@@ -52,6 +83,11 @@ class ToolServer(models.Model):
     caller_context = models.BooleanField(
         default=False, help_text="Send each call's session and grant options in the request's _meta "
                                  "(for the built-in sandbox; leave off for third-party servers).")
+    template = models.ForeignKey(ServerTemplate, null=True, blank=True, on_delete=models.PROTECT, related_name="instances",
+                                 help_text="Installed from this catalogue template: only its parameters may change.")
+    parameters = models.JSONField(default=dict, blank=True, help_text="The template's non-secret parameter values.")
+    env_allow = models.JSONField(default=list, blank=True,
+                                 help_text="Process environment variables this server may reference (set by an operator).")
     health = models.CharField(max_length=10, choices=Health.choices, default=Health.UNKNOWN)
     health_error = models.TextField(blank=True)
     health_changed_at = models.DateTimeField(null=True, blank=True)

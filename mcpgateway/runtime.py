@@ -126,6 +126,10 @@ class GatewayRuntime:
                 if self._configs.get(name) != config:
                     await self.supervisor.add(config)
             self._configs = configs
+            if redactions != self._redactions:
+                from mcpgateway import redaction
+
+                redaction.invalidate()
             self._redactions = redactions
 
     async def ready(self, timeout_s: float = 30.0) -> None:
@@ -172,6 +176,10 @@ class GatewayRuntime:
     def redactions(self, upstream: str) -> list[str]:
         return self._redactions.get(upstream, [])
 
+    def all_redactions(self) -> list[str]:
+        """Every secret the running upstreams were configured with (a source for `mcpgateway.redaction`)."""
+        return [s for secrets in list(self._redactions.values()) for s in secrets]
+
     def health(self, upstream: str) -> Health | None:
         if self.supervisor is None or upstream not in self._configs:
             return None
@@ -212,6 +220,9 @@ def get_runtime() -> GatewayRuntime:
 
 def notify_servers_changed() -> None:
     """After a local write to servers or secrets commits: resync (if the gateway is running)."""
+    from mcpgateway import redaction
+
+    redaction.invalidate()
     if _runtime.supervisor is not None:
         submit(_runtime.sync())
 

@@ -1,32 +1,24 @@
-"""What leaves the gateway: results capped in size, secrets redacted everywhere."""
+"""What leaves the gateway: results capped in size, secrets redacted (see `mcpgateway.redaction`)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
+from mcpgateway.redaction import Redactor, marker
+
 
 def redaction_marker(secret: str) -> str:
-    """What replaces a secret: it names the secret's digest, so a record (and a signed trace
-    holding it) still proves which value was there without showing it."""
-    return f"[REDACTED sha256:{hashlib.sha256(secret.encode()).hexdigest()[:16]}]"
+    """What replaces a secret: a keyed digest (see `mcpgateway.redaction`), so records show
+    that the same value was there without letting anyone confirm a guess."""
+    return marker(secret)
 
 
 def redact(value: Any, secrets: list[str]) -> Any:
-    """`value` with every occurrence of each secret replaced, through nested JSON."""
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        for secret in secrets:
-            if secret in value:
-                value = value.replace(secret, redaction_marker(secret))
-        return value
-    if isinstance(value, dict):
-        return {k: redact(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, secrets) for v in value]
-    return value
+    """`value` with each of `secrets` (in any encoded form) and every secret-shaped token
+    replaced, through nested JSON. The gateway's paths use `mcpgateway.redaction.get_redactor()`,
+    which knows every secret of the instance; this is for a given list."""
+    return Redactor(secrets).redact(value)
 
 
 def cap_text(text: str, limit: int) -> str:

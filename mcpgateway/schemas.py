@@ -24,6 +24,8 @@ class ServerIn(Schema):
     caller_context: bool = Field(False, description="Send each call's session and grant options in _meta "
                                                     "(the built-in sandbox needs it; leave off for other servers).")
     secrets: dict[str, str] = Field(default_factory=dict, description="Values for ${NAME} references; stored encrypted.")
+    env_allow: list[str] | None = Field(None, description="Instance operators only: process environment variables "
+                                                          "the server may reference (default: those it references).")
 
 
 class ServerOut(Schema):
@@ -40,9 +42,40 @@ class ServerOut(Schema):
     enabled: bool
     call_timeout_s: float
     caller_context: bool
+    template_id: int | None = Field(None, description="The catalogue template it was installed from.")
+    parameters: dict[str, str] = Field(default_factory=dict, description="The template's non-secret parameter values.")
+    env_allow: list[str] = Field(default_factory=list)
     health: str
     health_error: str
     restarts: int
+
+
+class TemplateOut(Schema):
+    id: int
+    name: str
+    description: str
+    command: str
+    args: list[str]
+    env_names: list[str] = Field(description="The variables the server's process gets (values not shown).")
+    cwd: str
+    parameters: list[dict[str, Any]]
+    env_allow: list[str]
+    caller_context: bool
+    call_timeout_s: float
+    installed: int = Field(description="Servers installed from it (in the caller's team).")
+
+
+class InstallIn(Schema):
+    name: str = Field(pattern=r"^[a-zA-Z0-9-]{1,32}$")
+    description: str = Field("", max_length=300)
+    parameters: dict[str, str | int] = Field(default_factory=dict, description="Values for the template's parameters; "
+                                                                                "secret ones are stored encrypted.")
+
+
+class ParametersIn(Schema):
+    parameters: dict[str, str | int] = Field(default_factory=dict, description="Changed values; an empty or missing "
+                                                                                "secret keeps the stored one.")
+    description: str | None = Field(None, max_length=300)
 
 
 class ToolOut(Schema):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 
+from mcpgateway.crypto import encrypt
 from orchestrator import models as m
 
 
@@ -33,6 +35,44 @@ class AgentAdmin(admin.ModelAdmin):
     list_display = ["name", "team", "provider", "model", "max_turns", "updated_at"]
     list_filter = ["provider", "team"]
     search_fields = ["name", "description", "model", "system_prompt"]
+
+
+class ModelCredentialForm(forms.ModelForm):
+    """The key is write-only: typed here, stored encrypted, never rendered back."""
+
+    key = forms.CharField(required=False, strip=True, widget=forms.PasswordInput(render_value=False),
+                          help_text="For a stored key: type it to set or replace it; it is never shown.")
+
+    class Meta:
+        model = m.ModelCredential
+        fields = ["name", "provider", "team", "source", "env_var", "base_url", "shared_with"]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("source") == m.ModelCredential.Source.ENV and data.get("team"):
+            self.add_error("team", "an environment credential is an instance credential: leave the team empty and "
+                                   "choose the teams it is shared with")
+        if data.get("source") == m.ModelCredential.Source.STORED and not data.get("key") and not (
+                self.instance.pk and self.instance.key_encrypted):
+            self.add_error("key", "give the key")
+        return data
+
+
+@admin.register(m.ModelCredential)
+class ModelCredentialAdmin(admin.ModelAdmin):
+    """Instance operators offer the instance's environment keys to chosen teams here."""
+
+    form = ModelCredentialForm
+    list_display = ["name", "provider", "team", "source", "env_var", "base_url", "updated_at"]
+    list_filter = ["provider", "source", "team"]
+    search_fields = ["name", "env_var", "base_url"]
+    filter_horizontal = ["shared_with"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        key = form.cleaned_data.get("key")
+        if key:
+            obj.key_encrypted = encrypt(key)
+        super().save_model(request, obj, form, change)
 
 
 class VersionInline(admin.TabularInline):

@@ -31,6 +31,7 @@ from orchestrator.actions import (
     do_start_run,
 )
 from orchestrator.actions.agents import do_save_agent
+from orchestrator.actions.credentials import do_delete_credential, do_save_credential
 from orchestrator.actions.errors import ActionError, Conflict
 from orchestrator.actions.limits import do_delete_limit, do_save_limit
 from orchestrator.events import event_payload, register_consumer_loop, run_group
@@ -39,6 +40,7 @@ from orchestrator.models import (
     Agent,
     IdempotencyKey,
     Limit,
+    ModelCredential,
     Pipeline,
     ReviewItem,
     Run,
@@ -50,6 +52,9 @@ from orchestrator.schemas import (
     AgentIn,
     AgentOut,
     AgentPatch,
+    CredentialIn,
+    CredentialOut,
+    CredentialPatch,
     DecisionIn,
     EventPage,
     LimitIn,
@@ -85,8 +90,8 @@ def list_agents(request: HttpRequest):
 
 @router.post("/agents", response={201: AgentOut}, tags=["agents"])
 def create_agent(request: HttpRequest, body: AgentIn):
-    team_id = caller(request).require("admin", "builder").team_id
-    return Status(201, do_save_agent(Team.objects.get(pk=team_id), body.dict()))
+    c = caller(request).require("admin", "builder")
+    return Status(201, do_save_agent(Team.objects.get(pk=c.team_id), body.dict(), operator=c.operator))
 
 
 @router.get("/agents/{agent_id}", response=AgentOut, tags=["agents"])
@@ -96,15 +101,60 @@ def get_agent(request: HttpRequest, agent_id: int):
 
 @router.patch("/agents/{agent_id}", response=AgentOut, tags=["agents"])
 def update_agent(request: HttpRequest, agent_id: int, body: AgentPatch):
-    agent = get_object_or_404(Agent, pk=agent_id, team_id=caller(request).require("admin", "builder").team_id)
-    changes = {k: v for k, v in body.dict(exclude_unset=True).items() if v is not None or k == "temperature"}
-    return do_save_agent(agent.team, changes, agent)
+    c = caller(request).require("admin", "builder")
+    agent = get_object_or_404(Agent, pk=agent_id, team_id=c.team_id)
+    changes = {k: v for k, v in body.dict(exclude_unset=True).items() if v is not None or k in ("temperature", "credential")}
+    return do_save_agent(agent.team, changes, agent, operator=c.operator)
 
 
 @router.delete("/agents/{agent_id}", response={204: None}, tags=["agents"])
 def delete_agent(request: HttpRequest, agent_id: int):
     agent = get_object_or_404(Agent, pk=agent_id, team_id=caller(request).require("admin", "builder").team_id)
     agent.delete()
+    return Status(204, None)
+
+
+# --- model credentials ------------------------------------------------------------------
+
+def _credential_out(credential: ModelCredential, team_id: int) -> dict[str, Any]:
+    return {"id": credential.pk, "name": credential.name, "provider": credential.provider,
+            "base_url": credential.base_url, "shared": credential.team_id != team_id,
+            "agents": sorted(a.name for a in credential.agents.all() if a.team_id == team_id and not a.internal),
+            "updated_at": credential.updated_at}
+
+
+@router.get("/credentials", response=list[CredentialOut], tags=["credentials"])
+def list_credentials(request: HttpRequest):
+    """The team's model credentials and those an instance operator shares with it; keys never."""
+    team_id = caller(request).require("read").team_id
+    return [_credential_out(c, team_id) for c in ModelCredential.usable_by(team_id).prefetch_related("agents")]
+
+
+@router.post("/credentials", response={201: CredentialOut}, tags=["credentials"])
+def create_credential(request: HttpRequest, body: CredentialIn):
+    team_id = caller(request).require("admin", "owner").team_id
+    return Status(201, _credential_out(do_save_credential(Team.objects.get(pk=team_id), body.dict()), team_id))
+
+
+@router.get("/credentials/{credential_id}", response=CredentialOut, tags=["credentials"])
+def get_credential(request: HttpRequest, credential_id: int):
+    team_id = caller(request).require("read").team_id
+    return _credential_out(get_object_or_404(ModelCredential.usable_by(team_id), pk=credential_id), team_id)
+
+
+@router.patch("/credentials/{credential_id}", response=CredentialOut, tags=["credentials"])
+def update_credential(request: HttpRequest, credential_id: int, body: CredentialPatch):
+    """Rename, change the base URL, or rotate the key (write-only)."""
+    team_id = caller(request).require("admin", "owner").team_id
+    credential = get_object_or_404(ModelCredential, pk=credential_id, team_id=team_id)
+    changes = {k: v for k, v in body.dict(exclude_unset=True).items() if v is not None or k == "base_url"}
+    return _credential_out(do_save_credential(credential.team, changes, credential), team_id)
+
+
+@router.delete("/credentials/{credential_id}", response={204: None}, tags=["credentials"])
+def delete_credential(request: HttpRequest, credential_id: int):
+    team_id = caller(request).require("admin", "owner").team_id
+    do_delete_credential(get_object_or_404(ModelCredential, pk=credential_id, team_id=team_id))
     return Status(204, None)
 
 

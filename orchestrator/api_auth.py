@@ -3,7 +3,9 @@
 Both produce a `Caller`. A key acts in its own team; a user key's role is its user's role
 there (a key never grants more than its user has); a service-account key's role follows
 its scopes. A session acts in the team chosen with the `X-Agentdeck-Team` header, else the
-team selected in the dashboard, else the user's first team.
+team selected in the dashboard, else the user's first team. Instance-operator authority
+(mcpgateway.authority) comes with an operator's session or their own admin-scoped keys,
+never with a service account.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ninja.security import HttpBearer, SessionAuth
 
 from mcpgateway.actions.access import authenticate_token
 from mcpgateway.api_caller import Caller
+from mcpgateway.authority import is_instance_operator, key_is_operator
 from orchestrator.limits import check_request_rate
 from orchestrator.models import Membership
 
@@ -38,7 +41,9 @@ class ApiKeyAuth(HttpBearer):
             if membership is None:
                 return None  # the user left the team: the key goes with them
             role = membership.role
-        caller = Caller(team_id=key.team_id, role=role, scopes=scopes, user_id=key.user_id, api_key_id=key.pk)
+        operator = key_is_operator(key.user, scopes, key.service_account) if key.user_id else False
+        caller = Caller(team_id=key.team_id, role=role, scopes=scopes, user_id=key.user_id, api_key_id=key.pk,
+                        operator=operator)
         check_request_rate(caller)
         return caller
 
@@ -59,6 +64,7 @@ class TeamSessionAuth(SessionAuth):
         except (ValueError, KeyError):
             return None
         membership = membership or min(memberships.values(), key=lambda m: m.team_id)
-        caller = Caller(team_id=membership.team_id, role=membership.role, scopes=ALL_SCOPES, user_id=user.pk)
+        caller = Caller(team_id=membership.team_id, role=membership.role, scopes=ALL_SCOPES, user_id=user.pk,
+                        operator=is_instance_operator(user), session=True)
         check_request_rate(caller)
         return caller

@@ -10,3 +10,24 @@ class OrchestratorConfig(AppConfig):
         from config.tracing import setup_tracing
 
         setup_tracing()
+        # The orchestrator's secrets are redacted everywhere too (the gateway cannot import these models).
+        from mcpgateway.redaction import register_secret_source
+        from orchestrator.webhooks import webhook_secrets
+
+        register_secret_source("orchestrator.webhooks", webhook_secrets)
+        register_secret_source("orchestrator.model_credentials.env", _credential_env_values)
+
+
+def _credential_env_values() -> list[str]:
+    """The values of the instance environment variables model credentials point at (stored
+    credential keys are `*_encrypted` columns, which the gateway's own source decrypts)."""
+    import os
+
+    from django.apps import apps
+
+    try:
+        model = apps.get_model("orchestrator", "ModelCredential")
+    except LookupError:
+        return []
+    names = {v for v in model.objects.values_list("env_var", flat=True) if v}
+    return [os.environ[n] for n in names if os.environ.get(n)]

@@ -18,7 +18,7 @@ from django.db import transaction
 
 from mcpgateway.actions.access import do_grant
 from mcpgateway.actions.sandbox import do_install_sandbox
-from mcpgateway.actions.servers import do_save_server
+from mcpgateway.actions.templates import do_install_builtin
 from mcpgateway.models import Grant
 from orchestrator.actions import do_create_pipeline, do_save_pipeline_version
 from orchestrator.actions.pipelines import check_spec, normalise
@@ -163,10 +163,11 @@ def create_demo_agents(team: Team, use_anthropic: bool) -> None:
 
 
 def create_demo_tools(team: Team) -> None:
-    """The built-in code-tools and sandbox MCP servers, and grants for the agents that use them."""
-    server = do_save_server(team.pk, "code", description="Built-in code checks (lint, scan, word count)",
-                            transport="stdio", command=sys.executable, args=["-m", "mcpgateway.builtin.code_tools"],
-                            cwd=str(settings.BASE_DIR))
+    """The built-in code-tools and sandbox MCP servers, installed from the server catalogue (instance-level
+    templates the seed offers), and grants for the agents that use them."""
+    server = do_install_builtin(team.pk, {
+        "name": "code", "description": "Built-in code checks (lint, scan, word count)",
+        "command": sys.executable, "args": ["-m", "mcpgateway.builtin.code_tools"], "cwd": str(settings.BASE_DIR)})
     for agent in ("security", "reviewer"):
         if not Grant.objects.filter(server=server, agent_name=agent, tool__isnull=True).exists():
             do_grant(server, agent=agent)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +22,8 @@ from django.db import transaction
 
 from config.sql_rows import JSONText
 from orchestrator.models import Run, RunEvent
+
+log = logging.getLogger(__name__)
 
 
 def canonical(value: Any) -> str:
@@ -118,25 +122,50 @@ async def group_send(group: str, message: dict[str, Any]) -> None:
         asyncio.run_coroutine_threadsafe(layer.group_send(group, message), target)
 
 
+# How long one live publish may take, and how long publishing pauses after the channel
+# layer failed (so a Redis outage costs each step nothing, not a timeout per event).
+PUBLISH_TIMEOUT_S = 2.0
+PUBLISH_PAUSE_S = 5.0
+_publish_paused_until = 0.0
+
+
 async def publish(payloads: list[dict[str, Any]], team_id: int | None = None) -> None:
     """Send events to the run's channel-layer group (live pages, SSE, metrics), and a
-    summary of run and review changes to the team's group (lists and nav counts)."""
-    if not payloads:
+    summary of run and review changes to the team's group (lists and nav counts).
+
+    Best effort: the events are already committed (the database is the truth) and live
+    pages catch up from it, so a channel layer that fails or hangs is logged and skipped,
+    never raised into the step or the request that committed them.
+    """
+    global _publish_paused_until
+    if not payloads or time.monotonic() < _publish_paused_until:
         return
-    await group_send(run_group(payloads[0]["run_id"]), {"type": "run.events", "events": payloads})
+    sends = [(run_group(payloads[0]["run_id"]), {"type": "run.events", "events": payloads})]
     if team_id is not None:
         changes = [p for p in payloads if p["type"].startswith(("run.", "review.", "step.waiting_review"))]
         if changes:
-            await group_send(team_group(team_id), {"type": "team.events", "events": changes})
+            sends.append((team_group(team_id), {"type": "team.events", "events": changes}))
+    try:
+        for group, message in sends:
+            await asyncio.wait_for(group_send(group, message), PUBLISH_TIMEOUT_S)
+    except Exception as exc:  # any channel-layer failure (TimeoutError included) is survivable
+        _publish_paused_until = time.monotonic() + PUBLISH_PAUSE_S
+        log.warning("live events not published (%s: %s); pausing live publishing for %.0fs; pages catch up from the database",
+                    type(exc).__name__, exc, PUBLISH_PAUSE_S)
 
 
 def send_event_on_commit(run: Run, type: str, data: dict[str, Any], step_key: str = "") -> RunEvent:
     """Append one event inside the current transaction; publish it once the transaction commits.
 
     For actions outside the engine (cancel, review decisions). Locks the run row so
-    concurrent writers keep the chain linear.
+    concurrent writers keep the chain linear. The data is redacted first (a reviewer's
+    edit may repeat a secret), so the hash covers what is stored.
     """
     from django.utils import timezone
+
+    from mcpgateway.redaction import get_redactor
+
+    data = get_redactor().redact(data)
 
     locked = Run.objects.select_for_update().only("id", "last_seq", "last_hash").get(pk=run.pk)
     (row,) = build_events(locked, [(type, step_key, data)], timezone.now())

@@ -65,6 +65,44 @@ def worker_id() -> str:
     return _worker_id
 
 
+def held_lease(run_id: int) -> str | None:
+    """The lease expiry (ISO text) of a running run that another process holds, else None."""
+    until = Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, cancel_requested=False,
+                               lease_until__isnull=False).values_list("lease_until", flat=True).first()
+    return until.isoformat() if until else None
+
+
+def lease_holder_is_dead(holder: str) -> bool:
+    """True when a lease owner (`host:pid:…`) names a process of this host that no longer runs.
+
+    Owners on other hosts, and pids that run (possibly reused by another process), count as
+    alive: their leases run out on their own.
+    """
+    host, _, rest = holder.partition(":")
+    pid_text = rest.split(":", 1)[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False  # this process: its own runs end or hand back through it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed child its parent has not reaped yet still answers kill(pid, 0)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
 def hand_back_runs() -> int:
     """At shutdown: expire this process's leases so another worker can take its runs at once
     (they resume from their last persisted point). Returns how many were handed back."""
@@ -87,17 +125,25 @@ def _claim(run_id: int, owner: str) -> Prepared | None:
     run is not runnable or another live worker holds it. Conditional, so only one claim wins."""
     now = timezone.now()
     claimable = Q(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]) & (Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-    claimed = Run.objects.filter(claimable, pk=run_id, cancel_requested=False).update(
-        status=RunStatus.RUNNING, lease_owner=owner, lease_until=now + timedelta(seconds=settings.RUN_LEASE_S))
+    lease = {"status": RunStatus.RUNNING, "lease_owner": owner, "lease_until": now + timedelta(seconds=settings.RUN_LEASE_S)}
+    claimed = Run.objects.filter(claimable, pk=run_id, cancel_requested=False).update(**lease)
     if not claimed:
-        return None
+        holder = Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, cancel_requested=False).values_list(
+            "lease_owner", flat=True).first()
+        if not holder or not lease_holder_is_dead(holder):
+            return None
+        # Its holder died on this host (a killed prefork child, a cold shutdown): take it now
+        # instead of waiting for the lease to run out. Conditional on the same dead holder.
+        if not Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, lease_owner=holder, cancel_requested=False).update(**lease):
+            return None
+        log.warning("run %s: its lease holder %s is no longer running; taken over at once", run_id, holder)
     Run.objects.filter(pk=run_id, started_at__isnull=True).update(started_at=timezone.now())
     run = Run.objects.select_related("pipeline_version__pipeline").get(pk=run_id)
     spec = parse_spec(run.pipeline_version.spec)
     names = spec.agent_names()
     agents = {
-        a.name: AgentConfig(a.name, a.provider, a.model, a.system_prompt, a.temperature, a.max_tokens, a.max_turns, a.options,
-                            a.defences)
+        a.name: AgentConfig(a.name, a.provider, a.model, a.system_prompt, a.temperature, a.max_tokens, a.max_turns,
+                            a.provider_options(), a.defences)
         for a in Agent.objects.filter(team_id=run.team_id, name__in=names)
     }
     missing = names - set(agents)

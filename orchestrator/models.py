@@ -61,8 +61,12 @@ class Agent(models.Model):
     temperature = models.FloatField(null=True, blank=True)
     max_tokens = models.PositiveIntegerField(default=1024)
     max_turns = models.PositiveIntegerField(default=8, help_text="Model calls per step at most.")
-    # Provider options: base_url, api_key_env, and the scripted provider's "script".
+    # Provider options: the scripted provider's "script", max_tokens_field; base_url and
+    # api_key_env only as an instance operator set them (teams use a credential instead).
     options = models.JSONField(default=dict, blank=True)
+    # Whose model key the agent uses; empty: the instance's environment key (ANTHROPIC_API_KEY...).
+    credential = models.ForeignKey("ModelCredential", null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="agents")
     # Prompt-injection defences, each switchable (orchestrator.engine.defences.Defences):
     # spotlight, detector, confirm_tools, taint_allowed_tools.
     defences = models.JSONField(default=dict, blank=True)
@@ -77,6 +81,61 @@ class Agent(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def provider_options(self) -> dict:
+        """`options` as the provider reads them: with the agent's credential (id and team) set here
+        from the database, never from what a user typed, so nobody points at another's key."""
+        options = {k: v for k, v in (self.options or {}).items() if k not in CREDENTIAL_OPTION_KEYS}
+        if self.credential_id:
+            options["_credential"] = self.credential_id
+            options["_team"] = self.team_id
+        return options
+
+
+# Keys of an agent's options that only `Agent.provider_options` may set.
+CREDENTIAL_OPTION_KEYS = ("_credential", "_team")
+
+
+class ModelCredential(models.Model):
+    """A model provider key (and optional base URL) that agents reference.
+
+    A team's own credential holds its key encrypted (`mcpgateway.crypto`); nobody sees it back.
+    An instance credential (no team, made by an instance operator) may instead name a process
+    environment variable; it is offered to the teams in `shared_with`, which use it without
+    ever seeing the value or the variable's name.
+    """
+
+    class Source(models.TextChoices):
+        STORED = "stored", "Key stored encrypted"
+        ENV = "env", "Instance environment variable"
+
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE, related_name="model_credentials",
+                             help_text="Empty: an instance credential, shared with the teams below.")
+    name = models.CharField(max_length=100)
+    provider = models.CharField(max_length=32)
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.STORED)
+    key_encrypted = models.TextField(blank=True, editable=False)
+    env_var = models.CharField(max_length=100, blank=True, help_text="For an instance credential: the variable.")
+    base_url = models.CharField(max_length=500, blank=True)
+    shared_with = models.ManyToManyField(Team, blank=True, related_name="shared_model_credentials")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="uniq_model_credential_name")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_instance(self) -> bool:
+        return self.team_id is None
+
+    @classmethod
+    def usable_by(cls, team_id: int) -> models.QuerySet[ModelCredential]:
+        """The team's own credentials and the instance credentials shared with it."""
+        return cls.objects.filter(Q(team_id=team_id) | Q(team__isnull=True, shared_with__id=team_id)).distinct()
 
 
 class Pipeline(models.Model):

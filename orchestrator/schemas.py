@@ -29,9 +29,12 @@ class AgentIn(Schema):
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int = Field(1024, ge=1, le=200_000)
     max_turns: int = Field(8, ge=1, le=100)
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict, description=(
+        "Provider options, e.g. the scripted provider's script. api_key_env and base_url: instance operators only."))
     defences: dict[str, Any] = Field(default_factory=dict, description=(
         "Prompt-injection defences: spotlight (bool), detector (off|rules|classifier), confirm_tools, taint_allowed_tools."))
+    credential: int | None = Field(None, description="A model credential of the team (or shared with it); "
+                                   "empty: the instance's key for the provider.")
 
 
 class AgentPatch(Schema):
@@ -44,6 +47,7 @@ class AgentPatch(Schema):
     max_turns: int | None = Field(None, ge=1, le=100)
     options: dict[str, Any] | None = None
     defences: dict[str, Any] | None = None
+    credential: int | None = None
 
 
 class AgentOut(Schema):
@@ -58,6 +62,37 @@ class AgentOut(Schema):
     max_turns: int
     options: dict[str, Any]
     defences: dict[str, Any]
+    credential: int | None = None
+    updated_at: datetime
+
+    @staticmethod
+    def resolve_credential(obj: Any) -> int | None:
+        return obj.credential_id
+
+
+class CredentialIn(Schema):
+    name: str = Field(min_length=1, max_length=100)
+    provider: Literal["anthropic", "openai"]
+    key: str = Field(min_length=1, max_length=4000, description="Write-only: never shown back.")
+    base_url: str = Field("", max_length=500, description=(
+        "Optional, e.g. an OpenAI-compatible server; must not point at private addresses."))
+
+
+class CredentialPatch(Schema):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    key: str | None = Field(None, min_length=1, max_length=4000, description="A new key (rotation); write-only.")
+    base_url: str | None = Field(None, max_length=500)
+
+
+class CredentialOut(Schema):
+    """A credential as anyone sees it: never its key nor, for an instance one, its variable."""
+
+    id: int
+    name: str
+    provider: str
+    base_url: str
+    shared: bool = Field(description="An instance credential an operator shares with the team (read-only).")
+    agents: list[str]
     updated_at: datetime
 
 

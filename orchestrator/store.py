@@ -3,11 +3,18 @@
 All writes of one commit — step rows, ledger entries, usage records, review items, the
 run row and every buffered event — go in a single transaction, then the events are
 published. Writes run on one thread (`thread_sensitive`), which serialises them.
+
+Every secret the instance holds is redacted here, before anything is stored or published
+(`mcpgateway.redaction`): step input and output, ledger requests and results, review
+context, run output and errors, and event data (so the hash chain covers the redacted
+payloads and traces verify). Streamed model deltas, published live and never stored, go
+through a stream redactor that holds back a tail that could be the start of a secret.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -19,6 +26,7 @@ from django.utils import timezone
 
 from config.db_writer import run_write
 from config.sql_rows import insert_rows, select_row, update_row
+from mcpgateway.redaction import Redactor, StreamRedactor, current_redactor, get_redactor
 from orchestrator import webhooks
 from orchestrator.engine.errors import LeaseLost, RunCancelled
 from orchestrator.engine.store import (
@@ -79,6 +87,8 @@ class DjangoRunStore:
         self._team_id: int | None = None
         self._pipeline_id: int | None = None
         self._metrics: RunObserver | None = None
+        self._redactor: Redactor | None = None
+        self._streams: dict[tuple[str, Any], StreamRedactor] = {}
 
     # --- loading -------------------------------------------------------------------------
 
@@ -86,6 +96,7 @@ class DjangoRunStore:
         return await sync_to_async(self._load, thread_sensitive=True)()
 
     def _load(self) -> RunState:
+        self._redactor = get_redactor()
         run = Run.objects.select_related("pipeline_version__pipeline").get(pk=self.run_id)
         self._agents = dict(Agent.objects.filter(team_id=run.team_id).values_list("name", "id"))
         self._team_id = run.team_id
@@ -116,9 +127,29 @@ class DjangoRunStore:
         self._writes.append(write)
 
     def emit(self, type: str, data: dict[str, Any], step_key: str = "") -> None:
+        if type == "llm.started":  # a new call: what an earlier, failed one held back is dropped
+            for stream_key in [k for k in self._streams if k[0] == step_key]:
+                del self._streams[stream_key]
+        elif type == "llm.finished":  # the call's stream is over: send what was held back
+            for stream_key in [k for k in self._streams if k[0] == step_key]:
+                rest = self._streams.pop(stream_key).flush()
+                if rest:
+                    self._publish_ephemeral("llm.delta", {"turn": stream_key[1], "text": rest}, step_key)
         self._events.append((type, step_key, data))
 
     def emit_ephemeral(self, type: str, data: dict[str, Any], step_key: str = "") -> None:
+        redactor = self._redactor or current_redactor()
+        if type == "llm.delta" and isinstance(data.get("text"), str):
+            stream = self._streams.setdefault((step_key, data.get("turn")), StreamRedactor(redactor))
+            text = stream.feed(data["text"])
+            if not text:
+                return
+            data = {**data, "text": text}
+        else:
+            data = redactor.redact(data)
+        self._publish_ephemeral(type, data, step_key)
+
+    def _publish_ephemeral(self, type: str, data: dict[str, Any], step_key: str) -> None:
         payload = {"run_id": self.run_id, "seq": None, "type": type, "step_key": step_key, "data": data, "ephemeral": True}
         for listener in self.listeners:
             listener(payload)
@@ -153,6 +184,9 @@ class DjangoRunStore:
 
     def _commit(self, writes: list[Write], events: list[tuple[str, str, dict[str, Any]]]) -> tuple[list[dict[str, Any]], bool]:
         now = timezone.now()
+        self._redactor = redactor = get_redactor()
+        writes = [_redacted(w, redactor) for w in writes]
+        events = [(type, key, redactor.redact(data)) for type, key, data in events]
         with transaction.atomic():
             head = self._run_head()
             if self.lease_owner and head.lease_owner != self.lease_owner:
@@ -248,6 +282,18 @@ class DjangoRunStore:
             output_tokens=head.output_tokens + sum(u.output_tokens for u in usage),
             cost_usd=head.cost_usd + sum((Decimal(u.cost_usd) for u in usage), Decimal(0)),
         )
+
+
+_TEXT_FIELDS: dict[type, tuple[str, ...]] = {
+    StepWrite: ("input", "output", "error"), LedgerWrite: ("name", "request", "result"),
+    ReviewWrite: ("context",), RunWrite: ("output", "error"),
+}
+
+
+def _redacted(write: Write, redactor: Redactor) -> Write:
+    """A copy of `write` with secrets redacted from the fields that carry model or tool text."""
+    names = _TEXT_FIELDS.get(type(write), ())
+    return dataclasses.replace(write, **{n: redactor.redact(getattr(write, n)) for n in names}) if names else write
 
 
 def _merge(earlier: StepWrite | None, later: StepWrite) -> StepWrite:

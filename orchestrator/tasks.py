@@ -13,11 +13,30 @@ from orchestrator.execution import execute_run
 log = logging.getLogger(__name__)
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def execute_run_task(run_id: int) -> str:
-    """Execute (or resume) a run to its next stop; a no-op if another worker holds it."""
+# How often a task that found its run held looks again (seconds).
+HELD_RECHECK_S = 2.0
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True, max_retries=None)
+def execute_run_task(self, run_id: int, seen_lease: str | None = None) -> str:
+    """Execute (or resume) a run to its next stop.
+
+    If another process holds the run, the task looks again every couple of seconds until
+    the holder proves alive by renewing its lease (then this copy was a duplicate) or the run
+    becomes claimable: its holder died on this host, or its lease ran out. A task restored
+    after a cold shutdown thus takes the run within seconds, not after the stuck-runs sweep.
+    """
+    from orchestrator.execution import held_lease
+
     outcome = asyncio.run(execute_run(run_id))
-    return outcome.status if outcome else "not claimed"
+    if outcome is not None:
+        return outcome.status
+    lease = held_lease(run_id)
+    if lease is None:
+        return "not claimed"
+    if seen_lease is not None and lease != seen_lease:
+        return "held by a live worker"  # it renewed its lease since we last looked
+    raise self.retry(args=[run_id, lease], countdown=HELD_RECHECK_S)
 
 
 @shared_task(ignore_result=True)
@@ -48,3 +67,11 @@ def execute_eval_task(eval_run_id: int) -> str:
     from orchestrator.evals.harness import execute_eval_run
 
     return asyncio.run(execute_eval_run(eval_run_id)).status
+
+
+@shared_task(ignore_result=True)
+def deliver_webhooks_task() -> int:
+    """Beat's entry point: send due webhook deliveries from a worker (the web process sends too)."""
+    from orchestrator.webhooks import deliver_due
+
+    return deliver_due()

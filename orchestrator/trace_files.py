@@ -4,8 +4,11 @@ The file holds the pipeline version (spec and digest), the input and output, eve
 event in order with its hash chain, each model and tool call of the ledger with digests of
 its request and result, and the gateway's audit rows for the run — signed with the
 instance's Ed25519 key over the canonical JSON of everything else. Secrets were redacted
-before any of it was written (the markers carry the secret's digest), so the exported file
-holds none and still verifies.
+before any of it was written (keyed markers: `mcpgateway.redaction`), so the exported file
+holds none and still verifies. The export runs the redactor once more over everything (a
+secret added after the run, or a run input that held one); should that change an event,
+the event keeps the redacted data, is listed under `redacted_at_export`, and no longer
+verifies: the file never carries a secret, even at the price of its chain.
 
 Verification checks the format, the counts and the chain head, recomputes every event
 hash in order (naming the first broken link: an edited, removed or reordered event), and
@@ -27,7 +30,8 @@ from django.db import IntegrityError, transaction
 
 from mcpgateway import crypto
 from mcpgateway.models import AuditEntry
-from orchestrator.events import canonical, event_payload, verify_chain
+from mcpgateway.redaction import get_redactor
+from orchestrator.events import canonical, event_hash, event_payload, verify_chain
 from orchestrator.models import LedgerEntry, Run, RunEvent, SigningKey
 
 FORMAT = "agentdeck-trace/1"
@@ -95,7 +99,12 @@ def build_trace(run: Run) -> dict[str, Any]:
 
 def export_trace(run: Run) -> dict[str, Any]:
     """The signed trace of `run`."""
-    body = build_trace(run)
+    body = get_redactor().redact(build_trace(run))
+    stored = RunEvent.objects.filter(run=run).order_by("seq").values_list("seq", "hash")
+    changed = [e["seq"] for e, (_, digest) in zip(body["events"], stored, strict=False)
+               if event_hash(e["prev_hash"], e["seq"], e["type"], e["step_key"], e["data"], e["created_at"]) != digest]
+    if changed:
+        body["redacted_at_export"] = changed
     kid, key = signing_key()
     body["signature"] = {"alg": "Ed25519", "kid": kid, "value": base64.b64encode(key.sign(canonical(body).encode())).decode()}
     return body

@@ -4,7 +4,8 @@ Deliveries are written in the same transaction as the change they announce (`enq
 so none is lost or sent for a change that rolled back; `deliver_due` claims due ones with
 a conditional update (safe with any number of senders) and sends them. Each request
 carries `X-Agentdeck-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">` keyed
-by the webhook's secret; receivers check it with `verify_signature`.
+by the webhook's secret; receivers check it with `verify_signature`. URLs pass the outbound
+guard when saved and again at every connect (`mcpgateway.outbound`).
 """
 
 from __future__ import annotations
@@ -15,21 +16,31 @@ import json
 import logging
 import secrets
 import time
-import urllib.error
-import urllib.request
 from datetime import timedelta
 from typing import Any
 
+import httpx2
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from mcpgateway import redaction
 from mcpgateway.crypto import encrypt
+from mcpgateway.outbound import check_url, guarded_client
 from orchestrator.actions.errors import ActionError
 from orchestrator.models import Pipeline, Webhook, WebhookDelivery
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
-TIMEOUT_S = 10
+
+
+def _timeout_s() -> float:
+    return float(settings.WEBHOOK_TIMEOUT_S)
+
+
+def _send_lease_s() -> float:
+    """A claimed delivery is another sender's to retry once this has passed (a crash mid-send)."""
+    return _timeout_s() * 3
 
 
 def do_create_webhook(pipeline: Pipeline, url: str, events: list[str] | None = None) -> tuple[Webhook, str]:
@@ -40,8 +51,11 @@ def do_create_webhook(pipeline: Pipeline, url: str, events: list[str] | None = N
         raise ActionError(f"unknown events: {', '.join(sorted(unknown))}", "events")
     if not url.startswith(("http://", "https://")):
         raise ActionError("the webhook URL must be http(s)", "url")
+    check_url(url, "url")
     secret = "whsec_" + secrets.token_urlsafe(24)
-    return Webhook.objects.create(pipeline=pipeline, url=url, events=events, secret_encrypted=encrypt(secret)), secret
+    webhook = Webhook.objects.create(pipeline=pipeline, url=url, events=events, secret_encrypted=encrypt(secret))
+    transaction.on_commit(redaction.invalidate)  # the new secret is redacted from now on
+    return webhook, secret
 
 
 def enqueue(pipeline_id: int, event: str, payload: dict[str, Any]) -> int:
@@ -78,15 +92,25 @@ def backoff(attempts: int) -> timedelta:
 
 
 def deliver_due(limit: int = 50) -> int:
-    """Send the deliveries that are due; returns how many were attempted."""
+    """Send the deliveries that are due; returns how many were attempted.
+
+    A sender claims a delivery with a lease: `sending` until `next_attempt_at`. One whose
+    sender died mid-send (its lease ran out) is due again, so it is sent after the crash;
+    receivers deduplicate on `X-Agentdeck-Delivery`, which stays the same on every attempt.
+    """
+    from django.db.models import Q
+
     now = timezone.now()
-    due = list(WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
-               .values_list("pk", flat=True)[:limit])
+    due = list(WebhookDelivery.objects.filter(
+        Q(status=WebhookDelivery.Status.PENDING) | Q(status=WebhookDelivery.Status.SENDING), next_attempt_at__lte=now)
+        .values_list("pk", "status", "next_attempt_at")[:limit])
     sent = 0
-    for pk in due:
-        claimed = WebhookDelivery.objects.filter(pk=pk, status=WebhookDelivery.Status.PENDING).update(
-            status=WebhookDelivery.Status.SENDING)
+    for pk, status, seen in due:
+        claimed = WebhookDelivery.objects.filter(pk=pk, status=status, next_attempt_at=seen).update(
+            status=WebhookDelivery.Status.SENDING, next_attempt_at=timezone.now() + timedelta(seconds=_send_lease_s()))
         if claimed:
+            if status == WebhookDelivery.Status.SENDING:
+                log.warning("webhook delivery %s: its sender stopped mid-send; sending it again", pk)
             _send(WebhookDelivery.objects.select_related("webhook").get(pk=pk))
             sent += 1
     return sent
@@ -94,18 +118,20 @@ def deliver_due(limit: int = 50) -> int:
 
 def _send(delivery: WebhookDelivery) -> None:
     body = json.dumps(delivery.payload, sort_keys=True, default=str).encode()
-    request = urllib.request.Request(delivery.webhook.url, data=body, method="POST", headers={
+    headers = {
         "Content-Type": "application/json", "User-Agent": "Agentdeck-Webhooks/1",
         "X-Agentdeck-Event": delivery.event, "X-Agentdeck-Delivery": str(delivery.pk),
         "X-Agentdeck-Signature": sign(delivery.webhook.secret, body),
-    })
+    }
     status, error = None, ""
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        status, error = exc.code, f"HTTP {exc.code}"
-    except OSError as exc:
+        # Through the outbound guard: the URL's host is resolved and checked again at connect,
+        # and redirects are not followed (a 3xx is a failed delivery).
+        with guarded_client(timeout=_timeout_s()) as client:
+            status = client.post(delivery.webhook.url, content=body, headers=headers).status_code
+        if not 200 <= status < 300:
+            error = f"HTTP {status}"
+    except httpx2.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"
     attempts = delivery.attempts + 1
     with transaction.atomic():
@@ -145,3 +171,16 @@ def start_sender(interval_s: float = 2.0) -> None:
 
         _started = True
         submit(_send_forever(interval_s))
+
+
+def webhook_secrets() -> list[str]:
+    """Every webhook's signing secret (a source for `mcpgateway.redaction`)."""
+    from mcpgateway.crypto import SecretDecryptError
+
+    found = []
+    for webhook in Webhook.objects.only("secret_encrypted"):
+        try:
+            found.append(webhook.secret)
+        except SecretDecryptError:
+            continue
+    return found

@@ -53,6 +53,13 @@ def team(owner, teammate) -> Team:
     return team
 
 
+@pytest.fixture
+def outbound_allows_loopback(settings) -> None:
+    """Tests whose team-set URLs (webhooks, remote servers, base URLs) point at loopback fakes:
+    the instance allows loopback for them, explicitly (the default refuses it)."""
+    settings.AGENTDECK_OUTBOUND_ALLOW = ["127.0.0.0/8", "::1/128"]
+
+
 def scripted(team: Team, name: str, *replies: dict[str, Any], rules: list | None = None, **fields: Any) -> Agent:
     """A scripted agent whose turns are `replies` (see orchestrator.providers.scripted)."""
     script: dict[str, Any] = {"replies": list(replies)}

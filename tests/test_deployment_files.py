@@ -42,7 +42,7 @@ def test_it_names_settings_the_app_reads(compose):
 
 def test_it_builds_from_the_apps_in_the_repository():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for folder in ("config", "orchestrator", "mcpgateway", "dashboard", "templates", "static"):
+    for folder in ("config", "authz", "orchestrator", "mcpgateway", "dashboard", "templates", "static"):
         assert (ROOT / folder).is_dir()
         assert f"COPY {folder} {folder}" in dockerfile
 

@@ -18,22 +18,22 @@ from orchestrator.evals.reports import compare, to_json, to_junit
 from orchestrator.evals.spec import SuiteFileError
 from orchestrator.evals.suite_files import do_import_suite, export_suite, install_injection_suite
 from orchestrator.management.commands.eval import CONFIRM, TAINT_ALLOWED
-from orchestrator.models import EvalRun, EvalRunStatus, EvalSuite, Role
+from orchestrator.models import EvalRun, EvalRunStatus, EvalSuite
 
 CHART_METRICS = ("completion", "tool_accuracy", "self_healing", "block_rate", "utility")
 
 
-@team_view()
+@team_view("eval.view")
 def index(request: HttpRequest, status: int = 200, **extra: Any) -> HttpResponse:
     suites = (EvalSuite.objects.filter(team=request.team).select_related("agent", "pipeline_version__pipeline")
               .prefetch_related("eval_runs"))
     rows = [{"suite": s, "cases": s.cases.count(), "last": s.eval_runs.order_by("-created_at").first()} for s in suites]
     return render(request, "dashboard/evals/index.html", {
-        "rows": rows, "can_edit": can(request, Role.BUILDER), **extra}, status=status)
+        "rows": rows, "can_edit": can(request, "eval.edit"), **extra}, status=status)
 
 
 @require_POST
-@team_view(Role.BUILDER)
+@team_view("eval.edit")
 def import_suite(request: HttpRequest) -> HttpResponse:
     text = request.POST.get("text", "")
     try:
@@ -47,7 +47,7 @@ def import_suite(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@team_view(Role.BUILDER)
+@team_view("eval.edit")
 def install_injection(request: HttpRequest) -> HttpResponse:
     suite = install_injection_suite(request.team)
     messages.success(request, f"Installed {suite.name} with the office tool server and the office-assistant agent.")
@@ -59,7 +59,7 @@ def _suite(request: HttpRequest, pk: int) -> EvalSuite:
                              pk=pk, team=request.team)
 
 
-@team_view()
+@team_view("eval.view")
 def suite_detail(request: HttpRequest, pk: int, status: int = 200, **extra: Any) -> HttpResponse:
     suite = _suite(request, pk)
     runs = list(suite.eval_runs.order_by("-created_at")[:50])
@@ -68,11 +68,11 @@ def suite_detail(request: HttpRequest, pk: int, status: int = 200, **extra: Any)
              "series": {m: [metric_value(r.metrics, m) for r in finished] for m in CHART_METRICS}}
     return render(request, "dashboard/evals/suite.html", {
         "suite": suite, "cases": suite.cases.all(), "runs": runs, "chart": chart,
-        "can_edit": can(request, Role.BUILDER), **extra}, status=status)
+        "can_edit": can(request, "eval.edit"), **extra}, status=status)
 
 
 @require_POST
-@team_view(Role.BUILDER)
+@team_view("eval.run")
 def start_eval(request: HttpRequest, pk: int) -> HttpResponse:
     suite = _suite(request, pk)
     post = request.POST
@@ -106,7 +106,7 @@ def _eval_run(request: HttpRequest, pk: int) -> EvalRun:
     return get_object_or_404(EvalRun.objects.select_related("suite", "baseline"), pk=pk, suite__team=request.team)
 
 
-@team_view()
+@team_view("eval.view")
 def eval_run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     eval_run = _eval_run(request, pk)
     context = {"eval_run": eval_run, "results": eval_run.results.select_related("case").order_by("case__position"),
@@ -117,14 +117,14 @@ def eval_run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "dashboard/evals/run.html", context)
 
 
-@team_view()
+@team_view("eval.view")
 def eval_run_compare(request: HttpRequest, pk: int, base: int) -> HttpResponse:
     current, baseline = _eval_run(request, pk), _eval_run(request, base)
     return render(request, "dashboard/evals/compare.html",
                   {"current": current, "baseline": baseline, "diff": compare(current, baseline)})
 
 
-@team_view()
+@team_view("eval.view")
 def export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
     eval_run = _eval_run(request, pk)
     if fmt == "json":
@@ -135,7 +135,7 @@ def export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
     return response
 
 
-@team_view()
+@team_view("eval.view")
 def suite_export(request: HttpRequest, pk: int) -> HttpResponse:
     response = HttpResponse(export_suite(_suite(request, pk)), content_type="application/yaml")
     response["Content-Disposition"] = f'attachment; filename="{_suite(request, pk).slug}.yaml"'

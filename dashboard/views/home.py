@@ -11,11 +11,11 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from dashboard.access import SESSION_KEY, memberships, team_view
-from dashboard.readiness import readiness
+from dashboard.readiness import may_see_details, readiness
 from orchestrator.engine.spec import spec_json_schema
 
 
-@team_view()
+@team_view("team.view")
 def index(request: HttpRequest) -> HttpResponse:
     return redirect("runs")
 
@@ -37,10 +37,14 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 def readyz(request: HttpRequest) -> JsonResponse:
     """Readiness: the database answers, Redis answers (when configured), workers answer (when
-    runs go to Celery). 503 with the failing parts otherwise."""
+    runs go to Celery); 503 otherwise. Which part failed, versions and worker counts only for
+    staff or `Authorization: Bearer <METRICS_TOKEN>`; everyone else gets the status alone."""
     report = readiness()
     ok = all(part["ok"] for part in report.values())
-    return JsonResponse({"ready": ok, **report}, status=200 if ok else 503)
+    body: dict[str, object] = {"status": "ok" if ok else "unavailable"}
+    if may_see_details(request):
+        body.update({"ready": ok, **report})
+    return JsonResponse(body, status=200 if ok else 503)
 
 
 def spec_schema(request: HttpRequest) -> JsonResponse:

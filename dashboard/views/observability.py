@@ -79,7 +79,7 @@ def observability_data(team_id: int, days: int) -> dict[str, Any]:
             "cost_by_agent": series(by_agent), "cost_by_pipeline": series(by_pipeline)}
 
 
-@team_view()
+@team_view("usage.view")
 def index(request: HttpRequest) -> HttpResponse:
     try:
         days = min(90, max(1, int(request.GET.get("days", "14"))))

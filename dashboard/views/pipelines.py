@@ -26,8 +26,16 @@ from dashboard.access import can, team_view
 from orchestrator.actions import do_create_pipeline, do_save_pipeline_version
 from orchestrator.actions.errors import ActionError
 from orchestrator.actions.pipelines import check_spec
+from orchestrator.engine.document_guard import (
+    MAX_DOCUMENT_DEPTH,
+    DocumentError,
+    deeper_than,
+    load_text,
+    scan_data,
+)
 from orchestrator.engine.errors import SpecError
-from orchestrator.models import Agent, Pipeline, PipelineVersion, Role, Team
+from orchestrator.engine.spec_bounds import nesting_errors
+from orchestrator.models import Agent, Pipeline, PipelineVersion, Team
 
 NAME_MAX = 100
 NOTE_MAX = 200
@@ -37,7 +45,7 @@ BLANK_SPEC: dict[str, Any] = {"inputs": {}, "steps": [], "outputs": {}}
 # ---------------------------------------------------------------------------- pages
 
 
-@team_view()
+@team_view("pipeline.view")
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
     pipelines = (
@@ -49,7 +57,7 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/pipelines/list.html", {"pipelines": pipelines})
 
 
-@team_view(Role.BUILDER)
+@team_view("pipeline.edit")
 def new(request: HttpRequest) -> HttpResponse:
     """GET: an empty builder (or a copy of `?from=<pipeline id>`). POST: create the pipeline."""
     if request.method == "POST":
@@ -61,7 +69,7 @@ def new(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/pipelines/builder.html", _builder_context(request, None, None, spec))
 
 
-@team_view()
+@team_view("pipeline.view")
 def builder(request: HttpRequest, pk: int) -> HttpResponse:
     """GET: the builder on the latest version (or `?version=<n>`). POST (builder+): save a new version."""
     pipeline = _pipeline(request, pk)
@@ -72,7 +80,7 @@ def builder(request: HttpRequest, pk: int) -> HttpResponse:
                   _builder_context(request, pipeline, version, version.spec))
 
 
-@team_view()
+@team_view("pipeline.view")
 @require_POST
 def validate(request: HttpRequest) -> JsonResponse:
     """Check a spec for the builder: `{"spec": {...}}` or `{"text": "...", "format": "yaml"|"json"}`.
@@ -83,14 +91,21 @@ def validate(request: HttpRequest) -> JsonResponse:
     body = _json_body(request)
     if body is None:
         return JsonResponse({"valid": False, "errors": [{"path": "", "message": "send a JSON object"}]}, status=400)
-    document, parse_error = _document(body)
+    try:
+        document, parse_error = _document(body)
+    except DocumentError as exc:  # too deep, NUL, YAML alias: refused before anything recurses
+        return JsonResponse({"valid": False, "parse_error": True,
+                             "errors": [{"path": exc.problem.path, "message": exc.problem.message}]}, status=422)
     if parse_error:
         return JsonResponse({"valid": False, "parse_error": True, "errors": [{"path": "", "message": parse_error}]})
+    bounds = _bound_errors(document)
+    if bounds:
+        return JsonResponse({"valid": False, "errors": bounds}, status=422)
     errors = _spec_errors(request.team, document)
     return JsonResponse({"valid": not errors, "errors": errors, "document": document, "yaml": to_yaml(document)})
 
 
-@team_view()
+@team_view("pipeline.view")
 @require_GET
 def versions(request: HttpRequest, pk: int) -> HttpResponse:
     pipeline = _pipeline(request, pk)
@@ -98,19 +113,21 @@ def versions(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "dashboard/pipelines/versions.html", {"pipeline": pipeline, "versions": rows})
 
 
-@team_view()
+@team_view("pipeline.view")
 @require_GET
 def version(request: HttpRequest, pk: int, number: int) -> HttpResponse:
     pipeline = _pipeline(request, pk)
     shown = get_object_or_404(PipelineVersion.objects.select_related("created_by"), pipeline=pipeline, number=number)
     previous = pipeline.versions.filter(number__lt=number).order_by("-number").first()
+    deep = deeper_than(shown.spec, MAX_DOCUMENT_DEPTH)
     return render(request, "dashboard/pipelines/version.html", {
         "pipeline": pipeline, "version": shown, "previous": previous,
-        "spec_json": pretty_json(shown.spec), "spec_yaml": to_yaml(shown.spec),
+        "spec_json": pretty_json(shown.spec),
+        "spec_yaml": TOO_DEEP_FOR_YAML if deep else to_yaml(shown.spec),
     })
 
 
-@team_view()
+@team_view("pipeline.view")
 @require_GET
 def diff(request: HttpRequest, pk: int) -> HttpResponse:
     """`?a=<n>&b=<n>` (default: the two latest versions), unified or `&view=split`."""
@@ -161,7 +178,7 @@ def _create(request: HttpRequest) -> JsonResponse:
 
 
 def _save(request: HttpRequest, pipeline: Pipeline) -> JsonResponse:
-    if not can(request, Role.BUILDER):
+    if not can(request, "pipeline.edit"):
         return JsonResponse({"errors": [], "form_errors": {"": "Only builders and owners can save pipelines."}},
                             status=403)
     body = _json_body(request)
@@ -199,7 +216,7 @@ def _version(pipeline: Pipeline, number: str | None) -> PipelineVersion:
 def _builder_context(request: HttpRequest, pipeline: Pipeline | None, version: PipelineVersion | None,
                      spec: dict[str, Any]) -> dict[str, Any]:
     latest = pipeline.latest_version() if pipeline else None
-    can_edit = can(request, Role.BUILDER)
+    can_edit = can(request, "pipeline.edit")
     agents = [{"name": a.name, "description": a.description, "provider": a.provider}
               for a in Agent.objects.filter(team=request.team, internal=False).order_by("name")]
     config = {
@@ -225,16 +242,28 @@ def _json_body(request: HttpRequest) -> dict[str, Any] | None:
 
 
 def _document(body: dict[str, Any]) -> tuple[Any, str]:
-    """The spec document a validate request carries, or a message saying why it does not parse."""
+    """The spec document a validate request carries, or a message saying why it does not parse.
+
+    Text is parsed within the document bounds; DocumentError names the path of a bound broken.
+    """
     if "text" not in body:
         return body.get("spec"), ""
-    text = str(body["text"])
     try:
-        if body.get("format") == "json":
-            return json.loads(text), ""
-        return yaml.safe_load(text), ""
-    except (ValueError, yaml.YAMLError) as exc:
-        return None, f"{'JSON' if body.get('format') == 'json' else 'YAML'} does not parse: {exc}"
+        return load_text(str(body["text"]), "json" if body.get("format") == "json" else "yaml"), ""
+    except DocumentError as exc:
+        if not exc.syntax:
+            raise
+        return None, exc.problem.message
+
+
+def _bound_errors(document: Any) -> list[dict[str, str]]:
+    """Depth, nesting and NUL problems of a parsed document: refused (422), not just invalid."""
+    if not isinstance(document, dict):
+        return []
+    problem = scan_data(document, MAX_DOCUMENT_DEPTH)
+    if problem is not None:
+        return [{"path": problem.path, "message": problem.message}]
+    return nesting_errors(document)
 
 
 def _spec_errors(team: Team, document: Any) -> list[dict[str, str]]:
@@ -263,8 +292,35 @@ def to_yaml(document: Any) -> str:
     return yaml.dump(document, Dumper=_YamlDumper, sort_keys=False, allow_unicode=True, width=100)
 
 
+TOO_DEEP_FOR_YAML = "# nested too deeply to show as YAML; the JSON view shows all of it"
+
+
 def pretty_json(document: Any) -> str:
-    return json.dumps(document, indent=2, ensure_ascii=False)
+    """`json.dumps(indent=2)`; for documents stored before the depth bound, an iterative
+    printer with the same output, so a deep version still renders (and diffs)."""
+    if not deeper_than(document, MAX_DOCUMENT_DEPTH):
+        return json.dumps(document, indent=2, ensure_ascii=False)
+    out: list[str] = []
+    work: list[tuple[bool, Any, int]] = [(False, document, 0)]  # (is_raw_text, value, level)
+    while work:
+        raw, value, level = work.pop()
+        if raw:
+            out.append(value)
+            continue
+        if not (isinstance(value, (dict, list)) and value):
+            out.append(json.dumps(value, ensure_ascii=False))
+            continue
+        pad = "\n" + "  " * (level + 1)
+        pairs = list(value.items()) if isinstance(value, dict) else [(None, v) for v in value]
+        seq: list[tuple[bool, Any, int]] = [(True, "{" if isinstance(value, dict) else "[", 0)]
+        for i, (key, child) in enumerate(pairs):
+            seq.append((True, pad + ("" if key is None else json.dumps(str(key), ensure_ascii=False) + ": "), 0))
+            seq.append((False, child, level + 1))
+            if i < len(pairs) - 1:
+                seq.append((True, ",", 0))
+        seq.append((True, "\n" + "  " * level + ("}" if isinstance(value, dict) else "]"), 0))
+        work.extend(reversed(seq))
+    return "".join(out)
 
 
 def unified_lines(left: list[str], right: list[str], left_name: str, right_name: str) -> list[dict[str, str]]:

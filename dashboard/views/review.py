@@ -22,7 +22,7 @@ from dashboard import queries
 from dashboard.access import can, team_view
 from orchestrator.actions.errors import ActionError
 from orchestrator.actions.reviews import do_assign_review, do_claim_review, do_decide_review
-from orchestrator.models import ReviewItem, Role
+from orchestrator.models import ReviewItem
 
 # The decide form's buttons and how a success is announced.
 DECISIONS = {
@@ -32,6 +32,9 @@ DECISIONS = {
     "resume": "Resumed",
     "reject": "Rejected",
 }
+
+
+NOT_A_MEMBER = "not a member of this team"
 
 
 def _tab(request: HttpRequest) -> str:
@@ -46,16 +49,16 @@ def _list_context(request: HttpRequest) -> dict[str, Any]:
         "mine": mine,
         "items": queries.review_items(request.team.pk, tab, assigned_to=request.user.pk if mine else None),
         "pending_total": queries.pending_count(request.team.pk),
-        "can_decide": can(request, Role.REVIEWER),
+        "can_decide": can(request, "review.decide"),
     }
 
 
-@team_view()
+@team_view("review.view")
 def index(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/review/index.html", _list_context(request))
 
 
-@team_view()
+@team_view("review.view")
 def item_list(request: HttpRequest) -> HttpResponse:
     """The list alone, for htmx to swap in when a team event arrives."""
     return render(request, "dashboard/review/list.html", {**_list_context(request), "partial": True})
@@ -75,7 +78,7 @@ def _detail(request: HttpRequest, item: ReviewItem, status: int = 200, error: st
     return render(request, "dashboard/review/detail.html", {
         "item": item,
         "detail": info,
-        "can_decide": can(request, Role.REVIEWER) and item.status == ReviewItem.Status.PENDING,
+        "can_decide": can(request, "review.decide") and item.status == ReviewItem.Status.PENDING,
         "reviewers": queries.reviewers(request.team.pk),
         "error": error,
         "error_field": field,
@@ -83,7 +86,7 @@ def _detail(request: HttpRequest, item: ReviewItem, status: int = 200, error: st
     }, status=status)
 
 
-@team_view()
+@team_view("review.view")
 def detail(request: HttpRequest, pk: int) -> HttpResponse:
     return _detail(request, _item(request, pk))
 
@@ -130,7 +133,7 @@ def _decision(post: Any) -> dict[str, Any]:
 
 
 @require_POST
-@team_view(Role.REVIEWER)
+@team_view("review.decide")
 def decide(request: HttpRequest, pk: int) -> HttpResponse:
     item = _item(request, pk)
     try:
@@ -145,7 +148,7 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@team_view(Role.REVIEWER)
+@team_view("review.claim")
 def claim(request: HttpRequest, pk: int) -> HttpResponse:
     item = _item(request, pk)
     try:
@@ -157,14 +160,17 @@ def claim(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@team_view(Role.REVIEWER)
+@team_view("review.assign")
 def assign(request: HttpRequest, pk: int) -> HttpResponse:
     item = _item(request, pk)
     raw = request.POST.get("assignee", "")
-    assignee = get_user_model().objects.filter(pk=int(raw)).first() if raw.isdigit() else None
+    # Looked up among this team's members only: an id from elsewhere gets the same answer as
+    # one that does not exist, so the form cannot be used to discover other teams' users.
+    assignee = (get_user_model().objects.filter(pk=int(raw), memberships__team=request.team).first()
+                if raw.isdigit() else None)
     try:
         if raw and assignee is None:
-            raise ActionError("no such user", "assignee")
+            raise ActionError(NOT_A_MEMBER, "assignee")
         do_assign_review(item, assignee, request.user)
         messages.success(request, f"Assigned {item} to {assignee.get_username()}." if assignee else f"Unassigned {item}.")
     except ActionError as exc:

@@ -30,7 +30,6 @@ from orchestrator.models import (
     ACTIVE_RUN_STATUSES,
     Pipeline,
     PipelineVersion,
-    Role,
     Run,
     RunEvent,
     RunStatus,
@@ -41,7 +40,7 @@ def _is_fragment(request: HttpRequest) -> bool:
     return request.headers.get("HX-Request") == "true"
 
 
-@team_view()
+@team_view("run.view")
 def runs_list(request: HttpRequest) -> HttpResponse:
     """The team's runs, filtered, newest first, a keyset page at a time; live through the team socket."""
     form = RunFilterForm(request.team, request.GET)
@@ -71,7 +70,7 @@ def _version_for(request: HttpRequest) -> PipelineVersion | None:
     return version
 
 
-@team_view(Role.BUILDER)
+@team_view("run.start")
 def run_start(request: HttpRequest) -> HttpResponse:
     """The start form: one field per declared input; a valid submission starts the run and opens its page."""
     version = _version_for(request)
@@ -102,7 +101,7 @@ def _run_of_team(request: HttpRequest, pk: int) -> Run:
 
 
 def _run_context(request: HttpRequest, run: Run) -> dict[str, object]:
-    builder = can(request, Role.BUILDER)
+    builder = can(request, "run.cancel")
     pending = run.review_items.filter(status="pending").count()
     return {
         "run": run,
@@ -113,7 +112,7 @@ def _run_context(request: HttpRequest, run: Run) -> dict[str, object]:
     }
 
 
-@team_view()
+@team_view("run.view")
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """The live run page: header, step tree, outputs; the socket then sends what happens after `last_seq`."""
     run = _run_of_team(request, pk)
@@ -126,7 +125,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
                                                           "chain": chain})
 
 
-@team_view()
+@team_view("run.view")
 def run_trace(request: HttpRequest, pk: int) -> HttpResponse:
     """The run's signed trace file (verify it with `manage.py trace verify` or POST /api/v1/traces/verify)."""
     from orchestrator.trace_files import export_trace
@@ -137,7 +136,7 @@ def run_trace(request: HttpRequest, pk: int) -> HttpResponse:
     return response
 
 
-@team_view()
+@team_view("run.view")
 def run_fragments(request: HttpRequest, pk: int) -> HttpResponse:
     """Fresh partials for the live page: the header and outputs, and the named step cards (`?step=`)
     or the whole tree (`?tree=1`)."""
@@ -150,7 +149,7 @@ def run_fragments(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@team_view(Role.BUILDER)
+@team_view("run.cancel")
 def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     run = _run_of_team(request, pk)
     try:
@@ -161,7 +160,7 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@team_view(Role.BUILDER)
+@team_view("run.resume")
 def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
     run = _run_of_team(request, pk)
     try:

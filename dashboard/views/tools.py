@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path, reverse
+from django.urls import include, path, reverse
 from django.views.decorators.http import require_POST
 
 from dashboard import queries
@@ -26,21 +26,22 @@ from mcpgateway.actions.access import (
 )
 from mcpgateway.actions.catalogue import do_approve_tool_definition, do_set_tool_enabled
 from mcpgateway.actions.config_files import do_import_config, export_config
+from mcpgateway.authority import is_instance_operator
 from mcpgateway.errors import ConfigError, GatewayError
 from mcpgateway.models import ApiKey, CallStatus, Grant, Tool, ToolServer, ToolStatus
-from orchestrator.models import Agent, Role
+from orchestrator.models import Agent
 
 AUDIT_PAGE = 50
 
 
 def _page(request: HttpRequest, template: str, context: dict[str, Any], status: int = 200) -> HttpResponse:
-    return render(request, template, {"can_build": can(request, Role.BUILDER), **context}, status=status)
+    return render(request, template, {"can_build": can(request, "server.create_remote"), **context}, status=status)
 
 
 # --- servers and the catalogue ----------------------------------------------------------------
 
 
-@team_view()
+@team_view("server.view")
 def index(request: HttpRequest) -> HttpResponse:
     team_id = request.team.pk
     return _page(request, "dashboard/tools/index.html", {
@@ -51,7 +52,7 @@ def index(request: HttpRequest) -> HttpResponse:
     })
 
 
-@team_view()
+@team_view("server.view")
 def health(request: HttpRequest) -> HttpResponse:
     """The servers' health table alone; the page polls it."""
     return render(request, "dashboard/tools/health.html", {"servers": gateway.servers(request.team.pk)})
@@ -62,7 +63,7 @@ def _tool(request: HttpRequest, pk: int) -> Tool:
 
 
 @require_POST
-@team_view(Role.BUILDER)
+@team_view("tool.manage")
 def set_enabled(request: HttpRequest, pk: int) -> HttpResponse:
     tool = _tool(request, pk)
     enabled = request.POST.get("enabled") == "1"
@@ -72,7 +73,7 @@ def set_enabled(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@team_view(Role.BUILDER)
+@team_view("tool.manage")
 def approve_definition(request: HttpRequest, pk: int) -> HttpResponse:
     tool = _tool(request, pk)
     if tool.status != ToolStatus.HELD:
@@ -91,7 +92,8 @@ def _access(request: HttpRequest, status: int = 200, **extra: Any) -> HttpRespon
     return _page(request, "dashboard/tools/access.html", {
         "section": "access",
         "grants": gateway.grants(team_id),
-        "keys": queries.api_keys(team_id),
+        "keys": queries.api_keys(team_id) if can(request, "apikey.view") else [],
+        "can_manage_keys": can(request, "apikey.create"),
         "live_keys": queries.live_api_keys(team_id),
         "agents": queries.agents(team_id),
         "servers": ToolServer.objects.filter(team_id=team_id).prefetch_related("tools").order_by("name"),
@@ -102,7 +104,7 @@ def _access(request: HttpRequest, status: int = 200, **extra: Any) -> HttpRespon
     }, status=status)
 
 
-@team_view()
+@team_view("grant.view")
 def access(request: HttpRequest) -> HttpResponse:
     return _access(request)
 
@@ -147,7 +149,7 @@ def _grant_args(request: HttpRequest) -> dict[str, Any]:
 
 
 @require_POST
-@team_view(Role.BUILDER)
+@team_view("grant.create")
 def grant_add(request: HttpRequest) -> HttpResponse:
     try:
         args = _grant_args(request)
@@ -160,7 +162,7 @@ def grant_add(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@team_view(Role.BUILDER)
+@team_view("grant.revoke")
 def grant_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     grant = get_object_or_404(Grant.objects.select_related("server", "tool"), pk=pk, team_id=request.team.pk)
     label = str(grant)
@@ -170,7 +172,7 @@ def grant_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@team_view(Role.BUILDER)
+@team_view("apikey.create")
 def key_create(request: HttpRequest) -> HttpResponse:
     name = request.POST.get("name", "").strip()
     scopes = request.POST.getlist("scopes")
@@ -190,7 +192,7 @@ def key_create(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@team_view(Role.BUILDER)
+@team_view("apikey.revoke")
 def key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     key = get_object_or_404(ApiKey, pk=pk, team_id=request.team.pk)
     if key.revoked_at is None:
@@ -207,7 +209,7 @@ def _int(value: str | None) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-@team_view()
+@team_view("audit.view")
 def audit(request: HttpRequest) -> HttpResponse:
     get = request.GET
     status = get.get("status") or None
@@ -258,29 +260,31 @@ def _config(request: HttpRequest, status: int = 200, **extra: Any) -> HttpRespon
     }, status=status)
 
 
-@team_view()
+@team_view("server.view")
 def config(request: HttpRequest) -> HttpResponse:
     return _config(request)
 
 
 @require_POST
-@team_view(Role.BUILDER)
+@team_view("server.import")
 def config_import(request: HttpRequest) -> HttpResponse:
     text, secret_text = request.POST.get("config", ""), request.POST.get("secrets", "")
     try:
         if not text.strip():
             raise ConfigError([{"field": "config", "message": "paste an mcp_config.yaml or an mcpServers JSON file"}])
-        servers = do_import_config(request.team.pk, text, _secrets(secret_text))
+        servers = do_import_config(request.team.pk, text, _secrets(secret_text),
+                                   operator=is_instance_operator(request.user))
     except ConfigError as exc:
         return _config(request, status=400, errors=exc.errors, form={"config": text})
     except GatewayError as exc:
-        return _config(request, status=400, errors=[{"field": exc.field, "message": exc.message}], form={"config": text})
+        return _config(request, status=exc.status if exc.status == 403 else 400,
+                       errors=[{"field": exc.field, "message": exc.message}], form={"config": text})
     messages.success(request, f"Imported {len(servers)} server{'s' if len(servers) != 1 else ''}: "
                               f"{', '.join(s.name for s in servers)}.")
     return redirect("tools")
 
 
-@team_view()
+@team_view("server.view")
 def config_export(request: HttpRequest) -> HttpResponse:
     style = "claude" if request.GET.get("style") == "claude" else "yaml"
     name = "mcp_config.json" if style == "claude" else "mcp_config.yaml"
@@ -303,4 +307,5 @@ urlpatterns = [
     path("config/", config, name="tools-config"),
     path("config/import/", config_import, name="tools-config-import"),
     path("config/export/", config_export, name="tools-config-export"),
+    path("catalogue/", include("dashboard.views.catalogue")),
 ]

@@ -15,7 +15,7 @@ from dashboard import queries
 from dashboard.access import can, team_view
 from orchestrator.actions.errors import ActionError
 from orchestrator.actions.limits import do_delete_limit, do_save_limit
-from orchestrator.models import Limit, LimitKind, LimitScope, Role
+from orchestrator.models import Limit, LimitKind, LimitScope
 
 
 def _page(request: HttpRequest, status: int = 200, editing: Limit | None = None, **extra: Any) -> HttpResponse:
@@ -29,7 +29,7 @@ def _page(request: HttpRequest, status: int = 200, editing: Limit | None = None,
         "targets": queries.limit_targets(team_id),
         "scopes": LimitScope.choices,
         "kinds": LimitKind.choices,
-        "can_edit": can(request, Role.BUILDER),
+        "can_edit": can(request, "limit.manage"),
         "data": queries.usage_data(team_id),
         "editing": editing,
         "form": form or {"scope": LimitScope.TEAM},
@@ -42,7 +42,7 @@ def _plain(value: Any) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-@team_view()
+@team_view("usage.view")
 def index(request: HttpRequest) -> HttpResponse:
     return _page(request)
 
@@ -71,12 +71,12 @@ def _save(request: HttpRequest, editing: Limit | None) -> HttpResponse:
 
 
 @require_POST
-@team_view(Role.BUILDER)
+@team_view("limit.manage")
 def limit_add(request: HttpRequest) -> HttpResponse:
     return _save(request, None)
 
 
-@team_view(Role.BUILDER)
+@team_view("limit.manage")
 def limit_edit(request: HttpRequest, pk: int) -> HttpResponse:
     editing = _limit(request, pk)
     if request.method == "POST":
@@ -85,7 +85,7 @@ def limit_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@team_view(Role.BUILDER)
+@team_view("limit.manage")
 def limit_delete(request: HttpRequest, pk: int) -> HttpResponse:
     do_delete_limit(get_object_or_404(Limit, pk=pk, team=request.team))
     messages.success(request, "Limit deleted.")

@@ -9,8 +9,10 @@
                     "remote": {"type": "http", "url": "https://...", "headers": {...}}}}
 
 An import is all or nothing: every entry is validated and every `${VAR}` must resolve
-(from secrets given with the import, the server's stored secrets, or the environment)
-before anything is written. Exports carry references, never secret values.
+(from secrets given with the import or the server's stored secrets; from the process
+environment only for an instance operator's import) before anything is written. A stdio
+entry, which runs a command on the host, is refused (403, naming the entry's field) unless
+the importer is an instance operator. Exports carry references, never secret values.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ import yaml
 from django.db import transaction
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mcpgateway.actions.servers import REF, check_server, do_save_server
-from mcpgateway.errors import ConfigError, GatewayError
+from mcpgateway.actions.servers import REF, check_server, check_server_authority, do_save_server
+from mcpgateway.errors import ConfigError, GatewayError, NotOperator
 from mcpgateway.models import ServerSecret, ToolServer
 
 TRANSPORT_ALIASES = {"http": "http", "streamable-http": "http", "streamable_http": "http", "streamableHttp": "http",
@@ -113,30 +115,54 @@ def parse_config(text: str) -> tuple[str, dict[str, ServerEntry]]:
     return key, entries
 
 
-def _missing_refs(team_id: int, name: str, entry: ServerEntry, secrets: dict[str, str], key: str) -> list[dict[str, str]]:
+def _missing_refs(team_id: int, name: str, entry: ServerEntry, secrets: dict[str, str], key: str,
+                  operator: bool) -> list[dict[str, str]]:
     stored = set(ServerSecret.objects.filter(server__team_id=team_id, server__name=name).values_list("name", flat=True))
     errors = []
     for section, values in (("env", entry.env), ("headers", entry.headers), ("args", dict(enumerate(entry.args)))):
         for k, value in values.items():
             for ref in REF.findall(str(value)):
-                if ref not in secrets and ref not in stored and ref not in os.environ:
-                    errors.append({"field": f"{key}.{name}.{section}.{k}",
-                                   "message": f"${{{ref}}} is not set: give it as a secret with the import or set the environment variable {ref}"})
+                if ref in secrets or ref in stored or (operator and ref in os.environ):
+                    continue
+                hint = ("give it as a secret with the import or set the environment variable " + ref if operator else
+                        "give it as a secret with the import (process environment variables are for instance operators only)")
+                errors.append({"field": f"{key}.{name}.{section}.{k}", "message": f"${{{ref}}} is not set: {hint}"})
     return errors
 
 
+def _check_authority(team_id: int, key: str, entries: dict[str, ServerEntry], operator: bool) -> None:
+    current = {s.name: s for s in ToolServer.objects.filter(team_id=team_id, name__in=list(entries)).select_related("template")}
+    for name, entry in entries.items():
+        try:
+            check_server_authority(entry.fields(), operator=operator, current=current.get(name), env_allow=None)
+        except NotOperator as exc:
+            raise NotOperator(exc.message, f"{key}.{name}.{exc.field}") from None
+        except GatewayError as exc:
+            raise ConfigError([{"field": f"{key}.{name}.{exc.field}", "message": exc.message}]) from None
+
+
 @transaction.atomic
-def do_import_config(team_id: int, text: str, secrets: dict[str, str] | None = None) -> list[ToolServer]:
-    """Create or update every server in the file. `secrets` values are stored encrypted."""
+def do_import_config(team_id: int, text: str, secrets: dict[str, str] | None = None, *,
+                     operator: bool) -> list[ToolServer]:
+    """Create or update every server in the file. `secrets` values are stored encrypted.
+    `operator`: the importer is an instance operator (`mcpgateway.authority`)."""
     secrets = secrets or {}
     key, entries = parse_config(text)
-    errors = [e for name, entry in entries.items() for e in _missing_refs(team_id, name, entry, secrets, key)]
+    _check_authority(team_id, key, entries, operator)
+    errors = [e for name, entry in entries.items() for e in _missing_refs(team_id, name, entry, secrets, key, operator)]
     if errors:
         raise ConfigError(errors)
     servers = []
     for name, entry in entries.items():
         refs = {r for v in [*entry.env.values(), *entry.headers.values(), *entry.args] for r in REF.findall(v)}
-        servers.append(do_save_server(team_id, name, secrets={r: secrets[r] for r in refs if r in secrets}, **entry.fields()))
+        try:
+            servers.append(do_save_server(team_id, name, secrets={r: secrets[r] for r in refs if r in secrets},
+                                          operator=operator, **entry.fields()))
+        except GatewayError as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            exc.field = f"{key}.{name}.{exc.field}" if exc.field else f"{key}.{name}"
+            raise
     return servers
 
 

@@ -1,9 +1,14 @@
-"""Tool servers and their secrets.
+"""Tool servers and their secrets, and who may set what on them.
 
 Env and header values are stored as `${NAME}` references. A literal value given for one
 is moved into the server's encrypted secret store under that name, so no secret is ever
-kept in plain text; `resolve_config` expands references from the secret store first,
-then the process environment.
+kept in plain text. A reference resolves from the server's secrets; from the process
+environment only when the name is on the server's `env_allow` list, which only an
+instance operator (or an operator's catalogue template) sets.
+
+What runs on a host is instance-level: only an operator creates or changes a stdio server
+(command, args, env, cwd) or an allow-list; team builders add remote (http/sse) servers,
+whose URL passes the outbound guard, and install stdio servers from the catalogue.
 """
 
 from __future__ import annotations
@@ -14,13 +19,16 @@ from typing import Any
 
 from django.db import transaction
 
-from mcpgateway.errors import GatewayError, MissingVariable
+from mcpgateway.authority import check_operator
+from mcpgateway.errors import GatewayError, MissingVariable, NotOperator
 from mcpgateway.models import SERVER_NAME, ServerSecret, ToolServer, Transport
 from mcpgateway.upstream.config import UpstreamConfig
 
 REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SERVER_FIELDS = {"description", "transport", "command", "args", "env", "cwd", "url", "headers", "enabled", "call_timeout_s",
                  "caller_context"}
+HOST_FIELDS = ("command", "args", "env", "cwd")
 
 
 def secret_name(key: str) -> str:
@@ -66,15 +74,78 @@ def _split_secrets(values: dict[str, str]) -> tuple[dict[str, str], dict[str, st
     return stored, secrets
 
 
+def check_server_authority(fields: dict[str, Any], *, operator: bool, current: ToolServer | None,
+                           env_allow: list[str] | None) -> None:
+    """Refuse (403, naming the field) what a team member may not set: anything that runs on the host."""
+    if operator:
+        return
+    if current is not None and current.template_id:
+        raise NotOperator(f"server {current.name!r} is installed from the catalogue template {current.template.name!r}: "
+                          "a team changes only its parameters and secrets", "name")
+    if current is not None and (current.transport == Transport.STDIO or current.env_allow):
+        check_operator(False, f"changing the operator-installed server {current.name!r}", "name")
+    if fields.get("transport", Transport.STDIO) == Transport.STDIO:
+        check_operator(False, "a stdio server (a command run on the host)", "command")
+    for key in HOST_FIELDS:
+        if fields.get(key):
+            check_operator(False, f"`{key}` (it configures a process on the host)", key)
+    if env_allow:
+        check_operator(False, "reading process environment variables", "env_allow")
+
+
+def check_references(fields: dict[str, Any], known: set[str], *, operator: bool,
+                     env_allow: list[str] | None) -> list[str]:
+    """Every `${NAME}` must name a secret of the server; an operator's other names become (or must be on)
+    the server's process-environment allow-list, which is returned."""
+    allowed = set(env_allow or [])
+    inferred: set[str] = set()
+    places: list[tuple[str, str]] = [(f"{k}.{n}", v) for k in ("env", "headers") for n, v in (fields.get(k) or {}).items()]
+    places += [(f"args.{i}", a) for i, a in enumerate(fields.get("args") or [])]
+    places += [(k, str(fields.get(k) or "")) for k in ("command", "cwd", "url")]
+    for where, value in places:
+        for name in REF.findall(value):
+            if name in known or name in allowed:
+                continue
+            if operator and env_allow is None:
+                inferred.add(name)
+                continue
+            hint = "give its value in `secrets`" if not operator else "add it to `env_allow` or give it in `secrets`"
+            raise MissingVariable(f"${{{name}}} is not a secret of this server: {hint} "
+                                  "(process environment variables are for instance operators only)", where)
+    return sorted(allowed | inferred) if operator else []
+
+
+def check_remote_url(fields: dict[str, Any]) -> None:
+    """A remote server's URL must pass the outbound guard (no loopback, private or metadata addresses)."""
+    if fields.get("transport", Transport.STDIO) != Transport.STDIO and fields.get("url"):
+        from mcpgateway.outbound import check_url
+
+        check_url(str(fields["url"]), "url")
+
+
 @transaction.atomic
-def do_save_server(team_id: int, name: str, secrets: dict[str, str] | None = None, **fields: Any) -> ToolServer:
-    """Create or update a server by name; literal env/header values become encrypted secrets."""
+def do_save_server(team_id: int, name: str, secrets: dict[str, str] | None = None, *, operator: bool,
+                   env_allow: list[str] | None = None, **fields: Any) -> ToolServer:
+    """Create or update a server by name; literal env/header values become encrypted secrets.
+
+    `operator` says whether the actor is an instance operator (`mcpgateway.authority`): only
+    then may the server run a process on the host or read the process environment."""
     check_server(name, fields)
+    current = ToolServer.objects.filter(team_id=team_id, name=name).select_related("template").first()
+    check_server_authority(fields, operator=operator, current=current, env_allow=env_allow)
+    if not operator:  # an operator may point a server anywhere; every connect is still guarded
+        check_remote_url(fields)
     new_secrets = dict(secrets or {})
     for key in ("env", "headers"):
         if key in fields:
             fields[key], moved = _split_secrets(fields[key])
             new_secrets.update(moved)
+    for secret in new_secrets:
+        if not IDENTIFIER.fullmatch(secret):
+            raise GatewayError(f"secret name {secret!r} must be an identifier", f"secrets.{secret}")
+    stored = set(current.secrets.values_list("name", flat=True)) if current else set()
+    fields["env_allow"] = check_references(fields, stored | set(new_secrets), operator=operator, env_allow=env_allow)
+    fields.update(template=None, parameters={})  # raw fields detach a server from its template
     server, _ = ToolServer.objects.update_or_create(team_id=team_id, name=name, defaults=fields)
     for secret, value in new_secrets.items():
         do_set_secret(server, secret, value)
@@ -103,14 +174,16 @@ def _servers_changed() -> None:
     notify_servers_changed()
 
 
-def expand(text: str, lookup: dict[str, str], where: str) -> str:
+def expand(text: str, lookup: dict[str, str], where: str, env_allow: frozenset[str] | set[str] = frozenset()) -> str:
+    """`${NAME}` from the server's secrets, or from the process environment for allow-listed names only."""
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
         if name in lookup:
             return lookup[name]
-        if name in os.environ:
+        if name in env_allow and name in os.environ:
             return os.environ[name]
-        raise MissingVariable(f"{where}: ${{{name}}} is not set (no server secret or environment variable {name})", where)
+        raise MissingVariable(f"{where}: ${{{name}}} is not set (not a secret of this server"
+                              f"{', nor an allowed environment variable' if name in env_allow else ''})", where)
 
     return REF.sub(replace, text)
 
@@ -122,16 +195,17 @@ def server_secrets(server: ToolServer) -> dict[str, str]:
 def resolve_config(server: ToolServer) -> tuple[UpstreamConfig, list[str]]:
     """The upstream config with references expanded, and the secret values to redact."""
     lookup = server_secrets(server)
+    allow = frozenset(server.env_allow or [])
     prefix = f"servers.{server.name}"
-    env = {k: expand(v, lookup, f"{prefix}.env.{k}") for k, v in (server.env or {}).items()}
-    headers = {k: expand(v, lookup, f"{prefix}.headers.{k}") for k, v in (server.headers or {}).items()}
-    args = tuple(expand(a, lookup, f"{prefix}.args") for a in server.args or [])
+    env = {k: expand(v, lookup, f"{prefix}.env.{k}", allow) for k, v in (server.env or {}).items()}
+    headers = {k: expand(v, lookup, f"{prefix}.headers.{k}", allow) for k, v in (server.headers or {}).items()}
+    args = tuple(expand(a, lookup, f"{prefix}.args", allow) for a in server.args or [])
     used_refs = {m.group(1) for v in [*server.env.values(), *server.headers.values()] for m in REF.finditer(v)}
     sensitive = [env_value for key, env_value in env.items() if REF.search(server.env[key])]
     sensitive += [h for key, h in headers.items() if REF.search(server.headers[key])]
     sensitive += [lookup[n] for n in used_refs if n in lookup]
     config = UpstreamConfig(
-        name=f"s{server.pk}", transport=server.transport, command=expand(server.command, lookup, f"{prefix}.command"),
+        name=f"s{server.pk}", transport=server.transport, command=expand(server.command, lookup, f"{prefix}.command", allow),
         args=args, env=env, cwd=server.cwd or None, url=server.url, headers=headers,
         call_timeout_s=server.call_timeout_s,
     )

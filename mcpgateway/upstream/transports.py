@@ -6,6 +6,10 @@ and an event set when the transport's read side ends (the server went away). Clo
 the context releases what the opener acquired (the stderr pipe, the HTTP client); the
 SDK transport itself is closed by the `Client` that entered it.
 
+Remote (http, sse) servers connect through the outbound guard (`mcpgateway.outbound`): every
+connection resolves and checks the host again, so a URL that passed the save-time check
+cannot be re-pointed at a private address through DNS.
+
 stdio children get a minimal environment (PATH, HOME, LANG, merged under the
 configured env; the SDK adds its own short safe list) and their stderr is forwarded
 line by line to the `mcpgateway.upstream.stderr` logger, never to the terminal.
@@ -31,6 +35,7 @@ from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+from mcpgateway.outbound import guarded_async_client
 from mcpgateway.upstream.config import UpstreamConfig
 
 stderr_logger = logging.getLogger("mcpgateway.upstream.stderr")
@@ -220,7 +225,14 @@ def _http_client(config: UpstreamConfig) -> httpx2.AsyncClient:
     # call deadlines are enforced by the session, so never cut a long call short here.
     read_timeout = max(_HTTP_READ_TIMEOUT_S, config.call_timeout_s + 5)
     timeout = httpx2.Timeout(config.connect_timeout_s, read=read_timeout)
-    return httpx2.AsyncClient(headers=dict(config.headers), timeout=timeout, event_hooks={"request": [_traceparent_header]})
+    return guarded_async_client(headers=dict(config.headers), timeout=timeout,
+                                event_hooks={"request": [_traceparent_header]})
+
+
+def _guarded_sse_client(headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None,
+                        auth: httpx2.Auth | None = None) -> httpx2.AsyncClient:
+    """The SDK's SSE client factory, behind the outbound guard."""
+    return guarded_async_client(headers=headers, timeout=timeout, auth=auth)
 
 
 async def _traceparent_header(request: httpx2.Request) -> None:
@@ -260,6 +272,7 @@ async def open_sse(config: UpstreamConfig) -> AsyncIterator[OpenedTransport]:
         headers=dict(config.headers),
         timeout=config.connect_timeout_s,
         sse_read_timeout=max(_HTTP_READ_TIMEOUT_S, config.call_timeout_s + 5),
+        httpx_client_factory=_guarded_sse_client,
     )
     yield OpenedTransport(transport=_WatchedTransport(inner, closed), closed=closed)
 

@@ -1,8 +1,10 @@
 """Creating and editing agents from validated fields.
 
 `check_agent` holds the rules a form or an API body must meet: a slug name unique in the
-team, a registered provider, numbers in range, and `options` a JSON object whose provider
-part is well formed (for the scripted provider, its `script`).
+team, a registered provider, numbers in range, `options` a JSON object whose provider part
+is well formed (for the scripted provider, its `script`), and a model credential the team
+may use. `options.api_key_env` and `options.base_url` read the host's environment or choose
+where keys go, so only instance operators set them; teams use credentials.
 """
 
 from __future__ import annotations
@@ -16,17 +18,36 @@ from orchestrator.actions.errors import ActionError
 from orchestrator.actions.teams import do_create_agent
 from orchestrator.engine.defences import DefenceError, Defences
 from orchestrator.engine.errors import ProviderError
-from orchestrator.models import Agent, Team
+from orchestrator.models import CREDENTIAL_OPTION_KEYS, Agent, ModelCredential, Team
 from orchestrator.providers import PROVIDERS
 
 AGENT_FIELDS = ("name", "description", "provider", "model", "system_prompt", "temperature", "max_tokens", "max_turns",
-                "options", "defences")
+                "options", "defences", "credential")
 NAME = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
+# Options that read the host's environment or pick where keys are sent: instance operators only.
+OPERATOR_OPTIONS = ("api_key_env", "base_url")
 
 
-def check_options(provider: str, options: Any) -> dict[str, Any]:
+class OperatorOnlyOption(ActionError):
+    """A team member set an option only an instance operator may set (422, naming it)."""
+
+    code = "operator_only"
+    status = 422
+
+
+def check_options(provider: str, options: Any, *, operator: bool = False,
+                  previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`options`, validated. A team member may keep the operator-only options an agent already
+    has, but not set or change them: keys and base URLs come from a model credential."""
     if not isinstance(options, dict):
-        raise ActionError("options must be a JSON object, e.g. {} or {\"base_url\": \"…\"}", "options")
+        raise ActionError("options must be a JSON object, e.g. {} or {\"script\": …}", "options")
+    for key in CREDENTIAL_OPTION_KEYS:
+        if key in options:
+            raise ActionError("set the agent's credential instead", f"options.{key}")
+    for key in OPERATOR_OPTIONS:
+        if not operator and key in options and options[key] != (previous or {}).get(key):
+            raise OperatorOnlyOption(f"options.{key} is reserved to instance operators; give the agent a "
+                                     "model credential (with its own base URL) instead", f"options.{key}")
     if provider == "scripted" and "script" in options:
         from orchestrator.providers.scripted import parse_script
 
@@ -37,8 +58,26 @@ def check_options(provider: str, options: Any) -> dict[str, Any]:
     return options
 
 
-def check_agent(team: Team, fields: dict[str, Any], agent: Agent | None = None) -> dict[str, Any]:
-    """The fields, validated; raises ActionError naming the first bad one."""
+def check_credential_choice(team: Team, provider: str, credential: Any) -> ModelCredential | None:
+    """The credential (an instance, id or None) if the team may use it with `provider`."""
+    if credential in (None, ""):
+        return None
+    pk = credential.pk if isinstance(credential, ModelCredential) else credential
+    try:
+        found = ModelCredential.usable_by(team.pk).filter(pk=int(pk)).first()
+    except (TypeError, ValueError):
+        found = None
+    if found is None:
+        raise ActionError("no such model credential for this team", "credential")
+    if found.provider != provider:
+        raise ActionError(f"that credential is for {found.provider}, not {provider}", "credential")
+    return found
+
+
+def check_agent(team: Team, fields: dict[str, Any], agent: Agent | None = None, *,
+                operator: bool = False) -> dict[str, Any]:
+    """The fields, validated; raises ActionError naming the first bad one. `operator`: the
+    actor is an instance operator (may set `options.api_key_env`/`options.base_url`)."""
     unknown = set(fields) - set(AGENT_FIELDS)
     if unknown:
         raise ActionError(f"unknown agent fields: {', '.join(sorted(unknown))}", sorted(unknown)[0])
@@ -60,7 +99,11 @@ def check_agent(team: Team, fields: dict[str, Any], agent: Agent | None = None) 
     for field, top in (("max_tokens", 1_000_000), ("max_turns", 200)):
         if field in fields and not 1 <= fields[field] <= top:
             raise ActionError(f"{field.replace('_', ' ')} is between 1 and {top:,}", field)
-    check_options(provider, fields.get("options", agent.options if agent else {}))
+    if "options" in fields:
+        check_options(provider, fields["options"], operator=operator, previous=agent.options if agent else None)
+    if "credential" in fields or (agent is not None and agent.credential_id and "provider" in fields):
+        fields["credential"] = check_credential_choice(
+            team, provider, fields["credential"] if "credential" in fields else agent.credential_id)
     if "defences" in fields:
         try:
             fields["defences"] = Defences.parse(fields["defences"]).model_dump(exclude_defaults=True, mode="json")
@@ -70,12 +113,12 @@ def check_agent(team: Team, fields: dict[str, Any], agent: Agent | None = None) 
 
 
 @transaction.atomic
-def do_save_agent(team: Team, fields: dict[str, Any], agent: Agent | None = None) -> Agent:
+def do_save_agent(team: Team, fields: dict[str, Any], agent: Agent | None = None, *, operator: bool = False) -> Agent:
     """Create an agent, or update `agent` (which must belong to `team`). Runs already started
     keep the configuration they loaded; the next run uses the new one."""
     if agent is not None and agent.team_id != team.pk:
         raise ActionError("no such agent in this team", "name")
-    checked = check_agent(team, fields, agent)
+    checked = check_agent(team, fields, agent, operator=operator)
     if agent is None:
         return do_create_agent(team, checked.pop("name"), **checked)
     for field, value in checked.items():

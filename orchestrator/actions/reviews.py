@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from mcpgateway.actions.approvals import do_decide_approval
+from mcpgateway.redaction import get_redactor
 from orchestrator.actions.errors import ActionError, Conflict
 from orchestrator.actions.runs import do_resume_run
 from orchestrator.events import send_event_on_commit
@@ -42,7 +43,7 @@ def do_decide_review(item: ReviewItem, user: AbstractBaseUser | None, action: st
         if locked.status != ReviewItem.Status.PENDING:
             raise Conflict(f"review item {item.pk} was already decided ({locked.status})")
         locked.status = ReviewItem.Status.REJECTED if action == "reject" else ReviewItem.Status.APPROVED
-        locked.decision = decision
+        locked.decision = get_redactor().redact(decision)  # a reviewer's edit may repeat a secret
         locked.decided_by = user
         locked.decided_at = timezone.now()
         locked.save(update_fields=["status", "decision", "decided_by", "decided_at"])
@@ -71,7 +72,9 @@ def do_assign_review(item: ReviewItem, assignee: AbstractBaseUser | None, by: Ab
     """
     if assignee is not None:
         membership = Membership.objects.filter(team_id=item.team_id, user_id=assignee.pk).first()
-        if membership is None or not membership.has_role(Role.REVIEWER):
+        if membership is None:  # never echo a non-member's name: it would confirm the account exists
+            raise ActionError("not a member of this team", "assignee")
+        if not membership.has_role(Role.REVIEWER):
             raise ActionError(f"{assignee.get_username()} cannot decide reviews in this team (needs the reviewer role)",
                               "assignee")
     with transaction.atomic():

@@ -106,13 +106,26 @@ def do_resume_run(run: Run, user: AbstractBaseUser | None = None, submit: bool =
 
 
 def do_fail_run(run_id: int, error: str) -> None:
-    """Record that executing a run crashed outside the engine's own handling."""
+    """Record that executing a run crashed outside the engine's own handling.
+
+    Ends it cleanly: its open steps are closed as failed, its lease is released, and its
+    `run.failed` event and webhook are written in the same transaction.
+    """
+    from orchestrator import webhooks
+    from orchestrator.models import StepRun, StepStatus
+
     with transaction.atomic():
-        run = Run.objects.select_for_update().get(pk=run_id)
+        run = Run.objects.select_for_update().select_related("pipeline_version").get(pk=run_id)
         if run.is_finished:
             return
-        Run.objects.filter(pk=run_id).update(status=RunStatus.FAILED, error=error, finished_at=timezone.now())
+        now = timezone.now()
+        StepRun.objects.filter(run_id=run_id, status=StepStatus.RUNNING).update(
+            status=StepStatus.FAILED, error=f"run ended: {error}"[:2000], finished_at=now)
+        Run.objects.filter(pk=run_id).update(status=RunStatus.FAILED, error=error, finished_at=now,
+                                             lease_owner="", lease_until=None)
         send_event_on_commit(run, "run.failed", {"error": error})
+        webhooks.enqueue(run.pipeline_version.pipeline_id, "run.failed",
+                         {"run_id": run_id, "status": "failed", "output": None, "error": error})
 
 
 def stuck_runs(queued_for_s: int = 120):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +38,23 @@ from orchestrator.engine.spec import (
     StepBase,
 )
 from orchestrator.engine.store import ReviewWrite, RunState, RunWrite, StepRecord, StepWrite, Store
+
+log = logging.getLogger(__name__)
+
+# Steps started and not finished, for each enclosing parallel branch (innermost last): a
+# branch that dies of an unexpected error closes exactly the steps it had open.
+_open_steps: contextvars.ContextVar[tuple[dict[str, tuple[str, str, int]], ...]] = contextvars.ContextVar(
+    "open_steps", default=())
+
+
+def _opened(key: str, step_id: str, kind: str, attempt: int = 1) -> None:
+    for open_steps in _open_steps.get():
+        open_steps[key] = (step_id, kind, attempt)
+
+
+def _closed(key: str) -> None:
+    for open_steps in _open_steps.get():
+        open_steps.pop(key, None)
 
 INHERIT = "inherit"  # failure policy marker: let the enclosing parallel step decide
 
@@ -200,6 +219,7 @@ class Engine:
         if record is None:
             self.store.stage(StepWrite(key, step.id, step.kind, "running", started=True))
             self.store.emit("step.started", {"step_id": step.id, "kind": step.kind}, key)
+            _opened(key, step.id, step.kind)
         try:
             output = await body
         except StepFailed as failed:
@@ -222,6 +242,7 @@ class Engine:
         self.store.emit(f"step.{status}", {"step_id": step.id, "kind": step.kind, "output": output, "error": error or None,
                                            "attempt": attempt}, key)
         self.state.steps[key] = StepRecord(key, status, attempt, output, error)
+        _closed(key)
 
     # --- agent steps: attempts, retries, timeouts, failure policy ------------------------------
 
@@ -240,6 +261,7 @@ class Engine:
         agent = self.agents[step.agent]
         self.store.stage(StepWrite(key, step.id, "agent", "running", attempt=attempt, agent=agent.name,
                                    input={"prompt": prompt}, started=True))
+        _opened(key, step.id, "agent", attempt)
         self.store.emit("step.started", {"step_id": step.id, "kind": "agent", "agent": agent.name, "attempt": attempt,
                                          "resumed": record is not None, "prompt": prompt}, key)
         while True:
@@ -315,7 +337,17 @@ class Engine:
         self.store.stage(StepWrite(key, step.id, step.kind, "waiting_review", attempt=attempt, error=context.get("error", "")))
         self.store.stage(review)
         self.store.emit("step.waiting_review", {"step_id": step.id, "reason": reason, "context": review.context}, key)
+        _closed(key)
         return review
+
+    def _close_failed(self, key: str, step_id: str, kind: str, attempt: int, message: str) -> None:
+        """End a step that an unexpected error left open: failed, with the error, and an event."""
+        self.store.stage(StepWrite(key, step_id, kind, "failed", attempt=attempt, error=message, finished=True))
+        self.store.emit("step.failed", {"step_id": step_id, "kind": kind, "output": None, "error": message,
+                                        "attempt": attempt}, key)
+        self.state.steps[key] = StepRecord(key, "failed", attempt, None, message)
+        self.scope.record(step_id, status="failed", error=message)
+        _closed(key)
 
     # --- container steps ---------------------------------------------------------------------
 
@@ -323,11 +355,23 @@ class Engine:
         semaphore = asyncio.Semaphore(step.max_concurrency or len(step.branches))
 
         async def branch(child: StepBase) -> tuple[str, Any]:
+            mine: dict[str, tuple[str, str, int]] = {}
+            _open_steps.set((*_open_steps.get(), mine))  # this task's own context
             async with semaphore:
                 try:
                     return "ok", await self._step(child, suffix, INHERIT)
                 except (StepFailed, Paused) as exc:
                     return "exc", exc
+                except (LeaseLost, RunCancelled):
+                    raise
+                except Exception as exc:
+                    # A bug or an unexpected failure fails this branch only; the parallel's
+                    # on_branch_failure decides, as for any failed branch.
+                    log.exception("branch %s of %s failed unexpectedly", child.id, step.id + suffix)
+                    message = f"internal error: {type(exc).__name__}: {exc}"
+                    for key, (step_id, kind, attempt) in list(mine.items()):
+                        self._close_failed(key, step_id, kind, attempt, message)
+                    return "exc", StepFailed(child.id + suffix, message)
 
         try:
             async with asyncio.TaskGroup() as group:

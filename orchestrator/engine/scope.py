@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any
 
-from orchestrator.engine.spec import TEMPLATE_RE, Condition
+from orchestrator.engine.spec import TEMPLATE_RE, Condition, compile_pattern
 
 _MISSING = object()
 
@@ -72,7 +72,6 @@ class Scope:
         if cond.op == "falsy":
             return not value
         text, expected = as_text(value), "" if cond.value is None else str(cond.value)
-        flags = 0 if cond.case_sensitive else re.IGNORECASE
         if not cond.case_sensitive:
             text, expected_cmp = text.lower(), expected.lower()
         else:
@@ -82,8 +81,9 @@ class Scope:
             "not_contains": lambda: expected_cmp not in text,
             "equals": lambda: text.strip() == expected_cmp.strip(),
             "not_equals": lambda: text.strip() != expected_cmp.strip(),
-            "matches": lambda: re.search(expected, as_text(value), flags) is not None,
-            "not_matches": lambda: re.search(expected, as_text(value), flags) is None,
+            # RE2: linear in the text, so a model's long output cannot make a pattern backtrack for minutes.
+            "matches": lambda: compile_pattern(expected, cond.case_sensitive).search(as_text(value)) is not None,
+            "not_matches": lambda: compile_pattern(expected, cond.case_sensitive).search(as_text(value)) is None,
         }[cond.op]()
         return result
 

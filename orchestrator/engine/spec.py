@@ -9,22 +9,40 @@ Templates reference the run input and earlier outputs: `{{ input.topic }}`,
 `{{ steps.coder.output }}`, `{{ steps.analyst.output.score }}`, `{{ steps.x.error }}`.
 `parse_spec` returns a validated `PipelineSpec` or raises `SpecError` whose entries carry
 the path of each offending field (`steps.1.body.0.agent`).
+
+Bounds, checked before anything recursive runs: steps nest at most `MAX_NESTING` (32)
+containers deep, conditions at most 32 `all`/`any`/`not` levels, the document at most
+`MAX_DOCUMENT_DEPTH` objects and lists; no NUL characters; no YAML aliases. A reference
+sees only steps that finished before it: earlier steps, not a later one, not a sibling
+parallel branch, not the inside of a branch arm from outside it. Inside a loop body every
+step of that body is visible (the previous iteration's output); the join and the steps after
+a parallel see its branches. Regular expressions are RE2 (linear time, no backreferences).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Annotated, Any, Literal
 
-import yaml
+import re2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from orchestrator.engine.document_guard import MAX_DOCUMENT_DEPTH, scan_data
 from orchestrator.engine.errors import SpecError
+from orchestrator.engine.spec_bounds import load_spec_text, nesting_errors
 
 STEP_ID = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
 REF_RE = re.compile(r"^(input(\.[A-Za-z0-9_]+)*|steps\.[A-Za-z][A-Za-z0-9_]*\.(output|error|status)(\.[A-Za-z0-9_]+)*)$")
 TEMPLATE_RE = re.compile(r"\{\{\s*(.*?)\s*\}\}")
+
+
+def compile_pattern(pattern: str, case_sensitive: bool = False) -> re2._Regexp:
+    """A condition's regular expression, compiled by RE2: matching takes linear time, so no
+    pattern can stall the event loop. Raises re2.error for what RE2 cannot compile."""
+    options = re2.Options()
+    options.log_errors = False
+    options.case_sensitive = case_sensitive
+    return re2.compile(pattern, options)
 
 
 class _Strict(BaseModel):
@@ -69,9 +87,11 @@ class Condition(_Strict):
                 raise ValueError(f"op {self.op!r} needs a `value`")
             if self.op in ("matches", "not_matches"):
                 try:
-                    re.compile(str(self.value))
-                except re.error as exc:
-                    raise ValueError(f"value is not a valid regular expression: {exc}") from exc
+                    compile_pattern(str(self.value), self.case_sensitive)
+                except re2.error as exc:
+                    reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else exc
+                    raise ValueError(f"value is not a valid regular expression for RE2 "
+                                     f"(no backreferences or lookaround): {reason}") from None
         return self
 
     def refs(self) -> list[str]:
@@ -236,6 +256,75 @@ def _cross_checks(spec: PipelineSpec, agent_names: set[str] | None) -> list[dict
             errors.extend(_check_refs(field_path, refs, seen, spec.inputs))
     for name, ref in spec.outputs.items():
         errors.extend(_check_refs(f"outputs.{name}", [ref], seen, spec.inputs))
+    return errors or _visibility_errors(spec)
+
+
+def _exported(step: StepBase) -> set[str]:
+    """The step ids whose outputs are visible after `step` has finished (not inside branch arms)."""
+    found = {step.id}
+    if isinstance(step, SequenceStep):
+        children: list[StepBase] = list(step.steps)
+    elif isinstance(step, ParallelStep):
+        children = [*step.branches, *([step.join] if step.join else [])]
+    elif isinstance(step, LoopStep):
+        children = list(step.body)
+    else:
+        children = []
+    for child in children:
+        found |= _exported(child)
+    return found
+
+
+def _visibility_errors(spec: PipelineSpec) -> list[dict[str, str]]:
+    """References to steps that have not finished when the reference is read (see the module doc)."""
+    order = {step.id: i for i, (_, step) in enumerate(spec.walk())}
+    errors: list[dict[str, str]] = []
+
+    def check(path: str, refs: list[str], allowed: set[str], here: str | None) -> None:
+        for ref in refs:
+            parts = ref.split(".")
+            if parts[0] != "steps" or len(parts) < 2 or parts[1] not in order or parts[1] in allowed:
+                continue
+            target = parts[1]
+            if target == here:
+                why = "a step cannot read its own output (outside a loop)"
+            elif here is not None and order[target] > order[here]:
+                why = f"step {target!r} runs after this one; a reference sees only steps that finished before it"
+            else:
+                why = (f"step {target!r} is inside a parallel branch or branch arm this field is outside of; "
+                       "its output is not visible here")
+            errors.append({"path": path, "message": why})
+
+    def visit(items: list[tuple[str, StepBase]], visible: set[str], loop_ids: set[str]) -> set[str]:
+        seen = set(visible)
+        for here, step in items:
+            allowed = seen | loop_ids
+            if isinstance(step, AgentStep):
+                check(f"{here}.prompt", template_refs(step.prompt), allowed, step.id)
+            elif isinstance(step, ReviewStep) and step.show:
+                check(f"{here}.show", template_refs(step.show), allowed, step.id)
+            elif isinstance(step, SequenceStep):
+                visit([(f"{here}.steps.{i}", c) for i, c in enumerate(step.steps)], seen, loop_ids)
+            elif isinstance(step, ParallelStep):
+                for i, branch in enumerate(step.branches):
+                    visit([(f"{here}.branches.{i}", branch)], seen, loop_ids)
+                if step.join is not None:
+                    inside = set().union(*(_exported(b) for b in step.branches))
+                    visit([(f"{here}.join", step.join)], seen | inside, loop_ids)
+            elif isinstance(step, LoopStep):
+                body_ids = set().union(*(_exported(c) for c in step.body))
+                visit([(f"{here}.body.{i}", c) for i, c in enumerate(step.body)], seen, loop_ids | body_ids)
+                check(f"{here}.until", step.until.refs(), allowed | body_ids, step.id)
+            elif isinstance(step, BranchStep):
+                check(f"{here}.if", step.if_.refs(), allowed, step.id)
+                visit([(f"{here}.then.{i}", c) for i, c in enumerate(step.then)], seen, loop_ids)
+                visit([(f"{here}.else.{i}", c) for i, c in enumerate(step.else_)], seen, loop_ids)
+            seen |= _exported(step)
+        return seen
+
+    finished = visit([(f"steps.{i}", s) for i, s in enumerate(spec.steps)], set(), set())
+    for name, ref in spec.outputs.items():
+        check(f"outputs.{name}", [ref], finished, None)
     return errors
 
 
@@ -275,18 +364,17 @@ def parse_spec(document: str | bytes | dict[str, Any], agent_names: set[str] | N
     With `agent_names`, agent references are checked against them too.
     """
     if isinstance(document, (str, bytes)):
-        text = document.decode() if isinstance(document, bytes) else document
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            try:
-                data = yaml.safe_load(text)
-            except yaml.YAMLError as exc:
-                raise SpecError([{"path": "", "message": f"neither valid JSON nor YAML: {exc}"}]) from exc
+        data = load_spec_text(document)
     else:
         data = document
     if not isinstance(data, dict):
         raise SpecError([{"path": "", "message": "a spec must be an object with a `steps` list"}])
+    problem = scan_data(data, MAX_DOCUMENT_DEPTH)
+    if problem is not None:
+        raise SpecError([{"path": problem.path, "message": problem.message}])
+    errors = nesting_errors(data)
+    if errors:
+        raise SpecError(errors)
     try:
         spec = PipelineSpec.model_validate(data)
     except ValidationError as exc:

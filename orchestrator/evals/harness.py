@@ -106,7 +106,7 @@ def _prepare_target(eval_run: EvalRun):
         variant = Agent.objects.create(
             team=suite.team, name=agent.name[:64 - len(suffix)] + suffix, description=f"Eval variant of {agent.name}",
             provider=agent.provider, model=agent.model, system_prompt=agent.system_prompt, temperature=agent.temperature,
-            max_tokens=agent.max_tokens, max_turns=agent.max_turns, options=agent.options,
+            max_tokens=agent.max_tokens, max_turns=agent.max_turns, options=agent.options, credential_id=agent.credential_id,
             defences={**agent.defences, **overrides}, internal=True)
         if least:
             for name in suite.least_privilege_tools:
@@ -270,14 +270,14 @@ async def judge(suite: EvalSuite, case: EvalCase, output: Any) -> Verdict:
     if agent is None:
         return Verdict("llm_judge", None, "the suite has no judge agent")
     config = AgentConfig(agent.name, agent.provider, agent.model, agent.system_prompt, agent.temperature,
-                         agent.max_tokens, 1, agent.options)
+                         agent.max_tokens, 1, agent.provider_options())
     price = await sync_to_async(ModelPrice.lookup)(agent.provider, agent.model)
     door = ModelDoor(limits=Limits(), prices={(agent.provider, agent.model): price})
     system = f"{agent.system_prompt}\n\n{JUDGE_SYSTEM}".strip()
     request = ModelRequest(model=agent.model, system=system,
                            messages=[Message("user", judge_prompt(case.expect.get("value", ""), case.input, output))],
                            tools=[], temperature=0 if agent.temperature is None else agent.temperature,
-                           max_tokens=min(agent.max_tokens, 512), options=agent.options, meta={"eval_case": case.name})
+                           max_tokens=min(agent.max_tokens, 512), options=agent.provider_options(), meta={"eval_case": case.name})
     try:
         called = await door.complete(config, request)
     except ProviderError as exc:

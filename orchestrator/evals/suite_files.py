@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import transaction
 
 from mcpgateway.actions.access import do_grant
-from mcpgateway.actions.servers import do_save_server
+from mcpgateway.actions.templates import do_install_builtin
 from mcpgateway.models import Grant
 from orchestrator.actions.errors import ActionError
 from orchestrator.evals.spec import SuiteSpec, parse_suite
@@ -92,10 +92,12 @@ def install_injection_suite(team: Team, *, use_anthropic: bool | None = None, mo
     injected text; with `use_anthropic`, a real model), its grants to every office tool."""
     text = INJECTION_SUITE.read_text()
     spec = parse_suite(text)
-    server = do_save_server(team.pk, "office", description="Simulated office for evaluations (documents, mail, web, bank)",
-                            transport="stdio", command=sys.executable,
-                            args=["-m", "mcpgateway.builtin.office_tools", "--data", str(INJECTION_SUITE)],
-                            cwd=str(settings.BASE_DIR))
+    # The office server is a fixed, code-defined catalogue template: a team member installing the suite
+    # starts no command of their own choosing.
+    server = do_install_builtin(team.pk, {
+        "name": "office", "description": "Simulated office for evaluations (documents, mail, web, bank)",
+        "command": sys.executable, "args": ["-m", "mcpgateway.builtin.office_tools", "--data", str(INJECTION_SUITE)],
+        "cwd": str(settings.BASE_DIR)})
     use_anthropic = bool(settings.ANTHROPIC_API_KEY) if use_anthropic is None else use_anthropic
     rules = [{"if_contains": c.scripted["if_contains"], "replies": c.scripted["replies"]} for c in spec.cases if c.scripted]
     fields: dict[str, Any] = {

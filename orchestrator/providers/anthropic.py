@@ -1,8 +1,8 @@
 """Claude through the official `anthropic` SDK: Messages API, streaming, tool use.
 
-Where calls go: `options["base_url"]`, else `settings.ANTHROPIC_BASE_URL`, else the SDK
-default. The key: the env var named by `options["api_key_env"]`, else
-`settings.ANTHROPIC_API_KEY`.
+Where calls go and with which key: the agent's model credential (its base URL through the
+outbound guard), else what an operator set in `options["base_url"]`/`options["api_key_env"]`,
+else `settings.ANTHROPIC_BASE_URL`/`settings.ANTHROPIC_API_KEY`, else the SDK default URL.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from orchestrator.providers.base import (
     ClientCache,
     DeltaCallback,
     EndpointOptions,
+    guarded_http_client,
     model_timeout_s,
     parse_options,
-    resolve_api_key,
+    resolve_endpoint,
     retryable_status,
-    setting,
 )
 
 # Error types the API reports in a body (or mid-stream `error` event) that retrying
@@ -56,14 +56,14 @@ class AnthropicProvider:
     ) -> ModelResponse:
         """Stream one Messages API call, passing each text delta to `on_delta`."""
         options = parse_options(EndpointOptions, request.options, provider="anthropic")
-        api_key = resolve_api_key(options, setting("ANTHROPIC_API_KEY"))
-        if api_key is None:
+        endpoint = await resolve_endpoint("anthropic", options, request.options,
+                                          key_setting="ANTHROPIC_API_KEY", url_setting="ANTHROPIC_BASE_URL")
+        if endpoint.api_key is None:
             raise ProviderError(
-                "no Anthropic API key: set ANTHROPIC_API_KEY or options.api_key_env",
+                "no Anthropic API key: give the agent a model credential, or set ANTHROPIC_API_KEY",
                 retryable=False,
             )
-        base_url = options.base_url or setting("ANTHROPIC_BASE_URL")
-        client = self._clients.get(base_url, api_key)
+        client = self._clients.get(endpoint.base_url, endpoint.api_key, endpoint.guarded)
 
         final: WireMessage | None = None
         async with aclosing(_stream(client, build_params(request))) as items:
@@ -80,9 +80,10 @@ class AnthropicProvider:
         return to_response(final, request.model)
 
 
-def _make_client(base_url: str | None, api_key: str | None) -> anthropic.AsyncAnthropic:
+def _make_client(base_url: str | None, api_key: str | None, guarded: bool) -> anthropic.AsyncAnthropic:
     return anthropic.AsyncAnthropic(
-        api_key=api_key, base_url=base_url, max_retries=0, timeout=model_timeout_s()
+        api_key=api_key, base_url=base_url, max_retries=0, timeout=model_timeout_s(),
+        http_client=guarded_http_client(guarded),
     )
 
 

@@ -12,6 +12,7 @@ import asyncio
 import math
 import os
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -36,8 +37,9 @@ class Provider(Protocol):
 class EndpointOptions(BaseModel):
     """The part of an agent's `options` that says where an HTTP provider sends its calls.
 
-    `api_key_env` names an environment variable holding the key, so keys never live in
-    agent configuration. Unknown keys are ignored: they belong to other providers.
+    `api_key_env` names an environment variable holding the key; only an instance operator may
+    set it (and `base_url`): teams reference a model credential instead. Unknown keys are
+    ignored: they belong to other providers.
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -69,6 +71,55 @@ def describe_validation_error(exc: ValidationError, *, root: str) -> str:
     return f"{path}: {first['msg']}{more}"
 
 
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where one model call goes and with which key. `guarded`: the base URL is not the instance's
+    own setting, so connections pass the outbound guard (`mcpgateway.outbound`)."""
+
+    api_key: str | None
+    base_url: str | None
+    guarded: bool
+
+
+async def resolve_endpoint(provider: str, options: EndpointOptions, raw: Mapping[str, Any], *,
+                           key_setting: str, url_setting: str) -> Endpoint:
+    """The key and base URL for a call: the agent's credential (see `Agent.provider_options`),
+    else the operator-set `api_key_env`/`base_url` options, else the instance's settings."""
+    credential_id = raw.get("_credential")
+    if credential_id is not None:
+        from asgiref.sync import sync_to_async
+
+        key, base_url = await sync_to_async(_credential_endpoint)(provider, credential_id, raw.get("_team"),
+                                                                  key_setting)
+        return Endpoint(key, base_url or setting(url_setting), guarded=bool(base_url))
+    return Endpoint(resolve_api_key(options, setting(key_setting)), options.base_url or setting(url_setting),
+                    guarded=bool(options.base_url))
+
+
+def _credential_endpoint(provider: str, credential_id: int, team_id: int | None,
+                         key_setting: str) -> tuple[str, str]:
+    from mcpgateway.crypto import SecretDecryptError, decrypt
+    from orchestrator.models import ModelCredential
+
+    credential = ModelCredential.usable_by(team_id).filter(pk=credential_id).first() if team_id else None
+    if credential is None:
+        raise ProviderError("the agent's model credential is not available to its team", retryable=False)
+    if credential.provider != provider:
+        raise ProviderError(f"the model credential {credential.name!r} is for {credential.provider}, "
+                            f"not {provider}", retryable=False)
+    if credential.source == ModelCredential.Source.ENV:
+        key = os.environ.get(credential.env_var, "") if credential.env_var else (setting(key_setting) or "")
+    else:
+        try:
+            key = decrypt(credential.key_encrypted) if credential.key_encrypted else ""
+        except SecretDecryptError as exc:
+            raise ProviderError(f"the model credential {credential.name!r}: {exc}", retryable=False) from None
+    if not key:
+        raise ProviderError(f"the model credential {credential.name!r} has no key on this instance",
+                            retryable=False)
+    return key, credential.base_url
+
+
 def resolve_api_key(options: EndpointOptions, configured: str | None) -> str | None:
     """The key from the env var named by `api_key_env`, else the configured one, else None."""
     if options.api_key_env:
@@ -81,6 +132,15 @@ def resolve_api_key(options: EndpointOptions, configured: str | None) -> str | N
             )
         return value
     return configured or None
+
+
+def guarded_http_client(guarded: bool) -> Any:
+    """An httpx2 client behind the outbound guard for a team-set base URL; None: the SDK's own."""
+    if not guarded:
+        return None
+    from mcpgateway.outbound import guarded_async_client
+
+    return guarded_async_client(timeout=model_timeout_s())
 
 
 def model_timeout_s() -> float:
@@ -120,7 +180,7 @@ ClientT = TypeVar("ClientT", bound=ClosableClient)
 
 
 class ClientCache(Generic[ClientT]):
-    """SDK clients cached per (base_url, api_key), separately for each event loop.
+    """SDK clients cached per (base_url, api_key, guarded), separately for each event loop.
 
     An SDK client holds a connection pool bound to the loop that opened it, and a worker
     that runs each job under a fresh loop (`async_to_sync`, `asyncio.run`) must not
@@ -128,19 +188,19 @@ class ClientCache(Generic[ClientT]):
     loop to shut down: `asyncio.run` cancels it then, and it closes the loop's clients.
     """
 
-    def __init__(self, factory: Callable[[str | None, str | None], ClientT]):
+    def __init__(self, factory: Callable[[str | None, str | None, bool], ClientT]):
         self._factory = factory
         self._by_loop: dict[asyncio.AbstractEventLoop, _LoopClients[ClientT]] = {}
 
-    def get(self, base_url: str | None, api_key: str | None) -> ClientT:
+    def get(self, base_url: str | None, api_key: str | None, guarded: bool = False) -> ClientT:
         loop = asyncio.get_running_loop()
         entry = self._by_loop.get(loop)
         if entry is None:
             entry = self._by_loop[loop] = _LoopClients()
             entry.closer = loop.create_task(self._close_at_shutdown(loop, entry))
-        key = (base_url, api_key)
+        key = (base_url, api_key, guarded)
         if key not in entry.clients:
-            entry.clients[key] = self._factory(base_url, api_key)
+            entry.clients[key] = self._factory(base_url, api_key, guarded)
         return entry.clients[key]
 
     async def _close_at_shutdown(
@@ -155,7 +215,7 @@ class ClientCache(Generic[ClientT]):
 
 class _LoopClients(Generic[ClientT]):
     def __init__(self) -> None:
-        self.clients: dict[tuple[str | None, str | None], ClientT] = {}
+        self.clients: dict[tuple[str | None, str | None, bool], ClientT] = {}
         self.closer: asyncio.Task[None] | None = None
 
 

@@ -1,9 +1,10 @@
 """OpenAI-compatible chat completions through the official `openai` SDK.
 
 One adapter for OpenAI and for local servers that speak its protocol (Ollama, vLLM,
-LM Studio, llama.cpp server): point `options["base_url"]` (or `settings.OPENAI_BASE_URL`)
-at them. The key: the env var named by `options["api_key_env"]`, else
-`settings.OPENAI_API_KEY`, else a placeholder, since local servers need none.
+LM Studio, llama.cpp server): a team points its model credential's base URL at them (through
+the outbound guard), an operator `settings.OPENAI_BASE_URL`. The key: the agent's credential,
+else the env var an operator named in `options["api_key_env"]`, else `settings.OPENAI_API_KEY`,
+else a placeholder, since local servers need none.
 
 Stop reasons are reported in the same words as the other providers: `end_turn`,
 `tool_use`, `max_tokens`; anything else passes through as the server said it.
@@ -27,11 +28,11 @@ from orchestrator.providers.base import (
     ClientCache,
     DeltaCallback,
     EndpointOptions,
+    guarded_http_client,
     model_timeout_s,
     parse_options,
-    resolve_api_key,
+    resolve_endpoint,
     retryable_status,
-    setting,
 )
 
 PLACEHOLDER_API_KEY = "not-needed"
@@ -69,9 +70,10 @@ class OpenAIProvider:
     ) -> ModelResponse:
         """Stream one chat completion, passing each text delta to `on_delta`."""
         options = parse_options(OpenAIOptions, request.options, provider="openai")
-        api_key = resolve_api_key(options, setting("OPENAI_API_KEY")) or PLACEHOLDER_API_KEY
-        base_url = options.base_url or setting("OPENAI_BASE_URL")
-        client = self._clients.get(base_url, api_key)
+        endpoint = await resolve_endpoint("openai", options, request.options,
+                                          key_setting="OPENAI_API_KEY", url_setting="OPENAI_BASE_URL")
+        base_url = endpoint.base_url
+        client = self._clients.get(base_url, endpoint.api_key or PLACEHOLDER_API_KEY, endpoint.guarded)
         params = build_params(request, max_tokens_field=_max_tokens_field(options, base_url))
 
         reply = _ReplyBuilder()
@@ -83,9 +85,10 @@ class OpenAIProvider:
         return reply.finish(request.model)
 
 
-def _make_client(base_url: str | None, api_key: str | None) -> openai.AsyncOpenAI:
+def _make_client(base_url: str | None, api_key: str | None, guarded: bool) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(
-        api_key=api_key, base_url=base_url, max_retries=0, timeout=model_timeout_s()
+        api_key=api_key, base_url=base_url, max_retries=0, timeout=model_timeout_s(),
+        http_client=guarded_http_client(guarded),
     )
 
 

@@ -751,7 +751,15 @@
     if (seq !== validateSeq) return;
     const { response, data } = result;
     if (!response.ok) {
-      setStatus("bad", `The check failed (HTTP ${response.status}).`);
+      // 422: refused before validation (too deep, a NUL character, a YAML alias), with the path.
+      const refused = Array.isArray(data.errors) ? data.errors : [];
+      if (refused.length) {
+        showErrors(refused);
+        if (adopt) $("#yaml-error").textContent = `${refused[0].path || "spec"}: ${refused[0].message}`;
+        setStatus("bad", `Refused: ${refused[0].path || "spec"}: ${refused[0].message}`);
+      } else {
+        setStatus("bad", `The check failed (HTTP ${response.status}).`);
+      }
       return;
     }
     if (adopt) {

@@ -46,7 +46,7 @@ OPERATIONS = [
     ("get", "/usage", None, "viewer"),
     ("get", "/limits", None, "viewer"),
     ("get", "/gateway/servers", None, "viewer"),
-    ("post", "/gateway/servers", {"name": "srv-{role}", "command": "true"}, "builder"),
+    ("post", "/gateway/servers", {"name": "srv-{role}", "transport": "http", "url": "https://93.184.216.34/mcp"}, "builder"),
     ("get", "/gateway/tools", None, "viewer"),
     ("get", "/gateway/grants", None, "viewer"),
     ("get", "/gateway/audit", None, "viewer"),

@@ -24,13 +24,13 @@ def test_it_saves_servers_moving_literal_secrets_into_the_store(api, keys):
 
 
 def test_it_imports_a_config_and_reports_the_bad_field(api, keys):
-    good = "servers:\n  files: {command: npx, args: [-y, '@modelcontextprotocol/server-filesystem', /tmp]}\n"
+    good = "servers:\n  files: {url: 'https://93.184.216.34/mcp', transport: http}\n"
     status, body = api.call("post", "/gateway/servers/import", keys["builder"], {"text": good})
     assert status == 201 and body[0]["name"] == "files"
-    bad = "servers:\n  gh: {command: npx, env: {TOKEN: '${NOT_SET_ANYWHERE_42}'}}\n"
+    bad = "servers:\n  gh: {url: 'https://93.184.216.34/mcp', headers: {TOKEN: '${NOT_SET_ANYWHERE_42}'}}\n"
     status, body = api.call("post", "/gateway/servers/import", keys["builder"], {"text": bad})
     assert status == 422
-    assert body["error"]["field"] == "servers.gh.env.TOKEN" and "NOT_SET_ANYWHERE_42" in body["error"]["message"]
+    assert body["error"]["field"] == "servers.gh.headers.TOKEN" and "NOT_SET_ANYWHERE_42" in body["error"]["message"]
 
 
 def test_it_grants_tools_and_approves_held_ones(api, keys):

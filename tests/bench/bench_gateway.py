@@ -78,7 +78,7 @@ async def _bench_upstream(label: str, command: str, args: list[str], tool: str, 
     name = label.split()[0]
 
     def setup() -> None:
-        server = do_save_server(1, name, transport="stdio", command=command, args=args, cwd=str(ROOT))
+        server = do_save_server(1, name, transport="stdio", command=command, args=args, cwd=str(ROOT), operator=True)
         do_grant(server, agent="bench", calls_per_minute=1_000_000)
 
     await sync_to_async(setup)()

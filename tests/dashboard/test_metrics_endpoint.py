@@ -39,7 +39,7 @@ def delta(before: dict, after: dict, name: str, **labels: str) -> float:
 
 def test_metrics_add_up_web_and_worker_processes(team, broker, tmp_path):  # noqa: F811 - the fixture
     server = do_save_server(team.pk, "echo", transport="stdio", command=sys.executable,
-                            args=["-m", "tests.fakes.mcp_echo_server"], cwd=str(settings.BASE_DIR))
+                            args=["-m", "tests.fakes.mcp_echo_server"], cwd=str(settings.BASE_DIR), operator=True)
     do_grant(server, agent="calc", tool=None)
     scripted(team, "calc", {"tool_calls": [{"name": "echo__add", "arguments": {"a": 1}}]},
              {"tool_calls": [{"name": "echo__add", "arguments": {"a": 1, "b": 2}}]}, {"text": "3"})

@@ -107,12 +107,12 @@ def test_it_revokes_a_key(owner, key):
     assert key.revoked_at is not None
 
 
-def test_it_lets_viewers_see_grants_and_keys_but_change_nothing(teammate, server, key):
+def test_it_lets_viewers_see_grants_but_not_keys_and_change_nothing(teammate, server, key):
     grant = do_grant(server, agent="coder")
     client = login(teammate)
 
     page = client.get("/tools/access/").content.decode()
-    assert "files__*" in page and key.prefix in page
+    assert "files__*" in page and key.prefix not in page  # keys are listed to owners only, as in the API
     assert "/revoke/" not in page and "Add grant" not in page and "Create key" not in page
     assert client.post("/tools/access/grants/", {"principal": "team", "target": f"server:{server.pk}"}).status_code == 403
     assert client.post(f"/tools/access/grants/{grant.pk}/revoke/").status_code == 403
@@ -121,3 +121,15 @@ def test_it_lets_viewers_see_grants_and_keys_but_change_nothing(teammate, server
     assert Grant.objects.count() == 1 and ApiKey.objects.count() == 1
     key.refresh_from_db()
     assert key.revoked_at is None
+
+
+def test_it_lets_builders_grant_but_not_create_or_revoke_keys(team, teammate, server, key):
+    """One policy for one action: the API reserves keys to owners, and so does the dashboard."""
+    team.memberships.filter(user=teammate).update(role="builder")
+    client = login(teammate)
+
+    assert client.post("/tools/access/grants/", {"principal": "team", "target": f"server:{server.pk}"}).status_code == 302
+    assert client.post("/tools/access/keys/", {"name": "mine", "scopes": ["read"]}).status_code == 403
+    assert client.post(f"/tools/access/keys/{key.pk}/revoke/").status_code == 403
+    key.refresh_from_db()
+    assert ApiKey.objects.count() == 1 and key.revoked_at is None

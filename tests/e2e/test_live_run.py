@@ -49,7 +49,7 @@ def demo(transactional_db) -> Team:
 def echo_server(demo) -> ToolServer:
     """A tool server that returns what it is given, for the agent `leaky`; created before daphne starts it."""
     server = do_save_server(demo.pk, "echo", transport="stdio", command=sys.executable,
-                            args=["-m", "tests.fakes.mcp_echo_server"], cwd=str(settings.BASE_DIR))
+                            args=["-m", "tests.fakes.mcp_echo_server"], cwd=str(settings.BASE_DIR), operator=True)
     do_grant(server, agent="leaky")
     return server
 

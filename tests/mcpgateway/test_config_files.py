@@ -31,7 +31,7 @@ CLAUDE_JSON = json.dumps({"mcpServers": {
 def test_it_imports_the_yaml_from_the_issue_resolving_variables(monkeypatch):
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_from_environment")
 
-    servers = do_import_config(7, ISSUE_YAML)
+    servers = do_import_config(7, ISSUE_YAML, operator=True)
 
     assert [s.name for s in servers] == ["filesystem", "github", "database"]
     github = ToolServer.objects.get(team_id=7, name="github")
@@ -47,7 +47,7 @@ def test_it_refuses_an_import_with_a_missing_variable_and_writes_nothing(monkeyp
     monkeypatch.delenv("GITHUB_TOKEN", raising=False)
 
     with pytest.raises(ConfigError) as info:
-        do_import_config(7, ISSUE_YAML)
+        do_import_config(7, ISSUE_YAML, operator=True)
 
     assert info.value.errors == [{"field": "servers.github.env.GITHUB_TOKEN",
                                   "message": "${GITHUB_TOKEN} is not set: give it as a secret with the import or set the environment variable GITHUB_TOKEN"}]
@@ -57,7 +57,7 @@ def test_it_refuses_an_import_with_a_missing_variable_and_writes_nothing(monkeyp
 def test_it_takes_missing_variables_as_secrets_stored_encrypted(monkeypatch):
     monkeypatch.delenv("GITHUB_TOKEN", raising=False)
 
-    do_import_config(7, ISSUE_YAML, secrets={"GITHUB_TOKEN": "ghp_given_with_import"})
+    do_import_config(7, ISSUE_YAML, secrets={"GITHUB_TOKEN": "ghp_given_with_import"}, operator=True)
 
     secret = ServerSecret.objects.get(server__name="github", name="GITHUB_TOKEN")
     assert "ghp_given_with_import" not in secret.value_encrypted
@@ -69,7 +69,7 @@ def test_it_takes_missing_variables_as_secrets_stored_encrypted(monkeypatch):
 def test_it_imports_claude_json_moving_literal_secrets_into_the_encrypted_store(monkeypatch):
     monkeypatch.setenv("LOG_LEVEL", "debug")
 
-    do_import_config(3, CLAUDE_JSON)
+    do_import_config(3, CLAUDE_JSON, operator=True)
 
     search = ToolServer.objects.get(team_id=3, name="search")
     assert search.transport == "http"
@@ -90,7 +90,7 @@ def test_it_reports_every_invalid_entry_with_its_path():
         "typo": {"comand": "x"},
     }})
     with pytest.raises(ConfigError) as info:
-        do_import_config(1, bad)
+        do_import_config(1, bad, operator=True)
     fields = {e["field"] for e in info.value.errors}
     assert "servers.both" in fields
     assert "servers.weird.type" in fields
@@ -102,12 +102,12 @@ def test_it_reports_every_invalid_entry_with_its_path():
 def test_it_rejects_text_that_is_no_config():
     for text in ("[1, 2]", "servers: [a, b]", "{nope", "just: a mapping"):
         with pytest.raises(ConfigError):
-            do_import_config(1, text)
+            do_import_config(1, text, operator=True)
 
 
 def test_it_exports_references_never_secret_values(monkeypatch):
     monkeypatch.setenv("LOG_LEVEL", "debug")
-    do_import_config(3, CLAUDE_JSON)
+    do_import_config(3, CLAUDE_JSON, operator=True)
 
     claude = json.loads(export_config(3, "claude"))
     assert claude["mcpServers"]["search"] == {"url": "https://search.example/mcp", "type": "http",
@@ -116,13 +116,13 @@ def test_it_exports_references_never_secret_values(monkeypatch):
     text = export_config(3, "yaml")
     assert "sk-live" not in text and "${LOG_LEVEL}" in text
     # an export imports back into another team unchanged (given the secret)
-    do_import_config(4, text, secrets={"AUTHORIZATION": "Bearer other"})
+    do_import_config(4, text, secrets={"AUTHORIZATION": "Bearer other"}, operator=True)
     assert export_config(4, "yaml") == text
 
 
 def test_it_names_the_missing_variable_when_resolving_at_start(monkeypatch):
     monkeypatch.setenv("GITHUB_TOKEN", "x" * 8)
-    do_import_config(7, ISSUE_YAML)
+    do_import_config(7, ISSUE_YAML, operator=True)
     monkeypatch.delenv("GITHUB_TOKEN")
 
     with pytest.raises(MissingVariable, match=r"servers.github.env.GITHUB_TOKEN: \$\{GITHUB_TOKEN\} is not set"):

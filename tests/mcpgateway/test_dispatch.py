@@ -25,7 +25,7 @@ ROOT = str(settings.BASE_DIR)
 
 
 def echo_server(team_id: int = 1, name: str = "echo"):
-    return do_save_server(team_id, name, transport="stdio", command=sys.executable, args=["-m", "tests.fakes.mcp_echo_server"], cwd=ROOT)
+    return do_save_server(team_id, name, transport="stdio", command=sys.executable, args=["-m", "tests.fakes.mcp_echo_server"], cwd=ROOT, operator=True)
 
 
 def call(principal: Principal, name: str, arguments: dict, **where):
@@ -54,9 +54,9 @@ def test_it_discovers_and_calls_the_sdk_echo_server(gateway_runtime):
 def test_it_serves_the_npm_reference_servers(gateway_runtime, tmp_path: Path):
     (tmp_path / "notes.txt").write_text("written by the test")
     everything = do_save_server(1, "everything", transport="stdio", command="npx",
-                                args=["-y", "@modelcontextprotocol/server-everything"], cwd=ROOT)
+                                args=["-y", "@modelcontextprotocol/server-everything"], cwd=ROOT, operator=True)
     files = do_save_server(1, "files", transport="stdio", command="npx",
-                           args=["-y", "@modelcontextprotocol/server-filesystem", str(tmp_path)], cwd=ROOT)
+                           args=["-y", "@modelcontextprotocol/server-filesystem", str(tmp_path)], cwd=ROOT, operator=True)
     do_grant(everything, agent="a")
     do_grant(files, agent="a")
     start_servers(gateway_runtime, everything, files)
@@ -90,7 +90,7 @@ def test_it_admits_exactly_the_rate_limit_of_a_concurrent_burst(gateway_runtime)
 
 def test_it_redacts_server_secrets_from_results_and_audit(gateway_runtime):
     server = do_save_server(1, "env", transport="stdio", command=sys.executable, args=["-m", "tests.fakes.mcp_env_server"],
-                            cwd=ROOT, env={"API_TOKEN": "tok-very-secret-42"})
+                            cwd=ROOT, env={"API_TOKEN": "tok-very-secret-42"}, operator=True)
     do_grant(server, agent="a")
     start_servers(gateway_runtime, server)
 
@@ -106,7 +106,7 @@ def test_it_redacts_server_secrets_from_results_and_audit(gateway_runtime):
 
 def test_it_caps_huge_results(gateway_runtime, settings):
     settings.GATEWAY_RESULT_MAX_CHARS = 1000
-    server = do_save_server(1, "env", transport="stdio", command=sys.executable, args=["-m", "tests.fakes.mcp_env_server"], cwd=ROOT)
+    server = do_save_server(1, "env", transport="stdio", command=sys.executable, args=["-m", "tests.fakes.mcp_env_server"], cwd=ROOT, operator=True)
     do_grant(server, agent="a")
     start_servers(gateway_runtime, server)
 
@@ -174,7 +174,7 @@ def test_it_waits_for_approval_or_pauses_a_run(gateway_runtime, settings):
 
 
 def test_it_reports_a_dead_server_as_unavailable(gateway_runtime):
-    server = do_save_server(1, "ghost", transport="stdio", command="/nonexistent/binary")
+    server = do_save_server(1, "ghost", transport="stdio", command="/nonexistent/binary", operator=True)
     from mcpgateway.models import Tool as ToolModel
     from tests.mcpgateway.conftest import catalogue_tool
 

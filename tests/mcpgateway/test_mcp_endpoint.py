@@ -40,7 +40,7 @@ async def _session(url: str, token: str, work, mode: str = "auto"):
 def test_it_serves_each_key_exactly_its_granted_tools(gateway_runtime, daphne):
     user = get_user_model().objects.create_user("ci")
     server = do_save_server(1, "echo", transport="stdio", command=sys.executable, args=["-m", "tests.fakes.mcp_echo_server"],
-                            cwd=str(ROOT))
+                            cwd=str(ROOT), operator=True)
     start_servers(gateway_runtime, server)  # discovery fills the catalogue
     narrow, narrow_token = do_create_api_key(1, "narrow", user)
     wide, wide_token = do_create_api_key(1, "wide", user)

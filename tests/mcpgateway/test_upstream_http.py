@@ -10,10 +10,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 import uvicorn
 
 from mcpgateway.upstream import Discovery, Health, Supervisor, UpstreamConfig, UpstreamUnavailable
 from tests.fakes.mcp_echo_server import MUTATED_PREFIX, build_server
+
+# The servers listen on loopback, which the outbound guard refuses unless the instance allows it.
+pytestmark = pytest.mark.usefixtures("outbound_allows_loopback")
 
 
 def free_socket(port: int = 0) -> socket.socket:

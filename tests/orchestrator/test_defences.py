@@ -64,7 +64,7 @@ def test_without_the_detector_the_same_run_does_what_the_text_says(team):
 
 
 def test_confirmation_required_tools_pause_the_run_for_a_human(team, gateway_runtime):
-    server = do_save_server(team.pk, "echo", transport="stdio", command=sys.executable, args=["-m", "tests.fakes.mcp_echo_server"])
+    server = do_save_server(team.pk, "echo", transport="stdio", command=sys.executable, args=["-m", "tests.fakes.mcp_echo_server"], operator=True)
     do_grant(server, agent="reader")
     start_servers(gateway_runtime, server)
     reader(team, {"confirm_tools": ["echo__echo"]}, {"tool_calls": [{"name": "echo__echo", "arguments": {"message": "hi"}}]},

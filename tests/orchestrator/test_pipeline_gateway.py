@@ -29,7 +29,7 @@ def run_through_gateway(run):
 @pytest.fixture
 def echo(team, gateway_runtime):
     server = do_save_server(team.pk, "echo", transport="stdio", command=sys.executable,
-                            args=["-m", "tests.fakes.mcp_echo_server"], cwd=ROOT)
+                            args=["-m", "tests.fakes.mcp_echo_server"], cwd=ROOT, operator=True)
     do_grant(server, agent="worker", tool=None)
     start_servers(gateway_runtime, server)
     return server
@@ -37,7 +37,7 @@ def echo(team, gateway_runtime):
 
 def test_it_calls_granted_tools_and_is_refused_ungranted_ones(team, gateway_runtime):
     server = do_save_server(team.pk, "echo", transport="stdio", command=sys.executable,
-                            args=["-m", "tests.fakes.mcp_echo_server"], cwd=ROOT)
+                            args=["-m", "tests.fakes.mcp_echo_server"], cwd=ROOT, operator=True)
     start_servers(gateway_runtime, server)
     do_grant(server, agent="worker", tool=server.tools.get(name="echo"))
     scripted(team, "worker",
@@ -71,7 +71,7 @@ def test_it_counts_tool_errors_the_model_recovers_from(team, echo):
 
 def test_it_pauses_a_run_for_a_tool_call_that_needs_approval(team, gateway_runtime, owner):
     server = do_save_server(team.pk, "echo", transport="stdio", command=sys.executable,
-                            args=["-m", "tests.fakes.mcp_echo_server"], cwd=ROOT)
+                            args=["-m", "tests.fakes.mcp_echo_server"], cwd=ROOT, operator=True)
     do_grant(server, agent="worker", require_approval=True)
     start_servers(gateway_runtime, server)
     scripted(team, "worker", {"tool_calls": [{"name": "echo__echo", "arguments": {"message": "wire $1M"}}]},
@@ -97,7 +97,7 @@ def test_it_pauses_a_run_for_a_tool_call_that_needs_approval(team, gateway_runti
 
 def test_it_hands_a_rejected_approval_to_the_model_as_an_error(team, gateway_runtime, owner):
     server = do_save_server(team.pk, "echo", transport="stdio", command=sys.executable,
-                            args=["-m", "tests.fakes.mcp_echo_server"], cwd=ROOT)
+                            args=["-m", "tests.fakes.mcp_echo_server"], cwd=ROOT, operator=True)
     do_grant(server, agent="worker", require_approval=True)
     start_servers(gateway_runtime, server)
     scripted(team, "worker", {"tool_calls": [{"name": "echo__echo", "arguments": {"message": "rm -rf"}}]},

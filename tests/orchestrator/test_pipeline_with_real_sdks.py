@@ -10,7 +10,7 @@ from tests.conftest import counting_toolbox, execute, pipeline, start
 from tests.fakes.anthropic_server import FakeAnthropicServer
 from tests.fakes.openai_server import FakeOpenAIServer
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("outbound_allows_loopback")]
 
 SPEC = {"steps": [{"kind": "agent", "id": "calc", "agent": "calc", "prompt": "What is 2 + 3?"}]}
 

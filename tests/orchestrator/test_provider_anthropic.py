@@ -14,6 +14,9 @@ from orchestrator.providers import get_provider
 from orchestrator.providers.anthropic import AnthropicProvider
 from tests.fakes.anthropic_server import FakeAnthropicServer
 
+# The fake servers listen on loopback, which the outbound guard refuses unless allowed.
+pytestmark = pytest.mark.usefixtures("outbound_allows_loopback")
+
 KEY_ENV = "AGENTDECK_TEST_ANTHROPIC_KEY"
 SEARCH = ToolSpec(
     name="search",

@@ -16,6 +16,9 @@ from orchestrator.providers import get_provider
 from orchestrator.providers.openai import OpenAIProvider
 from tests.fakes.openai_server import FakeOpenAIServer
 
+# The fake servers listen on loopback, which the outbound guard refuses unless allowed.
+pytestmark = pytest.mark.usefixtures("outbound_allows_loopback")
+
 KEY_ENV = "AGENTDECK_TEST_OPENAI_KEY"
 SEARCH = ToolSpec(
     name="search",

@@ -27,7 +27,7 @@ def test_it_accepts_every_step_kind():
              "until": {"any": [{"ref": "steps.l1.output", "op": "contains", "value": "ok"}, {"not": {"ref": "input.topic", "op": "truthy"}}]}},
             {"kind": "branch", "id": "br", "if": {"ref": "steps.l1.output", "op": "equals", "value": "x"},
              "then": [{**AGENT, "id": "t1"}], "else": [{**AGENT, "id": "e1"}]},
-            {"kind": "review", "id": "gate", "instructions": "check", "show": "{{ steps.t1.output }}"},
+            {"kind": "review", "id": "gate", "instructions": "check", "show": "{{ steps.br.output }}"},
         ],
         "outputs": {"final": "steps.gate.output"},
     }, agent_names={"writer"})

@@ -46,10 +46,11 @@ def http_echo_server(port: int) -> subprocess.Popen:
             time.sleep(0.1)
 
 
-def test_one_trace_from_the_api_request_to_the_upstream_server(team, owner, broker, tmp_path):  # noqa: F811
+def test_one_trace_from_the_api_request_to_the_upstream_server(team, owner, broker, tmp_path, settings):  # noqa: F811
+    settings.AGENTDECK_OUTBOUND_ALLOW = ["127.0.0.1"]  # the echo server is on loopback
     port = free_port()
     upstream = http_echo_server(port)
-    server = do_save_server(team.pk, "echo", transport="http", url=f"http://127.0.0.1:{port}/mcp")
+    server = do_save_server(team.pk, "echo", transport="http", url=f"http://127.0.0.1:{port}/mcp", operator=True)
     do_grant(server, agent="calc")
     scripted(team, "calc", {"tool_calls": [{"name": "echo__header", "arguments": {"name": "traceparent"}}]},
              {"text": "saw {{last}}"})
@@ -57,7 +58,8 @@ def test_one_trace_from_the_api_request_to_the_upstream_server(team, owner, brok
     _, token = do_create_api_key(team.pk, "k", user=owner)
 
     with OTLPReceiver() as receiver:
-        otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "CELERY_BROKER_URL": BROKER, "AGENTDECK_RUNNER": "celery"}
+        otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "CELERY_BROKER_URL": BROKER, "AGENTDECK_RUNNER": "celery",
+                "AGENTDECK_OUTBOUND_ALLOW": "127.0.0.1"}
         workers = Workers(tmp_path, 1, gateway=True, env={**otel, "OTEL_SERVICE_NAME": "agentdeck-worker"})
         try:
             with serving({**otel, "OTEL_SERVICE_NAME": "agentdeck-web"}) as base:

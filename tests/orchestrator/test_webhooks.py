@@ -13,7 +13,7 @@ from orchestrator.models import WebhookDelivery
 from orchestrator.webhooks import MAX_ATTEMPTS, deliver_due, do_create_webhook, verify_signature
 from tests.conftest import execute, pipeline, scripted, start
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("outbound_allows_loopback")]
 
 
 class Receiver:

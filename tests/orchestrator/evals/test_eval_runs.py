@@ -20,7 +20,7 @@ from orchestrator.models import Agent, EvalRun, UsageRecord
 from tests.conftest import scripted
 from tests.fakes.anthropic_server import FakeAnthropicServer
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("outbound_allows_loopback")]
 
 SUITE = """
 suite: arithmetic

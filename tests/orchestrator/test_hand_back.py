@@ -1,0 +1,116 @@
+"""Hand-back at every exit: when the process holding a run's lease dies on this host (a cold
+shutdown, a killed prefork child), the redelivered task takes the run at once instead of
+waiting for the lease to run out and the stuck-runs sweep."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from orchestrator.execution import lease_holder_is_dead
+from orchestrator.models import Run, RunEvent, StepRun
+from tests.conftest import pipeline, scripted, start
+from tests.orchestrator.test_celery import _submit, _wait, _worker_env, broker  # noqa: F401 - fixture
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+LONG_LEASE = {"AGENTDECK_RUN_LEASE_S": "120"}  # far longer than the test may wait: only the take-over can pass
+
+
+def _worker(tmp: Path, name: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-n", f"{name}@%h", "-l", "warning", *args],
+        cwd=settings.BASE_DIR, env={**_worker_env(tmp), **LONG_LEASE}, stdout=open(tmp / f"{name}.log", "w"),
+        stderr=subprocess.STDOUT)
+
+
+def _stop(*procs: subprocess.Popen) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _slow_run(team) -> Run:
+    scripted(team, "a1", {"text": "first done"})
+    scripted(team, "a2", {"text": "second done", "delay_ms": 12000})
+    spec = {"steps": [{"kind": "agent", "id": "first", "agent": "a1", "prompt": "1"},
+                      {"kind": "agent", "id": "second", "agent": "a2", "prompt": "2"}]}
+    return start(pipeline(team, spec))
+
+
+def _holder(run: Run) -> tuple[str, int]:
+    """The lease owner once the slow step runs, and its pid."""
+    _wait(lambda: StepRun.objects.filter(run=run, key="second", status="running").exists(), 60)
+    owner = Run.objects.get(pk=run.pk).lease_owner
+    return owner, int(owner.split(":")[1])
+
+
+def _taken_over(run: Run, old_owner: str) -> bool:
+    return Run.objects.filter(pk=run.pk).exclude(lease_owner__in=[old_owner, ""]).exists()
+
+
+def test_it_knows_a_dead_holder_on_this_host():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    import socket
+
+    assert lease_holder_is_dead(f"{socket.gethostname()}:{proc.pid}:abc:12")
+    assert not lease_holder_is_dead(f"{socket.gethostname()}:{os.getppid()}:abc:12")
+    assert not lease_holder_is_dead(f"other-host:{proc.pid}:abc:12")
+    assert not lease_holder_is_dead(f"{socket.gethostname()}:{os.getpid()}:abc:12")
+
+
+def test_it_resumes_at_once_after_a_cold_shutdown(team, broker, tmp_path):  # noqa: F811
+    run = _slow_run(team)
+    first = _worker(tmp_path, "w0", "--pool=prefork", "--concurrency=1")
+    second = None
+    try:
+        _submit(broker, run)
+        owner, pid = _holder(run)
+        assert pid != first.pid  # a child of w0 holds it
+        second = _worker(tmp_path, "w1", "--pool=solo")
+        time.sleep(3)  # w1 is up and consuming
+        first.send_signal(signal.SIGQUIT)  # cold shutdown: the task is restored, no hand-back code runs
+        first.wait(timeout=15)
+        killed_at = time.monotonic()
+        _wait(lambda: _taken_over(run, owner), 60)
+        took = time.monotonic() - killed_at
+        _wait(lambda: Run.objects.get(pk=run.pk).is_finished, 60)
+    finally:
+        _stop(*(p for p in (first, second) if p is not None))
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    assert RunEvent.objects.filter(run=run, type="run.resumed").count() == 1
+    assert took < 5, f"resumed {took:.1f}s after the cold shutdown"
+
+
+def test_it_resumes_at_once_after_a_prefork_child_is_killed(team, broker, tmp_path):  # noqa: F811
+    run = _slow_run(team)
+    worker = _worker(tmp_path, "w0", "--pool=prefork", "--concurrency=1")
+    try:
+        _submit(broker, run)
+        owner, child = _holder(run)
+        assert child != worker.pid
+        os.kill(child, signal.SIGKILL)
+        killed_at = time.monotonic()
+        _wait(lambda: _taken_over(run, owner), 60)
+        took = time.monotonic() - killed_at
+        _wait(lambda: Run.objects.get(pk=run.pk).is_finished, 60)
+    finally:
+        _stop(worker)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    assert RunEvent.objects.filter(run=run, type="run.resumed").count() == 1
+    assert took < 5, f"resumed {took:.1f}s after the child was killed"
