@@ -3,10 +3,11 @@ once to status codes and one body shape: {"error": {"code", "message", "field"}}
 
 from __future__ import annotations
 
+import logging
 import math
 
 from django.core.exceptions import PermissionDenied
-from django.db import DataError
+from django.db import DataError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -150,6 +151,14 @@ def on_overflow(request: HttpRequest, exc: OverflowError) -> HttpResponse:
 @api.exception_handler(DataError)
 def on_data_error(request: HttpRequest, exc: DataError) -> HttpResponse:
     return error(request, 422, "invalid", "a value is out of range for the database")
+
+
+@api.exception_handler(OperationalError)
+def on_database_unavailable(request: HttpRequest, exc: OperationalError) -> HttpResponse:
+    """The database is unreachable or every pooled connection stayed busy (DB_POOL_TIMEOUT_S):
+    nothing was committed; the caller may retry."""
+    logging.getLogger(__name__).warning("database unavailable: %s: %s", type(exc).__name__, exc)
+    return error(request, 503, "unavailable", "the database is busy or unreachable; retry shortly", Retry_After="5")
 
 
 @api.exception_handler(HttpError)

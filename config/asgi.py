@@ -16,13 +16,14 @@ from django.conf import settings  # noqa: E402
 
 from config.logging import install_access_log_redaction  # noqa: E402
 from dashboard.routing import websocket_urlpatterns  # noqa: E402
-from mcpgateway.dispatch import Gateway, authenticate_bearer  # noqa: E402
+from mcpgateway.dispatch import Gateway  # noqa: E402
 from mcpgateway.downstream import build_mcp_app, route_mcp_path  # noqa: E402
 from mcpgateway.redaction import warm_redactor  # noqa: E402
 from mcpgateway.runtime import start_gateway  # noqa: E402
+from orchestrator.api_auth import authenticate_mcp  # noqa: E402
 from orchestrator.webhooks import start_sender as start_webhook_sender  # noqa: E402
 
-mcp_endpoint = build_mcp_app(authenticate=authenticate_bearer, toolbox=Gateway(), allowed_hosts=settings.ALLOWED_HOSTS)
+mcp_endpoint = build_mcp_app(authenticate=authenticate_mcp, toolbox=Gateway(), allowed_hosts=settings.ALLOWED_HOSTS)
 
 install_access_log_redaction()  # daphne's access log prints query strings (`?token=…`)
 warm_redactor()  # logs written on the event loop use the last redactor built: build one now

@@ -2,13 +2,19 @@
 
 One thread for SQLite (it has one writer anyway), a few otherwise. A plain executor
 rather than `sync_to_async`: the hand-off costs a fraction as much, and the engine commits
-once per step and the gateway audits every call. Each thread keeps its connection across
-writes and closes it when the thread ends.
+once per step and the gateway audits every call.
+
+With PostgreSQL's connection pool (settings `DB_POOL_MAX`) a thread holds a connection only
+for the duration of one write and hands it back right after (`release_connection`), so the
+writer threads share the process's few pooled connections with requests instead of each
+keeping one. Without a pool, a thread keeps its connection across writes and closes it when
+the thread ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -43,11 +49,39 @@ def _executor() -> ThreadPoolExecutor:
         return _executors[0]
 
 
+def pooled() -> bool:
+    """Whether this process takes its database connections from a pool (PostgreSQL, `DB_POOL_MAX`)."""
+    return bool(connection.settings_dict.get("OPTIONS", {}).get("pool"))
+
+
+def release_connection() -> None:
+    """Hand this thread's pooled connection back (outside a transaction); without a pool, keep it."""
+    if pooled() and connection.connection is not None and not connection.in_atomic_block:
+        connection.close()
+
+
+def releasing(func: Callable[..., T]) -> Callable[..., T]:
+    """`func`, handing its thread's pooled connection back when it returns: for database work
+    run on threads no request cycle closes (`sync_to_async(..., thread_sensitive=False)`)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return func(*args, **kwargs)
+        finally:
+            release_connection()
+
+    return wrapper
+
+
 def _guarded(func: Callable[..., T], *args: Any) -> T:
     if connection.errors_occurred:
         # Keep the connection across writes; drop it only once it broke.
         connection.close_if_unusable_or_obsolete()
-    return func(*args)
+    try:
+        return func(*args)
+    finally:
+        release_connection()
 
 
 async def run_write(func: Callable[..., T], *args: Any) -> T:
@@ -126,6 +160,8 @@ class BatchWriter:
             outcomes = [(True, r) for r in results]
         except Exception as exc:  # the batch failed as a whole: so did each write in it
             outcomes = [(False, exc)] * len(batch)
+        finally:
+            release_connection()
         for (_, future, loop), (ok, value) in zip(batch, outcomes, strict=True):
             loop.call_soon_threadsafe(_settle, future, ok, value)
 

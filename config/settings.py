@@ -143,8 +143,24 @@ SQLITE_OPTIONS = {
     "transaction_mode": "IMMEDIATE",
 }
 DATABASE_URL = envstr("DATABASE_URL")
+# PostgreSQL connection budget: each process (web, each worker process, beat) opens at most
+# DB_POOL_MAX connections, from a psycopg pool it shares between all its threads (requests,
+# db writers, the engine's loads). The server sees at most
+#     web processes * DB_POOL_MAX + worker processes * DB_POOL_MAX + beat's DB_POOL_MAX
+# connections (a prefork worker with --concurrency=C counts C processes). A thread that waits
+# longer than DB_POOL_TIMEOUT_S for a free connection gets an error. DB_POOL_MAX=0 turns the
+# pool off (e.g. behind PgBouncer): then each thread keeps its own connection DB_CONN_MAX_AGE s.
+DB_POOL_MIN = envint("DB_POOL_MIN", "1")
+DB_POOL_MAX = envint("DB_POOL_MAX", "4")
+DB_POOL_TIMEOUT_S = float(envstr("DB_POOL_TIMEOUT_S", "30"))
+if DB_POOL_MAX < 0 or DB_POOL_MIN < 0 or (DB_POOL_MAX and DB_POOL_MIN > DB_POOL_MAX):
+    raise ImproperlyConfigured(f"need 0 <= DB_POOL_MIN <= DB_POOL_MAX, got {DB_POOL_MIN} and {DB_POOL_MAX}")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", "60"))}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DB_POOL_MAX:
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django returns them
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": DB_POOL_MIN, "max_size": DB_POOL_MAX, "timeout": DB_POOL_TIMEOUT_S, "max_idle": 60}
 else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": SQLITE_PATH}}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -176,14 +192,24 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT_S", "3600")}
+# A broker that does not answer fails a publish within about a second (bounded connect and
+# socket timeouts, two quick retries) instead of hanging the request that starts a run; the
+# run stays queued and is published again every REDISPATCH_EVERY_S until the broker is back.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT_S", "3600"),
+                                   "socket_connect_timeout": 1.0, "socket_timeout": 5.0}
+CELERY_BROKER_CONNECTION_TIMEOUT = 1.0
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2, "interval_max": 0.3}
+REDISPATCH_EVERY_S = float(envstr("REDISPATCH_EVERY_S", "1"))
+# Beat's sweep requeues a queued run nobody claimed for this long (the process that should
+# have published it died during a broker outage), and a running run whose lease expired.
+STUCK_QUEUED_S = envint("STUCK_QUEUED_S", "60")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "requeue-stuck-runs": {"task": "orchestrator.tasks.requeue_stuck_runs_task", "schedule": envint("STUCK_RUNS_EVERY_S", "30")},
     "deliver-webhooks": {"task": "orchestrator.tasks.deliver_webhooks_task", "schedule": envint("WEBHOOKS_EVERY_S", "5")},
 }
-# One webhook request's timeout; a sender that died mid-send is replaced after 3× this.
+# One webhook request's timeout; a sender that died mid-send is replaced after 3x this.
 WEBHOOK_TIMEOUT_S = envint("WEBHOOK_TIMEOUT_S", "10")
 # Which toolbox runs use (a factory taking a team id); the MCP gateway replaces the default.
 AGENTDECK_TOOLBOX = envstr("AGENTDECK_TOOLBOX", "mcpgateway.dispatch.team_gateway")
@@ -268,4 +294,5 @@ SANDBOX = {
     "output_bytes": envint("AGENTDECK_SANDBOX_OUTPUT_BYTES", "65536"),
     "network": envstr("AGENTDECK_SANDBOX_NETWORK", "bridge"),
     "pool": envint("AGENTDECK_SANDBOX_POOL", "2"),
+    "state_dir": str(VAR_DIR / "sandbox"),  # execution-mode workspaces, kept across server restarts
 }

@@ -69,6 +69,8 @@ def review_actions(item: ReviewItem) -> list[str]:
     """
     if item.reason == ReviewReason.APPROVAL:
         return ["approve", "reject"]
+    if (item.context or {}).get("interrupted_call"):  # "this call may have run"
+        return ["retry", "skip", "edit_result", "reject"]
     kind = item.context.get("kind")
     if item.reason == ReviewReason.GATE:
         actions = ["approve", "edit"]

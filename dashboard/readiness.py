@@ -1,5 +1,10 @@
 """What /readyz checks: the database, Redis (when configured), Celery workers (when runs go to them).
 
+The probes run at the same time, each with its own timeout, and the whole answer comes
+within `READINESS_TIMEOUT_S` (under 1 s) even when a dependency hangs or is gone: a probe
+that has not answered by then is reported as timed out. The container's health is /healthz
+(liveness), so a web process stays healthy while workers or Redis are down.
+
 The details (which dependency failed and why, the database vendor, worker counts) tell an
 attacker what to aim at, so only staff or a monitoring token (`METRICS_TOKEN`) see them.
 """
@@ -7,6 +12,8 @@ attacker what to aim at, so only staff or a monitoring token (`METRICS_TOKEN`) s
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from django.conf import settings
@@ -25,6 +32,14 @@ def may_see_details(request: HttpRequest) -> bool:
     return bool(token) and hmac.compare_digest(header.encode(), f"Bearer {token}".encode())
 
 
+# The whole answer's deadline, and each network probe's own timeouts inside it.
+READINESS_TIMEOUT_S = 0.8
+PROBE_TIMEOUT_S = 0.5
+PING_TIMEOUT_S = 0.4  # how long workers have to answer a ping
+# Probes run here, not in the request's thread; a probe stuck past its timeout holds only one.
+_probes = ThreadPoolExecutor(max_workers=6, thread_name_prefix="agentdeck-readyz")
+
+
 def _database() -> dict[str, Any]:
     try:
         with connection.cursor() as cursor:
@@ -32,6 +47,8 @@ def _database() -> dict[str, Any]:
         return {"ok": True, "vendor": connection.vendor}
     except Exception as exc:  # readiness reports, it does not raise
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        connection.close()  # a probe thread keeps no connection (nor a pooled one)
 
 
 def _redis() -> dict[str, Any]:
@@ -39,9 +56,16 @@ def _redis() -> dict[str, Any]:
     if not url or not url.startswith("redis"):
         return {"ok": True, "configured": False}
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     try:
-        redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2).ping()
+        client = redis.Redis.from_url(url, socket_connect_timeout=PROBE_TIMEOUT_S, socket_timeout=PROBE_TIMEOUT_S,
+                                      retry=Retry(NoBackoff(), 0))
+        try:
+            client.ping()
+        finally:
+            client.close()
         return {"ok": True, "configured": True}
     except redis.exceptions.RedisError as exc:
         return {"ok": False, "configured": True, "error": str(exc)}
@@ -54,13 +78,30 @@ def _workers() -> dict[str, Any]:
 
     try:
         # A fresh connection each time: the broker may have changed, and a cached one may be dead.
-        with app.connection_for_write() as connection:
-            replies = app.control.ping(timeout=1.0, connection=connection) or []
+        connection = app.connection_for_write(connect_timeout=PROBE_TIMEOUT_S)
+        try:
+            connection.ensure_connection(max_retries=1, timeout=PROBE_TIMEOUT_S)
+            replies = app.control.ping(timeout=PING_TIMEOUT_S, connection=connection) or []
+        finally:
+            _probes.submit(connection.release)  # closing takes a while; the answer need not wait
     except Exception as exc:
         return {"ok": False, "runner": "celery", "error": f"{type(exc).__name__}: {exc}"}
     return {"ok": bool(replies), "runner": "celery", "workers": len(replies),
             **({} if replies else {"error": "no worker answered"})}
 
 
+PROBES: dict[str, Callable[[], dict[str, Any]]] = {"database": _database, "redis": _redis, "workers": _workers}
+
+
 def readiness() -> dict[str, dict[str, Any]]:
-    return {"database": _database(), "redis": _redis(), "workers": _workers()}
+    """Every probe's answer, or a timeout for those that did not answer within the deadline."""
+    futures = {name: _probes.submit(probe) for name, probe in PROBES.items()}
+    wait(futures.values(), timeout=READINESS_TIMEOUT_S)
+    report: dict[str, dict[str, Any]] = {}
+    for name, future in futures.items():
+        if future.done():
+            report[name] = future.result()
+        else:
+            future.cancel()
+            report[name] = {"ok": False, "error": f"no answer within {READINESS_TIMEOUT_S} s"}
+    return report

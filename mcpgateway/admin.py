@@ -76,7 +76,7 @@ def approve_definitions(modeladmin, request, queryset) -> None:
 
 @admin.register(m.Tool)
 class ToolAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "server", "enabled", "status", "calls_per_minute", "last_seen"]
+    list_display = ["__str__", "server", "enabled", "status", "calls_per_minute", "retry_safe", "last_seen"]
     list_filter = ["status", "enabled", "server"]
     search_fields = ["name", "description", "server__name"]
     readonly_fields = ["approved_hash", "approved_definition", "current_hash", "first_seen", "last_seen"]

@@ -120,10 +120,12 @@ def load(team_id: int) -> Snapshot:
     for tool in Tool.objects.filter(server__team_id=team_id):
         server = servers[tool.server_id]
         reason = ("server disabled" if not server.enabled else "tool disabled" if not tool.enabled
+                  else "held for approval: a tool new on its server" if tool.status == ToolStatus.HELD and not tool.approved_hash
                   else "held for re-approval: its definition changed" if tool.status == ToolStatus.HELD
                   else "no longer offered by its server" if tool.status == ToolStatus.REMOVED else "")
         entry = Entry(tool.qualified_name_for(server.name), tool.pk, tool.name, server.pk, server.name,
-                      ToolSpec(tool.qualified_name_for(server.name), tool.description, tool.input_schema),
+                      ToolSpec(tool.qualified_name_for(server.name), tool.description, tool.input_schema,
+                               retry_safe=tool.safe_to_retry),
                       usable=not reason, reason=reason, calls_per_minute=tool.calls_per_minute,
                       timeout_s=server.call_timeout_s, caller_context=server.caller_context)
         snapshot.tools[entry.qualified] = entry

@@ -3,6 +3,11 @@
 principal (already authenticated) → grant check → rate limits (per principal and tool,
 and per tool) → approval when the grant asks for it → upstream call with a timeout →
 sanitise (size cap, secret redaction) → one audit row. Denials and errors are audited too.
+
+A call that reaches its upstream is audited twice on the same row: `started` (committed
+before the request leaves, with the call's idempotency key, which is sent in `_meta`) and
+its outcome after. A crash in between leaves the row `started`; the run's resume marks it
+`interrupted` (`take_interrupted_calls`) and decides whether the call may be made again.
 `Gateway` implements the `Toolbox` interface the engine and the MCP endpoint use.
 """
 
@@ -13,6 +18,7 @@ import hashlib
 import json
 import logging
 import time
+import uuid
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -20,9 +26,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from config import tracing
-from config.db_writer import run_write
-from config.sql_rows import insert_rows
-from mcpgateway import catalogue
+from config.db_writer import releasing, run_write
+from config.sql_rows import insert_rows, update_row
+from mcpgateway import catalogue, idempotency
 from mcpgateway.catalogue import Entry, GrantRow
 from mcpgateway.metrics import observe_call
 from mcpgateway.models import AuditEntry, CallStatus, PrincipalKind, ToolApproval
@@ -111,6 +117,9 @@ class Gateway:
                     "gen_ai.tool.call.id": invocation.call_id or None, "mcp.method.name": "tools/call",
                     "agentdeck.server": entry.server_name}, kind="client"):
                 meta = {**(caller_meta(invocation, grant) if entry.caller_context else {}), **tracing.current_traceparent()}
+                if invocation.idempotency_key:
+                    meta[idempotency.META_KEY] = invocation.idempotency_key
+                await audit.start()
                 upstream = await runtime.call_tool(entry.upstream, entry.tool_name, invocation.arguments, entry.timeout_s,
                                                    meta or None)
         except UpstreamTimeout:
@@ -152,7 +161,7 @@ class Gateway:
 
     async def _approval(self, invocation: ToolInvocation, entry: Entry) -> str | None:
         """None once approved; the reason when rejected; raises ApprovalRequired for runs that can pause."""
-        approval = await sync_to_async(_find_or_request_approval, thread_sensitive=False)(invocation.principal.team_id, invocation)
+        approval = await sync_to_async(releasing(_find_or_request_approval), thread_sensitive=False)(invocation.principal.team_id, invocation)
         deadline = time.monotonic() + settings.GATEWAY_APPROVAL_WAIT_S
         while approval.status == ToolApproval.Status.PENDING:
             if invocation.run_id is not None:
@@ -160,10 +169,10 @@ class Gateway:
             if time.monotonic() > deadline:
                 return "no decision in time"
             await asyncio.sleep(0.5)
-            approval = await sync_to_async(ToolApproval.objects.get, thread_sensitive=False)(pk=approval.pk)
+            approval = await sync_to_async(releasing(ToolApproval.objects.get), thread_sensitive=False)(pk=approval.pk)
         if approval.status == ToolApproval.Status.REJECTED:
             return approval.note or "rejected by a reviewer"
-        await sync_to_async(ToolApproval.objects.filter(pk=approval.pk).update, thread_sensitive=False)(status=ToolApproval.Status.USED)
+        await sync_to_async(releasing(ToolApproval.objects.filter(pk=approval.pk).update), thread_sensitive=False)(status=ToolApproval.Status.USED)
         return None
 
 
@@ -213,15 +222,30 @@ def _find_or_request_approval(team_id: int, invocation: ToolInvocation) -> ToolA
 
 
 class _Audit:
-    """Collects what one call's audit row needs and writes it once."""
+    """Collects what one call's audit row needs: written once, or `started` first and then
+    updated in place with the outcome."""
 
     def __init__(self, invocation: ToolInvocation, entry: Entry | None, grant: GrantRow | None, started: float):
         self.invocation = invocation
         self.entry = entry
         self.grant = grant
         self.started = started
+        self.dispatch_id = ""
+
+    async def start(self) -> None:
+        """Durably record that the upstream call is about to be made (committed when this returns)."""
+        self.dispatch_id = uuid.uuid4().hex
+        await gateway_writes.submit("audit", self._row(CallStatus.STARTED, "", None, latency_ms=0.0))
 
     async def write(self, status: str, *, error: str = "", result: Any = None) -> None:
+        row = self._row(status, error, result)
+        observe_call(row["server_name"], row["tool_name"], status, row["latency_ms"])
+        if self.dispatch_id:
+            await gateway_writes.submit("audit_end", {k: row[k] for k in ("dispatch_id", "status", "error", "result", "latency_ms")})
+        else:
+            await gateway_writes.submit("audit", row)
+
+    def _row(self, status: str, error: str, result: Any, latency_ms: float | None = None) -> dict[str, Any]:
         inv, p = self.invocation, self.invocation.principal
         row = {
             "team_id": p.team_id,
@@ -230,11 +254,11 @@ class _Audit:
             "run_id": inv.run_id, "step_key": inv.step_key, "call_id": inv.call_id[:100],
             "server_name": self.entry.server_name if self.entry else "", "tool_name": inv.name[:64],
             "arguments": inv.arguments, "result": result, "status": status, "error": error[:2000],
-            "latency_ms": round((time.perf_counter() - self.started) * 1000, 3),
+            "latency_ms": round((time.perf_counter() - self.started) * 1000, 3) if latency_ms is None else latency_ms,
             "grant_id": self.grant.id if self.grant else None, "created_at": timezone.now(),
+            "idempotency_key": inv.idempotency_key[:300], "dispatch_id": self.dispatch_id,
         }
-        observe_call(row["server_name"], row["tool_name"], status, row["latency_ms"])
-        await gateway_writes.submit("audit", row)
+        return row
 
 
 def _insert_audit(rows: list[dict[str, Any]]) -> list[None]:
@@ -248,17 +272,40 @@ def _insert_audit(rows: list[dict[str, Any]]) -> list[None]:
     return [None] * len(rows)
 
 
+def _finish_audit(rows: list[dict[str, Any]]) -> list[None]:
+    """The outcome of calls audited as `started`, written into their rows (redacted, like inserts)."""
+    redactor = get_redactor()
+    for row in rows:
+        values = {"status": row["status"], "error": redactor.text(row["error"])[:2000], "result": redactor.redact(row["result"]),
+                  "latency_ms": row["latency_ms"]}
+        update_row(AuditEntry, values, {"dispatch_id": row["dispatch_id"]})
+    return [None] * len(rows)
+
+
 gateway_writes.register("audit", _insert_audit, durable=True)
+gateway_writes.register("audit_end", _finish_audit, durable=True)
+
+
+def take_interrupted_calls(run_id: int) -> dict[str, dict[str, Any]]:
+    """The calls of a run that an earlier process started and never finished, by idempotency key.
+
+    Called when the run resumes, before any call of this process starts: every `started` row
+    of the run is then a call that may have run; it is marked `interrupted`. A key stays
+    interrupted (also across a second crash) until a later row of the same key completes.
+    """
+    open_ = (CallStatus.STARTED, CallStatus.INTERRUPTED)
+    AuditEntry.objects.filter(run_id=run_id, status=CallStatus.STARTED).update(status=CallStatus.INTERRUPTED)
+    rows = AuditEntry.objects.filter(run_id=run_id).exclude(idempotency_key="").order_by("id")
+    found: dict[str, dict[str, Any]] = {}
+    for row in rows.values("id", "idempotency_key", "status", "tool_name", "call_id", "created_at"):
+        if row["status"] in open_:
+            found[row["idempotency_key"]] = {"audit_id": row["id"], "tool": row["tool_name"], "call_id": row["call_id"],
+                                             "started_at": row["created_at"].isoformat()}
+        else:
+            found.pop(row["idempotency_key"], None)
+    return found
 
 
 def team_gateway(team_id: int) -> Gateway:
     """The toolbox pipeline runs use: the gateway for the run's team."""
     return Gateway(team_id)
-
-
-async def authenticate_bearer(token: str) -> Principal | None:
-    """The principal of a live API key (for the MCP endpoint)."""
-    from mcpgateway.actions.access import authenticate_token
-
-    found = await sync_to_async(authenticate_token, thread_sensitive=False)(token)
-    return found[1] if found else None

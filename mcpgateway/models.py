@@ -154,6 +154,11 @@ class Tool(models.Model):
     approved_definition = models.JSONField(null=True, blank=True)
     current_hash = models.CharField(max_length=64, blank=True)
     calls_per_minute = models.PositiveIntegerField(null=True, blank=True, help_text="For all callers together.")
+    # Whether a call that a crash interrupted may simply be made again on resume. Empty: from
+    # the server's annotations (`readOnlyHint` or `idempotentHint`); set: the operator's word.
+    retry_safe = models.BooleanField(null=True, blank=True, help_text=(
+        "Retry a call a crash interrupted without asking. Empty: only when the server marks the tool "
+        "read-only or idempotent."))
     first_seen = models.DateTimeField(auto_now_add=True)
     last_seen = models.DateTimeField(auto_now=True)
 
@@ -171,8 +176,19 @@ class Tool(models.Model):
     def qualified_name_for(self, server_name: str) -> str:
         return qualified_name(server_name, self.name)
 
+    @property
+    def safe_to_retry(self) -> bool:
+        """May a call interrupted by a crash be made again without a human deciding?"""
+        if self.retry_safe is not None:
+            return self.retry_safe
+        hints = self.annotations or {}
+        return hints.get("readOnlyHint") is True or hints.get("idempotentHint") is True
+
     def definition(self) -> dict[str, Any]:
-        return {"description": self.description, "input_schema": self.input_schema, "output_schema": self.output_schema}
+        """What an approval covers: what a model sees, and the annotations (hints such as
+        `destructiveHint` that decide how calls are treated)."""
+        return {"description": self.description, "input_schema": self.input_schema, "output_schema": self.output_schema,
+                "annotations": self.annotations}
 
 
 def qualified_name(server: str, tool: str) -> str:
@@ -259,6 +275,10 @@ class CallStatus(models.TextChoices):
     UNAVAILABLE = "unavailable", "Server unavailable"
     APPROVAL_PENDING = "approval_pending", "Waiting for approval"
     APPROVAL_REJECTED = "approval_rejected", "Approval rejected"
+    # Written before the upstream call and updated in place when it ends; a crash leaves it
+    # `started`, which the run's resume turns into `interrupted` (the call may have run).
+    STARTED = "started", "Started"
+    INTERRUPTED = "interrupted", "Interrupted: may have run"
 
 
 class AuditEntry(models.Model):
@@ -272,6 +292,10 @@ class AuditEntry(models.Model):
     run_id = models.BigIntegerField(null=True, blank=True)
     step_key = models.CharField(max_length=200, blank=True)
     call_id = models.CharField(max_length=100, blank=True)
+    # Sent upstream in `_meta` (`mcpgateway.idempotency`); the same for a retry of the call.
+    idempotency_key = models.CharField(max_length=300, blank=True)
+    # One dispatch: the `started` row is updated in place through it when the call ends.
+    dispatch_id = models.CharField(max_length=32, blank=True, db_index=True)
     server_name = models.CharField(max_length=32, blank=True)
     tool_name = models.CharField(max_length=64)
     arguments = models.JSONField(default=dict)

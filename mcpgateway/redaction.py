@@ -303,7 +303,9 @@ async def aget_redactor() -> Redactor:
         return hit[2]
     from asgiref.sync import sync_to_async
 
-    return await sync_to_async(get_redactor, thread_sensitive=False)()
+    from config.db_writer import releasing
+
+    return await sync_to_async(releasing(get_redactor), thread_sensitive=False)()
 
 
 def current_redactor() -> Redactor:

@@ -15,7 +15,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from config import tracing
-from config.db_writer import run_write
+from config.db_writer import releasing, run_write
 from mcpgateway.background import on_background, submit
 from mcpgateway.upstream.config import (
     Discovery,
@@ -119,7 +119,7 @@ class GatewayRuntime:
             return
         assert self._sync_lock is not None
         async with self._sync_lock:
-            configs, redactions, _ = await sync_to_async(_load_configs, thread_sensitive=False)()
+            configs, redactions, _ = await sync_to_async(releasing(_load_configs), thread_sensitive=False)()
             for name in set(self._configs) - set(configs):
                 await self.supervisor.remove(name)
             for name, config in configs.items():

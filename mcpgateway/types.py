@@ -18,6 +18,8 @@ class ToolSpec:
     name: str
     description: str
     input_schema: dict[str, Any]
+    # A call a crash interrupted may be made again on resume (read-only or idempotent tool).
+    retry_safe: bool = False
 
 
 @dataclass(slots=True)
@@ -57,6 +59,8 @@ class ToolInvocation:
     run_id: int | None = None
     step_key: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    # Stable per call (`mcpgateway.idempotency`), the same when the call is made again; sent upstream.
+    idempotency_key: str = ""
 
 
 class ToolDenied(Exception):

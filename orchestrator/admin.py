@@ -199,6 +199,13 @@ class BudgetCounterAdmin(ReadOnlyAdmin):
     search_fields = ["limit__team__name"]
 
 
+@admin.register(m.BudgetReservation)
+class BudgetReservationAdmin(ReadOnlyAdmin):
+    list_display = ["run", "lease_owner", "limit", "window", "amount", "settled", "created_at"]
+    list_filter = ["settled", "limit__kind"]
+    search_fields = ["lease_owner", "limit__team__name"]
+
+
 @admin.register(m.Webhook)
 class WebhookAdmin(admin.ModelAdmin):
     list_display = ["pipeline", "url", "enabled", "created_at"]

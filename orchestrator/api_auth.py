@@ -15,9 +15,13 @@ from typing import Any
 from django.http import HttpRequest
 from ninja.security import HttpBearer, SessionAuth
 
+from authz.policy import allows
+from authz.routes import MCP_ENDPOINT_ACTION
 from mcpgateway.actions.access import authenticate_token
 from mcpgateway.api_caller import Caller
 from mcpgateway.authority import is_instance_operator, key_is_operator
+from mcpgateway.models import ApiKey
+from mcpgateway.types import Principal
 from orchestrator.limits import check_request_rate
 from orchestrator.models import Membership
 
@@ -32,20 +36,46 @@ class ApiKeyAuth(HttpBearer):
         found = authenticate_token(token)
         if found is None:
             return None
-        key, _ = found
-        scopes = frozenset(key.scopes)
-        if key.service_account:
-            role = max((SERVICE_ROLE[s] for s in scopes), key=["viewer", "reviewer", "builder", "owner"].index, default="viewer")
-        else:
-            membership = Membership.objects.filter(team_id=key.team_id, user_id=key.user_id).first()
-            if membership is None:
-                return None  # the user left the team: the key goes with them
-            role = membership.role
-        operator = key_is_operator(key.user, scopes, key.service_account) if key.user_id else False
-        caller = Caller(team_id=key.team_id, role=role, scopes=scopes, user_id=key.user_id, api_key_id=key.pk,
-                        operator=operator)
-        check_request_rate(caller)
+        caller = caller_for_key(found[0])
+        if caller is not None:
+            check_request_rate(caller)
         return caller
+
+
+def caller_for_key(key: ApiKey) -> Caller | None:
+    """The caller a live key acts as in its team; None once its user left the team."""
+    scopes = frozenset(key.scopes)
+    if key.service_account:
+        role = max((SERVICE_ROLE[s] for s in scopes), key=["viewer", "reviewer", "builder", "owner"].index, default="viewer")
+    else:
+        membership = Membership.objects.filter(team_id=key.team_id, user_id=key.user_id).first()
+        if membership is None:
+            return None  # the user left the team: the key goes with them
+        role = membership.role
+    operator = key_is_operator(key.user, scopes, key.service_account) if key.user_id else False
+    return Caller(team_id=key.team_id, role=role, scopes=scopes, user_id=key.user_id, api_key_id=key.pk, operator=operator)
+
+
+def _mcp_principal(token: str) -> Principal | None:
+    found = authenticate_token(token)
+    if found is None:
+        return None
+    key, principal = found
+    caller = caller_for_key(key)
+    if caller is None or not allows(caller.actor, MCP_ENDPOINT_ACTION):
+        return None
+    return principal
+
+
+async def authenticate_mcp(token: str) -> Principal | None:
+    """The MCP endpoint's authentication: a live key of a current member, asked of the same
+    policy table as every other door (`mcp.call`); each tool call is then checked against
+    the team's grants by dispatch."""
+    from asgiref.sync import sync_to_async
+
+    from config.db_writer import releasing
+
+    return await sync_to_async(releasing(_mcp_principal), thread_sensitive=False)(token)
 
 
 class TeamSessionAuth(SessionAuth):

@@ -1,24 +1,37 @@
 """Token and dollar budgets per day or month, for a team, an agent or a pipeline.
 
 The model door asks `reserve` before every call: each applicable budget must have room for
-the call's most (estimated input + max_tokens, and its price); the door first shrinks
-max_tokens to what is left, so a run stops exactly at its budget instead of overspending.
-Reservations are conditional UPDATEs (atomic under concurrency, any number of processes);
-`settle` replaces a reservation by the call's actual usage.
+the call's most (counted input + max_tokens, and its price); the door first shrinks
+max_tokens to what is left, so a run stops at its budget instead of overspending.
+Room is taken with conditional UPDATEs (atomic under concurrency, any number of processes),
+and each taking is a `BudgetReservation` row naming the run and the worker's lease, created
+in the same transaction. `settle` turns a reservation into the call's actual usage; the row
+ends in the transaction that records that usage (`record`). Rows a worker left behind (it
+died mid-call) are given back when another worker claims the run or the run ends
+(`release_run`), so a counter always equals the recorded usage plus the calls in flight.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import F, QuerySet, Sum
 
-from orchestrator.engine.errors import BudgetExceeded
-from orchestrator.models import BudgetCounter, Limit, LimitKind, LimitScope, UsageRecord
+from orchestrator.engine.errors import BudgetExceeded, LeaseLost
+from orchestrator.models import (
+    BudgetCounter,
+    BudgetReservation,
+    Limit,
+    LimitKind,
+    LimitScope,
+    Run,
+    UsageRecord,
+)
 
 MICRO = Decimal(1_000_000)
 BUDGET_KINDS = {
@@ -108,14 +121,30 @@ def remaining(budgets: list[Budget]) -> dict[str, tuple[int, Budget] | None]:
 
 @dataclass(slots=True)
 class Reservation:
-    amounts: list[tuple[int, int, int]]  # (limit id, window, amount)
+    """The reservation rows one call holds: (row id, limit id, window, unit, amount)."""
+
+    rows: list[tuple[int, int, int, str, int]] = field(default_factory=list)
 
 
-def reserve(budgets: list[Budget], tokens: int, usd_micro: int) -> Reservation:
-    """Take room for one call from every budget at once, or none (BudgetExceeded)."""
-    taken = []
+@dataclass(slots=True)
+class Receipt:
+    """A settled call: its rows and their actual amounts, deleted when its usage is recorded."""
+
+    rows: list[tuple[int, int, int, int]] = field(default_factory=list)  # (row id, limit id, window, actual)
+
+
+def reserve(budgets: list[Budget], tokens: int, usd_micro: int, *, run_id: int, lease_owner: str) -> Reservation:
+    """Take room for one call from every budget at once, or none (BudgetExceeded).
+
+    Only while `lease_owner` holds the run (else LeaseLost): the run row is locked first, so a
+    take-over either sees these rows (and releases them) or has already made this one fail.
+    """
+    taken = Reservation()
     with transaction.atomic():
-        for budget in budgets:
+        holder = Run.objects.select_for_update().filter(pk=run_id).values_list("lease_owner", flat=True).first()
+        if holder != lease_owner:
+            raise LeaseLost(f"run {run_id} is now held by {holder or 'nobody'}")
+        for budget in sorted(budgets, key=lambda b: b.limit_id):  # one lock order for all counter writers
             window = budget.window()
             _counter(budget, window)
             amount = tokens if budget.unit == "tokens" else usd_micro
@@ -126,14 +155,70 @@ def reserve(budgets: list[Budget], tokens: int, usd_micro: int) -> Reservation:
                 shown = f"{used / MICRO:.4f} of {budget.value / MICRO:.4f} USD" if budget.unit == "usd" else f"{used} of {budget.value} tokens"
                 transaction.set_rollback(True)
                 raise BudgetExceeded(f"{budget.label} reached: {shown} used")
-            taken.append((budget.limit_id, window, amount))
-    return Reservation(taken)
+            row = BudgetReservation.objects.create(run_id=run_id, lease_owner=lease_owner, limit_id=budget.limit_id,
+                                                   window=window, amount=amount)
+            taken.rows.append((row.pk, budget.limit_id, window, budget.unit, amount))
+    return taken
 
 
-def settle(reservation: Reservation, budgets: list[Budget], tokens: int, usd_micro: int) -> None:
-    """Replace the reservation by what the call used (0 and 0 release it)."""
-    units = {b.limit_id: b.unit for b in budgets}
+def settle(reservation: Reservation, tokens: int, usd_micro: int) -> Receipt:
+    """Replace the reserved amounts by what the call used; the rows stay until the usage is recorded.
+
+    A row already given back (the run was taken over meanwhile) moves no counter.
+    """
+    receipt = Receipt()
     with transaction.atomic():
-        for limit_id, window, amount in reservation.amounts:
-            actual = tokens if units[limit_id] == "tokens" else usd_micro
-            BudgetCounter.objects.filter(limit_id=limit_id, window=window).update(used=F("used") + (actual - amount))
+        for row_id, limit_id, window, unit, amount in reservation.rows:
+            actual = tokens if unit == "tokens" else usd_micro
+            if BudgetReservation.objects.filter(pk=row_id, settled=False).update(amount=actual, settled=True):
+                BudgetCounter.objects.filter(limit_id=limit_id, window=window).update(used=F("used") + (actual - amount))
+            receipt.rows.append((row_id, limit_id, window, actual))
+    return receipt
+
+
+def release(reservation: Reservation) -> None:
+    """Give a call's room back (the call failed or was never made)."""
+    with transaction.atomic():
+        _give_back(BudgetReservation.objects.filter(pk__in=[row[0] for row in reservation.rows]))
+
+
+def record(receipts: list[Receipt]) -> None:
+    """In the transaction that writes the usage records of settled calls: their rows end.
+
+    The counters already hold the actual usage; a row that was given back meanwhile (the run
+    was taken over, or ended) is counted again here, since its usage is being recorded now.
+    """
+    for receipt in receipts:
+        for row_id, limit_id, window, actual in receipt.rows:
+            deleted, _ = BudgetReservation.objects.filter(pk=row_id).delete()
+            if not deleted:
+                BudgetCounter.objects.filter(limit_id=limit_id, window=window).update(used=F("used") + actual)
+
+
+def release_run(run_id: int, *, keep_owner: str = "") -> int:
+    """Give back every open reservation of a run except those of `keep_owner`: in the claim that
+    takes the run over (the old owner's), and where the run ends or pauses (all). Call it inside
+    that transaction. Returns how many rows were given back."""
+    rows = BudgetReservation.objects.filter(run_id=run_id)
+    if keep_owner:
+        rows = rows.exclude(lease_owner=keep_owner)
+    return _give_back(rows)
+
+
+def release_orphaned() -> int:
+    """Give back reservations whose owner no longer holds their run (a sweep for any path that
+    ended or moved a run without releasing them)."""
+    return _give_back(BudgetReservation.objects.exclude(lease_owner=F("run__lease_owner")))
+
+
+def _give_back(rows: QuerySet[BudgetReservation]) -> int:
+    taken = list(rows.select_for_update(of=("self",)).values_list("pk", "limit_id", "window", "amount"))
+    if not taken:
+        return 0
+    totals: dict[tuple[int, int], int] = defaultdict(int)
+    for _, limit_id, window, amount in taken:
+        totals[(limit_id, window)] += amount
+    BudgetReservation.objects.filter(pk__in=[row[0] for row in taken]).delete()
+    for (limit_id, window), amount in sorted(totals.items()):
+        BudgetCounter.objects.filter(limit_id=limit_id, window=window).update(used=F("used") - amount)
+    return len(taken)

@@ -20,6 +20,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -28,7 +29,7 @@ from config import log_context, tracing
 from config.db_writer import run_write
 from mcpgateway.types import Toolbox
 from orchestrator.actions.runs import do_fail_run
-from orchestrator.budgets import Budget, budgets_for_run
+from orchestrator.budgets import Budget, budgets_for_run, release_run
 from orchestrator.engine.executor import Engine, RunOutcome
 from orchestrator.engine.ports import AgentConfig
 from orchestrator.engine.spec import Limits, PipelineSpec, parse_spec
@@ -126,17 +127,23 @@ def _claim(run_id: int, owner: str) -> Prepared | None:
     now = timezone.now()
     claimable = Q(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]) & (Q(lease_until__isnull=True) | Q(lease_until__lt=now))
     lease = {"status": RunStatus.RUNNING, "lease_owner": owner, "lease_until": now + timedelta(seconds=settings.RUN_LEASE_S)}
-    claimed = Run.objects.filter(claimable, pk=run_id, cancel_requested=False).update(**lease)
-    if not claimed:
-        holder = Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, cancel_requested=False).values_list(
-            "lease_owner", flat=True).first()
-        if not holder or not lease_holder_is_dead(holder):
-            return None
-        # Its holder died on this host (a killed prefork child, a cold shutdown): take it now
-        # instead of waiting for the lease to run out. Conditional on the same dead holder.
-        if not Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, lease_owner=holder, cancel_requested=False).update(**lease):
-            return None
-        log.warning("run %s: its lease holder %s is no longer running; taken over at once", run_id, holder)
+    with transaction.atomic():
+        claimed = Run.objects.filter(claimable, pk=run_id, cancel_requested=False).update(**lease)
+        if not claimed:
+            holder = Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, cancel_requested=False).values_list(
+                "lease_owner", flat=True).first()
+            if not holder or not lease_holder_is_dead(holder):
+                return None
+            # Its holder died on this host (a killed prefork child, a cold shutdown): take it now
+            # instead of waiting for the lease to run out. Conditional on the same dead holder.
+            if not Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, lease_owner=holder,
+                                      cancel_requested=False).update(**lease):
+                return None
+            log.warning("run %s: its lease holder %s is no longer running; taken over at once", run_id, holder)
+        # Budget room a previous holder reserved for calls it never finished goes back, in the claim.
+        released = release_run(run_id, keep_owner=owner)
+        if released:
+            log.warning("run %s: gave back %d budget reservation(s) of its previous holder", run_id, released)
     Run.objects.filter(pk=run_id, started_at__isnull=True).update(started_at=timezone.now())
     run = Run.objects.select_related("pipeline_version__pipeline").get(pk=run_id)
     spec = parse_spec(run.pipeline_version.spec)
@@ -170,7 +177,7 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
     limits = Limits.model_validate({**prepared.spec.limits.model_dump(exclude_none=True), **(run.limits or {})})
     door = ModelDoor(limits=limits, prices=prepared.prices, used_tokens=run.input_tokens + run.output_tokens,
                      used_cost=Decimal(run.cost_usd), budgets=prepared.budgets, agent_ids=prepared.agent_ids,
-                     agent_rates=prepared.agent_rates)
+                     agent_rates=prepared.agent_rates, run_id=run.pk, lease_owner=owner)
     engine = Engine(
         spec=prepared.spec,
         store=DjangoRunStore(run.pk, listeners=listeners, lease_owner=owner),

@@ -15,6 +15,7 @@ import time
 
 from asgiref.sync import async_to_sync
 
+from config.db_writer import release_connection
 from mcpgateway.api_caller import Caller
 from mcpgateway.ratelimit import get_limiter
 from orchestrator.actions.errors import RateLimited
@@ -40,6 +41,10 @@ def check_request_rate(caller: Caller) -> None:
             checks.append((f"req:key:{caller.api_key_id}", row, "this API key"))
         elif row.scope == LimitScope.USER and caller.user_id is not None and row.user_id == caller.user_id:
             checks.append((f"req:user:{caller.user_id}", row, "this user"))
+    if checks:
+        # The database limiter commits on its own writer thread: hand this thread's pooled
+        # connection back first, or a burst of requests holding all of them waits on it forever.
+        release_connection()
     limiter = get_limiter()
     for key, row, who in checks:
         decision = async_to_sync(limiter.hit)(key, int(row.value))

@@ -1,16 +1,21 @@
 """The one door for model calls: budgets before, price and usage after.
 
-Before a call the door refuses (BudgetExceeded) when the run's own budget or a team,
-agent or pipeline budget has no room, and otherwise shrinks the call's max_tokens to the
-room that is left and reserves it, so a run stops at its budget instead of overspending.
-After the call it prices it from the editable price table and settles the reservation to
-the actual usage. The engine persists the usage the door reports.
+Before a call the door counts its input tokens with the provider's counter (Anthropic's
+token-counting endpoint; an upper bound for OpenAI-compatible servers; see each provider's
+`count_input_tokens`), refuses (BudgetExceeded) when the run's own budget or a team, agent or
+pipeline budget has no room for that input plus one output token, and otherwise shrinks the
+call's max_tokens to the room left and reserves input + max_tokens (persisted, in the name of
+the run's lease). After the call it prices it from the editable price table and settles the
+reservation to the actual usage; the store deletes the reservation in the transaction that
+records that usage (the receipt travels with the usage write).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from decimal import Decimal
+from functools import partial
 
 from config.db_writer import run_write
 from orchestrator import budgets
@@ -31,7 +36,7 @@ class ModelDoor:
     def __init__(self, *, limits: Limits, prices: dict[tuple[str, str], ModelPrice | None],
                  used_tokens: int = 0, used_cost: Decimal = Decimal(0),
                  budgets: list[Budget] | None = None, agent_ids: dict[str, int] | None = None,
-                 agent_rates: dict[str, int] | None = None):
+                 agent_rates: dict[str, int] | None = None, run_id: int | None = None, lease_owner: str = ""):
         self.limits = limits
         self.prices = prices
         self.used_tokens = used_tokens
@@ -39,6 +44,9 @@ class ModelDoor:
         self.budgets = budgets or []
         self.agent_ids = agent_ids or {}
         self.agent_rates = agent_rates or {}  # model calls per minute, by agent name
+        # Team budgets are reserved in the name of the run and this worker's lease on it.
+        self.run_id = run_id
+        self.lease_owner = lease_owner
         # Room promised to calls in flight (parallel branches share the run's budget).
         self._held_tokens = 0
         self._held_cost = Decimal(0)
@@ -57,57 +65,72 @@ class ModelDoor:
             raise ProviderError(str(exc), retryable=False) from None
         await wait_for_agent_slot(self.agent_ids.get(agent.name), self.agent_rates.get(agent.name))
         price = self.prices.get((agent.provider, agent.model))
-        estimated_input = estimate_input_tokens(request)
-        self._fit_run_budget(request, estimated_input, price)
         team_budgets = budgets.applicable(self.budgets, self.agent_ids.get(agent.name))
+        limited = bool(team_budgets) or self.limits.max_tokens is not None or self.limits.max_cost_usd is not None
+        counted = await count_input_tokens(provider, request) if limited else estimate_input_tokens(request)
+        self._fit_run_budget(request, counted, price)
         reservation = None
         if team_budgets:
             room = await run_write(budgets.remaining, team_budgets)
             tokens, usd = room["tokens"], room["usd"]
             if tokens is not None:
-                _shrink(request, estimated_input, tokens[0], None, price, f"the {tokens[1].label}")
+                _shrink(request, counted, tokens[0], None, price, f"the {tokens[1].label}")
             if usd is not None:
-                _shrink(request, estimated_input, None, Decimal(usd[0]) / MICRO, price, f"the {usd[1].label}")
-            most = estimated_input + request.max_tokens
-            reservation = await run_write(budgets.reserve, team_budgets, most, _micro(_price(price, estimated_input, request.max_tokens)))
-        held_cost = _price(price, estimated_input, request.max_tokens)
-        self._held_tokens += estimated_input + request.max_tokens
+                _shrink(request, counted, None, Decimal(usd[0]) / MICRO, price, f"the {usd[1].label}")
+            if self.run_id is None:
+                raise ProviderError("team budgets apply only to calls made for a run", retryable=False)
+            reservation = await run_write(partial(
+                budgets.reserve, team_budgets, counted + request.max_tokens,
+                _micro(_price(price, counted, request.max_tokens)), run_id=self.run_id, lease_owner=self.lease_owner))
+        held_tokens = counted + request.max_tokens
+        held_cost = _price(price, counted, request.max_tokens)
+        self._held_tokens += held_tokens
         self._held_cost += held_cost
         try:
             response = await provider.complete(request, on_delta)
         except BaseException:
             if reservation is not None:
-                await run_write(budgets.settle, reservation, team_budgets, 0, 0)
+                await asyncio.shield(run_write(budgets.release, reservation))
             raise
         finally:
-            self._held_tokens -= estimated_input + request.max_tokens
+            self._held_tokens -= held_tokens
             self._held_cost -= held_cost
         cost = _price(price, response.usage.input_tokens, response.usage.output_tokens)
+        receipt = None
         if reservation is not None:
-            await run_write(budgets.settle, reservation, team_budgets, response.usage.total, _micro(cost))
+            receipt = await asyncio.shield(run_write(budgets.settle, reservation, response.usage.total, _micro(cost)))
         self.used_tokens += response.usage.total
         self.used_cost += cost
-        return ModelCallResult(response, cost.quantize(Decimal("0.000001")))
+        return ModelCallResult(response, cost.quantize(Decimal("0.000001")), receipt)
 
-    def _fit_run_budget(self, request: ModelRequest, estimated_input: int, price: ModelPrice | None) -> None:
+    def _fit_run_budget(self, request: ModelRequest, input_tokens: int, price: ModelPrice | None) -> None:
         tokens = None if self.limits.max_tokens is None else self.limits.max_tokens - self.used_tokens - self._held_tokens
         usd = None
         if self.limits.max_cost_usd is not None:
             usd = Decimal(str(self.limits.max_cost_usd)) - self.used_cost - self._held_cost
-        _shrink(request, estimated_input, tokens, usd, price, "the run's budget")
+        _shrink(request, input_tokens, tokens, usd, price, "the run's budget")
 
 
-def _shrink(request: ModelRequest, estimated_input: int, tokens: int | None, usd: Decimal | None,
+async def count_input_tokens(provider: object, request: ModelRequest) -> int:
+    """The call's input tokens before it is made: the provider's own counter where it has one
+    (`count_input_tokens`: system prompt, tools and messages), else about four characters a token."""
+    counter = getattr(provider, "count_input_tokens", None)
+    if counter is None:
+        return estimate_input_tokens(request)
+    return int(await counter(request))
+
+
+def _shrink(request: ModelRequest, input_tokens: int, tokens: int | None, usd: Decimal | None,
             price: ModelPrice | None, what: str) -> None:
     """Cap max_tokens to the room left; refuse when not even one output token fits."""
     cap = request.max_tokens
     if tokens is not None:
-        cap = min(cap, tokens - estimated_input)
+        cap = min(cap, tokens - input_tokens)
     if usd is not None and price is not None and price.output_per_mtok > 0:
-        left = usd - price.input_per_mtok * estimated_input / Decimal(1_000_000)
+        left = usd - price.input_per_mtok * input_tokens / Decimal(1_000_000)
         cap = min(cap, math.floor(left * Decimal(1_000_000) / price.output_per_mtok))
     if cap < 1:
-        raise BudgetExceeded(f"{what} has no room for another model call (about {estimated_input} input tokens)")
+        raise BudgetExceeded(f"{what} has no room for another model call (about {input_tokens} input tokens)")
     request.max_tokens = cap
 
 

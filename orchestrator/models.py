@@ -496,6 +496,29 @@ class BudgetCounter(models.Model):
         return f"{self.limit_id}@{self.window}: {self.used}"
 
 
+class BudgetReservation(models.Model):
+    """Room one model call holds in one budget counter, by the worker (lease owner) making it.
+
+    Created in the transaction that takes the room; after the call its amount becomes the
+    actual usage (`settled`) and the row is deleted in the transaction that records the usage.
+    Whatever is left when another worker takes the run over, or the run ends, is given back.
+    """
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="budget_reservations")
+    lease_owner = models.CharField(max_length=100)
+    limit = models.ForeignKey(Limit, on_delete=models.CASCADE, related_name="reservations")
+    window = models.BigIntegerField()
+    amount = models.BigIntegerField(help_text="Tokens, or micro-dollars for dollar budgets.")
+    settled = models.BooleanField(default=False, help_text="The amount is the call's actual usage.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["run", "lease_owner"], name="reservation_run_owner")]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} holds {self.amount} of limit {self.limit_id}@{self.window}"
+
+
 class Webhook(models.Model):
     """POSTs a pipeline's run events (finished, review needed) to a URL, signed with HMAC-SHA256."""
 

@@ -192,7 +192,7 @@ class ReviewOut(Schema):
 
 
 class DecisionIn(Schema):
-    action: Literal["approve", "reject", "retry", "resume"]
+    action: Literal["approve", "reject", "retry", "resume", "skip", "edit_result"]
     output: Any = None
     note: str = Field("", max_length=2000)
     raise_budget: dict[str, float] | None = None

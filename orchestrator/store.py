@@ -26,8 +26,9 @@ from django.utils import timezone
 
 from config.db_writer import run_write
 from config.sql_rows import insert_rows, select_row, update_row
+from mcpgateway.dispatch import take_interrupted_calls
 from mcpgateway.redaction import Redactor, StreamRedactor, current_redactor, get_redactor
-from orchestrator import webhooks
+from orchestrator import budgets, webhooks
 from orchestrator.engine.errors import LeaseLost, RunCancelled
 from orchestrator.engine.store import (
     LedgerWrite,
@@ -119,6 +120,7 @@ class DjangoRunStore:
             state.ledger.setdefault((entry.step_key, entry.attempt), []).append(
                 {"kind": entry.kind, "name": entry.name, "request": entry.request, "result": entry.result}
             )
+        state.interrupted_calls = take_interrupted_calls(self.run_id)
         return state
 
     # --- buffering -----------------------------------------------------------------------
@@ -220,6 +222,9 @@ class DjangoRunStore:
             insert_rows(LedgerEntry, ledger)
             if usage:
                 self._write_usage(head, usage, update, now)
+                budgets.record([u.receipt for u in usage if u.receipt is not None])
+            if update.get("status", RunStatus.RUNNING) != RunStatus.RUNNING:
+                budgets.release_run(self.run_id)  # paused or ended: nothing of it is in flight any more
             for r in reviews:
                 if not ReviewItem.objects.filter(run_id=self.run_id, step_key=r.step_key, status=ReviewItem.Status.PENDING).exists():
                     item = ReviewItem.objects.create(team_id=head.team_id, run_id=self.run_id, step_key=r.step_key,

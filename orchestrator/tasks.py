@@ -42,14 +42,27 @@ def execute_run_task(self, run_id: int, seen_lease: str | None = None) -> str:
 @shared_task(ignore_result=True)
 def requeue_stuck_runs_task() -> int:
     """Hand runs whose worker died (lease expired) back to the workers."""
-    from orchestrator.actions.runs import stuck_runs
+    from django.db import transaction
 
+    from orchestrator.actions.runs import stuck_runs
+    from orchestrator.budgets import release_orphaned
+
+    with transaction.atomic():
+        if released := release_orphaned():
+            log.warning("gave back %d budget reservation(s) whose worker no longer holds the run", released)
     runs = list(stuck_runs())
     for run in runs:
         execute_run_task.delay(run.pk)
     if runs:
         log.warning("requeued %d stuck run(s): %s", len(runs), ", ".join(str(r.pk) for r in runs))
-    return len(runs)
+    from orchestrator.evals.resume import stuck_eval_runs
+
+    eval_runs = list(stuck_eval_runs())  # their process died: resume them (finished cases are kept)
+    for eval_run in eval_runs:
+        execute_eval_task.delay(eval_run.pk)
+    if eval_runs:
+        log.warning("requeued %d stuck eval run(s): %s", len(eval_runs), ", ".join(str(e.pk) for e in eval_runs))
+    return len(runs) + len(eval_runs)
 
 
 @shared_task(ignore_result=True)
@@ -63,10 +76,12 @@ def start_scheduled_run_task(schedule_id: int) -> int | None:
 
 @shared_task(ignore_result=True)
 def execute_eval_task(eval_run_id: int) -> str:
-    """Run an eval run's cases on this worker (its runs execute here, through the gateway)."""
+    """Run (or resume) an eval run's cases on this worker (its runs execute here, through the
+    gateway). Safe to run twice: the eval run's lease lets one process at a time run it."""
     from orchestrator.evals.harness import execute_eval_run
 
-    return asyncio.run(execute_eval_run(eval_run_id)).status
+    eval_run = asyncio.run(execute_eval_run(eval_run_id))
+    return eval_run.status if eval_run is not None else "not claimed"
 
 
 @shared_task(ignore_result=True)

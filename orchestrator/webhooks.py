@@ -152,9 +152,11 @@ async def _send_forever(interval_s: float) -> None:
 
     from asgiref.sync import sync_to_async
 
+    from config.db_writer import releasing
+
     while True:
         try:
-            await sync_to_async(deliver_due, thread_sensitive=False)()
+            await sync_to_async(releasing(deliver_due), thread_sensitive=False)()
         except Exception:
             log.exception("webhook sender failed")
         await asyncio.sleep(interval_s)

@@ -175,7 +175,7 @@ def database_env() -> dict[str, str]:
 
 
 @contextmanager
-def serving(extra_env: dict[str, str] | None = None) -> Iterator[str]:
+def serving(extra_env: dict[str, str] | None = None, startup_s: float = 30) -> Iterator[str]:
     """The ASGI app under daphne in its own process, sharing the test database; yields its base URL."""
     port = _free_port()
     env = {**os.environ, "WHITENOISE_USE_FINDERS": "true", **database_env(), **(extra_env or {})}
@@ -184,7 +184,7 @@ def serving(extra_env: dict[str, str] | None = None) -> Iterator[str]:
                              "config.asgi:application"], cwd=settings.BASE_DIR, env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + startup_s
         while True:
             try:
                 urllib.request.urlopen(f"{base}/healthz", timeout=1)

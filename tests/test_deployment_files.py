@@ -31,7 +31,25 @@ def test_it_defines_the_distributed_shape(compose):
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert services["worker"]["command"][:4] == ["celery", "-A", "config", "worker"]
     assert services["beat"]["command"][:4] == ["celery", "-A", "config", "beat"]
-    assert "/readyz" in " ".join(services["web"]["healthcheck"]["test"])
+
+
+def test_it_keeps_the_web_container_healthy_without_workers(compose):
+    """The container health is liveness (/healthz), not readiness: workers or Redis being down
+    must not get the web container restarted or taken out of the load balancer."""
+    web = " ".join(compose["services"]["web"]["healthcheck"]["test"])
+    assert "/healthz" in web and "/readyz" not in web
+    assert "/healthz" in (ROOT / "Dockerfile").read_text().split("HEALTHCHECK", 1)[1].splitlines()[0]
+
+
+def test_it_bounds_the_postgres_connections_of_the_shipped_shape(compose):
+    """web + one worker container (prefork: --concurrency processes) + beat, each process at
+    most DB_POOL_MAX connections: within the documented budget of 20."""
+    services = compose["services"]
+    pool = {name: int(services[name]["environment"]["DB_POOL_MAX"]) for name in ("web", "worker", "beat")}
+    concurrency = next(int(arg.split("=")[1]) for arg in services["worker"]["command"] if arg.startswith("--concurrency="))
+    budget = pool["web"] + concurrency * pool["worker"] + pool["beat"]
+    assert budget <= 20, pool
+    assert f"= {budget} with one worker" in (ROOT / "docker-compose.yml").read_text()
 
 
 def test_it_names_settings_the_app_reads(compose):

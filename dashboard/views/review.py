@@ -31,6 +31,8 @@ DECISIONS = {
     "retry": "Retrying",
     "resume": "Resumed",
     "reject": "Rejected",
+    "skip": "Skipped the interrupted call",
+    "edit_result": "Continued with the reviewer's result",
 }
 
 
@@ -113,6 +115,8 @@ def _decision(post: Any) -> dict[str, Any]:
                 raise ActionError(f"the output is not valid JSON: {exc.msg} (line {exc.lineno})", "output") from None
         else:
             args["output"] = text
+    if submit == "edit_result":
+        args["output"] = post.get("call_result", "")
     if submit == "resume":
         budget: dict[str, Any] = {}
         raw_tokens, raw_cost = post.get("max_tokens", "").strip(), post.get("max_cost_usd", "").strip()

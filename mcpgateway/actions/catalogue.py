@@ -1,8 +1,10 @@
 """The tool catalogue: what each server offers, kept in step with discovery.
 
-A tool's first definition counts as approved. When a server later describes a tool
-differently (description or schemas), the tool is held — callers no longer see it —
-until an admin approves the new definition (rug-pull defence); the change is kept to show.
+The tools of a server's first discovery count as approved. Afterwards two things hold a
+tool — callers no longer see it — until a team builder approves it (rug-pull defence):
+a tool whose definition changed (description, schemas or annotations such as
+`destructiveHint`; the change is kept to show), and a tool the server did not offer
+before (held from its first sight, with no approved definition).
 """
 
 from __future__ import annotations
@@ -24,36 +26,57 @@ def _invalidate() -> None:
 
 @transaction.atomic
 def do_record_discovery(server_id: int, discovery: Discovery) -> dict[str, list[str]]:
-    """Upsert the discovered tools; hold changed ones; mark missing ones removed."""
+    """Upsert the discovered tools; hold changed and newly added ones; mark missing ones removed."""
     server = ToolServer.objects.select_for_update().get(pk=server_id)
     existing = {t.name: t for t in server.tools.all()}
+    # A server seen before has had its tools approved once: what it adds later waits for approval.
+    approved_once = bool(existing)
     seen: set[str] = set()
     report: dict[str, list[str]] = {"added": [], "held": [], "removed": [], "restored": []}
     for found in discovery.tools:
         seen.add(found.name)
-        definition = {"description": found.description, "input_schema": found.input_schema, "output_schema": found.output_schema}
+        definition = {"description": found.description, "input_schema": found.input_schema,
+                      "output_schema": found.output_schema, "annotations": found.annotations}
         digest = definition_hash(definition)
         tool = existing.get(found.name)
         if tool is None:
+            approved = {} if approved_once else {"approved_hash": digest, "approved_definition": definition}
             Tool.objects.create(server=server, name=found.name, description=found.description, input_schema=found.input_schema,
-                                output_schema=found.output_schema, annotations=found.annotations, approved_hash=digest,
-                                approved_definition=definition, current_hash=digest)
+                                output_schema=found.output_schema, annotations=found.annotations, current_hash=digest,
+                                status=ToolStatus.HELD if approved_once else ToolStatus.ACTIVE, **approved)
             report["added"].append(found.name)
+            if approved_once:
+                report["held"].append(found.name)
             continue
-        status = ToolStatus.ACTIVE if digest == tool.approved_hash else ToolStatus.HELD
+        upgrade = _legacy_approval(tool, definition, digest)
+        status = ToolStatus.ACTIVE if digest == (upgrade or tool.approved_hash) else ToolStatus.HELD
         if status == ToolStatus.HELD and tool.status != ToolStatus.HELD:
             report["held"].append(found.name)
         if tool.status == ToolStatus.REMOVED and status == ToolStatus.ACTIVE:
             report["restored"].append(found.name)
+        fields: dict[str, Any] = {"approved_hash": upgrade, "approved_definition": definition} if upgrade else {}
         Tool.objects.filter(pk=tool.pk).update(description=found.description, input_schema=found.input_schema,
                                                output_schema=found.output_schema, annotations=found.annotations,
-                                               current_hash=digest, status=status, last_seen=timezone.now())
+                                               current_hash=digest, status=status, last_seen=timezone.now(), **fields)
     for name, tool in existing.items():
         if name not in seen and tool.status != ToolStatus.REMOVED:
             Tool.objects.filter(pk=tool.pk).update(status=ToolStatus.REMOVED)
             report["removed"].append(name)
     transaction.on_commit(_invalidate)
     return report
+
+
+def _legacy_approval(tool: Tool, definition: dict[str, Any], digest: str) -> str:
+    """An approval recorded before annotations were covered (its definition has no
+    `annotations` key) carries over to the same definition with today's annotations: the new
+    hash to store, or "" when there is nothing to carry over."""
+    approved = tool.approved_definition
+    if not tool.approved_hash or not isinstance(approved, dict) or "annotations" in approved:
+        return ""
+    if tool.annotations != definition["annotations"]:
+        return ""  # the annotations changed since they were last seen: that needs an approval
+    without = {k: v for k, v in definition.items() if k != "annotations"}
+    return digest if definition_hash(without) == tool.approved_hash else ""
 
 
 def do_approve_tool_definition(tool: Tool) -> Tool:

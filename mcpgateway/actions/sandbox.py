@@ -31,11 +31,11 @@ def sandbox_template(**overrides: object) -> dict[str, object]:
     """The `sandbox` template: a stdio server this process starts, which runs code only in
     containers. It receives the caller context (session, network grant)."""
     config = sandbox_config(**overrides)
-    env = {"DOCKER_HOST": "${DOCKER_HOST}"} if settings.SANDBOX_DOCKER_HOST else {}
+    env = {"DOCKER_HOST": settings.SANDBOX_DOCKER_HOST} if settings.SANDBOX_DOCKER_HOST else {}
     return {
         "name": SANDBOX_SERVER, "description": "Built-in sandbox: runs code in locked-down Docker containers",
         "command": sys.executable, "args": ["-m", "mcpgateway.sandbox.server", *config.to_argv()],
-        "env": env, "env_allow": ["DOCKER_HOST"] if env else [], "cwd": str(settings.BASE_DIR),
+        "env": env, "env_allow": [], "cwd": str(settings.BASE_DIR),
         "caller_context": True, "call_timeout_s": config.max_timeout_s + 30,
     }
 

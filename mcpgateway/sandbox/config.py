@@ -35,6 +35,9 @@ class SandboxConfig:
     idle_s: float = 900.0  # a session's container and workspace are dropped after this idle time
     lifetime_s: float = 3600.0  # no container lives longer (the reaper's bound)
     max_file_bytes: int = 8 * 1024 * 1024
+    # Where execution-mode workspaces are kept between calls and across restarts of this
+    # server (relative to its working directory); empty: in memory only.
+    state_dir: str = "var/sandbox"
 
     def __post_init__(self) -> None:
         if self.mode not in ("execution", "session"):

@@ -8,6 +8,11 @@ and the audit apply to its tools: `run_python`, `run_shell`, `put_file`, `get_fi
 The gateway sends each call's session and the grant's network permission in the
 request's `_meta` under `agentdeck.dev/sandbox` (only to servers marked to receive the
 caller context); without it, calls share the session "default" and have no network.
+
+Calls that change something (`run_python`, `run_shell`, `put_file`) honour the call's
+idempotency key (`agentdeck.dev/idempotency-key` in `_meta`): a repeated key returns the
+first result without running again, within this server process's lifetime
+(`mcpgateway.sandbox.replay`). `get_file` and `list_files` are marked read-only.
 """
 
 from __future__ import annotations
@@ -23,10 +28,13 @@ from typing import Annotated, Any, Literal
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
+from mcpgateway.idempotency import key_from_meta
 from mcpgateway.sandbox.config import SandboxConfig
 from mcpgateway.sandbox.errors import SandboxError, SandboxUnavailable
+from mcpgateway.sandbox.replay import Replays
 from mcpgateway.sandbox.service import Sandbox
 
 META_KEY = "agentdeck.dev/sandbox"
@@ -102,7 +110,15 @@ async def call(function, *args, **kwargs) -> Any:
         raise ToolError(str(exc)) from None
 
 
+READ_ONLY = ToolAnnotations(readOnlyHint=True)
+
+
+def idempotency_key(ctx: Context) -> str:
+    return key_from_meta(ctx.request_context.meta)
+
+
 def build_server(sandbox: Sandbox) -> MCPServer:
+    replays = Replays()
     server = MCPServer("agentdeck-sandbox", instructions=(
         "Runs code in a fresh, locked-down container: no network unless granted, a size-capped /workspace that "
         "persists between calls of the same session, time, memory, process and output limits."))
@@ -113,16 +129,16 @@ def build_server(sandbox: Sandbox) -> MCPServer:
         """Run Python code in the sandbox. Returns stdout, stderr, exit_code, duration_ms, the files it changed,
         and whether it was killed (time, memory or output limit). The working directory is /workspace."""
         session, network = caller(ctx)
-        return Execution(**await call(sandbox.run_python, session, network, code, stdin=stdin, files=files,
-                                      timeout_s=timeout_s))
+        return await replays.once(session, "run_python", idempotency_key(ctx), lambda: _execution(call(
+            sandbox.run_python, session, network, code, stdin=stdin, files=files, timeout_s=timeout_s)))
 
     @server.tool()
     async def run_shell(command: Annotated[str, Field(description="A POSIX sh script.")], ctx: Context,
                         stdin: str = "", files: Files = None, timeout_s: Timeout = None) -> Execution:
         """Run a shell command in the sandbox (sh, in /workspace). Same result as run_python."""
         session, network = caller(ctx)
-        return Execution(**await call(sandbox.run_shell, session, network, command, stdin=stdin, files=files,
-                                      timeout_s=timeout_s))
+        return await replays.once(session, "run_shell", idempotency_key(ctx), lambda: _execution(call(
+            sandbox.run_shell, session, network, command, stdin=stdin, files=files, timeout_s=timeout_s)))
 
     @server.tool()
     async def put_file(path: Annotated[str, Field(description="Path inside /workspace.")], content: str,
@@ -133,9 +149,10 @@ def build_server(sandbox: Sandbox) -> MCPServer:
             data = base64.b64decode(content, validate=True) if encoding == "base64" else content.encode()
         except (binascii.Error, ValueError):
             raise ToolError("content is not valid base64") from None
-        return FileWritten(**await call(sandbox.put_file, session, network, path, data))
+        return await replays.once(session, "put_file", idempotency_key(ctx), lambda: _written(call(
+            sandbox.put_file, session, network, path, data)))
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     async def get_file(path: Annotated[str, Field(description="Path inside /workspace.")], ctx: Context,
                        encoding: Encoding = "utf-8") -> FileContent:
         """Read a file from the sandbox workspace."""
@@ -148,7 +165,7 @@ def build_server(sandbox: Sandbox) -> MCPServer:
         except UnicodeDecodeError:
             raise ToolError(f"{path} is not UTF-8 text; ask for encoding=base64") from None
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     async def list_files(ctx: Context) -> FileList:
         """List the files in the sandbox workspace with their sizes."""
         session, network = caller(ctx)
@@ -156,6 +173,14 @@ def build_server(sandbox: Sandbox) -> MCPServer:
         return FileList(files=[FileInfo(path=p, size=n) for p, n in files.items()])
 
     return server
+
+
+async def _execution(pending: Any) -> Execution:
+    return Execution(**await pending)
+
+
+async def _written(pending: Any) -> FileWritten:
+    return FileWritten(**await pending)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,9 @@ Two modes (`SandboxConfig.mode`):
   started ones (network-less calls) or started for it. The caller's workspace lives here,
   as a tar archive per session: it is unpacked into the container before the code runs
   and packed up again afterwards, so files persist between calls while no process,
-  temporary file or kernel state does. The container is removed after every call.
+  temporary file or kernel state does. The container is removed after every call. The
+  archive is also kept on disk under `state_dir` (`workspaces.WorkspaceStore`), so a
+  restarted server continues the session's workspace until it has been idle `idle_s`.
 - `session`: one container per caller session (a pipeline run, an API key), reused for
   its calls and removed after `idle_s` without use; the workspace lives in it.
 
@@ -17,11 +19,8 @@ Everything here is blocking; the MCP server calls it from worker threads.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
-import posixpath
-import struct
 import tarfile
 import threading
 import time
@@ -30,14 +29,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from mcpgateway.sandbox.archives import (
+    merge_archive,
+    parse_frames,
+    read_member,
+    split_output,
+    workspace_path,
+)
 from mcpgateway.sandbox.backends import Backend, Box, RawExecution, get_backend
 from mcpgateway.sandbox.config import SandboxConfig
 from mcpgateway.sandbox.errors import SandboxError, SandboxUnavailable
+from mcpgateway.sandbox.workspaces import WorkspaceStore, archive_files
 
 log = logging.getLogger(__name__)
 
 GRACE_S = 5.0  # host-side allowance past the code's time limit (unpacking, packing up)
-MAX_PATH = 255
 
 
 @dataclass(slots=True)
@@ -49,6 +55,7 @@ class Session:
     archive: bytes = b""  # execution mode: the workspace between calls
     files: dict[str, int] = field(default_factory=dict)
     box: Box | None = None  # session mode: the session's container
+    loaded: bool = False  # execution mode: the saved workspace has been read from disk
 
 
 class Sandbox:
@@ -64,6 +71,8 @@ class Sandbox:
         self._removals = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sandbox-remove")
         self._maintainer: threading.Thread | None = None
         self._warm = False  # the pool is filled once this sandbox has been used
+        self._store = (WorkspaceStore(config.state_dir, config.idle_s)
+                       if config.mode == "execution" and config.state_dir else None)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -75,6 +84,7 @@ class Sandbox:
                 log.info("removed %d leftover sandbox containers", reaped)
         except SandboxUnavailable:
             pass
+        self._expire_saved()
         self._maintainer = threading.Thread(target=self._maintain, args=(every_s,), name="sandbox-maintain", daemon=True)
         self._maintainer.start()
 
@@ -135,7 +145,41 @@ class Sandbox:
         for session in dropped:
             if session.box is not None:
                 self._discard(session.box)
+        self._expire_saved()
         return len(dropped)
+
+    def _expire_saved(self) -> None:
+        if self._store is None:
+            return
+        try:
+            self._store.expire()
+        except OSError:
+            log.exception("expiring saved sandbox workspaces failed")
+
+    def _save(self, s: Session) -> None:
+        """Keep the session's workspace on disk (a failure leaves it in memory only)."""
+        if self._store is None:
+            return
+        try:
+            self._store.save(s.key, s.network, s.archive)
+        except OSError:
+            log.exception("saving the workspace of a sandbox session failed")
+
+    def _restore(self, s: Session) -> None:
+        """A session new to this process continues the workspace saved on disk, if any
+        (a restarted server); an unreadable one is dropped with a log line."""
+        s.loaded = True
+        try:
+            archive = self._store.load(s.key, s.network) if self._store is not None else b""
+            s.archive, s.files = archive, archive_files(archive)
+        except (OSError, tarfile.TarError):
+            log.exception("the saved workspace of a sandbox session could not be read; starting empty")
+            s.archive, s.files = b"", {}
+
+    def _touch(self, s: Session) -> None:
+        if self._store is not None:
+            with contextlib.suppress(OSError):
+                self._store.touch(s.key, s.network)
 
     # -- the tools ------------------------------------------------------------------------
 
@@ -162,6 +206,7 @@ class Sandbox:
                     raise SandboxError(f"the workspace would exceed its {self.config.workspace_mb} MB limit")
                 s.archive = archive
                 s.files[name] = len(content)
+                self._save(s)
             else:
                 result = self._in_session_box(s, {"argv": []}, merge_archive(b"", {name: content}))[0]
                 if result.get("error"):
@@ -175,6 +220,7 @@ class Sandbox:
         with self._locked(session, network) as s:
             s.last_used = time.monotonic()
             if self.config.mode == "execution":
+                self._touch(s)
                 content = read_member(s.archive, name)
             else:
                 result, archive = self._in_session_box(s, {"argv": [], "capture": [name]}, b"")
@@ -191,6 +237,8 @@ class Sandbox:
             if self.config.mode == "session":
                 result = self._in_session_box(s, {"argv": []}, b"")[0]
                 s.files = result.get("files", {})
+            else:
+                self._touch(s)
             return dict(sorted(s.files.items()))
 
     # -- running --------------------------------------------------------------------------
@@ -225,6 +273,9 @@ class Sandbox:
         if "files" in result and not result.get("error") and not raw.killed:
             s.archive = captured
             s.files = result["files"]
+            self._save(s)
+        else:
+            self._touch(s)
         return result, raw
 
     def _in_session_box(self, s: Session, header: dict[str, Any], archive: bytes,
@@ -286,6 +337,8 @@ class Sandbox:
             s = self._session(key, network)
             with s.lock:
                 if self._sessions.get((key, network)) is s:
+                    if self._store is not None and not s.loaded:
+                        self._restore(s)
                     yield s
                     return
 
@@ -333,80 +386,3 @@ class Sandbox:
 
 def _payload(header: dict[str, Any], archive: bytes) -> bytes:
     return json.dumps(header).encode() + b"\n" + archive
-
-
-def iter_frames(data: bytes):
-    at = 0
-    while at + 5 <= len(data):
-        kind = data[at:at + 1]
-        size = struct.unpack(">I", data[at + 1:at + 5])[0]
-        yield kind, data[at + 5:at + 5 + size]
-        at += 5 + size
-
-
-def parse_frames(data: bytes) -> tuple[dict[str, Any], bytes]:
-    """The runner's result (empty if it never wrote one) and the tar archive it sent."""
-    result: dict[str, Any] = {}
-    archive = []
-    for kind, payload in iter_frames(data):
-        if kind == b"r":
-            result = json.loads(payload)
-        elif kind == b"t":
-            archive.append(payload)
-    return result, b"".join(archive)
-
-
-def split_output(data: bytes) -> tuple[bytes, bytes]:
-    out, err = [], []
-    for kind, payload in iter_frames(data):
-        if kind == b"o":
-            out.append(payload)
-        elif kind == b"e":
-            err.append(payload)
-    return b"".join(out), b"".join(err)
-
-
-def workspace_path(path: str) -> str:
-    """A workspace-relative file name; SandboxError for anything that would leave it."""
-    if not isinstance(path, str) or not path.strip() or len(path) > MAX_PATH or "\0" in path:
-        raise SandboxError("a path must be 1 to 255 characters")
-    trimmed = path.strip()
-    if trimmed.startswith("/workspace/"):
-        trimmed = trimmed[len("/workspace/"):]
-    if trimmed.startswith("/"):
-        raise SandboxError(f"{path}: only paths inside the workspace (/workspace) are allowed")
-    name = posixpath.normpath(trimmed)
-    if name in ("", ".") or name == ".." or name.startswith("../"):
-        raise SandboxError(f"{path}: only paths inside the workspace (/workspace) are allowed")
-    return name
-
-
-def merge_archive(archive: bytes, files: dict[str, bytes]) -> bytes:
-    """A tar of `archive`'s entries with `files` added or replacing entries of the same name."""
-    sink = io.BytesIO()
-    with tarfile.open(fileobj=sink, mode="w") as out:
-        if archive:
-            with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as old:
-                for member in old.getmembers():
-                    if member.name in files or not (member.isfile() or member.isdir()):
-                        continue
-                    out.addfile(member, old.extractfile(member) if member.isfile() else None)
-        for name, content in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            info.mode = 0o644
-            info.mtime = int(time.time())
-            out.addfile(info, io.BytesIO(content))
-    return sink.getvalue()
-
-
-def read_member(archive: bytes, name: str) -> bytes | None:
-    if not archive:
-        return None
-    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
-        try:
-            member = tar.getmember(name)
-        except KeyError:
-            return None
-        source = tar.extractfile(member) if member.isfile() else None
-        return source.read() if source is not None else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -20,7 +21,11 @@ ACTIONS = {
     "reject": "fail the step (and so the run)",
     "retry": "run the step again as a new attempt",
     "resume": "continue the same attempt from its last completed call (after a budget stop)",
+    "skip": "an interrupted tool call: treat it as failed (the model is told it may or may not have run)",
+    "edit_result": "an interrupted tool call: continue with `output` as its result",
 }
+# For a call a crash interrupted ("this call may have run"): what each action does to it.
+CALL_ACTIONS = {"retry": "retry", "skip": "skip", "edit_result": "edit"}
 
 
 def do_decide_review(item: ReviewItem, user: AbstractBaseUser | None, action: str, output: Any = None,
@@ -32,6 +37,11 @@ def do_decide_review(item: ReviewItem, user: AbstractBaseUser | None, action: st
     decision: dict[str, Any] = {"action": action, "note": note}
     if output is not None:
         decision["output"] = output
+    interrupted = item.context.get("interrupted_call")
+    if action in ("skip", "edit_result") and not interrupted:
+        raise ActionError(f"{action} applies to an interrupted tool call only", "action")
+    if interrupted and action in CALL_ACTIONS:
+        decision = check_call_decision(interrupted, action, output, note)
     if item.reason == ReviewReason.APPROVAL:
         if action not in ("approve", "reject"):
             raise ActionError("a tool-call approval is approved or rejected", "action")
@@ -58,6 +68,18 @@ def do_decide_review(item: ReviewItem, user: AbstractBaseUser | None, action: st
         if not run.review_items.filter(status=ReviewItem.Status.PENDING).exists() and run.status == "waiting_review":
             do_resume_run(run, user, submit=submit)
     return locked
+
+
+def check_call_decision(interrupted: dict[str, Any], action: str, output: Any, note: str) -> dict[str, Any]:
+    """The decision about a call that may have run: the step resumes its attempt, and the call
+    is made again with the same idempotency key (retry), recorded as failed (skip), or given
+    the reviewer's result (edit_result)."""
+    if action == "edit_result" and (output is None or output == ""):
+        raise ActionError("edit_result needs the call's result in `output`", "output")
+    call: dict[str, Any] = {"key": interrupted.get("idempotency_key", ""), "do": CALL_ACTIONS[action], "note": note}
+    if action == "edit_result":
+        call["result"] = output if isinstance(output, str) else json.dumps(output)
+    return {"action": "resume", "note": note, "call": call}
 
 
 def do_claim_review(item: ReviewItem, user: AbstractBaseUser) -> ReviewItem:

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from config.tracing import current_traceparent
 from orchestrator.actions.errors import ActionError, Conflict
+from orchestrator.budgets import release_run
 from orchestrator.engine.spec import PipelineSpec, parse_spec
 from orchestrator.events import send_event_on_commit
 from orchestrator.models import PipelineVersion, Run, RunStatus, Team
@@ -61,7 +62,10 @@ def do_start_run(version: PipelineVersion, run_input: Any, user: AbstractBaseUse
         send_event_on_commit(run, "run.queued", {"pipeline": version.pipeline.slug, "version": version.number,
                                                  "by": user.get_username() if user else None})
         if submit:
-            transaction.on_commit(lambda: get_runner().submit(run.pk))
+            # After the commit the run exists whatever happens to the hand-off: a runner that
+            # cannot reach its broker keeps the run queued and dispatches it once it can
+            # (orchestrator.runners.celery), and beat's sweep catches what a dead process left.
+            transaction.on_commit(lambda: get_runner().submit(run.pk), robust=True)
     return run
 
 
@@ -77,6 +81,8 @@ def do_cancel_run(run: Run, user: AbstractBaseUser | None = None) -> Run:
             fields.update(status=RunStatus.CANCELLED, finished_at=timezone.now(), error="cancelled")
             locked.review_items.filter(status="pending").update(status="rejected", decision={"action": "reject", "note": "run cancelled"})
         Run.objects.filter(pk=run.pk).update(**fields)
+        if "status" in fields:
+            release_run(run.pk)
         send_event_on_commit(run, "run.cancel_requested", {"by": user.get_username() if user else None})
         if "status" in fields:
             send_event_on_commit(run, "run.cancelled", {})
@@ -123,18 +129,23 @@ def do_fail_run(run_id: int, error: str) -> None:
             status=StepStatus.FAILED, error=f"run ended: {error}"[:2000], finished_at=now)
         Run.objects.filter(pk=run_id).update(status=RunStatus.FAILED, error=error, finished_at=now,
                                              lease_owner="", lease_until=None)
+        release_run(run_id)  # budget room held for calls it never finished
         send_event_on_commit(run, "run.failed", {"error": error})
         webhooks.enqueue(run.pipeline_version.pipeline_id, "run.failed",
                          {"run_id": run_id, "status": "failed", "output": None, "error": error})
 
 
-def stuck_runs(queued_for_s: int = 120):
+def stuck_runs(queued_for_s: int | None = None):
     """Runs no live worker is executing: running with an expired lease (the worker died), or
-    queued for longer than `queued_for_s` without anyone claiming them (a lost message)."""
+    queued for longer than `queued_for_s` (settings.STUCK_QUEUED_S) without anyone claiming
+    them (a lost message, or a process that died before the broker came back)."""
     from datetime import timedelta
 
+    from django.conf import settings
     from django.db.models import Q
 
+    if queued_for_s is None:
+        queued_for_s = settings.STUCK_QUEUED_S
     now = timezone.now()
     return Run.objects.filter(
         Q(status=RunStatus.RUNNING, lease_until__lt=now)

@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcpgateway.types import ApprovalRequired, Toolbox
-from orchestrator.engine.agent_loop import AttemptTotals, run_agent_attempt
+from orchestrator.engine.agent_loop import (
+    MAY_HAVE_RUN,
+    AttemptTotals,
+    CallInterrupted,
+    run_agent_attempt,
+)
 from orchestrator.engine.errors import (
     BudgetExceeded,
     LeaseLost,
@@ -274,6 +279,9 @@ class Engine:
             except ApprovalRequired as exc:
                 context = {"approval_id": exc.approval_id, "tool": exc.tool, "prompt": prompt}
                 raise Paused([self._pause(step, key, "approval", context, attempt)]) from None
+            except CallInterrupted as exc:  # a failure review that names the call: retry / skip / edit-result
+                context = {"interrupted_call": exc.context, "error": f"{exc.context['tool']}: {MAY_HAVE_RUN}", "prompt": prompt}
+                raise Paused([self._pause(step, key, "failure", context, attempt)]) from None
             except (ProviderError, StepError, TimeoutError) as exc:
                 message = f"timed out after {step.timeout_s}s" if isinstance(exc, TimeoutError) else str(exc)
                 retryable = isinstance(exc, TimeoutError) or getattr(exc, "retryable", False)

@@ -27,6 +27,9 @@ class AgentConfig:
 class ModelCallResult:
     response: ModelResponse
     cost_usd: Decimal
+    # Opaque to the engine: handed back with the call's usage write, so the store can close the
+    # call's budget reservation in the transaction that records the usage.
+    receipt: Any = None
 
 
 class Models(Protocol):

@@ -65,6 +65,7 @@ class UsageWrite:
     input_tokens: int
     output_tokens: int
     cost_usd: str  # decimal as text, exact
+    receipt: Any = None  # the door's budget receipt (ModelCallResult.receipt), for the store
 
 
 @dataclass(slots=True)
@@ -94,6 +95,8 @@ class RunState:
     output_tokens: int = 0
     cost_usd: str = "0"
     extra_budget: dict[str, Any] = field(default_factory=dict)
+    # Tool calls an earlier process started and never finished, by idempotency key: they may have run.
+    interrupted_calls: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Store(Protocol):

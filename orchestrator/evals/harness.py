@@ -6,6 +6,9 @@ run's defence overrides and grants (a copy of the agent's own, or only the suite
 its pinned pipeline version. Cases run concurrently up to the suite's limit. A case whose
 run stops for a human (a confirmation-required tool) is ended there: its approval is
 rejected and the run cancelled, so an eval never waits and never fills the review queue.
+
+An eval run survives its process (`resume.py`): the executing process holds a lease;
+after a crash another claims it and continues with the cases not yet finished.
 """
 
 from __future__ import annotations
@@ -42,6 +45,14 @@ from orchestrator.evals.judges import (
     rule_verdict,
 )
 from orchestrator.evals.metrics import CaseTrace, StepAttempt, ToolCallRecord, compute_metrics
+from orchestrator.evals.resume import (
+    CASE_EVENT,
+    EvalLease,
+    LeaseLost,
+    claim_eval_run,
+    started_case_runs,
+)
+from orchestrator.events import send_event_on_commit
 from orchestrator.execution import execute_run
 from orchestrator.model_door import ModelDoor
 from orchestrator.models import (
@@ -52,6 +63,7 @@ from orchestrator.models import (
     EvalRunStatus,
     EvalSuite,
     ModelPrice,
+    Pipeline,
     Run,
     RunEvent,
     RunStatus,
@@ -88,10 +100,14 @@ def do_create_eval_run(suite: EvalSuite, *, defences: dict[str, Any] | None = No
 
 
 def _prepare_target(eval_run: EvalRun):
-    """The pipeline version the cases run on (making the agent variant for agent suites)."""
+    """The pipeline version the cases run on (making the agent variant for agent suites, or
+    finding the one made before the eval run was interrupted)."""
     suite = eval_run.suite
     if suite.pipeline_version_id is not None:
         return suite.pipeline_version
+    made = Pipeline.objects.filter(team_id=suite.team_id, slug=f"eval-run-{eval_run.pk}").first()
+    if made is not None:
+        return made.latest_version()
     agent = suite.agent
     overrides = dict(eval_run.defences)
     least = overrides.pop("least_privilege", False)
@@ -135,49 +151,102 @@ def _prepare_target(eval_run: EvalRun):
 # -- running ----------------------------------------------------------------------------
 
 
-async def execute_eval_run(eval_run_id: int, progress: Progress | None = None) -> EvalRun:
-    """Run every case of the eval run and store results and metrics."""
+async def execute_eval_run(eval_run_id: int, progress: Progress | None = None) -> EvalRun | None:
+    """Run (or resume) every case of the eval run and store results and metrics.
+
+    None when the eval run is not this process's to run: finished, or held by a live process.
+    A resumed eval run skips the cases that have a result and continues the runs it started.
+    """
+    token = await sync_to_async(claim_eval_run)(eval_run_id)
+    if token is None:
+        return None
+    lease = EvalLease(eval_run_id, token)
     eval_run = await sync_to_async(EvalRun.objects.select_related("suite__agent", "suite__judge_agent", "suite__team").get)(pk=eval_run_id)
     try:
         version = await sync_to_async(_prepare_target)(eval_run)
     except Exception as exc:
         message = exc.message if isinstance(exc, ActionError) else f"{type(exc).__name__}: {exc}"
-        await sync_to_async(EvalRun.objects.filter(pk=eval_run_id).update)(
-            status=EvalRunStatus.FAILED, error=message[:2000], finished_at=timezone.now())
+        await sync_to_async(lease.finish)(status=EvalRunStatus.FAILED, error=message[:2000], finished_at=timezone.now())
         raise
-    cases = await sync_to_async(lambda: list(eval_run.suite.cases.all()))()
-    await sync_to_async(EvalRun.objects.filter(pk=eval_run_id).update)(
-        status=EvalRunStatus.RUNNING, started_at=timezone.now(), case_total=len(cases))
+    pending = await sync_to_async(_pending_cases)(eval_run, version)
     limit = asyncio.Semaphore(max(1, eval_run.suite.concurrency))
 
-    async def one(case: EvalCase) -> CaseTrace:
+    async def one(case: EvalCase, run_id: int | None) -> None:
         async with limit:
-            result = await _run_case(eval_run, version, case)
+            result = await _run_case(eval_run, version, case, run_id)
         if progress is not None:
             await sync_to_async(progress)(eval_run, result)
-        return CaseTrace.from_dict(result.trace)
 
     try:
-        # A task group: if one case crashes, the others are cancelled (no further spending).
+        # A task group: if one case crashes, the others are cancelled (no further spending);
+        # if the lease is lost, another process has the eval run and this one stops.
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(case)) for case in cases]
-        traces = [task.result() for task in tasks]
-    except* Exception as failures:
+            heartbeat = group.create_task(lease.keep())
+            cases = [group.create_task(one(case, run_id)) for case, run_id in pending]
+            if cases:
+                await asyncio.wait(cases, return_when=asyncio.FIRST_EXCEPTION)
+            heartbeat.cancel()
+    except BaseExceptionGroup as failures:
+        if failures.subgroup(LeaseLost) is not None:
+            log.warning("eval run %s: another process took it over; stopping here", eval_run_id)
+            return None
         exc = failures.exceptions[0]
-        await sync_to_async(EvalRun.objects.filter(pk=eval_run_id).update)(
-            status=EvalRunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now())
+        await sync_to_async(lease.finish)(status=EvalRunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000],
+                                          finished_at=timezone.now())
         raise exc from None
-    metrics = compute_metrics(list(traces))
-    await sync_to_async(EvalRun.objects.filter(pk=eval_run_id).update)(
-        status=EvalRunStatus.FINISHED, metrics=metrics, finished_at=timezone.now())
+    traces = await sync_to_async(_traces)(eval_run_id)
+    if not await sync_to_async(lease.finish)(status=EvalRunStatus.FINISHED, metrics=compute_metrics(traces),
+                                             case_done=len(traces), finished_at=timezone.now()):
+        return None
     return await sync_to_async(EvalRun.objects.get)(pk=eval_run_id)
 
 
-async def _run_case(eval_run: EvalRun, version, case: EvalCase) -> EvalResult:
+def _pending_cases(eval_run: EvalRun, version) -> list[tuple[EvalCase, int | None]]:
+    """The cases without a result, each with the run it already started (if any); the eval
+    run's counts brought up to date (a crash may have come between a result and its count)."""
+    cases = list(eval_run.suite.cases.all())
+    done = set(EvalResult.objects.filter(eval_run=eval_run).values_list("case_id", flat=True))
+    started = started_case_runs(eval_run.pk, version)
+    EvalRun.objects.filter(pk=eval_run.pk).update(case_total=len(cases), case_done=len(done & {c.pk for c in cases}))
+    return [(case, started.get(case.pk)) for case in cases if case.pk not in done]
+
+
+def _traces(eval_run_id: int) -> list[CaseTrace]:
+    return [CaseTrace.from_dict(trace) for trace in EvalResult.objects.filter(eval_run_id=eval_run_id).values_list("trace", flat=True)]
+
+
+def _start_case_run(eval_run: EvalRun, version, case: EvalCase) -> int:
+    """The case's run, created together with the event that ties it to the case (so a resumed
+    eval run continues this run instead of starting another)."""
+    with transaction.atomic():
+        run = do_start_run(version, case.input, submit=False)
+        send_event_on_commit(run, CASE_EVENT, {"eval_run": eval_run.pk, "case": case.pk, "name": case.name})
+    return run.pk
+
+
+async def _drive(run_id: int) -> None:
+    """Execute the case's run to its stop. A run another process still holds (a case run of a
+    process that died, until its lease runs out; or one a worker took from the stuck-runs
+    sweep) is waited for, then continued or read."""
+    while True:
+        await execute_run(run_id)
+        run = await sync_to_async(Run.objects.only("status", "cancel_requested", "lease_until").get)(pk=run_id)
+        if run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+            return
+        if run.cancel_requested and (run.lease_until is None or run.lease_until < timezone.now()):
+            from orchestrator.actions.runs import do_fail_run
+
+            await sync_to_async(do_fail_run)(run_id, "cancelled while its process was down")
+            return
+        await asyncio.sleep(0.5)
+
+
+async def _run_case(eval_run: EvalRun, version, case: EvalCase, run_id: int | None = None) -> EvalResult:
     started = time.perf_counter()
-    run = await sync_to_async(do_start_run)(version, case.input, submit=False)
-    await execute_run(run.pk)
-    run = await sync_to_async(_settle)(run.pk)
+    if run_id is None:
+        run_id = await sync_to_async(_start_case_run)(eval_run, version, case)
+    await _drive(run_id)
+    run = await sync_to_async(_settle)(run_id)
     latency_ms = (time.perf_counter() - started) * 1000
     output = _answer(run, eval_run.suite)
     calls = await sync_to_async(_tool_calls)(run.pk)
@@ -205,10 +274,16 @@ async def _run_case(eval_run: EvalRun, version, case: EvalCase) -> EvalResult:
         expected_calls=len(case.expected_tools.get("calls", [])) if case.expected_tools else None,
         correct_calls=correct, attack=bool(case.attack), attack_succeeded=attack_succeeded, judge_error=judge_error)
     status = EvalResult.Status.ERROR if judge_error else EvalResult.Status.PASSED if completed else EvalResult.Status.FAILED
-    result = await sync_to_async(EvalResult.objects.create)(
-        eval_run=eval_run, case=case, run=run, status=status, verdicts=[v.to_dict() for v in verdicts],
-        output=output, trace=trace.to_dict())
-    await sync_to_async(EvalRun.objects.filter(pk=eval_run.pk).update)(case_done=F("case_done") + 1)
+    return await sync_to_async(_record_result)(eval_run, case, run, status, verdicts, output, trace)
+
+
+def _record_result(eval_run: EvalRun, case: EvalCase, run: Run, status: str, verdicts: list[Verdict], output: Any,
+                   trace: CaseTrace) -> EvalResult:
+    """The case's result and the eval run's count, together (a crash never leaves one without the other)."""
+    with transaction.atomic():
+        result = EvalResult.objects.create(eval_run=eval_run, case=case, run=run, status=status,
+                                           verdicts=[v.to_dict() for v in verdicts], output=output, trace=trace.to_dict())
+        EvalRun.objects.filter(pk=eval_run.pk).update(case_done=F("case_done") + 1)
     return result
 
 

@@ -7,6 +7,7 @@ else `settings.ANTHROPIC_BASE_URL`/`settings.ANTHROPIC_API_KEY`, else the SDK de
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -21,12 +22,15 @@ from orchestrator.providers.base import (
     ClientCache,
     DeltaCallback,
     EndpointOptions,
+    byte_bound_tokens,
     guarded_http_client,
     model_timeout_s,
     parse_options,
     resolve_endpoint,
     retryable_status,
 )
+
+log = logging.getLogger(__name__)
 
 # Error types the API reports in a body (or mid-stream `error` event) that retrying
 # cannot fix; anything else (overloaded, api_error, rate limits, timeouts) may pass.
@@ -78,6 +82,27 @@ class AnthropicProvider:
                 "Anthropic stream ended before the message was complete", retryable=True
             )
         return to_response(final, request.model)
+
+
+    async def count_input_tokens(self, request: ModelRequest) -> int:
+        """The call's input tokens by Anthropic's counter (`POST /v1/messages/count_tokens`):
+        system prompt, tools and messages, as the Messages API will count them.
+
+        Where the endpoint cannot answer (a proxy without it, a transient failure), the byte
+        upper bound of the request is used instead: never less than the call will use.
+        """
+        params = build_params(request)
+        body = {key: params[key] for key in ("model", "messages", "system", "tools") if key in params}
+        try:
+            options = parse_options(EndpointOptions, request.options, provider="anthropic")
+            endpoint = await resolve_endpoint("anthropic", options, request.options,
+                                              key_setting="ANTHROPIC_API_KEY", url_setting="ANTHROPIC_BASE_URL")
+            client = self._clients.get(endpoint.base_url, endpoint.api_key, endpoint.guarded)
+            counted = await client.messages.count_tokens(**body, timeout=model_timeout_s())
+            return int(counted.input_tokens)
+        except (anthropic.APIError, httpx2.TransportError, ProviderError) as exc:
+            log.warning("Anthropic token counting failed (%s); reserving the byte upper bound", exc)
+            return byte_bound_tokens({k: v for k, v in body.items() if k != "model"}, tools=bool(request.tools))
 
 
 def _make_client(base_url: str | None, api_key: str | None, guarded: bool) -> anthropic.AsyncAnthropic:

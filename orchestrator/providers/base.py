@@ -9,6 +9,7 @@ again may help; SDK-level retries are switched off.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 from collections.abc import Awaitable, Callable, Mapping
@@ -227,3 +228,18 @@ def estimate_input_tokens(request: ModelRequest) -> int:
     """
     chars = len(request.system) + sum(len(m.content) for m in request.messages)
     return math.ceil(chars / 4)
+
+
+# What a server's chat template may add beyond the serialised request (role markers, a default
+# system line, the tool-use preamble): the byte bound adds these so it stays an upper bound.
+TEMPLATE_ALLOWANCE_TOKENS = 64
+TOOLS_ALLOWANCE_TOKENS = 512
+
+
+def byte_bound_tokens(payload: Any, *, tools: bool) -> int:
+    """An upper bound on the input tokens of any byte-level BPE tokenizer: every token of such
+    a tokenizer stands for at least one byte, so the UTF-8 bytes of the serialised request
+    (which contains every character the model reads, plus JSON punctuation) plus an allowance
+    for what the server's chat template adds cannot be fewer than its tokens."""
+    size = len(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode())
+    return size + TEMPLATE_ALLOWANCE_TOKENS + (TOOLS_ALLOWANCE_TOKENS if tools else 0)

@@ -28,6 +28,7 @@ from orchestrator.providers.base import (
     ClientCache,
     DeltaCallback,
     EndpointOptions,
+    byte_bound_tokens,
     guarded_http_client,
     model_timeout_s,
     parse_options,
@@ -83,6 +84,15 @@ class OpenAIProvider:
                 if text and on_delta is not None:
                     await on_delta(text)
         return reply.finish(request.model)
+
+
+    async def count_input_tokens(self, request: ModelRequest) -> int:
+        """A local upper bound on the call's input tokens (no tokenizer of the server's model is
+        available here): the UTF-8 bytes of its messages (system prompt included) and tools, plus
+        the template allowance; see `byte_bound_tokens`."""
+        params = build_params(request, max_tokens_field="max_tokens")
+        return byte_bound_tokens({"messages": params["messages"], "tools": params.get("tools", [])},
+                                 tools=bool(request.tools))
 
 
 def _make_client(base_url: str | None, api_key: str | None, guarded: bool) -> openai.AsyncOpenAI:

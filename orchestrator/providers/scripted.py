@@ -73,6 +73,10 @@ class ScriptedProvider:
     name = "scripted"
     label = "Scripted (deterministic test provider, not a real model)"
 
+    async def count_input_tokens(self, request: ModelRequest) -> int:
+        """Exact: scripted replies report this many input tokens."""
+        return estimate_input_tokens(request)
+
     async def complete(
         self, request: ModelRequest, on_delta: DeltaCallback | None = None
     ) -> ModelResponse:

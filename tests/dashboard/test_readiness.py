@@ -77,3 +77,55 @@ def test_it_gives_details_to_the_monitoring_token(settings):
     body = Client().get("/readyz", HTTP_AUTHORIZATION="Bearer tok-readyz-123").json()
     assert body["status"] == "ok" and body["database"]["ok"] is True
     assert Client().get("/readyz", HTTP_AUTHORIZATION="Bearer wrong").json() == {"status": "ok"}
+
+
+@pytest.fixture
+def silent_redis():
+    """A TCP port that accepts connections and never answers: a hung Redis."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    server.close()
+
+
+def _timed_readyz(client) -> tuple[int, dict, float]:
+    import time
+
+    started = time.monotonic()
+    response = client.get("/readyz")
+    return response.status_code, response.json(), time.monotonic() - started
+
+
+def test_it_answers_within_a_second_when_redis_hangs(client, settings, silent_redis):
+    settings.REDIS_URL = silent_redis
+    status, body, took = _timed_readyz(client)
+    assert status == 503 and body["redis"]["ok"] is False and body["database"]["ok"] is True
+    assert took < 1.0, f"/readyz took {took:.2f} s"
+
+
+def test_it_answers_within_a_second_when_the_broker_hangs_too(client, settings, silent_redis):
+    from config.celery import app
+
+    settings.REDIS_URL = silent_redis
+    settings.RUNNER = "celery"
+    app.conf.broker_url = silent_redis
+    try:
+        status, body, took = _timed_readyz(client)
+    finally:
+        app.conf.broker_url = settings.CELERY_BROKER_URL or None
+    assert status == 503 and body["workers"]["ok"] is False and body["redis"]["ok"] is False
+    assert took < 1.0, f"/readyz took {took:.2f} s (the probes run at the same time, each with a timeout)"
+
+
+def test_it_reports_a_probe_that_does_not_answer_as_timed_out(client, monkeypatch):
+    import time
+
+    from dashboard import readiness
+
+    monkeypatch.setitem(readiness.PROBES, "workers", lambda: time.sleep(3) or {"ok": True})
+    status, body, took = _timed_readyz(client)
+    assert status == 503 and body["workers"] == {"ok": False, "error": f"no answer within {readiness.READINESS_TIMEOUT_S} s"}
+    assert took < 1.0

@@ -25,8 +25,16 @@ def login(user) -> Client:
     return client
 
 
-def test_it_imports_servers_with_their_secrets(team, owner):
-    response = login(owner).post("/tools/config/import/", {"config": CONFIG, "secrets": "GH_TOKEN_FOR_TEST=ghp_secret\n"})
+@pytest.fixture
+def operator(owner):
+    """The team's owner is also an instance operator: stdio servers are the operators' to add."""
+    owner.is_staff = True
+    owner.save(update_fields=["is_staff"])
+    return owner
+
+
+def test_it_imports_servers_with_their_secrets(team, operator):
+    response = login(operator).post("/tools/config/import/", {"config": CONFIG, "secrets": "GH_TOKEN_FOR_TEST=ghp_secret\n"})
 
     assert response.status_code == 302
     names = sorted(ToolServer.objects.filter(team_id=team.pk).values_list("name", flat=True))
@@ -46,8 +54,8 @@ def test_it_names_every_bad_field_and_imports_nothing(team, owner):
     assert not ToolServer.objects.exists()
 
 
-def test_it_names_a_missing_secret(team, owner):
-    response = login(owner).post("/tools/config/import/", {"config": CONFIG, "secrets": ""})
+def test_it_names_a_missing_secret(team, operator):
+    response = login(operator).post("/tools/config/import/", {"config": CONFIG, "secrets": ""})
 
     page = response.content.decode()
     assert response.status_code == 400
@@ -62,9 +70,9 @@ def test_it_refuses_a_malformed_secrets_line(team, owner):
     assert "write NAME=value" in response.content.decode()
 
 
-def test_it_exports_references_not_secrets(team, owner):
-    login(owner).post("/tools/config/import/", {"config": CONFIG, "secrets": "GH_TOKEN_FOR_TEST=ghp_secret"})
-    client = login(owner)
+def test_it_exports_references_not_secrets(team, operator):
+    login(operator).post("/tools/config/import/", {"config": CONFIG, "secrets": "GH_TOKEN_FOR_TEST=ghp_secret"})
+    client = login(operator)
 
     page = client.get("/tools/config/").content.decode()
     claude = client.get("/tools/config/export/?style=claude")
@@ -72,6 +80,14 @@ def test_it_exports_references_not_secrets(team, owner):
     assert "${GH_TOKEN_FOR_TEST}" in page and "ghp_secret" not in page
     assert claude["Content-Disposition"] == 'attachment; filename="mcp_config.json"'
     assert '"mcpServers"' in claude.content.decode() and "ghp_secret" not in claude.content.decode()
+
+
+def test_it_refuses_a_stdio_server_from_a_team_owner_who_is_no_operator(team, owner):
+    response = login(owner).post("/tools/config/import/", {"config": CONFIG, "secrets": "GH_TOKEN_FOR_TEST=ghp_secret"})
+
+    assert response.status_code == 403
+    assert "servers.github.command" in response.content.decode()
+    assert not ToolServer.objects.exists()
 
 
 def test_it_lets_viewers_export_but_not_import(team, teammate):

@@ -12,13 +12,22 @@ assert on `.requests`, which records every body and header the SDK sent:
 `POST /v1/messages` answers with the SSE event sequence the API sends
 (message_start, content_block_start/delta/stop, message_delta, message_stop) when the
 body asks for `stream`, else with a Message JSON body. With nothing queued it answers
-500 so a missing `push` fails loudly.
+500 so a missing `push` fails loudly. Output stops at the body's `max_tokens` (stop reason
+`max_tokens`), as the API's does.
+
+`POST /v1/messages/count_tokens` answers `{"input_tokens": n}` by the fake's own tokenizer
+(`count_tokens`: one token per `chars_per_token` characters of the JSON of system, tools and
+messages; two by default, denser than the usual four-characters estimate) and needs no turn;
+those requests go to `.count_requests`. A turn pushed with `input_tokens=None` reports that
+same count as its usage.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
+import math
 import sys
 import threading
 import time
@@ -60,7 +69,7 @@ class Turn:
 
     text: str | list[str] = ""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    input_tokens: int = 12
+    input_tokens: int | None = 12  # None: the fake's own count of the request
     output_tokens: int = 7
     stop_reason: str | None = None
     delay_s: float = 0.0
@@ -79,8 +88,10 @@ class Turn:
 class FakeAnthropicServer:
     """Serves queued turns on 127.0.0.1 from a daemon thread; use it as a context manager."""
 
-    def __init__(self) -> None:
+    def __init__(self, chars_per_token: int = 2) -> None:
         self.requests: list[ReceivedRequest] = []
+        self.count_requests: list[ReceivedRequest] = []
+        self.chars_per_token = chars_per_token
         self._turns: deque[Turn] = deque()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -134,6 +145,11 @@ class FakeAnthropicServer:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def count_tokens(self, body: dict[str, Any]) -> int:
+        """The fake's tokenizer: what `count_tokens` answers and `input_tokens=None` reports."""
+        parts = {key: body[key] for key in ("system", "tools", "messages") if key in body}
+        return math.ceil(len(json.dumps(parts)) / self.chars_per_token)
+
     def _next_turn(self, request: ReceivedRequest) -> Turn | None:
         with self._lock:
             self.requests.append(request)
@@ -169,9 +185,13 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b"{}"
         body = json.loads(raw or b"{}")
         headers = {name.lower(): value for name, value in self.headers.items()}
-        turn = self.fake._next_turn(
-            ReceivedRequest("POST", self.path, headers, body, self.client_address[1])
-        )
+        received = ReceivedRequest("POST", self.path, headers, body, self.client_address[1])
+        if self.path.split("?")[0] == "/v1/messages/count_tokens":
+            with self.fake._lock:
+                self.fake.count_requests.append(received)
+            self._send_json(200, {"input_tokens": self.fake.count_tokens(body)})
+            return
+        turn = self.fake._next_turn(received)
         if self.path.split("?")[0] != "/v1/messages":
             self._send_error(404, "not_found_error", f"no route for {self.path}")
             return
@@ -179,6 +199,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(500, "api_error", "fake server: no turn queued")
             return
         time.sleep(turn.delay_s)
+        turn = _as_answered(turn, body, self.fake.count_tokens(body))
         if turn.status >= 400:
             self._send_error(turn.status, turn.error_type or "api_error", turn.error_message)
         elif body.get("stream"):
@@ -304,6 +325,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
         self.wfile.flush()
+
+
+def _as_answered(turn: Turn, body: dict[str, Any], counted: int) -> Turn:
+    """The turn as the model plays it for this request: counted input, output cut at max_tokens."""
+    answered = dataclasses.replace(turn, input_tokens=counted if turn.input_tokens is None else turn.input_tokens)
+    limit = body.get("max_tokens")
+    if isinstance(limit, int) and answered.output_tokens > limit:
+        answered.output_tokens = limit
+        answered.stop_reason = "max_tokens"
+    return answered
 
 
 def _stop_reason(turn: Turn) -> str:

@@ -12,13 +12,20 @@ assert on `.requests`, which records every body and header the SDK sent:
 `POST /v1/chat/completions` answers `chat.completion.chunk` SSE lines ending in
 `data: [DONE]` when the body asks for `stream` (with a final usage chunk if
 `stream_options.include_usage` is set), else one `chat.completion` JSON body. With
-nothing queued it answers 500 so a missing `push` fails loudly.
+nothing queued it answers 500 so a missing `push` fails loudly. Output stops at the body's
+`max_tokens`/`max_completion_tokens` (finish reason `length`), as real servers' does.
+
+A turn pushed with `prompt_tokens=None` reports the fake's own count of the request
+(`count_tokens`: one token per `chars_per_token` characters of the JSON of messages and
+tools; two by default, denser than the usual four-characters estimate).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
+import math
 import sys
 import threading
 import time
@@ -62,7 +69,7 @@ class Turn:
 
     text: str | list[str] = ""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    prompt_tokens: int = 12
+    prompt_tokens: int | None = 12  # None: the fake's own count of the request
     completion_tokens: int = 7
     send_usage: bool = True
     finish_reason: str | None = None
@@ -80,8 +87,9 @@ class Turn:
 class FakeOpenAIServer:
     """Serves queued turns on 127.0.0.1 from a daemon thread; use it as a context manager."""
 
-    def __init__(self) -> None:
+    def __init__(self, chars_per_token: int = 2) -> None:
         self.requests: list[ReceivedRequest] = []
+        self.chars_per_token = chars_per_token
         self._turns: deque[Turn] = deque()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -130,6 +138,11 @@ class FakeOpenAIServer:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def count_tokens(self, body: dict[str, Any]) -> int:
+        """The fake's tokenizer: what `prompt_tokens=None` reports."""
+        parts = {key: body[key] for key in ("messages", "tools") if key in body}
+        return math.ceil(len(json.dumps(parts)) / self.chars_per_token)
+
     def _next_turn(self, request: ReceivedRequest) -> Turn | None:
         with self._lock:
             self.requests.append(request)
@@ -174,6 +187,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(500, "fake server: no turn queued")
             return
         time.sleep(turn.delay_s)
+        turn = _as_answered(turn, body, self.fake.count_tokens(body))
         model = body.get("model", "")
         if turn.status >= 400:
             self._send_error(turn.status, turn.error_message)
@@ -300,6 +314,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
         self.wfile.flush()
+
+
+def _as_answered(turn: Turn, body: dict[str, Any], counted: int) -> Turn:
+    """The turn as the model plays it for this request: counted prompt, output cut at the limit."""
+    answered = dataclasses.replace(turn, prompt_tokens=counted if turn.prompt_tokens is None else turn.prompt_tokens)
+    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    if isinstance(limit, int) and answered.completion_tokens > limit:
+        answered.completion_tokens = limit
+        answered.finish_reason = "length"
+    return answered
 
 
 def _finish_reason(turn: Turn) -> str:

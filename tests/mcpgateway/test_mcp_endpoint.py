@@ -19,6 +19,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcpgateway.actions.access import do_create_api_key, do_grant
 from mcpgateway.actions.servers import do_save_server
 from mcpgateway.models import AuditEntry
+from orchestrator.actions import do_add_member, do_create_team
+from orchestrator.models import Membership
 from tests.conftest import start_servers
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -39,12 +41,13 @@ async def _session(url: str, token: str, work, mode: str = "auto"):
 
 def test_it_serves_each_key_exactly_its_granted_tools(gateway_runtime, daphne):
     user = get_user_model().objects.create_user("ci")
-    server = do_save_server(1, "echo", transport="stdio", command=sys.executable, args=["-m", "tests.fakes.mcp_echo_server"],
-                            cwd=str(ROOT), operator=True)
+    team, other_team = do_create_team("Acme", user), do_create_team("Other", user)
+    server = do_save_server(team.pk, "echo", transport="stdio", command=sys.executable,
+                            args=["-m", "tests.fakes.mcp_echo_server"], cwd=str(ROOT), operator=True)
     start_servers(gateway_runtime, server)  # discovery fills the catalogue
-    narrow, narrow_token = do_create_api_key(1, "narrow", user)
-    wide, wide_token = do_create_api_key(1, "wide", user)
-    _, other_team_token = do_create_api_key(2, "other", user)
+    narrow, narrow_token = do_create_api_key(team.pk, "narrow", user)
+    wide, wide_token = do_create_api_key(team.pk, "wide", user)
+    _, other_team_token = do_create_api_key(other_team.pk, "other", user)
     do_grant(server, api_key=narrow, tool=server.tools.get(name="echo"))
     do_grant(server, api_key=wide)
 
@@ -77,3 +80,21 @@ def test_it_refuses_requests_without_a_valid_key(daphne):
             urllib.request.urlopen(request, timeout=10)
         assert info.value.code == 401
         assert info.value.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_it_refuses_the_key_of_a_user_who_left_the_team(daphne):
+    owner, leaver = get_user_model().objects.create_user("boss"), get_user_model().objects.create_user("leaver")
+    team = do_create_team("Acme", owner)
+    do_add_member(team, leaver, "builder")
+    _, token = do_create_api_key(team.pk, "mine", leaver)
+
+    async def list_only(client):
+        return [t.name for t in (await client.list_tools()).tools]
+
+    assert asyncio.run(_session(daphne, token, list_only)) == []  # a member: allowed in, no grants yet
+    Membership.objects.filter(user=leaver).delete()
+    request = urllib.request.Request(daphne, data=b"{}", headers={"Content-Type": "application/json",
+                                                                   "Authorization": f"Bearer {token}"})
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=10)
+    assert info.value.code == 401

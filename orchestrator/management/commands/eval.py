@@ -5,6 +5,7 @@
     manage.py eval run <suite> --team demo [--baseline <eval run>] [--fail-under completion=0.9 ...]
                        [--defences '{"detector": "rules"}'] [--json out.json] [--junit out.xml]
     manage.py eval compare <eval run> <baseline eval run>
+    manage.py eval resume [<eval run> ...]         # continue eval runs whose process died (default: all stuck)
     manage.py eval install-injection --team demo
     manage.py eval injection --team demo          # the suite with each defence off and on
 
@@ -42,10 +43,10 @@ DEFENCE_MATRIX: list[tuple[str, dict[str, Any]]] = [
 
 
 class ProgressBar:
-    def __init__(self, out, total: int):
+    def __init__(self, out, total: int, done: int = 0):
         self.out = out
         self.total = total
-        self.done = 0
+        self.done = done
         self.failed = 0
 
     def __call__(self, eval_run: EvalRun, result: EvalResult) -> None:
@@ -81,6 +82,8 @@ class Command(BaseCommand):
         p.add_argument("--label", default="")
         p.add_argument("--json", help="write the results as JSON to this file")
         p.add_argument("--junit", help="write the results as JUnit XML to this file")
+        p = sub.add_parser("resume", help="continue eval runs whose process died (no ids: every stuck one)")
+        p.add_argument("eval_runs", nargs="*", type=int)
         p = sub.add_parser("compare", help="two eval runs side by side")
         p.add_argument("current", type=int)
         p.add_argument("baseline", type=int)
@@ -129,7 +132,10 @@ class Command(BaseCommand):
         bar = ProgressBar(self.stdout, eval_run.case_total)
         self.stdout.write(f"eval run {eval_run.pk}: {suite.name}, {eval_run.case_total} cases"
                           + (f" [{eval_run.label}]" if eval_run.label else ""))
-        return async_to_sync(execute_eval_run)(eval_run.pk, progress=bar)
+        finished = async_to_sync(execute_eval_run)(eval_run.pk, progress=bar)
+        if finished is None:
+            raise CommandError(f"eval run {eval_run.pk} was taken over by another process")
+        return finished
 
     def _run(self, suite: str, team: str, baseline: int | None, fail_under: list[str], defences: str, label: str,
              json: str | None, junit: str | None, **_):
@@ -155,6 +161,27 @@ class Command(BaseCommand):
             for problem in problems:
                 self.stderr.write(f"FAIL: {problem}")
             sys.exit(1)
+
+    def _resume(self, eval_runs: list[int], **_):
+        from orchestrator.evals.resume import held_until, stuck_eval_runs
+
+        ids = eval_runs or list(stuck_eval_runs().values_list("pk", flat=True))
+        if not ids:
+            self.stdout.write("no stuck eval runs")
+            return
+        self._start_tools()
+        for pk in ids:
+            eval_run = EvalRun.objects.filter(pk=pk).first()
+            if eval_run is None:
+                raise CommandError(f"no eval run {pk}")
+            bar = ProgressBar(self.stdout, eval_run.case_total, done=eval_run.case_done)
+            finished = async_to_sync(execute_eval_run)(pk, progress=bar)
+            if finished is None:
+                until = held_until(pk)
+                raise CommandError(f"eval run {pk} is held by a live process until {until:%H:%M:%S} UTC" if until
+                                   else f"eval run {pk} has already {eval_run.status}")
+            self.stdout.write(f"eval run {pk} resumed and {finished.status}")
+            self._print_metrics(finished)
 
     def _compare(self, current: int, baseline: int, **_):
         a, b = EvalRun.objects.filter(pk=current).first(), EvalRun.objects.filter(pk=baseline).first()

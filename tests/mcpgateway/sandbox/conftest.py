@@ -58,13 +58,14 @@ class SandboxCaller:
 
 
 @pytest.fixture
-def make_sandbox(gateway_runtime, docker_client) -> Iterator[Callable[..., SandboxCaller]]:
-    """`make_sandbox(**settings)`: install the sandbox server for team 1 with those settings,
-    grant it to agent `tester`, start it. After the test: the server is stopped, and not one
-    sandbox container may be left."""
+def make_sandbox(gateway_runtime, docker_client, tmp_path) -> Iterator[Callable[..., SandboxCaller]]:
+    """`make_sandbox(**settings)`: install the sandbox server for team 1 with those settings
+    (workspaces saved under the test's own directory), grant it to agent `tester`, start it.
+    After the test: the server is stopped, and not one sandbox container may be left."""
 
     def make(grant: dict[str, Any] | None = None, **overrides: Any) -> SandboxCaller:
-        server = do_install_sandbox(1, **{"pool": 0, "timeout_s": 10, **overrides})
+        defaults = {"pool": 0, "timeout_s": 10, "state_dir": str(tmp_path / "sandbox-state")}
+        server = do_install_sandbox(1, **{**defaults, **overrides})
         do_grant(server, agent="tester", **(grant or {}))
         start_servers(gateway_runtime, server)
         return SandboxCaller(gateway_runtime, server)
