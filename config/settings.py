@@ -237,6 +237,11 @@ AGENTDECK_OUTBOUND_ALLOW = envlist("AGENTDECK_OUTBOUND_ALLOW")
 
 # --- model providers ---------------------------------------------------------------------
 ANTHROPIC_API_KEY = envsecret("ANTHROPIC_API_KEY")
+# Who may use the instance's own provider keys with agents that name no credential: "all" teams
+# (the embedded default), or only the teams an operator "offered" an environment credential to.
+AGENTDECK_INSTANCE_KEYS = envstr("AGENTDECK_INSTANCE_KEYS", "all")
+if AGENTDECK_INSTANCE_KEYS not in ("all", "offered"):
+    raise ImproperlyConfigured(f"AGENTDECK_INSTANCE_KEYS must be all or offered, got {AGENTDECK_INSTANCE_KEYS!r}")
 ANTHROPIC_BASE_URL = envstr("ANTHROPIC_BASE_URL")
 OPENAI_API_KEY = envsecret("OPENAI_API_KEY")
 OPENAI_BASE_URL = envstr("OPENAI_BASE_URL")

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -113,7 +114,9 @@ class RedisLimiter:
     def __init__(self, url: str, fallback: DatabaseLimiter | None = None):
         self.url = url
         self.fallback = fallback or DatabaseLimiter()
-        self._clients: dict[asyncio.AbstractEventLoop, object] = {}
+        # One client per event loop (a client belongs to the loop it was made on); loops that
+        # are gone drop out with their clients (workers and async_to_sync make short-lived loops).
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object] = weakref.WeakKeyDictionary()
         self._down_until = 0.0
 
     def _client(self):

@@ -408,7 +408,22 @@ def _resolved_secrets() -> list[str]:
     return get_runtime().all_redactions()
 
 
+def _allowed_env_values() -> list[str]:
+    """The process environment values servers and templates may read (`env_allow`): known to every
+    process from the database, not only to one whose gateway runtime resolved them."""
+    import os
+
+    from mcpgateway.models import ServerTemplate, ToolServer
+
+    names: set[str] = set()
+    for model in (ToolServer, ServerTemplate):
+        for allow in model.objects.values_list("env_allow", flat=True):
+            names.update(allow or [])
+    return [os.environ[name] for name in sorted(names) if os.environ.get(name)]
+
+
 def register_gateway_sources() -> None:
     register_secret_source("settings", _settings_secrets, needs_db=False)
     register_secret_source("gateway.resolved", _resolved_secrets, needs_db=False)
     register_secret_source("encrypted_columns", _encrypted_columns)
+    register_secret_source("gateway.env_allow", _allowed_env_values)

@@ -61,7 +61,7 @@ def worker_id() -> str:
     """This process, as a lease owner: host, pid and a random part (pids are reused)."""
     global _worker_id
     if _worker_id is None:
-        _worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        _worker_id = f"{host_identity()}:{os.getpid()}:{secrets.token_hex(3)}"
         atexit.register(hand_back_runs)
     return _worker_id
 
@@ -73,15 +73,27 @@ def held_lease(run_id: int) -> str | None:
     return until.isoformat() if until else None
 
 
-def lease_holder_is_dead(holder: str) -> bool:
-    """True when a lease owner (`host:pid:…`) names a process of this host that no longer runs.
+def host_identity() -> str:
+    """This host as lease owners name it: the hostname and the PID namespace, so containers that
+    share a hostname (host networking, a fixed `hostname:`) but not their pids never judge each
+    other's processes."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = 0
+    return f"{socket.gethostname()}@{namespace}"
 
-    Owners on other hosts, and pids that run (possibly reused by another process), count as
-    alive: their leases run out on their own.
+
+def lease_holder_is_dead(holder: str) -> bool:
+    """True when a lease owner (`host@pidns:pid:…`) names a process of this host's PID namespace
+    that no longer runs.
+
+    Owners elsewhere, and pids that run (possibly reused by another process), count as alive:
+    their leases run out on their own.
     """
     host, _, rest = holder.partition(":")
     pid_text = rest.split(":", 1)[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    if host != host_identity() or not pid_text.isdigit():
         return False
     pid = int(pid_text)
     if pid == os.getpid():

@@ -88,7 +88,7 @@ class Agent(models.Model):
         options = {k: v for k, v in (self.options or {}).items() if k not in CREDENTIAL_OPTION_KEYS}
         if self.credential_id:
             options["_credential"] = self.credential_id
-            options["_team"] = self.team_id
+        options["_team"] = self.team_id
         return options
 
 

@@ -142,8 +142,13 @@ def _send(delivery: WebhookDelivery) -> None:
         else:
             fields = {"status": WebhookDelivery.Status.PENDING, "attempts": attempts, "response_status": status,
                       "last_error": error, "next_attempt_at": timezone.now() + backoff(attempts)}
-        WebhookDelivery.objects.filter(pk=delivery.pk).update(**fields)
-    if fields["status"] != WebhookDelivery.Status.DELIVERED:
+        # Only while this sender's lease is the delivery's: one that outlived it (a receiver
+        # trickling its answer) must not overwrite the outcome of the sender that took over.
+        mine = WebhookDelivery.objects.filter(pk=delivery.pk, status=WebhookDelivery.Status.SENDING,
+                                              next_attempt_at=delivery.next_attempt_at).update(**fields)
+    if not mine:
+        log.warning("webhook delivery %s: finished after its send lease; the sender that took it over decides", delivery.pk)
+    elif fields["status"] != WebhookDelivery.Status.DELIVERED:
         log.warning("webhook delivery %s to %s failed (%s), attempt %s", delivery.pk, delivery.webhook.url, error, attempts)
 
 

@@ -25,6 +25,7 @@ from mcpgateway.actions.servers import (
     check_server,
     do_delete_server,
     do_set_secret,
+    secret_name,
 )
 from mcpgateway.authority import check_operator
 from mcpgateway.errors import GatewayError, ParameterError
@@ -186,9 +187,25 @@ def check_parameters(template: ServerTemplate, values: dict[str, Any],
     return plain, secrets
 
 
+def literal_env(template: ServerTemplate) -> dict[str, tuple[str, str]]:
+    """The operator's literal env values (no placeholder, no reference): env key → (secret name, value).
+
+    They may be tokens: each installed server keeps them as its own encrypted secrets and
+    its env shows only `${NAME}`, so team members never see them and they are redacted."""
+    return {key: (secret_name(key), value) for key, value in (template.env or {}).items()
+            if not PLACEHOLDER.search(value) and not REF.search(value)}
+
+
+def store_literal_env(server: ToolServer, template: ServerTemplate) -> None:
+    for name, value in literal_env(template).values():
+        do_set_secret(server, name, value)
+
+
 def render(template: ServerTemplate, plain: dict[str, str], secret_names: set[str]) -> dict[str, Any]:
-    """The server fields for these values: placeholders filled, secret ones as `${NAME}` references."""
+    """The server fields for these values: placeholders filled, secret ones as `${NAME}` references,
+    the operator's literal env values as references to the server's copies of them."""
     kinds = {p.name: p.kind for p in template_parameters(template)}
+    literals = literal_env(template)
 
     def fill(text: str, *, env: bool) -> str | None:
         missing = False
@@ -209,7 +226,8 @@ def render(template: ServerTemplate, plain: dict[str, str], secret_names: set[st
         return None if missing and (env or not result) else result
 
     args = [a for a in (fill(a, env=False) for a in template.args or []) if a is not None]
-    env = {k: v for k, v in ((k, fill(v, env=True)) for k, v in (template.env or {}).items()) if v is not None}
+    env = {k: "${" + literals[k][0] + "}" if k in literals else v
+           for k, v in ((k, fill(v, env=True)) for k, v in (template.env or {}).items()) if v is not None}
     return {"transport": Transport.STDIO, "command": template.command, "args": args, "env": env,
             "cwd": fill(template.cwd or "", env=False) or "", "url": "", "headers": {},
             "caller_context": template.caller_context, "call_timeout_s": template.call_timeout_s,
@@ -242,6 +260,7 @@ def rerender(server: ToolServer, template: ServerTemplate) -> None:
         return
     fields = render(template, plain, stored)
     ToolServer.objects.filter(pk=server.pk).update(parameters=plain, **fields)
+    store_literal_env(server, template)
 
 
 @transaction.atomic
@@ -273,6 +292,7 @@ def do_install_template(team_id: int, template: ServerTemplate, name: str, value
                                        description=description or template.description, **fields)
     for secret, value in secrets.items():
         do_set_secret(server, secret, value)
+    store_literal_env(server, template)
     transaction.on_commit(_servers_changed)
     return server
 
@@ -293,16 +313,23 @@ def do_update_installed(server: ToolServer, values: dict[str, Any], description:
     server.save()
     for secret, value in secrets.items():
         do_set_secret(server, secret, value)
+    store_literal_env(server, template)
     transaction.on_commit(_servers_changed)
     return server
 
 
 @transaction.atomic
-def do_install_builtin(team_id: int, spec: dict[str, Any]) -> ToolServer:
+def do_install_builtin(team_id: int, spec: dict[str, Any], *, overwrite: bool = True) -> ToolServer:
     """Instance-level code (seeding, shipped suites, the sandbox): offer a fixed, parameterless template
     written in code and give the team its server from it, named like the template. A team's existing
     server of that name becomes the template's (its grants are kept)."""
-    template = do_save_template(spec, operator=True)
+    existing = ServerTemplate.objects.filter(name=spec["name"]).first()
+    if existing is not None and not overwrite:
+        # A team-level action (installing a shipped eval suite) never rewrites what an operator
+        # installed for every team: an existing template of that name is used as it is.
+        template = existing
+    else:
+        template = do_save_template(spec, operator=True)
     server = ToolServer.objects.filter(team_id=team_id, name=template.name).first()
     if server is None:
         return do_install_template(team_id, template, template.name, {})

@@ -97,7 +97,7 @@ def install_injection_suite(team: Team, *, use_anthropic: bool | None = None, mo
     server = do_install_builtin(team.pk, {
         "name": "office", "description": "Simulated office for evaluations (documents, mail, web, bank)",
         "command": sys.executable, "args": ["-m", "mcpgateway.builtin.office_tools", "--data", str(INJECTION_SUITE)],
-        "cwd": str(settings.BASE_DIR)})
+        "cwd": str(settings.BASE_DIR)}, overwrite=False)
     use_anthropic = bool(settings.ANTHROPIC_API_KEY) if use_anthropic is None else use_anthropic
     rules = [{"if_contains": c.scripted["if_contains"], "replies": c.scripted["replies"]} for c in spec.cases if c.scripted]
     fields: dict[str, Any] = {

@@ -46,8 +46,9 @@ def move_endpoint_options(apps, schema_editor):
     """Agents whose options name `api_key_env`/`base_url` get an instance credential holding them.
 
     They keep working as before, and an instance operator now sees (and may revoke) each one in
-    the admin. A variable that does not look like a model key (`*_API_KEY`) is not shared with
-    the team: its agent fails with a clear error until an operator shares it on purpose.
+    the admin. Only a model key (`*_API_KEY`) without a base URL is shared with the team; any
+    other variable, and any base URL a team member set, waits for an operator to share it on
+    purpose (its agent fails with a clear error until then).
     """
     Agent = apps.get_model("orchestrator", "Agent")
     ModelCredential = apps.get_model("orchestrator", "ModelCredential")
@@ -60,7 +61,9 @@ def move_endpoint_options(apps, schema_editor):
         credential = ModelCredential.objects.create(
             team=None, name=f"{agent.team.slug}/{agent.name} (migrated)", provider=agent.provider,
             source="env", env_var=str(env_var or ""), base_url=str(base_url or ""))
-        if not env_var or str(env_var).upper().endswith("_API_KEY"):
+        if not base_url and str(env_var).upper().endswith("_API_KEY"):
+            # A model key sent to the provider's own endpoint keeps working. One paired with a
+            # base URL a team member chose is not shared: an operator reviews it first.
             credential.shared_with.add(agent.team)
         agent.options = options
         agent.credential = credential

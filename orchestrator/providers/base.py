@@ -93,8 +93,25 @@ async def resolve_endpoint(provider: str, options: EndpointOptions, raw: Mapping
         key, base_url = await sync_to_async(_credential_endpoint)(provider, credential_id, raw.get("_team"),
                                                                   key_setting)
         return Endpoint(key, base_url or setting(url_setting), guarded=bool(base_url))
+    if not options.api_key_env and setting("AGENTDECK_INSTANCE_KEYS") == "offered" and setting(key_setting):
+        from asgiref.sync import sync_to_async
+
+        if not await sync_to_async(_instance_key_offered)(provider, raw.get("_team")):
+            raise ProviderError(f"this team has no {provider} key: add a model credential, or ask an instance "
+                                "operator to offer the instance's key to the team", retryable=False)
     return Endpoint(resolve_api_key(options, setting(key_setting)), options.base_url or setting(url_setting),
                     guarded=bool(options.base_url))
+
+
+def _instance_key_offered(provider: str, team_id: int | None) -> bool:
+    """With `AGENTDECK_INSTANCE_KEYS=offered`: may this team's agents without a credential use the
+    instance's key? Only when an operator shared an environment credential of that provider with it."""
+    from orchestrator.models import ModelCredential
+
+    if team_id is None:
+        return False
+    return ModelCredential.usable_by(team_id).filter(provider=provider, source=ModelCredential.Source.ENV,
+                                                    team__isnull=True).exists()
 
 
 def _credential_endpoint(provider: str, credential_id: int, team_id: int | None,

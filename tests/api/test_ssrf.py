@@ -14,7 +14,7 @@ from mcpgateway.models import ToolServer
 from orchestrator.models import Agent, ModelCredential, Webhook, WebhookDelivery
 from orchestrator.webhooks import deliver_due, do_create_webhook, enqueue
 from tests.conftest import pipeline
-from tests.mcpgateway.test_outbound import CountingListener
+from tests.fakes.counting_listener import CountingListener
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

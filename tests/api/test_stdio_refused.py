@@ -4,9 +4,7 @@ an instance operator can."""
 from __future__ import annotations
 
 import json
-import socket
 import sys
-import threading
 import time
 
 import pytest
@@ -18,6 +16,7 @@ from mcpgateway.actions.access import do_create_api_key
 from mcpgateway.actions.sandbox import do_install_sandbox
 from mcpgateway.models import ServerSecret, ToolServer
 from orchestrator.actions import do_add_member
+from tests.fakes.counting_listener import CountingListener
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = str(settings.BASE_DIR)
@@ -100,35 +99,6 @@ def test_it_refuses_replacing_the_sandbox_with_a_remote_server(api, keys):
                             {"name": "sandbox", "transport": "http", "url": "https://mcp.example.com/mcp"})
     assert status == 403 and body["error"]["field"] == "name"
     assert ToolServer.objects.get(team_id=keys["team"].pk, name="sandbox").transport == "stdio"
-
-
-class CountingListener:
-    """A loopback TCP listener that counts the connections it receives."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self.sock.close()
 
 
 @pytest.fixture

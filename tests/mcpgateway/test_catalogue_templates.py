@@ -144,3 +144,15 @@ def test_it_keeps_a_template_that_servers_use(files):
     assert exc.value.status == 409
     do_delete_template(files, operator=True, force=True)
     assert not ToolServer.objects.exists() and not ServerTemplate.objects.exists()
+
+
+def test_it_keeps_an_operators_literal_env_value_as_each_servers_secret(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    template = do_save_template({**FILES, "env": {**FILES["env"], "LICENSE_KEY": "lic-Operator-7f3a9"}}, operator=True)
+    server = install(template)
+
+    assert server.env["LICENSE_KEY"] == "${LICENSE_KEY}"  # what team members see
+    assert ServerSecret.objects.get(server=server, name="LICENSE_KEY").value == "lic-Operator-7f3a9"
+    assert "lic-Operator" not in ServerSecret.objects.get(server=server, name="LICENSE_KEY").value_encrypted
+    config, sensitive = resolve_config(server)
+    assert config.env["LICENSE_KEY"] == "lic-Operator-7f3a9" and "lic-Operator-7f3a9" in sensitive

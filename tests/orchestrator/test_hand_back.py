@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from orchestrator.execution import lease_holder_is_dead
+from orchestrator.execution import host_identity, lease_holder_is_dead
 from orchestrator.models import Run, RunEvent, StepRun
 from tests.conftest import pipeline, scripted, start
 from tests.orchestrator.test_celery import _submit, _wait, _worker_env, broker  # noqa: F401 - fixture
@@ -66,10 +66,13 @@ def test_it_knows_a_dead_holder_on_this_host():
     proc.wait()
     import socket
 
-    assert lease_holder_is_dead(f"{socket.gethostname()}:{proc.pid}:abc:12")
-    assert not lease_holder_is_dead(f"{socket.gethostname()}:{os.getppid()}:abc:12")
-    assert not lease_holder_is_dead(f"other-host:{proc.pid}:abc:12")
-    assert not lease_holder_is_dead(f"{socket.gethostname()}:{os.getpid()}:abc:12")
+    here = host_identity()
+    assert lease_holder_is_dead(f"{here}:{proc.pid}:abc:12")
+    assert not lease_holder_is_dead(f"{here}:{os.getppid()}:abc:12")
+    assert not lease_holder_is_dead(f"other-host@1:{proc.pid}:abc:12")
+    assert not lease_holder_is_dead(f"{here}:{os.getpid()}:abc:12")
+    # Same hostname, another PID namespace (a container sharing the host's name): not ours to judge.
+    assert not lease_holder_is_dead(f"{socket.gethostname()}@1:{proc.pid}:abc:12")
 
 
 def test_it_resumes_at_once_after_a_cold_shutdown(team, broker, tmp_path):  # noqa: F811

@@ -181,10 +181,32 @@ def test_it_moves_endpoint_options_into_instance_credentials_when_migrating(keys
                                  options={"api_key_env": "OPENAI_API_KEY", "base_url": "https://llm.example/v1"})
     odd = Agent.objects.create(team=keys["team"], name="odd", provider="openai", model="m",
                                options={"api_key_env": "METRICS_TOKEN"})
+    plain = Agent.objects.create(team=keys["team"], name="plain", provider="openai", model="m",
+                                 options={"api_key_env": "OPENAI_API_KEY"})
     migration.move_endpoint_options(apps, None)
-    keyed.refresh_from_db()
-    odd.refresh_from_db()
+    for agent in (keyed, odd, plain):
+        agent.refresh_from_db()
     assert keyed.options == {} and keyed.credential.env_var == "OPENAI_API_KEY"
     assert keyed.credential.base_url == "https://llm.example/v1" and keyed.credential.team is None
-    assert list(keyed.credential.shared_with.all()) == [keys["team"]]
+    # The instance key never follows a base URL a team member chose until an operator agrees.
+    assert list(keyed.credential.shared_with.all()) == []
     assert list(odd.credential.shared_with.all()) == []  # an operator decides whether to share it
+    assert list(plain.credential.shared_with.all()) == [keys["team"]]
+
+
+def test_it_keeps_the_instance_key_for_offered_teams_when_the_operator_says_so(keys, fake, settings):
+    settings.AGENTDECK_INSTANCE_KEYS = "offered"
+    settings.OPENAI_API_KEY = "sk-instance-default-9"
+    settings.OPENAI_BASE_URL = fake.base_url
+    Agent.objects.create(team=keys["team"], name="asker", provider="openai", model="test-model")
+
+    refused = _run(keys["team"])
+    step = refused.steps.get(key="ask")
+    assert step.status in ("failed", "waiting_review") and "no openai key" in step.error
+    assert fake.requests == []
+
+    do_offer_instance_credential(True, {"name": "company key", "provider": "openai"}, [keys["team"]])
+    fake.push(text="hi")
+    allowed = execute(start(refused.pipeline_version.pipeline))
+    assert allowed.status == "succeeded", allowed.error
+    assert fake.requests[0].headers["authorization"] == "Bearer sk-instance-default-9"
