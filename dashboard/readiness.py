@@ -12,8 +12,9 @@ attacker what to aim at, so only staff or a monitoring token (`METRICS_TOKEN`) s
 from __future__ import annotations
 
 import hmac
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from django.conf import settings
@@ -93,15 +94,27 @@ def _workers() -> dict[str, Any]:
 PROBES: dict[str, Callable[[], dict[str, Any]]] = {"database": _database, "redis": _redis, "workers": _workers}
 
 
+_in_flight: dict[Callable[[], dict[str, Any]], Future[dict[str, Any]]] = {}
+_in_flight_lock = threading.Lock()
+
+
 def readiness() -> dict[str, dict[str, Any]]:
-    """Every probe's answer, or a timeout for those that did not answer within the deadline."""
-    futures = {name: _probes.submit(probe) for name, probe in PROBES.items()}
+    """Every probe's answer, or a timeout for those that did not answer within the deadline.
+
+    A probe still running from an earlier request is waited on again rather than started twice,
+    so a hung dependency holds one thread per probe, never the whole pool."""
+    futures: dict[str, Future[dict[str, Any]]] = {}
+    with _in_flight_lock:
+        for name, probe in PROBES.items():
+            future = _in_flight.get(probe)
+            if future is None or future.done():
+                future = _in_flight[probe] = _probes.submit(probe)
+            futures[name] = future
     wait(futures.values(), timeout=READINESS_TIMEOUT_S)
     report: dict[str, dict[str, Any]] = {}
     for name, future in futures.items():
         if future.done():
             report[name] = future.result()
         else:
-            future.cancel()
             report[name] = {"ok": False, "error": f"no answer within {READINESS_TIMEOUT_S} s"}
     return report

@@ -29,6 +29,9 @@ from orchestrator.models import ModelPrice
 from orchestrator.providers import DeltaCallback, get_provider
 from orchestrator.providers.base import estimate_input_tokens
 
+# How often a call looks for room again when concurrent calls took what it saw.
+RESERVE_ATTEMPTS = 3
+
 
 class ModelDoor:
     """One run's door. Totals start from what the run already spent (on resume)."""
@@ -71,17 +74,9 @@ class ModelDoor:
         self._fit_run_budget(request, counted, price)
         reservation = None
         if team_budgets:
-            room = await run_write(budgets.remaining, team_budgets)
-            tokens, usd = room["tokens"], room["usd"]
-            if tokens is not None:
-                _shrink(request, counted, tokens[0], None, price, f"the {tokens[1].label}")
-            if usd is not None:
-                _shrink(request, counted, None, Decimal(usd[0]) / MICRO, price, f"the {usd[1].label}")
             if self.run_id is None:
                 raise ProviderError("team budgets apply only to calls made for a run", retryable=False)
-            reservation = await run_write(partial(
-                budgets.reserve, team_budgets, counted + request.max_tokens,
-                _micro(_price(price, counted, request.max_tokens)), run_id=self.run_id, lease_owner=self.lease_owner))
+            reservation = await self._reserve(team_budgets, request, counted, price)
         held_tokens = counted + request.max_tokens
         held_cost = _price(price, counted, request.max_tokens)
         self._held_tokens += held_tokens
@@ -102,6 +97,26 @@ class ModelDoor:
         self.used_tokens += response.usage.total
         self.used_cost += cost
         return ModelCallResult(response, cost.quantize(Decimal("0.000001")), receipt)
+
+    async def _reserve(self, team_budgets: list[Budget], request: ModelRequest, counted: int,
+                       price: ModelPrice | None) -> budgets.Reservation:
+        """Shrink the call to the room left and reserve it. A concurrent call may take that room
+        first: then look again and shrink further, so a call pauses only when nothing fits."""
+        for attempt in range(RESERVE_ATTEMPTS):
+            room = await run_write(budgets.remaining, team_budgets)
+            tokens, usd = room["tokens"], room["usd"]
+            if tokens is not None:
+                _shrink(request, counted, tokens[0], None, price, f"the {tokens[1].label}")
+            if usd is not None:
+                _shrink(request, counted, None, Decimal(usd[0]) / MICRO, price, f"the {usd[1].label}")
+            try:
+                return await run_write(partial(
+                    budgets.reserve, team_budgets, counted + request.max_tokens,
+                    _micro(_price(price, counted, request.max_tokens)), run_id=self.run_id, lease_owner=self.lease_owner))
+            except BudgetExceeded:
+                if attempt == RESERVE_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def _fit_run_budget(self, request: ModelRequest, input_tokens: int, price: ModelPrice | None) -> None:
         tokens = None if self.limits.max_tokens is None else self.limits.max_tokens - self.used_tokens - self._held_tokens

@@ -129,3 +129,25 @@ def test_it_reports_a_probe_that_does_not_answer_as_timed_out(client, monkeypatc
     status, body, took = _timed_readyz(client)
     assert status == 503 and body["workers"] == {"ok": False, "error": f"no answer within {readiness.READINESS_TIMEOUT_S} s"}
     assert took < 1.0
+
+
+def test_it_waits_on_a_hung_probe_instead_of_starting_it_again(client, monkeypatch):
+    import threading
+
+    from dashboard import readiness
+
+    started, release = [], threading.Event()
+
+    def hung() -> dict:
+        started.append(1)
+        release.wait(10)
+        return {"ok": True}
+
+    monkeypatch.setitem(readiness.PROBES, "workers", hung)
+    try:
+        for _ in range(8):  # more requests than the probe pool has threads
+            status, _, took = _timed_readyz(client)
+            assert status == 503 and took < 1.0
+        assert len(started) == 1, "one thread per hung probe, whatever the number of requests"
+    finally:
+        release.set()
