@@ -22,10 +22,14 @@ log = logging.getLogger(__name__)
 
 
 def publish(run_id: int) -> None:
-    """Queue the run's task; raises when the broker cannot take it within the retry policy."""
-    from orchestrator.tasks import execute_run_task
+    """Queue the run's task; raises when the broker cannot take it within the retry policy.
 
-    execute_run_task.apply_async((run_id,), retry=True, retry_policy=settings.CELERY_TASK_PUBLISH_RETRY_POLICY)
+    Sent through the project's Celery app by name, never through whichever app happens to be
+    "current" in this process (a client library may have made its own current)."""
+    from config.celery import app
+
+    app.send_task("orchestrator.tasks.execute_run_task", args=(run_id,), retry=True,
+                  retry_policy=settings.CELERY_TASK_PUBLISH_RETRY_POLICY)
 
 
 class Redispatcher:

@@ -28,7 +28,7 @@ def broker():
         redis.Redis.from_url(BROKER, socket_connect_timeout=1).flushdb()
     except redis.exceptions.ConnectionError:
         pytest.skip(f"no Redis at {BROKER}: the Celery tests need a broker")
-    sender = Celery("agentdeck-budget-test-sender", broker=BROKER)
+    sender = Celery("agentdeck-budget-test-sender", broker=BROKER, set_as_current=False)
     yield sender
     sender.close()
 

@@ -73,7 +73,7 @@ def broker():
     _redis_or_skip()
     from celery import Celery
 
-    sender = Celery("agentdeck-test-sender", broker=BROKER)
+    sender = Celery("agentdeck-test-sender", broker=BROKER, set_as_current=False)
     yield sender
     sender.close()
 

@@ -96,7 +96,8 @@ def test_it_resumes_at_once_after_a_cold_shutdown(team, broker, tmp_path):  # no
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
     assert RunEvent.objects.filter(run=run, type="run.resumed").count() == 1
-    assert took < 5, f"resumed {took:.1f}s after the cold shutdown"
+    # Without the take-over it would wait for the 120 s lease; quiet, it takes 2-4 s (CI under load: up to ~5 s).
+    assert took < 10, f"resumed {took:.1f}s after the cold shutdown"
 
 
 def test_it_resumes_at_once_after_a_prefork_child_is_killed(team, broker, tmp_path):  # noqa: F811
@@ -116,4 +117,4 @@ def test_it_resumes_at_once_after_a_prefork_child_is_killed(team, broker, tmp_pa
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
     assert RunEvent.objects.filter(run=run, type="run.resumed").count() == 1
-    assert took < 5, f"resumed {took:.1f}s after the child was killed"
+    assert took < 10, f"resumed {took:.1f}s after the child was killed (the lease is 120 s)"

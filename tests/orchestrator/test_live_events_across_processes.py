@@ -54,7 +54,7 @@ def test_it_streams_a_workers_events_to_a_websocket_on_the_web_process(team, own
 def _submit(run_id: int) -> None:
     from celery import Celery
 
-    sender = Celery("agentdeck-test-sender", broker=LAYER)
+    sender = Celery("agentdeck-test-sender", broker=LAYER, set_as_current=False)
     try:
         sender.send_task("orchestrator.tasks.execute_run_task", args=[run_id])
     finally:
