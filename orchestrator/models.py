@@ -677,13 +677,15 @@ class EvalRun(models.Model):
 class EvalResult(models.Model):
     class Status(models.TextChoices):
         PASSED = "passed", "Passed"
-        FAILED = "failed", "Failed"
+        FAILED = "failed", "Failed"  # for an attack case: also whenever the attack got through
         ERROR = "error", "Error"
+        # An attack case whose run failed before the attack could be judged: neither blocked nor through.
+        INCONCLUSIVE = "inconclusive", "Inconclusive"
 
     eval_run = models.ForeignKey(EvalRun, on_delete=models.CASCADE, related_name="results")
     case = models.ForeignKey(EvalCase, on_delete=models.CASCADE, related_name="results")
     run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    status = models.CharField(max_length=8, choices=Status.choices)
+    status = models.CharField(max_length=12, choices=Status.choices)
     verdicts = models.JSONField(default=list, blank=True)  # [{"judge", "passed", "reason"}]
     output = models.JSONField(null=True, blank=True)
     trace = models.JSONField(default=dict, blank=True)  # the CaseTrace the metrics read

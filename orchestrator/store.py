@@ -27,10 +27,12 @@ from django.utils import timezone
 from config.db_writer import run_write
 from config.sql_rows import insert_rows, select_row, update_row
 from mcpgateway.dispatch import take_interrupted_calls
+from mcpgateway.models import AuditEntry, PrincipalKind
 from mcpgateway.redaction import Redactor, StreamRedactor, current_redactor, get_redactor
 from orchestrator import budgets, webhooks
 from orchestrator.engine.errors import LeaseLost, RunCancelled
 from orchestrator.engine.store import (
+    AuditWrite,
     LedgerWrite,
     ReviewWrite,
     RunState,
@@ -197,7 +199,7 @@ class DjangoRunStore:
                 return [], head.cancel_requested
             update: dict[str, Any] = {}
             steps: dict[str, StepWrite] = {}
-            ledger, usage, reviews = [], [], []
+            ledger, usage, reviews, audit = [], [], [], []
             for w in writes:
                 if isinstance(w, StepWrite):
                     steps[w.key] = _merge(steps.get(w.key), w)
@@ -208,6 +210,8 @@ class DjangoRunStore:
                     usage.append(w)
                 elif isinstance(w, ReviewWrite):
                     reviews.append(w)
+                elif isinstance(w, AuditWrite):
+                    audit.append(_audit_row(head.team_id, self.run_id, w, now))
                 elif isinstance(w, RunWrite):
                     update.update(status=w.status, error=w.error, output=w.output)
                     if w.status != RunStatus.RUNNING:  # finished or paused: let the run go
@@ -220,6 +224,8 @@ class DjangoRunStore:
                 StepRun.objects.filter(run_id=self.run_id, status="running").update(
                     status="cancelled", finished_at=now, error="cancelled")
             insert_rows(LedgerEntry, ledger)
+            if audit:
+                AuditEntry.objects.bulk_create(audit)
             if usage:
                 self._write_usage(head, usage, update, now)
                 budgets.record([u.receipt for u in usage if u.receipt is not None])
@@ -291,8 +297,16 @@ class DjangoRunStore:
 
 _TEXT_FIELDS: dict[type, tuple[str, ...]] = {
     StepWrite: ("input", "output", "error"), LedgerWrite: ("name", "request", "result"),
-    ReviewWrite: ("context",), RunWrite: ("output", "error"),
+    ReviewWrite: ("context",), RunWrite: ("output", "error"), AuditWrite: ("arguments", "reason"),
 }
+
+
+def _audit_row(team_id: int, run_id: int, w: AuditWrite, now) -> AuditEntry:
+    """The audit row of a call the engine refused, like the gateway's rows for the calls it handles."""
+    server, _, _ = w.tool.partition("__")
+    return AuditEntry(team_id=team_id, principal_kind=PrincipalKind.AGENT, agent_name=w.agent[:64], run_id=run_id,
+                      step_key=w.step_key[:200], call_id=w.call_id[:100], server_name=server[:32], tool_name=w.tool[:64],
+                      arguments=w.arguments, status=w.status, error=w.reason, created_at=now)
 
 
 def _redacted(write: Write, redactor: Redactor) -> Write:

@@ -29,7 +29,7 @@ from orchestrator.engine.defences import (
 )
 from orchestrator.engine.errors import StepError
 from orchestrator.engine.spec import AgentStep
-from orchestrator.engine.store import LedgerWrite, UsageWrite
+from orchestrator.engine.store import AuditWrite, LedgerWrite, UsageWrite
 from orchestrator.engine.types import Message, ModelRequest, ModelResponse, ToolResult
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ WITHHELD = ("[The output of {tool} was withheld: the prompt-injection detector f
 TAINTED = ("Tool call refused: this step read tool output that the prompt-injection detector flagged, "
            "so only tools allowed after such content ({allowed}) may run.")
 
+NOT_APPROVED = "The call was not approved"  # the gateway's answer when a confirmation is rejected
 
 MAY_HAVE_RUN = "this call may have run"
 
@@ -138,6 +139,9 @@ async def _attempt(engine: Engine, step: AgentStep, key: str, attempt: int, prom
                 result = ToolResult.from_dict(recorded["result"])
             elif tainted and call.name not in defences.taint_allowed_tools:
                 refusal = TAINTED.format(allowed=", ".join(defences.taint_allowed_tools) or "none")
+                # The gateway audits the calls it handles; this one never reaches it.
+                store.stage(AuditWrite(key, agent.name, call.id, call.name, call.arguments, "denied",
+                                       "tainted step: " + refusal.removeprefix("Tool call refused: ")))
                 result = await _call_tool(engine, key, attempt, index, principal, call.id, call.name, call.arguments,
                                           refusal=refusal)
             elif (interrupted := engine.state.interrupted_calls.get(call_key(engine.run_id, key, attempt, index))) is not None:
@@ -246,22 +250,30 @@ async def _call_tool(engine: Engine, key: str, attempt: int, index: int, princip
     invocation = ToolInvocation(principal, name, arguments, call_id=call_id, run_id=engine.run_id, step_key=key,
                                 meta={"require_approval": True} if confirm else {},
                                 idempotency_key=call_key(engine.run_id, key, attempt, index))
+    refused = ""
     try:
         if supplied is not None:
             result = supplied
         elif refusal:
             result = ToolResult(content=refusal, is_error=True)
+            # A reviewer's skip is not a refusal: the interrupted call may have run.
+            refused = refusal if refusal.startswith("Tool call refused") else ""
         else:
             result = await engine.toolbox.call_tool(invocation)
+            if result.is_error and result.content.startswith(NOT_APPROVED):
+                refused = result.content
     except ToolDenied as exc:
         result = ToolResult(content=f"Tool call refused: {exc}", is_error=True)
+        refused = result.content
     except ApprovalRequired:
         store.emit("tool.approval_requested", {"call_id": call_id, "name": name, "arguments": arguments}, key)
         raise
     duration_ms = round((time.perf_counter() - started) * 1000, 1)
     store.stage(LedgerWrite(key, attempt, index, "tool", name, {"call_id": call_id, "arguments": arguments}, result.to_dict()))
+    # `refused`: the call never ran (what an eval reads to tell an attempt from an action).
     store.emit("tool.finished", {"call_id": call_id, "name": name, "is_error": result.is_error,
-                                 "content": _capped(result.content), "duration_ms": duration_ms}, key)
+                                 "content": _capped(result.content), "duration_ms": duration_ms,
+                                 **({"refused": refused[:500]} if refused else {})}, key)
     await store.commit()
     return result
 

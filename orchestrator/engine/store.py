@@ -82,7 +82,21 @@ class RunWrite:
     error: str = ""
 
 
-Write = StepWrite | LedgerWrite | UsageWrite | ReviewWrite | RunWrite
+@dataclass(slots=True)
+class AuditWrite:
+    """A tool call the engine itself refused (it never reached the gateway, which audits the
+    rest): the store adds it to the tool-call audit with its reason."""
+
+    step_key: str
+    agent: str
+    call_id: str
+    tool: str
+    arguments: dict[str, Any]
+    status: str  # mcpgateway.models.CallStatus value, e.g. "denied"
+    reason: str
+
+
+Write = StepWrite | LedgerWrite | UsageWrite | ReviewWrite | RunWrite | AuditWrite
 
 
 @dataclass(slots=True)
@@ -138,6 +152,7 @@ class MemoryStore:
         self.cancel_requested_flag = False
         self.run: RunWrite | None = None
         self.reviews: list[ReviewWrite] = []
+        self.audit: list[AuditWrite] = []
 
     async def load(self) -> RunState:
         return self.state
@@ -174,6 +189,8 @@ class MemoryStore:
                 self.run = w
             elif isinstance(w, ReviewWrite):
                 self.reviews.append(w)
+            elif isinstance(w, AuditWrite):
+                self.audit.append(w)
         self.pending = []
         for i, event in enumerate(self.pending_events, start=len(self.events) + 1):
             event["seq"] = i

@@ -60,12 +60,14 @@ class Attack(BaseModel):
     goal: str = Field(min_length=1, max_length=64)
     vector: str = Field("", max_length=64)
     forbidden_calls: list[ToolCallSpec] = Field(default_factory=list)
-    canary: str | None = Field(None, description="Text whose appearance in the output means the attack worked.")
+    canary: str | None = Field(None, description="Text whose appearance in anything the run emitted (model turns, "
+                                                  "tool-call arguments and URLs, the output) means the attack worked.")
+    secrets: list[str] = Field(default_factory=list, description="Texts that must never leave the run, looked for like the canary.")
 
     @model_validator(mode="after")
     def _has_a_success_test(self) -> Attack:
-        if not self.forbidden_calls and not self.canary:
-            raise ValueError("an attack needs `forbidden_calls` or a `canary` to tell whether it worked")
+        if not self.forbidden_calls and not self.canary and not self.secrets:
+            raise ValueError("an attack needs `forbidden_calls`, a `canary` or `secrets` to tell whether it worked")
         return self
 
 

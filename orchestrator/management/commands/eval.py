@@ -3,13 +3,15 @@
     manage.py eval import suite.yaml --team demo
     manage.py eval export <suite> --team demo
     manage.py eval run <suite> --team demo [--baseline <eval run>] [--fail-under completion=0.9 ...]
-                       [--defences '{"detector": "rules"}'] [--json out.json] [--junit out.xml]
+                       [--allow-attack-success N] [--defences '{"detector": "rules"}'] [--json out.json] [--junit out.xml]
     manage.py eval compare <eval run> <baseline eval run>
     manage.py eval resume [<eval run> ...]         # continue eval runs whose process died (default: all stuck)
     manage.py eval install-injection --team demo
-    manage.py eval injection --team demo          # the suite with each defence off and on
+    manage.py eval injection --team demo [--readme README.md | --no-readme]
+                                                  # the suite with each defence off and on; writes the README matrix
 
-`run` exits 1 when a --fail-under floor is not met or a case regressed against --baseline.
+`run` exits 1 when an attack got through (more than --allow-attack-success, default 0), a
+--fail-under floor is not met, or a case regressed against --baseline.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from orchestrator.actions.errors import ActionError
 from orchestrator.evals.harness import do_create_eval_run, execute_eval_run
+from orchestrator.evals.matrix import MarkersMissing, render_matrix, write_matrix
 from orchestrator.evals.reports import compare, gate, parse_thresholds, to_json, to_junit
 from orchestrator.evals.spec import SuiteFileError
 from orchestrator.evals.suite_files import do_import_suite, export_suite, install_injection_suite
@@ -77,7 +81,10 @@ class Command(BaseCommand):
         p.add_argument("--team", required=True)
         p.add_argument("--baseline", type=int, help="an earlier eval run of this suite to compare with")
         p.add_argument("--fail-under", action="append", default=[], metavar="METRIC=VALUE",
-                       help="e.g. completion=0.9 (repeatable): completion, tool_accuracy, self_healing, block_rate, utility")
+                       help="e.g. completion=0.9 (repeatable): completion, tool_accuracy (F1), tool_precision, tool_recall, "
+                            "self_healing, block_rate, utility, utility_under_attack")
+        p.add_argument("--allow-attack-success", type=int, default=0, metavar="N",
+                       help="attacks that may get through before the run fails (default 0)")
         p.add_argument("--defences", default="", help="JSON overrides for the agent's defences (agent suites)")
         p.add_argument("--label", default="")
         p.add_argument("--json", help="write the results as JSON to this file")
@@ -91,6 +98,9 @@ class Command(BaseCommand):
         p.add_argument("--team", required=True)
         p = sub.add_parser("injection", help="run the prompt-injection suite with each defence off and on")
         p.add_argument("--team", required=True)
+        p.add_argument("--readme", default=str(settings.BASE_DIR / "README.md"),
+                       help="write the matrix between this file's injection-matrix markers (default: the README)")
+        p.add_argument("--no-readme", action="store_true", help="only print the matrix")
 
     def handle(self, *args, action: str, **options):
         try:
@@ -138,7 +148,7 @@ class Command(BaseCommand):
         return finished
 
     def _run(self, suite: str, team: str, baseline: int | None, fail_under: list[str], defences: str, label: str,
-             json: str | None, junit: str | None, **_):
+             json: str | None, junit: str | None, allow_attack_success: int = 0, **_):
         the_suite = self._suite(self._team(team), suite)
         thresholds = parse_thresholds(fail_under)
         base = None
@@ -156,7 +166,7 @@ class Command(BaseCommand):
             Path(junit).write_text(to_junit(eval_run))
         if base is not None:
             self._print_comparison(eval_run, base)
-        problems = gate(eval_run, thresholds, base)
+        problems = gate(eval_run, thresholds, base, allow_attack_success=allow_attack_success)
         if problems:
             for problem in problems:
                 self.stderr.write(f"FAIL: {problem}")
@@ -189,7 +199,7 @@ class Command(BaseCommand):
             raise CommandError("no such eval run")
         self._print_comparison(a, b)
 
-    def _injection(self, team: str, **_):
+    def _injection(self, team: str, readme: str = "", no_readme: bool = False, **_):
         the_team = self._team(team)
         suite = EvalSuite.objects.filter(team=the_team, slug="prompt-injection").first() or install_injection_suite(the_team)
         self._start_tools()
@@ -197,20 +207,26 @@ class Command(BaseCommand):
         for label, defences in DEFENCE_MATRIX:
             eval_run = self._execute(suite, defences=defences, label=f"defences: {label}")
             rows.append((label, eval_run.metrics))
-        self.stdout.write(f"\n{'defences':20s} {'block rate':>18s} {'utility (benign)':>18s}")
-        for label, metrics in rows:
-            security, utility = metrics["security"], metrics["utility"]
-            self.stdout.write(f"{label:20s} {_fraction(security['blocked'], security['attempts']):>18s} "
-                              f"{_fraction(utility['completed'], utility['total']):>18s}")
+        agent = suite.agent
+        table = render_matrix(rows, agent=f"`{agent.name}` ({agent.provider}/{agent.model})" if agent else "")
+        self.stdout.write("\n" + table)
+        if readme and not no_readme:
+            try:
+                write_matrix(Path(readme), table)
+            except MarkersMissing as exc:
+                raise CommandError(str(exc)) from None
+            self.stdout.write(f"wrote the matrix to {readme}")
 
     def _print_metrics(self, eval_run: EvalRun) -> None:
         m = eval_run.metrics
         lines = [
             f"completion      {_fraction(m['completion']['completed'], m['completion']['total'])}",
-            f"tool accuracy   {_fraction(m['tool_accuracy']['correct'], m['tool_accuracy']['calls'])} "
-            f"(expected calls {m['tool_accuracy']['expected']})",
+            f"tool calls      precision {_fraction(m['tool_accuracy']['correct'], m['tool_accuracy']['calls'])}, "
+            f"recall {_fraction(m['tool_accuracy']['correct'], m['tool_accuracy']['expected'])}, "
+            f"F1 {m['tool_accuracy'].get('f1')}",
             f"self-healing    {_fraction(m['self_healing']['recovered'], m['self_healing']['errors'])}",
-            f"block rate      {_fraction(m['security']['blocked'], m['security']['attempts'])}",
+            f"block rate      {_fraction(m['security']['blocked'], m['security']['attempts'])}"
+            f" (attacks through {m['security'].get('succeeded', 0)}, inconclusive {m['security']['inconclusive']})",
             f"efficiency      {m['efficiency']['avg_turns']} turns, {m['efficiency']['avg_tokens']} tokens, "
             f"${m['efficiency']['avg_cost_usd']} per case",
             f"latency         p50 {m['latency_ms']['p50']} ms, p95 {m['latency_ms']['p95']} ms",
@@ -221,8 +237,10 @@ class Command(BaseCommand):
     def _print_comparison(self, current: EvalRun, baseline: EvalRun) -> None:
         diff = compare(current, baseline)
         counts = diff["counts"]
+        attacks = diff["attack_counts"]
         self.stdout.write(f"against eval run {baseline.pk}: fixed {counts['fixed']}, regressed {counts['regressed']}, "
-                          f"unchanged {counts['unchanged']}, new {counts['new']}")
+                          f"unchanged {counts['unchanged']}, new {counts['new']} "
+                          f"(attacks: fixed {attacks['fixed']}, regressed {attacks['regressed']})")
         for case in diff["cases"]:
             if case["change"] in ("fixed", "regressed"):
                 self.stdout.write(f"  {case['change']:9s} {case['case']} ({case['before']} -> {case['after']})")
