@@ -66,7 +66,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/agentdeck
 test-postgres: install
 	@if $(BIN)/python -c "import psycopg; psycopg.connect('$(PG_URL)'.rsplit('/', 1)[0] + '/postgres', connect_timeout=3).close()" 2>/dev/null; then \
 		DATABASE_URL=$(PG_URL) $(BIN)/pytest -q -m "not slow" tests/orchestrator tests/mcpgateway tests/api && \
-		DATABASE_URL=$(PG_URL) $(BIN)/pytest -q tests/orchestrator/test_celery.py tests/orchestrator/test_live_events_across_processes.py tests/orchestrator/test_resume.py tests/orchestrator/test_redis_outage.py tests/test_connection_budget.py; \
+		DATABASE_URL=$(PG_URL) $(BIN)/pytest -q tests/orchestrator/test_celery.py tests/orchestrator/test_live_events_across_processes.py tests/orchestrator/test_resume.py tests/orchestrator/test_redis_outage.py tests/orchestrator/test_worker_pool.py tests/test_connection_budget.py; \
 	else \
 		echo "SKIPPED the PostgreSQL pass: no server at $(PG_URL)"; \
 	fi
@@ -76,10 +76,14 @@ test-fast: install npm-peers
 	$(BIN)/pytest -q -m "not slow and not docker"
 
 bench: install npm-peers
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python tests/bench/bench_engine.py
 	$(BIN)/python tests/bench/bench_gateway.py 2>/dev/null
+	$(BIN)/python tests/bench/bench_live_latency.py
 	$(BIN)/python tests/bench/bench_runs_list.py
+	$(BIN)/python tests/bench/bench_observability.py
 	$(BIN)/python tests/bench/bench_celery.py
+	$(BIN)/python tests/bench/bench_worker_pool.py
 	$(BIN)/python tests/bench/bench_memory.py
 	env -u OTEL_EXPORTER_OTLP_ENDPOINT $(BIN)/python tests/bench/bench_tracing.py
 	$(MAKE) --no-print-directory sandbox-engine

@@ -23,7 +23,7 @@ from mcpgateway.runtime import start_gateway  # noqa: E402
 from orchestrator.api_auth import authenticate_mcp  # noqa: E402
 from orchestrator.webhooks import start_sender as start_webhook_sender  # noqa: E402
 
-mcp_endpoint = build_mcp_app(authenticate=authenticate_mcp, toolbox=Gateway(), allowed_hosts=settings.ALLOWED_HOSTS)
+mcp_endpoint = build_mcp_app(authenticate=authenticate_mcp, toolbox=Gateway(defer_audit=True), allowed_hosts=settings.ALLOWED_HOSTS)
 
 install_access_log_redaction()  # daphne's access log prints query strings (`?token=…`)
 warm_redactor()  # logs written on the event loop use the last redactor built: build one now

@@ -192,6 +192,11 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
+# A worker process holds up to this many runs at once, all on one event loop (Celery's threads
+# pool, one waiting thread per run: config/celery.py, orchestrator.runners.worker_pool).
+AGENTDECK_RUNS_PER_WORKER = envint("AGENTDECK_RUNS_PER_WORKER", "500")
+if AGENTDECK_RUNS_PER_WORKER < 1:
+    raise ImproperlyConfigured(f"AGENTDECK_RUNS_PER_WORKER must be at least 1, got {AGENTDECK_RUNS_PER_WORKER}")
 # A broker that does not answer fails a publish within about a second (bounded connect and
 # socket timeouts, two quick retries) instead of hanging the request that starts a run; the
 # run stays queued and is published again every REDISPATCH_EVERY_S until the broker is back.
@@ -228,6 +233,12 @@ GATEWAY_CACHE_TTL_S = float(envstr("GATEWAY_CACHE_TTL_S", "1.0"))
 GATEWAY_APPROVAL_WAIT_S = envint("GATEWAY_APPROVAL_WAIT_S", "300")
 # Connect to enabled tool servers when the process starts serving (web, worker).
 GATEWAY_AUTOSTART = envbool("GATEWAY_AUTOSTART", "true")
+# /mcp fast path: a bearer key's principal is cached this long (a revoked key stops working within it).
+MCP_KEY_CACHE_TTL_S = float(envstr("MCP_KEY_CACHE_TTL_S", "5.0"))
+# /mcp calls outside a run: audit rows are committed in batches, this long after the first
+# queued row or at this many rows, off the request path (a normal stop flushes them).
+GATEWAY_AUDIT_FLUSH_MS = envint("GATEWAY_AUDIT_FLUSH_MS", "20")
+GATEWAY_AUDIT_BATCH_ROWS = envint("GATEWAY_AUDIT_BATCH_ROWS", "200")
 
 # --- outbound guard (SSRF) ----------------------------------------------------------------
 # URLs a team member can set (remote tool servers, webhooks, model base URLs) may not reach

@@ -54,12 +54,22 @@ def _adapt_json_text(text: JSONText) -> Any:
     return str(text)
 
 
-def _prep(fields: tuple[models.Field, ...], values: tuple[Any, ...]) -> list[Any]:
-    return [
-        _adapt_json_text(v) if isinstance(v, JSONText)
-        else f.get_db_prep_save(v, connection) if isinstance(f, _ADAPTED) else v
-        for f, v in zip(fields, values, strict=True)
-    ]
+def _prep(fields: tuple[models.Field, ...], values: tuple[Any, ...], moments: dict[Any, Any] | None = None) -> list[Any]:
+    """Values adapted for the driver. `moments`, shared across the rows of one statement: a commit
+    stamps many rows with the same moment, adapted once."""
+    moments = {} if moments is None else moments
+    prepared = []
+    for f, v in zip(fields, values, strict=True):
+        if isinstance(v, JSONText):
+            v = _adapt_json_text(v)
+        elif isinstance(f, models.DateTimeField) and v is not None:
+            if v not in moments:
+                moments[v] = f.get_db_prep_save(v, connection)
+            v = moments[v]
+        elif isinstance(f, _ADAPTED):
+            v = f.get_db_prep_save(v, connection)
+        prepared.append(v)
+    return prepared
 
 
 @cache
@@ -103,7 +113,8 @@ def insert_rows(model: type[models.Model], rows: list[dict[str, Any]]) -> None:
     columns = tuple(k for k in rows[0] if not k.startswith("_"))
     sql, fields = _insert_sql(model, columns)
     with connection.cursor() as cursor:
-        cursor.executemany(sql, [_prep(fields, tuple(row[c] for c in columns)) for row in rows])
+        moments: dict[Any, Any] = {}
+        cursor.executemany(sql, [_prep(fields, tuple(row[c] for c in columns), moments) for row in rows])
 
 
 def update_row(model: type[models.Model], values: dict[str, Any], where: dict[str, Any]) -> int:

@@ -7,6 +7,7 @@ from dashboard.views import home
 
 urlpatterns = [
     path("", home.index, name="home"),
+    path("templates/<slug:slug>/create/", home.create_from_template, name="template-create"),
     path("healthz", home.healthz, name="healthz"),
     path("metrics", home.metrics, name="metrics"),
     path(".well-known/agentdeck/trace-keys.json", home.trace_keys, name="trace-keys"),

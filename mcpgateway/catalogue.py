@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from mcpgateway.models import Grant, PrincipalKind, Tool, ToolServer, ToolStatus
+from mcpgateway.models import Grant, PrincipalKind, Tool, ToolServer, ToolStatus, Transport
 from mcpgateway.types import Principal, ToolSpec
 
 
@@ -125,7 +125,9 @@ def load(team_id: int) -> Snapshot:
                   else "no longer offered by its server" if tool.status == ToolStatus.REMOVED else "")
         entry = Entry(tool.qualified_name_for(server.name), tool.pk, tool.name, server.pk, server.name,
                       ToolSpec(tool.qualified_name_for(server.name), tool.description, tool.input_schema,
-                               retry_safe=tool.safe_to_retry),
+                               retry_safe=tool.safe_to_retry,
+                               read_only=(tool.annotations or {}).get("readOnlyHint") is True,
+                               trusted_hint=server.transport == Transport.STDIO or server.template_id is not None),
                       usable=not reason, reason=reason, calls_per_minute=tool.calls_per_minute,
                       timeout_s=server.call_timeout_s, caller_context=server.caller_context)
         snapshot.tools[entry.qualified] = entry

@@ -56,8 +56,11 @@ class Gateway:
     """The gateway as a Toolbox: for one team (pipeline runs), or for whichever team each
     authenticated principal belongs to (the MCP endpoint)."""
 
-    def __init__(self, team_id: int | None = None):
+    def __init__(self, team_id: int | None = None, *, defer_audit: bool = False):
         self.team_id = team_id
+        # The /mcp endpoint's gateway: audit rows of calls outside a run are committed in
+        # batches off the request path (`mcpgateway.audit_batch`); runs always wait.
+        self.defer_audit = defer_audit
 
     async def _snapshot(self, team_id: int) -> catalogue.Snapshot:
         fresh = catalogue.cached(team_id)
@@ -82,6 +85,22 @@ class Gateway:
             catalogue.invalidate()
         return [e.spec for e in (await self._snapshot(principal.team_id)).visible(principal)]
 
+    async def warm(self, principal: Principal) -> None:
+        """Have the principal's catalogue snapshot loaded (for `tool_input_schema`)."""
+        self._check_team(principal)
+        await self._snapshot(principal.team_id)
+
+    def tool_input_schema(self, principal: Principal, name: str) -> dict[str, Any] | None:
+        """One granted tool's input schema from the cached snapshot, without listing every
+        tool (None: unknown, not granted, or no snapshot loaded; dispatch then decides)."""
+        if self.team_id is not None and principal.team_id != self.team_id:
+            return None
+        snapshot = catalogue.cached(principal.team_id) or catalogue.stale(principal.team_id)
+        entry = snapshot.tools.get(name) if snapshot is not None else None
+        if entry is None or not entry.usable or snapshot.grant_for(principal, entry) is None:
+            return None
+        return entry.spec.input_schema
+
     async def call_tool(self, invocation: ToolInvocation) -> ToolResult:
         with tracing.span("mcpgateway.dispatch", {"gen_ai.tool.name": invocation.name, "gen_ai.tool.call.id": invocation.call_id or None,
                                                  "agentdeck.run.id": invocation.run_id, "agentdeck.agent": invocation.principal.agent}):
@@ -94,7 +113,8 @@ class Gateway:
         snapshot = await self._snapshot(principal.team_id)
         entry = snapshot.tools.get(invocation.name)
         grant = snapshot.grant_for(principal, entry) if entry is not None else None
-        audit = _Audit(invocation, entry, grant, started)
+        audit = _Audit(invocation, entry, grant, started,
+                       defer=self.defer_audit and invocation.run_id is None and not invocation.idempotency_key)
         if entry is None or grant is None:
             await audit.write(CallStatus.DENIED, error="not granted" if entry else "unknown tool")
             raise ToolDenied(f"tool {invocation.name!r} is not granted to this caller")
@@ -119,7 +139,8 @@ class Gateway:
                 meta = {**(caller_meta(invocation, grant) if entry.caller_context else {}), **tracing.current_traceparent()}
                 if invocation.idempotency_key:
                     meta[idempotency.META_KEY] = invocation.idempotency_key
-                await audit.start()
+                if audit.needs_start():
+                    await audit.start()
                 upstream = await runtime.call_tool(entry.upstream, entry.tool_name, invocation.arguments, entry.timeout_s,
                                                    meta or None)
         except UpstreamTimeout:
@@ -225,12 +246,20 @@ class _Audit:
     """Collects what one call's audit row needs: written once, or `started` first and then
     updated in place with the outcome."""
 
-    def __init__(self, invocation: ToolInvocation, entry: Entry | None, grant: GrantRow | None, started: float):
+    def __init__(self, invocation: ToolInvocation, entry: Entry | None, grant: GrantRow | None, started: float,
+                 defer: bool = False):
         self.invocation = invocation
         self.entry = entry
         self.grant = grant
         self.started = started
         self.dispatch_id = ""
+        self.defer = defer
+
+    def needs_start(self) -> bool:
+        """Whether a `started` row is committed before the upstream call: always, except for a
+        deferred (/mcp, no run) call of a read-only or idempotent tool, whose one row is
+        written with its outcome. A side-effecting tool's call keeps its `started` row."""
+        return not (self.defer and self.entry is not None and self.entry.spec.retry_safe)
 
     async def start(self) -> None:
         """Durably record that the upstream call is about to be made (committed when this returns)."""
@@ -240,10 +269,14 @@ class _Audit:
     async def write(self, status: str, *, error: str = "", result: Any = None) -> None:
         row = self._row(status, error, result)
         observe_call(row["server_name"], row["tool_name"], status, row["latency_ms"])
-        if self.dispatch_id:
-            await gateway_writes.submit("audit_end", {k: row[k] for k in ("dispatch_id", "status", "error", "result", "latency_ms")})
+        kind, item = ("audit_end", {k: row[k] for k in ("dispatch_id", "status", "error", "result", "latency_ms")}) \
+            if self.dispatch_id else ("audit", row)
+        if self.defer:
+            from mcpgateway.audit_batch import audit_writer
+
+            audit_writer().enqueue(kind, item)
         else:
-            await gateway_writes.submit("audit", row)
+            await gateway_writes.submit(kind, item)
 
     def _row(self, status: str, error: str, result: Any, latency_ms: float | None = None) -> dict[str, Any]:
         inv, p = self.invocation, self.invocation.principal

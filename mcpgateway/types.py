@@ -20,6 +20,12 @@ class ToolSpec:
     input_schema: dict[str, Any]
     # A call a crash interrupted may be made again on resume (read-only or idempotent tool).
     retry_safe: bool = False
+    # The server's `readOnlyHint` annotation: the data-flow policy never holds back such a call
+    # when the hint is trusted (below) and the agent does not list the tool in `dataflow_tools`.
+    read_only: bool = False
+    # The hint comes from a server an instance operator installed (stdio, or from the catalogue):
+    # a team-added remote server could call its exfiltrating tool "read-only".
+    trusted_hint: bool = False
 
 
 @dataclass(slots=True)

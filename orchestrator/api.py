@@ -19,7 +19,7 @@ from django.db.models.functions import TruncDate
 from django.http import HttpRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from ninja import Body, Header, Query, Router, Status
+from ninja import Body, Field, Header, Query, Router, Schema, Status
 
 from mcpgateway.api_caller import Caller
 from orchestrator.actions import (
@@ -374,6 +374,23 @@ def cancel_run(request: HttpRequest, run_id: int):
 def resume_run(request: HttpRequest, run_id: int):
     c = caller(request).require("run", "builder")
     return _run_out(do_resume_run(_team_run(c, run_id), _user(c)))
+
+
+class ForkIn(Schema):
+    step: str = Field(..., min_length=1, max_length=200, description="The step instance key, e.g. `coder#2`.")
+    output: Any = Field(None, description="An edited output for that step (agent and review steps); "
+                                          "omit it to run the step again.")
+
+
+@router.post("/runs/{run_id}/fork", response={201: RunOut}, tags=["runs"])
+def fork_run(request: HttpRequest, run_id: int, body: ForkIn):
+    """Start a new run that reuses this run's results before `step` (no model or tool call
+    repeated), with `output` as that step's output if given (orchestrator.actions.fork)."""
+    from orchestrator.actions.fork import do_fork_run
+
+    c = caller(request).require("run", "builder")
+    run = do_fork_run(_team_run(c, run_id), body.step, body.output, _user(c), api_key_id=c.api_key_id)
+    return Status(201, _run_out(Run.objects.select_related("pipeline_version").get(pk=run.pk)))
 
 
 # --- review queue ---------------------------------------------------------------------------

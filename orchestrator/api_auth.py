@@ -10,6 +10,8 @@ never with a service account.
 
 from __future__ import annotations
 
+import hashlib
+import time
 from typing import Any
 
 from django.http import HttpRequest
@@ -17,6 +19,7 @@ from ninja.security import HttpBearer, SessionAuth
 
 from authz.policy import allows
 from authz.routes import MCP_ENDPOINT_ACTION
+from mcpgateway import catalogue
 from mcpgateway.actions.access import authenticate_token
 from mcpgateway.api_caller import Caller
 from mcpgateway.authority import is_instance_operator, key_is_operator
@@ -67,15 +70,56 @@ def _mcp_principal(token: str) -> Principal | None:
     return principal
 
 
+# token digest -> (principal, monotonic expiry, catalogue generation). Only accepted keys are
+# kept; a refused token is asked of the database every time, so a wrong key is never
+# remembered as valid. A local revocation bumps the catalogue generation (it invalidates the
+# gateway's caches on commit), which drops this process's entries at once.
+_mcp_key_cache: dict[str, tuple[Principal, float, int]] = {}
+MCP_KEY_CACHE_MAX = 10_000
+
+
 async def authenticate_mcp(token: str) -> Principal | None:
     """The MCP endpoint's authentication: a live key of a current member, asked of the same
     policy table as every other door (`mcp.call`); each tool call is then checked against
-    the team's grants by dispatch."""
+    the team's grants by dispatch.
+
+    An accepted key's principal is remembered for `MCP_KEY_CACHE_TTL_S` (default 5 s), so
+    the hot path does no database lookup: a key revoked (or a member removed, or a policy
+    change) stops working on /mcp within that TTL, in every process. Grants are not cached
+    here (dispatch checks them per call against the catalogue snapshot)."""
     from asgiref.sync import sync_to_async
+    from django.conf import settings
 
     from config.db_writer import releasing
 
-    return await sync_to_async(releasing(_mcp_principal), thread_sensitive=False)(token)
+    ttl = settings.MCP_KEY_CACHE_TTL_S
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    now = time.monotonic()
+    generation = catalogue._generation
+    hit = _mcp_key_cache.get(digest)
+    if hit is not None and hit[1] > now and hit[2] == generation:
+        return hit[0]
+    principal = await sync_to_async(releasing(_mcp_principal), thread_sensitive=False)(token)
+    if principal is None:
+        _mcp_key_cache.pop(digest, None)
+    elif ttl > 0:
+        if len(_mcp_key_cache) >= MCP_KEY_CACHE_MAX:
+            _forget_expired(now)
+        _mcp_key_cache[digest] = (principal, time.monotonic() + ttl, generation)
+    return principal
+
+
+def _forget_expired(now: float) -> None:
+    for digest, (_, expires, _generation) in list(_mcp_key_cache.items()):
+        if expires <= now:
+            _mcp_key_cache.pop(digest, None)
+    if len(_mcp_key_cache) >= MCP_KEY_CACHE_MAX:
+        _mcp_key_cache.clear()
+
+
+def forget_mcp_keys() -> None:
+    """Drop every cached /mcp key (tests; a process that wants a revocation to apply at once)."""
+    _mcp_key_cache.clear()
 
 
 class TeamSessionAuth(SessionAuth):

@@ -18,10 +18,10 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -35,7 +35,8 @@ from orchestrator.engine.ports import AgentConfig
 from orchestrator.engine.spec import Limits, PipelineSpec, parse_spec
 from orchestrator.model_door import ModelDoor
 from orchestrator.models import Agent, Limit, LimitKind, LimitScope, ModelPrice, Run, RunStatus
-from orchestrator.store import DjangoRunStore, Listener
+from orchestrator.runners.lease_keeper import KeptRunStore, keeper
+from orchestrator.store import Listener
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +139,12 @@ def _claim(run_id: int, owner: str) -> Prepared | None:
     run is not runnable or another live worker holds it. Conditional, so only one claim wins."""
     now = timezone.now()
     claimable = Q(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]) & (Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-    lease = {"status": RunStatus.RUNNING, "lease_owner": owner, "lease_until": now + timedelta(seconds=settings.RUN_LEASE_S)}
+    lease = {"status": RunStatus.RUNNING, "lease_owner": owner, "lease_until": now + timedelta(seconds=settings.RUN_LEASE_S),
+             "started_at": Coalesce("started_at", Value(now))}
     with transaction.atomic():
-        claimed = Run.objects.filter(claimable, pk=run_id, cancel_requested=False).update(**lease)
+        # The common case first: a queued run nobody ever held has no reservations to give back.
+        fresh = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED, lease_owner="", cancel_requested=False).update(**lease)
+        claimed = fresh or Run.objects.filter(claimable, pk=run_id, cancel_requested=False).update(**lease)
         if not claimed:
             holder = Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, cancel_requested=False).values_list(
                 "lease_owner", flat=True).first()
@@ -153,17 +157,17 @@ def _claim(run_id: int, owner: str) -> Prepared | None:
                 return None
             log.warning("run %s: its lease holder %s is no longer running; taken over at once", run_id, holder)
         # Budget room a previous holder reserved for calls it never finished goes back, in the claim.
-        released = release_run(run_id, keep_owner=owner)
+        released = 0 if fresh else release_run(run_id, keep_owner=owner)
         if released:
             log.warning("run %s: gave back %d budget reservation(s) of its previous holder", run_id, released)
-    Run.objects.filter(pk=run_id, started_at__isnull=True).update(started_at=timezone.now())
     run = Run.objects.select_related("pipeline_version__pipeline").get(pk=run_id)
     spec = parse_spec(run.pipeline_version.spec)
     names = spec.agent_names()
+    rows = list(Agent.objects.filter(team_id=run.team_id, name__in=names))
     agents = {
         a.name: AgentConfig(a.name, a.provider, a.model, a.system_prompt, a.temperature, a.max_tokens, a.max_turns,
                             a.provider_options(), a.defences)
-        for a in Agent.objects.filter(team_id=run.team_id, name__in=names)
+        for a in rows
     }
     missing = names - set(agents)
     if missing:
@@ -171,7 +175,7 @@ def _claim(run_id: int, owner: str) -> Prepared | None:
                                              finished_at=timezone.now())
         return None
     prices = {(a.provider, a.model): ModelPrice.lookup(a.provider, a.model) for a in agents.values()}
-    agent_ids = dict(Agent.objects.filter(team_id=run.team_id, name__in=names).values_list("name", "id"))
+    agent_ids = {a.name: a.pk for a in rows}
     team_budgets = budgets_for_run(run.team_id, run.pipeline_version.pipeline_id)
     rates = {row.agent.name: int(row.value) for row in Limit.objects.filter(
         team_id=run.team_id, scope=LimitScope.AGENT, kind=LimitKind.REQUESTS_PER_MINUTE).select_related("agent")}
@@ -182,7 +186,9 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
                       flush_interval: float | None = None) -> RunOutcome | None:
     """Run or resume `run_id` to its next stop (finished, waiting for review, cancelled)."""
     owner = f"{worker_id()}:{secrets.token_hex(2)}"
-    prepared = await sync_to_async(_claim, thread_sensitive=True)(run_id, owner)
+    # On a writer thread (pooled connection handed back after), not the one thread-sensitive
+    # thread: a worker claiming hundreds of runs at once would queue them all behind it.
+    prepared = await run_write(_claim, run_id, owner)
     if prepared is None:
         return None
     run = prepared.run
@@ -190,9 +196,10 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
     door = ModelDoor(limits=limits, prices=prepared.prices, used_tokens=run.input_tokens + run.output_tokens,
                      used_cost=Decimal(run.cost_usd), budgets=prepared.budgets, agent_ids=prepared.agent_ids,
                      agent_rates=prepared.agent_rates, run_id=run.pk, lease_owner=owner)
+    leases = keeper()  # this loop's runs share one lease watch and renewal
     engine = Engine(
         spec=prepared.spec,
-        store=DjangoRunStore(run.pk, listeners=listeners, lease_owner=owner),
+        store=KeptRunStore(run.pk, listeners=listeners, lease_owner=owner, keeper=leases),
         models=door,
         toolbox=toolbox if toolbox is not None else default_toolbox(run.team_id),
         agents=prepared.agents,
@@ -203,7 +210,7 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
     )
     run_input: dict[str, Any] = run.input or {}
     _in_hand.add(owner)
-    heartbeat = asyncio.create_task(_renew_lease(run.pk, owner))
+    leases.hold(run.pk, owner)
     log_context.run_id.set(run.pk)
     try:
         with tracing.span(f"run {run.pipeline_version.pipeline.slug}", {
@@ -214,27 +221,22 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
             tracing.set_attributes(run_span, {"agentdeck.run.status": outcome.status if outcome else None})
         _in_hand.discard(owner)  # only a finished stop lets go; a shutdown leaves it for hand_back_runs
         return outcome
+    except asyncio.CancelledError:
+        # This process stops executing the run (its worker shuts down, a runner cancelled it):
+        # give the lease back now so another worker resumes it at once, not a lease later.
+        with contextlib.suppress(Exception):
+            await asyncio.shield(run_write(_hand_back, run.pk, owner))
+            _in_hand.discard(owner)
+        raise
     except Exception as exc:
         _in_hand.discard(owner)
         # A bug or an unreachable database: never leave the run looking alive.
         log.exception("run %s crashed", run_id)
-        await sync_to_async(do_fail_run, thread_sensitive=True)(run_id, f"internal error: {type(exc).__name__}: {exc}")
+        await run_write(do_fail_run, run_id, f"internal error: {type(exc).__name__}: {exc}")
         raise
     finally:
-        heartbeat.cancel()
+        leases.release(run.pk)
 
 
-async def _renew_lease(run_id: int, owner: str) -> None:
-    """Keep this worker's claim alive while it runs (the store notices if it is lost)."""
-    every = max(settings.RUN_LEASE_S / 3, 0.5)
-
-    def renew() -> None:
-        Run.objects.filter(pk=run_id, lease_owner=owner).update(
-            lease_until=timezone.now() + timedelta(seconds=settings.RUN_LEASE_S))
-
-    while True:
-        await asyncio.sleep(every)
-        try:
-            await run_write(renew)
-        except Exception:
-            log.exception("renewing the lease of run %s failed", run_id)
+def _hand_back(run_id: int, owner: str) -> None:
+    Run.objects.filter(pk=run_id, lease_owner=owner, status=RunStatus.RUNNING).update(lease_until=timezone.now())

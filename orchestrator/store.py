@@ -20,16 +20,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
-from config.db_writer import run_write
+from config.db_writer import group_write, run_write
 from config.sql_rows import insert_rows, select_row, update_row
 from mcpgateway.dispatch import take_interrupted_calls
 from mcpgateway.models import AuditEntry, PrincipalKind
 from mcpgateway.redaction import Redactor, StreamRedactor, current_redactor, get_redactor
-from orchestrator import budgets, webhooks
+from orchestrator import budgets, engine_wiring, webhooks
 from orchestrator.engine.errors import LeaseLost, RunCancelled
 from orchestrator.engine.store import (
     AuditWrite,
@@ -56,6 +55,8 @@ from orchestrator.models import (
 )
 
 Listener = Callable[[dict[str, Any]], None]
+
+engine_wiring.install()  # engines this process runs trace and log through config/
 
 
 @dataclass(slots=True)
@@ -92,11 +93,18 @@ class DjangoRunStore:
         self._metrics: RunObserver | None = None
         self._redactor: Redactor | None = None
         self._streams: dict[tuple[str, Any], StreamRedactor] = {}
+        # Writes and events buffered so far, and how many of them are committed: a commit whose
+        # writes a concurrent commit already carried has nothing left to do.
+        self._buffered = 0
+        self._committed = 0
+        self._cancel_seen = False
 
     # --- loading -------------------------------------------------------------------------
 
     async def load(self) -> RunState:
-        return await sync_to_async(self._load, thread_sensitive=True)()
+        # On the writer thread, like the commits: on SQLite a second writing connection (the
+        # interrupted-calls update below) would wait on the group commits' lock.
+        return await run_write(self._load)
 
     def _load(self) -> RunState:
         self._redactor = get_redactor()
@@ -109,6 +117,10 @@ class DjangoRunStore:
         for step in StepRun.objects.filter(run_id=self.run_id):
             state.steps[step.key] = StepRecord(step.key, step.status, step.attempt, step.output, step.error)
         self._known_steps = set(state.steps)
+        if not state.steps:
+            # A run that never reached a step has no review items, ledger or tool calls (a step's
+            # row is committed before its first tool call): nothing more to read or mark.
+            return state
         # The newest review item of a step is the one that counts: an older decision must not
         # answer a newer pause of the same step.
         latest: dict[str, ReviewItem] = {}
@@ -129,6 +141,7 @@ class DjangoRunStore:
 
     def stage(self, write: Write) -> None:
         self._writes.append(write)
+        self._buffered += 1
 
     def emit(self, type: str, data: dict[str, Any], step_key: str = "") -> None:
         if type == "llm.started":  # a new call: what an earlier, failed one held back is dropped
@@ -140,6 +153,7 @@ class DjangoRunStore:
                 if rest:
                     self._publish_ephemeral("llm.delta", {"turn": stream_key[1], "text": rest}, step_key)
         self._events.append((type, step_key, data))
+        self._buffered += 1
 
     def emit_ephemeral(self, type: str, data: dict[str, Any], step_key: str = "") -> None:
         redactor = self._redactor or current_redactor()
@@ -171,10 +185,23 @@ class DjangoRunStore:
     # --- committing ------------------------------------------------------------------------
 
     async def commit(self, *, final: bool = False) -> None:
+        """Write what is buffered (see the protocol), in the process's next group commit.
+
+        Concurrent commits of one run (parallel branches) share a transaction: a caller whose
+        writes an earlier caller already took along returns without a transaction of its own.
+        """
+        wanted, done = self._buffered, self._committed
         async with self._lock:
+            if not final and done < wanted <= self._committed:  # carried by a concurrent commit
+                if self._cancel_seen:
+                    raise RunCancelled("run cancelled")
+                return
             writes, events = self._writes, self._events
             self._writes, self._events = [], []
-            payloads, cancel = await run_write(self._commit, writes, events)
+            taken = self._buffered
+            payloads, cancel = await group_write(self.run_id, self._commit, writes, events)
+            self._committed = taken
+            self._cancel_seen = cancel
         if payloads:
             if self._metrics is not None:
                 self._metrics.observe(payloads)
@@ -191,7 +218,7 @@ class DjangoRunStore:
         self._redactor = redactor = get_redactor()
         writes = [_redacted(w, redactor) for w in writes]
         events = [(type, key, redactor.redact(data)) for type, key, data in events]
-        with transaction.atomic():
+        with transaction.atomic(savepoint=False):  # inside the group commit's transaction
             head = self._run_head()
             if self.lease_owner and head.lease_owner != self.lease_owner:
                 raise LeaseLost(f"run {self.run_id} is now held by {head.lease_owner or 'nobody'}")

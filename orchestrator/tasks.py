@@ -7,8 +7,7 @@ import asyncio
 import logging
 
 from celery import shared_task
-
-from orchestrator.execution import execute_run
+from celery.exceptions import Reject
 
 log = logging.getLogger(__name__)
 
@@ -19,24 +18,29 @@ HELD_RECHECK_S = 2.0
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True, max_retries=None)
 def execute_run_task(self, run_id: int, seen_lease: str | None = None) -> str:
-    """Execute (or resume) a run to its next stop.
+    """Execute (or resume) a run to its next stop, on this process's shared event loop.
+
+    The pool thread running this task waits while the run executes beside the process's other
+    runs (`orchestrator.runners.worker_pool`); the message is acknowledged when the run stopped.
+    If this worker shuts down first, the run's lease is handed back and the message requeued.
 
     If another process holds the run, the task looks again every couple of seconds until
     the holder proves alive by renewing its lease (then this copy was a duplicate) or the run
     becomes claimable: its holder died on this host, or its lease ran out. A task restored
     after a cold shutdown thus takes the run within seconds, not after the stuck-runs sweep.
     """
-    from orchestrator.execution import held_lease
+    from orchestrator.runners import worker_pool
 
-    outcome = asyncio.run(execute_run(run_id))
-    if outcome is not None:
-        return outcome.status
-    lease = held_lease(run_id)
-    if lease is None:
+    stop = worker_pool.execute(run_id)
+    if stop.handed_back:
+        raise Reject(f"run {run_id} handed back at shutdown", requeue=True)
+    if stop.status is not None:
+        return stop.status
+    if stop.held_lease is None:
         return "not claimed"
-    if seen_lease is not None and lease != seen_lease:
+    if seen_lease is not None and stop.held_lease != seen_lease:
         return "held by a live worker"  # it renewed its lease since we last looked
-    raise self.retry(args=[run_id, lease], countdown=HELD_RECHECK_S)
+    raise self.retry(args=[run_id, stop.held_lease], countdown=HELD_RECHECK_S)
 
 
 @shared_task(ignore_result=True)

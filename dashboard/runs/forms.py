@@ -29,6 +29,7 @@ class RunFilterForm(forms.Form):
                                   label="Started by")
     date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    evals = forms.BooleanField(required=False, label="Show eval runs")
 
     def __init__(self, team: Team, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -45,7 +46,7 @@ class RunFilterForm(forms.Form):
         user = data.get("user")
         return RunFilters(pipeline_id=pipeline.pk if pipeline else None, status=data.get("status") or "",
                           user_id=user.pk if user else None, date_from=data.get("date_from"),
-                          date_to=data.get("date_to"))
+                          date_to=data.get("date_to"), evals=bool(data.get("evals")))
 
 
 class JSONValueField(forms.CharField):

@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 
-from orchestrator.models import PipelineVersion, Run
+from orchestrator.models import EvalResult, PipelineVersion, Run
 
 PAGE_SIZE = 50
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -57,6 +57,7 @@ class RunFilters:
     user_id: int | None = None
     date_from: date | None = None
     date_to: date | None = None
+    evals: bool = False  # eval harness runs are hidden unless asked for
 
 
 @dataclass(slots=True)
@@ -75,6 +76,12 @@ def _day_start(day: date) -> datetime:
 def filtered_runs(team_id: int, filters: RunFilters) -> QuerySet[Run]:
     """The team's runs narrowed by `filters`, unordered and unpaginated."""
     runs = Run.objects.filter(team_id=team_id)
+    if not filters.evals:
+        runs = runs.exclude(pk__in=eval_run_ids(team_id))
+        internal = list(PipelineVersion.objects.filter(pipeline__team_id=team_id, pipeline__internal=True)
+                        .values_list("id", flat=True))
+        if internal:
+            runs = runs.exclude(pipeline_version_id__in=internal)
     if filters.status:
         runs = runs.filter(status=filters.status)
     if filters.pipeline_id is not None:
@@ -88,6 +95,12 @@ def filtered_runs(team_id: int, filters: RunFilters) -> QuerySet[Run]:
     if filters.date_to is not None:
         runs = runs.filter(created_at__lt=_day_start(filters.date_to + timedelta(days=1)))
     return runs
+
+
+def eval_run_ids(team_id: int) -> QuerySet[EvalResult]:
+    """Runs an eval suite started on one of the team's own pipelines (agent suites run on
+    internal pipelines, excluded by version)."""
+    return EvalResult.objects.filter(eval_run__suite__team_id=team_id, run_id__isnull=False).values("run_id")
 
 
 def _older_than(cursor: Cursor) -> Q:

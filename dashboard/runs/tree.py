@@ -61,6 +61,7 @@ class TurnView:
     cost_usd: Decimal = Decimal(0)
     duration_ms: float | None = None
     tool_calls: list[ToolCallView] = field(default_factory=list)
+    ended: str = ""  # why a turn that never finished stopped (failed, budget, cancelled)
 
 
 @dataclass(slots=True)
@@ -94,6 +95,8 @@ class StepNode:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
+    reused_from: int | None = None  # a forked run: the run whose recorded result this is
+    edited: bool = False  # a forked run: the output was edited by hand at the fork
 
     @property
     def kind(self) -> str:
@@ -198,6 +201,10 @@ class _Builder:
         node = StepNode(key, step, self.rows.get(key))
         self.index[key] = node
         events = self.events.get(key, [])
+        for event in events:
+            if event.type in ("step.reused", "step.edited"):
+                node.reused_from = (event.data or {}).get("source_run")
+                node.edited = event.type == "step.edited"
         if isinstance(step, AgentStep):
             _read_agent_events(node, events)
         elif isinstance(step, ReviewStep):
@@ -279,6 +286,32 @@ def _read_agent_events(node: StepNode, events: list[RunEvent]) -> None:
         elif kind == "step.waiting_review":
             node.review = data
             node.notes.append(Note("review", f"waiting for review ({data.get('reason', '')})"))
+    _close_unfinished_turns(node, events)
+
+
+def _close_unfinished_turns(node: StepNode, events: list[RunEvent]) -> None:
+    """A turn without `llm.finished` streams only while it is the step's current call; any
+    other one was cut short (the model failed, a budget stopped it, the run was cancelled)."""
+    for turn in node.turns:
+        if turn.text is not None:
+            continue
+        if node.status == "running" and turn is node.turns[-1]:
+            continue
+        turn.ended = _why_turn_ended(node, turn, events)
+
+
+def _why_turn_ended(node: StepNode, turn: TurnView, events: list[RunEvent]) -> str:
+    for event in events:
+        data = event.data or {}
+        if event.type == "step.retrying" and int(data.get("attempt", 0)) == turn.attempt + 1:
+            return f"no reply: {data.get('error', 'failed')}"
+    if node.review is not None and node.review.get("reason") == "budget":
+        return f"stopped by the budget: {(node.review.get('context') or {}).get('error', '')}".rstrip(": ")
+    if node.status == "cancelled":
+        return "cancelled"
+    if node.error:
+        return f"no reply: {node.error}"
+    return "no reply (interrupted)"
 
 
 def _open_turn(node: StepNode, data: dict[str, Any]) -> TurnView:

@@ -10,7 +10,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.views.decorators.http import require_POST
 
+from dashboard import evals_display
 from dashboard.access import can, team_view
+from mcpgateway.errors import GatewayError
 from orchestrator.actions.errors import ActionError
 from orchestrator.evals.harness import do_create_eval_run, submit_eval_run
 from orchestrator.evals.metrics import metric_value
@@ -49,7 +51,11 @@ def import_suite(request: HttpRequest) -> HttpResponse:
 @require_POST
 @team_view("eval.edit")
 def install_injection(request: HttpRequest) -> HttpResponse:
-    suite = install_injection_suite(request.team)
+    try:
+        suite = install_injection_suite(request.team)
+    except GatewayError as exc:  # e.g. the team has its own server named like the suite's
+        messages.error(request, exc.message)
+        return redirect("evals")
     messages.success(request, f"Installed {suite.name} with the office tool server and the office-assistant agent.")
     return redirect("eval-suite", suite.pk)
 
@@ -66,8 +72,11 @@ def suite_detail(request: HttpRequest, pk: int, status: int = 200, **extra: Any)
     finished = [r for r in reversed(runs) if r.status == EvalRunStatus.FINISHED]
     chart = {"labels": [f"#{r.pk}" + (f" {r.label}" if r.label else "") for r in finished],
              "series": {m: [metric_value(r.metrics, m) for r in finished] for m in CHART_METRICS}}
+    cases = list(suite.cases.all())
+    for case in cases:
+        case.input_text = evals_display.input_text(case.input)
     return render(request, "dashboard/evals/suite.html", {
-        "suite": suite, "cases": suite.cases.all(), "runs": runs, "chart": chart,
+        "suite": suite, "cases": cases, "runs": runs, "chart": chart,
         "can_edit": can(request, "eval.edit"), **extra}, status=status)
 
 
@@ -110,6 +119,7 @@ def _eval_run(request: HttpRequest, pk: int) -> EvalRun:
 def eval_run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     eval_run = _eval_run(request, pk)
     context = {"eval_run": eval_run, "results": eval_run.results.select_related("case").order_by("case__position"),
+               "defences_text": evals_display.defences_text(eval_run.defences),
                "others": eval_run.suite.eval_runs.exclude(pk=pk).filter(status=EvalRunStatus.FINISHED)[:20],
                "live": eval_run.status in (EvalRunStatus.QUEUED, EvalRunStatus.RUNNING)}
     if request.headers.get("HX-Request"):
@@ -120,8 +130,10 @@ def eval_run_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @team_view("eval.view")
 def eval_run_compare(request: HttpRequest, pk: int, base: int) -> HttpResponse:
     current, baseline = _eval_run(request, pk), _eval_run(request, base)
+    diff = compare(current, baseline)
+    rows = evals_display.metric_rows(diff["metrics"], baseline.metrics, current.metrics)
     return render(request, "dashboard/evals/compare.html",
-                  {"current": current, "baseline": baseline, "diff": compare(current, baseline)})
+                  {"current": current, "baseline": baseline, "diff": diff, "metric_rows": rows})
 
 
 @team_view("eval.view")

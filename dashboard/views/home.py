@@ -1,23 +1,69 @@
-"""Landing, health, the spec schema, and the team switcher."""
+"""Landing (pipeline templates, recent runs, what waits for me), health, the spec schema,
+and the team switcher."""
 
 from __future__ import annotations
 
 import hmac
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from dashboard.access import SESSION_KEY, memberships, team_view
+from dashboard.access import SESSION_KEY, can, memberships, team_view
 from dashboard.readiness import may_see_details, readiness
 from orchestrator.engine.spec import spec_json_schema
+
+RECENT_RUNS = 10
 
 
 @team_view("team.view")
 def index(request: HttpRequest) -> HttpResponse:
-    return redirect("runs")
+    """What to do first: templates to start from, recent runs (eval runs hidden unless asked),
+    and the review items waiting for this user."""
+    from django.db.models import Q
+
+    from orchestrator.models import Agent, Pipeline, ReviewItem, Run
+    from orchestrator.pipeline_templates import TEMPLATES
+
+    team = request.team
+    with_evals = request.GET.get("evals") == "1"
+    runs = Run.objects.filter(team=team).select_related("pipeline_version__pipeline").order_by("-created_at")
+    if not with_evals:
+        runs = runs.exclude(pipeline_version__pipeline__internal=True)
+    waiting = []
+    if can(request, "review.decide"):
+        waiting = list(ReviewItem.objects.filter(team=team, status=ReviewItem.Status.PENDING)
+                       .filter(Q(assigned_to__isnull=True) | Q(assigned_to=request.user))
+                       .select_related("run__pipeline_version__pipeline").order_by("created_at")[:10])
+    return render(request, "dashboard/home.html", {
+        "templates": list(TEMPLATES.values()),
+        "can_create": can(request, "pipeline.edit"),
+        "runs": list(runs[:RECENT_RUNS]),
+        "with_evals": with_evals,
+        "waiting": waiting,
+        "counts": {"pipelines": Pipeline.objects.filter(team=team, internal=False).count(),
+                   "agents": Agent.objects.filter(team=team, internal=False).count()},
+    })
+
+
+@require_POST
+@team_view("pipeline.edit")
+def create_from_template(request: HttpRequest, slug: str) -> HttpResponse:
+    """Create the template's pipeline (and its missing agents and tools) in the team, then open it."""
+    from orchestrator.actions.errors import ActionError
+    from orchestrator.pipeline_templates import do_create_from_template
+
+    try:
+        pipeline, notes = do_create_from_template(request.team, slug, request.user)
+    except ActionError as exc:
+        messages.error(request, exc.message)
+        return redirect("home")
+    messages.success(request, f"Created {pipeline.name} from a template" + (f" ({'; '.join(notes)})" if notes else "")
+                     + ". Its agents are scripted: set a real model on each agent's page.")
+    return redirect("pipeline-builder", pk=pipeline.pk)
 
 
 def trace_keys(request: HttpRequest) -> JsonResponse:

@@ -1,10 +1,11 @@
 """The pipelines pages: the team's list, the visual builder (create and edit), live
 validation for the builder, and version history with diffs.
 
-The builder is a plain-JS page (`static/js/builder.js`) that edits the spec document in
-the browser and talks JSON to `validate` (check_spec, plus the YAML form of the document)
-and to `create` / `save` (do_create_pipeline / do_save_pipeline_version). Every save is a
-new immutable version; viewers see the builder read-only and the server refuses their saves.
+The builder is a plain-JS page (`static/js/builder.js`, its diagram drawn by
+`static/js/flowcanvas.js`) that edits the spec document in the browser and talks JSON to
+`validate` (check_spec, plus the YAML form of the document) and to `create` / `save`
+(do_create_pipeline / do_save_pipeline_version). Every save is a new immutable version;
+viewers see the builder read-only and the server refuses their saves.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import yaml
 from django.contrib import messages
+from django.db import transaction
 from django.db.models import Count, Max
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
@@ -40,6 +42,14 @@ from orchestrator.models import Agent, Pipeline, PipelineVersion, Team
 NAME_MAX = 100
 NOTE_MAX = 200
 BLANK_SPEC: dict[str, Any] = {"inputs": {}, "steps": [], "outputs": {}}
+PALETTE = [  # (kind, label, help) for the builder's drag palette
+    ("agent", "Agent", "One agent answers a prompt, using its tools"),
+    ("loop", "Loop", "Repeat a body until a condition holds"),
+    ("parallel", "Parallel", "Branches at the same time, then an optional join agent"),
+    ("branch", "Branch", "If / else on an earlier output"),
+    ("review", "Review gate", "A human gate: the run pauses in the review queue"),
+    ("sequence", "Sequence", "Steps one after another (a group)"),
+]
 
 
 # ---------------------------------------------------------------------------- pages
@@ -154,7 +164,10 @@ def _create(request: HttpRequest) -> JsonResponse:
     if body is None:
         return JsonResponse({"errors": [], "form_errors": {"": "send a JSON object"}}, status=400)
     name = str(body.get("name") or "").strip()
+    note = str(body.get("note") or "").strip()
     form_errors = {}
+    if len(note) > NOTE_MAX:
+        form_errors["note"] = f"At most {NOTE_MAX} characters."
     if not name:
         form_errors["name"] = "A pipeline needs a name."
     elif len(name) > NAME_MAX:
@@ -167,7 +180,10 @@ def _create(request: HttpRequest) -> JsonResponse:
     if form_errors or spec_errors:
         return JsonResponse({"errors": spec_errors, "form_errors": form_errors}, status=400)
     try:
-        pipeline = do_create_pipeline(request.team, name, spec, request.user)
+        with transaction.atomic():
+            pipeline = do_create_pipeline(request.team, name, spec, request.user)
+            if note:  # do_create_pipeline notes every first version as "created"; keep what was typed
+                pipeline.versions.filter(number=1).update(note=note)
     except ActionError as exc:
         # The slug comes from the name, so a clash is the name's to fix.
         return JsonResponse({"errors": [], "form_errors": {"name": exc.message}}, status=400)
@@ -230,7 +246,7 @@ def _builder_context(request: HttpRequest, pipeline: Pipeline | None, version: P
         "isOldVersion": bool(version and latest and version.number != latest.number),
     }
     return {"pipeline": pipeline, "version": version, "latest": latest, "spec": spec, "config": config,
-            "can_edit": can_edit, "is_old_version": config["isOldVersion"]}
+            "can_edit": can_edit, "is_old_version": config["isOldVersion"], "palette": PALETTE}
 
 
 def _json_body(request: HttpRequest) -> dict[str, Any] | None:

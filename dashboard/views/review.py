@@ -100,14 +100,28 @@ def _back(request: HttpRequest, item: ReviewItem) -> HttpResponse:
     return redirect(target)
 
 
-def _decision(post: Any) -> dict[str, Any]:
-    """The form's decision as do_decide_review's arguments; ActionError names the bad field."""
+def _same_text(a: str, b: str) -> bool:
+    """Browsers send textarea text with CRLF line ends and may trim the trailing newline."""
+    return a.replace("\r\n", "\n").rstrip("\n") == b.replace("\r\n", "\n").rstrip("\n")
+
+
+def _decision(post: Any, original_text: str | None = None) -> dict[str, Any]:
+    """The form's decision as do_decide_review's arguments; ActionError names the bad field.
+
+    There is one approve button: when the reviewer changed the output text, approving uses
+    the edit (an edit is never dropped silently). A rejection needs its reason.
+    """
     submit = post.get("submit", "")
     if submit not in DECISIONS:
         raise ActionError(f"unknown decision {submit!r}", "submit")
+    if (submit == "approve" and "output" in post and original_text is not None
+            and not _same_text(post.get("output", ""), original_text)):
+        submit = "edit"
+    if submit == "reject" and not post.get("note", "").strip():
+        raise ActionError("say why you reject it: the reason is shown in the run's trace", "note")
     args: dict[str, Any] = {"action": "approve" if submit == "edit" else submit, "note": post.get("note", "").strip()}
     if submit == "edit":
-        text = post.get("output", "")
+        text = post.get("output", "").replace("\r\n", "\n")  # what the reviewer typed, not the browser's line ends
         if post.get("output_json") == "1":
             try:
                 args["output"] = json.loads(text)
@@ -141,13 +155,14 @@ def _decision(post: Any) -> dict[str, Any]:
 def decide(request: HttpRequest, pk: int) -> HttpResponse:
     item = _item(request, pk)
     try:
-        args = _decision(request.POST)
+        args = _decision(request.POST, queries.review_detail(item)["edit_text"])
         do_decide_review(item, request.user, **args)
     except ActionError as exc:  # Conflict included: someone decided it first
         item.refresh_from_db()
         return _detail(request, item, status=409 if exc.code == "conflict" else 400, error=exc.message,
                        field=exc.field, posted=request.POST.dict())
-    messages.success(request, f"{DECISIONS[request.POST['submit']]}: {item} in run {item.run_id}.")
+    announced = "edit" if args.get("output") is not None and request.POST["submit"] == "approve" else request.POST["submit"]
+    messages.success(request, f"{DECISIONS[announced]}: {item} in run {item.run_id}.")
     return _back(request, item)
 
 

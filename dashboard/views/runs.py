@@ -11,18 +11,23 @@ from __future__ import annotations
 import json
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
+from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from dashboard.access import can, team_view
+from dashboard.runs.canvas import node_states, timeline
 from dashboard.runs.forms import RunFilterForm, RunInputForm
 from dashboard.runs.queries import Cursor, runs_page
 from dashboard.runs.tree import build_run_tree
+from mcpgateway.models import AuditEntry
 from orchestrator.actions import do_cancel_run, do_resume_run, do_start_run
+from orchestrator.actions.budget_room import budget_blocker
 from orchestrator.actions.errors import ActionError
+from orchestrator.actions.fork import do_fork_run
 from orchestrator.engine.errors import SpecError
 from orchestrator.engine.spec import parse_spec
 from orchestrator.events import verify_chain
@@ -33,6 +38,7 @@ from orchestrator.models import (
     Run,
     RunEvent,
     RunStatus,
+    StepRun,
 )
 
 
@@ -100,15 +106,31 @@ def _run_of_team(request: HttpRequest, pk: int) -> Run:
                              pk=pk, team=request.team)
 
 
+def _discards_work(run: Run) -> dict[str, int]:
+    """What cancelling would throw away: steps in flight, steps done, reviews pending (all 0: nothing)."""
+    steps = dict.fromkeys(("running", "succeeded"), 0)
+    for status in StepRun.objects.filter(run_id=run.pk, status__in=list(steps)).values_list("status", flat=True):
+        steps[status] += 1
+    return {"running": steps["running"], "done": steps["succeeded"],
+            "reviews": run.review_items.filter(status="pending").count()}
+
+
 def _run_context(request: HttpRequest, run: Run) -> dict[str, object]:
     builder = can(request, "run.cancel")
     pending = run.review_items.filter(status="pending").count()
+    can_cancel = builder and (run.status in ACTIVE_RUN_STATUSES or run.status == RunStatus.WAITING_REVIEW)
     return {
         "run": run,
         "pending_reviews": pending,
-        "can_cancel": builder and (run.status in ACTIVE_RUN_STATUSES or run.status == RunStatus.WAITING_REVIEW),
+        "can_cancel": can_cancel,
+        "discards": _discards_work(run) if can_cancel else None,
         "can_resume": builder and (run.status == RunStatus.FAILED
                                    or (run.status == RunStatus.WAITING_REVIEW and pending == 0)),
+        "may_fork": can(request, "run.fork"),
+        "can_fork": can(request, "run.fork") and run.status not in ACTIVE_RUN_STATUSES,
+        "can_start": can(request, "run.start"),
+        "budget_stop": budget_blocker(run) if run.status in (RunStatus.WAITING_REVIEW, RunStatus.FAILED) else "",
+        "forked_from": RunEvent.objects.filter(run_id=run.pk, type="run.forked").values_list("data", flat=True).first(),
     }
 
 
@@ -120,9 +142,35 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     # rendered and sent again, never missed.
     after = run.last_seq
     tree = build_run_tree(run)
+    now = timezone.now()
     chain = verify_chain(RunEvent.objects.filter(run=run).order_by("seq")) if run.is_finished else None
-    return render(request, "dashboard/runs/detail.html", {**_run_context(request, run), "tree": tree, "after": after,
-                                                          "chain": chain})
+    return render(request, "dashboard/runs/detail.html", {
+        **_run_context(request, run), "tree": tree, "after": after, "chain": chain,
+        "spec": run.pipeline_version.spec, "states": node_states(tree, now), "timeline": timeline(tree, now)})
+
+
+@team_view("run.view")
+def run_canvas_data(request: HttpRequest, pk: int) -> JsonResponse:
+    """The diagram's node states (per step id) for the live page, as JSON."""
+    run = _run_of_team(request, pk)
+    after = run.last_seq
+    return JsonResponse({"seq": after, "status": run.status, "nodes": node_states(build_run_tree(run), timezone.now())})
+
+
+@team_view("run.view")
+def run_step_panel(request: HttpRequest, pk: int, key: str) -> HttpResponse:
+    """The side panel of one step instance: input, output, turns with their tool calls in the
+    open, the gateway's audit rows for the step (this team's only), and the fork form."""
+    run = _run_of_team(request, pk)
+    tree = build_run_tree(run)
+    node = tree.index.get(key)
+    if node is None:
+        raise Http404("no such step in this run")
+    audit = AuditEntry.objects.filter(team_id=request.team.pk, run_id=run.pk, step_key=key).order_by("created_at", "id")
+    siblings = [k for k, n in tree.index.items() if n.step.id == node.step.id and n.row is not None]
+    return render(request, "dashboard/runs/step_panel.html", {
+        **_run_context(request, run), "node": node, "audit": audit[:200], "siblings": siblings,
+        "editable": node.kind in ("agent", "review") and node.row is not None})
 
 
 @team_view("run.view")
@@ -145,18 +193,70 @@ def run_fragments(request: HttpRequest, pk: int) -> HttpResponse:
     whole = request.GET.get("tree") == "1"
     nodes = [] if whole else tree.find(request.GET.getlist("step"))
     return render(request, "dashboard/runs/run_fragments.html",
-                  {**_run_context(request, run), "tree": tree, "whole_tree": whole, "nodes": nodes})
+                  {**_run_context(request, run), "tree": tree, "whole_tree": whole, "nodes": nodes,
+                   "timeline": timeline(tree, timezone.now())})
 
 
 @require_POST
 @team_view("run.cancel")
 def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    """Cancel; when that discards work (steps done or running, reviews pending) only once
+    confirmed with a reason (`confirm=1`, `reason`), else the confirmation is shown."""
     run = _run_of_team(request, pk)
+    discards = _discards_work(run)
+    reason = request.POST.get("reason", "").strip()
+    if not run.is_finished and any(discards.values()) and not (request.POST.get("confirm") == "1" and reason):
+        error = "Say why you cancel it: the reason is kept in the run's trace." if request.POST.get("confirm") else ""
+        return render(request, "dashboard/runs/cancel_confirm.html",
+                      {"run": run, "discards": discards, "error": error, "reason": reason},
+                      status=400 if error else 200)
     try:
-        do_cancel_run(run, request.user)
+        do_cancel_run(run, request.user, reason=reason)
     except ActionError as exc:
         messages.error(request, exc.message)
     return redirect("run-detail", pk=run.pk)
+
+
+@require_POST
+@team_view("run.start")
+def run_again(request: HttpRequest, pk: int) -> HttpResponse:
+    """Start a new run of the same pipeline version with the same input (the page asks first)."""
+    run = _run_of_team(request, pk)
+    try:
+        new = do_start_run(run.pipeline_version, run.input, request.user)
+    except (ActionError, SpecError) as exc:
+        messages.error(request, getattr(exc, "message", str(exc)))
+        return redirect("run-detail", pk=run.pk)
+    messages.success(request, f"Started run #{new.pk} with the input of run #{run.pk}.")
+    return redirect("run-detail", pk=new.pk)
+
+
+@require_POST
+@team_view("run.fork")
+def run_fork(request: HttpRequest, pk: int) -> HttpResponse:
+    """Fork from a step (`step`), with the edited output (`output`, JSON when the step's output
+    is not text) when `edit` is set; opens the new run."""
+    run = _run_of_team(request, pk)
+    key = request.POST.get("step", "")
+    edited = None
+    if request.POST.get("edit") == "1":
+        text = request.POST.get("output", "")
+        original = StepRun.objects.filter(run_id=run.pk, key=key).values_list("output", flat=True).first()
+        if isinstance(original, str) or original is None:
+            edited = text
+        else:
+            try:
+                edited = json.loads(text)
+            except json.JSONDecodeError as exc:
+                messages.error(request, f"The edited output is not valid JSON: {exc.msg} (line {exc.lineno}).")
+                return redirect("run-detail", pk=run.pk)
+    try:
+        new = do_fork_run(run, key, edited_output=edited, user=request.user)
+    except (ActionError, SpecError) as exc:
+        messages.error(request, getattr(exc, "message", str(exc)))
+        return redirect("run-detail", pk=run.pk)
+    messages.success(request, f"Forked run #{run.pk} at step {key}{' with an edited output' if edited is not None else ''}.")
+    return redirect("run-detail", pk=new.pk)
 
 
 @require_POST
@@ -178,4 +278,8 @@ urlpatterns = [
     path("<int:pk>/cancel/", run_cancel, name="run-cancel"),
     path("<int:pk>/resume/", run_resume, name="run-resume"),
     path("<int:pk>/trace.json", run_trace, name="run-trace"),
+    path("<int:pk>/canvas.json", run_canvas_data, name="run-canvas-data"),
+    path("<int:pk>/steps/<str:key>/", run_step_panel, name="run-step-panel"),
+    path("<int:pk>/again/", run_again, name="run-again"),
+    path("<int:pk>/fork/", run_fork, name="run-fork"),
 ]

@@ -6,6 +6,7 @@ Everyone in the team reads; builders and owners change things.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -27,11 +28,14 @@ from mcpgateway.actions.access import (
 from mcpgateway.actions.catalogue import do_approve_tool_definition, do_set_tool_enabled
 from mcpgateway.actions.config_files import do_import_config, export_config
 from mcpgateway.authority import is_instance_operator
+from mcpgateway.crypto import decrypt, encrypt
 from mcpgateway.errors import ConfigError, GatewayError
 from mcpgateway.models import ApiKey, CallStatus, Grant, Tool, ToolServer, ToolStatus
 from orchestrator.models import Agent
 
 AUDIT_PAGE = 50
+NEW_KEY_SESSION = "new_api_key"
+NEW_KEY_TTL_S = 60  # how long a new key's (encrypted) token waits in the session to be shown
 
 
 def _page(request: HttpRequest, template: str, context: dict[str, Any], status: int = 200) -> HttpResponse:
@@ -49,13 +53,14 @@ def index(request: HttpRequest) -> HttpResponse:
         "servers": gateway.servers(team_id),
         "tools": gateway.tools(team_id),
         "held": gateway.held_tools(team_id),
+        "can_try": can(request, "tool.try"),
     })
 
 
 @team_view("server.view")
 def health(request: HttpRequest) -> HttpResponse:
     """The servers' health table alone; the page polls it."""
-    return render(request, "dashboard/tools/health.html", {"servers": gateway.servers(request.team.pk)})
+    return _page(request, "dashboard/tools/health.html", {"servers": gateway.servers(request.team.pk)})
 
 
 def _tool(request: HttpRequest, pk: int) -> Tool:
@@ -185,19 +190,42 @@ def key_create(request: HttpRequest) -> HttpResponse:
     except GatewayError as exc:
         return _access(request, status=400, key_error=exc.message, key_error_field=exc.field,
                        key_form={"name": name, "scopes": scopes})
-    # The token exists only in this response: it is stored hashed and never shown again.
-    response = _page(request, "dashboard/tools/key_created.html", {"section": "access", "key": key, "token": token})
+    # Post/redirect/get: the token waits in the session for one page view, so reloading the
+    # page shows nothing again and never creates a second key. The session is stored (in the
+    # database or a cache), so the token goes there encrypted and only for NEW_KEY_TTL_S.
+    request.session[NEW_KEY_SESSION] = {"id": key.pk, "sealed": encrypt(token),
+                                        "expires": time.time() + NEW_KEY_TTL_S}
+    return redirect("tools-key-created")
+
+
+@team_view("apikey.create")
+def key_created(request: HttpRequest) -> HttpResponse:
+    """The new key's token, once: it is stored hashed and never shown again."""
+    flash = request.session.pop(NEW_KEY_SESSION, None) or {}
+    fresh = "sealed" in flash and float(flash.get("expires", 0)) > time.time()
+    key = ApiKey.objects.filter(pk=flash.get("id"), team_id=request.team.pk).first() if fresh else None
+    if key is None:
+        messages.info(request, "That token was shown once and is gone; create a new key if it was lost.")
+        return redirect("tools-access")
+    response = _page(request, "dashboard/tools/key_created.html", {"section": "access", "key": key,
+                                                                   "token": decrypt(flash["sealed"])})
     response["Cache-Control"] = "no-store"
     return response
 
 
-@require_POST
 @team_view("apikey.revoke")
 def key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET asks for confirmation; POST with `confirm` revokes."""
     key = get_object_or_404(ApiKey, pk=pk, team_id=request.team.pk)
-    if key.revoked_at is None:
-        do_revoke_api_key(key)
-        messages.success(request, f"Revoked the key {key.name} ({key.prefix}…).")
+    if key.revoked_at is not None:
+        messages.info(request, f"The key {key.name} is already revoked.")
+        return redirect("tools-access")
+    if request.method != "POST" or request.POST.get("confirm") != "yes":
+        return _page(request, "dashboard/tools/key_revoke.html", {
+            "section": "access", "key": key, "grants": Grant.objects.filter(api_key=key).count()})
+    do_revoke_api_key(key)
+    reason = request.POST.get("reason", "").strip()[:200]
+    messages.success(request, f"Revoked the key {key.name} ({key.prefix}…)" + (f": {reason}." if reason else "."))
     return redirect("tools-access")
 
 
@@ -302,10 +330,13 @@ urlpatterns = [
     path("access/grants/", grant_add, name="tools-grant-add"),
     path("access/grants/<int:pk>/revoke/", grant_revoke, name="tools-grant-revoke"),
     path("access/keys/", key_create, name="tools-key-create"),
+    path("access/keys/created/", key_created, name="tools-key-created"),
     path("access/keys/<int:pk>/revoke/", key_revoke, name="tools-key-revoke"),
     path("audit/", audit, name="tools-audit"),
     path("config/", config, name="tools-config"),
     path("config/import/", config_import, name="tools-config-import"),
     path("config/export/", config_export, name="tools-config-export"),
     path("catalogue/", include("dashboard.views.catalogue")),
+    path("servers/", include("dashboard.views.tool_servers")),
+    path("try/", include("dashboard.views.tool_try")),
 ]

@@ -321,8 +321,10 @@ def do_update_installed(server: ToolServer, values: dict[str, Any], description:
 @transaction.atomic
 def do_install_builtin(team_id: int, spec: dict[str, Any], *, overwrite: bool = True) -> ToolServer:
     """Instance-level code (seeding, shipped suites, the sandbox): offer a fixed, parameterless template
-    written in code and give the team its server from it, named like the template. A team's existing
-    server of that name becomes the template's (its grants are kept)."""
+    written in code and give the team its server from it, named like the template. With `overwrite`
+    (instance-level code), a team's existing server of that name becomes the template's (its grants
+    are kept); without it (a team member's action), an existing server of that name that is not
+    already this install is never changed: Conflict."""
     existing = ServerTemplate.objects.filter(name=spec["name"]).first()
     if existing is not None and not overwrite:
         # A team-level action (installing a shipped eval suite) never rewrites what an operator
@@ -333,6 +335,10 @@ def do_install_builtin(team_id: int, spec: dict[str, Any], *, overwrite: bool = 
     server = ToolServer.objects.filter(team_id=team_id, name=template.name).first()
     if server is None:
         return do_install_template(team_id, template, template.name, {})
+    if server.template_id != template.pk and not overwrite:
+        # Converting it would wipe its URL and headers and point its grants at a host process.
+        raise Conflict(f"this team already has its own server named {template.name!r}; rename or remove it "
+                       f"to install the built-in {template.name!r} server", "name")
     if server.template_id != template.pk:
         ToolServer.objects.filter(pk=server.pk).update(template=template, parameters={}, url="", headers={})
         rerender(server, template)

@@ -5,6 +5,12 @@ Both protocol eras are served from one URL by the SDK's `StreamableHTTPSessionMa
 `Mcp-Session-Id`, GET SSE, DELETE). Each request is checked (Host, bearer token) and
 then handed to the manager with the principal on its scope.
 
+The fast path (config/asgi.py routes the URL before Django's stack): the key's principal
+comes from a short-lived cache (`authenticate`, see orchestrator/api_auth.py), stateless
+2026-07-28 requests are answered as JSON, a `tools/call` gets its one tool's schema from
+the cached catalogue (`schema_lookup`), and audit rows are committed in batches
+(mcpgateway/audit_batch.py); `aclose()` flushes them.
+
 Django's ASGI handler has no lifespan and daphne sends none, so the manager is
 started lazily by the first request, in a task this endpoint owns, and stopped by
 `aclose()` (or by an ASGI lifespan shutdown, when the server sends one).
@@ -29,7 +35,7 @@ from mcpgateway.downstream.access import (
     authenticated_scope,
     error_response,
 )
-from mcpgateway.downstream.tools import ToolboxSource, build_tool_server
+from mcpgateway.downstream.tools import ToolboxSource, build_tool_server, schema_lookup
 from mcpgateway.types import Principal
 
 logger = logging.getLogger(__name__)
@@ -58,7 +64,7 @@ def build_mcp_app(
     guard = RequestGuard(
         authenticate=authenticate, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins, realm=server_name
     )
-    return McpEndpoint(build_tool_server(toolbox, server_name), guard)
+    return McpEndpoint(build_tool_server(toolbox, server_name), guard, toolbox)
 
 
 def route_mcp_path(endpoint: ASGIApp, fallback: ASGIApp, *, path: str = "/mcp") -> ASGIApp:
@@ -84,9 +90,10 @@ class _EndpointClosed(Exception):
 class McpEndpoint:
     """ASGI app for the MCP URL: host check → bearer auth → the SDK's session manager."""
 
-    def __init__(self, server: Server[Any], guard: RequestGuard) -> None:
+    def __init__(self, server: Server[Any], guard: RequestGuard, toolbox: ToolboxSource | None = None) -> None:
         self.server = server
         self._guard = guard
+        self._toolbox = toolbox if toolbox is not None and server.get_tool_input_schema is not None else None
         self._lock = asyncio.Lock()
         self._manager: StreamableHTTPSessionManager | None = None
         self._runner: asyncio.Task[None] | None = None
@@ -113,6 +120,16 @@ class McpEndpoint:
         except _EndpointClosed:
             await error_response(503, "unavailable", "The MCP endpoint is shutting down.")(scope, receive, send)
             return
+        if self._toolbox is not None and headers.get("mcp-method") == "tools/call":
+            # 2026-07-28 `tools/call`: the SDK asks for the called tool's schema (one lookup in
+            # the cached catalogue snapshot, loaded here if needed), not the whole tools/list.
+            warm = getattr(self._toolbox, "warm", None)
+            if warm is not None:
+                try:
+                    await warm(principal)
+                except Exception:  # dispatch reports the real problem as the call's result
+                    logger.debug("warming the catalogue for %r failed", principal, exc_info=True)
+            schema_lookup.set(lambda name: self._toolbox.tool_input_schema(principal, name))  # type: ignore[union-attr]
         await manager.handle_request(authenticated_scope(scope, principal, headers), receive, send)
 
     @property
@@ -121,7 +138,16 @@ class McpEndpoint:
         return self._runner is not None and not self._runner.done()
 
     async def aclose(self) -> None:
-        """Stop the session manager, ending every open session; later requests get 503."""
+        """Stop the session manager, ending every open session; later requests get 503.
+        Deferred audit rows are committed before it returns."""
+        from mcpgateway.audit_batch import flush_audit
+
+        try:
+            await self._stop_manager()
+        finally:
+            await asyncio.to_thread(flush_audit)
+
+    async def _stop_manager(self) -> None:
         async with self._lock:
             self._closed = True
             runner, stop = self._runner, self._stop

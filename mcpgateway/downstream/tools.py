@@ -8,8 +8,9 @@ errors. The principal is read from the HTTP request the SDK hands each handler.
 
 from __future__ import annotations
 
+import contextvars
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any
 
@@ -69,14 +70,76 @@ def build_tool_server(source: ToolboxSource, name: str) -> Server[Any]:
             return _error_result(f"Tool {params.name!r} failed ({type(exc).__name__}).")
         return call_tool_result(result, params.name)
 
-    return Server(
+    server: Server[Any] = Server(
         name,
         version=_version(),
         # Tool lists differ per caller and grants change: never share or keep a listing.
         cache_hints={"tools/list": CacheHint(ttl_ms=0, scope="private")},
         on_list_tools=list_tools,
         on_call_tool=call_tool,
+        # 2026-07-28 `tools/call`: the SDK validates `Mcp-Param-*` headers against the called
+        # tool's schema; this answers for one tool instead of building the whole tools/list.
+        get_tool_input_schema=_tool_input_schema if _has_schema_lookup(source) else None,
     )
+    # The SDK's per-message SERVER span costs a few hundred µs per call even with no exporter;
+    # run it only while the process traces (`config.tracing`), which can be switched on later.
+    server.middleware = [_while_tracing(m) for m in server.middleware]
+    return server
+
+
+def _while_tracing(middleware: Any) -> Any:
+    from config import tracing
+
+    async def maybe_traced(ctx: Any, call_next: Any) -> Any:
+        if tracing.enabled():
+            return await middleware(ctx, call_next)
+        return await call_next(ctx)
+
+    return maybe_traced
+
+
+def _has_schema_lookup(source: ToolboxSource) -> bool:
+    """A toolbox instance with `tool_input_schema`; else (a factory, a toolbox without one) the
+    SDK keeps its own fallback of listing the tools."""
+    return not isinstance(source, type) and callable(getattr(source, "tool_input_schema", None))
+
+
+# What `_tool_input_schema` answers with, set by the endpoint for the request it serves (the
+# SDK calls the lookup in that request's task, before its handlers, without a caller).
+schema_lookup: contextvars.ContextVar[Callable[[str], Mapping[str, Any] | None] | None] = contextvars.ContextVar(
+    "agentdeck_mcp_schema_lookup", default=None)
+
+
+def _tool_input_schema(name: str) -> Mapping[str, Any] | None:
+    lookup = schema_lookup.get()
+    return lookup(name) if lookup is not None else None
+
+
+def _has_schema_lookup(source: ToolboxSource) -> bool:
+    """A toolbox instance with `tool_input_schema`; else (a factory, a toolbox without one) the
+    SDK keeps its own fallback of listing the tools."""
+    return not isinstance(source, type) and callable(getattr(source, "tool_input_schema", None))
+
+
+# What `_tool_input_schema` answers with, set by the endpoint for the request it serves (the
+# SDK calls the lookup in that request's task, before its handlers, without a caller).
+schema_lookup: contextvars.ContextVar[Callable[[str], Mapping[str, Any] | None] | None] = contextvars.ContextVar(
+    "agentdeck_mcp_schema_lookup", default=None)
+
+
+def _tool_input_schema(name: str) -> Mapping[str, Any] | None:
+    lookup = schema_lookup.get()
+    return lookup(name) if lookup is not None else None
+
+
+def schema_lookup_for(source: Callable[[], Toolbox], principal: Principal) -> Callable[[str], Mapping[str, Any] | None] | None:
+    """The per-tool schema lookup of the request's toolbox for `principal`, when it offers one
+    (`Gateway.tool_input_schema`); else None (the SDK then validates nothing for the call)."""
+    toolbox = source()
+    lookup = getattr(toolbox, "tool_input_schema", None)
+    if lookup is None:
+        return None
+    return lambda name: lookup(principal, name)
 
 
 def _toolbox_factory(source: ToolboxSource) -> Callable[[], Toolbox]:

@@ -32,6 +32,9 @@ def do_decide_review(item: ReviewItem, user: AbstractBaseUser | None, action: st
                      note: str = "", raise_budget: dict[str, Any] | None = None, submit: bool = True) -> ReviewItem:
     if action not in ACTIONS:
         raise ActionError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}", "action")
+    if action == "reject" and not (note or "").strip():
+        # A rejection discards the step's work (and usually fails the run): it says why.
+        raise ActionError("a rejection needs its reason in `note`", "note")
     if action in ("retry", "resume") and item.context.get("kind") not in ("agent", None):
         raise ActionError(f"{action} applies to agent steps only", "action")
     decision: dict[str, Any] = {"action": action, "note": note}
@@ -66,7 +69,9 @@ def do_decide_review(item: ReviewItem, user: AbstractBaseUser | None, action: st
         send_event_on_commit(run, "review.decided", {"review_id": locked.pk, "action": action, "note": note,
                                                      "by": user.get_username() if user else None}, locked.step_key)
         if not run.review_items.filter(status=ReviewItem.Status.PENDING).exists() and run.status == "waiting_review":
-            do_resume_run(run, user, submit=submit)
+            # Only a decision that makes the step call its model again needs budget room;
+            # rejecting or giving the step its output does not.
+            do_resume_run(run, user, submit=submit, check_budget=action in ("resume", "retry"))
     return locked
 
 

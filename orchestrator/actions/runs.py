@@ -69,8 +69,8 @@ def do_start_run(version: PipelineVersion, run_input: Any, user: AbstractBaseUse
     return run
 
 
-def do_cancel_run(run: Run, user: AbstractBaseUser | None = None) -> Run:
-    """Stop a run: in-flight steps are cancelled, nothing further starts."""
+def do_cancel_run(run: Run, user: AbstractBaseUser | None = None, reason: str = "") -> Run:
+    """Stop a run: in-flight steps are cancelled, nothing further starts. `reason` is recorded."""
     with transaction.atomic():
         locked = Run.objects.select_for_update().select_related("pipeline_version").get(pk=run.pk)
         if locked.is_finished:
@@ -83,7 +83,8 @@ def do_cancel_run(run: Run, user: AbstractBaseUser | None = None) -> Run:
         Run.objects.filter(pk=run.pk).update(**fields)
         if "status" in fields:
             release_run(run.pk)
-        send_event_on_commit(run, "run.cancel_requested", {"by": user.get_username() if user else None})
+        send_event_on_commit(run, "run.cancel_requested", {"by": user.get_username() if user else None,
+                                                           **({"reason": reason[:2000]} if reason else {})})
         if "status" in fields:
             send_event_on_commit(run, "run.cancelled", {})
             from orchestrator import webhooks
@@ -95,7 +96,8 @@ def do_cancel_run(run: Run, user: AbstractBaseUser | None = None) -> Run:
     return run
 
 
-def do_resume_run(run: Run, user: AbstractBaseUser | None = None, submit: bool = True) -> Run:
+def do_resume_run(run: Run, user: AbstractBaseUser | None = None, submit: bool = True,
+                  check_budget: bool = True) -> Run:
     """Continue a run from its last persisted point (after a crash, or once reviews are decided)."""
     with transaction.atomic():
         locked = Run.objects.select_for_update().get(pk=run.pk)
@@ -103,6 +105,10 @@ def do_resume_run(run: Run, user: AbstractBaseUser | None = None, submit: bool =
             raise Conflict(f"run {run.pk} has {locked.status}; it cannot be resumed")
         if locked.review_items.filter(status="pending").exists():
             raise Conflict(f"run {run.pk} still has undecided review items")
+        if check_budget:
+            from orchestrator.actions.budget_room import check_budget_room
+
+            check_budget_room(locked)  # a budget stop with no new room would only pause again
         Run.objects.filter(pk=run.pk).update(status=RunStatus.QUEUED, finished_at=None, error="")
         send_event_on_commit(run, "run.resume_requested", {"by": user.get_username() if user else None})
         if submit:

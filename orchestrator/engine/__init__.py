@@ -1,6 +1,8 @@
 """The execution engine: plain async Python that runs a pipeline spec.
 
-It knows nothing of Django views or Celery. A runner hands it a spec, a store (where
-state and events go), the tools, the models and a cancel signal; it walks the spec,
-persisting after every step and tool call, and can resume from what the store holds.
+It imports nothing from Django, Celery or `config/` (tests/orchestrator/test_engine_imports.py
+keeps it so). A runner hands it a spec, a store (where state and events go), the tools, the
+models, and optionally a tracer and a log context (`ports.py`; no-ops unless wired); it walks
+the spec, persisting every step and tool call before the next one starts, and can resume from
+what the store holds.
 """

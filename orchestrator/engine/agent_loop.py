@@ -15,11 +15,19 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-from config import log_context, tracing
 from mcpgateway.idempotency import call_key
-from mcpgateway.types import ApprovalRequired, Principal, ToolDenied, ToolInvocation, ToolSpec
+from mcpgateway.types import (
+    ApprovalRequired,
+    Principal,
+    Toolbox,
+    ToolDenied,
+    ToolInvocation,
+    ToolSpec,
+)
+from orchestrator.engine.dataflow import StepFlow
 from orchestrator.engine.defences import (
     SPOTLIGHT_NOTICE,
     DefenceError,
@@ -28,12 +36,10 @@ from orchestrator.engine.defences import (
     spotlight,
 )
 from orchestrator.engine.errors import StepError
+from orchestrator.engine.ports import AgentConfig, LogContext, Models, Tracer
 from orchestrator.engine.spec import AgentStep
-from orchestrator.engine.store import AuditWrite, LedgerWrite, UsageWrite
+from orchestrator.engine.store import AuditWrite, LedgerWrite, Store, UsageWrite
 from orchestrator.engine.types import Message, ModelRequest, ModelResponse, ToolResult
-
-if TYPE_CHECKING:
-    from orchestrator.engine.executor import Engine
 
 EVENT_TEXT_CAP = 20_000
 WITHHELD = ("[The output of {tool} was withheld: the prompt-injection detector flagged it ({reasons}). "
@@ -86,22 +92,41 @@ class AttemptTotals:
             self._failing = False
 
 
-async def run_agent_attempt(engine: Engine, step: AgentStep, key: str, attempt: int, prompt: str, totals: AttemptTotals) -> Any:
+@dataclass(slots=True)
+class AttemptContext:
+    """What one attempt of an agent step works with, handed over by the executor: the loop
+    and its helpers take this (and plain arguments), never the Engine."""
+
+    store: Store
+    models: Models
+    toolbox: Toolbox
+    agent: AgentConfig
+    run_id: int | None
+    team_id: int
+    run_input: Any
+    ledger: list[dict[str, Any]]  # what an earlier process recorded for this attempt, replayed
+    interrupted_calls: dict[str, dict[str, Any]]  # calls that may have run, by idempotency key
+    decision: dict[str, Any] | None  # a reviewer's decision about this step, if any
+    tracer: Tracer
+    log_context: LogContext
+
+
+async def run_agent_attempt(ctx: AttemptContext, step: AgentStep, key: str, attempt: int, prompt: str, totals: AttemptTotals) -> Any:
     """Run one attempt; return the step output. The final model turn is staged, not committed."""
-    agent = engine.agents[step.agent]
-    log_context.step_key.set(key)
-    with tracing.span(f"invoke_agent {agent.name}", {
+    agent = ctx.agent
+    ctx.log_context.set_step(key)
+    with ctx.tracer.span(f"invoke_agent {agent.name}", {
             "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": agent.name, "gen_ai.provider.name": agent.provider,
             "gen_ai.request.model": agent.model, "agentdeck.step": key, "agentdeck.attempt": attempt}):
-        return await _attempt(engine, step, key, attempt, prompt, totals)
+        return await _attempt(ctx, step, key, attempt, prompt, totals)
 
 
-async def _attempt(engine: Engine, step: AgentStep, key: str, attempt: int, prompt: str, totals: AttemptTotals) -> Any:
-    agent = engine.agents[step.agent]
-    store = engine.store
-    ledger = engine.state.ledger.get((key, attempt), [])
-    principal = Principal(team_id=engine.team_id, agent=agent.name)
-    tools = await engine.toolbox.list_tools(principal)
+async def _attempt(ctx: AttemptContext, step: AgentStep, key: str, attempt: int, prompt: str, totals: AttemptTotals) -> Any:
+    agent = ctx.agent
+    store = ctx.store
+    ledger = ctx.ledger
+    principal = Principal(team_id=ctx.team_id, agent=agent.name)
+    tools = await ctx.toolbox.list_tools(principal)
     specs = {t.name: t for t in tools}
     messages = [Message("user", prompt)]
     max_turns = step.max_turns or agent.max_turns
@@ -112,12 +137,14 @@ async def _attempt(engine: Engine, step: AgentStep, key: str, attempt: int, prom
     except DefenceError as exc:
         raise StepError(f"agent {agent.name!r}: {exc}", retryable=False) from None
     tainted = False
+    flow = StepFlow.for_step(defences, system_prompt=agent.system_prompt, run_input=ctx.run_input,
+                             template=step.prompt, prompt=prompt)
 
     for turn in range(1, max_turns + 1):
         if index < len(ledger):
             response = ModelResponse.from_dict(ledger[index]["result"]["response"])
         else:
-            response = await _call_model(engine, step, key, attempt, turn, messages, tools, totals, defences)
+            response = await _call_model(ctx, step, key, attempt, turn, messages, tools, totals, defences)
             if response.tool_calls:
                 # Only a turn that leads to tool calls needs a ledger slot: a final turn is
                 # committed together with the step's completion, which is what a resume reads.
@@ -132,27 +159,42 @@ async def _attempt(engine: Engine, step: AgentStep, key: str, attempt: int, prom
         await store.commit()
         for call in response.tool_calls:
             replayed = index < len(ledger)
+            verdict = flow.check(call.name, call.arguments, specs.get(call.name))  # the data-flow policy
+            # Flagged once: not again when the paused call (the first unrecorded one) resumes with its approval decided.
+            approved = index == len(ledger) and "approved" in (ctx.decision or {})
+            if verdict.event is not None and not replayed and not approved:
+                store.emit("tool.dataflow", {"call_id": call.id, "name": call.name, **verdict.event}, key)
             if replayed:
                 recorded = ledger[index]
                 if recorded["kind"] != "tool" or recorded["name"] != call.name:
                     raise StepError(f"ledger mismatch at call {index}: expected tool {call.name!r}")
                 result = ToolResult.from_dict(recorded["result"])
+            elif (interrupted := ctx.interrupted_calls.get(call_key(ctx.run_id, key, attempt, index))) is not None:
+                # Before any refusal: a call that may have run is never recorded as refused. Made
+                # again only with a human's approval if the policy would refuse it now.
+                result = await _resume_interrupted(ctx, key, attempt, index, principal, call.id, call.name, call.arguments,
+                                                   interrupted, specs.get(call.name),
+                                                   confirm=call.name in defences.confirm_tools or verdict.confirm
+                                                   or verdict.refused)
             elif tainted and call.name not in defences.taint_allowed_tools:
                 refusal = TAINTED.format(allowed=", ".join(defences.taint_allowed_tools) or "none")
                 # The gateway audits the calls it handles; this one never reaches it.
                 store.stage(AuditWrite(key, agent.name, call.id, call.name, call.arguments, "denied",
                                        "tainted step: " + refusal.removeprefix("Tool call refused: ")))
-                result = await _call_tool(engine, key, attempt, index, principal, call.id, call.name, call.arguments,
+                result = await _call_tool(ctx, key, attempt, index, principal, call.id, call.name, call.arguments,
                                           refusal=refusal)
-            elif (interrupted := engine.state.interrupted_calls.get(call_key(engine.run_id, key, attempt, index))) is not None:
-                result = await _resume_interrupted(engine, key, attempt, index, principal, call.id, call.name, call.arguments,
-                                                   interrupted, specs.get(call.name), confirm=call.name in defences.confirm_tools)
+            elif verdict.refused:
+                store.stage(AuditWrite(key, agent.name, call.id, call.name, call.arguments, "denied",
+                                       "data-flow policy: " + verdict.reason))
+                result = await _call_tool(ctx, key, attempt, index, principal, call.id, call.name, call.arguments,
+                                          refusal=verdict.refusal)
             else:
-                result = await _call_tool(engine, key, attempt, index, principal, call.id, call.name, call.arguments,
-                                          confirm=call.name in defences.confirm_tools)
+                result = await _call_tool(ctx, key, attempt, index, principal, call.id, call.name, call.arguments,
+                                          confirm=call.name in defences.confirm_tools or verdict.confirm)
             totals.record_tool(result.is_error)
             index += 1
             content = result.content
+            flow.observe(call.name, content)
             if detector is not None:
                 detection = detector.inspect(call.name, content)
                 if detection.flagged:
@@ -167,10 +209,10 @@ async def _attempt(engine: Engine, step: AgentStep, key: str, attempt: int, prom
     raise StepError(f"agent {agent.name!r} did not give a final answer within {max_turns} turns", retryable=False)
 
 
-async def _call_model(engine: Engine, step: AgentStep, key: str, attempt: int, turn: int,
+async def _call_model(ctx: AttemptContext, step: AgentStep, key: str, attempt: int, turn: int,
                       messages: list[Message], tools: list, totals: AttemptTotals, defences: Defences) -> ModelResponse:
-    agent = engine.agents[step.agent]
-    store = engine.store
+    agent = ctx.agent
+    store = ctx.store
     request = ModelRequest(
         model=agent.model,
         system=f"{agent.system_prompt}\n\n{SPOTLIGHT_NOTICE}".strip() if defences.spotlight else agent.system_prompt,
@@ -179,7 +221,7 @@ async def _call_model(engine: Engine, step: AgentStep, key: str, attempt: int, t
         temperature=agent.temperature,
         max_tokens=agent.max_tokens,
         options=agent.options,
-        meta={"run_id": engine.run_id, "step": key, "attempt": attempt, "turn": turn},
+        meta={"run_id": ctx.run_id, "step": key, "attempt": attempt, "turn": turn},
     )
     store.emit("llm.started", {"agent": agent.name, "provider": agent.provider, "model": agent.model, "turn": turn, "attempt": attempt}, key)
 
@@ -187,11 +229,11 @@ async def _call_model(engine: Engine, step: AgentStep, key: str, attempt: int, t
         store.emit_ephemeral("llm.delta", {"turn": turn, "text": text}, key)
 
     started = time.perf_counter()
-    with tracing.span(f"chat {agent.model}", {"gen_ai.operation.name": "chat", "gen_ai.provider.name": agent.provider,
+    with ctx.tracer.span(f"chat {agent.model}", {"gen_ai.operation.name": "chat", "gen_ai.provider.name": agent.provider,
                                                "gen_ai.request.model": agent.model, "gen_ai.request.max_tokens": request.max_tokens,
                                                "gen_ai.agent.name": agent.name}, kind="client") as chat:
-        result = await engine.models.complete(agent, request, on_delta)
-        tracing.set_attributes(chat, {
+        result = await ctx.models.complete(agent, request, on_delta)
+        ctx.tracer.set_attributes(chat, {
             "gen_ai.response.model": result.response.model, "gen_ai.usage.input_tokens": result.response.usage.input_tokens,
             "gen_ai.usage.output_tokens": result.response.usage.output_tokens,
             "gen_ai.response.finish_reasons": [result.response.stop_reason] if result.response.stop_reason else None})
@@ -212,44 +254,43 @@ async def _call_model(engine: Engine, step: AgentStep, key: str, attempt: int, t
     return response
 
 
-async def _resume_interrupted(engine: Engine, key: str, attempt: int, index: int, principal: Principal, call_id: str,
+async def _resume_interrupted(ctx: AttemptContext, key: str, attempt: int, index: int, principal: Principal, call_id: str,
                               name: str, arguments: dict[str, Any], found: dict[str, Any], spec: ToolSpec | None,
                               *, confirm: bool) -> ToolResult:
     """A call that may have run: a reviewer's decision about it, else retry when safe, else pause."""
-    ikey = call_key(engine.run_id, key, attempt, index)
-    record = engine.state.steps.get(key)
-    decision = (record.decision or {}).get("call") if record is not None else None
+    ikey = call_key(ctx.run_id, key, attempt, index)
+    decision = (ctx.decision or {}).get("call")
     if isinstance(decision, dict) and decision.get("key") == ikey:
         if decision.get("do") == "skip":
             note = f" ({decision['note']})" if decision.get("note") else ""
-            return await _call_tool(engine, key, attempt, index, principal, call_id, name, arguments, refusal=(
+            return await _call_tool(ctx, key, attempt, index, principal, call_id, name, arguments, refusal=(
                 f"Tool call skipped by a reviewer: it was interrupted and may or may not have run{note}. "
                 "Do not assume it took effect."))
         if decision.get("do") == "edit":
-            return await _call_tool(engine, key, attempt, index, principal, call_id, name, arguments,
+            return await _call_tool(ctx, key, attempt, index, principal, call_id, name, arguments,
                                     supplied=ToolResult(content=str(decision.get("result", ""))))
-        engine.store.emit("tool.retrying_interrupted", {"call_id": call_id, "name": name, "idempotency_key": ikey,
+        ctx.store.emit("tool.retrying_interrupted", {"call_id": call_id, "name": name, "idempotency_key": ikey,
                                                         "reason": "reviewer"}, key)
-        return await _call_tool(engine, key, attempt, index, principal, call_id, name, arguments, confirm=confirm)
+        return await _call_tool(ctx, key, attempt, index, principal, call_id, name, arguments, confirm=confirm)
     if spec is not None and spec.retry_safe:
-        engine.store.emit("tool.retrying_interrupted", {"call_id": call_id, "name": name, "idempotency_key": ikey,
+        ctx.store.emit("tool.retrying_interrupted", {"call_id": call_id, "name": name, "idempotency_key": ikey,
                                                         "reason": "read-only or idempotent"}, key)
-        return await _call_tool(engine, key, attempt, index, principal, call_id, name, arguments, confirm=confirm)
-    engine.store.emit("tool.interrupted", {"call_id": call_id, "name": name, "idempotency_key": ikey,
+        return await _call_tool(ctx, key, attempt, index, principal, call_id, name, arguments, confirm=confirm)
+    ctx.store.emit("tool.interrupted", {"call_id": call_id, "name": name, "idempotency_key": ikey,
                                            "message": MAY_HAVE_RUN}, key)
     raise CallInterrupted(ikey, name, call_id, arguments, found)
 
 
-async def _call_tool(engine: Engine, key: str, attempt: int, index: int, principal: Principal,
+async def _call_tool(ctx: AttemptContext, key: str, attempt: int, index: int, principal: Principal,
                      call_id: str, name: str, arguments: dict[str, Any], *, confirm: bool = False,
                      refusal: str = "", supplied: ToolResult | None = None) -> ToolResult:
     """Call a tool through the toolbox (or record the engine's refusal or a reviewer's result), durably."""
-    store = engine.store
+    store = ctx.store
     store.emit("tool.started", {"call_id": call_id, "name": name, "arguments": arguments, "attempt": attempt}, key)
     started = time.perf_counter()
-    invocation = ToolInvocation(principal, name, arguments, call_id=call_id, run_id=engine.run_id, step_key=key,
+    invocation = ToolInvocation(principal, name, arguments, call_id=call_id, run_id=ctx.run_id, step_key=key,
                                 meta={"require_approval": True} if confirm else {},
-                                idempotency_key=call_key(engine.run_id, key, attempt, index))
+                                idempotency_key=call_key(ctx.run_id, key, attempt, index))
     refused = ""
     try:
         if supplied is not None:
@@ -259,7 +300,7 @@ async def _call_tool(engine: Engine, key: str, attempt: int, index: int, princip
             # A reviewer's skip is not a refusal: the interrupted call may have run.
             refused = refusal if refusal.startswith("Tool call refused") else ""
         else:
-            result = await engine.toolbox.call_tool(invocation)
+            result = await ctx.toolbox.call_tool(invocation)
             if result.is_error and result.content.startswith(NOT_APPROVED):
                 refused = result.content
     except ToolDenied as exc:

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcpgateway.types import ApprovalRequired, Toolbox
+from orchestrator.engine import ports
 from orchestrator.engine.agent_loop import (
     MAY_HAVE_RUN,
+    AttemptContext,
     AttemptTotals,
     CallInterrupted,
     run_agent_attempt,
@@ -30,7 +32,7 @@ from orchestrator.engine.errors import (
     StepError,
     StepFailed,
 )
-from orchestrator.engine.ports import AgentConfig, Models
+from orchestrator.engine.ports import AgentConfig, LogContext, Models, Tracer
 from orchestrator.engine.scope import Scope
 from orchestrator.engine.spec import (
     AgentStep,
@@ -94,6 +96,8 @@ class Engine:
         flush_interval: float = 0.025,
         cancel_poll_interval: float = 0.5,
         context: dict[str, Any] | None = None,
+        tracer: Tracer | None = None,
+        log_context: LogContext | None = None,
     ):
         self.spec = spec
         self.store = store
@@ -105,10 +109,13 @@ class Engine:
         self.flush_interval = flush_interval
         self.cancel_poll_interval = cancel_poll_interval
         self.context = context or {}  # added to run.started/resumed, e.g. which worker runs it
+        self.tracer = tracer or ports.defaults.tracer
+        self.log_context = log_context or ports.defaults.log_context
         self.state = RunState()
         self.scope = Scope({})
         self._stop_requested = False
         self._lease_lost = False
+        self._unsettled = False  # a finished step is staged and not yet committed
 
     # --- the run -------------------------------------------------------------------------
 
@@ -247,6 +254,7 @@ class Engine:
         self.store.emit(f"step.{status}", {"step_id": step.id, "kind": step.kind, "output": output, "error": error or None,
                                            "attempt": attempt}, key)
         self.state.steps[key] = StepRecord(key, status, attempt, output, error)
+        self._unsettled = True
         _closed(key)
 
     # --- agent steps: attempts, retries, timeouts, failure policy ------------------------------
@@ -262,6 +270,12 @@ class Engine:
             attempt = record.attempt
             if record.decision and record.decision.get("action") == "retry":
                 attempt += 1
+        if self._unsettled:
+            # Steps finished since the last commit are durable before this one starts: one
+            # transaction per step (a fan-out's branches in one), and a stop asked for
+            # meanwhile (RunCancelled) keeps this step from starting at all.
+            self._unsettled = False
+            await self.store.commit()
         prompt = self.scope.render(step.prompt)
         agent = self.agents[step.agent]
         self.store.stage(StepWrite(key, step.id, "agent", "running", attempt=attempt, agent=agent.name,
@@ -273,7 +287,8 @@ class Engine:
             totals = AttemptTotals()
             try:
                 async with asyncio.timeout(step.timeout_s):
-                    output = await run_agent_attempt(self, step, key, attempt, prompt, totals)
+                    output = await run_agent_attempt(self._attempt_context(step, key, attempt), step, key, attempt,
+                                                     prompt, totals)
             except BudgetExceeded as exc:
                 raise Paused([self._pause(step, key, "budget", {"error": str(exc), "prompt": prompt}, attempt)]) from None
             except ApprovalRequired as exc:
@@ -294,11 +309,21 @@ class Engine:
                     await asyncio.sleep(delay)
                     continue
                 return self._failed(step, key, message, attempt, policy, {"prompt": prompt})
+            # Staged, not committed: committed before the next step starts, with the run's last
+            # commit, or with the next flush while parallel siblings run on.
             self._finish(step, key, "succeeded", output=output, agent=agent.name, attempt=attempt, totals=totals,
                          input={"prompt": prompt})
-            await self.store.commit()
             self.scope.record(step.id, status="succeeded", output=output)
             return output
+
+    def _attempt_context(self, step: AgentStep, key: str, attempt: int) -> AttemptContext:
+        """Exactly what the agent loop needs of this run for one attempt."""
+        record = self.state.steps.get(key)
+        return AttemptContext(
+            store=self.store, models=self.models, toolbox=self.toolbox, agent=self.agents[step.agent],
+            run_id=self.run_id, team_id=self.team_id, run_input=self.scope.input,
+            ledger=self.state.ledger.get((key, attempt), []), interrupted_calls=self.state.interrupted_calls,
+            decision=record.decision if record is not None else None, tracer=self.tracer, log_context=self.log_context)
 
     def _replay(self, step: AgentStep, record: StepRecord, policy: str) -> Any:
         """What a step that an earlier process already reached contributes now.
@@ -442,7 +467,9 @@ class Engine:
             return record.output
         decision = record.decision if record is not None else None
         if decision is None:
-            if record is None:
+            # No record yet, or a gate a reviewer rejected and someone resumed the run: ask
+            # (again) — a run never waits for review without an item in the queue.
+            if record is None or record.status == "failed":
                 self.store.emit("step.started", {"step_id": step.id, "kind": "review"}, key)
                 raise Paused([self._pause(step, key, "gate", {"instructions": step.instructions, "show": shown})])
             raise Paused([])

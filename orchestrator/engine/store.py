@@ -1,8 +1,9 @@
 """Where the engine keeps a run's state: the protocol, the write records, a memory store.
 
-The engine calls `checkpoint(...)` at every durable point (a step finished, a model call
-that precedes tool calls, a tool call); a store writes the given records *and* every event
-buffered since the last checkpoint in one transaction. `load()` returns what an earlier
+The engine calls `commit()` at every durable point (before a step starts, so the steps
+finished since the last commit go with it; a model call that precedes tool calls; a tool
+call; the run's end); a store writes the staged records *and* every event buffered since
+the last commit in one transaction. `load()` returns what an earlier
 process left, so the engine can resume without repeating completed work.
 """
 
@@ -135,7 +136,10 @@ class Store(Protocol):
     async def commit(self, *, final: bool = False) -> None:
         """Write everything buffered in one transaction, then publish its events.
 
-        Unless `final`, raise RunCancelled afterwards if someone asked the run to stop.
+        The transaction may be shared with other runs' commits (group commit: one fsync for
+        many runs); this run's lease is still checked in it, and a failure (LeaseLost) rolls
+        back and reaches only this run. Unless `final`, raise RunCancelled afterwards if
+        someone asked the run to stop.
         """
 
 

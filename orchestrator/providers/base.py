@@ -12,16 +12,15 @@ import asyncio
 import json
 import math
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from orchestrator.engine.errors import ProviderError
+from orchestrator.engine.ports import DeltaCallback  # one definition: the engine's port
 from orchestrator.engine.types import ModelRequest, ModelResponse
-
-DeltaCallback = Callable[[str], Awaitable[None]]
 
 
 class Provider(Protocol):

@@ -1,11 +1,15 @@
 // The visual pipeline builder.
 //
 // The spec document (the same JSON the server stores) lives in `spec`. The page shows it
-// three ways that stay in sync: a tree of step cards, a JSON text view and a YAML text
-// view. Tree edits rewrite both texts; JSON text that parses replaces the document (and
-// re-renders the tree); YAML text is parsed by the server's validate endpoint, which
-// answers with the document, its YAML form and check_spec's errors. Errors carry paths
-// ("steps.0.branches.2.prompt") and are shown on the card that owns the path.
+// in views that stay in sync: a flow diagram (static/js/flowcanvas.js; node ids are step
+// paths such as "steps.0.body.1"), the selected step's card in the side panel, an outline
+// of every card, a JSON text view and a YAML text view. Edits anywhere rewrite the others;
+// JSON text that parses replaces the document; YAML text is parsed by the server's validate
+// endpoint, which answers with the document, its YAML form and check_spec's errors. Errors
+// carry paths ("steps.0.branches.2.prompt") and mark the node and card that own the path.
+//
+// History: every change is committed as a JSON snapshot (typing in one field within 1.5 s
+// is one entry), so undo/redo cover field edits, drags, pastes and text-view edits alike.
 //
 // Plain ES2020, no framework. User and model text only ever reaches the page through
 // textContent / value, never innerHTML.
@@ -44,8 +48,16 @@
   let validateTimer = null;
   let yamlTimer = null;
   let validateSeq = 0;
-  let textSnapshot = null; // the document before a JSON/YAML editing session, for undo
+  let committed = JSON.stringify(spec); // the document as of the last history entry
+  let lastEditKey = null;
+  let lastEditAt = 0;
   const undoStack = [];
+  const redoStack = [];
+  let selectedPath = null;
+  let clipboard = null;
+  let clipboardCut = false; // a cut step keeps its ids when pasted (a move), a copy gets new ones
+  let canvas = null;
+  let errorPaths = new Map(); // step path -> messages, from the last validation
 
   // ------------------------------------------------------------------ small helpers
 
@@ -145,9 +157,18 @@
     return `${base}_${n}`;
   }
 
-  function availableRefs() {
+  // With `forPath`, only steps that run before it (or share a loop body with it): a chip
+  // for a later step would only produce a "runs after this one" error.
+  function availableRefs(forPath = null) {
     const inputs = isObject(spec.inputs) ? Object.keys(spec.inputs).filter((n) => NAME_RE.test(n)) : [];
-    const ids = walkSteps(spec.steps).map((s) => s.id).filter((id) => typeof id === "string" && /^[A-Za-z]\w*$/.test(id));
+    let steps = walkSteps(spec.steps);
+    if (forPath) {
+      const order = stepPaths();
+      const at = order.findIndex(([p]) => p === forPath);
+      const loops = order.filter(([p, s]) => s.kind === "loop" && forPath.startsWith(`${p}.body.`)).map(([p]) => `${p}.body.`);
+      if (at >= 0) steps = order.filter(([p], i) => (i < at && !forPath.startsWith(`${p}.`)) || loops.some((l) => p.startsWith(l))).map(([, s]) => s);
+    }
+    const ids = steps.map((s) => s.id).filter((id) => typeof id === "string" && /^[A-Za-z]\w*$/.test(id));
     return [...inputs.map((n) => `input.${n}`), ...[...new Set(ids)].map((id) => `steps.${id}.output`)];
   }
 
@@ -177,33 +198,65 @@
 
   // ------------------------------------------------------------------ changes
 
-  function snapshot() {
-    undoStack.push(JSON.stringify(spec));
-    if (undoStack.length > 100) undoStack.shift();
+  // Kept for the call sites that mark "a change starts here"; commit() after the change
+  // is what records history.
+  function snapshot() {}
+
+  function commit(key = null) {
+    const now = JSON.stringify(spec);
+    if (now === committed) return;
+    const at = Date.now();
+    if (!(key !== null && key === lastEditKey && at - lastEditAt < 1500)) {
+      undoStack.push(committed);
+      if (undoStack.length > 200) undoStack.shift();
+    }
+    redoStack.length = 0;
+    committed = now;
+    lastEditKey = key;
+    lastEditAt = at;
   }
 
-  function takeTextSnapshot() {
-    if (textSnapshot === null) return;
-    undoStack.push(textSnapshot);
-    textSnapshot = null;
-  }
-
-  function undo() {
-    if (!undoStack.length) return;
-    spec = asDocument(JSON.parse(undoStack.pop()));
+  function travel(from, to) {
+    if (!from.length) return;
+    to.push(committed);
+    committed = from.pop();
+    spec = asDocument(JSON.parse(committed));
+    lastEditKey = null;
     insertAfter = null;
+    if (selectedPath && !isObject(getAt(selectedPath))) selectedPath = null;
     renderAll();
-    changed();
+    afterChange({ structure: true });
   }
 
-  function changed({ structure = false, refs = false } = {}) {
+  function undo() { travel(undoStack, redoStack); }
+  function redo() { travel(redoStack, undoStack); }
+
+  function changed(options = {}) {
+    const active = document.activeElement;
+    const typing = active && ["INPUT", "TEXTAREA", "SELECT"].includes(active.tagName);
+    commit(options.structure || !typing ? null : active);
+    afterChange(options);
+  }
+
+  function afterChange({ structure = false, refs = false } = {}) {
     dirty = true;
-    if (structure) renderTree();
+    const active = document.activeElement;
+    const inInspector = active && $("#inspector-body").contains(active);
+    const inOutline = active && $("#step-tree").contains(active);
+    if (structure || !inOutline) renderTree();
+    if (structure || !inInspector) renderInspector();
+    renderCanvas();
     if (structure || refs) refreshRefs();
     refreshJson();
     scheduleValidate();
+    updateHistoryButtons();
+  }
+
+  function updateHistoryButtons() {
     const undoButton = $("#undo");
     if (undoButton) undoButton.disabled = undoStack.length === 0;
+    const redoButton = $("#redo");
+    if (redoButton) redoButton.disabled = redoStack.length === 0;
   }
 
   function addStep(listPath, index, kind) {
@@ -247,23 +300,250 @@
     [list[index], list[target]] = [list[target], list[index]];
     insertAfter = null;
     changed({ structure: true });
-    const card = cardAt(`${listPath}.${target}`);
+    if (selectedPath === `${listPath}.${index}`) selectedPath = `${listPath}.${target}`;
+    changed({ structure: true });
+    const inInspector = $("#inspector-body").contains(document.activeElement);
+    const card = inInspector ? null : cardAt(`${listPath}.${target}`);
     if (card) {
       card.scrollIntoView({ block: "nearest" });
       const button = card.querySelector(delta < 0 ? ".move-up" : ".move-down");
       if (button && !button.disabled) button.focus();
+    } else if (inInspector || canvas) {
+      const button = $(`#inspector-body ${delta < 0 ? ".move-up" : ".move-down"}`);
+      if (inInspector && button && !button.disabled) button.focus();
     }
   }
 
   function deleteStep(path) {
-    snapshot();
+    const step = getAt(path);
+    const inside = isObject(step) ? walkSteps([step]).length - 1 : 0;
+    const name = isObject(step) && step.id ? `“${step.id}”` : "this step";
+    const question = inside ? `Delete step ${name} and the ${inside} step${inside === 1 ? "" : "s"} inside it?` : `Delete step ${name}?`;
+    if (!window.confirm(`${question} (Undo brings it back.)`)) return false;
     const parts = splitPath(path);
     const key = parts.pop();
     const parent = parts.length ? getAt(parts.join(".")) : spec;
     if (Array.isArray(parent)) parent.splice(key, 1);
     else delete parent[key];
     insertAfter = null;
+    if (selectedPath && (selectedPath === path || selectedPath.startsWith(`${path}.`))) selectedPath = null;
+    else if (selectedPath && !isObject(getAt(selectedPath))) selectedPath = null;
     changed({ structure: true });
+    return true;
+  }
+
+  // ------------------------------------------------------------------ canvas editing
+
+  function stepPaths(list = spec.steps, listPath = "steps", out = []) {
+    (Array.isArray(list) ? list : []).forEach((step, i) => {
+      const path = `${listPath}.${i}`;
+      if (!isObject(step)) return;
+      out.push([path, step]);
+      for (const key of ["steps", "branches", "body", "then", "else"]) if (Array.isArray(step[key])) stepPaths(step[key], `${path}.${key}`, out);
+      if (isObject(step.join)) out.push([`${path}.join`, step.join]);
+    });
+    return out;
+  }
+
+  function pathOf(step) {
+    const found = stepPaths().find(([, s]) => s === step);
+    return found ? found[0] : null;
+  }
+
+  // Where a step path lives: its parent array (or the parallel owning a join) and key.
+  function slotOf(path) {
+    const parts = splitPath(path);
+    const key = parts.pop();
+    return { parent: parts.length ? getAt(parts.join(".")) : spec, key };
+  }
+
+  function onDrop(payload, target) {
+    const joinOwner = target.join ? getAt(target.list.replace(/\.join$/, "")) : null;
+    const list = target.join ? null : ensureList(target.list);
+    let step;
+    if (payload.kind) {
+      step = newStep(payload.kind);
+    } else if (payload.move) {
+      step = getAt(payload.move);
+      if (!isObject(step) || target.list === payload.move || target.list.startsWith(`${payload.move}.`)) return;
+    } else {
+      return;
+    }
+    if (target.join && (!isObject(joinOwner) || step.kind !== "agent")) {
+      flash("A join is an agent step: drop an agent there.");
+      return;
+    }
+    let index = target.index;
+    if (payload.move) {
+      const { parent, key } = slotOf(payload.move);
+      if (Array.isArray(parent)) {
+        if (parent === list && key < index) index -= 1;
+        parent.splice(key, 1);
+      } else if (isObject(parent)) {
+        delete parent[key];
+      }
+    }
+    if (target.join) joinOwner.join = step;
+    else list.splice(index, 0, step);
+    insertAfter = null;
+    selectedPath = pathOf(step);
+    changed({ structure: true });
+    if (canvas && selectedPath) canvas.focusNode(selectedPath);
+  }
+
+  function flash(text) {
+    const status = $("#canvas-status");
+    if (status) status.textContent = text;
+  }
+
+  function refPattern(id) {
+    return new RegExp(`(\\bsteps\\.)${id.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}(?=\\.(?:output|error|status)\\b)`, "g");
+  }
+
+  // Rewrites every reference to step `from` (templates, conditions, outputs) to step `to`.
+  function rewriteRefs(node, from, to) {
+    const pattern = refPattern(from);
+    let count = 0;
+    const visit = (value) => {
+      if (Array.isArray(value)) { value.forEach((v, i) => { if (typeof v === "string") { const r = v.replace(pattern, `$1${to}`); if (r !== v) { value[i] = r; count += 1; } } else visit(v); }); return; }
+      if (!isObject(value)) return;
+      for (const [k, v] of Object.entries(value)) {
+        if (typeof v === "string") {
+          if (k === "id" || k === "kind" || k === "agent") continue;
+          const r = v.replace(pattern, `$1${to}`);
+          if (r !== v) { value[k] = r; count += 1; }
+        } else {
+          visit(v);
+        }
+      }
+    };
+    visit(node);
+    return count;
+  }
+
+  function renameStep(from, to) {
+    if (!from || !to || from === to || !/^[A-Za-z][A-Za-z0-9_]*$/.test(to) || !/^[A-Za-z]\w*$/.test(from)) return;
+    if (walkSteps(spec.steps).filter((s) => s.id === from).length) return; // another step still has the old id
+    const count = rewriteRefs(spec, from, to);
+    if (count) {
+      flash(`Renamed ${from} → ${to}: ${count} reference${count === 1 ? "" : "s"} updated.`);
+      changed({ structure: true });
+    }
+  }
+
+  function copySelected() {
+    const step = selectedPath && getAt(selectedPath);
+    if (!isObject(step)) return false;
+    clipboard = JSON.stringify(step);
+    clipboardCut = false;
+    flash(`Copied ${step.id || "the step"}. Ctrl+V pastes it after the selected step, Ctrl+Shift+V inside it.`);
+    return true;
+  }
+
+  // Ctrl+X: the keyboard's way to move a step anywhere (cut, select, Ctrl+V or Ctrl+Shift+V).
+  function cutSelected() {
+    const step = selectedPath && getAt(selectedPath);
+    if (!isObject(step)) return false;
+    clipboard = JSON.stringify(step);
+    clipboardCut = true;
+    const { parent, key } = slotOf(selectedPath);
+    if (Array.isArray(parent)) parent.splice(key, 1); else delete parent[key];
+    const where = selectedPath;
+    selectedPath = null;
+    flash(`Cut ${step.id || "the step"}: select a step and press Ctrl+V to paste it after, Ctrl+Shift+V to paste it inside.`);
+    changed({ structure: true });
+    focusNear(where);
+    return true;
+  }
+
+  // Keyboard focus after a node went away: the node now at its place, the one before, its parent.
+  function focusNear(path) {
+    if (!canvas || !path) return;
+    const parts = splitPath(path);
+    const last = parts[parts.length - 1];
+    const candidates = [path];
+    if (typeof last === "number" && last > 0) candidates.push([...parts.slice(0, -1), last - 1].join("."));
+    for (let n = parts.length - 2; n > 0; n -= 1) candidates.push(parts.slice(0, n).join("."));
+    candidates.push("steps.0");
+    const found = candidates.find((p) => canvas.nodeElement(p));
+    if (found) canvas.focusNode(found);
+  }
+
+  // The list a step pasted "inside" the selected container goes to, and where.
+  function insideSlot(step) {
+    const key = { loop: "body", sequence: "steps", parallel: "branches", branch: "then" }[step.kind];
+    return key ? { list: (Array.isArray(step[key]) ? step[key] : (step[key] = [])), index: 0 } : null;
+  }
+
+  function pasteStep({ inside = false } = {}) {
+    if (!clipboard) return false;
+    const copy = JSON.parse(clipboard);
+    const keepIds = clipboardCut && !walkSteps([copy]).some((s) => walkSteps(spec.steps).some((t) => t.id === s.id));
+    clipboardCut = false;
+    // Fresh ids for a copy and everything in it; references inside the copy follow.
+    const renames = [];
+    for (const inner of keepIds ? [] : walkSteps([copy])) {
+      const old = inner.id;
+      inner.id = uniqueId(/^[A-Za-z]\w*?(?:_\d+)?$/.test(String(old)) ? String(old).replace(/_\d+$/, "") : inner.kind || "step");
+      while (walkSteps([copy]).filter((s) => s.id === inner.id).length > 1) inner.id = `${inner.id}_c`;
+      renames.push([old, inner.id]);
+    }
+    for (const [from, to] of renames) if (typeof from === "string" && /^[A-Za-z]\w*$/.test(from)) rewriteRefs(copy, from, to);
+    let list = spec.steps;
+    let index = Array.isArray(list) ? list.length : 0;
+    if (selectedPath && isObject(getAt(selectedPath))) {
+      let path = selectedPath;
+      if (path.endsWith(".join")) path = path.slice(0, -".join".length);
+      const slot = inside ? insideSlot(getAt(path)) : null;
+      const { parent, key } = slotOf(path);
+      if (slot) { list = slot.list; index = slot.index; }
+      else if (Array.isArray(parent)) { list = parent; index = key + 1; }
+    }
+    if (!Array.isArray(spec.steps)) spec.steps = [];
+    if (!Array.isArray(list)) list = spec.steps;
+    list.splice(index, 0, copy);
+    selectedPath = pathOf(copy);
+    changed({ structure: true });
+    if (canvas && selectedPath) canvas.focusNode(selectedPath);
+    return true;
+  }
+
+  function selectStep(path, { focusCanvas = false } = {}) {
+    selectedPath = path && isObject(getAt(path)) ? path : null;
+    if (canvas) canvas.select(selectedPath);
+    renderInspector();
+    if (focusCanvas && canvas && selectedPath) canvas.focusNode(selectedPath);
+  }
+
+  function renderCanvas() {
+    if (!canvas) return;
+    canvas.render(spec);
+    canvas.select(selectedPath);
+    canvas.clearMarks("fc-error");
+    for (const path of errorPaths.keys()) canvas.mark(path, "fc-error", true);
+  }
+
+  function positionOf(path) {
+    if (path.endsWith(".join")) return { join: true };
+    const { parent, key } = slotOf(path);
+    const listPath = splitPath(path).slice(0, -1).join(".");
+    return { listPath, index: key, count: Array.isArray(parent) ? parent.length : 1 };
+  }
+
+  function renderInspector() {
+    const body = $("#inspector-body");
+    if (!body) return;
+    const step = selectedPath ? getAt(selectedPath) : null;
+    if (!isObject(step)) {
+      body.replaceChildren(el("p", { class: "hint", id: "inspector-empty",
+        text: CAN_EDIT ? "Select a step on the canvas to edit it here, or drag one in from the palette." : "Select a step on the canvas to see its settings." }));
+      return;
+    }
+    const card = renderCard(selectedPath, step, positionOf(selectedPath), { inspector: true });
+    body.replaceChildren(card);
+    for (const message of errorPaths.get(selectedPath) || []) card.querySelector(":scope > .card-errors").append(el("li", { text: message }));
+    if (errorPaths.has(selectedPath)) card.classList.add("has-errors");
+    lockIfReadOnly(body);
   }
 
   function cardAt(path) {
@@ -414,9 +694,9 @@
       })));
   }
 
-  function renderCard(path, step, position) {
+  function renderCard(path, step, position, { inspector = false } = {}) {
     const kind = isObject(step) && KINDS.includes(step.kind) ? step.kind : null;
-    const card = el("article", { class: `step-card kind-${kind || "unknown"}`, dataset: { path, kind: kind || "" } });
+    const card = el("article", { class: `${inspector ? "inspector-card" : "step-card"} kind-${kind || "unknown"}`, dataset: { path, kind: kind || "" } });
     const idLabel = el("span", { class: "step-id", text: (isObject(step) && step.id) || "(no id)" });
     card.append(
       el("header", { class: "card-head" },
@@ -424,7 +704,7 @@
         idLabel,
         el("span", { class: "step-title muted", text: (isObject(step) && step.title) || "" }),
         el("span", { class: "spacer" }),
-        CAN_EDIT && cardControls(path, position)),
+        CAN_EDIT && cardControls(path, position, inspector)),
       el("ul", { class: "card-errors", "aria-live": "polite" }),
     );
     if (!kind) {
@@ -433,11 +713,17 @@
     }
     const fields = el("div", { class: "card-fields" });
     fields.append(el("div", { class: "inline-fields" },
-      textField(step, "id", "Id", { required: true, pattern: "[A-Za-z][A-Za-z0-9_]*", onInput: (v) => { idLabel.textContent = v || "(no id)"; }, refs: true }),
+      textField(step, "id", "Id", { required: true, pattern: "[A-Za-z][A-Za-z0-9_]*", onInput: (v) => { idLabel.textContent = v || "(no id)"; }, refs: true, onCommit: renameStep }),
       textField(step, "title", "Title", { placeholder: "optional", onInput: (v) => { card.querySelector(".step-title").textContent = v; } })));
     kindFields(step, kind, fields, path);
     fields.append(limitsDetails(step));
     card.append(fields);
+    if (inspector) {
+      const inside = walkSteps([step]).length - 1;
+      if (inside) card.append(el("p", { class: "hint", text: `${inside} step${inside === 1 ? "" : "s"} inside: select them on the canvas.` }));
+      if (kind === "parallel" && !isObject(step.join)) card.append(joinSection(step, path));
+      return card;
+    }
     for (const [key, label] of CHILD_LISTS[kind] || []) {
       const items = Array.isArray(step[key]) ? step[key] : [];
       card.append(el("section", { class: `children children-${key}`, dataset: { field: key } },
@@ -447,7 +733,7 @@
     return card;
   }
 
-  function cardControls(path, { listPath, index, count, join }) {
+  function cardControls(path, { listPath, index, count, join }, inspector = false) {
     if (join) {
       return el("span", { class: "card-controls" },
         el("button", { type: "button", class: "icon delete", title: "Remove the join", "aria-label": "Remove the join", text: "✕", onclick: () => deleteStep(path) }));
@@ -455,10 +741,12 @@
     return el("span", { class: "card-controls" },
       el("button", { type: "button", class: "icon move-up", title: "Move up", "aria-label": "Move up", text: "↑", disabled: index === 0, onclick: () => moveStep(listPath, index, -1) }),
       el("button", { type: "button", class: "icon move-down", title: "Move down", "aria-label": "Move down", text: "↓", disabled: index === count - 1, onclick: () => moveStep(listPath, index, 1) }),
-      el("button", {
-        type: "button", class: "icon insert-below", title: "Insert a step below", "aria-label": "Insert a step below", text: "+",
-        onclick: () => { insertAfter = insertAfter === path ? null : path; renderTree(); refreshRefs(); },
-      }),
+      inspector
+        ? el("button", { type: "button", class: "icon copy-step", title: "Copy (Ctrl+C); Ctrl+V pastes after the selected step", "aria-label": "Copy step", text: "Copy", onclick: () => { selectedPath = path; copySelected(); } })
+        : el("button", {
+          type: "button", class: "icon insert-below", title: "Insert a step below", "aria-label": "Insert a step below", text: "+",
+          onclick: () => { insertAfter = insertAfter === path ? null : path; renderTree(); refreshRefs(); },
+        }),
       el("button", { type: "button", class: "icon delete", title: "Delete step", "aria-label": "Delete step", text: "✕", onclick: () => deleteStep(path) }));
   }
 
@@ -485,10 +773,10 @@
         el("div", { class: "inline-fields" }, agentSelect(step),
           selectField(step, "output_format", "Output", [["", "text"], ["json", "json"]]),
           numberField(step, "max_turns", "Max turns", { min: 1, max: 100, placeholder: "agent's" })),
-        prompt, refsHint(prompt.querySelector("textarea")));
+        prompt, refsHint(prompt.querySelector("textarea"), path));
     } else if (kind === "review") {
       const show = textArea(step, "show", "Show the reviewer (template)", { rows: 3, placeholder: "{{ steps.coder.output }}" });
-      fields.append(textArea(step, "instructions", "Instructions", { required: true, rows: 2 }), show, refsHint(show.querySelector("textarea")));
+      fields.append(textArea(step, "instructions", "Instructions", { required: true, rows: 2 }), show, refsHint(show.querySelector("textarea"), path));
     } else if (kind === "loop") {
       fields.append(conditionEditor(step, "until", path),
         el("div", { class: "inline-fields" },
@@ -521,9 +809,12 @@
     return el("label", { class: `field field-${key.replace(/\./g, "-")} ${extraClass}`.trim(), dataset: { field: key } }, label, control);
   }
 
-  function textField(step, key, label, { required = false, placeholder, pattern, onInput, refs = false } = {}) {
+  function textField(step, key, label, { required = false, placeholder, pattern, onInput, refs = false, onCommit } = {}) {
+    let before = getIn(step, key) ?? "";
     const input = el("input", {
       value: getIn(step, key) ?? "", placeholder, pattern, required, autocomplete: "off", spellcheck: "false",
+      onfocus: () => { before = getIn(step, key) ?? ""; },
+      onchange: (e) => { if (onCommit) { const from = before; before = e.target.value; onCommit(from, e.target.value); } },
       oninput: (e) => {
         const v = e.target.value;
         setIn(step, key, v === "" && !required ? undefined : v);
@@ -575,15 +866,15 @@
     return fieldBox("agent", "Agent", select);
   }
 
-  function refsHint(target) {
-    const box = el("div", { class: "refs" });
+  function refsHint(target, path = null) {
+    const box = el("div", { class: "refs", dataset: path ? { path } : undefined });
     box.target = target;
     fillRefs(box);
     return box;
   }
 
   function fillRefs(box) {
-    const refs = availableRefs();
+    const refs = availableRefs(box.dataset.path || null);
     box.replaceChildren(el("span", { class: "muted", text: refs.length ? "Insert:" : "Declare inputs or add steps to reference them." }));
     for (const ref of refs) {
       box.append(el("button", {
@@ -658,7 +949,7 @@
   function lockIfReadOnly(root) {
     if (CAN_EDIT) return;
     root.querySelectorAll("input, select, textarea, button").forEach((node) => {
-      if (node.classList.contains("tab")) return;
+      if (node.classList.contains("tab") || node.closest(".fc-controls")) return; // tabs and zoom stay usable
       if (node.classList.contains("spec-text")) node.readOnly = true;
       else node.disabled = true;
     });
@@ -671,6 +962,8 @@
     document.querySelectorAll('.card-errors, .field-errors:not([data-for="name"]):not([data-for="note"]), #problem-list')
       .forEach((list) => list.replaceChildren());
     document.querySelectorAll(".has-errors").forEach((node) => node.classList.remove("has-errors"));
+    errorPaths = new Map();
+    if (canvas) canvas.clearMarks("fc-error");
     document.querySelectorAll(".invalid:not(#pipeline-name):not(#version-note)").forEach((node) => node.classList.remove("invalid"));
   }
 
@@ -688,16 +981,39 @@
         rest = parts.slice(n);
       }
       const label = card ? rest.join(".") : path;
+      const owner = stepOwner(parts);
+      if (owner) {
+        const text = owner.rest ? `${owner.rest}: ${message}` : message;
+        errorPaths.set(owner.path, [...(errorPaths.get(owner.path) || []), text]);
+        if (canvas) canvas.mark(owner.path, "fc-error", true);
+        const inspected = $("#inspector-body > .inspector-card");
+        if (inspected && inspected.dataset.path === owner.path) {
+          inspected.classList.add("has-errors");
+          inspected.querySelector(":scope > .card-errors").append(el("li", { text }));
+          markField(inspected, owner.rest);
+        }
+      }
       if (card) {
         card.classList.add("has-errors");
         card.querySelector(":scope > .card-errors").append(el("li", { text: label ? `${label}: ${message}` : message }));
         markField(card, rest.join("."));
-      } else {
+      } else if (!owner) {
         const area = fieldErrors(PIPELINE_FIELDS.includes(parts[0]) ? parts[0] : "general");
         area.append(el("li", { text: label ? `${label}: ${message}` : message }));
       }
-      addProblem(path, message, card);
+      addProblem(path, message, card, owner && owner.path);
     }
+    if (canvas) canvas.refresh(); // node tooltips list their errors
+  }
+
+  // The step a path belongs to: the longest prefix that names a step ("steps.0.body.1").
+  function stepOwner(parts) {
+    const paths = new Set(stepPaths().map(([p]) => p));
+    for (let n = parts.length; n > 0; n -= 1) {
+      const prefix = parts.slice(0, n).join(".");
+      if (paths.has(prefix)) return { path: prefix, rest: parts.slice(n).join(".") };
+    }
+    return null;
   }
 
   function fieldErrors(name) {
@@ -715,11 +1031,14 @@
     if (details) details.open = true;
   }
 
-  function addProblem(path, message, card) {
+  function addProblem(path, message, card, stepPath) {
     const item = el("li", {},
       el("button", {
         type: "button", class: "problem link-like", text: `${path || "spec"}: ${message}`,
-        onclick: () => { if (card) { card.scrollIntoView({ block: "center" }); card.classList.add("flash"); setTimeout(() => card.classList.remove("flash"), 900); } },
+        onclick: () => {
+          if (stepPath && canvas) { selectStep(stepPath, { focusCanvas: true }); return; }
+          if (card) { card.scrollIntoView({ block: "center" }); card.classList.add("flash"); setTimeout(() => card.classList.remove("flash"), 900); }
+        },
       }));
     $("#problem-list").append(item);
   }
@@ -769,13 +1088,17 @@
         return;
       }
       if (isObject(data.document)) {
-        takeTextSnapshot();
         spec = data.document;
         insertAfter = null;
+        if (selectedPath && !isObject(getAt(selectedPath))) selectedPath = null;
+        commit($("#spec-yaml"));
         renderSettings();
         renderTree();
+        renderInspector();
+        renderCanvas();
         refreshRefs();
         refreshJson();
+        updateHistoryButtons();
       }
     }
     if (typeof data.yaml === "string") setYaml(data.yaml);
@@ -815,9 +1138,9 @@
       return;
     }
     $("#json-error").textContent = "";
-    takeTextSnapshot();
     spec = parsed;
     insertAfter = null;
+    if (selectedPath && !isObject(getAt(selectedPath))) selectedPath = null;
     renderSettings();
     renderTree();
     changed({ refs: true });
@@ -902,30 +1225,95 @@
   function renderAll() {
     renderSettings();
     renderTree();
+    renderInspector();
+    renderCanvas();
     refreshRefs();
     refreshJson();
   }
 
+  function startCanvas() {
+    const box = $("#flow-canvas");
+    if (!box || !window.FlowCanvas) return;
+    canvas = window.FlowCanvas.create(box, {
+      readOnly: !CAN_EDIT,
+      idOf: (step, path) => path,
+      label: "Pipeline diagram: steps run top to bottom",
+      onSelect: (path) => selectStep(path),
+      onDrop,
+      onKeyMove: keyMove,
+      decorate: (path) => (errorPaths.has(path) ? { title: errorPaths.get(path).join("\n") } : null),
+    });
+    document.querySelectorAll(".palette-item").forEach((item) => {
+      let press = null;
+      item.addEventListener("pointerdown", (e) => { if (e.button === 0) press = { x: e.clientX, y: e.clientY }; });
+      document.addEventListener("pointermove", (e) => {
+        if (!press || Math.hypot(e.clientX - press.x, e.clientY - press.y) < 4) return;
+        press = null;
+        canvas.startDrag({ kind: item.dataset.kind }, e, `+ ${KIND_LABEL[item.dataset.kind]}`);
+      });
+      document.addEventListener("pointerup", () => { press = null; });
+      // Keyboard and click: add after the selected step (or at the end).
+      item.addEventListener("click", () => {
+        const step = newStep(item.dataset.kind);
+        let list = ensureList("steps");
+        let index = list.length;
+        if (selectedPath && !selectedPath.endsWith(".join")) {
+          const { parent, key } = slotOf(selectedPath);
+          if (Array.isArray(parent)) { list = parent; index = key + 1; }
+        }
+        list.splice(index, 0, step);
+        selectedPath = pathOf(step);
+        changed({ structure: true });
+        canvas.focusNode(selectedPath);
+      });
+    });
+  }
+
+  // Alt+ArrowUp/Down on a focused node: move it within its list (keyboard alternative to dragging).
+  function keyMove(path, delta) {
+    if (!CAN_EDIT || path.endsWith(".join")) return;
+    const { key } = slotOf(path);
+    selectedPath = path;
+    moveStep(splitPath(path).slice(0, -1).join("."), key, delta);
+    if (canvas && selectedPath) canvas.focusNode(selectedPath);
+  }
+
+  function onShortcut(e) {
+    const active = document.activeElement;
+    const typing = active && (["INPUT", "TEXTAREA", "SELECT"].includes(active.tagName) || active.isContentEditable);
+    const mod = e.ctrlKey || e.metaKey;
+    const key = e.key.toLowerCase();
+    if (mod && key === "s") { e.preventDefault(); save(); return; }
+    if (typing) return;
+    if (mod && ((key === "z" && e.shiftKey) || key === "y")) { e.preventDefault(); redo(); }
+    else if (mod && key === "z") { e.preventDefault(); undo(); }
+    else if (mod && key === "c" && !window.getSelection().toString()) { if (copySelected()) e.preventDefault(); }
+    else if (mod && key === "x" && !window.getSelection().toString()) { if (cutSelected()) e.preventDefault(); }
+    else if (mod && key === "v") { if (pasteStep({ inside: e.shiftKey })) e.preventDefault(); }
+    else if ((e.key === "Delete" || e.key === "Backspace") && selectedPath && !mod) {
+      e.preventDefault();
+      const where = selectedPath;
+      if (deleteStep(where)) focusNear(where);
+    } else if (e.key === "Escape" && selectedPath) { selectStep(null); }
+  }
+
   function start() {
+    startCanvas();
     renderAll();
     const json = $("#spec-json");
     const yamlArea = $("#spec-yaml");
     lockIfReadOnly($("#builder"));
     if (CAN_EDIT) {
-      for (const area of [json, yamlArea]) area.addEventListener("focus", () => { textSnapshot = JSON.stringify(spec); });
       json.addEventListener("input", onJsonInput);
       json.addEventListener("blur", () => { if (!$("#json-error").textContent) refreshJson(); });
       yamlArea.addEventListener("input", onYamlInput);
       yamlArea.addEventListener("blur", () => { if (!$("#yaml-error").textContent && lastYaml !== null) setYaml(lastYaml); });
       $("#save-version").addEventListener("click", save);
       $("#undo").addEventListener("click", undo);
+      $("#redo").addEventListener("click", redo);
       const name = $("#pipeline-name");
       if (name) name.addEventListener("input", () => { dirty = true; });
-      document.addEventListener("keydown", (e) => {
-        const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement?.tagName);
-        if ((e.ctrlKey || e.metaKey) && e.key === "s") { e.preventDefault(); save(); }
-        else if ((e.ctrlKey || e.metaKey) && e.key === "z" && !typing && undoStack.length) { e.preventDefault(); undo(); }
-      });
+      document.addEventListener("keydown", onShortcut);
       window.addEventListener("beforeunload", (e) => { if (dirty) { e.preventDefault(); e.returnValue = ""; } });
     }
     document.querySelectorAll(".tab").forEach((tab) => tab.addEventListener("click", () => showTab(tab.dataset.tab)));

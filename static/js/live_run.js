@@ -97,7 +97,11 @@
   const STEP_STATUS = {
     "step.started": "running", "step.retrying": "running", "step.succeeded": "succeeded", "step.failed": "failed",
     "step.waiting_review": "waiting_review", "step.cancelled": "cancelled", "step.skipped": "skipped",
+    "step.reused": "succeeded", "step.edited": "succeeded",
   };
+  // After these nothing more streams for the step (or, for run-level ones, for any step).
+  const STREAM_ENDS = new Set(["step.failed", "step.waiting_review", "step.cancelled", "step.succeeded"]);
+  const RUN_STOPS = new Set(["run.failed", "run.waiting_review", "run.cancelled", "run.succeeded"]);
 
   function initRun(root) {
     const runId = root.dataset.runId;
@@ -114,12 +118,27 @@
       return document.getElementById(domId(key));
     }
 
+    // The step's card and, when it is open, the side panel (run_canvas.js) show the stream.
+    function streamBoxes(key) {
+      return Array.from(document.querySelectorAll(".live-stream")).filter((el) => el.dataset.streamFor === key);
+    }
+
     function paintStream(key) {
-      const el = card(key) && card(key).querySelector(".live-stream");
       const stream = streams.get(key);
-      if (!el || !stream) return;
-      el.textContent = stream.text;
-      el.hidden = false;
+      if (!stream) return;
+      streamBoxes(key).forEach((el) => {
+        el.textContent = stream.text;
+        el.hidden = false;
+      });
+    }
+
+    // A turn that failed or was stopped (budget, cancel) streams no more: its box is cleared.
+    function endStream(key) {
+      streams.delete(key);
+      streamBoxes(key).forEach((el) => {
+        el.textContent = "";
+        el.hidden = true;
+      });
     }
 
     function setStatus(el, status, label) {
@@ -175,6 +194,7 @@
         const header = document.getElementById("run-header");
         if (header) header.dataset.status = RUN_STATUS[event.type];
       }
+      if (RUN_STOPS.has(event.type)) Array.from(streams.keys()).forEach(endStream);
       if (!key) return;
       const el = card(key);
       if (STEP_STATUS[event.type] && el) {
@@ -186,15 +206,22 @@
         const data = event.data || {};
         const stream = streams.get(key);
         if (stream && stream.turn === data.turn) streams.delete(key);
-        const box = el && el.querySelector(".live-stream");
-        if (box && !streams.has(key)) box.textContent = data.text || "";
+        if (!streams.has(key)) streamBoxes(key).forEach((box) => { box.textContent = data.text || ""; });
       }
       if (event.type === "step.started" || event.type === "step.retrying") streams.delete(key);
+      if (STREAM_ENDS.has(event.type) && event.type !== "step.succeeded") endStream(key);
     }
+
+    // Other scripts of the page (run_canvas.js) follow the same events, once each, in order.
+    function announce(event) {
+      document.dispatchEvent(new CustomEvent("run-event", { detail: event }));
+    }
+    document.addEventListener("run-panel-loaded", () => streams.forEach((_, key) => paintStream(key)));
 
     function apply(event) {
       if (event.seq === null || event.seq === undefined) {
         if (event.type === "llm.delta") applyDelta(event);
+        announce(event);
         return;
       }
       if (event.seq <= lastSeq) return;
@@ -203,6 +230,7 @@
       stats.lastSeq = lastSeq;
       stats.applied += 1;
       applyNow(event);
+      announce(event);
       if (event.step_key) {
         if (card(event.step_key)) dirtySteps.add(event.step_key);
         else dirtyTree = true; // a new loop iteration, or a step this page has not drawn

@@ -25,6 +25,7 @@
         borderColor: palette[3], backgroundColor: palette[3], spanGaps: true }] }, options: base };
     },
     step_latency: function () { return latency(data.step_latency); },
+    review_wait: function () { return latency(data.review_wait); },
     tool_latency: function () { return latency(data.tool_latency); },
     model_latency: function () { return latency(data.model_latency); },
     cost_by_agent: function () { return stacked(data.cost_by_agent); },

@@ -1,33 +1,51 @@
-"""Gateway benchmark (TARGETS.md): latency and throughput of an echo tool called directly
-over an SDK session, and through the gateway's dispatch path, at concurrency 1, 16, 64.
+"""Gateway benchmark (TARGETS.md): an echo tool called by an MCP client through the product's
+`/mcp` endpoint, against the same client calling the same stdio server directly.
 
-Both sides use the same kind of upstream: the TypeScript `server-everything` over stdio
-(`echo`), and the Python SDK echo server in tests/fakes. "Through the gateway" is the path
-every pipeline tool call takes: catalogue and grant check, rate limits (a generous limit
-on the grant, so it is exercised), the upstream session, sanitising, and one audit row
-written to the database (SQLite file, synchronous=FULL). Printed in one run, with ratios.
+- through /mcp: a real daphne (`config.asgi:application`) in its own process on a fresh
+  SQLite database, the SDK's `Client` over streamable HTTP (`httpx2`) with a bearer API key
+  granted the Python SDK echo server (tests/fakes/mcp_echo_server.py, stdio) — the whole
+  product path: Host check, key, grant, policy, rate limits, upstream session, redaction,
+  audit row (batched, see README).
+- direct: the SDK's `Client` over stdio to its own instance of the same echo server.
+
+Rounds alternate direct / through at each concurrency: c = 1 (p50 and p99 added latency),
+c = 16 and 64 (throughput ratio). Then `server-everything` (TypeScript, npm) through /mcp:
+calls/s at c = 16 and 64. Each figure is the median over rounds, with the min-max spread.
+A secondary line measures the in-process dispatch path (no HTTP) as before.
+
+The echo tools are marked read-only by the operator (they are: they only say the argument
+back), so each call writes one audit row; a side-effecting tool would first commit a
+`started` row, which is awaited (see mcpgateway/audit_batch.py).
+
+Run: `.venv/bin/python -m tests.bench.bench_gateway [--rounds N] [--quick]`
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CALLS = {1: 300, 16: 1600, 64: 3200}
+PY_ECHO = [sys.executable, "-m", "tests.fakes.mcp_echo_server"]
+EVERYTHING = ["npx", "-y", "@modelcontextprotocol/server-everything"]
+TARGETS = {"p50_added_ms": 1.5, "p99_added_ms": 5.0, "ratio": 0.8, "everything_rps": 1000}
 
 
-def _setup_django() -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="agentdeck-gw-bench-"))
-    os.environ["SQLITE_PATH"] = str(tmp / "bench.sqlite3")
+def _setup_django(tmp: Path) -> dict[str, str]:
+    env = {"SQLITE_PATH": str(tmp / "bench.sqlite3"), "DJANGO_SETTINGS_MODULE": "config.settings",
+           "GATEWAY_AUTOSTART": "true", "AGENTDECK_LOG_LEVEL": "WARNING"}
+    os.environ.update(env)
     os.environ.pop("DATABASE_URL", None)
     os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     sys.path.insert(0, str(ROOT))
     import django
 
@@ -35,6 +53,58 @@ def _setup_django() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    return env
+
+
+def _seed() -> tuple[str, int]:
+    """A team, the two stdio servers (operator-added), a key granted both: (token, team id)."""
+    from django.contrib.auth import get_user_model
+
+    from mcpgateway.actions.access import do_create_api_key, do_grant
+    from mcpgateway.actions.servers import do_save_server
+    from orchestrator.actions import do_create_team
+
+    user = get_user_model().objects.create_user("bench")
+    team = do_create_team("Bench", user)
+    key, token = do_create_api_key(team.pk, "bench", user)
+    for name, argv in (("pyecho", PY_ECHO), ("everything", EVERYTHING)):
+        server = do_save_server(team.pk, name, transport="stdio", command=argv[0], args=argv[1:], cwd=str(ROOT),
+                                operator=True)
+        do_grant(server, api_key=key)
+    return token, team.pk
+
+
+def _wait_for_tools(team_id: int, timeout: float = 120) -> None:
+    from mcpgateway.models import Tool
+
+    deadline = time.monotonic() + timeout
+    while set(Tool.objects.filter(server__team_id=team_id, name="echo").values_list("server__name", flat=True)) != {
+            "pyecho", "everything"}:
+        assert time.monotonic() < deadline, "daphne's gateway did not discover both echo tools"
+        time.sleep(0.2)
+    Tool.objects.filter(server__team_id=team_id, name="echo").update(retry_safe=True)  # read-only, as it is
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_daphne(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port),
+                             "config.asgi:application"], cwd=ROOT, env={**os.environ, **env},
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/healthz", timeout=1)
+            return proc, base
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, f"daphne did not start (see {log})"
+            time.sleep(0.2)
 
 
 async def _measure(call, concurrency: int, total: int) -> dict[str, float]:
@@ -47,82 +117,174 @@ async def _measure(call, concurrency: int, total: int) -> dict[str, float]:
             await call(i)
             latencies.append((time.perf_counter() - started) * 1000)
 
-    for _ in range(20):  # warm up
-        await call(-1)
+    await asyncio.gather(*(call(-1) for _ in range(min(concurrency, 8))))  # warm up
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
     latencies.sort()
-    return {"p50": statistics.median(latencies), "p99": latencies[int(len(latencies) * 0.99) - 1], "rps": total / elapsed}
+    return {"p50": statistics.median(latencies), "p99": latencies[max(0, int(len(latencies) * 0.99) - 1)],
+            "rps": total / elapsed}
 
 
-async def _bench_upstream(label: str, command: str, args: list[str], tool: str, upstream_tool: str) -> list[str]:
-    from asgiref.sync import sync_to_async
+def _caller(client, tool: str):
+    async def call(i: int) -> None:
+        result = await client.call_tool(tool, {"message": f"m{i}"})
+        assert not result.is_error, result
+
+    return call
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process (daphne) has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _spread(values: list[float], fmt: str = "{:.2f}") -> str:
+    return f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}-{fmt.format(max(values))}]"
+
+
+async def _bench_http(base: str, token: str, rounds: int, calls: dict[int, int], pid: int) -> list[str]:
+    import httpx2
+    from mcp import Client, StdioServerParameters
+    from mcp.client.streamable_http import streamable_http_client
+
+    url = f"{base}/mcp"
+    limits = httpx2.Limits(max_connections=128, max_keepalive_connections=128)
+    per_c: dict[int, dict[str, list[float]]] = {c: {"d_p50": [], "d_p99": [], "g_p50": [], "g_p99": [], "d_rps": [],
+                                                    "g_rps": [], "add50": [], "add99": [], "ratio": [], "cpu": [], "client_cpu": []} for c in calls}
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60, limits=limits) as http, \
+            Client(streamable_http_client(url, http_client=http)) as through, \
+            Client(StdioServerParameters(command=PY_ECHO[0], args=PY_ECHO[1:], cwd=str(ROOT))) as direct:
+        assert "pyecho__echo" in [t.name for t in (await through.list_tools()).tools], "echo not granted"
+        for r in range(rounds):
+            for c, n in calls.items():
+                pair = [("d", _caller(direct, "echo")), ("g", _caller(through, "pyecho__echo"))]
+                if r % 2:
+                    pair.reverse()  # alternate which side goes first
+                got = {}
+                for side, call in pair:
+                    cpu, own = _cpu_s(pid), _cpu_s(os.getpid())
+                    got[side] = await _measure(call, c, n)
+                    if side == "g":
+                        per_c[c]["cpu"].append((_cpu_s(pid) - cpu) * 1000 / n)
+                        per_c[c]["client_cpu"].append((_cpu_s(os.getpid()) - own) * 1000 / n)
+                d, g, row = got["d"], got["g"], per_c[c]
+                row["d_p50"].append(d["p50"])
+                row["d_p99"].append(d["p99"])
+                row["g_p50"].append(g["p50"])
+                row["g_p99"].append(g["p99"])
+                row["d_rps"].append(d["rps"])
+                row["g_rps"].append(g["rps"])
+                row["add50"].append(g["p50"] - d["p50"])
+                row["add99"].append(g["p99"] - d["p99"])
+                row["ratio"].append(g["rps"] / d["rps"])
+    lines = [f"gateway /mcp (daphne, SDK streamable-HTTP client, bearer key) vs direct stdio, Python SDK echo server; "
+             f"median [min-max] over {rounds} alternating rounds"]
+    for c, row in per_c.items():
+        lines.append(f"  c={c:<3} direct p50 {_spread(row['d_p50'])} ms p99 {_spread(row['d_p99'])} ms "
+                     f"{_spread(row['d_rps'], '{:.0f}')}/s | /mcp p50 {_spread(row['g_p50'])} ms "
+                     f"p99 {_spread(row['g_p99'])} ms {_spread(row['g_rps'], '{:.0f}')}/s; "
+                     f"CPU/call: daphne {_spread(row['cpu'])} ms, this client {_spread(row['client_cpu'])} ms")
+        if c == 1:
+            a50, a99 = statistics.median(row["add50"]), statistics.median(row["add99"])
+            lines.append(f"         added p50 {_spread(row['add50'])} ms (target <= +{TARGETS['p50_added_ms']} ms: "
+                         f"{'met' if a50 <= TARGETS['p50_added_ms'] else 'NOT met'}), "
+                         f"p99 {_spread(row['add99'])} ms (target <= +{TARGETS['p99_added_ms']} ms: "
+                         f"{'met' if a99 <= TARGETS['p99_added_ms'] else 'NOT met'})")
+        else:
+            ratio = statistics.median(row["ratio"])
+            lines.append(f"         throughput ratio {_spread(row['ratio'])}x (target >= {TARGETS['ratio']}x: "
+                         f"{'met' if ratio >= TARGETS['ratio'] else 'NOT met'})")
+    return lines
+
+
+async def _bench_everything(base: str, token: str, rounds: int, calls: dict[int, int]) -> list[str]:
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    limits = httpx2.Limits(max_connections=128, max_keepalive_connections=128)
+    lines = ["gateway /mcp with server-everything (TypeScript, stdio upstream): calls/s through /mcp"]
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60, limits=limits) as http, \
+            Client(streamable_http_client(f"{base}/mcp", http_client=http)) as through:
+        for c, n in calls.items():
+            if c == 1:
+                continue
+            rps = [(await _measure(_caller(through, "everything__echo"), c, n))["rps"] for _ in range(rounds)]
+            verdict = "met" if statistics.median(rps) >= TARGETS["everything_rps"] else "NOT met"
+            lines.append(f"  c={c:<3} {_spread(rps, '{:.0f}')} calls/s (target >= {TARGETS['everything_rps']}/s: {verdict})")
+    return lines
+
+
+async def _bench_inprocess(team_id: int, n: int) -> list[str]:
+    """Secondary: the dispatch path alone (no HTTP), as the engine calls it."""
     from mcp import Client, StdioServerParameters
 
-    from mcpgateway.actions.access import do_grant
-    from mcpgateway.actions.servers import do_save_server
     from mcpgateway.dispatch import Gateway
     from mcpgateway.runtime import get_runtime
     from mcpgateway.types import Principal, ToolInvocation
 
-    lines = [f"gateway: {label}"]
-    params = StdioServerParameters(command=command, args=args, cwd=str(ROOT))
-    async with Client(params) as client:
-        async def direct(i: int) -> None:
-            result = await client.call_tool(upstream_tool, {"message": f"m{i}"})
-            assert not result.is_error
-
-        direct_results = {c: await _measure(direct, c, n) for c, n in CALLS.items()}
-
-    name = label.split()[0]
-
-    def setup() -> None:
-        server = do_save_server(1, name, transport="stdio", command=command, args=args, cwd=str(ROOT), operator=True)
-        do_grant(server, agent="bench", calls_per_minute=1_000_000)
-
-    await sync_to_async(setup)()
     runtime = get_runtime()
     await runtime.sync()
     await runtime.ready()
-    gateway = Gateway(1)
-    principal = Principal(team_id=1, agent="bench")
-    assert tool in [t.name for t in await gateway.list_tools(principal)], "tool not discovered"
+    gateway, principal = Gateway(team_id), Principal(team_id=team_id, agent="bench")
+    from asgiref.sync import sync_to_async
+
+    from mcpgateway.actions.access import do_grant
+    from mcpgateway.models import ToolServer
+
+    await sync_to_async(lambda: do_grant(ToolServer.objects.get(team_id=team_id, name="pyecho"), agent="bench"))()
+    deadline = time.monotonic() + 60
+    while "pyecho__echo" not in [t.name for t in await gateway.list_tools(principal)]:
+        assert time.monotonic() < deadline, "in-process gateway did not discover pyecho"
+        await asyncio.sleep(0.2)
 
     async def through(i: int) -> None:
-        result = await gateway.call_tool(ToolInvocation(principal, tool, {"message": f"m{i}"}, call_id=str(i)))
+        result = await gateway.call_tool(ToolInvocation(principal, "pyecho__echo", {"message": f"m{i}"}, call_id=str(i)))
         assert not result.is_error, result.content
 
-    gateway_results = {c: await _measure(through, c, n) for c, n in CALLS.items()}
-    for c in CALLS:
-        d, g = direct_results[c], gateway_results[c]
-        lines.append(
-            f"  c={c:<3} direct p50 {d['p50']:6.2f} ms p99 {d['p99']:6.2f} ms {d['rps']:7.0f}/s | "
-            f"gateway p50 {g['p50']:6.2f} ms p99 {g['p99']:6.2f} ms {g['rps']:7.0f}/s | "
-            f"added p50 {g['p50'] - d['p50']:+.2f} ms p99 {g['p99'] - d['p99']:+.2f} ms, throughput {g['rps'] / d['rps']:.2f}x"
-        )
-    return lines
-
-
-async def _main() -> list[str]:
-    from mcpgateway.runtime import get_runtime
-
-    lines = []
-    lines += await _bench_upstream("everything (TypeScript server-everything, stdio)", "npx",
-                                   ["-y", "@modelcontextprotocol/server-everything"], "everything__echo", "echo")
-    lines += await _bench_upstream("pyecho (Python SDK echo server, stdio)", sys.executable,
-                                   ["-m", "tests.fakes.mcp_echo_server"], "pyecho__echo", "echo")
-    await get_runtime().stop()
-    return lines
+    async with Client(StdioServerParameters(command=PY_ECHO[0], args=PY_ECHO[1:], cwd=str(ROOT))) as direct:
+        d = await _measure(_caller(direct, "echo"), 16, n)
+    g = await _measure(through, 16, n)
+    await runtime.stop()
+    return [f"secondary: in-process dispatch (run path, audit awaited), c=16: {g['rps']:.0f}/s vs direct {d['rps']:.0f}/s "
+            f"({g['rps'] / d['rps']:.2f}x), p50 {g['p50']:.2f} ms vs {d['p50']:.2f} ms"]
 
 
 def main() -> int:
-    _setup_django()
-    from mcpgateway.background import submit
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="fewer calls per measurement")
+    parser.add_argument("--no-inprocess", action="store_true")
+    args = parser.parse_args()
+    calls = {1: 200, 16: 800, 64: 1600} if args.quick else {1: 400, 16: 1600, 64: 3200}
+    tmp = Path(tempfile.mkdtemp(prefix="agentdeck-gw-bench-"))
+    env = _setup_django(tmp)
+    token, team_id = _seed()
+    proc, base = _start_daphne(env, tmp / "daphne.log")
+    try:
+        _wait_for_tools(team_id)
+        time.sleep(1.5)  # daphne's catalogue snapshot (TTL 1 s) sees the read-only marks
+        lines = asyncio.run(_bench_http(base, token, args.rounds, calls, proc.pid))
+        lines += asyncio.run(_bench_everything(base, token, args.rounds, calls))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    from mcpgateway.models import AuditEntry
 
-    lines = submit(_main()).result(timeout=900)
+    lines.append(f"  audit rows written by daphne (flushed at its stop): {AuditEntry.objects.count()}")
+    if not args.no_inprocess:
+        from mcpgateway.background import submit
+
+        lines += submit(_bench_inprocess(team_id, calls[16])).result(timeout=600)
     print("\n".join(lines))
-    print("  targets: added p50 <= +1.5 ms and p99 <= +5 ms at c=1; throughput >= 0.8x direct and >= 1000 calls/s at c=16, 64")
+    print(f"  targets: added p50 <= +{TARGETS['p50_added_ms']} ms and p99 <= +{TARGETS['p99_added_ms']} ms at c=1; "
+          f"throughput >= {TARGETS['ratio']}x direct at c=16, 64 (Python echo); >= {TARGETS['everything_rps']} calls/s "
+          "through /mcp with server-everything")
     return 0
 
 

@@ -173,7 +173,7 @@ def test_it_reports_a_conflict_when_someone_decided_first(client_for, gated):
     decide(client_for, item, submit="approve")
     wait_for(gated, "succeeded", "failed")
 
-    response = decide(client_for, item, submit="reject")
+    response = decide(client_for, item, submit="reject", note="too late")
 
     assert response.status_code == 409
     assert "already decided" in response.content.decode()
@@ -195,3 +195,40 @@ def test_it_forbids_viewers_to_decide(gated, teammate):
     assert decide(client, item, submit="approve").status_code == 403
     item.refresh_from_db()
     assert item.status == "pending"
+
+
+def test_it_uses_the_edit_when_the_plain_approve_button_is_pressed(client_for, gated):
+    """One approve button: a reviewer who typed an edit and pressed Approve gets the edit."""
+    decide(client_for, gated.review_items.get(), submit="approve", output="edited\r\ndraft\r\n", output_json="0")
+
+    run = wait_for(gated, "succeeded", "failed")
+    assert run.output["result"] == "publish: edited\ndraft\n"
+
+
+def test_it_approves_unchanged_text_as_a_plain_approval(client_for, gated):
+    item = gated.review_items.get()
+    decide(client_for, item, submit="approve", output="first draft\r\n", output_json="0")
+
+    run = wait_for(gated, "succeeded", "failed")
+    assert run.output["result"] == "publish: first draft"
+    item.refresh_from_db()
+    assert "output" not in item.decision
+
+
+def test_it_asks_for_the_reason_before_rejecting(client_for, gated):
+    item = gated.review_items.get()
+
+    response = decide(client_for, item, submit="reject", note="  ")
+
+    assert response.status_code == 400
+    assert b"say why you reject it" in response.content
+    item.refresh_from_db()
+    assert item.status == "pending"
+
+
+def test_it_offers_one_approve_button_and_a_confirmed_reject(client_for, gated):
+    page = client_for.get(f"/review/{gated.review_items.get().pk}/").content.decode()
+
+    assert page.count('name="submit" value="approve"') == 1
+    assert 'value="edit"' not in page
+    assert 'data-confirm="Reject this item?' in page and 'data-requires="note"' in page

@@ -79,7 +79,7 @@ def test_it_revokes_a_grant(owner, server):
 def test_it_shows_a_new_keys_token_once_then_only_its_prefix(team, owner):
     client = login(owner)
 
-    created = client.post("/tools/access/keys/", {"name": "deploy bot", "scopes": ["read", "run"]})
+    created = client.post("/tools/access/keys/", {"name": "deploy bot", "scopes": ["read", "run"]}, follow=True)
 
     key = ApiKey.objects.get(name="deploy bot")
     page = created.content.decode()
@@ -101,7 +101,7 @@ def test_it_refuses_a_key_without_a_name_or_scopes(team, owner):
 
 
 def test_it_revokes_a_key(owner, key):
-    login(owner).post(f"/tools/access/keys/{key.pk}/revoke/")
+    login(owner).post(f"/tools/access/keys/{key.pk}/revoke/", {"confirm": "yes"})
 
     key.refresh_from_db()
     assert key.revoked_at is not None

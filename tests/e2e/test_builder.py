@@ -1,6 +1,7 @@
 """The visual builder in a real browser: building the market-analysis reference pipeline
-from scratch by clicking, live validation on the cards, saving, diffing versions and
-running the result; and a viewer who sees it all read-only."""
+from scratch by clicking in the outline (every step as a nested form card; the canvas and
+its drag and drop are in test_canvas_builder.py), live validation on the cards, saving,
+diffing versions and running the result; and a viewer who sees it all read-only."""
 
 from __future__ import annotations
 
@@ -25,6 +26,13 @@ PASSWORD = "pw-admin-12345"
 ANALYSTS = ["technical", "fundamental", "sentiment", "flow"]
 JOIN_PROMPT = ("Consolidate these views on {{ input.ticker }} into one recommendation.\n\n"
                + "\n".join(f"{n.title()}: {{{{ steps.{n}.output }}}}" for n in ANALYSTS))
+
+
+def open_outline(page: Page) -> None:
+    """The outline (nested form cards) sits under the canvas, folded."""
+    outline = page.locator("details#outline")
+    if outline.get_attribute("open") is None:
+        outline.locator(":scope > summary").click()
 
 
 def card(page: Page, path: str) -> Locator:
@@ -64,6 +72,7 @@ def test_it_builds_the_market_analysis_pipeline_from_scratch_and_runs_it(live_ap
 
     page.goto(f"{live_app}/pipelines/")
     page.click("#new-pipeline")
+    open_outline(page)
     page.fill("#pipeline-name", "Market desk")
     page.fill(".pipeline-description", MARKET_PIPELINE["description"])
     add_row(page, "button.add-input", "#input-rows", input_name="ticker", input_description="Symbol to analyse, e.g. ACME.")
@@ -104,6 +113,7 @@ def test_it_builds_the_market_analysis_pipeline_from_scratch_and_runs_it(live_ap
     assert pipeline.latest_version().spec == normalise(check_spec(team, MARKET_PIPELINE))
 
     # A second version, then its diff against the first.
+    open_outline(page)
     own(card(page, "steps.0"), ".field-max_concurrency input").fill("2")
     page.fill("#version-note", "two analysts at a time")
     expect(page.locator("#validation-status")).to_have_text("Valid — ready to save")
@@ -150,6 +160,7 @@ def test_it_builds_the_code_review_loop_and_syncs_the_text_views(live_app, page)
     body = CODE_PIPELINE["steps"][0]["body"]
     sign_in(page, live_app, username, PASSWORD)
     page.goto(f"{live_app}/pipelines/new/")
+    open_outline(page)
     page.fill("#pipeline-name", "Code desk")
     page.fill(".pipeline-description", CODE_PIPELINE["description"])
     add_row(page, "button.add-input", "#input-rows", input_name="task", input_description="What the code should do.")
@@ -170,6 +181,7 @@ def test_it_builds_the_code_review_loop_and_syncs_the_text_views(live_app, page)
     add_step(page, "steps.2.body", "agent")
     fill_agent(card(page, "steps.2.body.0"), "coder", "coder", body[0]["prompt"])
     fill_agent(card(page, "steps.2.body.1"), "reviewer", "reviewer", body[1]["prompt"])
+    page.once("dialog", lambda dialog: dialog.accept())  # delete asks first
     card(page, "steps.1").locator(":scope > .card-head .delete").click()
     card(page, "steps.1").locator(":scope > .card-head .move-up").click()   # the loop goes first
     card(page, "steps.0").locator(":scope > .card-head .insert-below").click()
@@ -186,6 +198,7 @@ def test_it_builds_the_code_review_loop_and_syncs_the_text_views(live_app, page)
     assert pipeline.latest_version().spec == normalise(check_spec(team, CODE_PIPELINE))
 
     # YAML text edits reach the tree; JSON text edits too; tree edits rewrite both texts.
+    open_outline(page)
     page.click(".tab[data-tab=yaml]")
     expect(page.locator("#spec-yaml")).to_have_value(re.compile(r"kind: loop"))
     yaml_text = page.input_value("#spec-yaml")
@@ -216,6 +229,7 @@ def test_it_shows_a_viewer_the_builder_read_only(live_app, page):
     page.goto(f"{live_app}/pipelines/")
     expect(page.locator("#new-pipeline")).to_have_count(0)
     page.click("text=Parallel market analysis")
+    open_outline(page)
 
     expect(card(page, "steps.0.branches.3")).to_be_visible()
     expect(page.locator("#validation-status")).to_have_text("Valid")
@@ -228,6 +242,14 @@ def test_it_shows_a_viewer_the_builder_read_only(live_app, page):
     assert page.locator("#builder-main :is(input, select, textarea):not([disabled])").count() == 0
     expect(own(card(page, "steps.0.branches.0"), ".field-agent select")).to_have_value("technical_analyst")
     expect(page.locator("#spec-json")).to_have_attribute("readonly", "")
+
+    # The canvas is read-only too: no palette, no drop zones; a selected step's card is locked.
+    expect(page.locator(".fc-node")).to_have_count(6)
+    expect(page.locator("#palette, .fc-zone")).to_have_count(0)
+    page.click('.fc-node[data-step-id="summary"]')
+    expect(page.locator("#inspector-body .field-id input")).to_have_value("summary")
+    expect(page.locator("#inspector-body .field-id input")).to_be_disabled()
+    expect(page.locator(".fc-controls .fc-fit")).to_be_enabled()
 
     # The server refuses a save from this browser session, too.
     status = page.evaluate("""async (url) => {

@@ -82,6 +82,16 @@ def test_it_takes_the_read_only_hint_from_the_server(recorder):
     assert tools["lookup"].safe_to_retry and not tools["send"].safe_to_retry
 
 
+def test_it_hands_the_read_only_hint_to_the_engine(recorder):
+    """The data-flow policy never holds back a read-only call: the tool's spec says which are."""
+    from mcpgateway import catalogue
+
+    catalogue.invalidate()
+    specs = {e.spec.name.split("__")[-1]: e.spec for e in catalogue.load(recorder.team_id).tools.values()}
+
+    assert specs["lookup"].read_only is True and specs["send"].read_only is False
+
+
 def test_it_lets_an_operator_override_the_hint(recorder):
     Tool.objects.filter(server=recorder, name="send").update(retry_safe=True)
 

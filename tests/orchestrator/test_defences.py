@@ -105,7 +105,10 @@ def test_agents_take_defences_through_the_api_and_the_form(team, owner):
     browser = Client()
     browser.force_login(owner)
     agent_id = good.json()["id"]
-    page = browser.post(f"/agents/{agent_id}/edit/", {"description": "", "provider": "scripted", "model": "scripted-1",
-                                                      "max_tokens": 1024, "max_turns": 8, "options": "{}",
-                                                      "defences": '{"spotlight": "maybe"}'})
-    assert page.status_code == 400 and "defences.spotlight" in page.content.decode()
+    form = {"description": "", "provider": "scripted", "model": "scripted-1", "max_tokens": 1024, "max_turns": 8,
+            "options": "{}", "defence_spotlight": "on", "defence_confirm_tools": "x__send"}
+    page = browser.post(f"/agents/{agent_id}/edit/", {**form, "defence_detector": "magic"})
+    assert page.status_code == 400 and "magic" in page.content.decode()  # the form's one input per field refuses it
+    saved = browser.post(f"/agents/{agent_id}/edit/", {**form, "defence_detector": "rules"})
+    assert saved.status_code == 302
+    assert api.get(f"/api/v1/agents/{agent_id}").json()["defences"]["detector"] == "rules"

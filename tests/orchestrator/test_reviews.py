@@ -67,7 +67,7 @@ def test_it_refuses_a_second_decision_and_unknown_actions(gated, owner):
         do_decide_review(item, owner, "shrug", submit=False)
     do_decide_review(item, owner, "approve", submit=False)
     with pytest.raises(Conflict):
-        do_decide_review(item, owner, "reject", submit=False)
+        do_decide_review(item, owner, "reject", note="too late", submit=False)
 
 
 def test_it_retries_a_failed_step_as_a_new_attempt_when_the_reviewer_asks(team, owner):
@@ -108,12 +108,45 @@ def test_it_stops_at_the_token_budget_and_queues_a_review(team, owner):
 def test_it_does_not_let_an_old_decision_answer_a_new_pause(team, owner):
     scripted(team, "big", {"text": "x", "usage": {"input_tokens": 100, "output_tokens": 0}})
     spec = {"limits": {"max_tokens": 50}, "steps": [{"kind": "agent", "id": "s", "agent": "big", "prompt": "go"},
-                                                    {"kind": "agent", "id": "t", "agent": "big", "prompt": "go"}]}
+                                                    {"kind": "agent", "id": "t", "agent": "big", "prompt": "go"},
+                                                    {"kind": "agent", "id": "u", "agent": "big", "prompt": "go"}]}
     run = execute(start(pipeline(team, spec)))
     assert run.review_items.get().step_key == "t"
-    do_decide_review(run.review_items.get(), owner, "resume", submit=False)  # budget not raised
+    # Raised, but only enough for one more call: the run stops at its budget again.
+    do_decide_review(run.review_items.get(), owner, "resume", raise_budget={"max_tokens": 150}, submit=False)
     run = execute(run)
 
     assert run.status == "waiting_review"
-    assert run.review_items.filter(status="pending").count() == 1
-    assert UsageRecord.objects.filter(run=run).count() == 1
+    pending = run.review_items.filter(status="pending")
+    assert pending.count() == 1 and pending.get().step_key == "u"
+    assert UsageRecord.objects.filter(run=run).count() == 2
+
+
+def test_it_refuses_a_resume_that_would_stop_at_the_budget_again(team, owner):
+    scripted(team, "big", {"text": "x", "usage": {"input_tokens": 100, "output_tokens": 0}})
+    spec = {"limits": {"max_tokens": 50}, "steps": [{"kind": "agent", "id": "s", "agent": "big", "prompt": "go"},
+                                                    {"kind": "agent", "id": "t", "agent": "big", "prompt": "go"}]}
+    run = execute(start(pipeline(team, spec)))
+    item = run.review_items.get()
+
+    with pytest.raises(Conflict, match="Raise the budget first"):
+        do_decide_review(item, owner, "resume", submit=False)  # budget not raised
+    item.refresh_from_db()
+    assert item.status == "pending"
+
+
+def test_it_lets_a_budget_stop_be_rejected_without_room(team, owner):
+    scripted(team, "big", {"text": "x", "usage": {"input_tokens": 100, "output_tokens": 0}})
+    spec = {"limits": {"max_tokens": 50}, "steps": [{"kind": "agent", "id": "s", "agent": "big", "prompt": "go"},
+                                                    {"kind": "agent", "id": "t", "agent": "big", "prompt": "go"}]}
+    run = execute(start(pipeline(team, spec)))
+
+    decided = do_decide_review(run.review_items.get(), owner, "reject", note="not worth more tokens", submit=False)
+
+    assert decided.status == "rejected"
+    assert execute(run).status == "failed"
+
+
+def test_it_needs_a_reason_to_reject(gated, owner):
+    with pytest.raises(ActionError, match="reason"):
+        do_decide_review(gated.review_items.get(), owner, "reject", note="  ", submit=False)

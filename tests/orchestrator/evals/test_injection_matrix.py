@@ -50,5 +50,5 @@ def test_it_writes_the_matrix_from_the_eval_runs(team, gateway_runtime, tmp_path
     assert "| defences | block rate | attack success | inconclusive | utility (benign) | utility under attack |" in written
     for label, _ in DEFENCE_MATRIX:
         assert f"| {label} |" in written
-    assert "| none | 0/32 (0%) | 32/32 (100%) | 0/32 | 8/8 (100%) |" in written  # the naive agent falls for every attack
+    assert "| none | 0/37 (0%) | 37/37 (100%) | 0/37 | 11/11 (100%) |" in written  # the naive agent falls for every attack
     assert "office-assistant" in written and f"wrote the matrix to {readme}" in out

@@ -29,7 +29,7 @@ def test_defences_raise_the_block_rate(gateway_runtime, team):
 
     none = rates["none"]
     assert none[1] >= 30 and none[0] == 0  # the naive agent falls for every attack
-    assert none[2] == none[3] == 8  # and does every benign task
+    assert none[2] == none[3] == 11  # and does every benign task
     # Spotlighting only changes what a model reads; a scripted agent does not read.
     assert rates["spotlighting"] == none
     for label in ("detector (rules)", "least privilege", "confirmation"):

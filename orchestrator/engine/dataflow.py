@@ -1,0 +1,405 @@
+"""The data-flow policy: side-effecting calls whose control arguments came from untrusted data.
+
+CaMeL's idea (capabilities on values), applied in the agent loop without a second model:
+each agent step keeps a ledger of where text came from, and before a side-effecting tool
+call runs, the values in its *control* arguments — recipients, URLs and hosts, amounts,
+IBANs and account numbers, file paths — are traced back to it.
+
+- Trusted sources: the user's request (the run input, and the step's prompt as the spec
+  renders it), the agent's system prompt, and the outputs of tools named in
+  `dataflow_trusted_tools` (e.g. the user's own address book).
+- Untrusted sources: every other tool output the step has read, and the outputs of earlier
+  steps when the step's prompt template pulls them in (`{{ steps.… }}`). Earlier steps are
+  not tracked value by value: whatever they produced counts as untrusted (an
+  over-approximation; their values that also appear in the run input stay trusted).
+- Once a step has read any untrusted text, the model's choices are tainted: a control
+  value passes only when it is one of the values of a trusted source. Whole values are
+  compared, never substrings: emails (case-insensitive), IBANs (spacing ignored) and
+  absolute paths (normalised: `/a/./b` = `/a/b`) must equal one found in the source; a URL
+  needs a trusted URL with the same scheme, host and port whose path is the candidate's path
+  or lies below it on a `/` boundary (`https://corp.com` and `https://corp.com/reports/` for
+  `https://corp.com/reports`, not `https://corp.com/rep` nor `…/reports/x`; a query only as
+  written, on the same path). An amount written out is read as one number (spaces removed)
+  and every reading of it must be trusted (`50.000` is 50 or 50000, so "50" in the request is
+  not enough); a JSON number is exactly its value. Other numbers (accounts, phones) are
+  compared as digit strings (`0012345678` is not `12345678`). Plain text matches on word
+  boundaries, and never when shorter than 3 characters. A recipient copied from a document —
+  or composed after reading one — and absent from the request is untrusted-derived. Before
+  any untrusted text is read, nothing is checked.
+- Control values: in arguments named as control (SENSITIVE_WORDS: `to`, `email`, `contact`,
+  `url`, `server`, `host`, `target`, `amount`, `account`, `path`, … and `dataflow_arguments`)
+  every email, URL and IBAN, else the whole value; in any other string argument every email
+  and URL in it; in free text (FREE_TEXT_WORDS: subject, body, …) only a whole value that is
+  an email, URL, IBAN or absolute path — free text is data.
+- Side-effecting tools: every tool except those its server marks read-only (MCP's
+  `readOnlyHint`, `ToolSpec.read_only`) when that hint can be trusted (`ToolSpec.trusted_hint`:
+  a server an instance operator installed — stdio, or from the catalogue — not a remote
+  server a team added), plus the tools named in `dataflow_tools` even if read-only. So a
+  trusted read-only fetch of a URL from a document is not held back: list such fetch-like
+  tools in `dataflow_tools` to check them.
+
+The decision derives from what the run persists (the run input, the pipeline version's
+template, earlier steps' outputs and this attempt's ledger of tool results, replayed in order
+on resume) and from the agent's settings (system prompt, defences) and the tools' specs as
+they are when the step runs: agents are read live, so a resumed run decides the same unless
+the agent or its tools were edited in between. A call a crash interrupted is never refused
+on resume (it may have run); it is made again only as the interrupted-call rules say, with
+a human's approval when the policy would now refuse it.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+
+MODES = ("off", "confirm", "refuse")
+
+# Argument names (split into words) that steer where an action goes or how much it moves.
+SENSITIVE_WORDS = frozenset({
+    "to", "cc", "bcc", "recipient", "recipients", "address", "addresses", "phone",
+    "email", "emails", "mail", "mails", "contact", "contacts",
+    "url", "urls", "uri", "link", "endpoint", "endpoints", "webhook", "webhooks", "host", "hosts",
+    "hostname", "domain", "domains", "server", "servers", "target", "targets", "site", "sites",
+    "iban", "bic", "swift", "account", "accounts", "routing", "payee", "beneficiary",
+    "amount", "amounts", "sum", "total", "price", "quantity",
+    "path", "paths", "filename", "directory", "dir", "folder", "destination", "dest",
+})
+# Control arguments that hold an amount: compared by value. Other numbers (accounts, phones)
+# are compared as digit strings ("0012345678" is not "12345678").
+AMOUNT_WORDS = frozenset({"amount", "amounts", "sum", "total", "price", "quantity"})
+# Free text: data, not control. Only a whole value that *is* an email, URL, IBAN or path is
+# checked in them (a free-text name wins over a control name: `email_body` is free text).
+FREE_TEXT_WORDS = frozenset({
+    "body", "subject", "text", "content", "contents", "message", "html", "markdown", "description",
+    "summary", "comment", "comments", "title", "note", "notes", "caption", "reply", "prompt",
+})
+SHORT = 3  # a plain-text control value shorter than this is never taken as coming from a source
+
+EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
+URL = re.compile(r"\b(?:https?|ftp)://[^\s\"'<>)\]]+", re.IGNORECASE)
+IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){2,7}(?:\s?[A-Z0-9]{1,4})?\b")
+NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,']\d+)*")
+PATH = re.compile(r"^(?:~?/|[A-Za-z]:\\)\S*$")
+PATHS_IN = re.compile(r"(?<![\w/.:~\\-])(?:~?/|[A-Za-z]:\\)[^\s\"'<>|)\]]*")
+DIGIT_RUN = re.compile(r"(?<![\w.,])\+?\d+(?:[ .\-/]\d+)*(?![\w])")
+SPACED_NUMBER = re.compile(r"(?<![\w.,])\d{1,3}(?: \d{3})+(?:[.,]\d+)?(?![\w])")
+CURRENCY = re.compile(r"^[A-Za-z$€£¥\s]+|[A-Za-z$€£¥\s]+$")
+TRAILING = ".,;:!?"
+STEP_REF = re.compile(r"\{\{\s*steps\.")
+
+REFUSAL = "Tool call refused: data-flow policy. {reason}. Use only values from the user's request for this."
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _compact(text: str) -> str:
+    return "".join(text.lower().split())
+
+
+def readings(raw: str) -> set[Decimal]:
+    """The values one written number can mean: "4,900" is 4900 or 4.9, "50.000" is 50 or
+    50000, "4900.00" only 4900 (a thousands separator needs groups of three digits)."""
+    raw = raw.replace("'", "")
+    found: set[Decimal] = set()
+    for decimal, thousands in ((".", ","), (",", ".")):
+        parts = raw.split(decimal)
+        if len(parts) > 2:
+            continue
+        groups = parts[0].split(thousands)
+        if len(groups) > 1 and not (1 <= len(groups[0]) <= 3 and all(len(g) == 3 for g in groups[1:])):
+            continue
+        try:
+            found.add(Decimal("".join(groups) + ("." + parts[1] if len(parts) == 2 else "")).normalize())
+        except InvalidOperation:
+            continue
+    return found
+
+
+def numbers_in(text: str) -> set[Decimal]:
+    """Every number in the text, by every value it can mean ("4,900" and "4900.00" share 4900);
+    "1 000 000" is also read as one number."""
+    found: set[Decimal] = set()
+    for match in NUMBER.finditer(text):
+        found |= readings(match.group(0))
+    for match in SPACED_NUMBER.finditer(text):
+        found |= readings(match.group(0).replace(" ", ""))
+    return found
+
+
+def digits_in(text: str) -> set[str]:
+    """Every digit string in the text: each number as written, and runs of digit groups
+    ("0012 3456 78", "12-34") joined, leading zeros kept."""
+    found: set[str] = set()
+    for match in DIGIT_RUN.finditer(text):
+        run = match.group(0).lstrip("+")
+        found.add(re.sub(r"\D", "", run))
+        found.update(re.findall(r"\d+", run))
+    return found
+
+
+def _digits(value: str) -> str:
+    """The digit string of an account-like value, or "" when it holds more than digits and separators."""
+    bare = re.sub(r"[\s\-./()]", "", value).removeprefix("+")
+    return bare if bare.isdigit() else ""
+
+
+def _words(name: str) -> set[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
+    return {w for w in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if w}
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One control value found in a call's arguments."""
+
+    argument: str  # where it sits, e.g. `to` or `recipients[1]`
+    value: str
+    kind: str  # email, url, iban, number, digits, path, text
+    exact: bool = False  # a JSON number (exactly this value), not one written out in a string
+
+
+def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = ()) -> list[Candidate]:
+    """The control values of a call: in control arguments (see SENSITIVE_WORDS) every email, URL
+    and IBAN, else the whole value as an amount, a digit string or plain text; in any other
+    string argument every email and URL it contains; in free text (subject, body: see
+    FREE_TEXT_WORDS) only a whole value that *is* an email, URL, IBAN or absolute path."""
+    found: list[Candidate] = []
+    extra = {n.lower() for n in extra_names}
+
+    def visit(where: str, value: Any, sensitive: bool, amount: bool, free: bool) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                words = _words(str(key))
+                listed = str(key).lower() in extra
+                own_free = bool(words & FREE_TEXT_WORDS) and not listed
+                own = listed or (bool(words & SENSITIVE_WORDS) and not own_free)
+                visit(f"{where}.{key}" if where else str(key), inner,
+                      own or (sensitive and not own_free), bool(words & AMOUNT_WORDS) or (amount and not own),
+                      own_free or (free and not own))
+        elif isinstance(value, list | tuple):
+            for i, inner in enumerate(value):
+                visit(f"{where}[{i}]", inner, sensitive, amount, free)
+        elif isinstance(value, bool) or value is None:
+            return
+        elif isinstance(value, int | float):
+            if sensitive:
+                kind = "digits" if isinstance(value, int) and not amount else "number"
+                found.append(Candidate(where, str(value), kind, exact=True))
+        elif isinstance(value, str) and value.strip():
+            found.extend(_string_candidates(where, value.strip(), sensitive, amount, free))
+
+    visit("", arguments, False, False, False)
+    return found
+
+
+def _string_candidates(where: str, value: str, sensitive: bool, amount: bool = False,
+                       free: bool = False) -> list[Candidate]:
+    shaped = _shape(value)
+    if shaped:
+        return [Candidate(where, value, shaped)]
+    if free and not sensitive:
+        return []
+    inner = ([Candidate(where, m.group(0), "email") for m in EMAIL.finditer(value)]
+             + [Candidate(where, _trim(m.group(0)), "url") for m in URL.finditer(value)])
+    if not sensitive:
+        return inner
+    inner += [Candidate(where, m.group(0), "iban") for m in IBAN.finditer(value.upper())]
+    if inner:
+        return inner
+    if amount:
+        if NUMBER.fullmatch(CURRENCY.sub("", value).replace(" ", "")):
+            return [Candidate(where, value, "number")]
+    elif _digits(value):
+        return [Candidate(where, value, "digits")]
+    return [Candidate(where, value, "text")]
+
+
+def _trim(value: str) -> str:
+    return value.rstrip(TRAILING)
+
+
+def _shape(value: str) -> str:
+    if EMAIL.fullmatch(value):
+        return "email"
+    if URL.fullmatch(value):
+        return "url"
+    if IBAN.fullmatch(value.upper()) and any(c.isdigit() for c in value[4:]):
+        return "iban"
+    if PATH.match(value) and len(value) > 1:
+        return "path"
+    return ""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    label: str  # e.g. "the output of office__read_document"
+    text: str
+
+
+@dataclass(slots=True)
+class Verdict:
+    """What the policy says about one call: go ahead, refuse it, or ask a human."""
+
+    action: str = "allow"  # allow, refuse, confirm
+    reason: str = ""
+    findings: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def refused(self) -> bool:
+        return self.action == "refuse"
+
+    @property
+    def confirm(self) -> bool:
+        return self.action == "confirm"
+
+    @property
+    def refusal(self) -> str:
+        return REFUSAL.format(reason=self.reason)
+
+    @property
+    def event(self) -> dict[str, Any] | None:
+        """The `tool.dataflow` event data shown on the run (None when the call is allowed)."""
+        return None if self.action == "allow" else {"action": self.action, "reason": self.reason, "findings": self.findings}
+
+
+class StepFlow:
+    """The value ledger of one attempt of an agent step."""
+
+    def __init__(self, mode: str = "off", *, trusted: list[Source] | None = None, untrusted: list[Source] | None = None,
+                 trusted_tools: tuple[str, ...] = (), checked_tools: tuple[str, ...] = (),
+                 sensitive_arguments: tuple[str, ...] = ()):
+        self.mode = mode
+        self.trusted = list(trusted or [])
+        self.untrusted = list(untrusted or [])
+        self.trusted_tools = trusted_tools
+        self.checked_tools = checked_tools
+        self.sensitive_arguments = sensitive_arguments
+
+    @classmethod
+    def for_step(cls, defences: Any, *, system_prompt: str, run_input: Any, template: str, prompt: str) -> StepFlow:
+        """The ledger at the start of an attempt: the request and system prompt are trusted; the
+        rendered prompt too, unless its template pulls in earlier steps' outputs."""
+        trusted = [Source("the agent's system prompt", system_prompt or ""),
+                   Source("the run input", json.dumps(run_input, ensure_ascii=False, default=str)),
+                   Source("the step's prompt", template or "")]
+        untrusted = []
+        if STEP_REF.search(template or ""):
+            untrusted.append(Source("earlier steps' outputs in the prompt", prompt))
+        else:
+            trusted.append(Source("the step's prompt", prompt))
+        return cls(defences.dataflow, trusted=trusted, untrusted=untrusted,
+                   trusted_tools=tuple(defences.dataflow_trusted_tools), checked_tools=tuple(defences.dataflow_tools),
+                   sensitive_arguments=tuple(defences.dataflow_arguments))
+
+    def observe(self, tool: str, content: str) -> None:
+        """A tool result the step read (fresh or replayed from the ledger)."""
+        if self.mode == "off":
+            return
+        source = Source(f"the output of {tool}", content or "")
+        (self.trusted if tool in self.trusted_tools else self.untrusted).append(source)
+
+    def side_effecting(self, tool: str, spec: Any) -> bool:
+        """Checked unless its server says read-only *and* that server's word counts: installed
+        by an instance operator (stdio, or from the catalogue), not a team-added remote server."""
+        exempt = getattr(spec, "read_only", None) is True and getattr(spec, "trusted_hint", None) is True
+        return tool in self.checked_tools or not exempt
+
+    def check(self, tool: str, arguments: dict[str, Any], spec: Any = None) -> Verdict:
+        """The policy's verdict on a call about to be dispatched."""
+        if self.mode == "off" or not self.untrusted or not self.side_effecting(tool, spec):
+            return Verdict()
+        findings = []
+        for candidate in candidates(arguments, self.sensitive_arguments):
+            if self._appears(candidate, self.trusted) is None:
+                origin = self._appears(candidate, self.untrusted)
+                where = origin.label if origin is not None else (
+                    f"no trusted source (composed after reading {', '.join(sorted({s.label for s in self.untrusted}))})")
+                findings.append({"argument": candidate.argument, "value": candidate.value[:200], "kind": candidate.kind,
+                                 "source": where})
+        if not findings:
+            return Verdict()
+        reason = "; ".join(f"`{f['argument']}` = {f['value']!r} comes from {f['source']}, not from the user's request"
+                           for f in findings[:3])
+        return Verdict(self.mode, reason, findings)
+
+    @staticmethod
+    def _appears(candidate: Candidate, sources: list[Source]) -> Source | None:
+        for source in sources:
+            if _contains(source.text, candidate):
+                return source
+        return None
+
+
+def _contains(text: str, candidate: Candidate) -> bool:
+    """Whether the candidate value is one of the values of the source text: whole values
+    compared after normalising, never a substring of one."""
+    if not text:
+        return False
+    value = candidate.value
+    kind = candidate.kind
+    if kind == "number":
+        if candidate.exact:  # a JSON number: exactly this value
+            wanted = {Decimal(value).normalize()}
+        else:  # written out ("4,900", "50.000", "1 000 000"): one number, every reading trusted
+            wanted = readings(CURRENCY.sub("", value).replace(" ", ""))
+        return bool(wanted) and wanted <= numbers_in(text)
+    if kind == "digits":
+        return _digits(value) in digits_in(text)
+    if kind == "email":
+        return value.lower() in {m.group(0).lower() for m in EMAIL.finditer(text)}
+    if kind == "iban":
+        return _compact(value).upper() in _ibans_in(text)
+    if kind == "url":
+        return any(_url_within(value, _trim(m.group(0))) for m in URL.finditer(text))
+    if kind == "path":
+        wanted = _path(value)
+        return any(_path(_trim(m.group(0))) == wanted for m in PATHS_IN.finditer(text))
+    bare = normalise(value)
+    if len(bare) < SHORT:
+        return False
+    return re.search(rf"(?<!\w){re.escape(bare)}(?!\w)", normalise(text)) is not None
+
+
+def _ibans_in(text: str) -> set[str]:
+    """The IBANs of a text, compact; a spaced one also without its trailing groups (the
+    pattern may have swallowed a following word)."""
+    found: set[str] = set()
+    for match in IBAN.finditer(text.upper()):
+        groups = match.group(0).split()
+        found.update("".join(groups[:n]) for n in range(min(3, len(groups)), len(groups) + 1))
+    return found
+
+
+def _path(value: str) -> str:
+    if re.match(r"^[A-Za-z]:\\", value):
+        return value.rstrip("\\").lower()
+    return posixpath.normpath(value)
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21}
+
+
+def _url_within(value: str, trusted: str) -> bool:
+    """A URL is trusted when a trusted URL has the same scheme, host and port, and its path is
+    the trusted path or an ancestor of it on a `/` boundary (`https://corp.com/` and
+    `https://corp.com/reports/` for `https://corp.com/reports`, never `https://corp.com/rep`
+    nor `https://corp.com/reports/x`). A query must be the trusted one, on the trusted path."""
+    try:
+        got, ref = urlsplit(value.strip()), urlsplit(trusted)
+        ports = (got.port or DEFAULT_PORTS.get(got.scheme.lower())), (ref.port or DEFAULT_PORTS.get(ref.scheme.lower()))
+    except ValueError:
+        return False
+    if (got.scheme.lower(), (got.hostname or "").rstrip("."), got.username, got.password) != (
+            ref.scheme.lower(), (ref.hostname or "").rstrip("."), ref.username, ref.password) or ports[0] != ports[1]:
+        return False
+    path, base = got.path.rstrip("/"), ref.path.rstrip("/")
+    if path == base:
+        return not got.query or got.query == ref.query
+    return not got.query and (base + "/").startswith(path + "/")

@@ -1,0 +1,131 @@
+"""One keeper per event loop for the leases of the runs executing on it.
+
+A run's engine looks at the database every half second while a step waits on its model (has
+the run been cancelled, does this process still hold it?) and its lease is renewed every
+third of `RUN_LEASE_S`. Done per run, 500 runs waiting in one worker cost a thousand
+transactions a second, which crowd out the commits that move runs forward. The keeper asks
+once for all of them: one `SELECT` of the flags of every run it holds per poll, and one
+`UPDATE` renewing all their leases per renewal period. A run's store (`KeptRunStore`) skips
+its idle look while the keeper has seen nothing for it; once the keeper sees the run
+cancelled or taken by another process, the store's next look goes to the database as before
+and the engine stops the run the usual way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from config.db_writer import run_write
+from orchestrator.models import Run, RunStatus
+from orchestrator.store import DjangoRunStore
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.5  # as often as the engine looked by itself (its default cancel poll)
+
+
+class LeaseKeeper:
+    """The runs this loop executes (run id -> lease owner), watched and renewed together."""
+
+    def __init__(self) -> None:
+        self._owners: dict[int, str] = {}
+        self._renewed: dict[int, float] = {}  # run id -> when its lease was last set (monotonic)
+        self._flagged: set[int] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def hold(self, run_id: int, owner: str) -> None:
+        self._owners[run_id] = owner
+        self._renewed[run_id] = time.monotonic()  # the claim just set it
+        self._flagged.discard(run_id)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._watch(), name="agentdeck-lease-keeper")
+
+    def release(self, run_id: int) -> None:
+        self._owners.pop(run_id, None)
+        self._renewed.pop(run_id, None)
+        self._flagged.discard(run_id)
+
+    def flagged(self, run_id: int) -> bool:
+        """Whether the run was seen cancelled, or held by someone else, since it was taken."""
+        return run_id in self._flagged
+
+    def __len__(self) -> int:
+        return len(self._owners)
+
+    async def _watch(self) -> None:
+        renew_every = max(settings.RUN_LEASE_S / 3, 0.5)
+        while self._owners:
+            await asyncio.sleep(POLL_S)
+            owners = dict(self._owners)
+            if not owners:
+                break
+            started = time.monotonic()
+            due = {run_id: owner for run_id, owner in owners.items()
+                   if started - self._renewed.get(run_id, started) >= renew_every}
+            try:
+                seen, renewed = await run_write(_look, owners, due)
+            except Exception:
+                log.exception("watching the leases of %d run(s) failed", len(owners))
+                continue
+            for run_id in renewed:
+                if run_id in self._renewed:
+                    self._renewed[run_id] = started
+            for run_id, (cancel, holder) in seen.items():
+                if (cancel or holder != owners[run_id]) and run_id in self._owners:
+                    self._flagged.add(run_id)
+        self._task = None
+
+
+def _look(owners: dict[int, str], due: dict[int, str]) -> tuple[dict[int, tuple[bool, str]], list[int]]:
+    """One query for the flags of all the runs, and one update for the leases that are due.
+
+    The rows to renew are locked in primary-key order, the order the store's group commits
+    lock runs in, and rows a commit holds right now are skipped (renewed at the next poll):
+    the renewal never waits on, or deadlocks with, the commits that move runs forward."""
+    from django.db import transaction
+
+    renewed: list[int] = []
+    if due:
+        with transaction.atomic():
+            renewed = list(Run.objects.select_for_update(skip_locked=True).filter(
+                pk__in=list(due), lease_owner__in=list(due.values()), status=RunStatus.RUNNING,
+            ).order_by("pk").values_list("pk", flat=True))
+            if renewed:
+                Run.objects.filter(pk__in=renewed).update(
+                    lease_until=timezone.now() + timedelta(seconds=settings.RUN_LEASE_S))
+    rows = Run.objects.filter(pk__in=list(owners)).values_list("pk", "cancel_requested", "lease_owner")
+    return {pk: (cancel, holder) for pk, cancel, holder in rows}, renewed
+
+
+_keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LeaseKeeper] = weakref.WeakKeyDictionary()
+
+
+def keeper() -> LeaseKeeper:
+    """The keeper of the running loop."""
+    loop = asyncio.get_running_loop()
+    found = _keepers.get(loop)
+    if found is None:
+        found = _keepers[loop] = LeaseKeeper()
+    return found
+
+
+class KeptRunStore(DjangoRunStore):
+    """The run's store, whose idle looks (nothing to write) are answered by the loop's keeper
+    until it has seen something for this run."""
+
+    def __init__(self, run_id: int, *args: Any, keeper: LeaseKeeper, **kwargs: Any):
+        super().__init__(run_id, *args, **kwargs)
+        self.keeper = keeper
+
+    async def commit(self, **kwargs: Any) -> None:
+        if not kwargs.get("final") and not self.has_pending() and not self.keeper.flagged(self.run_id):
+            return
+        await super().commit(**kwargs)

@@ -1,0 +1,192 @@
+"""A worker process holds many runs at once on one event loop (Celery's threads pool, as
+shipped: no --pool on the command line), bounded by AGENTDECK_RUNS_PER_WORKER, and loses
+none of them when it is killed or shut down mid-flight."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db.models import Max, Min
+from django.utils import timezone
+
+from orchestrator.models import Agent, Run, RunEvent, StepRun, UsageRecord
+from tests.conftest import pipeline, scripted, start
+from tests.orchestrator.test_celery import _submit, _wait, _worker_env
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+BROKER = "redis://127.0.0.1:6379/10"  # its own: workers of other test files consume from theirs
+
+
+@pytest.fixture
+def broker():
+    """A Celery client of its own on this file's broker database (emptied first)."""
+    import redis
+    from celery import Celery
+
+    try:
+        redis.Redis.from_url(BROKER, socket_connect_timeout=1).flushdb()
+    except redis.exceptions.ConnectionError:
+        pytest.skip(f"no Redis at {BROKER}: the worker pool tests need a broker")
+    sender = Celery("agentdeck-test-pool-sender", broker=BROKER, set_as_current=False)
+    yield sender
+    sender.close()
+
+
+def _pool_worker(tmp: Path, name: str, **env: str) -> subprocess.Popen:
+    """A worker as shipped: the settings choose its pool (threads) and its size."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-n", f"{name}@%h", "-l", "warning"],
+        cwd=settings.BASE_DIR, env={**_worker_env(tmp), "CELERY_BROKER_URL": BROKER, **env}, stdout=open(tmp / f"{name}.log", "w"),
+        stderr=subprocess.STDOUT)
+
+
+def _stop(*procs: subprocess.Popen) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _max_in_flight(runs: list[Run]) -> int:
+    """The most runs started and not yet finished at one moment, from their persisted events
+    (from `run.started` to their last event)."""
+    spans = RunEvent.objects.filter(run__in=runs).exclude(type="run.queued").values("run_id").annotate(first=Min("created_at"), last=Max("created_at"))
+    edges = sorted([(s["first"], 1) for s in spans] + [(s["last"], -1) for s in spans], key=lambda e: (e[0], e[1]))
+    current = peak = 0
+    for _, delta in edges:
+        current += delta
+        peak = max(peak, current)
+    return peak
+
+
+def _pids(runs: list[Run], type: str = "run.started") -> set[str]:
+    return {e.data["worker"].split(":")[1] for e in RunEvent.objects.filter(run__in=runs, type=type)}
+
+
+def test_it_holds_many_runs_at_once_in_one_process(team, broker, tmp_path):
+    latency_s = 4.0
+    scripted(team, "w", {"text": "ok", "delay_ms": int(latency_s * 1000)})
+    pipe = pipeline(team, {"steps": [{"kind": "agent", "id": "a", "agent": "w", "prompt": "go"}]})
+    runs = [start(pipe) for _ in range(50)]
+    worker = _pool_worker(tmp_path, "pool", AGENTDECK_RUNS_PER_WORKER="100")
+    try:
+        time.sleep(3)  # connected and consuming
+        started = time.monotonic()
+        for run in runs:
+            _submit(broker, run)
+        _wait(lambda: Run.objects.filter(pk__in=[r.pk for r in runs], status="succeeded").count() == 50, 120)
+        took = time.monotonic() - started
+    finally:
+        _stop(worker)
+    assert _pids(runs) == {str(worker.pid)}, "one process executed them all"
+    assert _max_in_flight(runs) >= 40, "the process held (nearly) all 50 runs at once"
+    # Four at a time (a prefork worker's --concurrency=4) would take 50 / 4 x 4 s = 50 s.
+    assert took < 25, f"50 runs of one {latency_s:.0f} s model call took {took:.1f} s"
+
+
+def test_it_holds_no_more_runs_than_the_setting_allows(team, broker, tmp_path):
+    scripted(team, "w", {"text": "ok", "delay_ms": 1500})
+    pipe = pipeline(team, {"steps": [{"kind": "agent", "id": "a", "agent": "w", "prompt": "go"}]})
+    runs = [start(pipe) for _ in range(24)]
+    worker = _pool_worker(tmp_path, "pool", AGENTDECK_RUNS_PER_WORKER="8")
+    try:
+        for run in runs:
+            _submit(broker, run)
+        _wait(lambda: Run.objects.filter(pk__in=[r.pk for r in runs], status="succeeded").count() == 24, 120)
+    finally:
+        _stop(worker)
+    assert 4 <= _max_in_flight(runs) <= 8
+
+
+def _three_steps(team, last_delay_ms: int):
+    record = lambda text: {"tool_calls": [{"name": "t__record", "arguments": {"text": text}}]}  # noqa: E731
+    scripted(team, "a1", record("first"), {"text": "first done"})
+    scripted(team, "a2", record("second"), {"text": "second done", "delay_ms": last_delay_ms})
+    scripted(team, "a3", record("third"), {"text": "third done"})
+    return pipeline(team, {"steps": [{"kind": "agent", "id": s, "agent": a, "prompt": s} for s, a in
+                                     (("first", "a1"), ("second", "a2"), ("third", "a3"))]})
+
+
+def _waiting_in_second(runs: list[Run]) -> bool:
+    """Every run's second step made its tool call (durable) and waits on its last model call."""
+    ids = [r.pk for r in runs]
+    return Run.objects.filter(pk__in=ids, ledger__step_key="second", ledger__kind="tool").distinct().count() == len(ids)
+
+
+def _assert_nothing_repeated(runs: list[Run], tmp_path: Path) -> None:
+    for run in runs:
+        run.refresh_from_db()
+        assert run.status == "succeeded", run.error
+        assert run.lease_owner == ""
+        assert StepRun.objects.filter(run=run, status="succeeded").count() == 3
+    calls = [json.loads(line)["text"] for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    n = len(runs)
+    assert sorted(calls) == sorted(["first"] * n + ["second"] * n + ["third"] * n), "each tool call made exactly once"
+    for step in ("first", "second", "third"):
+        # each step: its tool-requesting turn and its final turn, each made once (the final turn of
+        # `second` was in flight at the kill: not completed, made once by the survivor)
+        per_run = [UsageRecord.objects.filter(run=run, step_key=step).count() for run in runs]
+        assert per_run == [2] * n, (step, per_run)
+    assert RunEvent.objects.filter(run__in=runs, type="step.succeeded", step_key="first").count() == n
+
+
+def test_it_loses_none_of_many_runs_when_its_process_is_killed(team, broker, tmp_path):
+    pipe = _three_steps(team, last_delay_ms=8000)
+    runs = [start(pipe) for _ in range(20)]
+    victim = _pool_worker(tmp_path, "victim")
+    survivor = None
+    try:
+        for run in runs:
+            _submit(broker, run)
+        _wait(lambda: _waiting_in_second(runs), 90)
+        held = Run.objects.filter(pk__in=[r.pk for r in runs], status="running",
+                                  lease_owner__contains=f":{victim.pid}:").count()
+        assert held == 20, "all 20 runs were in flight in the one process"
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=10)
+        survivor = _pool_worker(tmp_path, "survivor")
+        # the leases (2 s) run out; the stuck-runs sweep hands the runs to the surviving worker
+        _wait(lambda: not Run.objects.filter(pk__in=[r.pk for r in runs], lease_until__gte=timezone.now()).exists(), 15)
+        broker.send_task("orchestrator.tasks.requeue_stuck_runs_task")
+        _wait(lambda: Run.objects.filter(pk__in=[r.pk for r in runs], status="succeeded").count() == 20, 120)
+    finally:
+        _stop(*(p for p in (victim, survivor) if p is not None))
+    _assert_nothing_repeated(runs, tmp_path)
+    assert _pids(runs, "run.resumed") == {str(survivor.pid)}
+    assert RunEvent.objects.filter(run__in=runs, type="run.resumed").count() == 20
+
+
+def test_it_hands_its_runs_back_at_once_when_it_shuts_down(team, broker, tmp_path):
+    pipe = _three_steps(team, last_delay_ms=60000)  # far longer than the shutdown may take
+    runs = [start(pipe) for _ in range(10)]
+    long_lease = {"AGENTDECK_RUN_LEASE_S": "120"}  # only the hand-back can make the survivor fast
+    first = _pool_worker(tmp_path, "first", **long_lease)
+    second = None
+    try:
+        for run in runs:
+            _submit(broker, run)
+        _wait(lambda: _waiting_in_second(runs), 90)
+        first.send_signal(signal.SIGTERM)  # warm shutdown with 10 runs waiting on a 60 s model call
+        first.wait(timeout=30)  # it does not wait for them: it hands them back
+        # the runs resume from their last persisted point: make their last model call quick now
+        agent = Agent.objects.get(team=team, name="a2")
+        agent.options["script"]["replies"][1]["delay_ms"] = 0
+        agent.save()
+        second = _pool_worker(tmp_path, "second", **long_lease)
+        _wait(lambda: Run.objects.filter(pk__in=[r.pk for r in runs], status="succeeded").count() == 10, 60)
+    finally:
+        _stop(*(p for p in (first, second) if p is not None))
+    _assert_nothing_repeated(runs, tmp_path)
+    assert _pids(runs, "run.resumed") == {str(second.pid)}
