@@ -51,9 +51,11 @@ app.add_defaults(_worker_defaults)  # evaluated when the configuration is first 
 
 
 @worker_shutting_down.connect
-def _hand_back_runs(**kwargs: object) -> None:
+def _hand_back_runs(how: str = "", **kwargs: object) -> None:
     """Warm or cold shutdown: runs in flight give their leases back and requeue their messages,
-    instead of holding the shutdown until every one of them ends."""
+    instead of holding the shutdown until every one of them ends. A warm one first lets the
+    tool calls in flight end (`AGENTDECK_SHUTDOWN_GRACE_S`); a cold one (also the second
+    signal of a warm one) hands back at once."""
     from orchestrator.runners import worker_pool
 
-    worker_pool.hand_back_all()
+    worker_pool.hand_back_all(worker_pool.shutdown_grace_s() if how == "Warm" else 0.0)

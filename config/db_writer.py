@@ -104,16 +104,17 @@ class _GroupCommit:
 
     def __init__(self, max_batch: int = 256):
         self.max_batch = max_batch
-        self._queue: list[tuple[Any, Callable[..., Any], tuple[Any, ...], asyncio.Future[Any], asyncio.AbstractEventLoop]] = []
+        self._queue: list[_Item] = []
         self._lock = threading.Lock()
         self._draining = False
         self.transactions = 0  # groups committed, for tests and benchmarks
         self.writes = 0
 
-    async def submit(self, order: Any, func: Callable[..., T], *args: Any) -> T:
+    async def submit(self, order: Any, func: Callable[..., T], *args: Any,
+                     lock: Callable[[list[Any]], None] | None = None) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        item = (order, func, args, future, loop)
+        item = (order, func, args, future, loop, lock)
         with self._lock:
             self._queue.append(item)
             start, self._draining = not self._draining, True
@@ -128,22 +129,37 @@ class _GroupCommit:
         return await future
 
     def _drain(self) -> None:
+        """Commit one group, then hand the thread back: the next group is a new executor job, so
+        `run_write` work queued meanwhile (claims, lease renewals, reservations, loads) runs in
+        between instead of waiting for the stream of commits to stop (SQLite has one thread)."""
         try:
-            while True:
-                with self._lock:
-                    batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-                    if not batch:
-                        self._draining = False
-                        return
-                # One lock order for every group: rows a write locks (a run's) are taken by key.
-                batch.sort(key=lambda item: item[0])
-                self._commit(batch)
+            with self._lock:
+                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+                if not batch:
+                    self._draining = False
+                    return
+            # One lock order for every group: rows a write locks (a run's) are taken by key.
+            batch.sort(key=lambda item: item[0])
+            self._commit(batch)
         except BaseException:
             with self._lock:
                 self._draining = False
             raise
+        with self._lock:
+            if not self._queue:
+                self._draining = False
+                return
+        try:
+            _executor().submit(self._drain)
+        except BaseException as exc:  # no writer thread any more (shutdown): nobody will commit these
+            with self._lock:
+                stranded, self._queue, self._draining = self._queue, [], False
+            for *_, future, loop, _ in stranded:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_settle, future, False, exc)
+            raise
 
-    def _commit(self, batch: list[tuple[Any, Callable[..., Any], tuple[Any, ...], asyncio.Future[Any], asyncio.AbstractEventLoop]]) -> None:
+    def _commit(self, batch: list[_Item]) -> None:
         from django.db import transaction
 
         outcomes: list[tuple[bool, Any]] = []
@@ -152,7 +168,8 @@ class _GroupCommit:
                 connection.close_if_unusable_or_obsolete()
             alone = len(batch) == 1
             with transaction.atomic():
-                for _, func, args, _, _ in batch:
+                _lock_keys(batch)
+                for _, func, args, _, _, _ in batch:
                     try:
                         with transaction.atomic(savepoint=not alone):
                             outcomes.append((True, func(*args)))
@@ -167,22 +184,46 @@ class _GroupCommit:
             raise
         finally:
             release_connection()
-            for (_, _, _, future, loop), (ok, value) in zip(batch, outcomes, strict=False):
+            for (_, _, _, future, loop, _), (ok, value) in zip(batch, outcomes, strict=False):
                 with contextlib.suppress(RuntimeError):  # the caller's loop is gone: nobody to tell
                     loop.call_soon_threadsafe(_settle, future, ok, value)
+
+
+_Item = tuple[Any, Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", asyncio.AbstractEventLoop,
+              Callable[[list[Any]], None] | None]
+
+
+def _lock_keys(batch: list[_Item]) -> None:
+    """Before any write of the group runs, lock the rows its writes will lock, all at once and
+    in key order (`lock(keys)`, e.g. one `SELECT ... ORDER BY id FOR UPDATE` of the runs).
+
+    Writes lock other shared rows too (budget counters); if a group took run N, then a counter,
+    then waited on run N+1, it could deadlock with a writer holding run N+1 and waiting on
+    that counter. Taken up front, the order is "the rows by key, then the rest" everywhere."""
+    keys: dict[Callable[[list[Any]], None], list[Any]] = {}
+    for order, _, _, _, _, lock in batch:
+        if lock is not None:
+            keys.setdefault(lock, []).append(order)
+    for lock, wanted in keys.items():
+        if len(wanted) > 1:  # a lone write locks its row itself
+            lock(sorted(set(wanted)))
 
 
 _group = _GroupCommit()
 
 
-async def group_write(order: Any, func: Callable[..., T], *args: Any) -> T:
+async def group_write(order: Any, func: Callable[..., T], *args: Any,
+                      lock: Callable[[list[Any]], None] | None = None) -> T:
     """Run `func(*args)` on a writer thread inside a transaction shared with concurrent callers.
 
     `func` runs inside the group's transaction (its own `transaction.atomic()` nests);
     `order` sorts the group's writes (e.g. a run id) so row locks are always taken in one
-    order. Raises what `func` raised, or what the group's commit raised.
+    order, and `lock`, if given, is called first in the transaction with the sorted keys of
+    every write of the group that passed the same `lock` (to lock all their rows at once).
+    Raises what `func` raised, or what the group's commit raised: then none of its writes
+    was made.
     """
-    return await _group.submit(order, func, *args)
+    return await _group.submit(order, func, *args, lock=lock)
 
 
 def group_commit_stats() -> tuple[int, int]:

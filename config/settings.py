@@ -195,6 +195,9 @@ CELERY_TASK_IGNORE_RESULT = True
 # A worker process holds up to this many runs at once, all on one event loop (Celery's threads
 # pool, one waiting thread per run: config/celery.py, orchestrator.runners.worker_pool).
 AGENTDECK_RUNS_PER_WORKER = envint("AGENTDECK_RUNS_PER_WORKER", "500")
+# A warm worker shutdown lets tool calls in flight end for up to this long (starting no new
+# ones) before it hands its runs back (orchestrator.runners.worker_pool).
+AGENTDECK_SHUTDOWN_GRACE_S = envint("AGENTDECK_SHUTDOWN_GRACE_S", "20")
 if AGENTDECK_RUNS_PER_WORKER < 1:
     raise ImproperlyConfigured(f"AGENTDECK_RUNS_PER_WORKER must be at least 1, got {AGENTDECK_RUNS_PER_WORKER}")
 # A broker that does not answer fails a publish within about a second (bounded connect and

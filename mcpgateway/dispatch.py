@@ -274,9 +274,10 @@ class _Audit:
         if self.defer:
             from mcpgateway.audit_batch import audit_writer
 
-            audit_writer().enqueue(kind, item)
-        else:
-            await gateway_writes.submit(kind, item)
+            if audit_writer().offer(kind, item):
+                return
+            # The deferred queue is full (the database has been failing a while): wait for it here.
+        await gateway_writes.submit(kind, item)
 
     def _row(self, status: str, error: str, result: Any, latency_ms: float | None = None) -> dict[str, Any]:
         inv, p = self.invocation, self.invocation.principal
@@ -294,11 +295,26 @@ class _Audit:
         return row
 
 
+NUL_MARK = "\ufffd"
+
+
+def storable(value: Any) -> Any:
+    """`value` with every NUL character in its strings (dict keys too) replaced by U+FFFD:
+    PostgreSQL refuses NUL in text and in jsonb (a call's arguments or result may carry one)."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_MARK) if "\x00" in value else value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value
+
+
 def _insert_audit(rows: list[dict[str, Any]]) -> list[None]:
     """Audit rows of every server and outcome (denials, rate limits, errors too) are redacted
     here, on the writer thread, with every secret the instance holds."""
     redactor = get_redactor()
-    rows = [{**redactor.redact(row), "created_at": row["created_at"]} for row in rows]
+    rows = [storable({**redactor.redact(row), "created_at": row["created_at"]}) for row in rows]
     for row in rows:
         row["tool_name"], row["call_id"], row["error"] = row["tool_name"][:64], row["call_id"][:100], row["error"][:2000]
     insert_rows(AuditEntry, rows)
@@ -309,8 +325,8 @@ def _finish_audit(rows: list[dict[str, Any]]) -> list[None]:
     """The outcome of calls audited as `started`, written into their rows (redacted, like inserts)."""
     redactor = get_redactor()
     for row in rows:
-        values = {"status": row["status"], "error": redactor.text(row["error"])[:2000], "result": redactor.redact(row["result"]),
-                  "latency_ms": row["latency_ms"]}
+        values = storable({"status": row["status"], "error": redactor.text(row["error"])[:2000],
+                           "result": redactor.redact(row["result"]), "latency_ms": row["latency_ms"]})
         update_row(AuditEntry, values, {"dispatch_id": row["dispatch_id"]})
     return [None] * len(rows)
 

@@ -124,6 +124,7 @@ class Reservation:
     """The reservation rows one call holds: (row id, limit id, window, unit, amount)."""
 
     rows: list[tuple[int, int, int, str, int]] = field(default_factory=list)
+    run_id: int | None = None
 
 
 @dataclass(slots=True)
@@ -139,7 +140,7 @@ def reserve(budgets: list[Budget], tokens: int, usd_micro: int, *, run_id: int, 
     Only while `lease_owner` holds the run (else LeaseLost): the run row is locked first, so a
     take-over either sees these rows (and releases them) or has already made this one fail.
     """
-    taken = Reservation()
+    taken = Reservation(run_id=run_id)
     with transaction.atomic():
         holder = Run.objects.select_for_update().filter(pk=run_id).values_list("lease_owner", flat=True).first()
         if holder != lease_owner:
@@ -168,6 +169,7 @@ def settle(reservation: Reservation, tokens: int, usd_micro: int) -> Receipt:
     """
     receipt = Receipt()
     with transaction.atomic():
+        _lock_runs([reservation.run_id] if reservation.run_id is not None and reservation.rows else [])
         for row_id, limit_id, window, unit, amount in reservation.rows:
             actual = tokens if unit == "tokens" else usd_micro
             if BudgetReservation.objects.filter(pk=row_id, settled=False).update(amount=actual, settled=True):
@@ -179,6 +181,7 @@ def settle(reservation: Reservation, tokens: int, usd_micro: int) -> Receipt:
 def release(reservation: Reservation) -> None:
     """Give a call's room back (the call failed or was never made)."""
     with transaction.atomic():
+        _lock_runs([reservation.run_id] if reservation.run_id is not None and reservation.rows else [])
         _give_back(BudgetReservation.objects.filter(pk__in=[row[0] for row in reservation.rows]))
 
 
@@ -208,7 +211,18 @@ def release_run(run_id: int, *, keep_owner: str = "") -> int:
 def release_orphaned() -> int:
     """Give back reservations whose owner no longer holds their run (a sweep for any path that
     ended or moved a run without releasing them)."""
-    return _give_back(BudgetReservation.objects.exclude(lease_owner=F("run__lease_owner")))
+    orphaned = BudgetReservation.objects.exclude(lease_owner=F("run__lease_owner"))
+    with transaction.atomic():
+        run_ids = sorted(set(orphaned.values_list("run_id", flat=True)))
+        _lock_runs(run_ids)
+        return _give_back(orphaned.filter(run_id__in=run_ids))
+
+
+def _lock_runs(run_ids: list[int]) -> None:
+    """Lock runs' rows (in id order) before their reservations and the counters: every writer
+    takes runs, then reservation rows, then counters, so none waits on another in a cycle."""
+    if run_ids:
+        list(Run.objects.select_for_update().filter(pk__in=run_ids).order_by("pk").values_list("pk", flat=True))
 
 
 def _give_back(rows: QuerySet[BudgetReservation]) -> int:

@@ -13,10 +13,11 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import transaction
@@ -36,9 +37,11 @@ from orchestrator.engine.spec import Limits, PipelineSpec, parse_spec
 from orchestrator.model_door import ModelDoor
 from orchestrator.models import Agent, Limit, LimitKind, LimitScope, ModelPrice, Run, RunStatus
 from orchestrator.runners.lease_keeper import KeptRunStore, keeper
+from orchestrator.runners.tool_gate import GatedToolbox
 from orchestrator.store import Listener
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -188,7 +191,16 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
     owner = f"{worker_id()}:{secrets.token_hex(2)}"
     # On a writer thread (pooled connection handed back after), not the one thread-sensitive
     # thread: a worker claiming hundreds of runs at once would queue them all behind it.
-    prepared = await run_write(_claim, run_id, owner)
+    claim = asyncio.ensure_future(run_write(_claim, run_id, owner))
+    try:
+        prepared = await asyncio.shield(claim)
+    except asyncio.CancelledError:
+        # Cancelled (a shutdown) while the claim runs on its writer thread: it commits anyway.
+        # Wait for it, and if it took the run give the lease back, else it sits out its lease.
+        with contextlib.suppress(Exception):
+            if await _despite_cancel(claim) is not None:
+                await _despite_cancel(run_write(_hand_back, run_id, owner))
+        raise
     if prepared is None:
         return None
     run = prepared.run
@@ -197,11 +209,13 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
                      used_cost=Decimal(run.cost_usd), budgets=prepared.budgets, agent_ids=prepared.agent_ids,
                      agent_rates=prepared.agent_rates, run_id=run.pk, lease_owner=owner)
     leases = keeper()  # this loop's runs share one lease watch and renewal
+    store = KeptRunStore(run.pk, listeners=listeners, lease_owner=owner, keeper=leases)
     engine = Engine(
         spec=prepared.spec,
-        store=KeptRunStore(run.pk, listeners=listeners, lease_owner=owner, keeper=leases),
+        store=store,
         models=door,
-        toolbox=toolbox if toolbox is not None else default_toolbox(run.team_id),
+        # Through the loop's gate: a warm shutdown lets calls in flight end and starts no more.
+        toolbox=GatedToolbox(toolbox if toolbox is not None else default_toolbox(run.team_id)),
         agents=prepared.agents,
         run_id=run.pk,
         team_id=run.team_id,
@@ -224,8 +238,16 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
     except asyncio.CancelledError:
         # This process stops executing the run (its worker shuts down, a runner cancelled it):
         # give the lease back now so another worker resumes it at once, not a lease later.
+        # But first let the run's writes land: the engine's final commit may still be running
+        # in the group commit (a second cancel cuts through its shield, not the commit), and
+        # what it buffered (a finished tool call's ledger row) may not be committed at all. A
+        # hand-back committed before them lets another worker claim the run; the late commit
+        # would then fail LeaseLost and the tool call be made again. `commit` waits for the
+        # store's commit in progress, then writes what is left.
         with contextlib.suppress(Exception):
-            await asyncio.shield(run_write(_hand_back, run.pk, owner))
+            await _despite_cancel(store.commit(final=True))
+        with contextlib.suppress(Exception):
+            await _despite_cancel(run_write(_hand_back, run.pk, owner))
             _in_hand.discard(owner)
         raise
     except Exception as exc:
@@ -235,7 +257,21 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
         await run_write(do_fail_run, run_id, f"internal error: {type(exc).__name__}: {exc}")
         raise
     finally:
-        leases.release(run.pk)
+        leases.release(run.pk, owner)
+
+
+async def _despite_cancel(aw: Awaitable[T]) -> T:
+    """Await `aw` to its end even when the calling task is cancelled (again) meanwhile; the
+    caller, already unwinding a cancel, re-raises it afterwards."""
+    inner = asyncio.ensure_future(aw)
+    while True:
+        try:
+            return await asyncio.shield(inner)
+        except asyncio.CancelledError:
+            if inner.cancelled():
+                raise
+            if inner.done():
+                return inner.result()
 
 
 def _hand_back(run_id: int, owner: str) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from config.db_writer import group_write, run_write
@@ -98,6 +98,9 @@ class DjangoRunStore:
         self._buffered = 0
         self._committed = 0
         self._cancel_seen = False
+        # Commits that failed so far, and the last one: (writes it took up to, what it raised).
+        self._failures = 0
+        self._failure: tuple[int, BaseException] | None = None
 
     # --- loading -------------------------------------------------------------------------
 
@@ -188,18 +191,30 @@ class DjangoRunStore:
         """Write what is buffered (see the protocol), in the process's next group commit.
 
         Concurrent commits of one run (parallel branches) share a transaction: a caller whose
-        writes an earlier caller already took along returns without a transaction of its own.
+        writes an earlier caller already took along returns without a transaction of its own,
+        or raises what that commit raised if it failed. A failed commit puts its writes and
+        events back at the head of the buffers, so nothing is lost and a later commit retries them.
         """
-        wanted, done = self._buffered, self._committed
+        wanted, done, failures = self._buffered, self._committed, self._failures
         async with self._lock:
-            if not final and done < wanted <= self._committed:  # carried by a concurrent commit
-                if self._cancel_seen:
-                    raise RunCancelled("run cancelled")
-                return
+            if not final and done < wanted:
+                if wanted <= self._committed:  # carried by a concurrent commit
+                    if self._cancel_seen:
+                        raise RunCancelled("run cancelled")
+                    return
+                if self._failures > failures and self._failure is not None and self._failure[0] >= wanted:
+                    raise self._failure[1]  # carried by a concurrent commit that failed: not durable
             writes, events = self._writes, self._events
             self._writes, self._events = [], []
-            taken = self._buffered
-            payloads, cancel = await group_write(self.run_id, self._commit, writes, events)
+            taken, known = self._buffered, set(self._known_steps)
+            try:
+                payloads, cancel = await group_write(self.run_id, self._commit, writes, events, lock=_lock_runs)
+            except Exception as exc:  # not made: keep them (a cancelled caller's group goes on, so not then)
+                self._writes[:0], self._events[:0] = writes, events
+                self._known_steps = known  # rows the rolled-back transaction inserted are not there
+                self._failures += 1
+                self._failure = (taken, exc)
+                raise
             self._committed = taken
             self._cancel_seen = cancel
         if payloads:
@@ -320,6 +335,13 @@ class DjangoRunStore:
             output_tokens=head.output_tokens + sum(u.output_tokens for u in usage),
             cost_usd=head.cost_usd + sum((Decimal(u.cost_usd) for u in usage), Decimal(0)),
         )
+
+
+def _lock_runs(run_ids: list[int]) -> None:
+    """Lock the rows of a group commit's runs in one statement, in id order, before any of its
+    writes runs (PostgreSQL; SQLite has a single writer): runs before budget counters everywhere."""
+    if connection.vendor == "postgresql":
+        list(Run.objects.select_for_update().filter(pk__in=run_ids).order_by("pk").values_list("pk", flat=True))
 
 
 _TEXT_FIELDS: dict[type, tuple[str, ...]] = {

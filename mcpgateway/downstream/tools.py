@@ -115,33 +115,6 @@ def _tool_input_schema(name: str) -> Mapping[str, Any] | None:
     return lookup(name) if lookup is not None else None
 
 
-def _has_schema_lookup(source: ToolboxSource) -> bool:
-    """A toolbox instance with `tool_input_schema`; else (a factory, a toolbox without one) the
-    SDK keeps its own fallback of listing the tools."""
-    return not isinstance(source, type) and callable(getattr(source, "tool_input_schema", None))
-
-
-# What `_tool_input_schema` answers with, set by the endpoint for the request it serves (the
-# SDK calls the lookup in that request's task, before its handlers, without a caller).
-schema_lookup: contextvars.ContextVar[Callable[[str], Mapping[str, Any] | None] | None] = contextvars.ContextVar(
-    "agentdeck_mcp_schema_lookup", default=None)
-
-
-def _tool_input_schema(name: str) -> Mapping[str, Any] | None:
-    lookup = schema_lookup.get()
-    return lookup(name) if lookup is not None else None
-
-
-def schema_lookup_for(source: Callable[[], Toolbox], principal: Principal) -> Callable[[str], Mapping[str, Any] | None] | None:
-    """The per-tool schema lookup of the request's toolbox for `principal`, when it offers one
-    (`Gateway.tool_input_schema`); else None (the SDK then validates nothing for the call)."""
-    toolbox = source()
-    lookup = getattr(toolbox, "tool_input_schema", None)
-    if lookup is None:
-        return None
-    return lambda name: lookup(principal, name)
-
-
 def _toolbox_factory(source: ToolboxSource) -> Callable[[], Toolbox]:
     """A zero-argument callable giving the toolbox (a class counts as a factory, not a toolbox)."""
     if not isinstance(source, type) and hasattr(source, "list_tools") and hasattr(source, "call_tool"):

@@ -140,6 +140,10 @@ class Store(Protocol):
         many runs); this run's lease is still checked in it, and a failure (LeaseLost) rolls
         back and reaches only this run. Unless `final`, raise RunCancelled afterwards if
         someone asked the run to stop.
+
+        If the transaction fails, nothing buffered is lost: the writes and events stay buffered
+        (in order) for the next commit, and every caller whose writes it carried (a concurrent
+        commit of the same run) raises the error too, so nothing is reported durable that is not.
         """
 
 

@@ -48,13 +48,26 @@ class LeaseKeeper:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._watch(), name="agentdeck-lease-keeper")
 
-    def release(self, run_id: int) -> None:
-        self._owners.pop(run_id, None)
+    def release(self, run_id: int, owner: str) -> None:
+        """Stop keeping `owner`'s lease of the run. Ignored when the run is kept for another
+        owner: after a takeover in this process (the old lease had run out), the old
+        execution's release must not drop the new execution's lease."""
+        if self._owners.get(run_id) != owner:
+            return
+        del self._owners[run_id]
         self._renewed.pop(run_id, None)
         self._flagged.discard(run_id)
 
-    def flagged(self, run_id: int) -> bool:
-        """Whether the run was seen cancelled, or held by someone else, since it was taken."""
+    def owner(self, run_id: int) -> str | None:
+        """The lease owner the keeper renews and watches for the run, if any."""
+        return self._owners.get(run_id)
+
+    def flagged(self, run_id: int, owner: str | None = None) -> bool:
+        """Whether the run was seen cancelled, or held by someone else, since it was taken;
+        with `owner`, also whether the keeper keeps the run for another owner (or not at all):
+        an execution whose lease was taken over must look at the database itself."""
+        if owner is not None and self._owners.get(run_id) != owner:
+            return True
         return run_id in self._flagged
 
     def __len__(self) -> int:
@@ -76,10 +89,10 @@ class LeaseKeeper:
                 log.exception("watching the leases of %d run(s) failed", len(owners))
                 continue
             for run_id in renewed:
-                if run_id in self._renewed:
+                if self._owners.get(run_id) == owners[run_id]:  # not re-held meanwhile
                     self._renewed[run_id] = started
             for run_id, (cancel, holder) in seen.items():
-                if (cancel or holder != owners[run_id]) and run_id in self._owners:
+                if (cancel or holder != owners[run_id]) and self._owners.get(run_id) == owners[run_id]:
                     self._flagged.add(run_id)
         self._task = None
 
@@ -126,6 +139,7 @@ class KeptRunStore(DjangoRunStore):
         self.keeper = keeper
 
     async def commit(self, **kwargs: Any) -> None:
-        if not kwargs.get("final") and not self.has_pending() and not self.keeper.flagged(self.run_id):
+        if not kwargs.get("final") and not self.has_pending() and not self.keeper.flagged(
+                self.run_id, self.lease_owner or None):
             return
         await super().commit(**kwargs)

@@ -27,11 +27,13 @@ database round trips (~13 transactions per run on the writer threads' connection
 the pool, its threads or its memory; batching claims and loads is the next lever.
 
 On a warm or cold shutdown (`worker_shutting_down`) the runs in flight are cancelled: each
-hands its lease back at once (`execution.execute_run`) and its task rejects its message
-with requeue, so another worker takes the run from its last persisted point within
-seconds. A killed process hands nothing back: its unacknowledged messages and its runs'
-leases expire, and beat's stuck-runs sweep requeues the runs (nothing completed is repeated:
-the engine's ledger).
+hands its lease back at once (`execution.execute_run`, after its last writes landed) and its
+task rejects its message with requeue, so another worker takes the run from its last
+persisted point within seconds. A warm shutdown first lets the tool calls already at an
+upstream end (up to `AGENTDECK_SHUTDOWN_GRACE_S`, starting no new ones: `tool_gate`), so it
+does not turn them into calls that "may have run". A killed process hands nothing back: its
+unacknowledged messages and its runs' leases expire, and beat's stuck-runs sweep requeues the
+runs (nothing completed is repeated: the engine's ledger).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from asgiref.sync import sync_to_async
 
 from config.db_writer import releasing
 from mcpgateway.background import background_loop, submit
+from orchestrator.runners.tool_gate import gate
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,10 @@ class Stop:
 
 
 _lock = threading.Lock()
-_in_flight: dict[int, asyncio.Task[Stop]] = {}  # run id -> its task on the shared loop
+# The tasks of the runs in flight on the shared loop. A set, not keyed by run id: a duplicate
+# delivery of a run this process executes (a redelivered message, the stuck-runs sweep) runs
+# beside it for a moment and must neither replace nor remove the real run's entry.
+_in_flight: set[asyncio.Task[Stop]] = set()
 _shutting_down = threading.Event()
 
 
@@ -71,7 +77,7 @@ async def _execute(run_id: int) -> Stop:
     task = asyncio.current_task()
     assert task is not None
     with _lock:
-        _in_flight[run_id] = task
+        _in_flight.add(task)
     try:
         if _shutting_down.is_set():
             return Stop(None, handed_back=True)
@@ -86,8 +92,7 @@ async def _execute(run_id: int) -> Stop:
         return Stop(None, await sync_to_async(releasing(held_lease), thread_sensitive=False)(run_id))
     finally:
         with _lock:
-            if _in_flight.get(run_id) is task:
-                del _in_flight[run_id]
+            _in_flight.discard(task)
 
 
 def execute(run_id: int) -> Stop:
@@ -103,16 +108,67 @@ def in_flight() -> int:
         return len(_in_flight)
 
 
-def hand_back_all() -> int:
-    """Cancel every run in flight here; each gives its lease back as it unwinds and its waiting
-    task returns `handed_back`. Safe to call from a signal handler. Returns how many."""
+def hand_back_all(grace_s: float = 0.0) -> int:
+    """Stop the runs in flight here: each gives its lease back as it unwinds and its waiting
+    task returns `handed_back`. Returns how many runs are in flight.
+
+    With `grace_s` (a warm shutdown) no tool call starts any more, and the runs are cancelled
+    once the tool calls already at an upstream have ended, or after `grace_s` seconds, so a
+    shutdown cuts off (turns into "may have run") as few side effects as it can; without it (a
+    cold shutdown) at once. The runs are cancelled once: `worker_shutting_down` fires at a
+    warm and again at a cold shutdown, and a second cancel would cut through their shielded
+    final commits while they unwind; a cold shutdown during the grace only ends the wait.
+    Safe to call from a signal handler: the work is done on the loop.
+    """
     _shutting_down.set()
     with _lock:
-        tasks = list(_in_flight.values())
+        count = len(_in_flight)
+    if count:
+        background_loop().call_soon_threadsafe(_stop_runs, grace_s)
+    return count
+
+
+_cancelled = False  # on the loop: the runs in flight were cancelled (see hand_back_all)
+_waiting: asyncio.Task[None] | None = None  # on the loop: the grace of a warm shutdown
+
+
+def shutdown_grace_s() -> float:
+    """How long a warm shutdown waits for tool calls in flight (`AGENTDECK_SHUTDOWN_GRACE_S`,
+    default 20 s: well within the compose file's 60 s `stop_grace_period`)."""
+    from django.conf import settings
+
+    return max(float(settings.AGENTDECK_SHUTDOWN_GRACE_S), 0.0)
+
+
+def _stop_runs(grace_s: float) -> None:
+    global _waiting
+    if _cancelled:
+        return
+    gate().close()  # no tool call starts on this loop any more
+    if grace_s > 0:
+        if _waiting is None:
+            _waiting = asyncio.get_running_loop().create_task(_cancel_after(grace_s), name="agentdeck-shutdown-grace")
+        return
+    _cancel_all()
+
+
+async def _cancel_after(grace_s: float) -> None:
+    tools = gate()
+    if tools.active:
+        log.warning("shutting down: waiting up to %.0f s for %d tool call(s) in flight", grace_s, tools.active)
+        if not await tools.idle(grace_s):
+            log.warning("shutting down: %d tool call(s) still in flight after %.0f s are cut off", tools.active, grace_s)
+    _cancel_all()
+
+
+def _cancel_all() -> None:
+    global _cancelled
+    if _cancelled:
+        return
+    _cancelled = True
+    with _lock:
+        tasks = list(_in_flight)
+    for task in tasks:
+        task.cancel()
     if tasks:
-        loop = background_loop()
-        for task in tasks:
-            loop.call_soon_threadsafe(task.cancel)
-        # Logged from the loop: a signal handler must not take the logging locks.
-        loop.call_soon_threadsafe(log.warning, "shutting down: handing %d run(s) back to the queue", len(tasks))
-    return len(tasks)
+        log.warning("shutting down: handing %d run(s) back to the queue", len(tasks))

@@ -1,24 +1,37 @@
 """A step is one transaction; concurrent runs share transactions (group commit); a lease lost
-in a shared transaction fails only its own run's commit."""
+in a shared transaction fails only its own run's commit; a failed group commit keeps its writes
+and fails every caller whose writes it carried; other database work interleaves with a stream of
+group commits; group commits and budget writers never deadlock."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
+from decimal import Decimal
+from functools import partial
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.db.backends.signals import connection_created
 
-from config.db_writer import close_writer_connections, group_commit_stats, group_write
+from config.db_writer import close_writer_connections, group_commit_stats, group_write, run_write
 from mcpgateway.inprocess import InProcessToolbox
+from orchestrator import budgets
 from orchestrator.engine.errors import LeaseLost
-from orchestrator.engine.store import StepWrite
+from orchestrator.engine.store import RunWrite, StepWrite, UsageWrite
 from orchestrator.events import verify_chain
 from orchestrator.execution import execute_run
-from orchestrator.models import Run, RunEvent, StepRun
+from orchestrator.models import (
+    BudgetCounter,
+    BudgetReservation,
+    Limit,
+    Run,
+    RunEvent,
+    StepRun,
+    UsageRecord,
+)
 from orchestrator.store import DjangoRunStore
 from tests.conftest import pipeline, scripted, start
 
@@ -125,3 +138,123 @@ def test_it_fails_only_the_run_whose_lease_was_lost_in_a_shared_transaction(team
     assert not RunEvent.objects.filter(run=lost, type="step.succeeded").exists()
     assert StepRun.objects.get(run=held, key="s0").status == "succeeded"
     assert verify_chain(RunEvent.objects.filter(run=held).order_by("seq")).ok
+
+
+def _dangling_step_row() -> None:
+    """A write whose foreign key points nowhere: the check is deferred, so the group's COMMIT fails."""
+    StepRun.objects.create(run_id=2_000_000_000, key="ghost", step_id="ghost", kind="agent")
+
+
+def test_it_keeps_the_writes_of_a_failed_group_commit_and_fails_every_caller_they_rode_with(team):
+    scripted(team, "fast", {"text": "ok"})
+    run = start(pipeline(team, _linear(2)))
+    Run.objects.filter(pk=run.pk).update(status="running", lease_owner="me")
+
+    async def scenario() -> tuple[list, tuple[list, list]]:
+        store = DjangoRunStore(run.pk, lease_owner="me", publish_events=False)
+        await store.load()
+        blocker = asyncio.ensure_future(group_write(0, time.sleep, 0.3))
+        await asyncio.sleep(0.05)
+        # Queued behind the blocker, so it shares the next transaction with the run's commits.
+        poison = asyncio.ensure_future(group_write(0, _dangling_step_row))
+        # Two parallel branches commit; the first commit carries the second branch's writes too.
+        for key in ("s0", "s1"):
+            store.stage(StepWrite(key, key, "agent", "succeeded", output="ok", started=True, finished=True))
+            store.emit("step.succeeded", {"step_id": key, "output": "ok"}, key)
+        first = asyncio.ensure_future(store.commit())
+        carried = asyncio.ensure_future(store.commit())
+        results = await asyncio.gather(poison, first, carried, return_exceptions=True)
+        await blocker
+        kept = ([w.key for w in store._writes], [(t, k) for t, k, _ in store._events])
+        await store.commit()  # the retry: a transaction without the dangling row
+        return results, kept
+
+    results, kept = async_to_sync(scenario)()
+
+    assert all(isinstance(r, IntegrityError) for r in results), results
+    assert kept == (["s0", "s1"], [("step.succeeded", "s0"), ("step.succeeded", "s1")])
+    assert sorted(StepRun.objects.filter(run=run).values_list("key", flat=True)) == ["s0", "s1"]
+    assert not StepRun.objects.filter(key="ghost").exists()
+    events = RunEvent.objects.filter(run=run).order_by("seq")
+    assert [e.step_key for e in events if e.type == "step.succeeded"] == ["s0", "s1"]
+    assert verify_chain(events).ok
+
+
+def test_it_runs_other_database_work_between_the_groups_of_a_stream_of_commits(team):
+    total = 60
+    started: list[int] = []
+    queued = [threading.Event() for _ in range(total)]  # queued[k]: write k + 1 waits in the queue
+
+    def write(k: int) -> None:
+        started.append(k)
+        queued[k].wait(5)  # the stream never lets the queue run dry
+        time.sleep(0.005)
+
+    async def scenario() -> tuple[int, float]:
+        loop = asyncio.get_running_loop()
+        running = [asyncio.Event() for _ in range(total)]
+
+        def traced(k: int) -> None:
+            loop.call_soon_threadsafe(running[k].set)
+            write(k)
+
+        stream = [asyncio.ensure_future(group_write(0, traced, 0))]
+        await running[0].wait()
+        began = time.monotonic()
+        other = asyncio.ensure_future(run_write(lambda: len(started)))
+        for k in range(1, total):
+            stream.append(asyncio.ensure_future(group_write(k, traced, k)))
+            await asyncio.sleep(0)  # it is in the queue now
+            queued[k - 1].set()
+            await running[k].wait()
+        queued[-1].set()
+        await asyncio.gather(*stream)
+        return await other, time.monotonic() - began
+
+    seen, _ = async_to_sync(scenario)()
+
+    # Run after the group in progress (one write each here), not after the whole stream.
+    assert seen <= 5, f"the other work waited for {seen} of {total} group commits"
+
+
+def test_it_does_not_deadlock_runs_ending_with_open_reservations_against_reservations(team):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks and deadlocks: PostgreSQL (SQLite has a single writer)")
+    Limit.objects.create(team=team, scope="team", kind="tokens_per_day", value=Decimal(10**9))
+    scripted(team, "fast", {"text": "ok"})
+    pipe = pipeline(team, _linear(1))
+    runs = [start(pipe) for _ in range(16)]
+    Run.objects.filter(pk__in=[r.pk for r in runs]).update(status="running", lease_owner="me")
+    team_budgets = budgets.budgets_for_run(team.pk, pipe.pk)
+
+    async def branch(store: DjangoRunStore, reserve: partial, name: str, rounds: int) -> None:
+        for i in range(rounds):
+            key = f"{name}{i}"
+            receipt = await run_write(budgets.settle, await run_write(reserve), 7, 0)
+            store.stage(StepWrite(key, key, "agent", "succeeded", output="ok", started=True, finished=True))
+            store.stage(UsageWrite(key, "fast", "scripted", "m", 3, 4, "0", receipt=receipt))
+            store.emit("step.succeeded", {"step_id": key, "output": "ok"}, key)
+            await store.commit()
+
+    async def one_run(run: Run, rounds: int) -> None:
+        # Two parallel branches reserve and commit; the run ends (staggered: others are still
+        # reserving) with a call in flight, whose room its last commit gives back.
+        store = DjangoRunStore(run.pk, lease_owner="me", publish_events=False)
+        await store.load()
+        reserve = partial(budgets.reserve, team_budgets, 10, 0, run_id=run.pk, lease_owner="me")
+        await asyncio.gather(branch(store, reserve, "a", rounds), branch(store, reserve, "b", rounds))
+        await run_write(reserve)
+        store.stage(RunWrite("succeeded", output="ok"))
+        store.emit("run.succeeded", {})
+        await store.commit(final=True)
+
+    async def all_at_once() -> list:
+        return await asyncio.gather(*(one_run(r, 1 + i % 6) for i, r in enumerate(runs)), return_exceptions=True)
+
+    outcomes = async_to_sync(all_at_once)()
+
+    assert outcomes == [None] * len(runs), outcomes
+    assert set(Run.objects.filter(pk__in=[r.pk for r in runs]).values_list("status", flat=True)) == {"succeeded"}
+    assert not BudgetReservation.objects.exists()
+    assert BudgetCounter.objects.get().used == 2 * 7 * sum(1 + i % 6 for i in range(len(runs))) == sum(
+        u.input_tokens + u.output_tokens for u in UsageRecord.objects.all())

@@ -4,20 +4,27 @@ none of them when it is killed or shut down mid-flight."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db.models import Max, Min
 from django.utils import timezone
 
+from orchestrator.execution import execute_run
 from orchestrator.models import Agent, Run, RunEvent, StepRun, UsageRecord
+from orchestrator.runners import worker_pool
+from orchestrator.runners.lease_keeper import LeaseKeeper
 from tests.conftest import pipeline, scripted, start
 from tests.orchestrator.test_celery import _submit, _wait, _worker_env
 
@@ -190,3 +197,97 @@ def test_it_hands_its_runs_back_at_once_when_it_shuts_down(team, broker, tmp_pat
         _stop(*(p for p in (first, second) if p is not None))
     _assert_nothing_repeated(runs, tmp_path)
     assert _pids(runs, "run.resumed") == {str(second.pid)}
+
+
+def test_it_keeps_tracking_a_run_when_a_duplicate_of_its_message_arrives(team, settings):
+    """A redelivered message (visibility timeout, the stuck-runs sweep) of a run this process
+    executes finds it held; the real run stays in flight (a shutdown must still hand it back)."""
+    settings.AGENTDECK_TOOLBOX = "tests.fakes.counting_tools.factory"
+    scripted(team, "w", {"text": "ok", "delay_ms": 4000})
+    run = start(pipeline(team, {"steps": [{"kind": "agent", "id": "a", "agent": "w", "prompt": "go"}]}))
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(worker_pool.execute, run.pk)
+        _wait(lambda: StepRun.objects.filter(run=run, key="a", status="running").exists(), 30)
+        assert worker_pool.in_flight() == 1
+        duplicate = worker_pool.execute(run.pk)
+        assert duplicate.status is None and duplicate.held_lease is not None, "the duplicate found the run held"
+        assert worker_pool.in_flight() == 1, "the real run is still tracked"
+        assert first.result(timeout=60).status == "succeeded"
+    assert worker_pool.in_flight() == 0
+
+
+def test_a_release_by_an_earlier_owner_leaves_the_new_lease_kept(team, settings):
+    """After a takeover in this process (the old lease ran out), the old execution's release
+    must not stop the keeper renewing and watching the new execution's lease."""
+    settings.RUN_LEASE_S = 3  # renewed every second
+    scripted(team, "w", {"text": "ok"})
+    run = start(pipeline(team, {"steps": [{"kind": "agent", "id": "a", "agent": "w", "prompt": "go"}]}))
+    soon = timezone.now() + timedelta(seconds=3)
+    Run.objects.filter(pk=run.pk).update(status="running", lease_owner="new", lease_until=soon)
+
+    async def takeover() -> tuple[int, bool, bool]:
+        keeper = LeaseKeeper()
+        keeper.hold(run.pk, "old")
+        keeper.hold(run.pk, "new")  # the same run, taken over by a new execution here
+        keeper.release(run.pk, "old")  # the old execution's `finally`
+        kept = len(keeper), keeper.flagged(run.pk, "old"), keeper.flagged(run.pk, "new")
+        await asyncio.sleep(2.5)  # the keeper renews the new lease meanwhile
+        keeper.release(run.pk, "new")
+        assert len(keeper) == 0
+        return kept
+
+    kept, old_flagged, new_flagged = async_to_sync(takeover)()
+    assert kept == 1, "the new execution's lease is still kept"
+    assert old_flagged and not new_flagged, "only the old execution is sent to look for itself"
+    assert Run.objects.get(pk=run.pk).lease_until > soon, "the new lease was renewed"
+
+
+def test_a_cancel_during_the_claim_hands_the_claimed_run_back(team, settings):
+    """A shutdown that cancels a run while its claim is on the writer thread: the claim commits
+    anyway, so the run is handed back at once instead of sitting out a lease nobody renews."""
+    settings.AGENTDECK_TOOLBOX = "tests.fakes.counting_tools.factory"
+    settings.RUN_LEASE_S = 120
+    scripted(team, "w", {"text": "ok"})
+    run = start(pipeline(team, {"steps": [{"kind": "agent", "id": "a", "agent": "w", "prompt": "go"}]}))
+
+    async def cancelled_while_claiming() -> None:
+        task = asyncio.get_running_loop().create_task(execute_run(run.pk))
+        await asyncio.sleep(0)  # it submitted its claim to a writer thread and waits for it
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    async_to_sync(cancelled_while_claiming)()
+    _wait(lambda: Run.objects.filter(pk=run.pk, status="running").exclude(lease_owner="").exists(), 10)  # claimed
+    run.refresh_from_db()
+    assert run.lease_until <= timezone.now(), "and its lease handed back"
+    outcome = async_to_sync(execute_run)(run.pk)  # so it is claimable again at once
+    assert outcome is not None and outcome.status == "succeeded"
+
+
+def test_a_warm_shutdown_lets_the_tool_calls_in_flight_end_first(team, broker, tmp_path):
+    n = 4
+    scripted(team, "a1", {"tool_calls": [{"name": "t__record", "arguments": {"text": "x"}}]}, {"text": "done"})
+    pipe = pipeline(team, {"steps": [{"kind": "agent", "id": "s", "agent": "a1", "prompt": "go"}]})
+    runs = [start(pipe) for _ in range(n)]
+    env = {"AGENTDECK_RUN_LEASE_S": "120", "AGENTDECK_TOOLBOX": "tests.fakes.shutdown_grace_tools.factory",
+           "AGENTDECK_TEST_TOOL_DELAY_S": "5"}
+    log = tmp_path / "calls.jsonl"
+    lines = lambda: [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []  # noqa: E731
+    first = _pool_worker(tmp_path, "first", **env)
+    second = None
+    try:
+        for run in runs:
+            _submit(broker, run)
+        _wait(lambda: sum(1 for line in lines() if line["event"] == "start") == n, 90)
+        first.send_signal(signal.SIGTERM)  # warm shutdown, 4 tool calls at their upstream
+        first.wait(timeout=40)
+        second = _pool_worker(tmp_path, "second", **env)
+        _wait(lambda: Run.objects.filter(pk__in=[r.pk for r in runs], status="succeeded").count() == n, 60)
+    finally:
+        _stop(*(p for p in (first, second) if p is not None))
+    calls = lines()
+    assert [c["event"] for c in calls].count("start") == n, "no call was cut off and made again"
+    assert [c["event"] for c in calls].count("end") == n, "every call ran to its end"
+    assert {c["pid"] for c in calls} == {first.pid}
+    assert not RunEvent.objects.filter(run__in=runs, type="tool.interrupted").exists()
