@@ -41,7 +41,8 @@ def test_it_runs_an_agent_step_on_anthropic_with_tools_and_streaming(team):
     assert run.status == "succeeded", run.error
     assert run.output["result"] == "The sum is 5."
     assert calls == [("t__add", {"a": 2, "b": 3})]
-    assert [d["data"]["text"] for d in deltas] == ["The sum ", "is ", "5."]
+    pieces = [d["data"]["text"] for d in deltas]  # (where pieces end: see the OpenAI test below)
+    assert "".join(pieces) == "The sum is 5." and len(pieces) >= 2
     assert second["tools"][0]["name"] == "t__add"
     assert second["messages"][-1]["content"][0]["type"] == "tool_result"
     assert '"sum": 5' in str(second["messages"][-1]["content"][0]["content"])
@@ -59,7 +60,10 @@ def test_it_runs_an_agent_step_on_openai_compatible_servers_with_tools_and_strea
     assert run.status == "succeeded", run.error
     assert run.output["result"] == "Five."
     assert calls == [("t__add", {"a": 2, "b": 3})]
-    assert [d["data"]["text"] for d in deltas] == ["Five", "."]
+    # Streamed in pieces; where a piece ends depends on how much the secret redactor holds back
+    # (the longest secret this process knows), so only the text and the streaming are asserted.
+    pieces = [d["data"]["text"] for d in deltas]
+    assert "".join(pieces) == "Five." and len(pieces) >= 2
     assert second["messages"][0] == {"role": "system", "content": "Use tools."}
     assert second["messages"][-1]["role"] == "tool"
     assert run.input_tokens == 80 and run.output_tokens == 14
