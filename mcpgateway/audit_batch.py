@@ -109,7 +109,7 @@ class AuditBatchWriter:
         if kind not in self._flushers:
             raise KeyError(kind)
         with self._cond:
-            while len(self._queue) >= self.max_queued:
+            while self._queued - self._done >= self.max_queued:  # queued and in flight: memory held
                 if not wait:
                     return False
                 self._ensure_thread()
