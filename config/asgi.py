@@ -1,7 +1,12 @@
 """ASGI entry point: HTTP through Django, `/mcp` to the gateway's MCP endpoint, websockets
-through Channels (served by daphne)."""
+through Channels (served by daphne, or uvicorn).
 
+With `GATEWAY_ON_SERVER_LOOP=true` (opt-in) the gateway's background loop is the server's own
+loop, so a `/mcp` tool call reaches its upstream session without a hand-off to another thread."""
+
+import asyncio
 import os
+import sys
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -16,12 +21,30 @@ from django.conf import settings  # noqa: E402
 
 from config.logging import install_access_log_redaction  # noqa: E402
 from dashboard.routing import websocket_urlpatterns  # noqa: E402
+from mcpgateway.background import adopt as adopt_background_loop  # noqa: E402
 from mcpgateway.dispatch import Gateway  # noqa: E402
 from mcpgateway.downstream import build_mcp_app, route_mcp_path  # noqa: E402
 from mcpgateway.redaction import warm_redactor  # noqa: E402
 from mcpgateway.runtime import start_gateway  # noqa: E402
 from orchestrator.api_auth import authenticate_mcp  # noqa: E402
 from orchestrator.webhooks import start_sender as start_webhook_sender  # noqa: E402
+
+
+def _server_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop the ASGI server will run this app on, when it can be known now:
+    uvicorn imports the app inside its running loop; daphne's CLI imports it before
+    starting the Twisted reactor's loop (`daphne.server.twisted_loop`)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    if "daphne.cli" in sys.modules:  # the daphne command, not a test that imports daphne's server
+        return getattr(sys.modules.get("daphne.server"), "twisted_loop", None)
+    return None
+
+
+if settings.GATEWAY_ON_SERVER_LOOP and (server_loop := _server_loop()) is not None:
+    adopt_background_loop(server_loop)  # before anything below starts a background loop
 
 mcp_endpoint = build_mcp_app(authenticate=authenticate_mcp, toolbox=Gateway(defer_audit=True), allowed_hosts=settings.ALLOWED_HOSTS)
 

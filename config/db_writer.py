@@ -120,7 +120,9 @@ class _GroupCommit:
             start, self._draining = not self._draining, True
         if start:
             try:
-                loop.run_in_executor(_executor(), self._drain)
+                # Not `run_in_executor`: its wrapper future would wake this loop a second time
+                # per commit, for a result nobody reads (the caller's `future` carries it).
+                _executor().submit(self._drain)
             except BaseException:  # no writer thread to run it: the write is not made
                 with self._lock:
                     self._draining = False

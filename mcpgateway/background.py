@@ -1,7 +1,7 @@
 """The process's background event loop: upstream MCP sessions and inline runs live here.
 
 It runs on its own daemon thread, so sync code (views, commands, Celery tasks) and other
-event loops (daphne's) can hand it work. `on_background` awaits a coroutine on it from
+event loops can hand it work; in the web process it is the server's own loop (`adopt`). `on_background` awaits a coroutine on it from
 any loop — directly when already there.
 """
 
@@ -28,6 +28,22 @@ def background_loop() -> asyncio.AbstractEventLoop:
             threading.Thread(target=loop.run_forever, name="agentdeck-background", daemon=True).start()
             _loop = loop
         return _loop
+
+
+def adopt(loop: asyncio.AbstractEventLoop) -> bool:
+    """Make the web server's own loop the background loop, before anything started one.
+
+    Called by the web process's ASGI module (config/asgi.py) with the loop its server runs:
+    the gateway's upstream sessions then live on the loop that serves `/mcp`, and a tool call
+    awaits them directly instead of handing off to another thread's loop and back. False
+    (nothing changed) when a separate background loop already exists.
+    """
+    global _loop
+    with _lock:
+        if _loop is not None and not _loop.is_closed():
+            return _loop is loop
+        _loop = loop
+        return True
 
 
 def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:

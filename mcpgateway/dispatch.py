@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 
 
 _refreshing: set[int] = set()
+# Cold loads in flight, per (event loop, team, catalogue generation): runs starting together on
+# a cold cache share one load instead of each reading the catalogue (a worker claiming 500 runs
+# at once). A local write bumps the generation, so a caller after it never gets an older load.
+_cold_loads: dict[tuple[int, int, int], asyncio.Future] = {}
 
 
 class Gateway:
@@ -68,7 +72,13 @@ class Gateway:
             return fresh
         old = catalogue.stale(team_id)
         if old is None:
-            return await run_write(catalogue.load, team_id)
+            key = (id(asyncio.get_running_loop()), team_id, catalogue._generation)
+            pending = _cold_loads.get(key)
+            if pending is None:
+                pending = asyncio.ensure_future(run_write(catalogue.load, team_id))
+                _cold_loads[key] = pending
+                pending.add_done_callback(lambda _done, key=key: _cold_loads.pop(key, None))
+            return await asyncio.shield(pending)  # one caller giving up does not cancel the others' load
         # Serve the previous snapshot while one refresh runs, so the hot path never waits
         # on the periodic reload (local writes invalidate, and those always reload first).
         if team_id not in _refreshing:

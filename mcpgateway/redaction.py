@@ -171,6 +171,13 @@ class Redactor:
         missing = {s for s in extra if len(s) >= MIN_LENGTH} - self.secrets
         return self if not missing else Redactor(self.secrets | missing)
 
+    def _may_match(self, text: str) -> bool:
+        """Whether `spans` could find anything: both scans in C, no Python per match (most
+        strings a gateway call carries hold no secret, and are returned as they are)."""
+        if self._markers and next(self._automaton.iter(text), None) is not None:
+            return True
+        return SHAPE.search(text) is not None
+
     def spans(self, text: str) -> list[tuple[int, int, str]]:
         """(start, end, marker) of every match: known forms (leftmost, longest, no overlaps),
         then secret shapes in the text between them."""
@@ -189,7 +196,7 @@ class Redactor:
         return sorted(found)
 
     def text(self, text: str) -> str:
-        if not text:
+        if not text or not self._may_match(text):
             return text
         pieces, at = [], 0
         for start, end, tag in self.spans(text):

@@ -7,6 +7,7 @@ verified end to end and a changed, removed or reordered event is detected.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -37,9 +38,19 @@ def event_hash(prev_hash: str, seq: int, type: str, step_key: str, data: dict[st
     stored value); the body is exactly `canonical({...})` of the event either way.
     """
     data_text = data if isinstance(data, str) else canonical(data)
-    body = (f'{{"created_at":{canonical(created_at)},"data":{data_text},"seq":{seq:d},'
-            f'"step_key":{canonical(step_key)},"type":{canonical(type)}}}')
+    return _chain_hash(prev_hash, seq, _canonical_name(type), _canonical_name(step_key), data_text, canonical(created_at))
+
+
+def _chain_hash(prev_hash: str, seq: int, type_json: str, step_key_json: str, data_text: str, created_at_json: str) -> str:
+    body = (f'{{"created_at":{created_at_json},"data":{data_text},"seq":{seq:d},'
+            f'"step_key":{step_key_json},"type":{type_json}}}')
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical_name(value: str) -> str:
+    """`canonical` of an event type or step key: a few distinct names, encoded once each."""
+    return canonical(value)
 
 
 def _iso(moment: datetime) -> str:
@@ -61,11 +72,11 @@ def build_events(run: ChainHead, items: Iterable[tuple[str, str, dict[str, Any]]
     itself under `_data`); the caller saves them and the run's new head in its transaction.
     """
     rows = []
-    stamp = _iso(now)
+    stamp = canonical(_iso(now))  # one moment for the whole batch, encoded once
     for type, step_key, data in items:
         run.last_seq += 1
         text = canonical(data)
-        digest = event_hash(run.last_hash, run.last_seq, type, step_key, text, stamp)
+        digest = _chain_hash(run.last_hash, run.last_seq, _canonical_name(type), _canonical_name(step_key), text, stamp)
         rows.append({"run_id": run.pk, "seq": run.last_seq, "type": type, "step_key": step_key, "data": JSONText(text),
                      "created_at": now, "prev_hash": run.last_hash, "hash": digest, "_data": data})
         run.last_hash = digest
@@ -106,6 +117,17 @@ def register_consumer_loop() -> None:
     _consumer_loop = asyncio.get_running_loop()
 
 
+def live_audience() -> bool:
+    """Whether a live event published from here can reach anyone: a shared channel layer
+    (Redis), or the in-process one with websocket consumers in this process."""
+    layer = get_channel_layer()
+    if layer is None:
+        return False
+    if isinstance(layer, InMemoryChannelLayer):
+        return _consumer_loop is not None and not _consumer_loop.is_closed()
+    return True
+
+
 async def group_send(group: str, message: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
@@ -138,8 +160,8 @@ async def publish(payloads: list[dict[str, Any]], team_id: int | None = None) ->
     never raised into the step or the request that committed them.
     """
     global _publish_paused_until
-    if not payloads or time.monotonic() < _publish_paused_until:
-        return
+    if not payloads or time.monotonic() < _publish_paused_until or not live_audience():
+        return  # nobody to tell: no task, no timeout (this runs after every commit)
     sends = [(run_group(payloads[0]["run_id"]), {"type": "run.events", "events": payloads})]
     if team_id is not None:
         changes = [p for p in payloads if p["type"].startswith(("run.", "review.", "step.waiting_review"))]

@@ -14,15 +14,10 @@ import os
 import secrets
 import socket
 from collections.abc import Awaitable
-from dataclasses import dataclass
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Q, Value
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -30,29 +25,18 @@ from config import log_context, tracing
 from config.db_writer import run_write
 from mcpgateway.types import Toolbox
 from orchestrator.actions.runs import do_fail_run
-from orchestrator.budgets import Budget, budgets_for_run, release_run
 from orchestrator.engine.executor import Engine, RunOutcome
-from orchestrator.engine.ports import AgentConfig
-from orchestrator.engine.spec import Limits, PipelineSpec, parse_spec
+from orchestrator.engine.spec import Limits
 from orchestrator.model_door import ModelDoor
-from orchestrator.models import Agent, Limit, LimitKind, LimitScope, ModelPrice, Run, RunStatus
+from orchestrator.models import Run, RunStatus
+from orchestrator.runners import claims
+from orchestrator.runners.claims import Prepared, claim_runs
 from orchestrator.runners.lease_keeper import KeptRunStore, keeper
 from orchestrator.runners.tool_gate import GatedToolbox
 from orchestrator.store import Listener
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclass(slots=True)
-class Prepared:
-    run: Run
-    spec: PipelineSpec
-    agents: dict[str, AgentConfig]
-    prices: dict[tuple[str, str], ModelPrice | None]
-    agent_ids: dict[str, int]
-    budgets: list[Budget]
-    agent_rates: dict[str, int]
 
 
 def default_toolbox(team_id: int) -> Toolbox:
@@ -138,60 +122,20 @@ _in_hand: set[str] = set()  # lease owners of the runs this process is executing
 
 
 def _claim(run_id: int, owner: str) -> Prepared | None:
-    """Take a queued run, or a running one whose lease expired (its worker died); None if the
-    run is not runnable or another live worker holds it. Conditional, so only one claim wins."""
-    now = timezone.now()
-    claimable = Q(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]) & (Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-    lease = {"status": RunStatus.RUNNING, "lease_owner": owner, "lease_until": now + timedelta(seconds=settings.RUN_LEASE_S),
-             "started_at": Coalesce("started_at", Value(now))}
-    with transaction.atomic():
-        # The common case first: a queued run nobody ever held has no reservations to give back.
-        fresh = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED, lease_owner="", cancel_requested=False).update(**lease)
-        claimed = fresh or Run.objects.filter(claimable, pk=run_id, cancel_requested=False).update(**lease)
-        if not claimed:
-            holder = Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, cancel_requested=False).values_list(
-                "lease_owner", flat=True).first()
-            if not holder or not lease_holder_is_dead(holder):
-                return None
-            # Its holder died on this host (a killed prefork child, a cold shutdown): take it now
-            # instead of waiting for the lease to run out. Conditional on the same dead holder.
-            if not Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, lease_owner=holder,
-                                      cancel_requested=False).update(**lease):
-                return None
-            log.warning("run %s: its lease holder %s is no longer running; taken over at once", run_id, holder)
-        # Budget room a previous holder reserved for calls it never finished goes back, in the claim.
-        released = 0 if fresh else release_run(run_id, keep_owner=owner)
-        if released:
-            log.warning("run %s: gave back %d budget reservation(s) of its previous holder", run_id, released)
-    run = Run.objects.select_related("pipeline_version__pipeline").get(pk=run_id)
-    spec = parse_spec(run.pipeline_version.spec)
-    names = spec.agent_names()
-    rows = list(Agent.objects.filter(team_id=run.team_id, name__in=names))
-    agents = {
-        a.name: AgentConfig(a.name, a.provider, a.model, a.system_prompt, a.temperature, a.max_tokens, a.max_turns,
-                            a.provider_options(), a.defences)
-        for a in rows
-    }
-    missing = names - set(agents)
-    if missing:
-        Run.objects.filter(pk=run_id).update(status=RunStatus.FAILED, error=f"agents not found: {', '.join(sorted(missing))}",
-                                             finished_at=timezone.now())
-        return None
-    prices = {(a.provider, a.model): ModelPrice.lookup(a.provider, a.model) for a in agents.values()}
-    agent_ids = {a.name: a.pk for a in rows}
-    team_budgets = budgets_for_run(run.team_id, run.pipeline_version.pipeline_id)
-    rates = {row.agent.name: int(row.value) for row in Limit.objects.filter(
-        team_id=run.team_id, scope=LimitScope.AGENT, kind=LimitKind.REQUESTS_PER_MINUTE).select_related("agent")}
-    return Prepared(run, spec, agents, prices, agent_ids, team_budgets, rates)
+    """Claim and load one run now (a batch of one): the prepared run, or None if it is not
+    runnable or another live worker holds it."""
+    outcome = claim_runs([(run_id, owner)])[0]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
 async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners: list[Listener] | None = None,
                       flush_interval: float | None = None) -> RunOutcome | None:
     """Run or resume `run_id` to its next stop (finished, waiting for review, cancelled)."""
     owner = f"{worker_id()}:{secrets.token_hex(2)}"
-    # On a writer thread (pooled connection handed back after), not the one thread-sensitive
-    # thread: a worker claiming hundreds of runs at once would queue them all behind it.
-    claim = asyncio.ensure_future(run_write(_claim, run_id, owner))
+    # With the other runs starting on this loop now: one batch, one writer job (`claims`).
+    claim = claims.claim(run_id, owner)
     try:
         prepared = await asyncio.shield(claim)
     except asyncio.CancelledError:
@@ -209,7 +153,7 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
                      used_cost=Decimal(run.cost_usd), budgets=prepared.budgets, agent_ids=prepared.agent_ids,
                      agent_rates=prepared.agent_rates, run_id=run.pk, lease_owner=owner)
     leases = keeper()  # this loop's runs share one lease watch and renewal
-    store = KeptRunStore(run.pk, listeners=listeners, lease_owner=owner, keeper=leases)
+    store = KeptRunStore(run.pk, listeners=listeners, lease_owner=owner, keeper=leases, preloaded=prepared.load)
     engine = Engine(
         spec=prepared.spec,
         store=store,

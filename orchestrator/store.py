@@ -14,8 +14,10 @@ through a stream redactor that holds back a tail that could be the start of a se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -41,7 +43,7 @@ from orchestrator.engine.store import (
     UsageWrite,
     Write,
 )
-from orchestrator.events import build_events, event_payload, publish
+from orchestrator.events import build_events, event_payload, live_audience, publish
 from orchestrator.metrics import RunObserver
 from orchestrator.models import (
     Agent,
@@ -92,7 +94,7 @@ class DjangoRunStore:
         self._pipeline_id: int | None = None
         self._metrics: RunObserver | None = None
         self._redactor: Redactor | None = None
-        self._streams: dict[tuple[str, Any], StreamRedactor] = {}
+        self._streams: dict[tuple[str, Any], StreamRedactor | None] = {}  # None: muted (no audience)
         # Writes and events buffered so far, and how many of them are committed: a commit whose
         # writes a concurrent commit already carried has nothing left to do.
         self._buffered = 0
@@ -111,12 +113,20 @@ class DjangoRunStore:
 
     def _load(self) -> RunState:
         self._redactor = get_redactor()
-        run = Run.objects.select_related("pipeline_version__pipeline").get(pk=self.run_id)
-        self._agents = dict(Agent.objects.filter(team_id=run.team_id).values_list("name", "id"))
-        self._team_id = run.team_id
-        self._pipeline_id = run.pipeline_version.pipeline_id
-        self._metrics = RunObserver(run.pipeline_version.pipeline.slug)
-        state = RunState(input_tokens=run.input_tokens, output_tokens=run.output_tokens, cost_usd=str(run.cost_usd))
+        # Plain SQL: this runs once per run start and resume, and the ORM's query building was
+        # most of its cost.
+        with connection.cursor() as cursor:
+            cursor.execute(_load_sql(), [self.run_id])
+            found = cursor.fetchone()
+            if found is None:
+                raise Run.DoesNotExist(f"Run {self.run_id} does not exist")
+            team_id, pipeline_id, slug, input_tokens, output_tokens, cost_usd = found
+            cursor.execute(_agents_sql(), [team_id])
+            self._agents = dict(cursor.fetchall())
+        self._team_id = team_id
+        self._pipeline_id = pipeline_id
+        self._metrics = RunObserver(slug)
+        state = RunState(input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=str(cost_usd))
         for step in StepRun.objects.filter(run_id=self.run_id):
             state.steps[step.key] = StepRecord(step.key, step.status, step.attempt, step.output, step.error)
         self._known_steps = set(state.steps)
@@ -152,29 +162,41 @@ class DjangoRunStore:
                 del self._streams[stream_key]
         elif type == "llm.finished":  # the call's stream is over: send what was held back
             for stream_key in [k for k in self._streams if k[0] == step_key]:
-                rest = self._streams.pop(stream_key).flush()
+                stream = self._streams.pop(stream_key)
+                rest = stream.flush() if stream is not None else ""
                 if rest:
                     self._publish_ephemeral("llm.delta", {"turn": stream_key[1], "text": rest}, step_key)
         self._events.append((type, step_key, data))
         self._buffered += 1
 
     def emit_ephemeral(self, type: str, data: dict[str, Any], step_key: str = "") -> None:
-        redactor = self._redactor or current_redactor()
+        audience = bool(self.listeners) or (self.publish_events and live_audience())
         if type == "llm.delta" and isinstance(data.get("text"), str):
-            stream = self._streams.setdefault((step_key, data.get("turn")), StreamRedactor(redactor))
+            stream_key = (step_key, data.get("turn"))
+            if stream_key in self._streams:
+                stream = self._streams[stream_key]
+            else:
+                # A stream nobody watches as it starts stays muted to its end: one that began
+                # mid-way could show the tail of a secret whose start went unseen.
+                stream = StreamRedactor(self._redactor or current_redactor()) if audience else None
+                self._streams[stream_key] = stream
+            if stream is None:
+                return
             text = stream.feed(data["text"])
             if not text:
                 return
             data = {**data, "text": text}
+        elif not audience:
+            return
         else:
-            data = redactor.redact(data)
+            data = (self._redactor or current_redactor()).redact(data)
         self._publish_ephemeral(type, data, step_key)
 
     def _publish_ephemeral(self, type: str, data: dict[str, Any], step_key: str) -> None:
         payload = {"run_id": self.run_id, "seq": None, "type": type, "step_key": step_key, "data": data, "ephemeral": True}
         for listener in self.listeners:
             listener(payload)
-        if self.publish_events:
+        if self.publish_events and live_audience():
             task = asyncio.get_running_loop().create_task(publish([payload]))
             _background.add(task)
             task.add_done_callback(_background.discard)
@@ -231,8 +253,9 @@ class DjangoRunStore:
     def _commit(self, writes: list[Write], events: list[tuple[str, str, dict[str, Any]]]) -> tuple[list[dict[str, Any]], bool]:
         now = timezone.now()
         self._redactor = redactor = get_redactor()
-        writes = [_redacted(w, redactor) for w in writes]
-        events = [(type, key, redactor.redact(data)) for type, key, data in events]
+        redact = _memo.for_redactor(redactor)
+        writes = [_redacted(w, redact) for w in writes]
+        events = [(type, key, redact(data)) for type, key, data in events]
         with transaction.atomic(savepoint=False):  # inside the group commit's transaction
             head = self._run_head()
             if self.lease_owner and head.lease_owner != self.lease_owner:
@@ -260,16 +283,11 @@ class DjangoRunStore:
                         update.update(lease_owner="", lease_until=None)
                     if w.status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED):
                         update["finished_at"] = now
-            for w in steps.values():
-                self._write_step(w, now)
-            if update.get("status") == RunStatus.CANCELLED:
-                StepRun.objects.filter(run_id=self.run_id, status="running").update(
-                    status="cancelled", finished_at=now, error="cancelled")
-            insert_rows(LedgerEntry, ledger)
+            # Writes through the ORM and other modules first (they read results: row counts,
+            # new ids, existence checks), then this run's own rows, which need no answer.
             if audit:
                 AuditEntry.objects.bulk_create(audit)
             if usage:
-                self._write_usage(head, usage, update, now)
                 budgets.record([u.receipt for u in usage if u.receipt is not None])
             if update.get("status", RunStatus.RUNNING) != RunStatus.RUNNING:
                 budgets.release_run(self.run_id)  # paused or ended: nothing of it is in flight any more
@@ -284,11 +302,20 @@ class DjangoRunStore:
                     "run_id": self.run_id, "status": update["status"], "output": update.get("output"),
                     "error": update.get("error", "")})
             new_events = build_events(head, events, now)
-            if new_events:
-                insert_rows(RunEvent, new_events)
-                update.update(last_seq=head.last_seq, last_hash=head.last_hash)
-            if update:
-                update_row(Run, update, {"id": self.run_id})
+            with _one_round_trip():
+                for w in steps.values():
+                    self._write_step(w, now)
+                if update.get("status") == RunStatus.CANCELLED:  # after the step writes: they may start steps
+                    update_row(StepRun, {"status": "cancelled", "finished_at": now, "error": "cancelled"},
+                               {"run_id": self.run_id, "status": "running"})
+                insert_rows(LedgerEntry, ledger)
+                if usage:
+                    self._write_usage(head, usage, update, now)
+                if new_events:
+                    insert_rows(RunEvent, new_events)
+                    update.update(last_seq=head.last_seq, last_hash=head.last_hash)
+                if update:
+                    update_row(Run, update, {"id": self.run_id})
         return [event_payload(e) for e in new_events], head.cancel_requested
 
     def _run_head(self) -> RunHead:
@@ -337,6 +364,50 @@ class DjangoRunStore:
         )
 
 
+@contextlib.contextmanager
+def _one_round_trip() -> Iterator[None]:
+    """On PostgreSQL, send the statements inside without waiting for each one's answer
+    (psycopg's pipeline mode): a commit's row writes cost one round trip, not one each.
+    Only for statements whose results nobody reads (no row counts, no returned ids); an
+    error surfaces on leaving, as Django's database error."""
+    if connection.vendor != "postgresql" or not _pipeline_supported():
+        yield
+        return
+    with connection.wrap_database_errors, connection.connection.pipeline():
+        yield
+
+
+@functools.cache
+def _pipeline_supported() -> bool:
+    import psycopg
+
+    return psycopg.Pipeline.is_supported()
+
+
+@functools.cache
+def _load_sql() -> str:
+    """The run row, its pipeline and slug, by run id (what `_load` needs of them)."""
+    q = connection.ops.quote_name
+    run = Run._meta
+    version = run.get_field("pipeline_version").related_model._meta
+    pipeline = version.get_field("pipeline").related_model._meta
+    column = {name: q(Run._meta.get_field(name).column) for name in (
+        "team", "pipeline_version", "input_tokens", "output_tokens", "cost_usd")}
+    return (f"SELECT r.{column['team']}, v.{q(version.get_field('pipeline').column)}, p.{q(pipeline.get_field('slug').column)}, "
+            f"r.{column['input_tokens']}, r.{column['output_tokens']}, r.{column['cost_usd']} "
+            f"FROM {q(run.db_table)} r JOIN {q(version.db_table)} v ON v.{q(version.pk.column)} = r.{column['pipeline_version']} "
+            f"JOIN {q(pipeline.db_table)} p ON p.{q(pipeline.pk.column)} = v.{q(version.get_field('pipeline').column)} "
+            f"WHERE r.{q(run.pk.column)} = %s")
+
+
+@functools.cache
+def _agents_sql() -> str:
+    q = connection.ops.quote_name
+    meta = Agent._meta
+    return (f"SELECT {q(meta.get_field('name').column)}, {q(meta.pk.column)} FROM {q(meta.db_table)} "
+            f"WHERE {q(meta.get_field('team').column)} = %s")
+
+
 def _lock_runs(run_ids: list[int]) -> None:
     """Lock the rows of a group commit's runs in one statement, in id order, before any of its
     writes runs (PostgreSQL; SQLite has a single writer): runs before budget counters everywhere."""
@@ -358,10 +429,57 @@ def _audit_row(team_id: int, run_id: int, w: AuditWrite, now) -> AuditEntry:
                       arguments=w.arguments, status=w.status, error=w.reason, created_at=now)
 
 
-def _redacted(write: Write, redactor: Redactor) -> Write:
+def _redacted(write: Write, redact: Callable[[Any], Any]) -> Write:
     """A copy of `write` with secrets redacted from the fields that carry model or tool text."""
     names = _TEXT_FIELDS.get(type(write), ())
-    return dataclasses.replace(write, **{n: redactor.redact(getattr(write, n)) for n in names}) if names else write
+    return dataclasses.replace(write, **{n: redact(getattr(write, n)) for n in names}) if names else write
+
+
+class _CleanStrings:
+    """`Redactor.redact`, remembering the strings a redactor found nothing in.
+
+    Every commit redacts the same dict keys and short values again (event field names, step
+    ids, agent and model names, statuses); a string the current redactor left alone is left
+    alone again without a scan. Same result as `redactor.redact` (the redactor is deterministic
+    and the memory belongs to one redactor: a new one, with new secrets, starts empty).
+    Bounded: strings up to `LONGEST` characters, at most `MAX` of them.
+    """
+
+    LONGEST = 200
+    MAX = 20_000
+
+    def __init__(self) -> None:
+        self._current: tuple[Redactor | None, set[str]] = (None, set())
+
+    def for_redactor(self, redactor: Redactor) -> Callable[[Any], Any]:
+        current = self._current  # one read: writer threads may swap it meanwhile
+        if current[0] is not redactor or len(current[1]) > self.MAX:
+            current = self._current = (redactor, set())
+        clean = current[1]
+        text = redactor.text
+        longest = self.LONGEST
+
+        def scan(value: str) -> str:
+            if value in clean:
+                return value
+            result = text(value)
+            if result is value and len(value) <= longest:
+                clean.add(value)
+            return result
+
+        def redact(value: Any) -> Any:
+            if isinstance(value, str):
+                return scan(value)
+            if isinstance(value, dict):
+                return {scan(k) if isinstance(k, str) else k: redact(v) for k, v in value.items()}
+            if isinstance(value, list | tuple):
+                return type(value)(redact(v) for v in value)
+            return value
+
+        return redact
+
+
+_memo = _CleanStrings()
 
 
 def _merge(earlier: StepWrite | None, later: StepWrite) -> StepWrite:

@@ -9,6 +9,8 @@ the gateway grants that key's principal; every `tools/call` goes through the sam
   mounts it at `/mcp` and `/mcp/`; it owns the SDK's session manager.
 - `access`: who may reach it — Host/Origin checks and bearer authentication.
 - `tools`: the SDK low-level server whose tool list is built per caller.
+- `lean`: a valid 2026-07-28 `tools/call` answered without the SDK's per-request machinery
+  (same checks, same answer; everything else goes to the SDK).
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ comes from a short-lived cache (`authenticate`, see orchestrator/api_auth.py), s
 2026-07-28 requests are answered as JSON, a `tools/call` gets its one tool's schema from
 the cached catalogue (`schema_lookup`), and audit rows are committed in batches
 (mcpgateway/audit_batch.py); `aclose()` flushes them.
+A valid modern `tools/call` is answered by `lean.LeanCall` (the SDK's checks, one function, no
+per-request server runner); anything else reaches the SDK's manager with its body replayed.
 
 Django's ASGI handler has no lifespan and daphne sends none, so the manager is
 started lazily by the first request, in a task this endpoint owns, and stopped by
@@ -35,7 +37,13 @@ from mcpgateway.downstream.access import (
     authenticated_scope,
     error_response,
 )
-from mcpgateway.downstream.tools import ToolboxSource, build_tool_server, schema_lookup
+from mcpgateway.downstream.lean import LeanCall, wants_lean_call
+from mcpgateway.downstream.tools import (
+    ToolboxSource,
+    build_tool_server,
+    call_granted_tool,
+    schema_lookup,
+)
 from mcpgateway.types import Principal
 
 logger = logging.getLogger(__name__)
@@ -94,6 +102,11 @@ class McpEndpoint:
         self.server = server
         self._guard = guard
         self._toolbox = toolbox if toolbox is not None and server.get_tool_input_schema is not None else None
+        # A modern `tools/call` answered without the SDK's per-request machinery (`lean`).
+        self._lean = None if self._toolbox is None else LeanCall(
+            call_tool=lambda principal, params, request_id: call_granted_tool(
+                self._toolbox, principal, params, request_id),  # type: ignore[arg-type]
+            server_info=server.server_info_stamp)
         self._lock = asyncio.Lock()
         self._manager: StreamableHTTPSessionManager | None = None
         self._runner: asyncio.Task[None] | None = None
@@ -129,7 +142,17 @@ class McpEndpoint:
                     await warm(principal)
                 except Exception:  # dispatch reports the real problem as the call's result
                     logger.debug("warming the catalogue for %r failed", principal, exc_info=True)
-            schema_lookup.set(lambda name: self._toolbox.tool_input_schema(principal, name))  # type: ignore[union-attr]
+            toolbox = self._toolbox
+
+            def lookup(name: str) -> Any:
+                return toolbox.tool_input_schema(principal, name)  # type: ignore[union-attr]
+
+            schema_lookup.set(lookup)
+            if self._lean is not None and wants_lean_call(scope, headers) and not tracing_enabled():
+                replay = await self._lean(scope, receive, send, headers, principal, lookup)
+                if replay is None:
+                    return
+                receive = replay  # not the plain success of a valid call: the SDK answers it
         await manager.handle_request(authenticated_scope(scope, principal, headers), receive, send)
 
     @property
@@ -220,6 +243,13 @@ async def _run_manager(manager: StreamableHTTPSessionManager, ready: asyncio.Eve
     async with manager.run():
         ready.set()
         await stop.wait()
+
+
+def tracing_enabled() -> bool:
+    """Whether the process traces: the SDK's per-message span then runs, on the SDK path."""
+    from config import tracing
+
+    return tracing.enabled()
 
 
 def _log_manager_exit(task: asyncio.Task[None]) -> None:

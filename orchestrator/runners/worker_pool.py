@@ -19,12 +19,20 @@ which share the process's psycopg pool (`DB_POOL_MAX`), so 500 runs still open a
 `DB_POOL_MAX` connections. One lease keeper per loop (`lease_keeper`) replaces the per-run
 cancel poll and heartbeat, which at 500 runs were a thousand transactions a second.
 
+Per loop, not per run: the claims of the runs that start together are taken in one batch
+(`claims`: one `UPDATE ... RETURNING` and its loads in one transaction for up to 128 runs,
+instead of about twelve transactions per run), and one lease keeper watches and renews every
+run's lease (`lease_keeper`). Still per run: the engine's 25 ms event-flush timer, at 500 runs
+20,000 wake-ups a second, most of the loop's CPU (a per-loop flusher is the next lever).
+
 Measured (`tests/bench/bench_worker_pool.py`, one process, 500 two-step runs, 5 s model
-latency, PostgreSQL, a shared 2-core machine at load 5): 490 runs in flight at once, 69 KB
-RSS per waiting run, 4 PostgreSQL connections, a started run 10.5 s for 10 s of model calls;
-wall 2.2x the ideal because claiming the 500 runs took 8.5 s. The process is bound by
-database round trips (~13 transactions per run on the writer threads' connections), not by
-the pool, its threads or its memory; batching claims and loads is the next lever.
+latency, PostgreSQL, 4 connections): 488-500 runs in flight, ~70 KB RSS per waiting run. The
+start costs ~1 PostgreSQL transaction per run instead of ~13 (in-process count). Wall time
+against the ideal is bound by the machine: on the shared 2-core machine at load 9-14 the
+worker took its 500 messages from Redis at ~50 a second (kombu's BRPOP and acks_late
+bookkeeping, a round trip each, on a main thread that waits for the GIL), and each run's step
+commits are one serial group-commit stream of ~8 statements per run and step
+(`orchestrator.store`): see the README for the figures.
 
 On a warm or cold shutdown (`worker_shutting_down`) the runs in flight are cancelled: each
 hands its lease back at once (`execution.execute_run`, after its last writes landed) and its

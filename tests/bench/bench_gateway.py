@@ -91,11 +91,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_daphne(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+SERVERS = {
+    "daphne": lambda port: ["daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+    # The same ASGI app under uvicorn with the httptools parser (what daphne's own per-request
+    # cost is measured against: see README, "The /mcp path").
+    "uvicorn": lambda port: ["uvicorn", "--host", "127.0.0.1", "--port", str(port), "--http", "httptools",
+                             "--timeout-keep-alive", "75", "--no-access-log", "--log-level", "warning",
+                             "config.asgi:application"],
+}
+
+
+def _start_server(server: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port),
-                             "config.asgi:application"], cwd=ROOT, env={**os.environ, **env},
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    argv = SERVERS[server](port)
+    proc = subprocess.Popen([str(Path(sys.executable).with_name(argv[0])), *argv[1:]], cwd=ROOT,
+                            env={**os.environ, **env}, stdout=log.open("w"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -103,7 +113,7 @@ def _start_daphne(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str
             urllib.request.urlopen(f"{base}/healthz", timeout=1)
             return proc, base
         except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, f"daphne did not start (see {log})"
+            assert proc.poll() is None and time.monotonic() < deadline, f"{server} did not start (see {log})"
             time.sleep(0.2)
 
 
@@ -144,7 +154,8 @@ def _spread(values: list[float], fmt: str = "{:.2f}") -> str:
     return f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}-{fmt.format(max(values))}]"
 
 
-async def _bench_http(base: str, token: str, rounds: int, calls: dict[int, int], pid: int) -> list[str]:
+async def _bench_http(base: str, token: str, rounds: int, calls: dict[int, int], pid: int,
+                      server: str = "daphne") -> list[str]:
     import httpx2
     from mcp import Client, StdioServerParameters
     from mcp.client.streamable_http import streamable_http_client
@@ -179,13 +190,13 @@ async def _bench_http(base: str, token: str, rounds: int, calls: dict[int, int],
                 row["add50"].append(g["p50"] - d["p50"])
                 row["add99"].append(g["p99"] - d["p99"])
                 row["ratio"].append(g["rps"] / d["rps"])
-    lines = [f"gateway /mcp (daphne, SDK streamable-HTTP client, bearer key) vs direct stdio, Python SDK echo server; "
+    lines = [f"gateway /mcp ({server}, SDK streamable-HTTP client, bearer key) vs direct stdio, Python SDK echo server; "
              f"median [min-max] over {rounds} alternating rounds"]
     for c, row in per_c.items():
         lines.append(f"  c={c:<3} direct p50 {_spread(row['d_p50'])} ms p99 {_spread(row['d_p99'])} ms "
                      f"{_spread(row['d_rps'], '{:.0f}')}/s | /mcp p50 {_spread(row['g_p50'])} ms "
                      f"p99 {_spread(row['g_p99'])} ms {_spread(row['g_rps'], '{:.0f}')}/s; "
-                     f"CPU/call: daphne {_spread(row['cpu'])} ms, this client {_spread(row['client_cpu'])} ms")
+                     f"CPU/call: {server} {_spread(row['cpu'])} ms, this client {_spread(row['client_cpu'])} ms")
         if c == 1:
             a50, a99 = statistics.median(row["add50"]), statistics.median(row["add99"])
             lines.append(f"         added p50 {_spread(row['add50'])} ms (target <= +{TARGETS['p50_added_ms']} ms: "
@@ -257,16 +268,17 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="fewer calls per measurement")
     parser.add_argument("--no-inprocess", action="store_true")
+    parser.add_argument("--server", choices=sorted(SERVERS), default="daphne", help="the ASGI server in front of /mcp")
     args = parser.parse_args()
     calls = {1: 200, 16: 800, 64: 1600} if args.quick else {1: 400, 16: 1600, 64: 3200}
     tmp = Path(tempfile.mkdtemp(prefix="agentdeck-gw-bench-"))
     env = _setup_django(tmp)
     token, team_id = _seed()
-    proc, base = _start_daphne(env, tmp / "daphne.log")
+    proc, base = _start_server(args.server, env, tmp / f"{args.server}.log")
     try:
         _wait_for_tools(team_id)
         time.sleep(1.5)  # daphne's catalogue snapshot (TTL 1 s) sees the read-only marks
-        lines = asyncio.run(_bench_http(base, token, args.rounds, calls, proc.pid))
+        lines = asyncio.run(_bench_http(base, token, args.rounds, calls, proc.pid, args.server))
         lines += asyncio.run(_bench_everything(base, token, args.rounds, calls))
     finally:
         proc.terminate()
@@ -276,7 +288,7 @@ def main() -> int:
             proc.kill()
     from mcpgateway.models import AuditEntry
 
-    lines.append(f"  audit rows written by daphne (flushed at its stop): {AuditEntry.objects.count()}")
+    lines.append(f"  audit rows written by {args.server} (flushed at its stop): {AuditEntry.objects.count()}")
     if not args.no_inprocess:
         from mcpgateway.background import submit
 

@@ -149,19 +149,25 @@ def main() -> int:
                                  "-l", "error"], cwd=ROOT, env={**env, "PGAPPNAME": APP_NAME},
                                 stdout=open(tmp / f"worker{round_no}.log", "w"), stderr=subprocess.STDOUT)
 
-    def execute(worker: subprocess.Popen, pipe, count: int, timeout: float) -> tuple[list[int], float]:
-        runs = [do_start_run(pipe.latest_version(), {}, user, submit=False).pk for _ in range(count)]
+    def create(pipe, count: int) -> list[int]:
+        return [do_start_run(pipe.latest_version(), {}, user, submit=False).pk for _ in range(count)]
+
+    def execute(worker: subprocess.Popen, runs: list[int], timeout: float) -> tuple[float, int]:
+        """Publish the runs' tasks and wait until all succeeded: (wall time, how many times this
+        process looked, each one PostgreSQL transaction of its own)."""
         started = time.perf_counter()
         for run_id in runs:
             sender.send_task("orchestrator.tasks.execute_run_task", args=[run_id])
-        while Run.objects.filter(pk__in=runs, status="succeeded").count() < count:
+        looks = 0
+        while Run.objects.filter(pk__in=runs, status="succeeded").count() < len(runs):
+            looks += 1
             if time.perf_counter() - started > timeout:
                 failed = Run.objects.filter(pk__in=runs).exclude(status="succeeded").values_list("status", flat=True)
                 raise TimeoutError(f"runs did not finish: {sorted(set(failed))}; see {tmp}")
             if worker.poll() is not None:
                 raise RuntimeError(f"the worker exited; see {tmp}")
             time.sleep(0.05)
-        return runs, time.perf_counter() - started
+        return time.perf_counter() - started, looks + 1
 
     results = []
     try:
@@ -170,14 +176,17 @@ def main() -> int:
             # before its RSS is taken as the baseline.
             worker = start_worker(round_no)
             try:
-                execute(worker, warm, 20, 180)
+                execute(worker, create(warm, 20), 180)
+                runs = create(slow, RUNS)  # created (and their transactions made) before counting
                 time.sleep(1)
                 base_kb = _rss_kb(worker.pid)
                 sampler = Sampler(worker.pid)
                 sampler.start()
                 cpu, commits = _cpu_s(worker.pid), _commits()
-                runs, wall = execute(worker, slow, RUNS, 600)
-                cpu, commits = _cpu_s(worker.pid) - cpu, _commits() - commits
+                wall, looks = execute(worker, runs, 600)
+                cpu = _cpu_s(worker.pid) - cpu
+                time.sleep(1.5)  # backends report their transactions to pg_stat_database when idle
+                commits = _commits() - commits - looks  # the worker's, not this process's looks
                 sampler.stopping.set()
                 sampler.join(timeout=5)
             finally:
@@ -196,7 +205,7 @@ def main() -> int:
                   f"peak PostgreSQL connections {sampler.peak_connections}; runs claimed within {claim_spread:.2f} s, "
                   f"their first events committed within {start_spread:.2f} s, "
                   f"a run took {run_median:.2f} s (median), {run_max:.2f} s (longest); worker CPU {cpu:.1f} s "
-                  f"({cpu / RUNS * 1000:.0f} ms per run), {commits / RUNS:.1f} PostgreSQL transactions per run; "
+                  f"({cpu / RUNS * 1000:.0f} ms per run), {commits / RUNS:.1f} PostgreSQL transactions per run (the worker's); "
                   f"load average {os.getloadavg()[0]:.1f}", flush=True)
     finally:
         sender.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
@@ -116,3 +118,27 @@ def test_it_prefers_the_most_specific_grant(files_server):
 
     assert snapshot.grant_for(agent("a"), entry).id == specific.pk
     assert snapshot.grant_for(agent("b"), entry).id == team_wide.pk
+
+
+def test_runs_starting_together_on_a_cold_cache_share_one_catalogue_load(files_server, monkeypatch):
+    do_grant(files_server)
+    loads = []
+    real_load = catalogue.load
+
+    def counting_load(team_id):
+        loads.append(team_id)
+        return real_load(team_id)
+
+    monkeypatch.setattr(catalogue, "load", counting_load)
+
+    async def many():
+        return await asyncio.gather(*(Gateway(1).list_tools(agent(f"a{i}")) for i in range(20)))
+
+    catalogue.invalidate()
+    lists = async_to_sync(many)()
+    assert loads == [1]  # twenty callers, one read of the catalogue
+    assert all(sorted(t.name for t in tools) == ["files__delete", "files__read", "files__write"] for tools in lists)
+
+    catalogue.invalidate()  # a local write: the next caller reads again, never an older load
+    async_to_sync(many)()
+    assert loads == [1, 1]

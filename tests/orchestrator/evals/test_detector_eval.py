@@ -1,6 +1,6 @@
 """`manage.py eval detector`: each detector's detection and false-positive rates per
-family, read from the command's own output, on the dev split (the held-out split is scored
-once, by the lead, and never by these tests)."""
+family, read from the command's own output, on the development splits (the held-out split is
+scored once, by the lead; the floors test reads whichever file is `heldout.jsonl`)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def table(output: str) -> tuple[list[str], dict[str, dict[str, list[tuple[int, i
 def test_it_prints_every_detector_per_family_with_counts_on_the_dev_split():
     output = run_eval("--split", "dev")
     labels, rows = table(output)
-    assert labels == ["rules", "normalised rules", "classifier", "combined"]
+    assert labels == ["rules", "normalised rules", "classifier", "combined", "minilm"]
 
     assert set(rows["attacks"]) == {"indirect_instruction", "task_hijack", "role_spoofing", "obfuscation", "multilingual",
                                     "social_engineering", "tool_spoofing", "chained_hops", "overall"}
@@ -56,7 +56,7 @@ def test_it_prints_every_detector_per_family_with_counts_on_the_dev_split():
         for column in range(len(labels)):
             assert sum(cells[column][0] for cells in families.values()) == section["overall"][column][0]
             assert sum(cells[column][1] for cells in families.values()) == section["overall"][column][1]
-    rules, normalised, classifier, combined = (rows["attacks"]["overall"][c] for c in range(4))
+    rules, normalised, classifier, combined, _minilm = (rows["attacks"]["overall"][c] for c in range(5))
     # What was measured when this was written (README): the normaliser adds detections over
     # the plain rules, the n-gram classifier many more, and the embeddings in `combined` more
     # still, at no more than 5% false positives overall.
@@ -67,12 +67,12 @@ def test_it_prints_every_detector_per_family_with_counts_on_the_dev_split():
     assert flagged / total <= 0.05, (flagged, total)
 
 
-@pytest.mark.xfail(strict=True, reason="not yet: on the dev split `combined` finds 92.7% of attacks at 3.1% false "
-                                       "positives overall, but obfuscation and social engineering stay under 90% and "
-                                       "two small benign families have one false positive each (README, "
-                                       "'Prompt-injection detectors'); remove this mark when --require passes")
-def test_the_best_detector_meets_the_floors_on_the_dev_split():
-    output = run_eval("--split", "dev", "--require")  # raises CommandError when the best detector misses a floor
+@pytest.mark.xfail(strict=True, reason="the floors are not met: the held-out set (heldout.jsonl, a third author) was "
+                                       "scored once on 2026-12-02, best detection 198/325 (60.9%) at 13/250 (5.2%) "
+                                       "false positives (README, 'Prompt-injection detectors'); strict, so a detector "
+                                       "that starts meeting them makes this test fail until the mark is removed")
+def test_the_best_detector_meets_the_floors_on_the_held_out_split():
+    output = run_eval("--split", "heldout", "--require")  # raises CommandError when the best detector misses a floor
     labels, rows = table(output)
     best = re.search(r"^best: (.+?) — meets the floors", output, re.MULTILINE)
     assert best, output
@@ -83,6 +83,24 @@ def test_the_best_detector_meets_the_floors_on_the_dev_split():
     for family, cells in rows["benign"].items():
         flagged, total = cells[column]
         assert flagged / total <= 0.05, (family, flagged, total)
+
+
+def test_the_second_authors_development_set_is_the_dev_b_split():
+    assert {"train", "dev", "dev-b"} <= set(detector_eval.split_names())
+    output = run_eval("--split", "dev-b", "--detectors", "rules,minilm")
+    labels, rows = table(output)
+
+    assert "on the dev-b split (500 texts: 288 attacks, 212 benign)" in output and labels == ["rules", "minilm"]
+    assert {"exfiltration", "social_engineering", "overall"} <= set(rows["attacks"])
+    assert {"howtos", "support_and_helpdesk", "overall"} <= set(rows["benign"])
+
+
+def test_it_says_the_held_out_split_is_not_there_yet_when_its_file_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(detector_eval, "DATA", tmp_path)
+    _write_split(tmp_path, "dev", [("Lunch on Friday at noon?", 0, "chat")])
+
+    with pytest.raises(CommandError, match=r"the held-out split is not there yet: .*heldout\.jsonl"):
+        run_eval("--split", "heldout", "--detectors", "rules")
 
 
 def test_the_train_split_is_scored_on_request():
@@ -98,11 +116,13 @@ def test_require_fails_when_the_best_detector_misses_a_floor():
 def test_the_shipped_data_is_what_the_builder_makes_and_the_splits_share_no_text():
     from orchestrator.evals.detector_data.build import build_split
 
-    train, dev = detector_eval.load_split("train"), detector_eval.load_split("dev")
+    train, dev, dev_b = (detector_eval.load_split(name) for name in ("train", "dev", "dev-b"))
     assert build_split("train") == train and build_split("dev") == dev
     assert {r["split"] for r in train} == {"train"} and {r["split"] for r in dev} == {"dev"}
+    assert {r["split"] for r in dev_b} == {"dev-b"} and len(dev_b) == 500
     assert not {r["text"] for r in train} & {r["text"] for r in dev}
-    assert all(set(r) >= {"text", "label", "family", "source", "split"} for r in train + dev)
+    assert not {r["text"] for r in train + dev} & {r["text"] for r in dev_b}
+    assert all(set(r) >= {"text", "label", "family", "source", "split"} for r in train + dev + dev_b)
 
 
 def _write_split(directory, name: str, rows: list[tuple[str, int, str]]) -> None:

@@ -1,0 +1,190 @@
+"""The short path for the common request: a 2026-07-28 `tools/call` answered as JSON.
+
+A modern `tools/call` is one self-contained POST. The SDK's entry builds a Starlette
+request and response, a per-request `Connection`, a dispatch context, a server runner
+and its middleware chain around one handler call; here the same checks run in one
+function and the result is written straight to the ASGI `send`:
+
+- Content-Type and Accept as the SDK's transport checks them; the body size limit;
+- the JSON-RPC envelope (`JSONRPCRequest`), duplicated routing headers, the modern
+  classification ladder (`_meta` envelope, `MCP-Protocol-Version`/`Mcp-Method`/`Mcp-Name`
+  matching the body, supported version), `Mcp-Param-*` headers against the tool's schema;
+- the spec surface validation of the params and `CallToolRequestParams`;
+- then the same `call_tool` handler the SDK server runs (grant, rate limit, approval,
+  upstream, redaction, audit all stay in `Toolbox.call_tool`), and the result shaped
+  by the spec sieve with the `serverInfo` stamp, as the SDK's runner shapes it.
+
+Anything else — another method, a notification, a rejected or malformed request, SSE
+mode, tracing switched on — is handed to the SDK's own entry with the body replayed,
+so every answer but the plain success of a valid call is the SDK's, byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import mcp_types as types
+from mcp.server.runner import modern_error_data
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
+from mcp.shared.inbound import (
+    ERROR_CODE_HTTP_STATUS,
+    MCP_PARAM_HEADER_PREFIX,
+    InboundModernRoute,
+    classify_inbound_request,
+    find_duplicated_routing_header,
+    validate_mcp_param_headers,
+)
+from mcp_types import SERVER_INFO_META_KEY
+from mcp_types import methods as spec_methods
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+from starlette.datastructures import Headers
+from starlette.types import Message, Receive, Scope, Send
+
+from mcpgateway.types import Principal
+
+logger = logging.getLogger(__name__)
+
+_PARAM_PREFIX = MCP_PARAM_HEADER_PREFIX.lower()
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+CallTool = Callable[[Principal, types.CallToolRequestParams, Any], Awaitable[types.CallToolResult]]
+SchemaLookup = Callable[[str], Any]
+
+
+def wants_lean_call(scope: Scope, headers: Headers) -> bool:
+    """Whether the headers describe a modern `tools/call` POST this path may answer."""
+    return (
+        scope.get("method") == "POST"
+        and headers.get("mcp-method") == "tools/call"
+        and headers.get("mcp-protocol-version") in MODERN_PROTOCOL_VERSIONS
+        and (headers.get("content-type") or "").lower().startswith("application/json")
+        and _accepts_json(headers.get("accept", ""))
+    )
+
+
+def _accepts_json(accept: str) -> bool:
+    """The SDK's Accept rule for JSON-response mode (RFC 7231 wildcards)."""
+    for media in accept.split(","):
+        kind = media.split(";", 1)[0].strip().lower()
+        if kind in ("application/json", "application/*", "*/*"):
+            return True
+    return False
+
+
+class LeanCall:
+    """Answers one modern `tools/call`, or says it must go to the SDK (returns the replay)."""
+
+    def __init__(self, *, call_tool: CallTool, server_info: dict[str, Any],
+                 max_body: int = DEFAULT_MAX_REQUEST_BODY_SIZE) -> None:
+        self._call_tool = call_tool
+        self._server_info = server_info
+        self._max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, headers: Headers, principal: Principal,
+                       schema: SchemaLookup) -> Receive | None:
+        """None when answered; otherwise a `receive` that replays what was read, for the SDK."""
+        declared = headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self._max_body):
+            return receive
+        read: list[Message] = []
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            read.append(message)
+            if message["type"] != "http.request":
+                return _replay(read, receive)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max_body:
+                return _replay(read, receive)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        answer = await self._answer(body, headers, principal, schema)
+        if answer is None:
+            return _replay([{"type": "http.request", "body": body, "more_body": False}], receive)
+        status, answer = answer
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [*_JSON_HEADERS, (b"content-length", str(len(answer)).encode())]})
+        await send({"type": "http.response.body", "body": answer})
+        return None
+
+    async def _answer(self, body: bytes, headers: Headers, principal: Principal,
+                      schema: SchemaLookup) -> tuple[int, bytes] | None:
+        """The status and body answering a valid call, or None for anything the SDK should answer."""
+        try:
+            decoded = json.loads(body)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(decoded, dict) or "id" not in decoded or decoded.get("method") != "tools/call":
+            return None
+        try:
+            request = types.JSONRPCRequest.model_validate(decoded)
+        except ValidationError:
+            return None
+        if find_duplicated_routing_header(headers.items()) is not None:
+            return None
+        verdict = classify_inbound_request(decoded, headers=dict(headers.items()))
+        if not isinstance(verdict, InboundModernRoute):
+            return None
+        params = request.params or {}
+        arguments = params.get("arguments")
+        if arguments is not None and not isinstance(arguments, dict):
+            return None
+        name = params.get("name")
+        if arguments or any(key.startswith(_PARAM_PREFIX) for key in headers.keys()):
+            try:
+                input_schema = schema(name) if isinstance(name, str) else None
+            except Exception:  # the SDK logs it and skips the header check (fail-open): its answer
+                return None
+            if input_schema is not None and validate_mcp_param_headers(input_schema, arguments or {}, headers) is not None:
+                return None
+        version = verdict.protocol_version
+        try:
+            spec_methods.validate_client_request("tools/call", version, params)
+            typed = types.CallToolRequestParams.model_validate(params, by_name=False)
+        except (KeyError, ValidationError):
+            return None
+        try:
+            result = await self._call_tool(principal, typed, request.id)
+        except Exception as exc:  # the SDK entry's exception-to-wire boundary, same mapping
+            return _error(request.id, modern_error_data(exc))
+        dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        try:
+            dumped = spec_methods.serialize_server_result("tools/call", version, dumped)
+        except ValidationError:
+            logger.exception("the tools/call handler returned an invalid result")
+            return _error(request.id, types.ErrorData(code=types.INTERNAL_ERROR, message="Handler returned an invalid result"))
+        if dumped.get("resultType") is None:
+            dumped["resultType"] = "complete"
+        meta = dumped.get("_meta")
+        if meta is None:
+            dumped["_meta"] = {SERVER_INFO_META_KEY: dict(self._server_info)}
+        elif isinstance(meta, dict) and meta.get(SERVER_INFO_META_KEY) is None:
+            dumped["_meta"] = {**meta, SERVER_INFO_META_KEY: dict(self._server_info)}
+        return 200, json.dumps({"jsonrpc": "2.0", "id": request.id, "result": dumped}, separators=(",", ":")).encode()
+
+
+def _error(request_id: Any, error: types.ErrorData) -> tuple[int, bytes]:
+    """A JSON-RPC error reply with the SDK's table-mapped HTTP status."""
+    wire = types.JSONRPCError(jsonrpc="2.0", id=request_id, error=error)
+    body = wire.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return ERROR_CODE_HTTP_STATUS.get(error.code, 200), json.dumps(body, separators=(",", ":")).encode()
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A `receive` that gives back `messages` first, then reads on."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay

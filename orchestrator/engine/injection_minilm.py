@@ -1,0 +1,264 @@
+"""The `minilm` prompt-injection scorer: logistic regression over all-MiniLM-L6-v2 embeddings,
+averaged with the n-gram classifier trained on the same rows (`FusedScorer`).
+
+Every view `normalise` recovers (the text as written, decoded base64/hex/percent, undone
+homoglyphs and letter-spacing, text hidden in tag characters) is cut into overlapping token
+windows (`minilm.py`); each window is embedded in numpy and scored, and the highest score
+counts, so an injection after pages of padding is not diluted.
+
+The regression is trained at first use from every shipped development split (`train`, `dev`,
+`dev-b`: three sets by two authors) — a few seconds once the window embeddings are on disk.
+Embeddings are cached by the hash of the window's token ids (and of the model files) in
+`$AGENTDECK_CACHE_DIR`, so the expensive forward passes over the training texts run once per
+machine; the trained weights are cached by the hash of the data and the code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from orchestrator.engine import minilm
+from orchestrator.engine.injection_classifier import InjectionClassifier
+from orchestrator.engine.normalise import normalise
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "evals" / "detector_data"
+TRAIN_FILES = tuple(DATA_DIR / name for name in ("train.jsonl", "dev.jsonl", "dev_b.jsonl"))
+
+# Chosen on cross-author estimates only (`detector_cross_author.choose`; README,
+# 'Prompt-injection detectors'): train on one author's sets, score the other's; the pair that
+# keeps overall false positives at or under 5% in both directions and finds the most attacks in
+# the worse one. A text is flagged when the fused score reaches THRESHOLD, or RULES_AGREE where
+# the normalised rules flag it too.
+THRESHOLD = 0.775
+RULES_AGREE = 0.6
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("AGENTDECK_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "agentdeck"))
+
+
+def _model_digest() -> str:
+    root = minilm.model_dir()
+    digest = hashlib.sha256((root / "tokenizer.json").read_bytes())
+    digest.update(str((root / "model.safetensors").stat().st_size).encode())
+    digest.update(minilm.ENCODER_VERSION.encode())
+    return digest.hexdigest()[:16]
+
+
+class EmbeddingCache:
+    """Window embeddings on disk, keyed by the hash of the window's token ids."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or _cache_root() / f"minilm-windows-{_model_digest()}.npz"
+        self._vectors: dict[str, np.ndarray] = {}
+        self._texts: dict[str, np.ndarray] = {}
+        self._dirty = False
+        if self.path.exists():
+            try:
+                with np.load(self.path) as data:
+                    keys, matrix = data["keys"], data["vectors"]
+                self._vectors = {str(k): matrix[i] for i, k in enumerate(keys)}
+            except (OSError, ValueError, KeyError):
+                self._vectors = {}
+
+    @staticmethod
+    def key(window: tuple[int, ...]) -> str:
+        return hashlib.sha256(np.asarray(window, dtype=np.int32).tobytes()).hexdigest()[:24]
+
+    def embed(self, windows: list[tuple[int, ...]]) -> np.ndarray:
+        keys = [self.key(w) for w in windows]
+        missing = sorted({k: w for k, w in zip(keys, windows, strict=True) if k not in self._vectors}.items())
+        if missing:
+            vectors = minilm.encoder().embed_ids([w for _, w in missing])
+            self._vectors.update({k: vectors[i] for i, (k, _) in enumerate(missing)})
+            self._dirty = True
+        return np.stack([self._vectors[k] for k in keys]) if keys else np.zeros((0, 384), dtype=np.float32)
+
+    def for_text(self, text: str) -> np.ndarray:
+        """The embeddings of every window of every view of a text (kept in memory by text)."""
+        if text not in self._texts:
+            self._texts[text] = self.embed(text_windows(text))
+        return self._texts[text]
+
+    def save(self) -> None:
+        if not self._dirty:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_name(f"{self.path.stem}.{os.getpid()}.tmp.npz")
+            keys = sorted(self._vectors)
+            np.savez(partial, keys=np.asarray(keys), vectors=np.stack([self._vectors[k] for k in keys]))
+            partial.replace(self.path)
+            self._dirty = False
+        except OSError:
+            pass  # a read-only home only costs the next process the forward passes
+
+
+SENTENCE = re.compile(r"(?<=[.!?。\uff01\uff1f])\s+|(?<=[。\uff01\uff1f])")
+MAX_SEGMENTS = 200
+
+
+def segments(view: str) -> list[str]:
+    """The lines of a view, long lines cut into sentences: an injected sentence is embedded
+    on its own too, not only averaged into the email or page around it."""
+    out: list[str] = []
+    for line in view.splitlines():
+        parts = SENTENCE.split(line) if len(line) > 200 else [line]
+        out += [part.strip() for part in parts if len(part.strip()) >= 12]
+    return out[:MAX_SEGMENTS]
+
+
+def text_windows(text: str) -> list[tuple[int, ...]]:
+    """The token windows of every normalised view of a text, and of each of its lines and
+    sentences when it has more than one (duplicates dropped, order kept)."""
+    normalised = normalise(text)
+    encoder = minilm.encoder()
+    views = [*normalised.views, normalised.hidden] if normalised.hidden.strip() else list(normalised.views)
+    seen: dict[tuple[int, ...], None] = {}
+    for view in views:
+        for window in encoder.windows(view[:60000]):
+            seen.setdefault(window, None)
+        parts = segments(view[:60000])
+        if len(parts) > 1:
+            for part in parts:
+                for window in encoder.windows(part):
+                    seen.setdefault(window, None)
+    return list(seen)
+
+
+class MiniLMClassifier:
+    """Logistic regression on window embeddings; `score(text)` is the highest window probability."""
+
+    def __init__(self, weights) -> None:
+        self.weights = np.asarray(weights, dtype=np.float64)
+
+    def probabilities(self, matrix: np.ndarray) -> np.ndarray:
+        z = matrix.astype(np.float64) @ self.weights[:-1] + self.weights[-1]
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+
+    def score(self, text: str, cache: EmbeddingCache | None = None) -> float:
+        matrix = cache.for_text(text) if cache is not None else minilm.encoder().embed_ids(text_windows(text))
+        return float(self.probabilities(matrix).max())
+
+    @classmethod
+    def train(cls, rows: list[dict], cache: EmbeddingCache | None = None, *, iterations: int = 2000,
+              rate: float = 4.0, l2: float = 1e-5) -> MiniLMClassifier:
+        """Full-batch gradient descent (the same rows always give the same weights). Every
+        window of a benign text is a benign example; an attack of one window is an attack
+        example; of a longer attack only the window a first fit scores highest is (the rest
+        may be the ordinary content around the injection). Benign families are weighted so a
+        small family of look-alikes counts as much as an average attack family."""
+        cache = cache or EmbeddingCache()
+        per_row = [cache.for_text(row["text"]) for row in rows]
+        cache.save()
+        attack_counts: dict[str, int] = {}
+        benign_counts: dict[str, int] = {}
+        for row in rows:
+            counts = attack_counts if row["label"] else benign_counts
+            counts[row["family"]] = counts.get(row["family"], 0) + 1
+        floor = sum(attack_counts.values()) / max(1, len(attack_counts))
+
+        def fit(chosen: list[np.ndarray]) -> np.ndarray:
+            xs, ys, ws = [], [], []
+            for row, matrix in zip(rows, chosen, strict=True):
+                if row["label"]:
+                    xs.append(matrix)
+                    ys += [1.0] * len(matrix)
+                    ws += [1.0 / len(matrix)] * len(matrix)
+                else:
+                    family_weight = max(1.0, floor / benign_counts[row["family"]])
+                    xs.append(matrix)
+                    ys += [0.0] * len(matrix)
+                    ws += [family_weight * 2.0 / (1 + len(matrix))] * len(matrix)
+            x = np.hstack([np.vstack(xs).astype(np.float64), np.ones((sum(len(m) for m in xs), 1))])
+            y, w = np.asarray(ys), np.asarray(ws)
+            w = w / w.sum()
+            theta = np.zeros(x.shape[1])
+            penalty = np.r_[np.ones(x.shape[1] - 1), 0.0] * l2
+            velocity = np.zeros_like(theta)
+            for _ in range(iterations):
+                p = 1.0 / (1.0 + np.exp(-np.clip(x @ theta, -30, 30)))
+                gradient = x.T @ ((p - y) * w) + penalty * theta
+                velocity = 0.9 * velocity - rate * gradient
+                theta += velocity
+            return theta
+
+        first = [m if not row["label"] or len(m) == 1 else m[:0] for row, m in zip(rows, per_row, strict=True)]
+        first = [m if len(m) else per_row[i][:1] for i, m in enumerate(first)]
+        model = cls(fit(first))
+        chosen = [m if not row["label"] or len(m) == 1 else m[[int(model.probabilities(m).argmax())]]
+                  for row, m in zip(rows, per_row, strict=True)]
+        return cls(fit(chosen))
+
+
+def load_rows(paths=TRAIN_FILES) -> list[dict]:
+    rows: list[dict] = []
+    for path in paths:
+        if path.exists():
+            with path.open(encoding="utf-8") as lines:
+                rows += [json.loads(line) for line in lines if line.strip()]
+    return rows
+
+
+class FusedScorer:
+    """What the `minilm` detector scores: the mean of the MiniLM regression and the n-gram
+    classifier (`injection_classifier.py`), both trained on the same rows. Across authors the
+    mean beats either alone (README, 'Prompt-injection detectors'): the embeddings know
+    meaning, the character n-grams know scripts and spellings the English model does not."""
+
+    def __init__(self, embeddings: MiniLMClassifier, ngrams: InjectionClassifier) -> None:
+        self.embeddings, self.ngrams = embeddings, ngrams
+
+    def score(self, text: str, cache: EmbeddingCache | None = None) -> float:
+        return (self.embeddings.score(text, cache) + self.ngrams.score(text)) / 2
+
+    @classmethod
+    def train(cls, rows: list[dict], cache: EmbeddingCache | None = None) -> FusedScorer:
+        return cls(MiniLMClassifier.train(rows, cache), InjectionClassifier.train(rows))
+
+
+_trained: FusedScorer | None = None
+
+
+def _weights_cache(paths) -> Path:
+    digest = hashlib.sha256(_model_digest().encode())
+    for part in (*[p for p in paths if p.exists()], Path(__file__), Path(normalise.__code__.co_filename),
+                 Path(InjectionClassifier.train.__code__.co_filename)):
+        digest.update(part.read_bytes())
+    return _cache_root() / f"injection-minilm-{digest.hexdigest()[:16]}.json"
+
+
+def shipped_minilm_scorer() -> FusedScorer:
+    """Trained once on the shipped development splits (a few minutes of forward passes on a
+    fresh machine, a minute with the window embeddings cached), then read from a cache named
+    by the hash of the data, the code and the model."""
+    global _trained
+    if _trained is not None:
+        return _trained
+    cache_file = _weights_cache(TRAIN_FILES)
+    model = None
+    if cache_file.exists():
+        try:
+            data = json.loads(cache_file.read_text())
+            model = FusedScorer(MiniLMClassifier(data["embeddings"]),
+                                InjectionClassifier(data["weights"], data["idf"], data["bias"]))
+        except (OSError, ValueError, KeyError):
+            model = None
+    if model is None:
+        model = FusedScorer.train(load_rows())
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            partial = cache_file.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(json.dumps({"embeddings": model.embeddings.weights.tolist(), "weights": model.ngrams.weights,
+                                           "idf": model.ngrams.idf, "bias": model.ngrams.bias}))
+            partial.replace(cache_file)
+        except OSError:
+            pass  # a read-only home only costs the next process the training time
+    _trained = model
+    return model

@@ -1,0 +1,139 @@
+"""Runs that start together are claimed in one statement and loaded in one transaction, with
+every guarantee of one run's claim: a run another live worker holds is not taken, a run asked
+for twice is taken once, a run whose holder's lease ran out is taken over."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from mcpgateway.inprocess import InProcessToolbox
+from orchestrator.execution import execute_run
+from orchestrator.models import Run
+from orchestrator.runners import claims
+from orchestrator.runners.lease_keeper import KeptRunStore, LeaseKeeper
+from orchestrator.store import DjangoRunStore
+from tests.conftest import pipeline, scripted, start
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ELSEWHERE = "elsewhere:4242:aa"  # a live worker on another host: only its lease counts
+
+
+def _one_step(team, delay_ms: int = 0):
+    scripted(team, "w", {"text": "ok", "delay_ms": delay_ms})
+    return pipeline(team, {"steps": [{"kind": "agent", "id": "a", "agent": "w", "prompt": "go"}]})
+
+
+def test_it_claims_and_loads_many_runs_in_a_constant_number_of_statements(team):
+    pipe = _one_step(team)
+    few = [start(pipe).pk for _ in range(2)]
+    many = [start(pipe).pk for _ in range(30)]
+
+    def statements(run_ids: list[int]) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            outcomes = claims.claim_runs([(run_id, f"me:{run_id}") for run_id in run_ids])
+        assert all(isinstance(o, claims.Prepared) and o.load is not None for o in outcomes), outcomes
+        return len(queries)
+
+    assert statements(many) == statements(few) <= 10
+    owners = dict(Run.objects.filter(pk__in=many).values_list("pk", "lease_owner"))
+    assert owners == {run_id: f"me:{run_id}" for run_id in many}, "each run has its own lease owner"
+    assert set(Run.objects.filter(pk__in=many).values_list("status", flat=True)) == {"running"}
+
+
+def test_it_does_not_take_a_run_another_live_worker_holds(team):
+    pipe = _one_step(team)
+    held, free = start(pipe), start(pipe)
+    until = timezone.now() + timedelta(seconds=60)
+    Run.objects.filter(pk=held.pk).update(status="running", lease_owner=ELSEWHERE, lease_until=until)
+
+    outcomes = claims.claim_runs([(held.pk, "me:1"), (free.pk, "me:2")])
+
+    assert outcomes[0] is None and isinstance(outcomes[1], claims.Prepared)
+    held.refresh_from_db()
+    assert (held.lease_owner, held.lease_until) == (ELSEWHERE, until)
+
+
+def test_a_run_asked_for_twice_in_one_batch_is_taken_once(team):
+    run = start(_one_step(team))
+
+    first, second = claims.claim_runs([(run.pk, "me:1"), (run.pk, "me:2")])
+
+    assert isinstance(first, claims.Prepared) and second is None
+    assert Run.objects.get(pk=run.pk).lease_owner == "me:1"
+
+
+def test_it_takes_over_a_run_whose_lease_ran_out_beside_fresh_ones(team):
+    pipe = _one_step(team)
+    expired, fresh = start(pipe), start(pipe)
+    Run.objects.filter(pk=expired.pk).update(status="running", lease_owner=ELSEWHERE,
+                                             lease_until=timezone.now() - timedelta(seconds=1))
+
+    outcomes = claims.claim_runs([(expired.pk, "me:1"), (fresh.pk, "me:2")])
+
+    assert all(isinstance(o, claims.Prepared) for o in outcomes)
+    assert dict(Run.objects.filter(pk__in=[expired.pk, fresh.pk]).values_list("pk", "lease_owner")) == {
+        expired.pk: "me:1", fresh.pk: "me:2"}
+
+
+def test_a_cancelled_run_is_not_claimed(team):
+    run = start(_one_step(team))
+    Run.objects.filter(pk=run.pk).update(cancel_requested=True)
+
+    assert claims.claim_runs([(run.pk, "me:1")]) == [None]
+    assert Run.objects.get(pk=run.pk).lease_owner == ""
+
+
+def test_runs_starting_together_share_their_claims(team):
+    pipe = _one_step(team)
+    runs = [start(pipe).pk for _ in range(24)]
+
+    async def together() -> tuple[list, int]:
+        outcomes = await asyncio.gather(*(execute_run(r, toolbox=InProcessToolbox()) for r in runs))
+        return outcomes, claims.coalescer().batches
+
+    outcomes, batches = async_to_sync(together)()
+
+    assert [o.status for o in outcomes] == ["succeeded"] * 24
+    assert batches <= 3, f"24 runs started together took {batches} claim batches"
+
+
+def test_a_preloaded_store_starts_as_a_loaded_one(team):
+    run = start(_one_step(team))
+    prepared = claims.claim_runs([(run.pk, "me:1")])[0]
+    assert isinstance(prepared, claims.Prepared) and prepared.load is not None
+
+    async def both() -> tuple[dict, dict]:
+        loaded = DjangoRunStore(run.pk, lease_owner="me:1")
+        preloaded = KeptRunStore(run.pk, lease_owner="me:1", keeper=LeaseKeeper(), preloaded=prepared.load)
+        states = [await loaded.load(), await preloaded.load()]
+        for state in states:  # the same amount, however the database spells it
+            state.cost_usd = Decimal(state.cost_usd)
+        assert states[0] == states[1]
+        return _loaded_fields(loaded), _loaded_fields(preloaded)
+
+    loaded, preloaded = async_to_sync(both)()
+    assert preloaded == loaded
+
+
+def _loaded_fields(store: DjangoRunStore) -> dict:
+    """What `load` sets on a store, comparable across two stores of one run."""
+    fields = {}
+    for name in dir(store):
+        value = getattr(store, name, None)
+        if name.startswith("__") or callable(value) or name in ("keeper", "_preloaded", "_lock"):
+            continue
+        if name == "_metrics":
+            value = value.pipeline if value is not None else None
+        elif name == "_redactor":
+            value = value is not None
+        fields[name] = value
+    return fields
