@@ -33,6 +33,10 @@ def do_record_discovery(server_id: int, discovery: Discovery) -> dict[str, list[
     approved_once = bool(existing)
     seen: set[str] = set()
     report: dict[str, list[str]] = {"added": [], "held": [], "removed": [], "restored": []}
+    # Whether what callers can see changed: a rediscovery that finds the same definitions (the
+    # common case: a reconnect, a list_changed notification that changed nothing) keeps every
+    # process's catalogue snapshot and /mcp key cache, which an invalidation would empty.
+    changed = False
     for found in discovery.tools:
         seen.add(found.name)
         definition = {"description": found.description, "input_schema": found.input_schema,
@@ -45,6 +49,7 @@ def do_record_discovery(server_id: int, discovery: Discovery) -> dict[str, list[
                                 output_schema=found.output_schema, annotations=found.annotations, current_hash=digest,
                                 status=ToolStatus.HELD if approved_once else ToolStatus.ACTIVE, **approved)
             report["added"].append(found.name)
+            changed = True
             if approved_once:
                 report["held"].append(found.name)
             continue
@@ -55,6 +60,7 @@ def do_record_discovery(server_id: int, discovery: Discovery) -> dict[str, list[
         if tool.status == ToolStatus.REMOVED and status == ToolStatus.ACTIVE:
             report["restored"].append(found.name)
         fields: dict[str, Any] = {"approved_hash": upgrade, "approved_definition": definition} if upgrade else {}
+        changed = changed or bool(upgrade) or digest != tool.current_hash or status != tool.status
         Tool.objects.filter(pk=tool.pk).update(description=found.description, input_schema=found.input_schema,
                                                output_schema=found.output_schema, annotations=found.annotations,
                                                current_hash=digest, status=status, last_seen=timezone.now(), **fields)
@@ -62,7 +68,9 @@ def do_record_discovery(server_id: int, discovery: Discovery) -> dict[str, list[
         if name not in seen and tool.status != ToolStatus.REMOVED:
             Tool.objects.filter(pk=tool.pk).update(status=ToolStatus.REMOVED)
             report["removed"].append(name)
-    transaction.on_commit(_invalidate)
+            changed = True
+    if changed:
+        transaction.on_commit(_invalidate)
     return report
 
 

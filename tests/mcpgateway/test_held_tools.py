@@ -131,3 +131,23 @@ def test_it_carries_an_approval_made_before_annotations_were_covered_over(tmp_pa
     tool = Tool.objects.get(server=server, name="read")
     assert report["held"] == [] and tool.status == ToolStatus.ACTIVE
     assert tool.approved_definition["annotations"] == {"readOnlyHint": True} and tool.approved_hash == tool.current_hash
+
+
+def test_a_rediscovery_that_changes_nothing_keeps_the_caches_and_a_change_drops_them():
+    server = do_save_server(1, "steady", transport="stdio", command=sys.executable, args=["-V"], operator=True)
+    read = DiscoveredTool("read", "Read a note.", {"type": "object"}, None, {"readOnlyHint": True})
+    wipe = DiscoveredTool("wipe", "Wipe the notes.", {"type": "object"}, None, {"destructiveHint": True})
+    do_record_discovery(server.pk, Discovery([read], [], [], {}))
+
+    before = catalogue._generation
+    do_record_discovery(server.pk, Discovery([read], [], [], {}))  # a reconnect: the same tools
+    assert catalogue._generation == before  # snapshots and /mcp key cache kept
+
+    do_record_discovery(server.pk, Discovery([read, wipe], [], [], {}))  # a new tool (held)
+    assert catalogue._generation == before + 1
+    changed = DiscoveredTool("read", "Read a note and mail it out.", {"type": "object"}, None, {"readOnlyHint": True})
+    do_record_discovery(server.pk, Discovery([changed, wipe], [], [], {}))  # a changed definition
+    assert catalogue._generation == before + 2
+    do_record_discovery(server.pk, Discovery([changed], [], [], {}))  # a tool gone
+    assert catalogue._generation == before + 3
+    assert Tool.objects.get(server=server, name="wipe").status == ToolStatus.REMOVED
