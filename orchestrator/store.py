@@ -103,6 +103,7 @@ class DjangoRunStore:
         # Commits that failed so far, and the last one: (writes it took up to, what it raised).
         self._failures = 0
         self._failure: tuple[int, BaseException] | None = None
+        self._on_pending: Callable[[], None] | None = None  # the engine's flusher (watch_pending)
 
     # --- loading -------------------------------------------------------------------------
 
@@ -152,9 +153,14 @@ class DjangoRunStore:
 
     # --- buffering -----------------------------------------------------------------------
 
+    def watch_pending(self, callback: Callable[[], None] | None) -> None:
+        self._on_pending = callback
+
     def stage(self, write: Write) -> None:
         self._writes.append(write)
         self._buffered += 1
+        if self._on_pending is not None:
+            self._on_pending()
 
     def emit(self, type: str, data: dict[str, Any], step_key: str = "") -> None:
         if type == "llm.started":  # a new call: what an earlier, failed one held back is dropped
@@ -168,6 +174,8 @@ class DjangoRunStore:
                     self._publish_ephemeral("llm.delta", {"turn": stream_key[1], "text": rest}, step_key)
         self._events.append((type, step_key, data))
         self._buffered += 1
+        if self._on_pending is not None:
+            self._on_pending()
 
     def emit_ephemeral(self, type: str, data: dict[str, Any], step_key: str = "") -> None:
         audience = bool(self.listeners) or (self.publish_events and live_audience())

@@ -183,23 +183,75 @@ class Engine:
         return RunOutcome("succeeded", output=output)
 
     async def _flush_events(self, main: asyncio.Task[Any]) -> None:
-        """Persist buffered events of long steps promptly, and notice cancellation."""
+        """Persist buffered events of long steps promptly, and notice cancellation.
+
+        A store that can say when something is buffered (`watch_pending`) wakes the flusher:
+        it commits `flush_interval` after the first buffered write or event (so a burst of
+        events shares one commit, as with a timer) and otherwise sleeps until the next
+        cancellation look (`cancel_poll_interval`). A run waiting on its model therefore costs
+        two wake-ups a second instead of forty, which is what lets one process hold hundreds
+        of waiting runs. A store without it is polled every `flush_interval`.
+        """
+        watch = getattr(self.store, "watch_pending", None)  # optional (see the Store protocol)
+        if watch is None:
+            await self._poll_events(main)
+            return
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+
+        def pending() -> None:
+            # Writes are buffered on the run's loop; a store fed from another thread still
+            # wakes the flusher safely.
+            try:
+                here = asyncio.get_running_loop() is loop
+            except RuntimeError:
+                here = False
+            if here:
+                wake.set()
+            else:
+                loop.call_soon_threadsafe(wake.set)
+
+        watch(pending)
+        try:
+            if self.store.has_pending():
+                wake.set()
+            while True:
+                try:
+                    async with asyncio.timeout(self.cancel_poll_interval):
+                        await wake.wait()
+                except TimeoutError:
+                    pass
+                if wake.is_set():
+                    await asyncio.sleep(self.flush_interval)
+                    wake.clear()
+                if not await self._flush_once(main):
+                    return
+        finally:
+            watch(None)
+
+    async def _poll_events(self, main: asyncio.Task[Any]) -> None:
         idle = 0.0
         while True:
             await asyncio.sleep(self.flush_interval)
             idle += self.flush_interval
             if self.store.has_pending() or idle >= self.cancel_poll_interval:
                 idle = 0.0
-                try:
-                    await self.store.commit()
-                except RunCancelled:
-                    self._stop_requested = True
-                    main.cancel()
+                if not await self._flush_once(main):
                     return
-                except LeaseLost:
-                    self._lease_lost = True
-                    main.cancel()
-                    return
+
+    async def _flush_once(self, main: asyncio.Task[Any]) -> bool:
+        """Commit what is buffered (or look at the cancel flag); False once the run must stop."""
+        try:
+            await self.store.commit()
+        except RunCancelled:
+            self._stop_requested = True
+            main.cancel()
+            return False
+        except LeaseLost:
+            self._lease_lost = True
+            main.cancel()
+            return False
+        return True
 
     # --- walking ---------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ process left, so the engine can resume without repeating completed work.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -130,6 +131,10 @@ class Store(Protocol):
 
     def has_pending(self) -> bool: ...
 
+    # Optional: `watch_pending(callback | None)` — call `callback()` whenever a write or event
+    # is buffered (`stage`, `emit`), so the engine's flusher sleeps until there is something to
+    # commit instead of polling (see `Engine._flush_events`). `None` stops the calls.
+
     async def cancel_requested(self) -> bool:
         """Whether someone asked this run to stop (a cancellation, not a shutdown)."""
 
@@ -161,15 +166,23 @@ class MemoryStore:
         self.run: RunWrite | None = None
         self.reviews: list[ReviewWrite] = []
         self.audit: list[AuditWrite] = []
+        self._on_pending: Callable[[], None] | None = None
 
     async def load(self) -> RunState:
         return self.state
 
+    def watch_pending(self, callback: Callable[[], None] | None) -> None:
+        self._on_pending = callback
+
     def stage(self, write: Write) -> None:
         self.pending.append(write)
+        if self._on_pending is not None:
+            self._on_pending()
 
     def emit(self, type: str, data: dict[str, Any], step_key: str = "") -> None:
         self.pending_events.append({"type": type, "data": data, "step_key": step_key})
+        if self._on_pending is not None:
+            self._on_pending()
 
     def emit_ephemeral(self, type: str, data: dict[str, Any], step_key: str = "") -> None:
         self.ephemeral.append({"type": type, "data": data, "step_key": step_key})
