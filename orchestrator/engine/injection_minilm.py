@@ -7,7 +7,8 @@ windows (`minilm.py`); each window is embedded in numpy and scored, and the high
 counts, so an injection after pages of padding is not diluted.
 
 The regression is trained at first use from every shipped development split (`train`, `dev`,
-`dev-b`: three sets by two authors) — a few seconds once the window embeddings are on disk.
+`dev-b`, `dev-c`, `dev-x`, `dev-y`, `dev-z`: seven sets by six authors) — seconds once the
+window embeddings are on disk.
 Embeddings are cached by the hash of the window's token ids (and of the model files) in
 `$AGENTDECK_CACHE_DIR`, so the expensive forward passes over the training texts run once per
 machine; the trained weights are cached by the hash of the data and the code.
@@ -28,14 +29,15 @@ from orchestrator.engine.injection_classifier import InjectionClassifier
 from orchestrator.engine.normalise import normalise
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "evals" / "detector_data"
-TRAIN_FILES = tuple(DATA_DIR / name for name in ("train.jsonl", "dev.jsonl", "dev_b.jsonl"))
+TRAIN_FILES = tuple(DATA_DIR / name for name in ("train.jsonl", "dev.jsonl", "dev_b.jsonl", "dev_c.jsonl", "dev_x.jsonl",
+                                                  "dev_y.jsonl", "dev_z.jsonl"))
 
 # Chosen on cross-author estimates only (`detector_cross_author.choose`; README,
-# 'Prompt-injection detectors'): train on one author's sets, score the other's; the pair that
-# keeps overall false positives at or under 5% in both directions and finds the most attacks in
-# the worse one. A text is flagged when the fused score reaches THRESHOLD, or RULES_AGREE where
+# 'Prompt-injection detectors'): train on five authors' sets, score the sixth's; the pair that
+# keeps overall false positives at or under 5% for every author left out and finds the most
+# attacks in the worst one. A text is flagged when the fused score reaches THRESHOLD, or RULES_AGREE where
 # the normalised rules flag it too.
-THRESHOLD = 0.775
+THRESHOLD = 0.75
 RULES_AGREE = 0.6
 
 

@@ -1,9 +1,10 @@
 """How well each prompt-injection detector separates attacks from look-alike benign texts.
 
 `evaluate(split)` runs every detector over a split of the data set (`detector_data/<split>.jsonl`;
-`dev-b` is `dev_b.jsonl`): `train` and `dev` (one author's templates), `dev-b` (another
-author's 500 texts: the first held-out set, scored once and since used for development, see
-`HELDOUT.md`), and `heldout` once the lead adds a new independent file. It counts, per family,
+`dev-b` is `dev_b.jsonl`): `train` and `dev` (one author's templates), `dev-b` and `dev-c`
+(the first two held-out sets, each scored once and since used for development: `DEV_B.md`,
+`DEV_C.md`), `dev-x`, `dev-y`, `dev-z` (three more authors: `DEV_XYZ.md`), and `heldout` (a
+fourth independent author, `HELDOUT.md`). It counts, per family,
 how many texts each detector flagged: for attack families that is the detection rate, for
 benign families the false-positive rate. `cross_validate()` gives out-of-fold scores on the
 *train* split; `detector_cross_author.py` estimates generalisation across authors. The

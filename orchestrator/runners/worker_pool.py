@@ -22,8 +22,8 @@ cancel poll and heartbeat, which at 500 runs were a thousand transactions a seco
 Per loop, not per run: the claims of the runs that start together are taken in one batch
 (`claims`: one `UPDATE ... RETURNING` and its loads in one transaction for up to 128 runs,
 instead of about twelve transactions per run), and one lease keeper watches and renews every
-run's lease (`lease_keeper`). Still per run: the engine's 25 ms event-flush timer, at 500 runs
-20,000 wake-ups a second, most of the loop's CPU (a per-loop flusher is the next lever).
+run's lease (`lease_keeper`). Each run's event flusher sleeps until its store buffers
+something (`watch_pending`), so a waiting run wakes twice a second, not forty times.
 
 Measured (`tests/bench/bench_worker_pool.py`, one process, 500 two-step runs, 5 s model
 latency, PostgreSQL, 4 connections): 488-500 runs in flight, ~70 KB RSS per waiting run. The

@@ -9,7 +9,7 @@
     manage.py eval install-injection --team demo
     manage.py eval injection --team demo [--readme README.md | --no-readme]
                                                   # the suite with each defence off and on; writes the README matrix
-    manage.py eval detector [--split heldout|dev-b|dev|train] [--require] [--cross-validate] [--cross-author]
+    manage.py eval detector [--split heldout|dev-b|dev-c|dev-x|dev-y|dev-z|dev|train] [--require] [--cross-validate] [--cross-author]
                                                   # each injection detector on the shipped data set, per family
 
 `run` exits 1 when an attack got through (more than --allow-attack-success, default 0), a
@@ -109,7 +109,7 @@ class Command(BaseCommand):
         p.add_argument("--no-readme", action="store_true", help="only print the matrix")
         p = sub.add_parser("detector", help="detection and false-positive rates of each injection detector, per family")
         p.add_argument("--split", default="", metavar="NAME",
-                       help="which split to score: train, dev, dev-b, heldout (detector_data/<NAME>.jsonl, - spelt _; "
+                       help="which split to score: train, dev, dev-b, dev-c, dev-x, dev-y, dev-z, heldout (detector_data/<NAME>.jsonl, - spelt _; "
                             "default: heldout if its file exists, else dev)")
         p.add_argument("--require", action="store_true",
                        help="exit 1 unless the best detector reaches 90%% detection and at most 5%% false positives "
@@ -119,8 +119,8 @@ class Command(BaseCommand):
         p.add_argument("--cross-validate", action="store_true",
                        help="also print the classifier's out-of-fold figures on the train split and the cut-offs they suggest")
         p.add_argument("--cross-author", action="store_true",
-                       help="also print the minilm detector's cross-author estimates per family (train on one author's "
-                            "sets, score the other's; leave-one-family-out for benign texts)")
+                       help="also print the minilm detector's cross-author estimates per family (train on the other authors' "
+                            "sets, score one author's; leave-one-family-out for benign texts)")
 
     def handle(self, *args, action: str, **options):
         try:

@@ -67,9 +67,8 @@ def test_it_prints_every_detector_per_family_with_counts_on_the_dev_split():
     assert flagged / total <= 0.05, (flagged, total)
 
 
-@pytest.mark.xfail(strict=True, reason="the floors are not met: the held-out set (heldout.jsonl, a third author) was "
-                                       "scored once on 2026-12-02, best detection 198/325 (60.9%) at 13/250 (5.2%) "
-                                       "false positives (README, 'Prompt-injection detectors'); strict, so a detector "
+@pytest.mark.xfail(strict=True, reason="the floors are not met: the held-out set (heldout.jsonl, a fourth author) was "
+                                       "scored once on 2026-12-02 (HELDOUT.md), far below 90% detection (README, 'Prompt-injection detectors'); strict, so a detector "
                                        "that starts meeting them makes this test fail until the mark is removed")
 def test_the_best_detector_meets_the_floors_on_the_held_out_split():
     output = run_eval("--split", "heldout", "--require")  # raises CommandError when the best detector misses a floor
@@ -123,6 +122,22 @@ def test_the_shipped_data_is_what_the_builder_makes_and_the_splits_share_no_text
     assert not {r["text"] for r in train} & {r["text"] for r in dev}
     assert not {r["text"] for r in train + dev} & {r["text"] for r in dev_b}
     assert all(set(r) >= {"text", "label", "family", "source", "split"} for r in train + dev + dev_b)
+
+
+def test_six_authors_development_splits_and_the_fourth_held_out_set_share_no_text():
+    sizes = {"train": 1674, "dev": 320, "dev-b": 500, "dev-c": 575, "dev-x": 770, "dev-y": 768, "dev-z": 784, "heldout": 606}
+    assert set(sizes) <= set(detector_eval.split_names())
+    texts: dict[str, set[str]] = {}
+    for name, size in sizes.items():
+        rows = detector_eval.load_split(name)
+        assert len(rows) == size and {r["split"] for r in rows} == {name}, name
+        assert all(set(r) >= {"text", "label", "family", "source", "split", "group"} for r in rows), name
+        assert {r["label"] for r in rows} == {0, 1}, name
+        texts[name] = {r["text"] for r in rows}
+    for first in sizes:
+        for second in sizes:
+            if first < second:
+                assert not texts[first] & texts[second], (first, second)
 
 
 def _write_split(directory, name: str, rows: list[tuple[str, int, str]]) -> None:
