@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -115,6 +116,32 @@ def test_it_holds_no_more_runs_than_the_setting_allows(team, broker, tmp_path):
     finally:
         _stop(worker)
     assert 4 <= _max_in_flight(runs) <= 8
+
+
+def test_its_pool_threads_are_started_before_the_first_run_arrives(broker, tmp_path):
+    """All AGENTDECK_RUNS_PER_WORKER threads exist once the worker is ready, before any message:
+    a burst of runs does not wait for a thread start per message (config/celery.py)."""
+    worker = _pool_worker(tmp_path, "prestart", AGENTDECK_RUNS_PER_WORKER="60")
+    try:
+        threads = lambda: len(os.listdir(f"/proc/{worker.pid}/task"))  # noqa: E731
+        _wait(lambda: threads() >= 60, 60)
+        time.sleep(0.5)
+        assert 60 <= threads() < 90, threads()  # the pool's 60, plus the worker's own few
+    finally:
+        _stop(worker)
+
+
+def test_prestarted_threads_are_idle_and_serve_tasks_without_new_starts():
+    from config.celery import prestart_threads
+
+    executor = ThreadPoolExecutor(max_workers=12)
+    try:
+        assert prestart_threads(executor, 12) == 12
+        started = {thread.ident for thread in executor._threads}
+        ran = [future.result(timeout=5) for future in [executor.submit(threading.get_ident) for _ in range(50)]]
+        assert set(ran) <= started and len(executor._threads) == 12
+    finally:
+        executor.shutdown()
 
 
 def _three_steps(team, last_delay_ms: int):
