@@ -244,6 +244,8 @@ class DjangoRunStore:
                 self._known_steps = known  # rows the rolled-back transaction inserted are not there
                 self._failures += 1
                 self._failure = (taken, exc)
+                if self._on_pending is not None:
+                    self._on_pending()  # buffered again: the flusher retries them
                 raise
             self._committed = taken
             self._cancel_seen = cancel

@@ -135,6 +135,9 @@ class Engine:
         except LeaseLost:
             return RunOutcome("lost", error="another worker holds the run")
         except (RunCancelled, asyncio.CancelledError):
+            # The flusher stops before the final writes: a flush of its own queued behind the
+            # final commit would see the cancel flag and cancel this task while it unwinds.
+            await self._stop_flusher(flusher)
             if self._lease_lost:
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
                 return RunOutcome("lost", error="another worker holds the run")
@@ -154,9 +157,7 @@ class Engine:
                 raise
             return outcome
         finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RunCancelled):
-                await flusher
+            await self._stop_flusher(flusher)
         try:
             await self.store.commit(final=True)
         except LeaseLost:
@@ -182,13 +183,21 @@ class Engine:
         self.store.emit("run.succeeded", {"output": output})
         return RunOutcome("succeeded", output=output)
 
+    @staticmethod
+    async def _stop_flusher(flusher: asyncio.Task[None]) -> None:
+        if flusher.done() and (flusher.cancelled() or flusher.exception() is None):
+            return
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError, RunCancelled):
+            await flusher
+
     async def _flush_events(self, main: asyncio.Task[Any]) -> None:
         """Persist buffered events of long steps promptly, and notice cancellation.
 
         A store that can say when something is buffered (`watch_pending`) wakes the flusher:
         it commits `flush_interval` after the first buffered write or event (so a burst of
-        events shares one commit, as with a timer) and otherwise sleeps until the next
-        cancellation look (`cancel_poll_interval`). A run waiting on its model therefore costs
+        events shares one commit, as with a timer) unless a step's own commit took them first,
+        and otherwise sleeps until the next cancellation look (`cancel_poll_interval`). A run waiting on its model therefore costs
         two wake-ups a second instead of forty, which is what lets one process hold hundreds
         of waiting runs. A store without it is polled every `flush_interval`.
         """
@@ -209,7 +218,8 @@ class Engine:
             if here:
                 wake.set()
             else:
-                loop.call_soon_threadsafe(wake.set)
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nothing left to wake
+                    loop.call_soon_threadsafe(wake.set)
 
         watch(pending)
         try:
@@ -224,6 +234,8 @@ class Engine:
                 if wake.is_set():
                     await asyncio.sleep(self.flush_interval)
                     wake.clear()
+                    if not self.store.has_pending():
+                        continue  # a step's own commit took it; cancel looks come with the timeout
                 if not await self._flush_once(main):
                     return
         finally:

@@ -52,8 +52,9 @@ class SlowModel:
         return ModelCallResult(ModelResponse("done", [], Usage(3, 2), "end_turn", agent.model), Decimal("0"))
 
 
-def _engine(store: MemoryStore, model: SlowModel, **kwargs) -> Engine:
-    spec = PipelineSpec.model_validate({"steps": [{"kind": "agent", "id": "a", "agent": "slow", "prompt": "go"}]})
+def _engine(store: MemoryStore, model: SlowModel, steps: int = 1, **kwargs) -> Engine:
+    spec = PipelineSpec.model_validate({"steps": [{"kind": "agent", "id": f"s{i}", "agent": "slow", "prompt": "go"}
+                                                  for i in range(steps)]})
     agents = {"slow": AgentConfig(name="slow", provider="scripted", model="scripted-1")}
     return Engine(spec=spec, store=store, models=model, toolbox=InProcessToolbox(), agents=agents, run_id=1,
                   flush_interval=0.025, cancel_poll_interval=0.5, **kwargs)
@@ -63,9 +64,10 @@ def test_a_waiting_run_wakes_its_flusher_only_for_the_cancel_look():
     store, model = CountingStore(), SlowModel()
     outcome = asyncio.run(_engine(store, model).run({}))
     assert outcome.status == "succeeded"
-    # Polled every 25 ms, a second's wait would be ~40 looks; woken by the store it is the one
-    # look at start (a run's first events may already be buffered) and none while it waits.
-    assert store.looks <= 3, store.looks
+    # Polled every 25 ms, a second's wait would be ~40 looks; woken by the store it is the look
+    # at start (a run's first events may already be buffered) and one per wake-up (the events
+    # around the model call), none while it waits.
+    assert store.looks <= 6, store.looks
 
 
 def test_what_a_step_buffers_is_committed_within_the_flush_interval_while_it_waits():
@@ -76,6 +78,38 @@ def test_what_a_step_buffers_is_committed_within_the_flush_interval_while_it_wai
     # flusher, woken by the buffering, commits it after one flush interval, not at the step's end.
     committed = store.committed_at["llm.started"] - model.called_at
     assert committed < 0.25, committed
+
+
+def test_a_cancel_noticed_by_a_step_while_the_flusher_is_due_ends_the_run_cancelled():
+    """The step's commit sees the cancel flag while the flusher, woken by the step's events,
+    is due too: the run ends `cancelled`, not with a CancelledError from its own flusher."""
+
+    class Cancelling(CountingStore):
+        async def commit(self, *, final: bool = False) -> None:
+            await super().commit(final=final)
+            if final:
+                await asyncio.sleep(0.1)  # a slow final commit: the flusher's wake-up falls in it
+            elif self.cancel_requested_flag:
+                from orchestrator.engine.errors import RunCancelled
+
+                raise RunCancelled("run cancelled")
+
+    class CancelMidway(SlowModel):
+        def __init__(self, store: Cancelling) -> None:
+            super().__init__()
+            self.store = store
+
+        async def complete(self, agent, request, on_delta=None) -> ModelCallResult:
+            result = await super().complete(agent, request, on_delta)
+            self.store.cancel_requested_flag = True  # the step's own commit, next, notices it
+            return result
+
+    store = Cancelling()
+    engine = _engine(store, CancelMidway(store), steps=2)  # the first step's commit is not the final one
+    engine.cancel_poll_interval = 5.0  # only the wake-ups, not the cancel look, may reach the store
+    outcome = asyncio.run(engine.run({}))
+    assert outcome.status == "cancelled"
+    assert store.run is not None and store.run.status == "cancelled"
 
 
 def test_a_store_that_cannot_wake_the_flusher_is_still_polled():

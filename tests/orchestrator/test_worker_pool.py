@@ -134,12 +134,16 @@ def test_its_pool_threads_are_started_before_the_first_run_arrives(broker, tmp_p
 def test_prestarted_threads_are_idle_and_serve_tasks_without_new_starts():
     from config.celery import prestart_threads
 
-    executor = ThreadPoolExecutor(max_workers=12)
+    executor = ThreadPoolExecutor(max_workers=24)
     try:
         assert prestart_threads(executor, 12) == 12
         started = {thread.ident for thread in executor._threads}
-        ran = [future.result(timeout=5) for future in [executor.submit(threading.get_ident) for _ in range(50)]]
-        assert set(ran) <= started and len(executor._threads) == 12
+        deadline = time.monotonic() + 5
+        while executor._idle_semaphore._value < 12 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the prestart waits end: twelve idle threads
+        # Tasks one after another (room for 24 threads): each goes to an idle thread, none starts one.
+        ran = {executor.submit(threading.get_ident).result(timeout=5) for _ in range(30)}
+        assert ran <= started and len(executor._threads) == 12
     finally:
         executor.shutdown()
 

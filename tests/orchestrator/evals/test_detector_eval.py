@@ -124,7 +124,7 @@ def test_the_shipped_data_is_what_the_builder_makes_and_the_splits_share_no_text
     assert all(set(r) >= {"text", "label", "family", "source", "split"} for r in train + dev + dev_b)
 
 
-def test_six_authors_development_splits_and_the_fourth_held_out_set_share_no_text():
+def test_six_authors_development_splits_and_the_fourth_authors_held_out_set_share_no_text():
     sizes = {"train": 1674, "dev": 320, "dev-b": 500, "dev-c": 575, "dev-x": 770, "dev-y": 768, "dev-z": 784, "heldout": 606}
     assert set(sizes) <= set(detector_eval.split_names())
     texts: dict[str, set[str]] = {}
