@@ -197,9 +197,10 @@ class Engine:
         A store that can say when something is buffered (`watch_pending`) wakes the flusher:
         it commits `flush_interval` after the first buffered write or event (so a burst of
         events shares one commit, as with a timer) unless a step's own commit took them first,
-        and otherwise sleeps until the next cancellation look (`cancel_poll_interval`). A run waiting on its model therefore costs
-        two wake-ups a second instead of forty, which is what lets one process hold hundreds
-        of waiting runs. A store without it is polled every `flush_interval`.
+        and otherwise sleeps until the next cancellation look (`cancel_poll_interval`). A run
+        waiting on its model therefore costs two wake-ups a second instead of forty, which is
+        what lets one process hold hundreds of waiting runs. A store without it is polled
+        every `flush_interval`.
         """
         watch = getattr(self.store, "watch_pending", None)  # optional (see the Store protocol)
         if watch is None:
