@@ -11,7 +11,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 
 @cache
@@ -46,28 +46,31 @@ class JSONText(str):
     """JSON already encoded (e.g. canonical text that was hashed): stored as is, not re-encoded."""
 
 
-def _adapt_json_text(text: JSONText) -> Any:
-    if connection.vendor == "postgresql":
+def _adapt_json_text(text: JSONText, conn: Any) -> Any:
+    if conn.vendor == "postgresql":
         from psycopg.types.json import Jsonb
 
         return Jsonb(None, dumps=lambda _: str(text))
     return str(text)
 
 
-def _prep(fields: tuple[models.Field, ...], values: tuple[Any, ...], moments: dict[Any, Any] | None = None) -> list[Any]:
-    """Values adapted for the driver. `moments`, shared across the rows of one statement: a commit
-    stamps many rows with the same moment, adapted once."""
+def _prep(conn: Any, fields: tuple[models.Field, ...], values: tuple[Any, ...],
+          moments: dict[Any, Any] | None = None) -> list[Any]:
+    """Values adapted for the driver of `conn` (this thread's connection itself, not the
+    `connection` proxy, whose every attribute is a context-local lookup: at a few per value that
+    was a twentieth of a busy worker's CPU). `moments`, shared across the rows of one statement:
+    a commit stamps many rows with the same moment, adapted once."""
     moments = {} if moments is None else moments
     prepared = []
     for f, v in zip(fields, values, strict=True):
         if isinstance(v, JSONText):
-            v = _adapt_json_text(v)
+            v = _adapt_json_text(v, conn)
         elif isinstance(f, models.DateTimeField) and v is not None:
             if v not in moments:
-                moments[v] = f.get_db_prep_save(v, connection)
+                moments[v] = f.get_db_prep_save(v, conn)
             v = moments[v]
         elif isinstance(f, _ADAPTED):
-            v = f.get_db_prep_save(v, connection)
+            v = f.get_db_prep_save(v, conn)
         prepared.append(v)
     return prepared
 
@@ -112,14 +115,16 @@ def insert_rows(model: type[models.Model], rows: list[dict[str, Any]]) -> None:
         return
     columns = tuple(k for k in rows[0] if not k.startswith("_"))
     sql, fields = _insert_sql(model, columns)
-    with connection.cursor() as cursor:
+    conn = connections[DEFAULT_DB_ALIAS]
+    with conn.cursor() as cursor:
         moments: dict[Any, Any] = {}
-        cursor.executemany(sql, [_prep(fields, tuple(row[c] for c in columns), moments) for row in rows])
+        cursor.executemany(sql, [_prep(conn, fields, tuple(row[c] for c in columns), moments) for row in rows])
 
 
 def update_row(model: type[models.Model], values: dict[str, Any], where: dict[str, Any]) -> int:
     """UPDATE the rows matching `where` (equality on each column); returns the row count."""
     sql, fields = _update_sql(model, tuple(values), tuple(where))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, _prep(fields, (*values.values(), *where.values())))
+    conn = connections[DEFAULT_DB_ALIAS]
+    with conn.cursor() as cursor:
+        cursor.execute(sql, _prep(conn, fields, (*values.values(), *where.values())))
         return cursor.rowcount

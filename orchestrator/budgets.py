@@ -68,7 +68,8 @@ class Budget:
 def budgets_for_run(team_id: int, pipeline_id: int) -> list[Budget]:
     """Every budget that can apply to a run: the team's, its pipeline's, and its team's agents'."""
     rows = Limit.objects.filter(team_id=team_id, kind__in=list(BUDGET_KINDS)).filter(
-        scope__in=[LimitScope.TEAM, LimitScope.AGENT, LimitScope.PIPELINE])
+        scope__in=[LimitScope.TEAM, LimitScope.AGENT, LimitScope.PIPELINE]).order_by("scope", "kind", "pk")
+    # (The model's default order, by team first, joins the team table: one team here.)
     budgets = []
     for row in rows:
         if row.scope == LimitScope.PIPELINE and row.pipeline_id != pipeline_id:

@@ -26,13 +26,13 @@ run's lease (`lease_keeper`). Each run's event flusher sleeps until its store bu
 something (`watch_pending`), so a waiting run wakes twice a second, not forty times.
 
 Measured (`tests/bench/bench_worker_pool.py`, one process, 500 two-step runs, 5 s model
-latency, PostgreSQL, 4 connections): 488-500 runs in flight, ~70 KB RSS per waiting run. The
+latency, PostgreSQL, 4 connections): 500 runs in flight, ~50 KB RSS per waiting run. The
 start costs ~1 PostgreSQL transaction per run instead of ~13 (in-process count). Wall time
-against the ideal is bound by the machine: on the shared 2-core machine at load 9-14 the
-worker took its 500 messages from Redis at ~50 a second (kombu's BRPOP and acks_late
-bookkeeping, a round trip each, on a main thread that waits for the GIL), and each run's step
-commits are one serial group-commit stream of ~8 statements per run and step
-(`orchestrator.store`): see the README for the figures.
+against the ideal is bound by the process's one core for Python (the GIL): each run's intake
+(its message, claim, load and first commit) and its commits cost CPU, and a burst of 500 pays
+them all at once. The claims once capped the intake at ~50 runs a second (batches of one or
+two, each holding a writer thread while it waited for the GIL between round trips); they now
+go as a group while a batch is in flight (`claims`). See the README for the figures.
 
 On a warm or cold shutdown (`worker_shutting_down`) the runs in flight are cancelled: each
 hands its lease back at once (`execution.execute_run`, after its last writes landed) and its

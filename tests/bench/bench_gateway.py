@@ -7,6 +7,10 @@
   product path: Host check, key, grant, policy, rate limits, upstream session, redaction,
   audit row (batched, see README).
 - direct: the SDK's `Client` over stdio to its own instance of the same echo server.
+- peer over HTTP: the same client over streamable HTTP to the same echo server served by the
+  SDK itself (`tests/fakes/mcp_echo_http.py`, JSON responses) under the same ASGI server, no
+  gateway: what HTTP alone adds to the direct call, so the gateway's own share is /mcp minus
+  this.
 
 Rounds alternate direct / through at each concurrency: c = 1 (p50 and p99 added latency),
 c = 16 and 64 (throughput ratio). Then `server-everything` (TypeScript, npm) through /mcp:
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import socket
 import statistics
@@ -92,25 +97,29 @@ def _free_port() -> int:
 
 
 SERVERS = {
-    "daphne": lambda port: ["daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+    "daphne": lambda port, app="config.asgi:application": ["daphne", "-b", "127.0.0.1", "-p", str(port), app],
     # The same ASGI app under uvicorn with the httptools parser (what daphne's own per-request
     # cost is measured against: see README, "The /mcp path").
-    "uvicorn": lambda port: ["uvicorn", "--host", "127.0.0.1", "--port", str(port), "--http", "httptools",
+    "uvicorn": lambda port, app="config.asgi:application": ["uvicorn", "--host", "127.0.0.1", "--port", str(port), "--http", "httptools",
                              "--timeout-keep-alive", "75", "--no-access-log", "--log-level", "warning",
-                             "config.asgi:application"],
+                             app],
 }
 
 
-def _start_server(server: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+def _start_server(server: str, env: dict[str, str], log: Path, app: str | None = None) -> tuple[subprocess.Popen, str]:
+    """`server` serving the product (or `app`), once it answers: (process, base URL)."""
     port = _free_port()
-    argv = SERVERS[server](port)
+    argv = SERVERS[server](port) if app is None else SERVERS[server](port, app)
     proc = subprocess.Popen([str(Path(sys.executable).with_name(argv[0])), *argv[1:]], cwd=ROOT,
                             env={**os.environ, **env}, stdout=log.open("w"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
         try:
-            urllib.request.urlopen(f"{base}/healthz", timeout=1)
+            if app is None:
+                urllib.request.urlopen(f"{base}/healthz", timeout=1)
+            else:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return proc, base
         except OSError:
             assert proc.poll() is None and time.monotonic() < deadline, f"{server} did not start (see {log})"
@@ -155,26 +164,36 @@ def _spread(values: list[float], fmt: str = "{:.2f}") -> str:
 
 
 async def _bench_http(base: str, token: str, rounds: int, calls: dict[int, int], pid: int,
-                      server: str = "daphne") -> list[str]:
+                      server: str = "daphne", peer: str | None = None) -> list[str]:
     import httpx2
     from mcp import Client, StdioServerParameters
     from mcp.client.streamable_http import streamable_http_client
 
     url = f"{base}/mcp"
     limits = httpx2.Limits(max_connections=128, max_keepalive_connections=128)
-    per_c: dict[int, dict[str, list[float]]] = {c: {"d_p50": [], "d_p99": [], "g_p50": [], "g_p99": [], "d_rps": [],
-                                                    "g_rps": [], "add50": [], "add99": [], "ratio": [], "cpu": [], "client_cpu": []} for c in calls}
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60, limits=limits) as http, \
-            Client(streamable_http_client(url, http_client=http)) as through, \
-            Client(StdioServerParameters(command=PY_ECHO[0], args=PY_ECHO[1:], cwd=str(ROOT))) as direct:
+    keys = ("d_p50", "d_p99", "g_p50", "g_p99", "d_rps", "g_rps", "add50", "add99", "ratio", "cpu", "client_cpu",
+            "p_p50", "p_rps", "p_add50", "p_ratio", "own50")
+    per_c: dict[int, dict[str, list[float]]] = {c: {k: [] for k in keys} for c in calls}
+    async with contextlib.AsyncExitStack() as stack:
+        http = await stack.enter_async_context(httpx2.AsyncClient(
+            headers={"Authorization": f"Bearer {token}"}, timeout=60, limits=limits))
+        through = await stack.enter_async_context(Client(streamable_http_client(url, http_client=http)))
+        direct = await stack.enter_async_context(Client(StdioServerParameters(command=PY_ECHO[0], args=PY_ECHO[1:],
+                                                                              cwd=str(ROOT))))
+        over_http = None
+        if peer is not None:
+            plain = await stack.enter_async_context(httpx2.AsyncClient(timeout=60, limits=limits))
+            over_http = await stack.enter_async_context(Client(streamable_http_client(f"{peer}/mcp", http_client=plain)))
         assert "pyecho__echo" in [t.name for t in (await through.list_tools()).tools], "echo not granted"
         for r in range(rounds):
             for c, n in calls.items():
-                pair = [("d", _caller(direct, "echo")), ("g", _caller(through, "pyecho__echo"))]
+                sides = [("d", _caller(direct, "echo")), ("g", _caller(through, "pyecho__echo"))]
+                if over_http is not None:
+                    sides.insert(1, ("p", _caller(over_http, "echo")))
                 if r % 2:
-                    pair.reverse()  # alternate which side goes first
+                    sides.reverse()  # alternate which side goes first
                 got = {}
-                for side, call in pair:
+                for side, call in sides:
                     cpu, own = _cpu_s(pid), _cpu_s(os.getpid())
                     got[side] = await _measure(call, c, n)
                     if side == "g":
@@ -190,6 +209,13 @@ async def _bench_http(base: str, token: str, rounds: int, calls: dict[int, int],
                 row["add50"].append(g["p50"] - d["p50"])
                 row["add99"].append(g["p99"] - d["p99"])
                 row["ratio"].append(g["rps"] / d["rps"])
+                if "p" in got:
+                    p = got["p"]
+                    row["p_p50"].append(p["p50"])
+                    row["p_rps"].append(p["rps"])
+                    row["p_add50"].append(p["p50"] - d["p50"])
+                    row["p_ratio"].append(p["rps"] / d["rps"])
+                    row["own50"].append(g["p50"] - p["p50"])
     lines = [f"gateway /mcp ({server}, SDK streamable-HTTP client, bearer key) vs direct stdio, Python SDK echo server; "
              f"median [min-max] over {rounds} alternating rounds"]
     for c, row in per_c.items():
@@ -207,6 +233,11 @@ async def _bench_http(base: str, token: str, rounds: int, calls: dict[int, int],
             ratio = statistics.median(row["ratio"])
             lines.append(f"         throughput ratio {_spread(row['ratio'])}x (target >= {TARGETS['ratio']}x: "
                          f"{'met' if ratio >= TARGETS['ratio'] else 'NOT met'})")
+        if row["p_p50"]:
+            lines.append(f"         no gateway, the SDK's own HTTP server ({server}): p50 {_spread(row['p_p50'])} ms "
+                         f"(HTTP alone adds {_spread(row['p_add50'])} ms over stdio), {_spread(row['p_rps'], '{:.0f}')}/s "
+                         f"= {_spread(row['p_ratio'])}x direct; the gateway's own share of /mcp p50: "
+                         f"{_spread(row['own50'])} ms")
     return lines
 
 
@@ -275,17 +306,19 @@ def main() -> int:
     env = _setup_django(tmp)
     token, team_id = _seed()
     proc, base = _start_server(args.server, env, tmp / f"{args.server}.log")
+    peer, peer_base = _start_server(args.server, env, tmp / f"{args.server}-peer.log", app="tests.fakes.mcp_echo_http:app")
     try:
         _wait_for_tools(team_id)
         time.sleep(1.5)  # daphne's catalogue snapshot (TTL 1 s) sees the read-only marks
-        lines = asyncio.run(_bench_http(base, token, args.rounds, calls, proc.pid, args.server))
+        lines = asyncio.run(_bench_http(base, token, args.rounds, calls, proc.pid, args.server, peer_base))
         lines += asyncio.run(_bench_everything(base, token, args.rounds, calls))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        for server_proc in (proc, peer):
+            server_proc.terminate()
+            try:
+                server_proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server_proc.kill()
     from mcpgateway.models import AuditEntry
 
     lines.append(f"  audit rows written by {args.server} (flushed at its stop): {AuditEntry.objects.count()}")

@@ -13,7 +13,8 @@ Reported per round, and the median over rounds:
 Targets: >= 500 runs in flight, <= 1 MB per waiting run, wall <= 1.2x ideal.
 Needs Redis (broker, db 7) and PostgreSQL at 127.0.0.1:5432 (database `agentdeck_bench_pool`,
 created and dropped here). `BENCH_POOL_RUNS`, `BENCH_POOL_ROUNDS`, `BENCH_POOL_LATENCY_MS`
-change the workload.
+change the workload; `BENCH_POOL_BROKER` another broker (e.g. RabbitMQ,
+`amqp://guest:guest@127.0.0.1:5672//`: its `celery` queue is purged first).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-BROKER = "redis://127.0.0.1:6379/7"
+BROKER = os.environ.get("BENCH_POOL_BROKER", "redis://127.0.0.1:6379/7")
 ADMIN_DSN = "postgres://postgres@127.0.0.1:5432/postgres"
 DB_NAME = "agentdeck_bench_pool"
 RUNS = int(os.environ.get("BENCH_POOL_RUNS", "500"))
@@ -107,7 +108,8 @@ def main() -> int:
     import psycopg
     import redis
 
-    redis.Redis.from_url(BROKER).flushdb()
+    if BROKER.startswith("redis"):
+        redis.Redis.from_url(BROKER).flushdb()
     with psycopg.connect(ADMIN_DSN, autocommit=True, connect_timeout=3) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {DB_NAME}")
@@ -143,6 +145,10 @@ def main() -> int:
 
     slow, warm = pipeline("slow", LATENCY_MS), pipeline("warm", 0)
     sender = Celery("agentdeck-bench-sender", broker=BROKER, set_as_current=False)
+    if not BROKER.startswith("redis"):
+        with sender.connection_for_write() as conn:
+            conn.default_channel.queue_declare("celery", durable=True, auto_delete=False)
+            conn.default_channel.queue_purge("celery")
 
     def start_worker(round_no: int) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "-n", f"pool{round_no}@%h",

@@ -5,6 +5,7 @@ for twice is taken once, a run whose holder's lease ran out is taken over."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import timedelta
 from decimal import Decimal
 
@@ -14,6 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from config import db_writer
 from mcpgateway.inprocess import InProcessToolbox
 from orchestrator.execution import execute_run
 from orchestrator.models import Run
@@ -104,6 +106,51 @@ def test_runs_starting_together_share_their_claims(team):
 
     assert [o.status for o in outcomes] == ["succeeded"] * 24
     assert batches <= 3, f"24 runs started together took {batches} claim batches"
+
+
+def test_claims_made_while_a_batch_is_being_taken_wait_and_go_together(team):
+    """A burst arriving slower than the window used to make a batch per claim, each queued on
+    the writer threads behind the others; now the claims made while a batch is in flight wait
+    for it and go as one batch. Here the writer threads are held busy while one claim's batch
+    waits for them, and eleven more claims arrive 10 ms apart (twice the window)."""
+    pipe = _one_step(team)
+    runs = [start(pipe).pk for _ in range(12)]
+
+    async def burst() -> tuple[list, int]:
+        loop = asyncio.get_running_loop()
+        gate = threading.Event()
+        executor = db_writer._executor()
+        busy = [loop.run_in_executor(executor, gate.wait, 10) for _ in range(executor._max_workers)]
+        coalescer = claims.ClaimCoalescer()
+        first = coalescer.claim(runs[0], "me:1")
+        await asyncio.sleep(coalescer.window_s * 4)  # its batch went to the (busy) writer
+        later = []
+        for run_id in runs[1:]:
+            later.append(coalescer.claim(run_id, "me:1"))
+            await asyncio.sleep(coalescer.window_s * 2)
+        gate.set()
+        await asyncio.gather(*busy)
+        return await asyncio.gather(first, *later), coalescer.batches
+
+    prepared, batches = async_to_sync(burst)()
+
+    assert [p.run.pk for p in prepared] == runs
+    assert batches == 2, f"12 claims took {batches} batches"
+    assert set(Run.objects.filter(pk__in=runs).values_list("lease_owner", flat=True)) == {"me:1"}
+
+
+def test_a_batch_past_the_limit_goes_in_several_one_after_another(team):
+    pipe = _one_step(team)
+    runs = [start(pipe).pk for _ in range(7)]
+
+    async def together() -> tuple[list, int]:
+        coalescer = claims.ClaimCoalescer(max_batch=3)
+        return await asyncio.gather(*(coalescer.claim(r, "me:1") for r in runs)), coalescer.batches
+
+    prepared, batches = async_to_sync(together)()
+
+    assert [p.run.pk for p in prepared] == runs
+    assert batches == 3
 
 
 def test_a_preloaded_store_starts_as_a_loaded_one(team):
