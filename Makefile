@@ -57,18 +57,23 @@ run: seed
 lint: install
 	$(BIN)/ruff check .
 
+# Test files run on TEST_WORKERS processes at once (pytest-xdist; a file, its fixtures and its
+# Celery workers stay on one; tests/conftest.py groups them). TEST_WORKERS=0 runs them in this one.
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadgroup)
+
 # The whole suite, slow end-to-end tests included (CI runs this): once on the embedded
 # shape (SQLite file), then the engine, gateway and API tests and the distributed-shape
 # tests (Celery workers, crash recovery, cross-process events) again on PostgreSQL.
 test: lint npm-peers system-deps sandbox-engine
 	$(BIN)/python manage.py makemigrations --check --dry-run -v0
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(XDIST)
 	$(MAKE) --no-print-directory test-postgres
 
 PG_URL ?= postgres://postgres@127.0.0.1:5432/agentdeck
 test-postgres: install
 	@if $(BIN)/python -c "import psycopg; psycopg.connect('$(PG_URL)'.rsplit('/', 1)[0] + '/postgres', connect_timeout=3).close()" 2>/dev/null; then \
-		DATABASE_URL=$(PG_URL) $(BIN)/pytest -q -m "not slow" tests/orchestrator tests/mcpgateway tests/api && \
+		DATABASE_URL=$(PG_URL) $(BIN)/pytest -q $(XDIST) -m "not slow" tests/orchestrator tests/mcpgateway tests/api && \
 		DATABASE_URL=$(PG_URL) $(BIN)/pytest -q tests/orchestrator/test_celery.py tests/orchestrator/test_live_events_across_processes.py tests/orchestrator/test_resume.py tests/orchestrator/test_redis_outage.py tests/orchestrator/test_worker_pool.py tests/test_connection_budget.py; \
 	else \
 		echo "SKIPPED the PostgreSQL pass: no server at $(PG_URL)"; \
@@ -76,7 +81,7 @@ test-postgres: install
 
 # Locally: skip the slow end-to-end tests.
 test-fast: install npm-peers
-	$(BIN)/pytest -q -m "not slow and not docker"
+	$(BIN)/pytest -q $(XDIST) -m "not slow and not docker"
 
 bench: install npm-peers
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'

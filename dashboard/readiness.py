@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -36,7 +37,8 @@ def may_see_details(request: HttpRequest) -> bool:
 # The whole answer's deadline, and each network probe's own timeouts inside it.
 READINESS_TIMEOUT_S = 0.8
 PROBE_TIMEOUT_S = 0.5
-PING_TIMEOUT_S = 0.4  # how long workers have to answer a ping
+PING_TIMEOUT_S = 0.4  # how long workers have to answer a ping, at most
+PING_MARGIN_S = 0.1  # what the ping leaves of the deadline for the answer to get back to the request
 # Probes run here, not in the request's thread; a probe stuck past its timeout holds only one.
 _probes = ThreadPoolExecutor(max_workers=6, thread_name_prefix="agentdeck-readyz")
 
@@ -77,12 +79,16 @@ def _workers() -> dict[str, Any]:
         return {"ok": True, "runner": settings.RUNNER}
     from config.celery import app
 
+    started = time.monotonic()
     try:
         # A fresh connection each time: the broker may have changed, and a cached one may be dead.
         connection = app.connection_for_write(connect_timeout=PROBE_TIMEOUT_S)
         try:
             connection.ensure_connection(max_retries=1, timeout=PROBE_TIMEOUT_S)
-            replies = app.control.ping(timeout=PING_TIMEOUT_S, connection=connection) or []
+            # The workers get what is left of the deadline after a slow connect, so a loaded
+            # machine still reports "no worker answered" rather than a probe timeout.
+            left = READINESS_TIMEOUT_S - PING_MARGIN_S - (time.monotonic() - started)
+            replies = app.control.ping(timeout=max(0.05, min(PING_TIMEOUT_S, left)), connection=connection) or []
         finally:
             _probes.submit(connection.release)  # closing takes a while; the answer need not wait
     except Exception as exc:

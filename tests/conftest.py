@@ -24,11 +24,30 @@ from orchestrator.actions import do_add_member, do_create_pipeline, do_create_te
 from orchestrator.execution import execute_run
 from orchestrator.models import Agent, Pipeline, Run, Team
 
+# Test files that train or score with the MiniLM detector: on a fresh machine the first of them
+# computes minutes of embeddings (then cached on disk), so under xdist they share one worker
+# instead of two workers computing the same embeddings at once.
+MINILM_FILES = ("tests/orchestrator/evals/test_detector_minilm.py", "tests/orchestrator/evals/test_detector_eval.py")
 
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Browser tests last: Playwright's sync API leaves an event loop in the main thread once
-    the session's browser starts, and the other tests use async_to_sync there."""
-    items.sort(key=lambda item: "tests/e2e/" in str(item.fspath))
+    the session's browser starts, and the other tests use async_to_sync there. The MiniLM tests
+    first, so the longest group starts at once rather than ending the run.
+
+    Under `pytest -n N --dist loadgroup` (`make test`) a whole file goes to one worker (its
+    module fixtures, its Celery workers and its Redis database stay together), and the MiniLM
+    files go together to one."""
+    def rank(item: pytest.Item) -> int:
+        path = str(item.fspath)
+        return 2 if "tests/e2e/" in path else 0 if path.endswith(MINILM_FILES) else 1
+
+    items.sort(key=rank)
+    for item in items:
+        path = str(item.fspath)
+        group = "minilm" if path.endswith(MINILM_FILES) else os.path.relpath(path, Path(__file__).parent.parent)
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture

@@ -116,6 +116,7 @@ class Engine:
         self._stop_requested = False
         self._lease_lost = False
         self._unsettled = False  # a finished step is staged and not yet committed
+        self._flush_failures = 0  # the background flushes that failed in a row
 
     # --- the run -------------------------------------------------------------------------
 
@@ -264,6 +265,18 @@ class Engine:
             self._lease_lost = True
             main.cancel()
             return False
+        except Exception:
+            # A database blip under a background flush: the store keeps what it buffered, and the
+            # next flush or the step's own commit writes it (a step's commit that fails ends the
+            # run as before). The flusher goes on rather than failing a run that then succeeds,
+            # backing off while the failures last (one warning per streak).
+            self._flush_failures += 1
+            if self._flush_failures == 1:
+                log.warning("run %s: flushing its events failed; they stay buffered and are retried",
+                            self.run_id, exc_info=True)
+            await asyncio.sleep(min(self.cancel_poll_interval, self.flush_interval * 2 ** self._flush_failures))
+            return True
+        self._flush_failures = 0
         return True
 
     # --- walking ---------------------------------------------------------------------------

