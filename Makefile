@@ -58,9 +58,9 @@ lint: install
 	$(BIN)/ruff check .
 
 # Test files run on TEST_WORKERS processes at once (pytest-xdist; a file, its fixtures and its
-# Celery workers stay on one; tests/conftest.py groups them). TEST_WORKERS=0 runs them in this one.
+# Celery workers stay on one, in collection order; tests/conftest.py). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
-XDIST = $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadgroup)
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 # The whole suite, slow end-to-end tests included (CI runs this): once on the embedded
 # shape (SQLite file), then the engine, gateway and API tests and the distributed-shape

@@ -30,24 +30,43 @@ from orchestrator.models import Agent, Pipeline, Run, Team
 MINILM_FILES = ("tests/orchestrator/evals/test_detector_minilm.py", "tests/orchestrator/evals/test_detector_eval.py")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Browser tests last: Playwright's sync API leaves an event loop in the main thread once
     the session's browser starts, and the other tests use async_to_sync there. The MiniLM tests
-    first, so the longest group starts at once rather than ending the run.
-
-    Under `pytest -n N --dist loadgroup` (`make test`) a whole file goes to one worker (its
-    module fixtures, its Celery workers and its Redis database stay together), and the MiniLM
-    files go together to one."""
+    first, so the longest group starts at once rather than ending the run."""
     def rank(item: pytest.Item) -> int:
         path = str(item.fspath)
         return 2 if "tests/e2e/" in path else 0 if path.endswith(MINILM_FILES) else 1
 
     items.sort(key=rank)
-    for item in items:
-        path = str(item.fspath)
-        group = "minilm" if path.endswith(MINILM_FILES) else os.path.relpath(path, Path(__file__).parent.parent)
-        item.add_marker(pytest.mark.xdist_group(group))
+
+
+class _FileGroups:
+    """`pytest -n N --dist loadfile` (`make test`): a whole file goes to one worker (its module
+    fixtures, its Celery workers and its Redis database stay together) and the MiniLM files go
+    together to one. Files are handed out in the order above (`--no-loadscope-reorder`), so a
+    worker that starts the browser tests runs nothing else after them.
+
+    (xdist's own `--dist loadgroup` cannot do this under pytest 9.2: the group it appends to a
+    test's node id no longer reaches the scheduler.)"""
+
+    @staticmethod
+    def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+        if config.getvalue("dist") != "loadfile":
+            return None
+        from xdist.scheduler import LoadScopeScheduling
+
+        class FileScheduling(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                path = nodeid.split("::", 1)[0]
+                return "minilm" if path.endswith(MINILM_FILES) else path
+
+        return FileScheduling(config, log)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_FileGroups(), "agentdeck-file-groups")
 
 
 @pytest.fixture
