@@ -57,9 +57,9 @@ run: seed
 lint: install
 	$(BIN)/ruff check .
 
-# Test files run on TEST_WORKERS processes at once (pytest-xdist; a file, its fixtures and its
-# Celery workers stay on one, in collection order; tests/conftest.py). TEST_WORKERS=0: one process.
-TEST_WORKERS ?= 2
+# TEST_WORKERS=2 runs test files on two processes (pytest-xdist; a file, its fixtures and its
+# Celery workers stay on one, in collection order; tests/conftest.py). Opt-in: README, "Tests".
+TEST_WORKERS ?= 0
 XDIST = $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 # The whole suite, slow end-to-end tests included (CI runs this): once on the embedded
