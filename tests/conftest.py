@@ -30,13 +30,16 @@ from orchestrator.models import Agent, Pipeline, Run, Team
 MINILM_FILES = ("tests/orchestrator/evals/test_detector_minilm.py", "tests/orchestrator/evals/test_detector_eval.py")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Browser tests last: Playwright's sync API leaves an event loop in the main thread once
-    the session's browser starts, and the other tests use async_to_sync there. The MiniLM tests
-    first, so the longest group starts at once rather than ending the run."""
+    the session's browser starts, and the other tests use async_to_sync there. On several
+    processes, the MiniLM tests first, so the longest group starts at once rather than ending
+    the run; on one, the order is the files' own."""
+    parallel = config.pluginmanager.hasplugin("xdist") and bool(config.getoption("numprocesses", None))
+
     def rank(item: pytest.Item) -> int:
         path = str(item.fspath)
-        return 2 if "tests/e2e/" in path else 0 if path.endswith(MINILM_FILES) else 1
+        return 2 if "tests/e2e/" in path else 0 if parallel and path.endswith(MINILM_FILES) else 1
 
     items.sort(key=rank)
 

@@ -274,7 +274,7 @@ class Engine:
             if self._flush_failures == 1:
                 log.warning("run %s: flushing its events failed; they stay buffered and are retried",
                             self.run_id, exc_info=True)
-            await asyncio.sleep(min(self.cancel_poll_interval, self.flush_interval * 2 ** self._flush_failures))
+            await asyncio.sleep(min(self.cancel_poll_interval, self.flush_interval * 2 ** min(self._flush_failures, 16)))
             return True
         self._flush_failures = 0
         return True
