@@ -109,6 +109,33 @@ def select_row(model: type[models.Model], columns: tuple[str, ...], pk: Any, for
     return values
 
 
+@cache
+def _select_where_sql(model: type[models.Model], columns: tuple[str, ...], where: tuple[str, ...], not_equal: tuple[str, ...],
+                      for_update: bool) -> tuple[str, tuple[models.Field, ...]]:
+    meta = model._meta
+    quote = connection.ops.quote_name
+    fields = tuple(meta.get_field(name) for name in columns)
+    conditions = [f"{quote(meta.get_field(name).column)} = %s" for name in where]
+    conditions += [f"{quote(meta.get_field(name).column)} <> %s" for name in not_equal]
+    sql = "SELECT {} FROM {} WHERE {}".format(
+        ", ".join(quote(f.column) for f in fields), quote(meta.db_table), " AND ".join(conditions))
+    if for_update and connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    return sql, fields
+
+
+def select_rows(model: type[models.Model], columns: tuple[str, ...], where: dict[str, Any],
+                not_equal: dict[str, Any] | None = None, for_update: bool = False) -> list[tuple[Any, ...]]:
+    """The rows matching `where` (equality on each column) and `not_equal` (inequality), as
+    tuples of `columns`, locked on backends that can lock rows. Values come as the driver gives
+    them (SQLite: JSON as text, decimals as floats): keep to plain columns or convert them."""
+    not_equal = not_equal or {}
+    sql, _ = _select_where_sql(model, columns, tuple(where), tuple(not_equal), for_update)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*where.values(), *not_equal.values()])
+        return [tuple(row) for row in cursor.fetchall()]
+
+
 def insert_rows(model: type[models.Model], rows: list[dict[str, Any]]) -> None:
     """INSERT rows that all name the same columns (keys starting with `_` are not columns)."""
     if not rows:

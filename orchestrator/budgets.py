@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,6 +23,7 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet, Sum
 
+from config.sql_rows import select_rows
 from orchestrator.engine.errors import BudgetExceeded, LeaseLost
 from orchestrator.models import (
     BudgetCounter,
@@ -70,8 +72,18 @@ def budgets_for_run(team_id: int, pipeline_id: int) -> list[Budget]:
     rows = Limit.objects.filter(team_id=team_id, kind__in=list(BUDGET_KINDS)).filter(
         scope__in=[LimitScope.TEAM, LimitScope.AGENT, LimitScope.PIPELINE]).order_by("scope", "kind", "pk")
     # (The model's default order, by team first, joins the team table: one team here.)
+    return budgets_from_limits(rows, team_id, pipeline_id)
+
+
+def budgets_from_limits(rows: Iterable[Limit], team_id: int, pipeline_id: int) -> list[Budget]:
+    """The budgets among a team's limit rows (any kinds and scopes, ordered by scope, kind and
+    id as `budgets_for_run` reads them) that can apply to a run of `pipeline_id`."""
     budgets = []
     for row in rows:
+        if row.team_id != team_id or row.kind not in BUDGET_KINDS:
+            continue
+        if row.scope not in (LimitScope.TEAM, LimitScope.AGENT, LimitScope.PIPELINE):
+            continue
         if row.scope == LimitScope.PIPELINE and row.pipeline_id != pipeline_id:
             continue
         unit, period = BUDGET_KINDS[row.kind]
@@ -203,6 +215,9 @@ def release_run(run_id: int, *, keep_owner: str = "") -> int:
     """Give back every open reservation of a run except those of `keep_owner`: in the claim that
     takes the run over (the old owner's), and where the run ends or pauses (all). Call it inside
     that transaction. Returns how many rows were given back."""
+    # Plain SQL first: it runs in every run's last commit, and most runs hold none.
+    if not select_rows(BudgetReservation, ("id",), {"run_id": run_id}, {"lease_owner": keep_owner} if keep_owner else None):
+        return 0
     rows = BudgetReservation.objects.filter(run_id=run_id)
     if keep_owner:
         rows = rows.exclude(lease_owner=keep_owner)

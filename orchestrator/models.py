@@ -6,6 +6,7 @@ methods only.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 
 from django.conf import settings
@@ -369,6 +370,23 @@ class ModelPrice(models.Model):
     def lookup(cls, provider: str, model: str) -> ModelPrice | None:
         """The exact price row, else the longest matching `prefix*` row."""
         rows = list(cls.objects.filter(Q(provider=provider) & (Q(model=model) | Q(model__endswith="*"))))
+        return cls.pick(rows, provider, model)
+
+    @classmethod
+    def lookup_many(cls, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], ModelPrice | None]:
+        """`lookup` for each (provider, model), in one query."""
+        wanted = set(wanted)
+        if not wanted:
+            return {}
+        models_ = {model for _, model in wanted}
+        rows = list(cls.objects.filter(Q(provider__in={provider for provider, _ in wanted})
+                                       & (Q(model__in=models_) | Q(model__endswith="*"))).order_by())
+        return {(provider, model): cls.pick(rows, provider, model) for provider, model in wanted}
+
+    @staticmethod
+    def pick(rows: Iterable[ModelPrice], provider: str, model: str) -> ModelPrice | None:
+        """Among price rows, the one for (provider, model): exact, else the longest matching `prefix*`."""
+        rows = [r for r in rows if r.provider == provider]
         exact = [r for r in rows if r.model == model]
         if exact:
             return exact[0]

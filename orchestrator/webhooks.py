@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from config.sql_rows import select_rows
 from mcpgateway import redaction
 from mcpgateway.crypto import encrypt
 from mcpgateway.outbound import check_url, guarded_client
@@ -60,10 +61,12 @@ def do_create_webhook(pipeline: Pipeline, url: str, events: list[str] | None = N
 
 def enqueue(pipeline_id: int, event: str, payload: dict[str, Any]) -> int:
     """Queue `event` for the pipeline's webhooks, inside the caller's transaction."""
-    hooks = [h for h in Webhook.objects.filter(pipeline_id=pipeline_id, enabled=True) if event in h.events]
+    # Plain SQL: it runs in every finished run's last commit, and most pipelines have no webhook.
+    rows = select_rows(Webhook, ("id", "events"), {"pipeline_id": pipeline_id, "enabled": True})
+    hooks = [pk for pk, events in rows if event in (json.loads(events) if isinstance(events, str) else events)]
     now = timezone.now()
     WebhookDelivery.objects.bulk_create([
-        WebhookDelivery(webhook=h, event=event, payload={"event": event, **payload}, next_attempt_at=now) for h in hooks
+        WebhookDelivery(webhook_id=pk, event=event, payload={"event": event, **payload}, next_attempt_at=now) for pk in hooks
     ])
     return len(hooks)
 

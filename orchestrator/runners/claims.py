@@ -7,8 +7,11 @@ budgets, rate limits, and the store's load of the run, its agents and its steps)
 round trip through the process's few pooled connections on threads that also wait for the
 GIL while the event loop is busy starting runs. Five hundred runs took 8.5 s to start.
 
-`ClaimCoalescer` gathers the claims made on its loop for `CLAIM_WINDOW_S` (or until
-`CLAIM_BATCH_MAX` are waiting) and hands them to one writer job, `claim_runs`. While
+`ClaimCoalescer` hands the claims made on its loop to one writer job, `claim_runs`. A claim
+on a quiet loop goes at once (with the claims made in the same loop turn): a run starting
+alone does not wait for company that is not coming. A claim that follows another within
+`CLAIM_WINDOW_S` is part of a burst and waits that long for the rest (or until
+`CLAIM_BATCH_MAX` are waiting). While
 `CLAIM_BATCHES_IN_FLIGHT` batches are being taken, new claims wait for one of them to end and
 then go together (group claim, as the engine's group commit): a batch's cost is mostly per
 batch (its round trips, each waiting for the GIL in a busy process), so under a burst the
@@ -26,8 +29,8 @@ capped the intake at ~50 runs a second.
   of this batch asked for first, that a lock kept out of the batch) takes the single claim
   path, `claim_one`, exactly as before batching;
 - the runs claimed are loaded together in one read transaction: the runs, their teams'
-  agents, model prices, budgets and rate limits (one query per distinct team, pipeline or
-  model, not per run). For a run with no steps yet, what its store would read at its first
+  agents, their teams' budgets and rate limits, and the prices of those agents' models (one
+  query per kind of row, not per run, team or model). For a run with no steps yet, what its store would read at its first
   `load` comes along (`StoreLoad`), so the engine starts it without another round trip.
 
 A failure of the batch's statements sends its runs down the single path, one by one, so a
@@ -52,7 +55,7 @@ from django.utils import timezone
 
 from config.db_writer import run_write
 from mcpgateway.redaction import Redactor, get_redactor
-from orchestrator.budgets import Budget, budgets_for_run, release_run
+from orchestrator.budgets import BUDGET_KINDS, Budget, budgets_from_limits, release_run
 from orchestrator.engine.ports import AgentConfig
 from orchestrator.engine.spec import PipelineSpec, parse_spec
 from orchestrator.models import (
@@ -68,7 +71,7 @@ from orchestrator.models import (
 
 log = logging.getLogger(__name__)
 
-CLAIM_WINDOW_S = 0.005  # how long the first claim of a batch waits for others
+CLAIM_WINDOW_S = 0.005  # how long a claim in a burst waits for others
 CLAIM_BATCH_MAX = 128  # claims taken in one batch at most (a full batch goes at once)
 CLAIM_BATCHES_IN_FLIGHT = 1  # batches being taken at once per loop; later claims wait and go together
 
@@ -217,11 +220,19 @@ def prepare(run_ids: list[int]) -> dict[int, Prepared | BaseException | None]:
         team_agents: dict[int, dict[str, Agent]] = {team: {} for team in teams}
         for agent in Agent.objects.filter(team_id__in=teams).order_by():
             team_agents[agent.team_id][agent.name] = agent
+        # The teams' rate limits and budgets in one read, in the order `budgets_for_run` reads them.
+        limits: dict[int, list[Limit]] = {team: [] for team in teams}
         rates: dict[int, dict[str, int]] = {team: {} for team in teams}
-        for row in Limit.objects.filter(team_id__in=teams, scope=LimitScope.AGENT,
-                                        kind=LimitKind.REQUESTS_PER_MINUTE).select_related("agent").order_by():
-            rates[row.team_id][row.agent.name] = int(row.value)
-        context = _Shared(get_redactor() if len(with_steps) < len(runs) else None)
+        names = {agent.pk: agent.name for agents in team_agents.values() for agent in agents.values()}
+        for row in Limit.objects.filter(team_id__in=teams, kind__in=[LimitKind.REQUESTS_PER_MINUTE, *BUDGET_KINDS],
+                                        scope__in=[LimitScope.TEAM, LimitScope.AGENT, LimitScope.PIPELINE]
+                                        ).order_by("scope", "kind", "pk"):
+            limits[row.team_id].append(row)
+            if row.scope == LimitScope.AGENT and row.kind == LimitKind.REQUESTS_PER_MINUTE and row.agent_id in names:
+                rates[row.team_id][names[row.agent_id]] = int(row.value)
+        # Every model price the batch's agents may need, in one read.
+        prices = ModelPrice.lookup_many((a.provider, a.model) for agents in team_agents.values() for a in agents.values())
+        context = _Shared(get_redactor() if len(with_steps) < len(runs) else None, prices, limits)
         prepared: dict[int, Prepared | BaseException | None] = {}
         failed: list[tuple[int, str]] = []
         for run in runs:
@@ -251,7 +262,8 @@ class _Shared:
     """What the runs of one batch share: rows read once per distinct model and budget scope."""
 
     redactor: Redactor | None
-    prices: dict[tuple[str, str], ModelPrice | None] = field(default_factory=dict)
+    prices: dict[tuple[str, str], ModelPrice | None]
+    limits: dict[int, list[Limit]]  # each team's limit rows
     scopes: dict[tuple[int, int], list[Budget]] = field(default_factory=dict)
 
 
@@ -264,12 +276,9 @@ def _prepared(run: Run, known: dict[str, Agent], rates: dict[str, int], fresh: b
     rows = [known[name] for name in names]
     agents = {a.name: AgentConfig(a.name, a.provider, a.model, a.system_prompt, a.temperature, a.max_tokens,
                                   a.max_turns, a.provider_options(), a.defences) for a in rows}
-    for a in rows:
-        if (a.provider, a.model) not in shared.prices:
-            shared.prices[a.provider, a.model] = ModelPrice.lookup(a.provider, a.model)
     pipeline_id = run.pipeline_version.pipeline_id
     if (run.team_id, pipeline_id) not in shared.scopes:
-        shared.scopes[run.team_id, pipeline_id] = budgets_for_run(run.team_id, pipeline_id)
+        shared.scopes[run.team_id, pipeline_id] = budgets_from_limits(shared.limits[run.team_id], run.team_id, pipeline_id)
     load = None
     if fresh:
         assert shared.redactor is not None
@@ -281,8 +290,9 @@ def _prepared(run: Run, known: dict[str, Agent], rates: dict[str, int], fresh: b
 
 
 class ClaimCoalescer:
-    """The claims of the runs starting on one event loop, gathered for `window_s` (or until
-    `max_batch` wait) and taken by one writer job (`claim_runs`). While `in_flight_max`
+    """The claims of the runs starting on one event loop, taken by one writer job
+    (`claim_runs`): at once on a quiet loop, else gathered for `window_s` (or until
+    `max_batch` wait). While `in_flight_max`
     batches are being taken, new claims wait; when one ends, those waiting go at once, up to
     `max_batch` together.
 
@@ -297,7 +307,8 @@ class ClaimCoalescer:
         self.max_batch = max_batch
         self.in_flight_max = in_flight_max
         self._pending: list[tuple[int, str, asyncio.Future[Prepared | None]]] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._last_claim = float("-inf")  # loop time of the latest claim
         self._batches: set[asyncio.Task[None]] = set()
         self.batches = 0  # batches taken, for tests and benchmarks
         self.claims = 0
@@ -306,12 +317,16 @@ class ClaimCoalescer:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Prepared | None] = loop.create_future()
         self._pending.append((run_id, owner, future))
+        now = loop.time()
+        burst, self._last_claim = now - self._last_claim < self.window_s, now
         if len(self._batches) >= self.in_flight_max:
             pass  # goes when a batch in flight ends (`_taken`)
         elif len(self._pending) >= self.max_batch:
             self._flush()
         elif self._timer is None:
-            self._timer = loop.call_later(self.window_s, self._flush)
+            # A claim on a quiet loop goes at once (with the claims made in this same loop
+            # turn); one that follows another within the window waits for the rest of a burst.
+            self._timer = loop.call_later(self.window_s, self._flush) if burst else loop.call_soon(self._flush)
         return future
 
     def _flush(self) -> None:

@@ -184,3 +184,70 @@ def _loaded_fields(store: DjangoRunStore) -> dict:
             value = value is not None
         fields[name] = value
     return fields
+
+
+def test_a_lone_claim_on_a_quiet_loop_goes_at_once(team):
+    """A run starting alone does not wait the batching window for company that is not coming
+    (it used to: the window was on every start's critical path). A 30 s window shows it."""
+    run = start(_one_step(team))
+
+    async def alone() -> tuple[claims.Prepared | None, int]:
+        coalescer = claims.ClaimCoalescer(window_s=30)
+        prepared = await asyncio.wait_for(coalescer.claim(run.pk, "me:1"), timeout=10)
+        return prepared, coalescer.batches
+
+    prepared, batches = async_to_sync(alone)()
+
+    assert isinstance(prepared, claims.Prepared) and prepared.run.pk == run.pk
+    assert batches == 1
+
+
+def test_a_batch_reads_the_budgets_rates_and_prices_one_run_would(team):
+    """The batch reads every team's limits and the models' prices once; each run still gets
+    exactly what the single-run reads give it (`budgets_for_run`, `ModelPrice.lookup`)."""
+    from orchestrator.budgets import budgets_for_run
+    from orchestrator.models import Limit, ModelPrice
+
+    a, b = scripted(team, "a", {"text": "ok"}), scripted(team, "b", {"text": "ok"})
+    b.model = "other-2"
+    b.save()
+    first = pipeline(team, {"steps": [{"kind": "agent", "id": "x", "agent": "a", "prompt": "go"},
+                                      {"kind": "agent", "id": "y", "agent": "b", "prompt": "go"}]}, name="first")
+    second = pipeline(team, {"steps": [{"kind": "agent", "id": "x", "agent": "a", "prompt": "go"}]}, name="second")
+    Limit.objects.create(team=team, scope="team", kind="tokens_per_day", value=Decimal(1000))
+    Limit.objects.create(team=team, scope="agent", agent=b, kind="usd_per_month", value=Decimal("2.5"))
+    Limit.objects.create(team=team, scope="pipeline", pipeline=first, kind="tokens_per_month", value=Decimal(50))
+    Limit.objects.create(team=team, scope="pipeline", pipeline=second, kind="usd_per_day", value=Decimal(1))
+    Limit.objects.create(team=team, scope="agent", agent=a, kind="requests_per_minute", value=Decimal(7))
+    Limit.objects.create(team=team, scope="team", kind="requests_per_minute", value=Decimal(99))
+    ModelPrice.objects.create(provider="scripted", model="scripted*", input_per_mtok=1, output_per_mtok=2)
+    ModelPrice.objects.create(provider="scripted", model="other-2", input_per_mtok=3, output_per_mtok=4)
+    runs = [start(first), start(second)]
+
+    outcomes = claims.claim_runs([(run.pk, f"me:{run.pk}") for run in runs])
+
+    for run, prepared in zip(runs, outcomes, strict=True):
+        assert isinstance(prepared, claims.Prepared)
+        assert prepared.budgets == budgets_for_run(team.pk, run.pipeline_version.pipeline_id)
+        assert prepared.agent_rates == {"a": 7}
+        for (provider, model), price in prepared.prices.items():
+            assert price == ModelPrice.lookup(provider, model)
+    assert {k: v.model for k, v in outcomes[0].prices.items()} == {
+        (a.provider, a.model): "scripted*", (b.provider, "other-2"): "other-2"}
+    assert [{b.pipeline_id for b in p.budgets if b.scope == "pipeline"} for p in outcomes] == [{first.pk}, {second.pk}]
+    assert [len(p.budgets) for p in outcomes] == [3, 3]  # the team's, agent b's, and the run's pipeline's
+
+
+def test_prices_looked_up_together_are_those_looked_up_one_by_one(db):
+    from orchestrator.models import ModelPrice
+
+    for provider, model in (("p", "m-1"), ("p", "m*"), ("p", "m-1-long*"), ("q", "m-1"), ("q", "x*")):
+        ModelPrice.objects.create(provider=provider, model=model, input_per_mtok=1, output_per_mtok=1)
+    wanted = [("p", "m-1"), ("p", "m-2"), ("p", "m-1-long-3"), ("q", "m-1"), ("q", "m-2"), ("q", "xy"), ("r", "m-1")]
+
+    together = ModelPrice.lookup_many(wanted)
+
+    assert together == {pair: ModelPrice.lookup(*pair) for pair in wanted}
+    assert {pair: (p.provider, p.model) if p else None for pair, p in together.items()} == {
+        ("p", "m-1"): ("p", "m-1"), ("p", "m-2"): ("p", "m*"), ("p", "m-1-long-3"): ("p", "m-1-long*"),
+        ("q", "m-1"): ("q", "m-1"), ("q", "m-2"): None, ("q", "xy"): ("q", "x*"), ("r", "m-1"): None}
