@@ -208,7 +208,7 @@ def claim_one(run_id: int, owner: str) -> bool:
 
 def prepare(run_ids: list[int]) -> dict[int, Prepared | BaseException | None]:
     """Load what the claimed runs need, in one transaction with one query per kind of row (runs,
-    steps, agents, rate limits) and per distinct model price and budget scope. A run whose
+    steps, agents, limits, model prices). A run whose
     agents are missing is failed here (None); a run whose spec does not load gets its error."""
     if not run_ids:
         return {}
