@@ -7,6 +7,9 @@ and decimals are adapted exactly as the ORM would for SQLite and PostgreSQL alik
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -143,15 +146,58 @@ def insert_rows(model: type[models.Model], rows: list[dict[str, Any]]) -> None:
     columns = tuple(k for k in rows[0] if not k.startswith("_"))
     sql, fields = _insert_sql(model, columns)
     conn = connections[DEFAULT_DB_ALIAS]
+    moments: dict[Any, Any] = {}
+    values = [_prep(conn, fields, tuple(row[c] for c in columns), moments) for row in rows]
+    gathered = _gathering()
+    if gathered is not None:  # one statement for all the rows
+        row_marks = sql[sql.rindex("("):]
+        gathered.append((sql + ", " * (len(values) > 1) + ", ".join([row_marks] * (len(values) - 1)),
+                         [v for row in values for v in row]))
+        return
     with conn.cursor() as cursor:
-        moments: dict[Any, Any] = {}
-        cursor.executemany(sql, [_prep(conn, fields, tuple(row[c] for c in columns), moments) for row in rows])
+        cursor.executemany(sql, values)
 
 
 def update_row(model: type[models.Model], values: dict[str, Any], where: dict[str, Any]) -> int:
-    """UPDATE the rows matching `where` (equality on each column); returns the row count."""
+    """UPDATE the rows matching `where` (equality on each column); returns the row count (-1
+    inside `one_round_trip` on PostgreSQL, where the statement is only sent on leaving)."""
     sql, fields = _update_sql(model, tuple(values), tuple(where))
     conn = connections[DEFAULT_DB_ALIAS]
+    params = _prep(conn, fields, (*values.values(), *where.values()))
+    gathered = _gathering()
+    if gathered is not None:
+        gathered.append((sql, params))
+        return -1
     with conn.cursor() as cursor:
-        cursor.execute(sql, _prep(conn, fields, (*values.values(), *where.values())))
+        cursor.execute(sql, params)
         return cursor.rowcount
+
+
+_gathered = threading.local()  # the statements `one_round_trip` holds, per (writer) thread
+
+
+def _gathering() -> list[tuple[str, list[Any]]] | None:
+    return getattr(_gathered, "statements", None)
+
+
+@contextlib.contextmanager
+def one_round_trip() -> Iterator[None]:
+    """On PostgreSQL, hold the row writes made inside (`insert_rows`, one statement for all its
+    rows, and `update_row`) and send them on leaving as one multi-statement query: a commit's
+    writes cost one round trip and one wait, not one per statement or row. Django's psycopg
+    cursors bind client-side, which is what lets one query carry several statements.
+
+    Only for writes whose results nobody reads inside (`update_row` returns -1 there); an error
+    surfaces on leaving, as Django's database error, and nothing is sent if the block raised.
+    Elsewhere (SQLite: no round trips) the writes run one by one as they come."""
+    if connection.vendor != "postgresql" or _gathering() is not None:
+        yield
+        return
+    _gathered.statements = statements = []
+    try:
+        yield
+    finally:
+        _gathered.statements = None
+    if statements:
+        with connection.cursor() as cursor:
+            cursor.execute(";\n".join(sql for sql, _ in statements), [v for _, params in statements for v in params])

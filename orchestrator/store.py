@@ -14,10 +14,9 @@ through a stream redactor that holds back a tail that could be the start of a se
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -26,7 +25,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from config.db_writer import group_write, run_write
-from config.sql_rows import insert_rows, select_row, update_row
+from config.sql_rows import insert_rows, one_round_trip, select_row, update_row
 from mcpgateway.dispatch import take_interrupted_calls
 from mcpgateway.models import AuditEntry, PrincipalKind
 from mcpgateway.redaction import Redactor, StreamRedactor, current_redactor, get_redactor
@@ -312,7 +311,7 @@ class DjangoRunStore:
                     "run_id": self.run_id, "status": update["status"], "output": update.get("output"),
                     "error": update.get("error", "")})
             new_events = build_events(head, events, now)
-            with _one_round_trip():
+            with one_round_trip():  # on PostgreSQL: one query for all the writes
                 for w in steps.values():
                     self._write_step(w, now)
                 if update.get("status") == RunStatus.CANCELLED:  # after the step writes: they may start steps
@@ -372,26 +371,6 @@ class DjangoRunStore:
             output_tokens=head.output_tokens + sum(u.output_tokens for u in usage),
             cost_usd=head.cost_usd + sum((Decimal(u.cost_usd) for u in usage), Decimal(0)),
         )
-
-
-@contextlib.contextmanager
-def _one_round_trip() -> Iterator[None]:
-    """On PostgreSQL, send the statements inside without waiting for each one's answer
-    (psycopg's pipeline mode): a commit's row writes cost one round trip, not one each.
-    Only for statements whose results nobody reads (no row counts, no returned ids); an
-    error surfaces on leaving, as Django's database error."""
-    if connection.vendor != "postgresql" or not _pipeline_supported():
-        yield
-        return
-    with connection.wrap_database_errors, connection.connection.pipeline():
-        yield
-
-
-@functools.cache
-def _pipeline_supported() -> bool:
-    import psycopg
-
-    return psycopg.Pipeline.is_supported()
 
 
 @functools.cache
