@@ -190,8 +190,9 @@ def one_round_trip() -> Iterator[None]:
     Only for writes whose results nobody reads inside (`update_row` returns -1 there); an error
     surfaces on leaving, as Django's database error, and nothing is sent if the block raised.
     Elsewhere (SQLite: no round trips) the writes run one by one as they come."""
-    if connection.vendor != "postgresql" or _gathering() is not None:
-        yield
+    if (connection.vendor != "postgresql" or _gathering() is not None
+            or connection.settings_dict.get("OPTIONS", {}).get("server_side_binding")):
+        yield  # (server-side binding sends one statement per query)
         return
     _gathered.statements = statements = []
     try:
