@@ -1,0 +1,106 @@
+"""The store's plain-SQL row writes (`config/sql_rows.py`): rows written inside
+`one_round_trip` are the rows the same writes make one by one, on PostgreSQL they reach the
+server as one query, and a block that raises sends nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from config.sql_rows import insert_rows, one_round_trip, select_rows, update_row
+from orchestrator.models import RunEvent, StepRun, UsageRecord
+from tests.conftest import pipeline, scripted, start
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MOMENT = datetime(2026, 12, 3, 8, 30, 15, 123456, tzinfo=UTC)
+
+
+def _writes(run_id: int, team_id: int, suffix: str) -> None:
+    """Steps, usage and events of every awkward kind of value: JSON with quotes and percent
+    signs, unicode, decimals, datetimes, NULLs."""
+    insert_rows(StepRun, [{"run_id": run_id, "key": f"s{i}{suffix}", "step_id": f"s{i}", "kind": "agent",
+                           "status": "running", "attempt": 1, "agent_name": "w", "input": {"prompt": "it's 100% \"x\""},
+                           "output": None, "error": "", "input_tokens": 0, "output_tokens": 0, "tool_calls": 0,
+                           "tool_errors": 0, "tool_recoveries": 0, "started_at": MOMENT, "finished_at": None}
+                          for i in range(3)])
+    update_row(StepRun, {"status": "succeeded", "output": ["é", {"n": 1.5}, None], "finished_at": MOMENT},
+               {"run_id": run_id, "key": f"s1{suffix}"})
+    insert_rows(UsageRecord, [{"team_id": team_id, "run_id": run_id, "step_key": f"s1{suffix}", "agent_id": None,
+                               "provider": "scripted", "model": "scripted-1", "input_tokens": 7, "output_tokens": 3,
+                               "cost_usd": Decimal("0.000123"), "created_at": MOMENT}])
+    base = RunEvent.objects.filter(run_id=run_id).count()
+    insert_rows(RunEvent, [{"run_id": run_id, "seq": base + i + 1, "type": "step.started", "step_key": f"s{i}{suffix}",
+                            "data": {"text": "a;b -- c %s %(x)s 'q'"}, "created_at": MOMENT, "prev_hash": "", "hash": f"h{i}"}
+                           for i in range(4)])
+
+
+def _rows(run_id: int, suffix: str) -> list:
+    steps = list(StepRun.objects.filter(run_id=run_id, key__endswith=suffix).order_by("key").values_list(
+        "key", "status", "input", "output", "started_at", "finished_at"))
+    usage = list(UsageRecord.objects.filter(run_id=run_id, step_key__endswith=suffix).values_list(
+        "input_tokens", "output_tokens", "cost_usd", "created_at"))
+    events = list(RunEvent.objects.filter(run_id=run_id, step_key__endswith=suffix).order_by("seq").values_list(
+        "type", "data", "created_at"))
+    return [[(k[: -len(suffix)], *rest) for k, *rest in steps], usage, events]
+
+
+@pytest.fixture
+def run(team):
+    scripted(team, "w", {"text": "ok"})
+    return start(pipeline(team, {"steps": [{"kind": "agent", "id": "a", "agent": "w", "prompt": "go"}]}))
+
+
+def test_writes_gathered_in_one_round_trip_are_the_writes_made_one_by_one(run):
+    with transaction.atomic():
+        _writes(run.pk, run.team_id, "-alone")
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        with one_round_trip():
+            _writes(run.pk, run.team_id, "-together")
+            held = not StepRun.objects.filter(run_id=run.pk, key="s0-together").exists()
+
+    assert _rows(run.pk, "-together") == _rows(run.pk, "-alone")
+    writes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(("INSERT", "UPDATE"))]
+    if connection.vendor == "postgresql":
+        assert held, "the writes are sent on leaving the block"
+        # The event count read inside went at once (its answer was needed); the writes went as one query.
+        assert len(writes) == 1 and writes[0].count("INSERT INTO") == 3 and writes[0].count("UPDATE") == 1, writes
+    else:
+        assert not held, "SQLite has no round trips to save: the writes run as they come"
+
+
+def test_a_block_that_raises_sends_none_of_its_writes(run):
+    with pytest.raises(RuntimeError), transaction.atomic(), one_round_trip():
+        insert_rows(RunEvent, [{"run_id": run.pk, "seq": 999, "type": "x", "step_key": "", "data": {},
+                                "created_at": MOMENT, "prev_hash": "", "hash": "h"}])
+        raise RuntimeError("the commit's work failed")
+
+    assert not RunEvent.objects.filter(run_id=run.pk, seq=999).exists()
+
+
+def test_a_failing_statement_fails_the_block_as_a_database_error(run):
+    from django.db import IntegrityError
+
+    row = {"run_id": run.pk, "seq": 500, "type": "x", "step_key": "", "data": {}, "created_at": MOMENT,
+           "prev_hash": "", "hash": "h"}
+    with pytest.raises(IntegrityError), transaction.atomic(), one_round_trip():
+        insert_rows(RunEvent, [row, {**row, "hash": "again"}])  # the same (run, seq) twice
+
+    assert not RunEvent.objects.filter(run_id=run.pk, seq=500).exists()
+
+
+def test_select_rows_filters_by_equality_and_inequality(run):
+    from orchestrator.models import BudgetReservation, Limit
+
+    limit = Limit.objects.create(team_id=run.team_id, scope="team", kind="tokens_per_day", value=Decimal(10))
+    for owner in ("me", "me", "other"):
+        BudgetReservation.objects.create(run=run, lease_owner=owner, limit=limit, window=1, amount=5)
+
+    assert len(select_rows(BudgetReservation, ("id",), {"run_id": run.pk})) == 3
+    assert len(select_rows(BudgetReservation, ("id",), {"run_id": run.pk}, {"lease_owner": "me"})) == 1
+    assert select_rows(BudgetReservation, ("lease_owner", "amount"), {"run_id": run.pk, "lease_owner": "other"}) == [
+        ("other", 5)]
