@@ -102,6 +102,29 @@ def select_row(model: type[models.Model], columns: tuple[str, ...], pk: Any, for
         row = cursor.fetchone()
     if row is None:
         raise model.DoesNotExist(f"{model._meta.object_name} {pk} does not exist")
+    return _converted(fields, row)
+
+
+def select_rows_by_pk(model: type[models.Model], columns: tuple[str, ...], pks: list[Any],
+                      for_update: bool = False) -> dict[Any, dict[str, Any]]:
+    """The rows of `pks` as {pk: {attname: value}} (converted as `select_row` does), read in
+    one statement and, with `for_update` on backends that can, locked in primary-key order."""
+    if not pks:
+        return {}
+    meta = model._meta
+    quote = connection.ops.quote_name
+    sql = "SELECT {}, {} FROM {} WHERE {} IN ({}) ORDER BY {}".format(
+        quote(meta.pk.column), ", ".join(quote(meta.get_field(name).column) for name in columns), quote(meta.db_table),
+        quote(meta.pk.column), ", ".join(["%s"] * len(pks)), quote(meta.pk.column))
+    if for_update and connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    fields = tuple(meta.get_field(name) for name in columns)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(pks))
+        return {row[0]: _converted(fields, row[1:]) for row in cursor.fetchall()}
+
+
+def _converted(fields: tuple[models.Field, ...], row: Any) -> dict[str, Any]:
     values = {}
     for f, value in zip(fields, row, strict=True):
         if isinstance(f, models.DecimalField) and value is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -25,7 +26,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from config.db_writer import group_write, run_write
-from config.sql_rows import insert_rows, one_round_trip, select_row, update_row
+from config.sql_rows import insert_rows, one_round_trip, select_row, select_rows_by_pk, update_row
 from mcpgateway.dispatch import take_interrupted_calls
 from mcpgateway.models import AuditEntry, PrincipalKind
 from mcpgateway.redaction import Redactor, StreamRedactor, current_redactor, get_redactor
@@ -333,9 +334,10 @@ class DjangoRunStore:
         Actions append events to a running run too (cancel, review decisions), so the head is
         always read here rather than remembered.
         """
-        columns = ("team_id", "last_seq", "last_hash", "cancel_requested", "input_tokens", "output_tokens", "cost_usd",
-                   "lease_owner")
-        return RunHead(pk=self.run_id, **select_row(Run, columns, self.run_id, for_update=True))
+        locked = getattr(_locked, "heads", {}).pop(self.run_id, None)  # read by this group's lock: once
+        if locked is not None:
+            return RunHead(pk=self.run_id, **locked)
+        return RunHead(pk=self.run_id, **select_row(Run, _HEAD_COLUMNS, self.run_id, for_update=True))
 
     def _write_step(self, w: StepWrite, now: Any) -> None:
         fields: dict[str, Any] = {"status": w.status, "attempt": w.attempt, "error": w.error}
@@ -397,11 +399,21 @@ def _agents_sql() -> str:
             f"WHERE {q(meta.get_field('team').column)} = %s")
 
 
+_HEAD_COLUMNS = ("team_id", "last_seq", "last_hash", "cancel_requested", "input_tokens", "output_tokens", "cost_usd",
+                 "lease_owner")
+_locked = threading.local()  # the heads a group commit's lock just read, by run id (its writer thread's)
+
+
 def _lock_runs(run_ids: list[int]) -> None:
     """Lock the rows of a group commit's runs in one statement, in id order, before any of its
-    writes runs (PostgreSQL; SQLite has a single writer): runs before budget counters everywhere."""
+    writes runs (PostgreSQL; SQLite has a single writer): runs before budget counters everywhere.
+
+    The same statement reads each run's head, which stays exactly so while the rows are locked
+    and the group's writes run (each run's commit is the only one to change its row), so the
+    runs' commits take it from here instead of a round trip each (`_run_head`)."""
+    _locked.heads = {}
     if connection.vendor == "postgresql":
-        list(Run.objects.select_for_update().filter(pk__in=run_ids).order_by("pk").values_list("pk", flat=True))
+        _locked.heads = select_rows_by_pk(Run, _HEAD_COLUMNS, sorted(set(run_ids)), for_update=True)
 
 
 _TEXT_FIELDS: dict[type, tuple[str, ...]] = {

@@ -258,3 +258,32 @@ def test_it_does_not_deadlock_runs_ending_with_open_reservations_against_reserva
     assert not BudgetReservation.objects.exists()
     assert BudgetCounter.objects.get().used == 2 * 7 * sum(1 + i % 6 for i in range(len(runs))) == sum(
         u.input_tokens + u.output_tokens for u in UsageRecord.objects.all())
+
+
+def test_a_group_reads_its_runs_heads_with_their_lock(team):
+    """On PostgreSQL the statement that locks a group's runs also reads their heads, so a run's
+    commit in the group costs no head query of its own; the head it gets is the row's, and a
+    second commit of the same run in that group reads the row again (what the first wrote)."""
+    from django.db import transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from orchestrator import store as run_store
+
+    scripted(team, "w", {"text": "ok"})
+    runs = [start(pipeline(team, {"steps": [{"kind": "agent", "id": "a", "agent": "w", "prompt": "go"}]}, name=f"p{i}"))
+            for i in range(2)]
+    Run.objects.filter(pk=runs[1].pk).update(last_seq=7, last_hash="f" * 64, lease_owner="me:1", cancel_requested=True)
+    stores = [DjangoRunStore(run.pk) for run in runs]
+
+    with transaction.atomic():
+        run_store._lock_runs([run.pk for run in runs])
+        with CaptureQueriesContext(connection) as first:
+            heads = [store._run_head() for store in stores]
+        with CaptureQueriesContext(connection) as again:
+            head_again = stores[1]._run_head()
+
+    assert (heads[1].last_seq, heads[1].last_hash, heads[1].lease_owner, heads[1].cancel_requested) == (
+        7, "f" * 64, "me:1", True)
+    assert heads[0].team_id == team.pk and heads[0].cost_usd == Decimal(0) and heads[0].cancel_requested is False
+    assert head_again == heads[1] and len(again) == 1
+    assert len(first) == (0 if connection.vendor == "postgresql" else 2)
