@@ -172,10 +172,9 @@ def insert_rows(model: type[models.Model], rows: list[dict[str, Any]]) -> None:
     moments: dict[Any, Any] = {}
     values = [_prep(conn, fields, tuple(row[c] for c in columns), moments) for row in rows]
     gathered = _gathering()
-    if gathered is not None:  # one statement for all the rows
-        row_marks = sql[sql.rindex("("):]
-        gathered.append((sql + ", " * (len(values) > 1) + ", ".join([row_marks] * (len(values) - 1)),
-                         [v for row in values for v in row]))
+    if gathered is not None:  # one statement for all the rows, each row's values rendered on their own
+        head, row_marks = sql[:sql.rindex("(")], sql[sql.rindex("("):]
+        gathered.append(head + ", ".join(_render(row_marks, row) for row in values))
         return
     with conn.cursor() as cursor:
         cursor.executemany(sql, values)
@@ -189,18 +188,25 @@ def update_row(model: type[models.Model], values: dict[str, Any], where: dict[st
     params = _prep(conn, fields, (*values.values(), *where.values()))
     gathered = _gathering()
     if gathered is not None:
-        gathered.append((sql, params))
+        gathered.append(_render(sql, params))
         return -1
     with conn.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
 
 
-_gathered = threading.local()  # the statements `one_round_trip` holds, per (writer) thread
+_gathered = threading.local()  # what `one_round_trip` holds on this (writer) thread
 
 
-def _gathering() -> list[tuple[str, list[Any]]] | None:
+def _gathering() -> list[str] | None:
     return getattr(_gathered, "statements", None)
+
+
+def _render(sql: str, params: list[Any]) -> str:
+    """The statement with its values as literals, by the driver's own client-side binding. Each
+    statement (an insert's row) is rendered on its own: short texts, whose parse psycopg
+    caches, where one long query would be parsed anew every time."""
+    return _gathered.cursor.mogrify(sql, params)
 
 
 @contextlib.contextmanager
@@ -217,11 +223,12 @@ def one_round_trip() -> Iterator[None]:
             or connection.settings_dict.get("OPTIONS", {}).get("server_side_binding")):
         yield  # (server-side binding sends one statement per query)
         return
-    _gathered.statements = statements = []
-    try:
-        yield
-    finally:
-        _gathered.statements = None
-    if statements:
-        with connection.cursor() as cursor:
-            cursor.execute(";\n".join(sql for sql, _ in statements), [v for _, params in statements for v in params])
+    statements: list[str] = []
+    with connection.cursor() as cursor:
+        _gathered.statements, _gathered.cursor = statements, cursor.cursor  # (the driver's own cursor renders)
+        try:
+            yield
+        finally:
+            _gathered.statements = _gathered.cursor = None
+        if statements:
+            cursor.execute(";\n".join(statements))
