@@ -93,6 +93,7 @@ bench: install npm-peers
 	$(BIN)/python tests/bench/bench_observability.py
 	$(BIN)/python tests/bench/bench_celery.py
 	$(BIN)/python tests/bench/bench_worker_pool.py
+	BENCH_POOL_BROKER=amqp://guest:guest@127.0.0.1:5672// $(BIN)/python tests/bench/bench_worker_pool.py
 	$(BIN)/python tests/bench/bench_memory.py
 	env -u OTEL_EXPORTER_OTLP_ENDPOINT $(BIN)/python tests/bench/bench_tracing.py
 	$(MAKE) --no-print-directory sandbox-engine

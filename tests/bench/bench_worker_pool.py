@@ -227,11 +227,13 @@ def main() -> int:
     wall = statistics.median(r[2] for r in results)
     conns = max(r[5] for r in results)
     print(f"worker pool: one worker process (threads pool, {settings.AGENTDECK_RUNS_PER_WORKER} runs per worker), "
-          f"{RUNS} runs of {STEPS} steps, {LATENCY_MS} ms model latency, PostgreSQL; median of {len(results)} rounds")
+          f"{RUNS} runs of {STEPS} steps, {LATENCY_MS} ms model latency, PostgreSQL, {BROKER.split(':', 1)[0]} broker; "
+          f"median of {len(results)} rounds")
     print(f"  runs in flight at once : {flight:.0f}   (target >= 500)   spread {min(r[0] for r in results)}-{max(r[0] for r in results)}")
     print(f"  RSS per waiting run    : {per_run:.0f} KB = {per_run / 1024:.3f} MB   (target <= 1 MB)   "
           f"spread {min(r[1] for r in results):.0f}-{max(r[1] for r in results):.0f} KB")
-    print(f"  wall / ideal           : {wall:.2f} s / {ideal:.1f} s = {wall / ideal:.2f}x   (target <= 1.2x)   "
+    print(f"  wall / ideal           : {wall:.2f} s / {ideal:.1f} s = {wall / ideal:.3f}x   (target <= 1.2x: "
+          f"{'met' if wall / ideal <= 1.2 else 'NOT met'})   "
           f"spread {min(r[2] for r in results) / ideal:.2f}-{max(r[2] for r in results) / ideal:.2f}x")
     print(f"  peak PostgreSQL connections of the worker: {conns} (DB_POOL_MAX {settings.DB_POOL_MAX})")
     print(f"  for orientation: a prefork worker with --concurrency=4 holds 4 runs: {RUNS} runs would take "
