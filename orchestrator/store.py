@@ -332,7 +332,8 @@ class DjangoRunStore:
         """The run's chain head and cancel flag, read (and on PostgreSQL locked) in the transaction.
 
         Actions append events to a running run too (cancel, review decisions), so the head is
-        always read here rather than remembered.
+        always read in the commit's transaction rather than remembered: on PostgreSQL by the
+        group's lock statement (`_lock_runs`), which locked the row until the commit.
         """
         locked = getattr(_locked, "heads", {}).pop(self.run_id, None)  # read by this group's lock: once
         if locked is not None:
