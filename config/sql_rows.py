@@ -206,7 +206,8 @@ def _render(sql: str, params: list[Any]) -> str:
     """The statement with its values as literals, by the driver's own client-side binding. Each
     statement (an insert's row) is rendered on its own: short texts, whose parse psycopg
     caches, where one long query would be parsed anew every time."""
-    return _gathered.cursor.mogrify(sql, params)
+    with connection.wrap_database_errors:  # a value the driver refuses (a NUL) fails as Django's error
+        return _gathered.cursor.mogrify(sql, params)
 
 
 @contextlib.contextmanager

@@ -335,7 +335,7 @@ class DjangoRunStore:
         always read in the commit's transaction rather than remembered: on PostgreSQL by the
         group's lock statement (`_lock_runs`), which locked the row until the commit.
         """
-        locked = getattr(_locked, "heads", {}).pop(self.run_id, None)  # read by this group's lock: once
+        locked = _locked_head(self.run_id)
         if locked is not None:
             return RunHead(pk=self.run_id, **locked)
         return RunHead(pk=self.run_id, **select_row(Run, _HEAD_COLUMNS, self.run_id, for_update=True))
@@ -412,9 +412,23 @@ def _lock_runs(run_ids: list[int]) -> None:
     The same statement reads each run's head, which stays exactly so while the rows are locked
     and the group's writes run (each run's commit is the only one to change its row), so the
     runs' commits take it from here instead of a round trip each (`_run_head`)."""
-    _locked.heads = {}
-    if connection.vendor == "postgresql":
+    _locked.heads, _locked.transaction = {}, None
+    if connection.vendor == "postgresql" and connection.atomic_blocks:
         _locked.heads = select_rows_by_pk(Run, _HEAD_COLUMNS, sorted(set(run_ids)), for_update=True)
+        _locked.transaction = connection.atomic_blocks[0]  # (held: no later transaction is this object)
+
+
+def _locked_head(run_id: int) -> dict[str, Any] | None:
+    """The head `_lock_runs` read for `run_id` in this very transaction, once; None if it read
+    none. Heads read in an earlier transaction (a group that failed before a run's commit got
+    to its head, then a lone commit that locks nothing) are dropped, never used."""
+    heads = getattr(_locked, "heads", None)
+    if not heads:
+        return None
+    if not (connection.atomic_blocks and connection.atomic_blocks[0] is _locked.transaction):
+        _locked.heads, _locked.transaction = {}, None
+        return None
+    return heads.pop(run_id, None)
 
 
 _TEXT_FIELDS: dict[type, tuple[str, ...]] = {

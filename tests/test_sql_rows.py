@@ -104,3 +104,12 @@ def test_select_rows_filters_by_equality_and_inequality(run):
     assert len(select_rows(BudgetReservation, ("id",), {"run_id": run.pk}, {"lease_owner": "me"})) == 1
     assert select_rows(BudgetReservation, ("lease_owner", "amount"), {"run_id": run.pk, "lease_owner": "other"}) == [
         ("other", 5)]
+
+
+def test_a_value_postgresql_refuses_fails_as_djangos_error(run):
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite stores a NUL in text")
+    from django.db import DataError
+
+    with pytest.raises(DataError), transaction.atomic(), one_round_trip():
+        update_row(StepRun, {"error": "a\x00b"}, {"run_id": run.pk, "key": "none"})

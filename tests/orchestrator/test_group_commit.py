@@ -287,3 +287,12 @@ def test_a_group_reads_its_runs_heads_with_their_lock(team):
     assert heads[0].team_id == team.pk and heads[0].cost_usd == Decimal(0) and heads[0].cancel_requested is False
     assert head_again == heads[1] and len(again) == 1
     assert len(first) == (0 if connection.vendor == "postgresql" else 2)
+
+    # Heads a lock read in an earlier transaction that no commit took (its group failed first)
+    # are never used by a later one: a lone commit locks nothing, and reads its row itself.
+    with transaction.atomic():
+        run_store._lock_runs([run.pk for run in runs])
+    Run.objects.filter(pk=runs[0].pk).update(last_seq=9, lease_owner="someone-else")
+    with transaction.atomic(), CaptureQueriesContext(connection) as later:
+        head = stores[0]._run_head()
+    assert (head.last_seq, head.lease_owner, len(later)) == (9, "someone-else", 1)
