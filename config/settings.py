@@ -206,6 +206,10 @@ if AGENTDECK_RUNS_PER_WORKER < 1:
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT_S", "3600"),
                                    "socket_connect_timeout": 1.0, "socket_timeout": 5.0}
 CELERY_BROKER_CONNECTION_TIMEOUT = 1.0
+# A redis:// broker is read with kombu's Redis transport taking a burst of messages per round
+# trip (config/redis_broker.py); other brokers (rediss://, amqp://, ...) with kombu's own.
+if CELERY_BROKER_URL.startswith("redis://"):
+    CELERY_BROKER_TRANSPORT = "config.redis_broker:Transport"
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2, "interval_max": 0.3}
 REDISPATCH_EVERY_S = float(envstr("REDISPATCH_EVERY_S", "1"))
 # Beat's sweep requeues a queued run nobody claimed for this long (the process that should

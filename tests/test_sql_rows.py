@@ -113,3 +113,24 @@ def test_a_value_postgresql_refuses_fails_as_djangos_error(run):
 
     with pytest.raises(DataError), transaction.atomic(), one_round_trip():
         update_row(StepRun, {"error": "a\x00b"}, {"run_id": run.pk, "key": "none"})
+
+
+def test_rows_read_by_id_are_those_the_orm_reads_with_one_parameter_for_all_ids(run):
+    from config.sql_rows import ids_in, select_rows_by_pk
+
+    base = RunEvent.objects.filter(run_id=run.pk).count()
+    insert_rows(RunEvent, [{"run_id": run.pk, "seq": base + i + 1, "type": "x", "step_key": "", "data": {},
+                            "created_at": MOMENT, "prev_hash": "", "hash": f"h{i}"} for i in range(300)])
+    ids = list(RunEvent.objects.filter(run_id=run.pk).values_list("pk", flat=True))
+
+    with CaptureQueriesContext(connection) as queries:
+        rows = select_rows_by_pk(RunEvent, ("seq", "type"), [*ids, 10**12])  # an id no row has: left out
+    assert rows == {pk: {"seq": seq, "type": kind} for pk, seq, kind in RunEvent.objects.filter(
+        run_id=run.pk).values_list("pk", "seq", "type")}
+    assert select_rows_by_pk(RunEvent, ("seq",), []) == {}
+    if connection.vendor == "postgresql":
+        (query,) = queries
+        assert "= ANY(" in query["sql"] and " IN (" not in query["sql"], "the ids go as one array literal"
+    with pytest.raises(ValueError):
+        ids_in("id", ["1) OR (1 = 1"])  # only integers reach the SQL
+    assert ids_in("id", [])[0] in ("1 = 0", "id = ANY(%s::bigint[])")

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import weakref
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -64,6 +65,7 @@ from orchestrator.models import (
     LimitKind,
     LimitScope,
     ModelPrice,
+    PipelineVersion,
     Run,
     RunStatus,
     StepRun,
@@ -267,8 +269,32 @@ class _Shared:
     scopes: dict[tuple[int, int], list[Budget]] = field(default_factory=dict)
 
 
+_SPECS_KEPT = 256
+_specs: dict[tuple[int, Any], PipelineSpec] = {}  # (version id, its creation moment) -> its parsed spec
+_specs_lock = threading.Lock()
+
+
+def _spec_of(version: PipelineVersion) -> PipelineSpec:
+    """The version's parsed spec, parsed once per process: versions never change (their `save`
+    refuses), and parsing with its cross-checks was half of a batch's preparation when hundreds
+    of runs of one pipeline start together. The engine only reads a spec. Keyed by id and
+    creation moment, so an id a database hands out again (a restored backup, a test's rolled
+    back transaction) is not taken for the old version. The `_SPECS_KEPT` parsed last are kept."""
+    key = (version.pk, version.created_at)
+    with _specs_lock:
+        found = _specs.get(key)
+    if found is not None:
+        return found
+    spec = parse_spec(version.spec)
+    with _specs_lock:
+        if len(_specs) >= _SPECS_KEPT:
+            del _specs[next(iter(_specs))]
+        _specs[key] = spec
+    return spec
+
+
 def _prepared(run: Run, known: dict[str, Agent], rates: dict[str, int], fresh: bool, shared: _Shared) -> Prepared:
-    spec = parse_spec(run.pipeline_version.spec)
+    spec = _spec_of(run.pipeline_version)
     names = spec.agent_names()
     missing = names - set(known)
     if missing:

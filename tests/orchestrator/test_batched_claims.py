@@ -251,3 +251,47 @@ def test_prices_looked_up_together_are_those_looked_up_one_by_one(db):
     assert {pair: (p.provider, p.model) if p else None for pair, p in together.items()} == {
         ("p", "m-1"): ("p", "m-1"), ("p", "m-2"): ("p", "m*"), ("p", "m-1-long-3"): ("p", "m-1-long*"),
         ("q", "m-1"): ("q", "m-1"), ("q", "m-2"): None, ("q", "xy"): ("q", "x*"), ("r", "m-1"): None}
+
+
+def test_the_keeper_renews_only_leases_its_runs_still_hold_and_reads_every_runs_flags(team, settings):
+    from orchestrator.runners.lease_keeper import _look
+
+    pipe = _one_step(team)
+    mine, taken, idle = start(pipe), start(pipe), start(pipe)
+    old = timezone.now() - timedelta(seconds=5)
+    Run.objects.filter(pk=mine.pk).update(status="running", lease_owner="me:1", lease_until=old)
+    Run.objects.filter(pk=taken.pk).update(status="running", lease_owner=ELSEWHERE, lease_until=old, cancel_requested=True)
+    Run.objects.filter(pk=idle.pk).update(status="running", lease_owner="me:3", lease_until=old)
+
+    with CaptureQueriesContext(connection) as queries:
+        seen, renewed = _look({mine.pk: "me:1", taken.pk: "me:2", idle.pk: "me:3"}, {mine.pk: "me:1", taken.pk: "me:2"})
+
+    assert renewed == [mine.pk]
+    assert seen == {mine.pk: (False, "me:1"), taken.pk: (True, ELSEWHERE), idle.pk: (False, "me:3")}
+    leases = dict(Run.objects.values_list("pk", "lease_until"))
+    assert leases[mine.pk] > timezone.now() + timedelta(seconds=settings.RUN_LEASE_S - 5)
+    assert leases[taken.pk] == old and leases[idle.pk] == old, "not due, or held by another process"
+    reads = [q["sql"] for q in queries if q["sql"].startswith("SELECT")]
+    assert len(reads) == 2
+    if connection.vendor == "postgresql":  # the ids as one array, not a placeholder each
+        assert all("= ANY(" in sql and " IN (" not in sql for sql in reads)
+
+
+def test_runs_of_one_version_share_its_spec_parsed_once(team):
+    pipe = _one_step(team)
+    first, second = start(pipe), start(pipe)
+    version = first.pipeline_version
+
+    prepared = claims.claim_runs([(first.pk, "me:1"), (second.pk, "me:2")])
+
+    assert prepared[0].spec is prepared[1].spec
+    assert claims._specs[version.pk, version.created_at] is prepared[0].spec
+    # An edit makes a new version, which gets its own spec.
+    from orchestrator.actions.pipelines import do_save_pipeline_version
+
+    do_save_pipeline_version(pipe, {"steps": [{"kind": "agent", "id": "b", "agent": "w", "prompt": "again"}]})
+    third = start(pipe)
+    assert third.pipeline_version_id != version.pk
+    (edited,) = claims.claim_runs([(third.pk, "me:3")])
+    assert [step.id for step in edited.spec.steps] == ["b"]
+    assert [step.id for step in prepared[0].spec.steps] == ["a"]

@@ -1,0 +1,145 @@
+"""The Redis broker transport, taking a burst of messages in one round trip.
+
+kombu's Redis transport takes one message per `BRPOP` and records each in its unacked set
+(`QoS.append`, for `acks_late` and the visibility timeout) with another round trip. In a
+worker whose loop and writer threads are busy starting runs, every one of those round trips
+gives up the GIL and waits to get it back: measured in a burst of 500 runs, sending a `BRPOP`
+took 1.7 ms and recording a message 2.7 ms, of which 0.1 and 0.7 ms were CPU. The process
+then took in a message every 5.5 ms, and the last of 500 runs started ~2.8 s after the first.
+
+This transport keeps kombu's protocol and keys. When a `BRPOP` returns a message, one Lua
+script (`_TAKE`) pops up to the prefetch room's worth of messages waiting behind it in the
+same list and records all of them — the one `BRPOP` took too — in the unacked hash and index,
+exactly as `QoS.append` would; the messages are then delivered one by one, each recorded
+already. So a burst costs a round trip per batch instead of two per message, and the messages
+popped by the script are recorded atomically with their pop: a worker killed at any moment
+loses none of them (kombu's own window between `BRPOP` and its record remains for the first).
+
+Acknowledgement, rejection, requeue and the visibility-timeout restore are kombu's, unchanged:
+the records are those kombu writes. Prefetch stays bounded: a batch takes at most what
+`QoS.can_consume_max_estimate` allows (and `MAX_BATCH`). With a `global_keyprefix`, or a
+Redis older than 6.2 (`RPOP` with a count), it behaves exactly as kombu's transport.
+
+Used for `redis://` and `rediss://` broker URLs (`config.celery`).
+"""
+
+from __future__ import annotations
+
+import logging
+from time import time
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 100
+
+# KEYS: the list BRPOP answered from, the unacked hash, the unacked index.
+# ARGV: now, how many more to pop, then the message BRPOP took.
+# Returns every message (the first one too), each recorded as unacked, in delivery order.
+_TAKE = """
+local now, more = ARGV[1], tonumber(ARGV[2])
+local taken = {ARGV[3]}
+if more > 0 then
+  local popped = redis.call('RPOP', KEYS[1], more)
+  if popped then
+    for _, item in ipairs(popped) do taken[#taken + 1] = item end
+  end
+end
+local recorded = {}
+for i, item in ipairs(taken) do
+  local ok, message = pcall(cjson.decode, item)
+  local props = ok and type(message) == 'table' and message['properties']
+  local info = type(props) == 'table' and props['delivery_info']
+  local tag = type(props) == 'table' and props['delivery_tag']
+  if type(info) == 'table' and type(tag) == 'string' then
+    redis.call('ZADD', KEYS[3], now, tag)
+    redis.call('HSET', KEYS[2], tag,
+      '[' .. item .. ',' .. cjson.encode(info['exchange'] or '') .. ',' .. cjson.encode(info['routing_key'] or '') .. ']')
+    recorded[i] = 1
+  else
+    recorded[i] = 0
+  end
+end
+return {taken, recorded}
+"""
+
+
+class QoS(kombu_redis.QoS):
+    def append(self, message: Any, delivery_tag: str) -> None:
+        """A message the batch script recorded already is only noted here."""
+        if self.channel._recorded.pop(delivery_tag, False):
+            virtual.QoS.append(self, message, delivery_tag)
+            return
+        super().append(message, delivery_tag)
+
+
+class Channel(kombu_redis.Channel):
+    QoS = QoS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._recorded: dict[str, bool] = {}
+        self._take_script: Any = None
+        self._batching = True
+        super().__init__(*args, **kwargs)  # its BRPOP handler is `self._brpop_read`: this class's
+
+    def _room(self) -> int:
+        """How many more messages prefetch allows now."""
+        estimate = self.qos.can_consume_max_estimate()
+        room = MAX_BATCH if estimate is None else int(estimate)
+        return max(min(room, MAX_BATCH) - 1, 0)
+
+    def _brpop_read(self, **options: Any) -> bool:
+        if self.global_keyprefix or not self._batching:
+            return super()._brpop_read(**options)
+        try:
+            try:
+                dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()
+                raise
+            if not dest__item:
+                raise kombu_redis.Empty()
+            dest, item = dest__item
+            key = bytes_to_str(dest)
+            queue = key.rsplit(self.sep, 1)[0]
+            self._queue_cycle.rotate(queue)
+            for payload in self._take(key, item):
+                self.connection._deliver(payload, queue)
+            return True
+        finally:
+            self._in_poll = None
+            flush_reauth = getattr(self, "_flush_brpop_reauth", None)  # newer kombu only
+            if flush_reauth is not None:
+                flush_reauth()
+
+    def _take(self, key: str, item: bytes) -> list[dict[str, Any]]:
+        """The message BRPOP took and those behind it, all recorded as unacked (see `_TAKE`),
+        decoded."""
+        try:
+            with self.conn_or_acquire() as client:
+                if self._take_script is None:
+                    self._take_script = client.register_script(_TAKE)
+                taken, recorded = self._take_script(keys=[key, self.unacked_key, self.unacked_index_key],
+                                                    args=[time(), self._room(), item], client=client)
+        except self.connection_errors:
+            raise
+        except Exception as exc:  # e.g. a Redis before 6.2 (no RPOP count): kombu's way from now on
+            log.warning("batched intake unavailable (%s); taking one message per BRPOP", exc)
+            self._batching = False
+            return [loads(bytes_to_str(item))]
+        payloads = []
+        for raw, done in zip(taken, recorded, strict=True):
+            payload = loads(bytes_to_str(raw))
+            if done:
+                self._recorded[payload["properties"]["delivery_tag"]] = True
+            payloads.append(payload)
+        return payloads
+
+
+class Transport(kombu_redis.Transport):
+    Channel = Channel
