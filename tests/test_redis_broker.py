@@ -156,3 +156,20 @@ def test_a_consumer_that_closes_puts_its_unacknowledged_messages_back(redis_db):
         assert sorted(body["n"] for body, _ in again) == [1, 2, 3]
         for _, message in again:
             message.ack()
+
+
+def test_with_a_key_prefix_it_takes_messages_as_kombu_does(redis_db):
+    with _connection(global_keyprefix="pre:") as conn, conn.Producer() as producer:
+        for n in range(3):
+            producer.publish({"n": n}, exchange=QUEUE.exchange, routing_key="jobs", declare=[QUEUE])
+    received: list = []
+    with _connection(global_keyprefix="pre:") as conn:
+        _take(conn, 50, received)
+        conn.drain_events(timeout=2)
+        assert [body["n"] for body, _ in received] == [0]  # one message per BRPOP
+        assert redis_db.llen("pre:jobs") == 2 and redis_db.hlen("pre:unacked") == 1
+        while len(received) < 3:
+            conn.drain_events(timeout=2)
+        for _, message in received:
+            message.ack()
+        assert redis_db.hlen("pre:unacked") == 0
