@@ -13,12 +13,21 @@ same list and records all of them — the one `BRPOP` took too — in the unacke
 exactly as `QoS.append` would; the messages are then delivered one by one, each recorded
 already. So a burst costs a round trip per batch instead of two per message, and the messages
 popped by the script are recorded atomically with their pop: a worker killed at any moment
-loses none of them (kombu's own window between `BRPOP` and its record remains for the first).
+leaves them recorded, to come back after the visibility timeout (kombu's own window between
+`BRPOP` and its record remains for the first).
 
 Acknowledgement, rejection, requeue and the visibility-timeout restore are kombu's, unchanged:
 the records are those kombu writes. Prefetch stays bounded: a batch takes at most what
-`QoS.can_consume_max_estimate` allows (and `MAX_BATCH`). With a `global_keyprefix`, or a
-Redis older than 6.2 (`RPOP` with a count), it behaves exactly as kombu's transport.
+`QoS.can_consume_max_estimate` allows (and `MAX_BATCH`; one message when Celery's
+`worker_disable_prefetch` is on). If a delivery raises partway through a batch (a consumer's
+callback, a shutdown), the messages not yet handed out go back to the head of their queue at
+once. A connection lost between the script and its answer leaves the batch recorded but not
+delivered: it returns after the visibility timeout, as kombu's one message would. Queues
+consumed without acknowledgement (pidbox replies, `celery inspect`) are read as kombu reads
+them, unrecorded. A batch comes from the one list its `BRPOP` answered from (one priority
+level of one queue); the next `BRPOP` looks at every queue and level again. With a
+`global_keyprefix`, or a Redis older than 6.2 (`RPOP` with a count), it behaves exactly as
+kombu's transport.
 
 Measured (`tests/bench/bench_worker_pool.py`, 500 runs, three rounds): the burst was taken in
 1.0-1.3 s instead of 2.8-3.4 s, and the worker's CPU per run fell from 12-16 to 8-10 ms.
@@ -63,9 +72,9 @@ for i, item in ipairs(taken) do
     redis.call('ZADD', KEYS[3], now, tag)
     redis.call('HSET', KEYS[2], tag,
       '[' .. item .. ',' .. cjson.encode(info['exchange'] or '') .. ',' .. cjson.encode(info['routing_key'] or '') .. ']')
-    recorded[i] = 1
+    recorded[i] = tag
   else
-    recorded[i] = 0
+    recorded[i] = ''
   end
 end
 return {taken, recorded}
@@ -85,13 +94,33 @@ class Channel(kombu_redis.Channel):
     QoS = QoS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._recorded: dict[str, bool] = {}
+        self._recorded: dict[str, bool] = {}  # tags the script recorded, until QoS.append notes them
+        self._no_ack_queues: set[str] = set()
         self._take_script: Any = None
         self._batching = True
         super().__init__(*args, **kwargs)  # its BRPOP handler is `self._brpop_read`: this class's
 
+    def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
+        """Queues consumed without acknowledgement (kombu's pidbox replies, `celery inspect`)
+        are read as kombu reads them: no unacked record, one message per BRPOP."""
+        if no_ack:
+            self._no_ack_queues.add(queue)
+        else:
+            self._no_ack_queues.discard(queue)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    def basic_cancel(self, consumer_tag: str) -> Any:
+        queue = self._tag_to_queue.get(consumer_tag)
+        result = super().basic_cancel(consumer_tag)
+        if queue not in self._active_queues:
+            self._no_ack_queues.discard(queue)
+        return result
+
     def _room(self) -> int:
-        """How many more messages prefetch allows now."""
+        """How many more messages prefetch allows now; none when Celery's
+        `worker_disable_prefetch` replaced `can_consume` (a message only for a free slot)."""
+        if "can_consume" in vars(self.qos):
+            return 0
         estimate = self.qos.can_consume_max_estimate()
         room = MAX_BATCH if estimate is None else int(estimate)
         return max(min(room, MAX_BATCH) - 1, 0)
@@ -111,8 +140,10 @@ class Channel(kombu_redis.Channel):
             key = bytes_to_str(dest)
             queue = key.rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(queue)
-            for payload in self._take(key, item):
-                self.connection._deliver(payload, queue)
+            if queue in self._no_ack_queues:
+                self.connection._deliver(loads(bytes_to_str(item)), queue)
+            else:
+                self._deliver_batch(self._take(key, item), queue)
             return True
         finally:
             self._in_poll = None
@@ -120,28 +151,57 @@ class Channel(kombu_redis.Channel):
             if flush_reauth is not None:
                 flush_reauth()
 
-    def _take(self, key: str, item: bytes) -> list[dict[str, Any]]:
-        """The message BRPOP took and those behind it, all recorded as unacked (see `_TAKE`),
-        decoded."""
+    def _take(self, key: str, item: bytes) -> list[tuple[bytes, str]]:
+        """The message BRPOP took and those behind it, each with the delivery tag it is
+        recorded under as unacked ('' if not recorded: `QoS.append` records it as kombu does)."""
         try:
             with self.conn_or_acquire() as client:
                 if self._take_script is None:
                     self._take_script = client.register_script(_TAKE)
-                taken, recorded = self._take_script(keys=[key, self.unacked_key, self.unacked_index_key],
-                                                    args=[time(), self._room(), item], client=client)
+                taken, tags = self._take_script(keys=[key, self.unacked_key, self.unacked_index_key],
+                                                args=[time(), self._room(), item], client=client)
         except self.connection_errors:
-            raise
-        except Exception as exc:  # e.g. a Redis before 6.2 (no RPOP count): kombu's way from now on
-            log.warning("batched intake unavailable (%s); taking one message per BRPOP", exc)
-            self._batching = False
-            return [loads(bytes_to_str(item))]
-        payloads = []
-        for raw, done in zip(taken, recorded, strict=True):
-            payload = loads(bytes_to_str(raw))
-            if done:
-                self._recorded[payload["properties"]["delivery_tag"]] = True
-            payloads.append(payload)
-        return payloads
+            raise  # as kombu: the message BRPOP took is not recorded anywhere
+        except Exception as exc:
+            if "wrong number of arguments" in str(exc).lower():  # a Redis before 6.2: no RPOP count
+                log.warning("batched intake unavailable (%s); taking one message per BRPOP from now on", exc)
+                self._batching = False
+            else:
+                log.warning("batched intake failed (%s); this message is taken as kombu takes it", exc)
+            return [(item, "")]
+        return [(raw, bytes_to_str(tag)) for raw, tag in zip(taken, tags, strict=True)]
+
+    def _deliver_batch(self, batch: list[tuple[bytes, str]], queue: str) -> None:
+        """Deliver each message in turn. If a delivery raises (a consumer's callback, a shutdown),
+        the messages after it — and it, if it never reached `QoS.append` — go back to the head of
+        the queue at once, in order, instead of waiting for the visibility timeout."""
+        for index, (raw, tag) in enumerate(batch):
+            try:
+                payload = loads(bytes_to_str(raw))
+            except Exception:  # as kombu: a message that is not JSON is dropped
+                log.error("dropped a message from %s that is not valid JSON", queue)
+                if tag:
+                    self.qos._remove_from_indices(tag).execute()
+                continue
+            if tag:
+                self._recorded[tag] = True
+            try:
+                self.connection._deliver(payload, queue)
+            except BaseException:
+                rest = batch[index + 1:]
+                if self._recorded.pop(tag, False):
+                    rest.insert(0, (raw, tag))
+                self._put_back(rest)
+                raise
+
+    def _put_back(self, batch: list[tuple[bytes, str]]) -> None:
+        for _, tag in reversed(batch):
+            if not tag:
+                continue
+            try:
+                self.qos.restore_by_tag(tag)  # to the head of its queue (the end BRPOP takes from)
+            except Exception:
+                log.exception("could not put message %s back; it returns after the visibility timeout", tag)
 
 
 class Transport(kombu_redis.Transport):

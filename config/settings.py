@@ -207,7 +207,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILI
                                    "socket_connect_timeout": 1.0, "socket_timeout": 5.0}
 CELERY_BROKER_CONNECTION_TIMEOUT = 1.0
 # A redis:// broker is read with kombu's Redis transport taking a burst of messages per round
-# trip (config/redis_broker.py); other brokers (rediss://, amqp://, ...) with kombu's own.
+# trip (config/redis_broker.py); other brokers with kombu's own transport (amqp://; also
+# rediss://, whose TLS set-up this transport has not been tried with here).
 if CELERY_BROKER_URL.startswith("redis://"):
     CELERY_BROKER_TRANSPORT = "config.redis_broker:Transport"
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2, "interval_max": 0.3}

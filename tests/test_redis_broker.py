@@ -173,3 +173,58 @@ def test_with_a_key_prefix_it_takes_messages_as_kombu_does(redis_db):
         for _, message in received:
             message.ack()
         assert redis_db.hlen("pre:unacked") == 0
+
+
+def test_a_delivery_that_raises_puts_the_rest_of_the_batch_back_at_once_in_order(redis_db):
+    _publish(10)
+    received: list = []
+
+    def take(body, message):
+        received.append((body, message))
+        if body["n"] == 2:
+            raise RuntimeError("the consumer's callback failed")
+
+    with _connection() as conn:
+        Consumer(conn, [QUEUE], callbacks=[take], prefetch_count=50).consume()
+        with pytest.raises(RuntimeError):
+            conn.drain_events(timeout=2)
+        assert [body["n"] for body, _ in received] == [0, 1, 2]
+        assert redis_db.llen("jobs") == 7, "the seven not handed out are queued again, not hidden"
+        assert set(_unacked(redis_db)) == {message.delivery_tag for _, message in received}
+        for _, message in received:
+            message.ack()
+    # The first consumer is gone; what is next in the queue is what was next in the batch.
+    again: list = []
+    with _connection() as conn:
+        _take(conn, 50, again)
+        conn.drain_events(timeout=2)
+        assert [body["n"] for body, _ in again] == list(range(3, 10))
+        for _, message in again:
+            message.ack()
+
+
+def test_a_queue_consumed_without_acknowledgement_leaves_no_records(redis_db):
+    _publish(3)
+    received: list = []
+    with _connection() as conn:
+        Consumer(conn, [QUEUE], callbacks=[lambda body, message: received.append(body)], no_ack=True).consume()
+        while len(received) < 3:
+            conn.drain_events(timeout=2)
+    assert [body["n"] for body in received] == [0, 1, 2]
+    assert redis_db.hlen("unacked") == 0 and redis_db.zcard("unacked_index") == 0
+
+
+def test_with_prefetch_disabled_it_takes_one_message_for_each_free_slot(redis_db):
+    """Celery's `worker_disable_prefetch` replaces the channel's `can_consume`."""
+    _publish(3)
+    received: list = []
+    with _connection() as conn:
+        _take(conn, 50, received)
+        qos = conn.default_channel.qos
+        qos.can_consume = lambda: len(qos._delivered) - len(qos._dirty) < 1
+        conn.drain_events(timeout=2)
+        assert len(received) == 1 and redis_db.llen("jobs") == 2
+        received[0][1].ack()
+        conn.drain_events(timeout=2)
+        assert len(received) == 2 and redis_db.llen("jobs") == 1
+        received[1][1].ack()
