@@ -29,8 +29,8 @@ level of one queue); the next `BRPOP` looks at every queue and level again. With
 `global_keyprefix`, or a Redis older than 6.2 (`RPOP` with a count), it behaves exactly as
 kombu's transport.
 
-Measured (`tests/bench/bench_worker_pool.py`, 500 runs, three rounds): the burst was taken in
-1.0-1.3 s instead of 2.8-3.4 s, and the worker's CPU per run fell from 12-16 to 8-10 ms.
+Measured (`tests/bench/bench_worker_pool.py`, 500 runs, runs of three rounds): the burst was
+taken in 1.0-1.7 s instead of 2.8-3.4 s, and the worker's CPU per run fell from 12-16 to 8-11 ms.
 
 Used for `redis://` broker URLs (`CELERY_BROKER_TRANSPORT` in `config/settings.py`).
 """
