@@ -52,7 +52,8 @@ MAX_BATCH = 100
 
 # KEYS: the list BRPOP answered from, the unacked hash, the unacked index.
 # ARGV: now, how many more to pop, then the message BRPOP took.
-# Returns every message (the first one too), each recorded as unacked, in delivery order.
+# Returns every message (the first one too) in delivery order, and the delivery tag each is
+# recorded under as unacked ('' for one it cannot read, which it leaves unrecorded).
 _TAKE = """
 local now, more = ARGV[1], tonumber(ARGV[2])
 local taken = {ARGV[3]}
