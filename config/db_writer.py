@@ -22,7 +22,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from django.db import connection, connections
+from django.db import DatabaseError, Error, connection, connections
+
+from config.sql_rows import sending_gathered
 
 T = TypeVar("T")
 
@@ -169,14 +171,20 @@ class _GroupCommit:
             if connection.errors_occurred:
                 connection.close_if_unusable_or_obsolete()
             alone = len(batch) == 1
+            lazy = _LazySavepoints() if not alone and connection.vendor == "postgresql" else None
             with transaction.atomic():
                 _lock_keys(batch)
-                for _, func, args, _, _, _ in batch:
-                    try:
-                        with transaction.atomic(savepoint=not alone):
-                            outcomes.append((True, func(*args)))
-                    except Exception as exc:  # this caller's write only: its savepoint is rolled back
-                        outcomes.append((False, exc))
+                with connection.execute_wrapper(lazy) if lazy is not None else contextlib.nullcontext():
+                    for _, func, args, _, _, _ in batch:
+                        try:
+                            with lazy.savepoint() if lazy is not None else transaction.atomic(savepoint=not alone):
+                                outcomes.append((True, func(*args)))
+                        except Exception as exc:  # this caller's write only: its savepoint is rolled back
+                            outcomes.append((False, exc))
+                if lazy is not None and lazy.lost is not None:  # PostgreSQL would answer the COMMIT with a rollback
+                    raise DatabaseError("a write of the group left its transaction unable to commit") from lazy.lost
+                if not alone and connection.needs_rollback:  # a savepoint could not be rolled back: the group cannot commit
+                    raise DatabaseError("a write of the group left its transaction unable to commit")
             self.transactions += 1
             self.writes += len(batch)
         except Exception as exc:  # the commit itself failed: so did every write in it
@@ -189,6 +197,77 @@ class _GroupCommit:
             for (_, _, _, future, loop, _), (ok, value) in zip(batch, outcomes, strict=False):
                 with contextlib.suppress(RuntimeError):  # the caller's loop is gone: nobody to tell
                     loop.call_soon_threadsafe(_settle, future, ok, value)
+
+
+class _LazySavepoints:
+    """Each write of a PostgreSQL group in a savepoint of its own, at no round trip of its own.
+
+    `SAVEPOINT` (and the previous write's `RELEASE SAVEPOINT`) are held and sent in front of
+    the write's first statement: in the same query when that statement is the write's one
+    query from `sql_rows.one_round_trip` (whose result nobody reads: psycopg reports a
+    multi-statement query's first result), otherwise just before it; reads go without them.
+    The last `RELEASE` goes with the `COMMIT`, which releases every savepoint. A write that
+    sent nothing needs no savepoint (none is sent); one that failed after sending is rolled
+    back to its savepoint, as `transaction.atomic(savepoint=True)` would do, which costs a
+    round trip only then. Installed as the connection's execute wrapper for the group's writes."""
+
+    def __init__(self) -> None:
+        self.held: list[str] = []
+        self.count = 0
+        self.sent = False
+        self.lost: BaseException | None = None  # why the group's transaction can no longer commit
+
+    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
+        if not self.held or (not many and sql.lstrip()[:7].upper() == "SELECT "):
+            # A read needs no savepoint (a lock it takes is kept to the COMMIT either way): the held
+            # statements wait for the write's first write. A read that fails aborts the group's
+            # transaction, which no savepoint of this write restores (`savepoint` finds it so).
+            return execute(sql, params, many, context)
+        held, self.held, self.sent = ";\n".join(self.held), [], True
+        if not many and sending_gathered():
+            return execute(f"{held};\n{sql}", params, many, context)
+        cursor = context["cursor"]  # Django's; its driver cursor runs one statement whatever `execute` is here
+        with cursor.db.wrap_database_errors:
+            cursor.cursor.execute(held)
+        return execute(sql, params, many, context)
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Any:
+        if self.lost is not None:
+            raise DatabaseError("an earlier write of the group left its transaction unable to commit") from self.lost
+        self.count += 1
+        name = f"agentdeck_group_{self.count}"
+        self.held.append(f"SAVEPOINT {name}")
+        self.sent = False
+        callbacks = len(connection.run_on_commit)
+        try:
+            yield
+            if connection.needs_rollback or _aborted():  # a database error swallowed inside
+                raise DatabaseError("the write went on after a database error")
+        except BaseException as exc:
+            connection.needs_rollback = False  # as a savepoint's atomic block: rolled back here, not the group
+            del connection.run_on_commit[callbacks:]
+            if self.sent:
+                with contextlib.suppress(Error):  # if it fails, the transaction stays aborted: below
+                    with connection.cursor() as cursor:
+                        cursor.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            else:
+                self.held.remove(f"SAVEPOINT {name}")  # nothing of this write reached the server
+            if _aborted():  # a failure no savepoint of this write covers (a read before it, a failed rollback)
+                self.lost = exc
+            raise
+        if self.sent:
+            self.held.append(f"RELEASE SAVEPOINT {name}")
+        else:
+            self.held.remove(f"SAVEPOINT {name}")
+
+
+def _aborted() -> bool:
+    """Whether this thread's PostgreSQL transaction failed (the driver's own state: no round trip)."""
+    from psycopg import pq
+
+    raw = connection.connection
+    return raw is not None and raw.info.transaction_status == pq.TransactionStatus.INERROR
 
 
 _Item = tuple[Any, Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", asyncio.AbstractEventLoop,

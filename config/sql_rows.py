@@ -214,6 +214,12 @@ def update_row(model: type[models.Model], values: dict[str, Any], where: dict[st
 _gathered = threading.local()  # what `one_round_trip` holds on this (writer) thread
 
 
+def sending_gathered() -> bool:
+    """Whether the statement being executed on this thread is `one_round_trip`'s query (whose
+    result nobody reads; what an execute wrapper may put more statements in front of)."""
+    return getattr(_gathered, "sending", False)
+
+
 def _gathering() -> list[str] | None:
     return getattr(_gathered, "statements", None)
 
@@ -248,4 +254,8 @@ def one_round_trip() -> Iterator[None]:
         finally:
             _gathered.statements = _gathered.cursor = None
         if statements:
-            cursor.execute(";\n".join(statements))
+            _gathered.sending = True
+            try:
+                cursor.execute(";\n".join(statements))
+            finally:
+                _gathered.sending = False

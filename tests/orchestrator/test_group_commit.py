@@ -296,3 +296,141 @@ def test_a_group_reads_its_runs_heads_with_their_lock(team):
     with transaction.atomic(), CaptureQueriesContext(connection) as later:
         head = stores[0]._run_head()
     assert (head.last_seq, head.lease_owner, len(later)) == (9, "someone-else", 1)
+
+
+def test_a_group_sends_each_write_with_its_savepoint_and_rolls_back_only_a_write_the_server_refused(team):
+    """On PostgreSQL each write of a group keeps its own savepoint, but the `SAVEPOINT` and the
+    previous write's `RELEASE` travel in front of the write's own query: a group of writes of
+    one query each reaches the server as one query per write. A write the server refuses
+    (after its savepoint went out with it) is rolled back to that savepoint and fails alone;
+    one that raised before sending anything leaves nothing; the others commit."""
+    if connection.vendor != "postgresql":
+        pytest.skip("savepoints sent with the writes: PostgreSQL (SQLite writes one by one)")
+    from django.db import DataError
+
+    from config.sql_rows import one_round_trip, update_row
+
+    scripted(team, "fast", {"text": "ok"})
+    runs = [start(pipeline(team, _linear(1), name=f"p{i}")) for i in range(4)]
+    Run.objects.filter(pk__in=[r.pk for r in runs]).update(status="running")
+    sent: list[str] = []
+
+    def count(execute, sql, params, many, context):  # innermost: what reaches the driver
+        sent.append(sql)
+        return execute(sql, params, many, context)
+
+    def write(run_id: int, note: str, first: bool = False, last: bool = False) -> str:
+        if first:
+            connection.execute_wrappers.append(count)
+        try:
+            if note == "raise":
+                raise ValueError("refused before writing")
+            with one_round_trip():
+                update_row(Run, {"error": note}, {"id": run_id})
+                update_row(Run, {"output": {"note": note}}, {"id": run_id})
+            return note
+        finally:
+            if last:
+                connection.execute_wrappers.remove(count)
+
+    def refused(run_id: int) -> None:  # the second statement is longer than its column: only the server checks
+        with one_round_trip():
+            update_row(Run, {"error": "partial"}, {"id": run_id})
+            update_row(Run, {"status": "s" * 500}, {"id": run_id})
+
+    async def scenario() -> list:
+        blocker = asyncio.ensure_future(group_write(0, time.sleep, 0.3))
+        await asyncio.sleep(0.05)  # the four queue behind it and share the next transaction
+        writes = [
+            group_write(runs[0].pk, write, runs[0].pk, "kept-0", True),
+            group_write(runs[1].pk, refused, runs[1].pk),
+            group_write(runs[2].pk, write, runs[2].pk, "raise"),
+            group_write(runs[3].pk, write, runs[3].pk, "kept-3", False, True),
+        ]
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        await blocker
+        return results
+
+    before = group_commit_stats()[0]
+    results = async_to_sync(scenario)()
+
+    assert results[0] == "kept-0" and results[3] == "kept-3", results
+    assert isinstance(results[1], DataError), results
+    assert isinstance(results[2], ValueError), results
+    assert group_commit_stats()[0] - before == 2, "the blocker, then the four writes in one transaction"
+    rows = {pk: (error, status, output) for pk, error, status, output in
+            Run.objects.filter(pk__in=[r.pk for r in runs]).values_list("pk", "error", "status", "output")}
+    assert [rows[r.pk] for r in runs] == [("kept-0", "running", {"note": "kept-0"}), ("", "running", None),
+                                          ("", "running", None), ("kept-3", "running", {"note": "kept-3"})]
+    # One query per write that sent one (its savepoint in front), the refused one's rollback,
+    # and nothing for the write that raised first.
+    assert len(sent) == 4, sent
+    assert sent[0].startswith("SAVEPOINT ") and "UPDATE" in sent[0]
+    assert sent[1].startswith("RELEASE SAVEPOINT ") and "\nSAVEPOINT " in sent[1] and "UPDATE" in sent[1]
+    assert sent[2].startswith("ROLLBACK TO SAVEPOINT ")
+    assert sent[3].startswith("SAVEPOINT ") and "UPDATE" in sent[3]
+
+
+def test_a_groups_reads_go_without_savepoints_and_a_failed_read_fails_the_group(team):
+    """Reads in a PostgreSQL group go out alone (the held savepoint waits for the write's first
+    write). A read that fails has aborted the group's transaction, which no savepoint restores:
+    the whole group fails, and nothing of it is written."""
+    if connection.vendor != "postgresql":
+        pytest.skip("savepoints sent with the writes: PostgreSQL (SQLite writes one by one)")
+    from django.db import DatabaseError
+
+    from config.sql_rows import one_round_trip, select_rows, update_row
+
+    scripted(team, "fast", {"text": "ok"})
+    runs = [start(pipeline(team, _linear(1), name=f"p{i}")) for i in range(3)]
+    sent: list[str] = []
+
+    def count(execute, sql, params, many, context):
+        sent.append(sql)
+        return execute(sql, params, many, context)
+
+    def read_then_write(run_id: int, note: str) -> str:
+        with connection.execute_wrapper(count):  # innermost: what reaches the driver
+            status = select_rows(Run, ("status",), {"id": run_id})[0][0]
+            with one_round_trip():
+                update_row(Run, {"error": f"{note}:{status}"}, {"id": run_id})
+        return note
+
+    def failing_read(run_id: int) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 / %s", [0])
+
+    async def group(*writes) -> list:
+        blocker = asyncio.ensure_future(group_write(0, time.sleep, 0.3))
+        await asyncio.sleep(0.05)
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        await blocker
+        return results
+
+    ok = async_to_sync(group)(group_write(runs[0].pk, read_then_write, runs[0].pk, "a"),
+                              group_write(runs[1].pk, read_then_write, runs[1].pk, "b"))
+    assert ok == ["a", "b"]
+    assert [Run.objects.get(pk=r.pk).error for r in runs[:2]] == ["a:queued", "b:queued"]
+    assert [q.split()[0] for q in sent] == ["SELECT", "SAVEPOINT", "SELECT", "RELEASE"], sent
+    assert "UPDATE" in sent[1] and "UPDATE" in sent[3] and "\nSAVEPOINT " in sent[3]
+
+    def raises_first(run_id: int) -> None:  # sends nothing at all
+        raise LeaseLost("held by someone else")
+
+    def swallows(run_id: int) -> str:  # a write that catches its failed read and goes on
+        try:
+            failing_read(run_id)
+        except DatabaseError:
+            pass
+        return "went on"
+
+    # A failed read, then a write that sends nothing: the group stays lost and fails whole.
+    failed = async_to_sync(group)(group_write(runs[0].pk, read_then_write, runs[0].pk, "c"),
+                                  group_write(runs[1].pk, failing_read, runs[1].pk),
+                                  group_write(runs[2].pk, raises_first, runs[2].pk))
+    assert all(isinstance(r, DatabaseError) for r in failed), failed
+    # A write that swallowed its failed read is not a success: its group fails, the last one too.
+    swallowed = async_to_sync(group)(group_write(runs[0].pk, read_then_write, runs[0].pk, "d"),
+                                     group_write(runs[2].pk, swallows, runs[2].pk))
+    assert all(isinstance(r, DatabaseError) for r in swallowed), swallowed
+    assert [Run.objects.get(pk=r.pk).error for r in runs] == ["a:queued", "b:queued", ""]
