@@ -87,7 +87,7 @@ bench: install npm-peers
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python tests/bench/bench_engine.py
 	$(BIN)/python tests/bench/bench_gateway.py 2>/dev/null
-	$(BIN)/python tests/bench/bench_gateway.py --server uvicorn --no-inprocess 2>/dev/null
+	$(BIN)/python tests/bench/bench_gateway.py --server uvicorn --on-server-loop --no-inprocess 2>/dev/null
 	$(BIN)/python tests/bench/bench_live_latency.py
 	$(BIN)/python tests/bench/bench_runs_list.py
 	$(BIN)/python tests/bench/bench_observability.py

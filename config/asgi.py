@@ -2,9 +2,13 @@
 through Channels (served by daphne, or uvicorn).
 
 With `GATEWAY_ON_SERVER_LOOP=true` (opt-in) the gateway's background loop is the server's own
-loop, so a `/mcp` tool call reaches its upstream session without a hand-off to another thread."""
+loop, so a `/mcp` tool call reaches its upstream session without a hand-off to another thread.
+Daphne's loop is known when it imports this module; uvicorn's CLI imports it before its loop
+exists, so there the loop is adopted, and the gateway started, at the lifespan startup (or at
+the first request, if lifespan events are switched off)."""
 
 import asyncio
+import logging
 import os
 import sys
 
@@ -43,20 +47,64 @@ def _server_loop() -> asyncio.AbstractEventLoop | None:
     return None
 
 
-if settings.GATEWAY_ON_SERVER_LOOP and (server_loop := _server_loop()) is not None:
-    adopt_background_loop(server_loop)  # before anything below starts a background loop
+log = logging.getLogger("agentdeck.asgi")
+
+
+def _adopt(loop: asyncio.AbstractEventLoop) -> None:
+    if adopt_background_loop(loop):
+        log.info("the gateway runs on the server's event loop (GATEWAY_ON_SERVER_LOOP)")
+    else:
+        log.warning("GATEWAY_ON_SERVER_LOOP: a background loop was already running; the gateway stays on it")
+
+
+_known_loop = _server_loop() if settings.GATEWAY_ON_SERVER_LOOP else None
+if _known_loop is not None:
+    _adopt(_known_loop)  # before anything below starts a background loop
+# Not known yet (uvicorn): the background work waits for the server's loop.
+_waiting_for_loop = settings.GATEWAY_ON_SERVER_LOOP and _known_loop is None
 
 mcp_endpoint = build_mcp_app(authenticate=authenticate_mcp, toolbox=Gateway(defer_audit=True), allowed_hosts=settings.ALLOWED_HOSTS)
 
 install_access_log_redaction()  # daphne's access log prints query strings (`?token=…`)
 warm_redactor()  # logs written on the event loop use the last redactor built: build one now
-if settings.GATEWAY_AUTOSTART:
-    start_gateway()
-start_webhook_sender()
 
-application = ProtocolTypeRouter(
+
+def _start_background_work() -> None:
+    if settings.GATEWAY_AUTOSTART:
+        start_gateway()
+    start_webhook_sender()
+
+
+def _on_server_loop() -> None:
+    """Adopt the running loop and start the background work there, once (a no-op otherwise)."""
+    global _waiting_for_loop
+    if _waiting_for_loop:
+        _waiting_for_loop = False
+        _adopt(asyncio.get_running_loop())
+        _start_background_work()
+
+
+if not _waiting_for_loop:
+    _start_background_work()
+
+_router = ProtocolTypeRouter(
     {
         "http": route_mcp_path(mcp_endpoint, django_asgi),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+
+async def application(scope, receive, send) -> None:
+    """The router above, plus ASGI lifespan events (uvicorn sends them; daphne does not)."""
+    _on_server_loop()
+    if scope["type"] != "lifespan":
+        await _router(scope, receive, send)
+        return
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -216,13 +216,16 @@ def database_env() -> dict[str, str]:
 
 
 @contextmanager
-def serving(extra_env: dict[str, str] | None = None, startup_s: float = 30) -> Iterator[str]:
-    """The ASGI app under daphne in its own process, sharing the test database; yields its base URL."""
+def serving(extra_env: dict[str, str] | None = None, startup_s: float = 30, server: str = "daphne") -> Iterator[str]:
+    """The ASGI app under daphne (or uvicorn's CLI) in its own process, sharing the test database;
+    yields its base URL. The server's output goes to `VAR_DIR/e2e-<server>-<port>.log`."""
     port = _free_port()
     env = {**os.environ, "WHITENOISE_USE_FINDERS": "true", **database_env(), **(extra_env or {})}
-    log = open(Path(settings.VAR_DIR) / f"e2e-daphne-{port}.log", "w")
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port),
-                             "config.asgi:application"], cwd=settings.BASE_DIR, env=env, stdout=log, stderr=log)
+    log = open(Path(settings.VAR_DIR) / f"e2e-{server}-{port}.log", "w")
+    argv = {"daphne": ["daphne", "-b", "127.0.0.1", "-p", str(port)],
+            "uvicorn": ["uvicorn", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]}[server]
+    proc = subprocess.Popen([str(Path(sys.executable).with_name(argv[0])), *argv[1:], "config.asgi:application"],
+                            cwd=settings.BASE_DIR, env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + startup_s
@@ -231,7 +234,7 @@ def serving(extra_env: dict[str, str] | None = None, startup_s: float = 30) -> I
                 urllib.request.urlopen(f"{base}/healthz", timeout=1)
                 break
             except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "daphne did not start"
+                assert proc.poll() is None and time.monotonic() < deadline, f"{server} did not start"
                 time.sleep(0.1)
         yield base
     finally:

@@ -216,13 +216,14 @@ async def _bench_http(base: str, token: str, rounds: int, calls: dict[int, int],
                     row["p_add50"].append(p["p50"] - d["p50"])
                     row["p_ratio"].append(p["rps"] / d["rps"])
                     row["own50"].append(g["p50"] - p["p50"])
+    name = server.split(",")[0]  # the ASGI server, without the label's configuration
     lines = [f"gateway /mcp ({server}, SDK streamable-HTTP client, bearer key) vs direct stdio, Python SDK echo server; "
              f"median [min-max] over {rounds} alternating rounds"]
     for c, row in per_c.items():
         lines.append(f"  c={c:<3} direct p50 {_spread(row['d_p50'])} ms p99 {_spread(row['d_p99'])} ms "
                      f"{_spread(row['d_rps'], '{:.0f}')}/s | /mcp p50 {_spread(row['g_p50'])} ms "
                      f"p99 {_spread(row['g_p99'])} ms {_spread(row['g_rps'], '{:.0f}')}/s; "
-                     f"CPU/call: {server} {_spread(row['cpu'])} ms, this client {_spread(row['client_cpu'])} ms")
+                     f"CPU/call: {name} {_spread(row['cpu'])} ms, this client {_spread(row['client_cpu'])} ms")
         if c == 1:
             a50, a99 = statistics.median(row["add50"]), statistics.median(row["add99"])
             lines.append(f"         added p50 {_spread(row['add50'])} ms (target <= +{TARGETS['p50_added_ms']} ms: "
@@ -234,7 +235,7 @@ async def _bench_http(base: str, token: str, rounds: int, calls: dict[int, int],
             lines.append(f"         throughput ratio {_spread(row['ratio'])}x (target >= {TARGETS['ratio']}x: "
                          f"{'met' if ratio >= TARGETS['ratio'] else 'NOT met'})")
         if row["p_p50"]:
-            lines.append(f"         no gateway, the SDK's own HTTP server ({server}): p50 {_spread(row['p_p50'])} ms "
+            lines.append(f"         no gateway, the SDK's own HTTP server ({name}): p50 {_spread(row['p_p50'])} ms "
                          f"(HTTP alone adds {_spread(row['p_add50'])} ms over stdio), {_spread(row['p_rps'], '{:.0f}')}/s "
                          f"= {_spread(row['p_ratio'])}x direct; the gateway's own share of /mcp p50: "
                          f"{_spread(row['own50'])} ms")
@@ -300,17 +301,21 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer calls per measurement")
     parser.add_argument("--no-inprocess", action="store_true")
     parser.add_argument("--server", choices=sorted(SERVERS), default="daphne", help="the ASGI server in front of /mcp")
+    parser.add_argument("--on-server-loop", action="store_true",
+                        help="GATEWAY_ON_SERVER_LOOP=true: the gateway's upstream sessions on the server's own loop")
     args = parser.parse_args()
     calls = {1: 200, 16: 800, 64: 1600} if args.quick else {1: 400, 16: 1600, 64: 3200}
     tmp = Path(tempfile.mkdtemp(prefix="agentdeck-gw-bench-"))
     env = _setup_django(tmp)
     token, team_id = _seed()
-    proc, base = _start_server(args.server, env, tmp / f"{args.server}.log")
+    label = f"{args.server}, gateway on the server's loop" if args.on_server_loop else args.server
+    proc, base = _start_server(args.server, {**env, "GATEWAY_ON_SERVER_LOOP": str(args.on_server_loop).lower()},
+                               tmp / f"{args.server}.log")
     peer, peer_base = _start_server(args.server, env, tmp / f"{args.server}-peer.log", app="tests.fakes.mcp_echo_http:app")
     try:
         _wait_for_tools(team_id)
         time.sleep(1.5)  # daphne's catalogue snapshot (TTL 1 s) sees the read-only marks
-        lines = asyncio.run(_bench_http(base, token, args.rounds, calls, proc.pid, args.server, peer_base))
+        lines = asyncio.run(_bench_http(base, token, args.rounds, calls, proc.pid, label, peer_base))
         lines += asyncio.run(_bench_everything(base, token, args.rounds, calls))
     finally:
         for server_proc in (proc, peer):

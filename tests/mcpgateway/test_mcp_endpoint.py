@@ -106,3 +106,32 @@ def test_it_refuses_the_key_of_a_user_who_left_the_team(daphne):
                 break  # (any other answer means the key still got past authentication)
         assert time.monotonic() < deadline, "the key of a user who left still works after the cache's TTL"
         time.sleep(0.2)
+
+
+@pytest.mark.parametrize("server", ["daphne", "uvicorn"])
+def test_with_gateway_on_server_loop_each_server_adopts_its_loop_and_serves_calls(gateway_runtime, server):
+    """`GATEWAY_ON_SERVER_LOOP=true`: daphne's loop is adopted when it imports the app, uvicorn's
+    (whose CLI imports the app before its loop exists) at the lifespan startup; calls go through,
+    audited, and the server stops on SIGTERM."""
+    from tests.conftest import serving
+
+    user = get_user_model().objects.create_user("ci")
+    team = do_create_team("Acme", user)
+    echo = do_save_server(team.pk, "echo", transport="stdio", command=sys.executable,
+                          args=["-m", "tests.fakes.mcp_echo_server"], cwd=str(ROOT), operator=True)
+    start_servers(gateway_runtime, echo)
+    key, token = do_create_api_key(team.pk, "k", user)
+    do_grant(echo, api_key=key)
+
+    async def calls(client):
+        return [await client.call_tool("echo__echo", {"message": f"on the loop {i}"}) for i in range(3)]
+
+    with serving({"GATEWAY_ON_SERVER_LOOP": "true"}, server=server) as base:
+        results = asyncio.run(_session(f"{base}/mcp/", token, calls))
+        port = base.rsplit(":", 1)[1]
+    log = (Path(settings.VAR_DIR) / f"e2e-{server}-{port}.log").read_text()
+    assert [r.is_error for r in results] == [False, False, False]
+    assert [r.content[0].text for r in results] == [f"on the loop {i}" for i in range(3)]
+    assert "the gateway runs on the server's event loop" in log, log
+    assert "already running" not in log and "Traceback" not in log, log
+    assert AuditEntry.objects.filter(tool_name="echo__echo", status="ok", api_key_id=key.pk).count() == 3
