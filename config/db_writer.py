@@ -175,13 +175,19 @@ class _GroupCommit:
             with transaction.atomic():
                 _lock_keys(batch)
                 with connection.execute_wrapper(lazy) if lazy is not None else contextlib.nullcontext():
-                    for _, func, args, _, _, _ in batch:
+                    for part, (_, func, args, _, _, _) in enumerate(batch):
                         try:
-                            with lazy.savepoint() if lazy is not None else transaction.atomic(savepoint=not alone):
-                                outcomes.append((True, func(*args)))
+                            with lazy.savepoint(part) if lazy is not None else transaction.atomic(savepoint=not alone):
+                                value = func(*args)
+                            outcomes.append((True, value))  # (after the block: its end may still fail it)
                         except Exception as exc:  # this caller's write only: its savepoint is rolled back
                             outcomes.append((False, exc))
-                if lazy is not None and lazy.lost is not None:  # PostgreSQL would answer the COMMIT with a rollback
+                    if lazy is not None:
+                        lazy.finish()  # the writes still held, in one query
+                        for part, exc in lazy.failed.items():  # refused by the server: failed alone
+                            outcomes[part] = (False, exc)
+                        lazy.drop_failed_callbacks()
+                if lazy is not None and (lazy.lost is not None or _aborted()):  # PostgreSQL would answer the COMMIT with a rollback
                     raise DatabaseError("a write of the group left its transaction unable to commit") from lazy.lost
                 if not alone and connection.needs_rollback:  # a savepoint could not be rolled back: the group cannot commit
                     raise DatabaseError("a write of the group left its transaction unable to commit")
@@ -202,22 +208,47 @@ class _GroupCommit:
 class _LazySavepoints:
     """Each write of a PostgreSQL group in a savepoint of its own, at no round trip of its own.
 
-    `SAVEPOINT` (and the previous write's `RELEASE SAVEPOINT`) are held and sent in front of
-    the write's first statement: in the same query when that statement is the write's one
-    query from `sql_rows.one_round_trip` (whose result nobody reads: psycopg reports a
-    multi-statement query's first result), otherwise just before it; reads go without them.
-    The last `RELEASE` goes with the `COMMIT`, which releases every savepoint. A write that
-    sent nothing needs no savepoint (none is sent); one that failed after sending is rolled
-    back to its savepoint, as `transaction.atomic(savepoint=True)` would do, which costs a
-    round trip only then. Installed as the connection's execute wrapper for the group's writes."""
+    A write whose only statement is its one query from `sql_rows.one_round_trip` (whose
+    result nobody reads) is held, with its `SAVEPOINT` and `RELEASE SAVEPOINT` around it, and
+    the held writes of the group go to the server together: in front of the group's next
+    statement of another kind, or at the group's end, before the `COMMIT`. A group of k such
+    writes costs one round trip for all of them instead of k. Should the server refuse that
+    query, everything it did is rolled back (to a savepoint sent at its head) and the held
+    writes are sent again one by one, each in its savepoint: the refused ones fail alone
+    (`failed`, by position in the group; their callers get the error), the others stand.
+
+    A write that sends other statements keeps the earlier scheme: its `SAVEPOINT` (and the
+    previous write's `RELEASE`) is held and sent in front of its first write, in the same
+    query when that is its `one_round_trip` query, otherwise just before it; reads go without
+    them. A write that sent nothing needs no savepoint (none is sent); one that failed after
+    sending is rolled back to its savepoint, as `transaction.atomic(savepoint=True)` would do,
+    which costs a round trip only then. The `COMMIT` releases every savepoint still open.
+    Installed as the connection's execute wrapper for the group's writes."""
 
     def __init__(self) -> None:
         self.held: list[str] = []
         self.count = 0
         self.sent = False
         self.lost: BaseException | None = None  # why the group's transaction can no longer commit
+        self.deferred: list[tuple[int, str, str]] = []  # (position in the group, savepoint, query) not sent yet
+        self.failed: dict[int, BaseException] = {}  # held writes the server refused, by position
+        self.callbacks: dict[int, tuple[int, int]] = {}  # each finished write's `on_commit` callbacks (from, to)
+        self.part = -1  # the write in progress
+        self.name = ""
+        self.flushes = 0
 
     def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
+        if self.part >= 0 and not self.sent and not many and params is None and sending_gathered():
+            # The write's one query, nothing of the write sent before it: held, to go with the group's next query.
+            if self.deferred and self.deferred[-1][0] == self.part:  # its second one: after the first
+                self.deferred[-1] = (self.part, self.name, f"{self.deferred[-1][2]};\n{sql}")
+            else:
+                self.held.remove(f"SAVEPOINT {self.name}")
+                self.deferred.append((self.part, self.name, sql))
+            return None
+        if self.deferred:
+            with connection.cursor() as cursor:  # a client cursor: this statement's may be a named one
+                self._flush(cursor)
         if not self.held or (not many and sql.lstrip()[:7].upper() == "SELECT "):
             # A read needs no savepoint (a lock it takes is kept to the COMMIT either way): the held
             # statements wait for the write's first write. A read that fails aborts the group's
@@ -227,39 +258,124 @@ class _LazySavepoints:
         if not many and sending_gathered():
             return execute(f"{held};\n{sql}", params, many, context)
         cursor = context["cursor"]  # Django's; its driver cursor runs one statement whatever `execute` is here
-        with cursor.db.wrap_database_errors:
-            cursor.cursor.execute(held)
+        _send(cursor, held)
         return execute(sql, params, many, context)
 
+    def _flush(self, cursor: Any) -> None:
+        """Send the held writes (and held statements) as one query; if the server refuses it,
+        undo it and send the writes one by one. A refusal of the write in progress is raised
+        (to it); one of an earlier write is recorded in `failed`."""
+        try:
+            self._send_held(cursor)
+        except Error:
+            raise  # a refusal of the write in progress, or the group is lost (`_sure`)
+        except BaseException as exc:  # not the database's answer: what the held writes became is unknown
+            self.lost = self.lost or exc
+            raise
+
+    def _send_held(self, cursor: Any) -> None:
+        deferred, self.deferred = self.deferred, []
+        self.flushes += 1
+        mark = f"agentdeck_flush_{self.flushes}"  # never released: later savepoints may nest in it
+        # The write in progress keeps its own `SAVEPOINT` held, for its first write: the held writes
+        # of earlier ones must not go inside it (its rollback would take them along).
+        current = f"SAVEPOINT {self.name}" if self.part >= 0 else None
+        statements = [*(h for h in self.held if h != current), f"SAVEPOINT {mark}"]
+        self.held = [current] if current in self.held else []
+        for part, name, sql in deferred:
+            statements += [f"SAVEPOINT {name}", sql]
+            if part != self.part:
+                statements.append(f"RELEASE SAVEPOINT {name}")
+        if any(part == self.part for part, _, _ in deferred):
+            self.sent = True  # its savepoint is open on the server now: released or rolled back at its end
+        try:
+            _send(cursor, ";\n".join(statements))
+            return
+        except Error:
+            pass
+        self._undo(cursor, mark)
+        for part, name, sql in deferred:
+            current = part == self.part
+            try:  # (a RELEASE held for later would go after the held `SAVEPOINT` of the write in progress)
+                _send(cursor, f"SAVEPOINT {name};\n{sql}" if current else f"SAVEPOINT {name};\n{sql};\nRELEASE SAVEPOINT {name}")
+            except Error as exc:
+                self._undo(cursor, name)
+                self.failed[part] = exc  # the write in progress fails at its end even if it catches this
+                if current:
+                    raise
+                self._sure(cursor, f"RELEASE SAVEPOINT {name}")
+
+    def _undo(self, cursor: Any, name: str) -> None:
+        self._sure(cursor, f"ROLLBACK TO SAVEPOINT {name}")
+
+    def _sure(self, cursor: Any, sql: str) -> None:
+        """A statement the group cannot do without: if it fails, the group is lost."""
+        try:
+            _send(cursor, sql)
+        except Error as exc:  # the transaction stays aborted (or its savepoints are not what they seem)
+            self.lost = self.lost or exc
+            raise
+
+    def finish(self) -> None:
+        """At the group's end: send the writes still held (before the COMMIT)."""
+        self.part = -1
+        if self.deferred and self.lost is None:
+            try:
+                with connection.cursor() as cursor:
+                    self._flush(cursor)
+            except Error as exc:  # (no write in progress to raise to: the group cannot commit)
+                self.lost = self.lost or exc
+
+    def drop_failed_callbacks(self) -> None:
+        """Take the `on_commit` callbacks of the held writes the server refused off the list."""
+        for part in sorted(self.failed, key=lambda p: self.callbacks.get(p, (0, 0))[0], reverse=True):
+            start, stop = self.callbacks.get(part, (0, 0))
+            del connection.run_on_commit[start:stop]
+
     @contextlib.contextmanager
-    def savepoint(self) -> Any:
+    def savepoint(self, part: int) -> Any:
         if self.lost is not None:
             raise DatabaseError("an earlier write of the group left its transaction unable to commit") from self.lost
         self.count += 1
-        name = f"agentdeck_group_{self.count}"
+        self.part, self.name = part, f"agentdeck_group_{self.count}"
+        name = self.name
         self.held.append(f"SAVEPOINT {name}")
         self.sent = False
         callbacks = len(connection.run_on_commit)
         try:
             yield
+            if part in self.failed:  # its held writes were refused, and it caught that and went on
+                raise self.failed[part]
             if connection.needs_rollback or _aborted():  # a database error swallowed inside
                 raise DatabaseError("the write went on after a database error")
         except BaseException as exc:
+            self.failed.pop(part, None)  # failed here, with everything it did
             connection.needs_rollback = False  # as a savepoint's atomic block: rolled back here, not the group
             del connection.run_on_commit[callbacks:]
+            self.part = -1
             if self.sent:
                 with contextlib.suppress(Error):  # if it fails, the transaction stays aborted: below
                     with connection.cursor() as cursor:
                         cursor.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            elif self.deferred and self.deferred[-1][0] == part:
+                self.deferred.pop()  # its held query: nothing of this write reached the server
             else:
                 self.held.remove(f"SAVEPOINT {name}")  # nothing of this write reached the server
             if _aborted():  # a failure no savepoint of this write covers (a read before it, a failed rollback)
                 self.lost = exc
             raise
+        self.part = -1
+        self.callbacks[part] = (callbacks, len(connection.run_on_commit))
         if self.sent:
             self.held.append(f"RELEASE SAVEPOINT {name}")
-        else:
+        elif not (self.deferred and self.deferred[-1][0] == part):
             self.held.remove(f"SAVEPOINT {name}")
+
+
+def _send(cursor: Any, sql: str) -> None:
+    """`sql` straight to the driver (no execute wrappers), its errors as Django's."""
+    with cursor.db.wrap_database_errors:
+        cursor.cursor.execute(sql)
 
 
 def _aborted() -> bool:

@@ -298,102 +298,206 @@ def test_a_group_reads_its_runs_heads_with_their_lock(team):
     assert (head.last_seq, head.lease_owner, len(later)) == (9, "someone-else", 1)
 
 
-def test_a_group_sends_each_write_with_its_savepoint_and_rolls_back_only_a_write_the_server_refused(team):
-    """On PostgreSQL each write of a group keeps its own savepoint, but the `SAVEPOINT` and the
-    previous write's `RELEASE` travel in front of the write's own query: a group of writes of
-    one query each reaches the server as one query per write. A write the server refuses
-    (after its savepoint went out with it) is rolled back to that savepoint and fails alone;
-    one that raised before sending anything leaves nothing; the others commit."""
+@pytest.fixture
+def driver_queries(monkeypatch):
+    """The queries the writer threads' psycopg cursors send to PostgreSQL, in order (what
+    reaches the server, past every Django execute wrapper). COMMIT is not a query here."""
     if connection.vendor != "postgresql":
-        pytest.skip("savepoints sent with the writes: PostgreSQL (SQLite writes one by one)")
-    from django.db import DataError
+        pytest.skip("group writes sent together: PostgreSQL (SQLite writes one by one)")
+    import psycopg
+
+    sent: list[str] = []
+    original = psycopg.Cursor.execute
+
+    def execute(cursor, query, *args, **kwargs):
+        if threading.current_thread().name.startswith("agentdeck-db-writer"):
+            sent.append(query.decode() if isinstance(query, bytes) else str(query))
+        return original(cursor, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+    return sent
+
+
+def _in_one_group(*writes) -> list:
+    """Run `group_write` calls in one group: they queue behind a write that holds the writer."""
+    async def scenario() -> list:
+        blocker = asyncio.ensure_future(group_write(0, time.sleep, 0.3))
+        await asyncio.sleep(0.05)
+        results = await asyncio.gather(*(group_write(*w) for w in writes), return_exceptions=True)
+        await blocker
+        return results
+
+    return async_to_sync(scenario)()
+
+
+def test_a_groups_writes_reach_the_server_in_one_query_and_a_write_it_refused_fails_alone(team, driver_queries):
+    """On PostgreSQL each write of a group keeps its own savepoint, but writes made of one
+    `one_round_trip` query are held and go to the server together, each between its
+    `SAVEPOINT` and `RELEASE`: four writes, one query. If the server refuses that query, it is
+    undone and the writes are sent one by one: the refused one is rolled back to its savepoint
+    and fails alone (its `on_commit` callbacks dropped), one that raised before sending anything
+    leaves nothing, the others commit."""
+    from django.db import DataError, transaction
 
     from config.sql_rows import one_round_trip, update_row
 
     scripted(team, "fast", {"text": "ok"})
     runs = [start(pipeline(team, _linear(1), name=f"p{i}")) for i in range(4)]
-    Run.objects.filter(pk__in=[r.pk for r in runs]).update(status="running")
-    sent: list[str] = []
+    ids = [r.pk for r in runs]
+    Run.objects.filter(pk__in=ids).update(status="running")
+    committed: list[int] = []
 
-    def count(execute, sql, params, many, context):  # innermost: what reaches the driver
-        sent.append(sql)
-        return execute(sql, params, many, context)
-
-    def write(run_id: int, note: str, first: bool = False, last: bool = False) -> str:
-        if first:
-            connection.execute_wrappers.append(count)
-        try:
-            if note == "raise":
-                raise ValueError("refused before writing")
-            with one_round_trip():
-                update_row(Run, {"error": note}, {"id": run_id})
-                update_row(Run, {"output": {"note": note}}, {"id": run_id})
-            return note
-        finally:
-            if last:
-                connection.execute_wrappers.remove(count)
+    def write(run_id: int, note: str) -> str:
+        if note == "raise":
+            raise ValueError("refused before writing")
+        transaction.on_commit(partial(committed.append, run_id))
+        with one_round_trip():
+            update_row(Run, {"error": note}, {"id": run_id})
+            update_row(Run, {"output": {"note": note}}, {"id": run_id})
+        return note
 
     def refused(run_id: int) -> None:  # the second statement is longer than its column: only the server checks
+        transaction.on_commit(partial(committed.append, run_id))
         with one_round_trip():
             update_row(Run, {"error": "partial"}, {"id": run_id})
             update_row(Run, {"status": "s" * 500}, {"id": run_id})
 
-    async def scenario() -> list:
-        blocker = asyncio.ensure_future(group_write(0, time.sleep, 0.3))
-        await asyncio.sleep(0.05)  # the four queue behind it and share the next transaction
-        writes = [
-            group_write(runs[0].pk, write, runs[0].pk, "kept-0", True),
-            group_write(runs[1].pk, refused, runs[1].pk),
-            group_write(runs[2].pk, write, runs[2].pk, "raise"),
-            group_write(runs[3].pk, write, runs[3].pk, "kept-3", False, True),
-        ]
-        results = await asyncio.gather(*writes, return_exceptions=True)
-        await blocker
-        return results
+    def rows() -> list:
+        found = {pk: (error, status, output) for pk, error, status, output in
+                 Run.objects.filter(pk__in=ids).values_list("pk", "error", "status", "output")}
+        return [found[pk] for pk in ids]
 
     before = group_commit_stats()[0]
-    results = async_to_sync(scenario)()
+    results = _in_one_group(*[(pk, write, pk, note) for pk, note in zip(ids, ["a", "b", "raise", "d"], strict=True)])
+    assert results[:2] == ["a", "b"] and isinstance(results[2], ValueError) and results[3] == "d", results
+    assert group_commit_stats()[0] - before == 2, "the blocker, then the four writes in one transaction"
+    assert len(driver_queries) == 1, driver_queries  # three writes' six UPDATEs, each write in its savepoint
+    query = driver_queries[0]
+    assert query.count("UPDATE") == 6 and query.count("\nSAVEPOINT agentdeck_group_") == 3, query
+    assert query.count("RELEASE SAVEPOINT agentdeck_group_") == 3 and "agentdeck_group_3" not in query, query
+    assert rows() == [("a", "running", {"note": "a"}), ("b", "running", {"note": "b"}), ("", "running", None),
+                      ("d", "running", {"note": "d"})]
+    assert sorted(committed) == sorted([ids[0], ids[1], ids[3]])
+
+    Run.objects.filter(pk__in=ids).update(error="", output=None)
+    driver_queries.clear()
+    committed.clear()
+    results = _in_one_group((ids[0], write, ids[0], "kept-0"), (ids[1], refused, ids[1]),
+                            (ids[2], write, ids[2], "raise"), (ids[3], write, ids[3], "kept-3"))
 
     assert results[0] == "kept-0" and results[3] == "kept-3", results
     assert isinstance(results[1], DataError), results
     assert isinstance(results[2], ValueError), results
-    assert group_commit_stats()[0] - before == 2, "the blocker, then the four writes in one transaction"
-    rows = {pk: (error, status, output) for pk, error, status, output in
-            Run.objects.filter(pk__in=[r.pk for r in runs]).values_list("pk", "error", "status", "output")}
-    assert [rows[r.pk] for r in runs] == [("kept-0", "running", {"note": "kept-0"}), ("", "running", None),
-                                          ("", "running", None), ("kept-3", "running", {"note": "kept-3"})]
-    # One query per write that sent one (its savepoint in front), the refused one's rollback,
-    # and nothing for the write that raised first.
-    assert len(sent) == 4, sent
-    assert sent[0].startswith("SAVEPOINT ") and "UPDATE" in sent[0]
-    assert sent[1].startswith("RELEASE SAVEPOINT ") and "\nSAVEPOINT " in sent[1] and "UPDATE" in sent[1]
-    assert sent[2].startswith("ROLLBACK TO SAVEPOINT ")
-    assert sent[3].startswith("SAVEPOINT ") and "UPDATE" in sent[3]
+    assert rows() == [("kept-0", "running", {"note": "kept-0"}), ("", "running", None),
+                      ("", "running", None), ("kept-3", "running", {"note": "kept-3"})]
+    assert committed == [ids[0], ids[3]], "the refused write's on_commit callback is dropped"
+    # The one query, refused; undone to its head; then each write alone, the refused one rolled back.
+    assert [q.split(";")[0] for q in driver_queries] == [
+        "SAVEPOINT agentdeck_flush_1", "ROLLBACK TO SAVEPOINT agentdeck_flush_1",
+        "SAVEPOINT agentdeck_group_1",
+        "SAVEPOINT agentdeck_group_2", "ROLLBACK TO SAVEPOINT agentdeck_group_2", "RELEASE SAVEPOINT agentdeck_group_2",
+        "SAVEPOINT agentdeck_group_4"], driver_queries
+    assert driver_queries[2].endswith("RELEASE SAVEPOINT agentdeck_group_1"), driver_queries
 
 
-def test_a_groups_reads_go_without_savepoints_and_a_failed_read_fails_the_group(team):
+def test_a_write_that_goes_on_after_its_query_keeps_its_savepoint_around_what_follows(team, driver_queries):
+    """A write whose held query is followed by more statements of its own sends the held
+    writes then (its own savepoint left open), and a failure after that rolls back all of it —
+    and only it: the writes held before it, sent in the same query, commit."""
+    from config.sql_rows import one_round_trip, update_row
+
+    scripted(team, "fast", {"text": "ok"})
+    runs = [start(pipeline(team, _linear(1), name=f"p{i}")) for i in range(3)]
+    ids = [r.pk for r in runs]
+
+    def write(run_id: int, note: str) -> str:
+        with one_round_trip():
+            update_row(Run, {"error": note}, {"id": run_id})
+        if note == "then fails":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")  # a read: the held writes go first, its savepoint stays open
+            update_row(Run, {"output": {"then": "written"}}, {"id": run_id})
+            raise LeaseLost("gone after writing")
+        return note
+
+    results = _in_one_group((ids[0], write, ids[0], "first"), (ids[1], write, ids[1], "then fails"),
+                            (ids[2], write, ids[2], "last"))
+    assert results[0] == "first" and isinstance(results[1], LeaseLost) and results[2] == "last", results
+    assert [Run.objects.get(pk=pk).error for pk in ids] == ["first", "", "last"]
+    assert Run.objects.get(pk=ids[1]).output is None
+    heads = [q.split(";")[0] for q in driver_queries]
+    assert heads[:2] == ["SAVEPOINT agentdeck_flush_1", "SELECT 1"], driver_queries
+    assert "RELEASE SAVEPOINT agentdeck_group_2" not in driver_queries[0], "left open: the write goes on"
+    assert "ROLLBACK TO SAVEPOINT agentdeck_group_2" in heads, driver_queries
+
+
+def test_held_writes_sent_in_the_middle_of_a_group_fail_alone_when_refused(team, driver_queries):
+    """The held writes go out in front of a later write's statement (here a read through a
+    server-side cursor, on a client cursor of their own; one write holds two queries): a refused one among them fails
+    alone, the write whose statement sent them goes on, and a write in progress whose own held
+    query is refused fails even if it catches the error."""
+    from django.db import DatabaseError, DataError
+
+    from config.sql_rows import one_round_trip, update_row
+
+    scripted(team, "fast", {"text": "ok"})
+    runs = [start(pipeline(team, _linear(1), name=f"p{i}")) for i in range(4)]
+    ids = [r.pk for r in runs]
+
+    def twice(run_id: int) -> str:  # two one-query writes of its own, held together
+        with one_round_trip():
+            update_row(Run, {"error": "one"}, {"id": run_id})
+        with one_round_trip():
+            update_row(Run, {"output": {"two": True}}, {"id": run_id})
+        return "twice"
+
+    def refused(run_id: int) -> None:
+        with one_round_trip():
+            update_row(Run, {"status": "s" * 500}, {"id": run_id})
+
+    def reads_then_writes(run_id: int) -> int:
+        seen = list(Run.objects.filter(pk__in=ids).values_list("pk", flat=True).iterator(chunk_size=2))
+        with one_round_trip():
+            update_row(Run, {"error": f"saw {len(seen)}"}, {"id": run_id})
+        return len(seen)
+
+    def catches_its_own_refusal(run_id: int) -> str:
+        with one_round_trip():
+            update_row(Run, {"status": "s" * 500}, {"id": run_id})
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")  # sends its held query, which the server refuses
+        except DatabaseError:
+            pass
+        update_row(Run, {"error": "went on"}, {"id": run_id})
+        return "went on"
+
+    results = _in_one_group((ids[0], twice, ids[0]), (ids[1], refused, ids[1]),
+                            (ids[2], reads_then_writes, ids[2]), (ids[3], catches_its_own_refusal, ids[3]))
+    assert results[0] == "twice" and isinstance(results[1], DataError) and results[2] == 4, results
+    assert isinstance(results[3], DataError), (results, "\n---\n".join(q[:300] for q in driver_queries))
+    rows = dict(Run.objects.filter(pk__in=ids).values_list("pk", "error"))
+    assert [rows[pk] for pk in ids] == ["one", "", "saw 4", ""]
+    assert Run.objects.get(pk=ids[0]).output == {"two": True}
+
+
+def test_a_groups_reads_go_without_savepoints_and_a_failed_read_fails_the_group(team, driver_queries):
     """Reads in a PostgreSQL group go out alone (the held savepoint waits for the write's first
-    write). A read that fails has aborted the group's transaction, which no savepoint restores:
-    the whole group fails, and nothing of it is written."""
-    if connection.vendor != "postgresql":
-        pytest.skip("savepoints sent with the writes: PostgreSQL (SQLite writes one by one)")
+    write; the writes held before it go first, outside it). A read that fails has aborted the
+    group's transaction, which no savepoint restores: the whole group fails, and nothing of it
+    is written."""
     from django.db import DatabaseError
 
     from config.sql_rows import one_round_trip, select_rows, update_row
 
     scripted(team, "fast", {"text": "ok"})
     runs = [start(pipeline(team, _linear(1), name=f"p{i}")) for i in range(3)]
-    sent: list[str] = []
-
-    def count(execute, sql, params, many, context):
-        sent.append(sql)
-        return execute(sql, params, many, context)
+    sent = driver_queries
 
     def read_then_write(run_id: int, note: str) -> str:
-        with connection.execute_wrapper(count):  # innermost: what reaches the driver
-            status = select_rows(Run, ("status",), {"id": run_id})[0][0]
-            with one_round_trip():
-                update_row(Run, {"error": f"{note}:{status}"}, {"id": run_id})
+        status = select_rows(Run, ("status",), {"id": run_id})[0][0]
+        with one_round_trip():
+            update_row(Run, {"error": f"{note}:{status}"}, {"id": run_id})
         return note
 
     def failing_read(run_id: int) -> None:
@@ -411,8 +515,9 @@ def test_a_groups_reads_go_without_savepoints_and_a_failed_read_fails_the_group(
                               group_write(runs[1].pk, read_then_write, runs[1].pk, "b"))
     assert ok == ["a", "b"]
     assert [Run.objects.get(pk=r.pk).error for r in runs[:2]] == ["a:queued", "b:queued"]
-    assert [q.split()[0] for q in sent] == ["SELECT", "SAVEPOINT", "SELECT", "RELEASE"], sent
-    assert "UPDATE" in sent[1] and "UPDATE" in sent[3] and "\nSAVEPOINT " in sent[3]
+    assert [q.split()[0] for q in sent] == ["SELECT", "SAVEPOINT", "SELECT", "SAVEPOINT"], sent
+    assert all("UPDATE" in q and "\nSAVEPOINT agentdeck_group_" in q and "\nRELEASE SAVEPOINT agentdeck_group_" in q
+               for q in sent[1::2]), sent
 
     def raises_first(run_id: int) -> None:  # sends nothing at all
         raise LeaseLost("held by someone else")
