@@ -187,6 +187,8 @@ class _GroupCommit:
                         for part, exc in lazy.failed.items():  # refused by the server: failed alone
                             outcomes[part] = (False, exc)
                         lazy.drop_failed_callbacks()
+                if lazy is not None and lazy.commit_error is not None:
+                    raise lazy.commit_error
                 if lazy is not None and (lazy.lost is not None or _aborted()):  # PostgreSQL would answer the COMMIT with a rollback
                     raise DatabaseError("a write of the group left its transaction unable to commit") from lazy.lost
                 if not alone and connection.needs_rollback:  # a savepoint could not be rolled back: the group cannot commit
@@ -236,6 +238,8 @@ class _LazySavepoints:
         self.part = -1  # the write in progress
         self.name = ""
         self.flushes = 0
+        self.committed = False  # the group's COMMIT went with its held writes
+        self.commit_error: BaseException | None = None  # that COMMIT failed (the group fails with its error)
 
     def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
         if self.part >= 0 and not self.sent and not many and params is None and sending_gathered():
@@ -261,19 +265,21 @@ class _LazySavepoints:
         _send(cursor, held)
         return execute(sql, params, many, context)
 
-    def _flush(self, cursor: Any) -> None:
+    def _flush(self, cursor: Any, commit: bool = False) -> None:
         """Send the held writes (and held statements) as one query; if the server refuses it,
         undo it and send the writes one by one. A refusal of the write in progress is raised
-        (to it); one of an earlier write is recorded in `failed`."""
+        (to it); one of an earlier write is recorded in `failed`. With `commit`, the query ends
+        with the group's `COMMIT` (when it goes through; Django's own COMMIT then finds no
+        transaction and psycopg sends nothing)."""
         try:
-            self._send_held(cursor)
+            self._send_held(cursor, commit)
         except Error:
             raise  # a refusal of the write in progress, or the group is lost (`_sure`)
         except BaseException as exc:  # not the database's answer: what the held writes became is unknown
             self.lost = self.lost or exc
             raise
 
-    def _send_held(self, cursor: Any) -> None:
+    def _send_held(self, cursor: Any, commit: bool) -> None:
         deferred, self.deferred = self.deferred, []
         self.flushes += 1
         mark = f"agentdeck_flush_{self.flushes}"  # never released: later savepoints may nest in it
@@ -288,11 +294,14 @@ class _LazySavepoints:
                 statements.append(f"RELEASE SAVEPOINT {name}")
         if any(part == self.part for part, _, _ in deferred):
             self.sent = True  # its savepoint is open on the server now: released or rolled back at its end
-        try:
-            _send(cursor, ";\n".join(statements))
+        try:  # (a refused write stops the query before its COMMIT; a COMMIT that fails ends the transaction)
+            _send(cursor, ";\n".join([*statements, "COMMIT"] if commit else statements))
+            self.committed = commit
             return
-        except Error:
-            pass
+        except Error as exc:
+            if commit and _transaction_status() == "IDLE":  # the COMMIT itself failed: nothing of the group is made
+                self.commit_error = exc
+                raise
         self._undo(cursor, mark)
         for part, name, sql in deferred:
             current = part == self.part
@@ -317,12 +326,12 @@ class _LazySavepoints:
             raise
 
     def finish(self) -> None:
-        """At the group's end: send the writes still held (before the COMMIT)."""
+        """At the group's end: send the writes still held, with the group's COMMIT."""
         self.part = -1
         if self.deferred and self.lost is None:
             try:
                 with connection.cursor() as cursor:
-                    self._flush(cursor)
+                    self._flush(cursor, commit=not (connection.needs_rollback or _aborted()))
             except Error as exc:  # (no write in progress to raise to: the group cannot commit)
                 self.lost = self.lost or exc
 
@@ -380,10 +389,13 @@ def _send(cursor: Any, sql: str) -> None:
 
 def _aborted() -> bool:
     """Whether this thread's PostgreSQL transaction failed (the driver's own state: no round trip)."""
-    from psycopg import pq
+    return _transaction_status() == "INERROR"
 
+
+def _transaction_status() -> str:
+    """The driver's view of this thread's PostgreSQL connection: IDLE, INTRANS, INERROR, …"""
     raw = connection.connection
-    return raw is not None and raw.info.transaction_status == pq.TransactionStatus.INERROR
+    return "" if raw is None else raw.info.transaction_status.name
 
 
 _Item = tuple[Any, Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", asyncio.AbstractEventLoop,

@@ -333,7 +333,8 @@ def _in_one_group(*writes) -> list:
 def test_a_groups_writes_reach_the_server_in_one_query_and_a_write_it_refused_fails_alone(team, driver_queries):
     """On PostgreSQL each write of a group keeps its own savepoint, but writes made of one
     `one_round_trip` query are held and go to the server together, each between its
-    `SAVEPOINT` and `RELEASE`: four writes, one query. If the server refuses that query, it is
+    `SAVEPOINT` and `RELEASE`, with the group's COMMIT: three writes, one query. If the server
+    refuses that query (before its COMMIT), it is
     undone and the writes are sent one by one: the refused one is rolled back to its savepoint
     and fails alone (its `on_commit` callbacks dropped), one that raised before sending anything
     leaves nothing, the others commit."""
@@ -375,6 +376,7 @@ def test_a_groups_writes_reach_the_server_in_one_query_and_a_write_it_refused_fa
     query = driver_queries[0]
     assert query.count("UPDATE") == 6 and query.count("\nSAVEPOINT agentdeck_group_") == 3, query
     assert query.count("RELEASE SAVEPOINT agentdeck_group_") == 3 and "agentdeck_group_3" not in query, query
+    assert query.endswith(";\nCOMMIT"), "the group's COMMIT goes with them: no round trip of its own"
     assert rows() == [("a", "running", {"note": "a"}), ("b", "running", {"note": "b"}), ("", "running", None),
                       ("d", "running", {"note": "d"})]
     assert sorted(committed) == sorted([ids[0], ids[1], ids[3]])
