@@ -238,7 +238,6 @@ class _LazySavepoints:
         self.part = -1  # the write in progress
         self.name = ""
         self.flushes = 0
-        self.committed = False  # the group's COMMIT went with its held writes
         self.commit_error: BaseException | None = None  # that COMMIT failed (the group fails with its error)
 
     def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
@@ -296,11 +295,14 @@ class _LazySavepoints:
             self.sent = True  # its savepoint is open on the server now: released or rolled back at its end
         try:  # (a refused write stops the query before its COMMIT; a COMMIT that fails ends the transaction)
             _send(cursor, ";\n".join([*statements, "COMMIT"] if commit else statements))
-            self.committed = commit
             return
         except Error as exc:
-            if commit and _transaction_status() == "IDLE":  # the COMMIT itself failed: nothing of the group is made
+            status = _transaction_status()
+            if commit and status == "IDLE":  # the COMMIT itself failed: nothing of the group is made
                 self.commit_error = exc
+                raise
+            if status != "INERROR":  # no transaction to roll back into (the connection broke): lost, with its cause
+                self.lost = self.lost or exc
                 raise
         self._undo(cursor, mark)
         for part, name, sql in deferred:
@@ -330,8 +332,10 @@ class _LazySavepoints:
         self.part = -1
         if self.deferred and self.lost is None:
             try:
+                # The COMMIT only where the group's block is the transaction (never an outer one's).
+                outermost = len(connection.atomic_blocks) == 1 and connection.commit_on_exit
                 with connection.cursor() as cursor:
-                    self._flush(cursor, commit=not (connection.needs_rollback or _aborted()))
+                    self._flush(cursor, commit=outermost and not (connection.needs_rollback or _aborted()))
             except Error as exc:  # (no write in progress to raise to: the group cannot commit)
                 self.lost = self.lost or exc
 
