@@ -213,8 +213,8 @@ class _LazySavepoints:
     A write whose only statement is its one query from `sql_rows.one_round_trip` (whose
     result nobody reads) is held, with its `SAVEPOINT` and `RELEASE SAVEPOINT` around it, and
     the held writes of the group go to the server together: in front of the group's next
-    statement of another kind, or at the group's end, before the `COMMIT`. A group of k such
-    writes costs one round trip for all of them instead of k. Should the server refuse that
+    statement of another kind, or at the group's end in one query with the group's `COMMIT`.
+    A group of k such writes costs one round trip for all of them and the COMMIT, not k + 1. Should the server refuse that
     query, everything it did is rolled back (to a savepoint sent at its head) and the held
     writes are sent again one by one, each in its savepoint: the refused ones fail alone
     (`failed`, by position in the group; their callers get the error), the others stand.
