@@ -15,7 +15,10 @@ also handed to the message handler, so one path serves both).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import types as types_module
+import typing
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,7 +30,8 @@ import mcp_types as types
 from mcp import Client
 from mcp.client.subscriptions import ListenNotSupportedError, SubscriptionLost
 from mcp.shared.exceptions import MCPError
-from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from mcp_types import methods as spec_methods
+from mcp_types.version import KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ValidationError
 
 from mcpgateway.upstream.config import (
@@ -66,6 +70,34 @@ def _tool(tool: types.Tool) -> DiscoveredTool:
     )
 
 
+def _upstream_result(result: types.CallToolResult) -> UpstreamResult:
+    return UpstreamResult(
+        content=[_dump(block) for block in result.content],
+        structured=result.structured_content,
+        is_error=bool(result.is_error),
+    )
+
+
+@functools.cache
+def _later_revision_fields(version: str) -> frozenset[str]:
+    """`tools/call` result keys that only revisions newer than `version` declare: dropped, as
+    the SDK's session drops them, so a later revision's constraints never apply to them."""
+    if ("tools/call", version) not in spec_methods.SERVER_RESULTS or version not in KNOWN_PROTOCOL_VERSIONS:
+        return frozenset()
+    newer = KNOWN_PROTOCOL_VERSIONS[KNOWN_PROTOCOL_VERSIONS.index(version) + 1:]
+    later: set[str] = set()
+    for revision in newer:
+        if ("tools/call", revision) in spec_methods.SERVER_RESULTS:
+            later |= _wire_fields(spec_methods.SERVER_RESULTS[("tools/call", revision)])
+    return frozenset(later - _wire_fields(spec_methods.SERVER_RESULTS[("tools/call", version)]))
+
+
+def _wire_fields(row: Any) -> set[str]:
+    members = typing.get_args(row) if isinstance(row, types_module.UnionType) else (row,)
+    return {field.alias or name for member in members if isinstance(member, type) and issubclass(member, BaseModel)
+            for name, field in member.model_fields.items()}
+
+
 def _error_result(message: str) -> UpstreamResult:
     return UpstreamResult(content=[{"type": "text", "text": message}], structured=None, is_error=True)
 
@@ -79,6 +111,8 @@ class UpstreamSession:
         self.closed = opened.closed
         self.pid: int | None = None
         self._find_pid = opened.find_pid
+        self._channel = opened.channel
+        self._stamp: dict[str, Any] | None = None
 
     @property
     def modern(self) -> bool:
@@ -141,32 +175,90 @@ class UpstreamSession:
                         meta: dict[str, Any] | None = None) -> UpstreamResult:
         """Call one tool; tool failures and JSON-RPC errors come back as `is_error` results.
 
+        On stdio the call takes the channel's short path (`upstream.stdio`), unless the
+        caller carries a trace to continue: the SDK's client makes that span.
+
         Raises:
-            UpstreamTimeout: no answer within `timeout_s` (the SDK tells the server to cancel).
+            UpstreamTimeout: no answer within `timeout_s` (the server is told to cancel).
             UpstreamUnavailable: the connection closed before or during the call.
         """
+        if self._channel is not None and not (meta and "traceparent" in meta):
+            return await self._call_short(tool, arguments, timeout_s, meta)
         try:
             with anyio.fail_after(timeout_s):
                 result = await self.client.call_tool(tool, arguments, meta=meta)
         except TimeoutError:
             raise UpstreamTimeout(f"{self.config.name}: {tool} timed out after {timeout_s:g}s") from None
         except MCPError as error:
-            if error.code == types.CONNECTION_CLOSED or self.closed.is_set():
-                raise UpstreamUnavailable(f"{self.config.name}: connection closed") from error
-            if error.code == types.REQUEST_TIMEOUT:
-                raise UpstreamTimeout(f"{self.config.name}: {tool} timed out") from error
-            return _error_result(f"MCP error {error.code}: {error.message}")
+            return self._mcp_error(error)
         except (RuntimeError, ValidationError) as error:
-            # The SDK raises these for a closed client or a result that breaks the
-            # tool's declared output schema; only the former is the connection's fault.
-            if self.closed.is_set():
-                raise UpstreamUnavailable(f"{self.config.name}: connection closed") from error
-            return _error_result(f"invalid result from upstream: {error}")
-        return UpstreamResult(
-            content=[_dump(block) for block in result.content],
-            structured=result.structured_content,
-            is_error=bool(result.is_error),
-        )
+            return self._invalid(error)
+        return _upstream_result(result)
+
+    async def _call_short(self, tool: str, arguments: dict[str, Any], timeout_s: float,
+                          meta: dict[str, Any] | None) -> UpstreamResult:
+        """`tools/call` written straight to the stdio channel; the answer is checked as the
+        SDK's `Client.call_tool` checks it (the negotiated revision's result surface, the
+        result model, the tool's output schema), so the caller cannot tell the paths apart."""
+        assert self._channel is not None
+        version = self.client.protocol_version
+        params: dict[str, Any] = {"name": tool, "arguments": arguments}
+        stamped = {**(meta or {}), **self._modern_stamp()} if self.modern else meta
+        if stamped:
+            params["_meta"] = stamped
+        try:
+            answer = await self._channel.request("tools/call", params, timeout_s)
+        except TimeoutError:
+            raise UpstreamTimeout(f"{self.config.name}: {tool} timed out after {timeout_s:g}s") from None
+        except ConnectionError as error:
+            raise UpstreamUnavailable(f"{self.config.name}: connection closed") from error
+        if "error" in answer:
+            try:
+                error = types.ErrorData.model_validate(answer["error"])
+            except ValidationError as invalid:
+                return self._invalid(invalid)
+            return self._mcp_error(MCPError(code=error.code, message=error.message, data=error.data))
+        raw = answer.get("result")
+        try:
+            if not isinstance(raw, dict):
+                raise RuntimeError("the answer has no result object")
+            spec_methods.validate_server_result("tools/call", version, raw)
+            later = _later_revision_fields(version)
+            if later and not later.isdisjoint(raw):
+                raw = {key: value for key, value in raw.items() if key not in later}
+            if raw.get("resultType") not in (None, "complete"):
+                raise RuntimeError(f"the server answered with a {raw.get('resultType')!r} result, "
+                                   "which the gateway cannot continue")
+            result = types.CallToolResult.model_validate(raw, by_name=False)
+            if not result.is_error:
+                await self.client.session.validate_tool_result(tool, result)
+        except (RuntimeError, ValidationError) as error:
+            return self._invalid(error)
+        return _upstream_result(result)
+
+    def _modern_stamp(self) -> dict[str, Any]:
+        """The `_meta` envelope every 2026-era request carries, as the SDK's session stamps it."""
+        if self._stamp is None:
+            self._stamp = {
+                types.PROTOCOL_VERSION_META_KEY: self.client.protocol_version,
+                types.CLIENT_INFO_META_KEY: _dump(CLIENT_INFO),
+                types.CLIENT_CAPABILITIES_META_KEY: _dump(types.ClientCapabilities()),
+            }
+        return self._stamp
+
+    def _mcp_error(self, error: MCPError) -> UpstreamResult:
+        if error.code == types.CONNECTION_CLOSED or self.closed.is_set():
+            raise UpstreamUnavailable(f"{self.config.name}: connection closed") from error
+        if error.code == types.REQUEST_TIMEOUT:
+            raise UpstreamTimeout(f"{self.config.name}: timed out") from error
+        return _error_result(f"MCP error {error.code}: {error.message}")
+
+    def _invalid(self, error: Exception) -> UpstreamResult:
+        # The SDK raises these for a closed client or a result that breaks the
+        # tool's declared output schema; only the former is the connection's fault.
+        if self.closed.is_set():
+            raise UpstreamUnavailable(f"{self.config.name}: connection closed") from error
+        return _error_result(f"invalid result from upstream: {error}")
 
     async def probe(self) -> None:
         """A cheap round trip: `ping` on handshake-era connections, `server/discover` on 2026 ones.

@@ -1,8 +1,10 @@
-"""The SDK transports behind the three upstream kinds, chosen by name from `TRANSPORTS`.
+"""The transports behind the three upstream kinds, chosen by name from `TRANSPORTS`.
 
 Each opener is an async context manager that yields an `OpenedTransport`: an SDK
 `Transport` ready to hand to `mcp.Client`, plus a way to learn the child pid (stdio)
-and an event set when the transport's read side ends (the server went away). Closing
+and an event set when the transport's read side ends (the server went away). HTTP and
+SSE are the SDK's transports; stdio is our `upstream.stdio.StdioChannel`, which also
+gives the session a short path for tool calls. Closing
 the context releases what the opener acquired (the stderr pipe, the HTTP client); the
 SDK transport itself is closed by the `Client` that entered it.
 
@@ -11,7 +13,7 @@ connection resolves and checks the host again, so a URL that passed the save-tim
 cannot be re-pointed at a private address through DNS.
 
 stdio children get a minimal environment (PATH, HOME, LANG, merged under the
-configured env; the SDK adds its own short safe list) and their stderr is forwarded
+configured env, over the SDK's own short safe list) and their stderr is forwarded
 line by line to the `mcpgateway.upstream.stderr` logger, never to the terminal.
 """
 
@@ -21,7 +23,6 @@ import asyncio
 import json
 import logging
 import os
-import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -32,16 +33,15 @@ import anyio
 import httpx2
 from mcp.client import Transport
 from mcp.client.sse import sse_client
-from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from mcpgateway.outbound import guarded_async_client
 from mcpgateway.upstream.config import UpstreamConfig
+from mcpgateway.upstream.stdio import StdioChannel
 
 stderr_logger = logging.getLogger("mcpgateway.upstream.stderr")
 
 SAFE_ENV_KEYS = ("PATH", "HOME", "LANG")
-PID_TOKEN_VAR = "MCPGATEWAY_UPSTREAM_TOKEN"
 _MAX_STDERR_LINE = 4000
 _HTTP_READ_TIMEOUT_S = 300.0
 
@@ -53,6 +53,7 @@ class OpenedTransport:
     transport: Transport
     closed: asyncio.Event
     find_pid: Callable[[], int | None] | None = None
+    channel: StdioChannel | None = None  # stdio only: the short path for tool calls
 
 
 class _WatchedReadStream:
@@ -165,58 +166,26 @@ async def _stderr_pipe(server: str) -> AsyncIterator[TextIO]:
         pipe_transport.close()
 
 
-def find_child_pid(token: str) -> int | None:
-    """The pid of our direct child whose environment carries `token` (Linux /proc), if any.
-
-    The SDK spawns the stdio server itself and keeps the process object private, so the
-    child is recognised by a random token placed in its environment.
-    """
-    me = os.getpid()
-    needle = f"{PID_TOKEN_VAR}={token}".encode()
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return None
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
-            if int(fields[1]) != me:
-                continue
-            with open(f"/proc/{entry}/environ", "rb") as environ:
-                if needle in environ.read().split(b"\0"):
-                    return int(entry)
-        except (OSError, IndexError, ValueError):
-            continue
-    return None
-
-
-def stdio_environment(config: UpstreamConfig, token: str) -> dict[str, str]:
-    """The child's environment: a few safe variables, then the configured ones, then the token."""
+def stdio_environment(config: UpstreamConfig) -> dict[str, str]:
+    """The child's environment: a few safe variables, then the configured ones."""
     env = {key: os.environ[key] for key in SAFE_ENV_KEYS if key in os.environ}
     env.update(config.env)
-    env[PID_TOKEN_VAR] = token
     return env
 
 
 @asynccontextmanager
 async def open_stdio(config: UpstreamConfig) -> AsyncIterator[OpenedTransport]:
-    """Spawn the server through the SDK's stdio transport when the client enters it."""
-    token = secrets.token_hex(8)
-    params = StdioServerParameters(
-        command=config.command,
-        args=list(config.args),
-        env=stdio_environment(config, token),
-        cwd=config.cwd,
-    )
+    """Spawn the server through our own stdio channel (`upstream.stdio`) when the client enters
+    it; the channel is also the session's short path for tool calls."""
     closed = asyncio.Event()
     async with _stderr_pipe(config.name) as errlog:
+        channel = StdioChannel(config.name, config.command, list(config.args),
+                               env=stdio_environment(config), cwd=config.cwd, errlog=errlog)
         yield OpenedTransport(
-            transport=_WatchedTransport(stdio_client(params, errlog=errlog), closed),
+            transport=_WatchedTransport(channel, closed),
             closed=closed,
-            find_pid=lambda: find_child_pid(token),
+            find_pid=lambda: channel.pid,
+            channel=channel,
         )
 
 

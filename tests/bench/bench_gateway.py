@@ -159,6 +159,35 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _child_pid(parent: int, needle: str) -> int | None:
+    """A direct child of `parent` whose command line contains `needle` (Linux /proc)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) != parent:
+                continue
+            if needle in Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode():
+                return int(entry)
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def _group_cpu_s(group: int) -> float:
+    """CPU seconds used so far by the live processes of a process group (an npx-started server)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == group:
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def _spread(values: list[float], fmt: str = "{:.2f}") -> str:
     return f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}-{fmt.format(max(values))}]"
 
@@ -172,7 +201,7 @@ async def _bench_http(base: str, token: str, rounds: int, calls: dict[int, int],
     url = f"{base}/mcp"
     limits = httpx2.Limits(max_connections=128, max_keepalive_connections=128)
     keys = ("d_p50", "d_p99", "g_p50", "g_p99", "d_rps", "g_rps", "add50", "add99", "ratio", "cpu", "client_cpu",
-            "p_p50", "p_rps", "p_add50", "p_ratio", "own50")
+            "p_p50", "p_rps", "p_add50", "p_ratio", "own50", "d_cpu", "d_up_cpu", "g_up_cpu", "ceiling")
     per_c: dict[int, dict[str, list[float]]] = {c: {k: [] for k in keys} for c in calls}
     async with contextlib.AsyncExitStack() as stack:
         http = await stack.enter_async_context(httpx2.AsyncClient(
@@ -185,6 +214,10 @@ async def _bench_http(base: str, token: str, rounds: int, calls: dict[int, int],
             plain = await stack.enter_async_context(httpx2.AsyncClient(timeout=60, limits=limits))
             over_http = await stack.enter_async_context(Client(streamable_http_client(f"{peer}/mcp", http_client=plain)))
         assert "pyecho__echo" in [t.name for t in (await through.list_tools()).tools], "echo not granted"
+        # The two echo servers' processes: the one this client spawned, the one the gateway did.
+        direct_echo, gateway_echo = _child_pid(os.getpid(), "mcp_echo_server"), _child_pid(pid, "mcp_echo_server")
+        assert direct_echo and gateway_echo, "echo server processes not found"
+        cores = os.cpu_count() or 1
         for r in range(rounds):
             for c, n in calls.items():
                 sides = [("d", _caller(direct, "echo")), ("g", _caller(through, "pyecho__echo"))]
@@ -195,10 +228,17 @@ async def _bench_http(base: str, token: str, rounds: int, calls: dict[int, int],
                 got = {}
                 for side, call in sides:
                     cpu, own = _cpu_s(pid), _cpu_s(os.getpid())
+                    up = _cpu_s(direct_echo if side == "d" else gateway_echo)
                     got[side] = await _measure(call, c, n)
+                    own_ms = (_cpu_s(os.getpid()) - own) * 1000 / n
+                    up_ms = (_cpu_s(direct_echo if side == "d" else gateway_echo) - up) * 1000 / n
                     if side == "g":
                         per_c[c]["cpu"].append((_cpu_s(pid) - cpu) * 1000 / n)
-                        per_c[c]["client_cpu"].append((_cpu_s(os.getpid()) - own) * 1000 / n)
+                        per_c[c]["client_cpu"].append(own_ms)
+                        per_c[c]["g_up_cpu"].append(up_ms)
+                    elif side == "d":
+                        per_c[c]["d_cpu"].append(own_ms)
+                        per_c[c]["d_up_cpu"].append(up_ms)
                 d, g, row = got["d"], got["g"], per_c[c]
                 row["d_p50"].append(d["p50"])
                 row["d_p99"].append(d["p99"])
@@ -209,6 +249,9 @@ async def _bench_http(base: str, token: str, rounds: int, calls: dict[int, int],
                 row["add50"].append(g["p50"] - d["p50"])
                 row["add99"].append(g["p99"] - d["p99"])
                 row["ratio"].append(g["rps"] / d["rps"])
+                # What a gateway costing no CPU at all could reach on this machine: the cores
+                # divided by the CPU the client and the upstream spend per call through /mcp.
+                row["ceiling"].append(cores * 1000 / (row["client_cpu"][-1] + row["g_up_cpu"][-1]) / d["rps"])
                 if "p" in got:
                     p = got["p"]
                     row["p_p50"].append(p["p50"])
@@ -233,7 +276,10 @@ async def _bench_http(base: str, token: str, rounds: int, calls: dict[int, int],
         else:
             ratio = statistics.median(row["ratio"])
             lines.append(f"         throughput ratio {_spread(row['ratio'])}x (target >= {TARGETS['ratio']}x: "
-                         f"{'met' if ratio >= TARGETS['ratio'] else 'NOT met'})")
+                         f"{'met' if ratio >= TARGETS['ratio'] else 'NOT met'}); CPU/call direct: client "
+                         f"{_spread(row['d_cpu'])} ms, echo {_spread(row['d_up_cpu'])} ms; through /mcp: echo "
+                         f"{_spread(row['g_up_cpu'])} ms; a gateway costing no CPU could reach at most "
+                         f"{_spread(row['ceiling'])}x direct on {cores} cores (HTTP client + echo CPU)")
         if row["p_p50"]:
             lines.append(f"         no gateway, the SDK's own HTTP server ({name}): p50 {_spread(row['p_p50'])} ms "
                          f"(HTTP alone adds {_spread(row['p_add50'])} ms over stdio), {_spread(row['p_rps'], '{:.0f}')}/s "
@@ -242,21 +288,34 @@ async def _bench_http(base: str, token: str, rounds: int, calls: dict[int, int],
     return lines
 
 
-async def _bench_everything(base: str, token: str, rounds: int, calls: dict[int, int]) -> list[str]:
+async def _bench_everything(base: str, token: str, rounds: int, calls: dict[int, int], pid: int) -> list[str]:
     import httpx2
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
 
     limits = httpx2.Limits(max_connections=128, max_keepalive_connections=128)
     lines = ["gateway /mcp with server-everything (TypeScript, stdio upstream): calls/s through /mcp"]
+    group = _child_pid(pid, "server-everything")  # the gateway starts each stdio server in its own group
+    assert group, "server-everything's process not found"
+    cores = os.cpu_count() or 1
     async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60, limits=limits) as http, \
             Client(streamable_http_client(f"{base}/mcp", http_client=http)) as through:
         for c, n in calls.items():
             if c == 1:
                 continue
-            rps = [(await _measure(_caller(through, "everything__echo"), c, n))["rps"] for _ in range(rounds)]
+            rps, gateway, client, upstream, ceiling = [], [], [], [], []
+            for _ in range(rounds):
+                before = _cpu_s(pid), _cpu_s(os.getpid()), _group_cpu_s(group)
+                rps.append((await _measure(_caller(through, "everything__echo"), c, n))["rps"])
+                gateway.append((_cpu_s(pid) - before[0]) * 1000 / n)
+                client.append((_cpu_s(os.getpid()) - before[1]) * 1000 / n)
+                upstream.append((_group_cpu_s(group) - before[2]) * 1000 / n)
+                ceiling.append(cores * 1000 / (client[-1] + upstream[-1]))
             verdict = "met" if statistics.median(rps) >= TARGETS["everything_rps"] else "NOT met"
-            lines.append(f"  c={c:<3} {_spread(rps, '{:.0f}')} calls/s (target >= {TARGETS['everything_rps']}/s: {verdict})")
+            lines.append(f"  c={c:<3} {_spread(rps, '{:.0f}')} calls/s (target >= {TARGETS['everything_rps']}/s: {verdict}); "
+                         f"CPU/call: gateway {_spread(gateway)} ms, this client {_spread(client)} ms, server-everything "
+                         f"{_spread(upstream)} ms; a gateway costing no CPU could reach at most "
+                         f"{_spread(ceiling, '{:.0f}')}/s on {cores} cores")
     return lines
 
 
@@ -316,7 +375,7 @@ def main() -> int:
         _wait_for_tools(team_id)
         time.sleep(1.5)  # daphne's catalogue snapshot (TTL 1 s) sees the read-only marks
         lines = asyncio.run(_bench_http(base, token, args.rounds, calls, proc.pid, label, peer_base))
-        lines += asyncio.run(_bench_everything(base, token, args.rounds, calls))
+        lines += asyncio.run(_bench_everything(base, token, args.rounds, calls, proc.pid))
     finally:
         for server_proc in (proc, peer):
             server_proc.terminate()

@@ -6,8 +6,8 @@ needs streamable HTTP builds the same server with `build_server()` and serves
 
 Tools: `echo`, `add`, `fail` (an error result), `slow` (sleeps), `mutate` (changes the
 description of `echo` and announces `tools/list_changed`), `header` (a request header
-the server saw, HTTP only) and `pid`. One resource (`echo://readme`) and one prompt
-(`greet`).
+the server saw, HTTP only), `request_id` (the JSON-RPC id it saw) and `pid`. One resource
+(`echo://readme`) and one prompt (`greet`).
 """
 
 from __future__ import annotations
@@ -63,6 +63,10 @@ def build_server() -> MCPServer:
     def header(name: str, ctx: Context) -> str:
         headers = ctx.headers or {}
         return headers.get(name.lower(), "") or headers.get(name, "")
+
+    @server.tool(description="The JSON-RPC id of this request and the protocol version, as the server saw them.")
+    def request_id(ctx: Context) -> str:
+        return f"{ctx.request_id} {ctx.protocol_version}"
 
     @server.tool(description="The server's process id.")
     def pid() -> int:

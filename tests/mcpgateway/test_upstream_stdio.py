@@ -1,0 +1,152 @@
+"""The stdio channel's short path for tool calls (`mcpgateway/upstream/stdio.py`), against real
+servers: the SDK echo server (2026-07-28 era) and `server-everything` from npm (2025-11-25).
+
+Each answer through the short path is compared with the same call through the SDK's
+`Client` (taken when the caller carries a trace to continue), so the two paths cannot drift
+apart; then the short path's own failure cases: a timeout, a server killed mid-call, many
+calls at once, and a server whose process group will not stop without SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mcpgateway.upstream import Supervisor, UpstreamConfig, UpstreamTimeout, UpstreamUnavailable
+from mcpgateway.upstream.stdio import ID_PREFIX
+
+ROOT = Path(__file__).resolve().parents[2]
+ECHO_SERVER = str(ROOT / "tests" / "fakes" / "mcp_echo_server.py")
+# Any well-formed W3C traceparent: its presence sends a call through the SDK's client.
+TRACED = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+
+
+def echo_config(name: str = "echo", command: str = sys.executable, args: tuple[str, ...] = (ECHO_SERVER,)) -> UpstreamConfig:
+    return UpstreamConfig(name=name, transport="stdio", command=command, args=args, cwd=str(ROOT))
+
+
+def test_the_short_path_answers_exactly_as_the_sdk_client_does_in_both_eras() -> None:
+    calls = {
+        "echo": [("echo", {"message": "hello"}), ("add", {"a": 2, "b": 40}), ("fail", {"message": "boom"}),
+                 ("no_such_tool", {}), ("add", {"a": "two"}), ("echo", {})],
+        "everything": [("echo", {"message": "hi there"}), ("no_such_tool", {}), ("echo", {})],
+    }
+
+    async def scenario() -> None:
+        async with Supervisor() as sup:
+            await sup.add(echo_config())
+            await sup.add(UpstreamConfig(name="everything", transport="stdio", command="npx",
+                                         args=("-y", "@modelcontextprotocol/server-everything"), cwd=str(ROOT)))
+            await sup.wait_up("echo", timeout=15)
+            await sup.wait_up("everything", timeout=30)
+            assert sup.discovery("echo").protocol_version == "2026-07-28"
+            assert sup.discovery("everything").protocol_version == "2025-11-25"
+            for server, pairs in calls.items():
+                for tool, arguments in pairs:
+                    short = await sup.call_tool(server, tool, arguments)
+                    through_sdk = await sup.call_tool(server, tool, arguments, meta=dict(TRACED))
+                    assert short == through_sdk, (server, tool, arguments)
+            assert (await sup.call_tool("echo", "add", {"a": 2, "b": 40})).structured == {"result": 42}
+            assert (await sup.call_tool("echo", "fail", {"message": "boom"})).is_error is True
+
+            # Which path each took, as the server saw it: our string ids, the SDK's numbers;
+            # the 2026-era envelope the short path stamps is accepted.
+            short = (await sup.call_tool("echo", "request_id", {})).text()
+            through_sdk = (await sup.call_tool("echo", "request_id", {}, meta=dict(TRACED))).text()
+            assert short.startswith(ID_PREFIX) and short.endswith(" 2026-07-28"), short
+            assert through_sdk.split()[0].isdigit(), through_sdk
+
+    asyncio.run(scenario())
+
+
+def test_a_timed_out_short_call_is_cancelled_and_both_paths_go_on() -> None:
+    async def scenario() -> None:
+        async with Supervisor() as sup:
+            await sup.add(echo_config())
+            await sup.wait_up("echo", timeout=15)
+            started = time.monotonic()
+            with pytest.raises(UpstreamTimeout):
+                await sup.call_tool("echo", "slow", {"seconds": 0.8}, timeout_s=0.3)
+            assert time.monotonic() - started < 0.8
+            assert (await sup.call_tool("echo", "echo", {"message": "next"})).text() == "next"
+            await asyncio.sleep(0.8)  # past the moment an uncancelled answer would have come
+            assert (await sup.call_tool("echo", "echo", {"message": "sdk"}, meta=dict(TRACED))).text() == "sdk"
+            assert (await sup.call_tool("echo", "echo", {"message": "short"})).text() == "short"
+            assert sup.health("echo").restarts == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_server_killed_mid_call_fails_the_waiting_short_calls_at_once() -> None:
+    async def scenario() -> None:
+        async with Supervisor() as sup:
+            await sup.add(echo_config())
+            health = await sup.wait_up("echo", timeout=15)
+            waiting = [asyncio.create_task(sup.call_tool("echo", "slow", {"seconds": 30})) for _ in range(3)]
+            await asyncio.sleep(0.3)
+            started = time.monotonic()
+            os.kill(health.pid, signal.SIGKILL)
+            for call in waiting:
+                with pytest.raises(UpstreamUnavailable):
+                    await call
+            assert time.monotonic() - started < 3
+            async with asyncio.timeout(15):  # the supervisor notices and starts it again
+                while sup.health("echo").restarts == 0 or sup.health("echo").state != "up":
+                    await asyncio.sleep(0.05)
+            assert sup.health("echo").pid != health.pid
+            assert (await sup.call_tool("echo", "echo", {"message": "again"})).text() == "again"
+
+    asyncio.run(scenario())
+
+
+def test_many_concurrent_short_calls_each_get_their_own_answer() -> None:
+    async def scenario() -> None:
+        async with Supervisor() as sup:
+            await sup.add(echo_config())
+            await sup.wait_up("echo", timeout=15)
+            results = await asyncio.gather(*(
+                sup.call_tool("echo", "echo", {"message": f"m{i}"}, meta=dict(TRACED) if i % 10 == 0 else None)
+                for i in range(300)))
+            assert [result.text() for result in results] == [f"m{i}" for i in range(300)]
+
+    asyncio.run(scenario())
+
+
+def group_members(group: int) -> list[int]:
+    """Live (not zombie) processes in a process group, from /proc."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == group and fields[0] != "Z":
+                members.append(int(entry))
+    return members
+
+
+def test_a_server_group_that_ignores_stdin_close_and_sigterm_is_killed() -> None:
+    # sh ignores SIGTERM (and so does the `sleep` it runs once the echo server has exited on
+    # stdin's close): only SIGKILL ends the group.
+    stubborn = echo_config("stubborn", command="sh",
+                           args=("-c", f"trap '' TERM; {sys.executable} {ECHO_SERVER}; sleep 60"))
+
+    async def scenario() -> None:
+        async with Supervisor() as sup:
+            await sup.add(stubborn)
+            health = await sup.wait_up("stubborn", timeout=15)
+            assert len(group_members(health.pid)) == 2  # sh and the echo server
+            assert (await sup.call_tool("stubborn", "echo", {"message": "hi"})).text() == "hi"
+            started = time.monotonic()
+            await sup.remove("stubborn")
+            took = time.monotonic() - started
+            assert group_members(health.pid) == []
+            assert 2.0 <= took < 10, took  # the grace period, then SIGTERM's wait, then SIGKILL
+
+    asyncio.run(scenario())
