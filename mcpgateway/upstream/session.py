@@ -182,15 +182,16 @@ class UpstreamSession:
             UpstreamTimeout: no answer within `timeout_s` (the server is told to cancel).
             UpstreamUnavailable: the connection closed before or during the call.
         """
-        if self._channel is not None and not (meta and "traceparent" in meta):
-            return await self._call_short(tool, arguments, timeout_s, meta)
+        short = self._channel is not None and not (meta and "traceparent" in meta)
         try:
             with anyio.fail_after(timeout_s):
+                if short:
+                    return await self._call_short(tool, arguments, timeout_s, meta)
                 result = await self.client.call_tool(tool, arguments, meta=meta)
         except TimeoutError:
             raise UpstreamTimeout(f"{self.config.name}: {tool} timed out after {timeout_s:g}s") from None
         except MCPError as error:
-            return self._mcp_error(error)
+            return self._mcp_error(error, tool)
         except (RuntimeError, ValidationError) as error:
             return self._invalid(error)
         return _upstream_result(result)
@@ -199,7 +200,8 @@ class UpstreamSession:
                           meta: dict[str, Any] | None) -> UpstreamResult:
         """`tools/call` written straight to the stdio channel; the answer is checked as the
         SDK's `Client.call_tool` checks it (the negotiated revision's result surface, the
-        result model, the tool's output schema), so the caller cannot tell the paths apart."""
+        result model, the tool's output schema), so the caller cannot tell the paths apart.
+        Runs under the caller's deadline; raises what the SDK's call would raise."""
         assert self._channel is not None
         version = self.client.protocol_version
         params: dict[str, Any] = {"name": tool, "arguments": arguments}
@@ -208,32 +210,32 @@ class UpstreamSession:
             params["_meta"] = stamped
         try:
             answer = await self._channel.request("tools/call", params, timeout_s)
-        except TimeoutError:
-            raise UpstreamTimeout(f"{self.config.name}: {tool} timed out after {timeout_s:g}s") from None
         except ConnectionError as error:
             raise UpstreamUnavailable(f"{self.config.name}: connection closed") from error
+        except ValueError:  # NaN or infinity in the arguments: the SDK's client sends them as null
+            return _upstream_result(await self.client.call_tool(tool, arguments, meta=meta))
         if "error" in answer:
-            try:
-                error = types.ErrorData.model_validate(answer["error"])
-            except ValidationError as invalid:
-                return self._invalid(invalid)
-            return self._mcp_error(MCPError(code=error.code, message=error.message, data=error.data))
+            error = types.ErrorData.model_validate(answer["error"])
+            raise MCPError(code=error.code, message=error.message, data=error.data)
         raw = answer.get("result")
-        try:
-            if not isinstance(raw, dict):
-                raise RuntimeError("the answer has no result object")
-            spec_methods.validate_server_result("tools/call", version, raw)
-            later = _later_revision_fields(version)
-            if later and not later.isdisjoint(raw):
-                raw = {key: value for key, value in raw.items() if key not in later}
-            if raw.get("resultType") not in (None, "complete"):
-                raise RuntimeError(f"the server answered with a {raw.get('resultType')!r} result, "
-                                   "which the gateway cannot continue")
-            result = types.CallToolResult.model_validate(raw, by_name=False)
-            if not result.is_error:
-                await self.client.session.validate_tool_result(tool, result)
-        except (RuntimeError, ValidationError) as error:
-            return self._invalid(error)
+        if not isinstance(raw, dict):
+            raise RuntimeError("the answer has no result object")
+        spec_methods.validate_server_result("tools/call", version, raw)
+        later = _later_revision_fields(version)
+        if later and not later.isdisjoint(raw):
+            raw = {key: value for key, value in raw.items() if key not in later}
+        if raw.get("resultType") == "input_required":
+            pending = types.InputRequiredResult.model_validate(raw, by_name=False)
+            if pending.input_requests:
+                # The SDK's client would hand them to its callbacks, and the gateway has none.
+                return _error_result(f"MCP error {types.INVALID_REQUEST}: the server asked for input "
+                                     f"({', '.join(sorted(pending.input_requests))}), which the gateway cannot give")
+            # Only state to echo (work still going on): the SDK's client polls on from here.
+            return _upstream_result(await self.client.call_tool(tool, arguments, request_state=pending.request_state,
+                                                                meta=meta))
+        result = types.CallToolResult.model_validate(raw, by_name=False)
+        if not result.is_error:
+            await self.client.session.validate_tool_result(tool, result)
         return _upstream_result(result)
 
     def _modern_stamp(self) -> dict[str, Any]:
@@ -246,11 +248,11 @@ class UpstreamSession:
             }
         return self._stamp
 
-    def _mcp_error(self, error: MCPError) -> UpstreamResult:
+    def _mcp_error(self, error: MCPError, tool: str) -> UpstreamResult:
         if error.code == types.CONNECTION_CLOSED or self.closed.is_set():
             raise UpstreamUnavailable(f"{self.config.name}: connection closed") from error
         if error.code == types.REQUEST_TIMEOUT:
-            raise UpstreamTimeout(f"{self.config.name}: timed out") from error
+            raise UpstreamTimeout(f"{self.config.name}: {tool} timed out") from error
         return _error_result(f"MCP error {error.code}: {error.message}")
 
     def _invalid(self, error: Exception) -> UpstreamResult:

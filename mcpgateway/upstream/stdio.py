@@ -65,6 +65,8 @@ class _Pipes(asyncio.SubprocessProtocol):
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         if fd == 1:
             self._channel._end("the server closed its stdout")
+        elif fd == 0:
+            self._channel._writable.set()  # a write waiting for room wakes and finds the pipe gone
 
     def process_exited(self) -> None:
         self._channel._exited.set()
@@ -165,17 +167,26 @@ class StdioChannel:
                 async for message in self._outbox_out:
                     line = message.message.model_dump_json(by_alias=True, exclude_unset=True)
                     await self._write(line.encode() + b"\n")
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError, ConnectionError, OSError):
+        except Exception as exc:  # closed pipe, broken stream, a message that does not serialise
             # The server may still be alive, but nothing reaches it: let the session see the end.
+            if not isinstance(exc, (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError)):
+                logger.exception("%s: writing to the server failed", self.name)
             self._end("writing to the server's stdin failed")
 
     async def _write(self, data: bytes) -> None:
+        """Write to stdin; past the pipe's high-water mark, wait until the server reads (or the
+        channel ends: then `ChannelClosed`)."""
+        self._write_now(data)
+        if not self._writable.is_set():
+            await self._writable.wait()
+            if self._stdin is None or self._stdin.is_closing() or self.closed.is_set():
+                raise ChannelClosed(f"{self.name}: connection closed")
+
+    def _write_now(self, data: bytes) -> None:
         stdin = self._stdin
         if stdin is None or stdin.is_closing() or self.closed.is_set():
             raise ChannelClosed(f"{self.name}: connection closed")
         stdin.write(data)
-        if not self._writable.is_set():
-            await self._writable.wait()
 
     # --- the short path -----------------------------------------------------------------------
 
@@ -187,26 +198,32 @@ class StdioChannel:
             ChannelClosed: the connection ended before the answer came.
         """
         request_id = f"{ID_PREFIX}{next(self._ids)}"
+        # Raises ValueError for NaN or infinity, which JSON has no words for (the caller decides).
+        line = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params},
+                          separators=(",", ":"), allow_nan=False).encode() + b"\n"
         answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = answer
+        written = False
         try:
-            await self._write(json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params},
-                                         separators=(",", ":")).encode() + b"\n")
             async with asyncio.timeout(timeout_s):
+                written = True
+                await self._write(line)
                 return await answer
         except TimeoutError:
-            await self._cancel(request_id, f"timed out after {timeout_s:g}s")
+            self._cancel(request_id, f"timed out after {timeout_s:g}s")
             raise
         except asyncio.CancelledError:
-            await asyncio.shield(self._cancel(request_id, "caller cancelled"))
+            if written:
+                self._cancel(request_id, "caller cancelled")
             raise
         finally:
             self._pending.pop(request_id, None)
 
-    async def _cancel(self, request_id: str, reason: str) -> None:
-        with contextlib.suppress(ConnectionError, OSError):
-            await self._write(json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                                          "params": {"requestId": request_id, "reason": reason}}).encode() + b"\n")
+    def _cancel(self, request_id: str, reason: str) -> None:
+        """The courtesy `notifications/cancelled`, queued without waiting (dropped if the pipe is gone)."""
+        with contextlib.suppress(ConnectionError, OSError, RuntimeError):
+            self._write_now(json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                        "params": {"requestId": request_id, "reason": reason}}).encode() + b"\n")
 
     # --- what the pipes report (callbacks on the loop) ----------------------------------------
 
@@ -214,13 +231,17 @@ class StdioChannel:
         *lines, self._buffer = (self._buffer + data).split(b"\n")
         for line in lines:
             if line.strip():
-                self._route(line)
+                try:
+                    self._route(line)
+                except Exception:  # never lose the chunk's other lines to one bad line
+                    logger.exception("%s: a line from the server could not be handled", self.name)
 
     def _route(self, line: bytes) -> None:
         if _ID_MARK in line:
             try:
-                decoded = json.loads(line)
-            except ValueError:
+                # Undecodable bytes become U+FFFD, so an answer still finds its caller.
+                decoded = json.loads(line.decode("utf-8", "replace"))
+            except (ValueError, RecursionError):
                 decoded = None
             request_id = decoded.get("id") if isinstance(decoded, dict) else None
             if isinstance(request_id, str) and request_id.startswith(ID_PREFIX) and (
@@ -252,6 +273,7 @@ class StdioChannel:
         if self.closed.is_set():
             return
         self.closed.set()
+        self._writable.set()  # writes waiting for room wake and see the end
         for answer in self._pending.values():
             if not answer.done():
                 answer.set_exception(ChannelClosed(f"{self.name}: connection closed ({why})"))
@@ -267,22 +289,25 @@ class StdioChannel:
             self._paused = False
             self._stdout.resume_reading()  # a server blocked writing its stdout cannot see stdin close
         self._outbox.close()
-        if self._writer is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_FLUSH_S):
-                    await asyncio.shield(self._writer)
-            self._writer.cancel()
-        if process is None:
+        try:
+            if self._writer is not None:
+                with contextlib.suppress(Exception):  # a writer that failed has said so in the log
+                    async with asyncio.timeout(_FLUSH_S):
+                        await asyncio.shield(self._writer)
+                self._writer.cancel()
+            if process is None:
+                return
+            if self._stdin is not None:
+                self._stdin.close()
+            if not await self._wait_exit(_GRACE_S):
+                await self._kill_group()
+                if not await self._wait_exit(_REAP_S):
+                    logger.warning("%s: server process %s is still alive after SIGKILL; abandoning it",
+                                   self.name, self.pid)
+        finally:
             self._end("the channel was closed")
-            return
-        if self._stdin is not None:
-            self._stdin.close()
-        if not await self._wait_exit(_GRACE_S):
-            await self._kill_group()
-            if not await self._wait_exit(_REAP_S):
-                logger.warning("%s: server process %s is still alive after SIGKILL; abandoning it", self.name, self.pid)
-        self._end("the channel was closed")
-        process.close()
+            if process is not None:
+                process.close()
 
     async def _wait_exit(self, timeout_s: float) -> bool:
         with contextlib.suppress(TimeoutError):

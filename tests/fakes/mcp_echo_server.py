@@ -4,15 +4,17 @@ Run as a script it serves stdio (`python tests/fakes/mcp_echo_server.py`); a tes
 needs streamable HTTP builds the same server with `build_server()` and serves
 `server.streamable_http_app(...)` itself.
 
-Tools: `echo`, `add`, `fail` (an error result), `slow` (sleeps), `mutate` (changes the
-description of `echo` and announces `tools/list_changed`), `header` (a request header
-the server saw, HTTP only), `request_id` (the JSON-RPC id it saw) and `pid`. One resource
+Tools: `echo`, `add`, `fail` (an error result), `slow` (sleeps; `cancellations` counts
+the calls the client cancelled), `mutate` (changes the description of `echo` and announces
+`tools/list_changed`), `header` (a request header the server saw, HTTP only), `request_id`
+(the JSON-RPC id it saw), `envelope` (the `_meta` it received) and `pid`. One resource
 (`echo://readme`) and one prompt (`greet`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 
@@ -41,10 +43,21 @@ def build_server() -> MCPServer:
     def fail(message: str) -> str:
         raise ToolError(message)
 
+    cancelled = 0
+
     @server.tool(description="Sleep for the given number of seconds, then answer.")
     async def slow(seconds: float) -> str:
-        await asyncio.sleep(seconds)
+        nonlocal cancelled
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:  # the client sent notifications/cancelled
+            cancelled += 1
+            raise
         return f"slept {seconds}"
+
+    @server.tool(description="How many `slow` calls were cancelled by the client so far.")
+    def cancellations() -> int:
+        return cancelled
 
     @server.tool(description="Change the description of echo and announce tools/list_changed.")
     async def mutate(ctx: Context) -> str:
@@ -67,6 +80,12 @@ def build_server() -> MCPServer:
     @server.tool(description="The JSON-RPC id of this request and the protocol version, as the server saw them.")
     def request_id(ctx: Context) -> str:
         return f"{ctx.request_id} {ctx.protocol_version}"
+
+    @server.tool(description="The request's `_meta` as the server received it, as JSON (no trace context).")
+    def envelope(ctx: Context) -> str:
+        meta = dict((ctx.request_context.params or {}).get("_meta") or {})
+        meta.pop("traceparent", None)
+        return json.dumps(meta, sort_keys=True)
 
     @server.tool(description="The server's process id.")
     def pid() -> int:

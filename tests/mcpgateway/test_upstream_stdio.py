@@ -9,6 +9,7 @@ calls at once, and a server whose process group will not stop without SIGKILL.""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mcpgateway.upstream import Supervisor, UpstreamConfig, UpstreamTimeout, UpstreamUnavailable
-from mcpgateway.upstream.stdio import ID_PREFIX
+from mcpgateway.upstream.stdio import ID_PREFIX, ChannelClosed, StdioChannel
 
 ROOT = Path(__file__).resolve().parents[2]
 ECHO_SERVER = str(ROOT / "tests" / "fakes" / "mcp_echo_server.py")
@@ -33,7 +34,7 @@ def echo_config(name: str = "echo", command: str = sys.executable, args: tuple[s
 def test_the_short_path_answers_exactly_as_the_sdk_client_does_in_both_eras() -> None:
     calls = {
         "echo": [("echo", {"message": "hello"}), ("add", {"a": 2, "b": 40}), ("fail", {"message": "boom"}),
-                 ("no_such_tool", {}), ("add", {"a": "two"}), ("echo", {})],
+                 ("no_such_tool", {}), ("add", {"a": "two"}), ("echo", {}), ("add", {"a": float("nan"), "b": 1})],
         "everything": [("echo", {"message": "hi there"}), ("no_such_tool", {}), ("echo", {})],
     }
 
@@ -60,6 +61,11 @@ def test_the_short_path_answers_exactly_as_the_sdk_client_does_in_both_eras() ->
             through_sdk = (await sup.call_tool("echo", "request_id", {}, meta=dict(TRACED))).text()
             assert short.startswith(ID_PREFIX) and short.endswith(" 2026-07-28"), short
             assert through_sdk.split()[0].isdigit(), through_sdk
+            # The 2026-era envelope the short path stamps is the one the SDK's session stamps.
+            envelope = json.loads((await sup.call_tool("echo", "envelope", {})).text())
+            assert envelope == json.loads((await sup.call_tool("echo", "envelope", {}, meta=dict(TRACED))).text())
+            assert {"io.modelcontextprotocol/protocolVersion", "io.modelcontextprotocol/clientInfo",
+                    "io.modelcontextprotocol/clientCapabilities"} <= set(envelope), envelope
 
     asyncio.run(scenario())
 
@@ -74,6 +80,9 @@ def test_a_timed_out_short_call_is_cancelled_and_both_paths_go_on() -> None:
                 await sup.call_tool("echo", "slow", {"seconds": 0.8}, timeout_s=0.3)
             assert time.monotonic() - started < 0.8
             assert (await sup.call_tool("echo", "echo", {"message": "next"})).text() == "next"
+            async with asyncio.timeout(5):  # the courtesy notifications/cancelled reached the server
+                while (await sup.call_tool("echo", "cancellations", {})).text() != "1":
+                    await asyncio.sleep(0.05)
             await asyncio.sleep(0.8)  # past the moment an uncancelled answer would have come
             assert (await sup.call_tool("echo", "echo", {"message": "sdk"}, meta=dict(TRACED))).text() == "sdk"
             assert (await sup.call_tool("echo", "echo", {"message": "short"})).text() == "short"
@@ -146,7 +155,69 @@ def test_a_server_group_that_ignores_stdin_close_and_sigterm_is_killed() -> None
             started = time.monotonic()
             await sup.remove("stubborn")
             took = time.monotonic() - started
-            assert group_members(health.pid) == []
+            async with asyncio.timeout(2):  # SIGKILL delivered; the members vanish
+                while group_members(health.pid):
+                    await asyncio.sleep(0.05)
             assert 2.0 <= took < 10, took  # the grace period, then SIGTERM's wait, then SIGKILL
+
+    asyncio.run(scenario())
+
+
+def test_a_server_that_stops_reading_stdin_cannot_hold_a_call_past_its_deadline() -> None:
+    # Never reads stdin: a big request fills the pipe, and the write waits for room.
+    deaf = StdioChannel("deaf", sys.executable, ["-c", "import time; time.sleep(3)"])
+
+    async def scenario() -> None:
+        async with deaf:
+            for _ in range(2):
+                started = time.monotonic()
+                with pytest.raises(TimeoutError):
+                    await deaf.request("tools/call", {"name": "echo", "arguments": {"message": "x" * 300_000}}, 0.5)
+                assert time.monotonic() - started < 1.5
+            async with asyncio.timeout(5):
+                await deaf.closed.wait()  # it exited
+            started = time.monotonic()
+            with pytest.raises(ChannelClosed):
+                await deaf.request("tools/call", {"name": "echo", "arguments": {}}, 5)
+            assert time.monotonic() - started < 0.5
+
+    asyncio.run(scenario())
+
+
+# Answers every request line with, in one write: a line too deeply nested to decode that
+# carries our id mark, a notification whose text mentions the mark (not an answer: it goes
+# to the SDK session), then the answer itself, ending in CRLF; the second answer carries
+# bytes that are not UTF-8.
+CRAFTED = r"""
+import json, sys
+out = sys.stdout.buffer
+for n, line in enumerate(sys.stdin.buffer):
+    request = json.loads(line)
+    deep = b'{"id":"agw-0","x":' + b'[' * 100000 + b']' * 100000 + b'}\n'
+    note = json.dumps({"jsonrpc": "2.0", "method": "notifications/message",
+                       "params": {"level": "info", "data": 'see "agw-1"'}}).encode() + b'\n'
+    text = b'caf\xe9' if n else b'ok'
+    answer = b'{"jsonrpc":"2.0","id":"' + request["id"].encode() + b'","result":{"text":"' + text + b'"}}\r\n'
+    out.write(deep + note + answer)
+    out.flush()
+"""
+
+
+def test_answers_are_matched_by_id_whatever_else_the_line_or_chunk_holds() -> None:
+    crafted = StdioChannel("crafted", sys.executable, ["-c", CRAFTED])
+
+    async def scenario() -> None:
+        async with crafted as (read, _write):
+            first = await crafted.request("tools/call", {"name": "x"}, 5)
+            assert first["result"] == {"text": "ok"}
+            second = await crafted.request("tools/call", {"name": "x"}, 5)
+            assert second["result"] == {"text": "caf\ufffd"}
+            notes = []
+            async with asyncio.timeout(5):
+                while len(notes) < 2:
+                    message = await read.receive()
+                    if not isinstance(message, Exception):
+                        notes.append(message.message)
+            assert all(note.method == "notifications/message" and "agw-1" in note.params["data"] for note in notes)
 
     asyncio.run(scenario())
