@@ -70,6 +70,7 @@ from orchestrator.models import (
     RunStatus,
     StepRun,
 )
+from orchestrator.runners.compiled import CompiledRead
 
 log = logging.getLogger(__name__)
 
@@ -215,25 +216,25 @@ def prepare(run_ids: list[int]) -> dict[int, Prepared | BaseException | None]:
     if not run_ids:
         return {}
     with transaction.atomic(savepoint=False):
-        # No ORDER BY (the models' default orderings join and sort for nothing here).
-        runs = list(Run.objects.select_related("pipeline_version__pipeline").filter(pk__in=run_ids).order_by())
-        teams = {run.team_id for run in runs}
-        with_steps = set(StepRun.objects.filter(run_id__in=run_ids).order_by().values_list("run_id", flat=True).distinct())
+        ids = sorted(set(run_ids))
+        runs: list[Run] = _RUNS.models(ids)
+        teams = sorted({run.team_id for run in runs})
+        with_steps = {run_id for (run_id,) in _WITH_STEPS.values(ids)}
         team_agents: dict[int, dict[str, Agent]] = {team: {} for team in teams}
-        for agent in Agent.objects.filter(team_id__in=teams).order_by():
+        for agent in _AGENTS.models(teams):
             team_agents[agent.team_id][agent.name] = agent
         # The teams' rate limits and budgets in one read, in the order `budgets_for_run` reads them.
         limits: dict[int, list[Limit]] = {team: [] for team in teams}
         rates: dict[int, dict[str, int]] = {team: {} for team in teams}
         names = {agent.pk: agent.name for agents in team_agents.values() for agent in agents.values()}
-        for row in Limit.objects.filter(team_id__in=teams, kind__in=[LimitKind.REQUESTS_PER_MINUTE, *BUDGET_KINDS],
-                                        scope__in=[LimitScope.TEAM, LimitScope.AGENT, LimitScope.PIPELINE]
-                                        ).order_by("scope", "kind", "pk"):
+        for row in _LIMITS.models(teams):
             limits[row.team_id].append(row)
             if row.scope == LimitScope.AGENT and row.kind == LimitKind.REQUESTS_PER_MINUTE and row.agent_id in names:
                 rates[row.team_id][names[row.agent_id]] = int(row.value)
         # Every model price the batch's agents may need, in one read.
-        prices = ModelPrice.lookup_many((a.provider, a.model) for agents in team_agents.values() for a in agents.values())
+        wanted = {(a.provider, a.model) for agents in team_agents.values() for a in agents.values()}
+        rows = _PRICES.models(sorted({provider for provider, _ in wanted}), sorted({model for _, model in wanted}))
+        prices = {(provider, model): ModelPrice.pick(rows, provider, model) for provider, model in wanted}
         context = _Shared(get_redactor() if len(with_steps) < len(runs) else None, prices, limits)
         prepared: dict[int, Prepared | BaseException | None] = {}
         failed: list[tuple[int, str]] = []
@@ -253,6 +254,21 @@ def prepare(run_ids: list[int]) -> dict[int, Prepared | BaseException | None]:
     for run_id in run_ids:
         prepared.setdefault(run_id, None)  # deleted meanwhile
     return prepared
+
+
+# The claim's reads, each compiled once per shape (`orchestrator/runners/compiled.py`).
+_RUNS = CompiledRead("claim: runs", lambda ids: Run.objects.select_related("pipeline_version__pipeline").filter(
+    pk__in=ids).order_by())  # no ORDER BY: the models' default orderings join and sort for nothing here
+_WITH_STEPS = CompiledRead("claim: runs with steps", lambda ids: StepRun.objects.filter(run_id__in=ids).order_by(
+    ).values_list("run_id", flat=True).distinct())
+_AGENTS = CompiledRead("claim: agents", lambda teams: Agent.objects.filter(team_id__in=teams).order_by())
+# The teams' rate limits and budgets, in the order `budgets_for_run` reads them.
+_LIMITS = CompiledRead("claim: limits", lambda teams: Limit.objects.filter(
+    team_id__in=teams, kind__in=[LimitKind.REQUESTS_PER_MINUTE, *BUDGET_KINDS],
+    scope__in=[LimitScope.TEAM, LimitScope.AGENT, LimitScope.PIPELINE]).order_by("scope", "kind", "pk"))
+# Every price row the agents' models may need: `ModelPrice.lookup_many`'s query.
+_PRICES = CompiledRead("claim: prices", lambda providers, models_: ModelPrice.objects.filter(
+    Q(provider__in=providers) & (Q(model__in=models_) | Q(model__endswith="*"))).order_by())
 
 
 class _AgentsMissing(Exception):
