@@ -9,10 +9,12 @@ for it, and runs that SQL again with the new values. Rows are converted and mode
 the same compiler code the ORM runs (`results_iter`, `Model.from_db`, `select_related`'s
 populators), so what comes back is what the queryset would have returned.
 
-Values are put in place by position: a shape is first compiled from distinct stand-in
-values, and each must appear exactly once among the SQL's parameters (the others are the
-query's constants, kept). If one does not (a Django that rewrites values, a duplicate), that
-shape runs through the ORM, as before. Compiled queries are kept per thread (a compiler holds
+Values are put in place by position: a shape is compiled twice from distinct stand-in
+values (the second set full of what escaping, case folding or trimming would change); the
+SQL must be the same and each stand-in found unchanged, once, at the same place among the
+parameters (the others are the query's constants, kept). Otherwise (a lookup that rewrites
+values, a list used twice, extra select columns, annotations) that shape runs through the
+ORM, as before, and so does a list holding None (the ORM drops it from `IN`). Compiled queries are kept per thread (a compiler holds
 its thread's connection), at most `SHAPES_KEPT` per read.
 """
 
@@ -26,7 +28,7 @@ from typing import Any
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.db.models import Model, QuerySet
-from django.db.models.query import get_related_populators
+from django.db.models.query import FlatValuesListIterable, ModelIterable, get_related_populators
 
 log = logging.getLogger(__name__)
 
@@ -37,21 +39,31 @@ _INT_STAND_IN = -(10**15)
 class _Shape:
     """One compiled query: its SQL, where each argument's values go, and how rows become models."""
 
-    def __init__(self, queryset: QuerySet, stand_ins: list[list[Any]]) -> None:
+    def __init__(self, build: Callable[..., QuerySet], sample: Sequence[Sequence[Any]]) -> None:
+        first = [_stand_ins(index, values, 0) for index, values in enumerate(sample)]
+        second = [_stand_ins(index, values, 1) for index, values in enumerate(sample)]
+        queryset = build(*first)
         self.alias = queryset.db
-        self.compiler = queryset.query.get_compiler(using=self.alias)
-        self.sql, params = self.compiler.as_sql()
+        self.compiler = compiler = queryset.query.get_compiler(using=self.alias)
+        self.sql, params = compiler.as_sql()
         self.params = list(params)
-        self.slots: list[list[int]] = []
-        for values in stand_ins:
-            slots = []
-            for value in values:
-                found = [i for i, param in enumerate(self.params) if param == value and type(param) is type(value)]
-                if len(found) != 1:
-                    raise LookupError(f"stand-in {value!r} is in the SQL's parameters {len(found)} times")
-                slots.append(found[0])
+        # Rows of values come as selected; a model's annotations and related objects to attach,
+        # and extra select columns to trim, are left to the ORM.
+        if compiler.has_extra_select or (queryset._iterable_class is ModelIterable and compiler.annotation_col_map) or \
+                queryset._known_related_objects or queryset._prefetch_related_lookups:
+            raise LookupError("extra select columns, annotations or related objects to attach")
+        # Compiled again from stand-ins that any rewriting of values (escaping for LIKE,
+        # lower-casing, trimming) would change: the SQL must be the same and every stand-in of
+        # both sets found unchanged, once, in the same place.
+        sql, params_again = build(*second).query.get_compiler(using=self.alias).as_sql()
+        if sql != self.sql:
+            raise LookupError("the SQL depends on the values")
+        self.slots = []
+        for ones, others in zip(first, second, strict=True):
+            slots = [_slot(self.params, value) for value in ones]
+            if slots != [_slot(list(params_again), value) for value in others]:
+                raise LookupError("the values do not keep their places")
             self.slots.append(slots)
-        compiler = self.compiler
         self.klass_info = compiler.klass_info
         if self.klass_info is not None:
             select_fields = self.klass_info["select_fields"]
@@ -62,7 +74,9 @@ class _Shape:
         params = list(self.params)
         for slots, values in zip(self.slots, arguments, strict=True):
             for slot, value in zip(slots, values, strict=True):
-                params[slot] = value
+                bound = self.params[slot]
+                # Keep the driver's type where the backend wraps integers (psycopg's Int4/Int8).
+                params[slot] = type(bound)(value) if type(bound) is not int and isinstance(bound, int) else value
         with connections[self.alias].cursor() as cursor:
             cursor.execute(self.sql, params)
             fetched = cursor.fetchall()
@@ -93,6 +107,7 @@ class CompiledRead:
         self._build = build
         self._local = threading.local()
         self.compiled = 0  # shapes compiled, for tests
+        self.executions = 0  # executions of compiled SQL
         self.fallbacks = 0  # executions that went through the ORM
 
     def models(self, *lists: Sequence[Any]) -> list[Model]:
@@ -100,16 +115,23 @@ class CompiledRead:
         if shape is None:
             self.fallbacks += 1
             return list(self._build(*lists))
+        self.executions += 1
         return shape.models(lists)
 
     def values(self, *lists: Sequence[Any]) -> list[tuple[Any, ...]]:
         shape = self._shape(lists)
         if shape is None:
             self.fallbacks += 1
-            return [tuple(row) if isinstance(row, (tuple, list)) else (row,) for row in self._build(*lists)]
+            queryset = self._build(*lists)
+            if queryset._iterable_class is FlatValuesListIterable:
+                return [(row,) for row in queryset]
+            return [tuple(row) for row in queryset]
+        self.executions += 1
         return [tuple(row) for row in shape.rows(lists)]
 
     def _shape(self, lists: tuple[Sequence[Any], ...]) -> _Shape | None:
+        if any(value is None for values in lists for value in values):
+            return None  # the ORM drops None from IN lists (and may answer without asking)
         shapes: dict[tuple[Any, ...], _Shape | None] | None = getattr(self._local, "shapes", None)
         if shapes is None:
             shapes = self._local.shapes = {}
@@ -118,21 +140,32 @@ class CompiledRead:
             return shapes[key]
         if len(shapes) >= SHAPES_KEPT:
             shapes.clear()
-        stand_ins = [_stand_ins(index, values) for index, values in enumerate(lists)]
         try:
-            shape: _Shape | None = _Shape(self._build(*stand_ins), stand_ins)
+            shape: _Shape | None = _Shape(self._build, lists)
             self.compiled += 1
         except EmptyResultSet:  # an empty list: the ORM answers without asking the database
             shape = None
-        except Exception as exc:  # this shape stays on the ORM
+        except LookupError as exc:  # this shape stays on the ORM
             log.warning("%s: the query for shape %s cannot be reused (%s); it runs through the ORM", self.name, key, exc)
             shape = None
         shapes[key] = shape
         return shape
 
 
-def _stand_ins(index: int, values: Sequence[Any]) -> list[Any]:
-    """Distinct values of the same type as `values`, that no query constant will equal."""
+def _stand_ins(index: int, values: Sequence[Any], variant: int) -> list[Any]:
+    """As many distinct values as `values` holds, of its type, that no query constant will equal;
+    variant 1's strings hold what escaping, case folding or trimming would change."""
     if values and isinstance(values[0], int) and not isinstance(values[0], bool):
-        return [_INT_STAND_IN - index * 100_000 - i for i in range(len(values))]
+        return [_INT_STAND_IN - variant * 10**12 - index * 100_000 - i for i in range(len(values))]
+    if variant:
+        return [f" \x00A_%\\'\"-stand-in-{index}-{i} " for i in range(len(values))]
     return [f"\x00agentdeck-stand-in-{index}-{i}" for i in range(len(values))]
+
+
+def _slot(params: list[Any], value: Any) -> int:
+    """The one position of `value` among `params` (the same type, or an int the driver wraps)."""
+    found = [i for i, param in enumerate(params) if param == value and (
+        type(param) is type(value) or (type(value) is int and isinstance(param, int) and not isinstance(param, bool)))]
+    if len(found) != 1:
+        raise LookupError(f"stand-in {value!r} is among the SQL's parameters {len(found)} times")
+    return found[0]
