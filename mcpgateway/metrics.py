@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 
@@ -24,9 +25,26 @@ def observe_call(server: str, tool: str, status: str, latency_ms: float) -> None
         log.exception("recording tool-call metrics failed")
 
 
+# The labelled children, looked up once per label set: `labels()` checks and locks on every
+# call, and the same few (server, tool, status) sets come back on every call.
+_CHILDREN_MAX = 10_000
+_counters: dict[tuple[str, str, str], Any] = {}
+_histograms: dict[tuple[str, str], Any] = {}
+
+
+def _child(cache: dict[Any, Any], metric: Any, key: tuple[str, ...]) -> Any:
+    child = cache.get(key)
+    if child is None:
+        if len(cache) >= _CHILDREN_MAX:
+            cache.clear()
+        child = cache[key] = metric.labels(*key)
+    return child
+
+
 def _observe(server: str, tool: str, status: str, latency_ms: float) -> None:
-    TOOL_CALLS.labels(server or "-", tool, status).inc()
-    TOOL_SECONDS.labels(server or "-", tool).observe(latency_ms / 1000)
+    server = server or "-"
+    _child(_counters, TOOL_CALLS, (server, tool, status)).inc()
+    _child(_histograms, TOOL_SECONDS, (server, tool)).observe(latency_ms / 1000)
     if status == CallStatus.DENIED:
         GRANT_DENIALS.labels(tool).inc()
     elif status == CallStatus.RATE_LIMITED:

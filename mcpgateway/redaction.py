@@ -205,14 +205,54 @@ class Redactor:
         return "".join(pieces) + text[at:] if pieces else text
 
     def redact(self, value: Any) -> Any:
-        """`value` with secrets replaced in every string, through dicts (keys too), lists and tuples."""
+        """`value` with secrets replaced in every string, through dicts (keys too), lists and tuples.
+
+        A container is scanned once as a whole first: its strings joined, both scans run on
+        that. Every string is a part of the joined text, so where the whole holds no match no
+        string does, and the container comes back copied as it is, without a scan per string
+        (an audit row or a tool result holds dozens). Only a possible match, which the joining
+        may invent but never hide, takes the string-by-string walk."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict | list | tuple):
+            strings: list[str] = []
+            _strings_of(value, strings)
+            if not self._may_match("\n".join(strings)):
+                return _copied(value)
+            return self._walk(value)
+        return value
+
+    def _walk(self, value: Any) -> Any:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
-            return {self.text(k) if isinstance(k, str) else k: self.redact(v) for k, v in value.items()}
+            return {self.text(k) if isinstance(k, str) else k: self._walk(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return type(value)(self.redact(v) for v in value)
+            return type(value)(self._walk(v) for v in value)
         return value
+
+
+def _strings_of(value: Any, into: list[str]) -> None:
+    """Every string in `value` (dict keys too), through dicts, lists and tuples, as `redact` walks."""
+    if isinstance(value, str):
+        into.append(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str):
+                into.append(key)
+            _strings_of(item, into)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _strings_of(item, into)
+
+
+def _copied(value: Any) -> Any:
+    """The containers of `value` copied as `redact` rebuilds them, every other value kept."""
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_copied(item) for item in value)
+    return value
 
 
 class StreamRedactor:

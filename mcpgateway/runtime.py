@@ -170,6 +170,8 @@ class GatewayRuntime:
                 await self.supervisor.wait_up(upstream, self._configs[upstream].connect_timeout_s)
             except UpstreamTimeout as exc:
                 raise UpstreamUnavailable(str(exc)) from None
+        if not (meta and "traceparent" in meta):  # no trace to continue: no context to attach
+            return await self.supervisor.call_tool(upstream, tool, arguments, timeout_s, meta)
         with tracing.attached(meta):  # the SDK's own client span nests under the caller's execute_tool
             return await self.supervisor.call_tool(upstream, tool, arguments, timeout_s, meta)
 

@@ -14,11 +14,14 @@ import hashlib
 import time
 from typing import Any
 
+from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import HttpRequest
 from ninja.security import HttpBearer, SessionAuth
 
 from authz.policy import allows
 from authz.routes import MCP_ENDPOINT_ACTION
+from config.db_writer import releasing
 from mcpgateway import catalogue
 from mcpgateway.actions.access import authenticate_token
 from mcpgateway.api_caller import Caller
@@ -87,18 +90,13 @@ async def authenticate_mcp(token: str) -> Principal | None:
     the hot path does no database lookup: a key revoked (or a member removed, or a policy
     change) stops working on /mcp within that TTL, in every process. Grants are not cached
     here (dispatch checks them per call against the catalogue snapshot)."""
-    from asgiref.sync import sync_to_async
-    from django.conf import settings
-
-    from config.db_writer import releasing
-
-    ttl = settings.MCP_KEY_CACHE_TTL_S
     digest = hashlib.sha256(token.encode()).hexdigest()
     now = time.monotonic()
     generation = catalogue._generation
     hit = _mcp_key_cache.get(digest)
     if hit is not None and hit[1] > now and hit[2] == generation:
         return hit[0]
+    ttl = settings.MCP_KEY_CACHE_TTL_S
     principal = await sync_to_async(releasing(_mcp_principal), thread_sensitive=False)(token)
     if principal is None:
         _mcp_key_cache.pop(digest, None)

@@ -32,6 +32,7 @@ from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
     MCP_PARAM_HEADER_PREFIX,
+    X_MCP_HEADER_KEY,
     InboundModernRoute,
     classify_inbound_request,
     find_duplicated_routing_header,
@@ -143,7 +144,8 @@ class LeanCall:
                 input_schema = schema(name) if isinstance(name, str) else None
             except Exception:  # the SDK logs it and skips the header check (fail-open): its answer
                 return None
-            if input_schema is not None and validate_mcp_param_headers(input_schema, arguments or {}, headers) is not None:
+            if input_schema is not None and _may_declare_headers(input_schema) and validate_mcp_param_headers(
+                    input_schema, arguments or {}, headers) is not None:
                 return None
         version = verdict.protocol_version
         try:
@@ -169,6 +171,40 @@ class LeanCall:
         elif isinstance(meta, dict) and meta.get(SERVER_INFO_META_KEY) is None:
             dumped["_meta"] = {**meta, SERVER_INFO_META_KEY: dict(self._server_info)}
         return 200, json.dumps({"jsonrpc": "2.0", "id": request.id, "result": dumped}, separators=(",", ":")).encode()
+
+
+# Schemas known to hold no `x-mcp-header` key anywhere, by identity (the catalogue snapshot
+# hands out the same schema object on every call; the object is kept, so its id is never
+# another's): `validate_mcp_param_headers` compares only annotated properties, so for such a
+# schema it accepts whatever the headers say, and its schema walk can be skipped.
+_HEADER_FREE: dict[int, Any] = {}
+_HEADER_FREE_MAX = 4096
+
+
+def _may_declare_headers(schema: Any) -> bool:
+    """False only for a schema in which no dict, at any depth, has an `x-mcp-header` key (so
+    none of its schema positions declares a header); True sends the call to the SDK's check."""
+    if _HEADER_FREE.get(id(schema)) is schema:
+        return False
+    if _holds_key(schema, X_MCP_HEADER_KEY):
+        return True
+    if len(_HEADER_FREE) >= _HEADER_FREE_MAX:
+        _HEADER_FREE.clear()
+    _HEADER_FREE[id(schema)] = schema
+    return False
+
+
+def _holds_key(value: Any, key: str) -> bool:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if key in node:
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
+    return False
 
 
 def _error(request_id: Any, error: types.ErrorData) -> tuple[int, bytes]:

@@ -32,7 +32,7 @@ from mcp.client.subscriptions import ListenNotSupportedError, SubscriptionLost
 from mcp.shared.exceptions import MCPError
 from mcp_types import methods as spec_methods
 from mcp_types.version import KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from mcpgateway.upstream.config import (
     DiscoveredTool,
@@ -76,6 +76,15 @@ def _upstream_result(result: types.CallToolResult) -> UpstreamResult:
         structured=result.structured_content,
         is_error=bool(result.is_error),
     )
+
+
+@functools.cache
+def _result_surface(version: str) -> TypeAdapter[Any]:
+    """The check `spec_methods.validate_server_result` makes of a `tools/call` result in
+    `version` (the revision's result surface), without the dump it throws away."""
+    if version not in KNOWN_PROTOCOL_VERSIONS:
+        raise ValueError(f"version must be a known protocol version, got {version!r}")
+    return TypeAdapter(spec_methods.SERVER_RESULTS[("tools/call", version)])
 
 
 @functools.cache
@@ -184,9 +193,10 @@ class UpstreamSession:
         """
         short = self._channel is not None and not (meta and "traceparent" in meta)
         try:
-            with anyio.fail_after(timeout_s):
-                if short:
+            if short:  # (asyncio's own deadline: a quarter of an anyio cancel scope's cost)
+                async with asyncio.timeout(timeout_s):
                     return await self._call_short(tool, arguments, timeout_s, meta)
+            with anyio.fail_after(timeout_s):
                 result = await self.client.call_tool(tool, arguments, meta=meta)
         except TimeoutError:
             raise UpstreamTimeout(f"{self.config.name}: {tool} timed out after {timeout_s:g}s") from None
@@ -220,7 +230,7 @@ class UpstreamSession:
         raw = answer.get("result")
         if not isinstance(raw, dict):
             raise RuntimeError("the answer has no result object")
-        spec_methods.validate_server_result("tools/call", version, raw)
+        _result_surface(version).validate_python(raw, by_name=False)
         later = _later_revision_fields(version)
         if later and not later.isdisjoint(raw):
             raw = {key: value for key, value in raw.items() if key not in later}

@@ -135,3 +135,53 @@ def test_it_answers_like_the_sdk_when_the_schema_lookup_fails(echo_team):  # noq
     assert lean.status_code == sdk.status_code == 200
     assert lean.json() == sdk.json()
     assert lean.json()["result"]["content"] == [{"type": "text", "text": "hi"}]
+
+
+ANNOTATED = {"type": "object", "properties": {"message": {"type": "string", "x-mcp-header": "Message"}},
+             "required": ["message"]}
+PLAIN = {"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]}
+
+
+class _SchemaOf(Gateway):
+    """The echo tool's schema replaced by `schema`: one object, handed out on every call, as the
+    catalogue snapshot hands out its own."""
+
+    def __init__(self, schema, **kw):
+        super().__init__(**kw)
+        self.schema = schema
+
+    def tool_input_schema(self, principal, name):
+        return self.schema if super().tool_input_schema(principal, name) is not None else None
+
+
+@pytest.mark.parametrize("header, lean_answers, status", [
+    ("hi", True, 200),  # the annotated argument mirrored: valid
+    ("bye", False, 400),  # contradicts the body: the SDK's rejection
+    (None, False, 400),  # annotated, present in the body, missing from the headers
+])
+def test_annotated_headers_are_checked_on_every_call(echo_team, header, lean_answers, status):  # noqa: F811
+    _team, _server, _key, token = echo_team
+    endpoint = build_mcp_app(authenticate=authenticate_mcp, toolbox=_SchemaOf(ANNOTATED, defer_audit=True),
+                             allowed_hosts=["127.0.0.1"])
+    extra = {} if header is None else {"Mcp-Param-Message": header}
+    with ServedEndpoint(endpoint) as served:
+        for _ in range(2):  # the second call meets whatever the first one left cached
+            counted, lean, sdk = _both_ways(served.url, endpoint, token, "echo__echo", {"message": "hi"},
+                                            extra_headers=extra)
+            assert (counted.answered, counted.handed_on) == ((1, 0) if lean_answers else (0, 1))
+            assert lean.status_code == sdk.status_code == status
+            assert lean.json() == sdk.json()
+
+
+def test_a_schema_without_header_annotations_ignores_param_headers_like_the_sdk(echo_team):  # noqa: F811
+    _team, _server, _key, token = echo_team
+    endpoint = build_mcp_app(authenticate=authenticate_mcp, toolbox=_SchemaOf(PLAIN, defer_audit=True),
+                             allowed_hosts=["127.0.0.1"])
+    with ServedEndpoint(endpoint) as served:
+        for _ in range(2):
+            counted, lean, sdk = _both_ways(served.url, endpoint, token, "echo__echo", {"message": "hi"},
+                                            extra_headers={"Mcp-Param-Message": "anything"})
+            assert counted.answered == 1
+            assert lean.status_code == sdk.status_code == 200
+            assert lean.json() == sdk.json()
+            assert lean.json()["result"]["content"] == [{"type": "text", "text": "hi"}]

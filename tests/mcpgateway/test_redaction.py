@@ -62,6 +62,40 @@ def test_it_walks_nested_values_and_keys(redactor):
     assert redactor.redact(value) == {"args": [{"k": marker(SECRET)}, (marker(SECRET),)], marker(SECRET): 1, "n": 5}
 
 
+def test_a_container_without_secrets_comes_back_as_an_equal_copy(redactor):
+    inner = {"k": ["plain", 1, None, ("t", 2.5)], 7: "seven"}
+    value = {"args": inner, "list": [inner]}
+
+    redacted = redactor.redact(value)
+
+    assert redacted == value
+    assert redacted is not value and redacted["args"] is not inner and redacted["list"][0]["k"] is not inner["k"]
+    assert isinstance(redacted["args"]["k"][3], tuple)
+
+
+def test_one_secret_deep_in_a_large_container_is_still_found(redactor):
+    value = {"rows": [{"i": i, "text": f"line {i}"} for i in range(200)]}
+    value["rows"][137]["text"] = f"x {SECRET} y"
+    token = "whsec_" + "Z9" * 12
+    value["rows"][42][token] = "key"
+
+    redacted = redactor.redact(value)
+
+    assert redacted["rows"][137]["text"] == f"x {marker(SECRET)} y"
+    assert marker(token) in redacted["rows"][42] and token not in json.dumps(redacted)
+    assert redacted["rows"][0] == {"i": 0, "text": "line 0"}
+
+
+def test_strings_that_only_join_into_a_secret_are_left_alone():
+    # The whole-container scan joins strings with a newline: a secret holding one could appear
+    # across two strings there. Each string alone holds no secret, so nothing may be replaced.
+    secret = "first-half\nsecond-half"
+    value = ["xx first-half", "second-half yy", {"first-half": "second-half"}]
+
+    assert Redactor([secret]).redact(value) == value
+    assert Redactor([secret]).redact([f"a {secret} b"]) == [f"a {marker(secret)} b"]
+
+
 def test_it_leaves_values_shorter_than_the_minimum_alone():
     short = "x" * (MIN_LENGTH - 1)
 
