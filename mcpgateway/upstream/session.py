@@ -78,6 +78,81 @@ def _upstream_result(result: types.CallToolResult) -> UpstreamResult:
     )
 
 
+# --- the output-schema check's plain case ---------------------------------------------------
+#
+# The SDK checks structured content against the tool's output schema with a jsonschema
+# validator, a few dozen µs a call. Most output schemas are a flat object of typed properties
+# (what FastMCP derives from a return annotation); for those, content that plainly conforms is
+# recognised here in a few µs, with the very schema the SDK's session holds. Anything else —
+# another schema, content that does not plainly conform, a tool the session has not listed —
+# goes to the SDK's check, which gives its own answer and message. So a result passed here is
+# one the SDK's validator passes too: this only ever skips work, never a refusal.
+
+_PLAIN_TYPES: dict[str, Callable[[Any], bool]] = {
+    "string": lambda value: type(value) is str,
+    "integer": lambda value: type(value) is int,
+    "number": lambda value: type(value) is int or type(value) is float,
+    "boolean": lambda value: type(value) is bool,
+    "null": lambda value: value is None,
+}
+_ANNOTATIONS = frozenset({"title", "description"})
+_PLAIN_SCHEMAS: dict[int, tuple[Any, tuple[tuple[str, ...], dict[str, Callable[[Any], bool]]] | None]] = {}
+_PLAIN_SCHEMAS_MAX = 4096
+
+
+def _needs_no_schema_check(session: Any, tool: str, result: types.CallToolResult) -> bool:
+    """Whether the SDK's `validate_tool_result` would surely pass `result` (see above)."""
+    schemas = getattr(session, "_tool_output_schemas", None)
+    if not isinstance(schemas, dict) or tool not in schemas:
+        return False  # not listed yet: the SDK lists the tools first
+    schema = schemas[tool]
+    if schema is None:
+        return True  # no output schema: the SDK checks nothing
+    plain = _plain_schema(schema)
+    content = result.structured_content
+    if plain is None or type(content) is not dict:
+        return False
+    required, properties = plain
+    return all(name in content for name in required) and all(
+        check(content[name]) for name, check in properties.items() if name in content)
+
+
+def _plain_schema(schema: Any) -> tuple[tuple[str, ...], dict[str, Callable[[Any], bool]]] | None:
+    """(required names, type check per property) of a flat object schema, or None for any other."""
+    cached = _PLAIN_SCHEMAS.get(id(schema))
+    if cached is not None and cached[0] is schema:  # (the schema is kept, so its id is never another's)
+        return cached[1]
+    plain = _compile_plain(schema)
+    if len(_PLAIN_SCHEMAS) >= _PLAIN_SCHEMAS_MAX:
+        _PLAIN_SCHEMAS.clear()
+    _PLAIN_SCHEMAS[id(schema)] = (schema, plain)
+    return plain
+
+
+def _compile_plain(schema: Any) -> tuple[tuple[str, ...], dict[str, Callable[[Any], bool]]] | None:
+    if not isinstance(schema, dict) or schema.get("type") != "object":
+        return None
+    if not set(schema) <= {"type", "properties", "required"} | _ANNOTATIONS or not _annotations_ok(schema):
+        return None
+    properties, required = schema.get("properties", {}), schema.get("required", [])
+    if not isinstance(properties, dict) or not isinstance(required, list) \
+            or not all(isinstance(name, str) for name in required) or len(set(required)) != len(required):
+        return None
+    checks: dict[str, Callable[[Any], bool]] = {}
+    for name, sub in properties.items():
+        if not isinstance(sub, dict) or not set(sub) <= {"type"} | _ANNOTATIONS or not _annotations_ok(sub):
+            return None
+        check = _PLAIN_TYPES.get(sub["type"]) if isinstance(sub.get("type"), str) else None
+        if check is None:
+            return None
+        checks[name] = check
+    return tuple(required), checks
+
+
+def _annotations_ok(schema: dict[str, Any]) -> bool:
+    return all(isinstance(schema[key], str) for key in _ANNOTATIONS if key in schema)
+
+
 @functools.cache
 def _result_surface(version: str) -> TypeAdapter[Any]:
     """The check `spec_methods.validate_server_result` makes of a `tools/call` result in
@@ -244,7 +319,7 @@ class UpstreamSession:
             return _upstream_result(await self.client.call_tool(tool, arguments, request_state=pending.request_state,
                                                                 meta=meta))
         result = types.CallToolResult.model_validate(raw, by_name=False)
-        if not result.is_error:
+        if not result.is_error and not _needs_no_schema_check(self.client.session, tool, result):
             await self.client.session.validate_tool_result(tool, result)
         return _upstream_result(result)
 
