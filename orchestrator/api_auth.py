@@ -90,21 +90,33 @@ async def authenticate_mcp(token: str) -> Principal | None:
     the hot path does no database lookup: a key revoked (or a member removed, or a policy
     change) stops working on /mcp within that TTL, in every process. Grants are not cached
     here (dispatch checks them per call against the catalogue snapshot)."""
+    known = known_mcp_principal(token)
+    if known is not None:
+        return known
     digest = hashlib.sha256(token.encode()).hexdigest()
-    now = time.monotonic()
     generation = catalogue._generation
-    hit = _mcp_key_cache.get(digest)
-    if hit is not None and hit[1] > now and hit[2] == generation:
-        return hit[0]
     ttl = settings.MCP_KEY_CACHE_TTL_S
     principal = await sync_to_async(releasing(_mcp_principal), thread_sensitive=False)(token)
     if principal is None:
         _mcp_key_cache.pop(digest, None)
     elif ttl > 0:
         if len(_mcp_key_cache) >= MCP_KEY_CACHE_MAX:
-            _forget_expired(now)
+            _forget_expired(time.monotonic())
         _mcp_key_cache[digest] = (principal, time.monotonic() + ttl, generation)
     return principal
+
+
+def known_mcp_principal(token: str) -> Principal | None:
+    """The principal `authenticate_mcp` accepted for `token` within the TTL (and since the last
+    local revocation), from the cache alone; None means "ask `authenticate_mcp`", never "refused"."""
+    hit = _mcp_key_cache.get(hashlib.sha256(token.encode()).hexdigest())
+    if hit is not None and hit[1] > time.monotonic() and hit[2] == catalogue._generation:
+        return hit[0]
+    return None
+
+
+# The endpoint's guard asks this first, with no deadline to arm for a lookup that cannot block.
+authenticate_mcp.known = known_mcp_principal  # type: ignore[attr-defined]
 
 
 def _forget_expired(now: float) -> None:
