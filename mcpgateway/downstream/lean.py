@@ -21,6 +21,7 @@ so every answer but the plain success of a valid call is the SDK's, byte for byt
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -174,11 +175,13 @@ class LeanCall:
 
 
 # Schemas known to hold no `x-mcp-header` key anywhere, by identity (the catalogue snapshot
-# hands out the same schema object on every call; the object is kept, so its id is never
-# another's): `validate_mcp_param_headers` compares only annotated properties, so for such a
-# schema it accepts whatever the headers say, and its schema walk can be skipped.
+# hands out the same schema object on every call until it is reloaded; the object is kept, so
+# its id is never another's): `validate_mcp_param_headers` compares only annotated properties,
+# so for such a schema it accepts whatever the headers say, and its schema walk can be skipped.
+# Reloaded snapshots bring new objects: the oldest entries make way, so at most
+# `_HEADER_FREE_MAX` schemas are kept alive here.
 _HEADER_FREE: dict[int, Any] = {}
-_HEADER_FREE_MAX = 4096
+_HEADER_FREE_MAX = 256
 
 
 def _may_declare_headers(schema: Any) -> bool:
@@ -189,7 +192,8 @@ def _may_declare_headers(schema: Any) -> bool:
     if _holds_key(schema, X_MCP_HEADER_KEY):
         return True
     if len(_HEADER_FREE) >= _HEADER_FREE_MAX:
-        _HEADER_FREE.clear()
+        with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # (another thread may evict meanwhile)
+            del _HEADER_FREE[next(iter(_HEADER_FREE))]
     _HEADER_FREE[id(schema)] = schema
     return False
 

@@ -15,6 +15,7 @@ also handed to the message handler, so one path serves both).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import types as types_module
@@ -32,7 +33,7 @@ from mcp.client.subscriptions import ListenNotSupportedError, SubscriptionLost
 from mcp.shared.exceptions import MCPError
 from mcp_types import methods as spec_methods
 from mcp_types.version import KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from mcpgateway.upstream.config import (
     DiscoveredTool,
@@ -97,7 +98,7 @@ _PLAIN_TYPES: dict[str, Callable[[Any], bool]] = {
 }
 _ANNOTATIONS = frozenset({"title", "description"})
 _PLAIN_SCHEMAS: dict[int, tuple[Any, tuple[tuple[str, ...], dict[str, Callable[[Any], bool]]] | None]] = {}
-_PLAIN_SCHEMAS_MAX = 4096
+_PLAIN_SCHEMAS_MAX = 256  # schemas kept alive here at most
 
 
 def _needs_no_schema_check(session: Any, tool: str, result: types.CallToolResult) -> bool:
@@ -124,7 +125,8 @@ def _plain_schema(schema: Any) -> tuple[tuple[str, ...], dict[str, Callable[[Any
         return cached[1]
     plain = _compile_plain(schema)
     if len(_PLAIN_SCHEMAS) >= _PLAIN_SCHEMAS_MAX:
-        _PLAIN_SCHEMAS.clear()
+        with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # (another thread may evict meanwhile)
+            del _PLAIN_SCHEMAS[next(iter(_PLAIN_SCHEMAS))]  # the oldest: likely a schema no listing holds now
     _PLAIN_SCHEMAS[id(schema)] = (schema, plain)
     return plain
 
@@ -151,15 +153,6 @@ def _compile_plain(schema: Any) -> tuple[tuple[str, ...], dict[str, Callable[[An
 
 def _annotations_ok(schema: dict[str, Any]) -> bool:
     return all(isinstance(schema[key], str) for key in _ANNOTATIONS if key in schema)
-
-
-@functools.cache
-def _result_surface(version: str) -> TypeAdapter[Any]:
-    """The check `spec_methods.validate_server_result` makes of a `tools/call` result in
-    `version` (the revision's result surface), without the dump it throws away."""
-    if version not in KNOWN_PROTOCOL_VERSIONS:
-        raise ValueError(f"version must be a known protocol version, got {version!r}")
-    return TypeAdapter(spec_methods.SERVER_RESULTS[("tools/call", version)])
 
 
 @functools.cache
@@ -305,7 +298,7 @@ class UpstreamSession:
         raw = answer.get("result")
         if not isinstance(raw, dict):
             raise RuntimeError("the answer has no result object")
-        _result_surface(version).validate_python(raw, by_name=False)
+        spec_methods.validate_server_result("tools/call", version, raw)  # (its dump refuses too deep a result)
         later = _later_revision_fields(version)
         if later and not later.isdisjoint(raw):
             raw = {key: value for key, value in raw.items() if key not in later}

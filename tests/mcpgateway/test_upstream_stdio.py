@@ -221,3 +221,46 @@ def test_answers_are_matched_by_id_whatever_else_the_line_or_chunk_holds() -> No
             assert all(note.method == "notifications/message" and "agw-1" in note.params["data"] for note in notes)
 
     asyncio.run(scenario())
+
+
+DEEP_SERVER = r'''
+import json, sys
+def nest(depth):
+    value = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+for line in sys.stdin:
+    message = json.loads(line) if line.strip() else {}
+    if "id" not in message or "method" not in message:
+        continue
+    method = message["method"]
+    result = {"initialize": {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
+                             "serverInfo": {"name": "deep", "version": "1"}},
+              "tools/list": {"tools": [{"name": "deep", "inputSchema": {"type": "object"}}]},
+              "tools/call": {"content": [{"type": "text", "text": "deep"}], "structuredContent": {"a": nest(300)}},
+              "ping": {}}.get(method)
+    reply = {"jsonrpc": "2.0", "id": message["id"]}
+    reply.update({"result": result} if result is not None else {"error": {"code": -32601, "message": "no"}})
+    sys.stdout.write(json.dumps(reply) + "\n")
+    sys.stdout.flush()
+'''
+
+
+def test_a_result_too_deep_to_serialise_is_never_taken_as_a_success(tmp_path) -> None:
+    """The result surface's check dumps the result as well as validating it: a result nested
+    deeper than pydantic can serialise is refused there, as the SDK's check refuses it."""
+    script = tmp_path / "deep_server.py"
+    script.write_text(DEEP_SERVER)
+
+    async def scenario() -> None:
+        async with Supervisor() as supervisor:
+            await supervisor.add(echo_config("deep", args=(str(script),)))
+            await supervisor.wait_up("deep", timeout=15)
+            try:
+                result = await supervisor.call_tool("deep", "deep", {}, timeout_s=10)
+            except (ValueError, UpstreamTimeout):
+                return
+            assert result.is_error, result
+
+    asyncio.run(scenario())
