@@ -31,6 +31,7 @@ PRINCIPAL_SCOPE_KEY = "agentdeck.principal"
 """ASGI scope key under which the authenticated `Principal` reaches the MCP handlers."""
 
 AUTHENTICATE_TIMEOUT_S = 10.0
+_HOSTS_SEEN_MAX = 256
 
 _HOST_RE = re.compile(r"^(?P<domain>[a-z0-9.-]+|\[[a-f0-9]*:[a-f0-9.:]+\])(?::(?P<port>\d+))?$")
 
@@ -50,15 +51,27 @@ class RequestGuard:
         self._allowed_hosts = [host.lower() for host in allowed_hosts]
         self._allowed_origins = [origin.lower().rstrip("/") for origin in allowed_origins or []]
         self._realm = realm.replace('"', "")
+        self._hosts_seen: dict[str, bool] = {}
 
     def check_host(self, headers: Headers) -> JSONResponse | None:
         """Refuse a Host (or browser Origin) outside the allowed hosts."""
-        if not host_allowed(headers.get("host", ""), self._allowed_hosts):
+        if not self._host_allowed(headers.get("host", "")):
             return error_response(421, "invalid_host", "Host header is not allowed.")
         origin = headers.get("origin")
         if origin is not None and not self._origin_allowed(origin):
             return error_response(403, "invalid_origin", "Origin header is not allowed.")
         return None
+
+    def _host_allowed(self, host: str) -> bool:
+        """`host_allowed` against this guard's hosts, remembered per Host value (a few hosts
+        come back on every request; the memory is bounded, as the values are the caller's)."""
+        allowed = self._hosts_seen.get(host)
+        if allowed is None:
+            allowed = host_allowed(host, self._allowed_hosts)
+            if len(self._hosts_seen) >= _HOSTS_SEEN_MAX:
+                self._hosts_seen.clear()
+            self._hosts_seen[host] = allowed
+        return allowed
 
     async def principal_for(self, headers: Headers) -> Principal | JSONResponse:
         """Authenticate the bearer token: the principal, or the 401 (503) to send instead."""

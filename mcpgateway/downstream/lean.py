@@ -130,9 +130,10 @@ class LeanCall:
             request = types.JSONRPCRequest.model_validate(decoded)
         except ValidationError:
             return None
-        if find_duplicated_routing_header(headers.items()) is not None:
+        pairs = headers.items()
+        if find_duplicated_routing_header(pairs) is not None:
             return None
-        verdict = classify_inbound_request(decoded, headers=dict(headers.items()))
+        verdict = classify_inbound_request(decoded, headers=dict(pairs))
         if not isinstance(verdict, InboundModernRoute):
             return None
         params = request.params or {}
