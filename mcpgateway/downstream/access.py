@@ -32,6 +32,7 @@ PRINCIPAL_SCOPE_KEY = "agentdeck.principal"
 
 AUTHENTICATE_TIMEOUT_S = 10.0
 _HOSTS_SEEN_MAX = 256
+_HOST_MEMO_CHARS = 300
 
 _HOST_RE = re.compile(r"^(?P<domain>[a-z0-9.-]+|\[[a-f0-9]*:[a-f0-9.:]+\])(?::(?P<port>\d+))?$")
 
@@ -64,13 +65,15 @@ class RequestGuard:
 
     def _host_allowed(self, host: str) -> bool:
         """`host_allowed` against this guard's hosts, remembered per Host value (a few hosts
-        come back on every request; the memory is bounded, as the values are the caller's)."""
+        come back on every request; the memory is bounded in entries and length, as the values
+        are the caller's, checked before authentication)."""
         allowed = self._hosts_seen.get(host)
         if allowed is None:
             allowed = host_allowed(host, self._allowed_hosts)
-            if len(self._hosts_seen) >= _HOSTS_SEEN_MAX:
-                self._hosts_seen.clear()
-            self._hosts_seen[host] = allowed
+            if len(host) <= _HOST_MEMO_CHARS:  # (a Host longer than any real one is not kept)
+                if len(self._hosts_seen) >= _HOSTS_SEEN_MAX:
+                    self._hosts_seen.clear()
+                self._hosts_seen[host] = allowed
         return allowed
 
     async def principal_for(self, headers: Headers) -> Principal | JSONResponse:
@@ -81,8 +84,8 @@ class RequestGuard:
         # An authenticator may offer `known(token)`: a principal it accepted lately, answered
         # from memory (None: ask it). Nothing there can block, so no deadline is armed for it.
         known = getattr(self._authenticate, "known", None)
-        principal = known(token) if known is not None else None
-        if principal is not None:
+        principal = known(token) if callable(known) else None
+        if isinstance(principal, Principal):
             return principal
         try:
             async with asyncio.timeout(AUTHENTICATE_TIMEOUT_S):

@@ -298,7 +298,12 @@ class UpstreamSession:
         raw = answer.get("result")
         if not isinstance(raw, dict):
             raise RuntimeError("the answer has no result object")
-        spec_methods.validate_server_result("tools/call", version, raw)  # (its dump refuses too deep a result)
+        try:
+            spec_methods.validate_server_result("tools/call", version, raw)
+        except ValidationError:
+            raise
+        except ValueError as error:  # its dump: a result nested deeper than pydantic serialises
+            raise RuntimeError(f"the result cannot be serialised ({error})") from error
         later = _later_revision_fields(version)
         if later and not later.isdisjoint(raw):
             raw = {key: value for key, value in raw.items() if key not in later}

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from starlette.datastructures import Headers
 
 from mcpgateway import audit_batch, catalogue
 from mcpgateway.actions.access import do_create_api_key, do_grant, do_revoke_api_key
@@ -30,6 +31,7 @@ from mcpgateway.audit_batch import AuditBatchWriter, flush_audit
 from mcpgateway.background import submit
 from mcpgateway.dispatch import Gateway
 from mcpgateway.downstream import build_mcp_app
+from mcpgateway.downstream.access import RequestGuard
 from mcpgateway.models import ApiKey, AuditEntry, CallStatus, Tool
 from mcpgateway.types import Principal, ToolInvocation
 from orchestrator import api_auth
@@ -101,6 +103,26 @@ def test_it_refuses_a_key_revoked_in_this_process_at_once(echo_team, settings):
     do_revoke_api_key(key)
 
     assert async_to_sync(api_auth.authenticate_mcp)(token) is None
+
+
+def test_the_guard_answers_from_memory_only_what_the_key_check_would(echo_team, settings):
+    """The endpoint's guard asks the cache first (`authenticate_mcp.known`), with no deadline:
+    a key revoked in this process is refused at once there too, and a wrong key never passes."""
+    settings.MCP_KEY_CACHE_TTL_S = 60
+    _, _, key, token = echo_team
+    guard = RequestGuard(authenticate=api_auth.authenticate_mcp, allowed_hosts=["*"], allowed_origins=None,
+                         realm="agentdeck")
+
+    def ask(bearer: str):
+        return async_to_sync(guard.principal_for)(Headers(headers={"authorization": f"Bearer {bearer}"}))
+
+    assert ask(token) == Principal(team_id=key.team_id, user_id=key.user_id, api_key_id=key.pk)
+    assert api_auth.known_mcp_principal(token) is not None  # the second ask came from memory
+    assert ask(token) == Principal(team_id=key.team_id, user_id=key.user_id, api_key_id=key.pk)
+    assert ask(token[:-1] + ("x" if not token.endswith("x") else "y")).status_code == 401
+    do_revoke_api_key(key)
+    assert api_auth.known_mcp_principal(token) is None
+    assert ask(token).status_code == 401
 
 
 def test_it_never_caches_a_wrong_key_as_valid(echo_team, settings):
