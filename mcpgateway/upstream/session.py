@@ -82,8 +82,9 @@ def _upstream_result(result: types.CallToolResult) -> UpstreamResult:
 # --- the output-schema check's plain case ---------------------------------------------------
 #
 # The SDK checks structured content against the tool's output schema with a jsonschema
-# validator, a few dozen µs a call. Most output schemas are a flat object of typed properties
-# (what FastMCP derives from a return annotation); for those, content that plainly conforms is
+# validator, a few dozen µs a call. Many output schemas are a flat object of typed properties
+# (what FastMCP derives for a primitive return value, or a model of required primitive
+# fields); for those, content that plainly conforms is
 # recognised here in a few µs, with the very schema the SDK's session holds. Anything else —
 # another schema, content that does not plainly conform, a tool the session has not listed —
 # goes to the SDK's check, which gives its own answer and message. So a result passed here is
