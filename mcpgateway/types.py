@@ -7,6 +7,7 @@ demos with the same interface.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -91,3 +92,11 @@ class ApprovalRequired(Exception):
         super().__init__(f"calling {tool} needs a human approval (request #{approval_id})")
         self.approval_id = approval_id
         self.tool = tool
+
+
+def plain_scalar(value: Any) -> bool:
+    """Whether `value` is a JSON scalar that every serialiser writes the same way: a string,
+    an integer, a boolean, null or a finite float (JSON has no NaN or infinity; pydantic's
+    dump would turn them into null)."""
+    kind = type(value)
+    return kind is str or kind is int or kind is bool or value is None or (kind is float and math.isfinite(value))

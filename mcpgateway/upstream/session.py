@@ -35,6 +35,7 @@ from mcp_types import methods as spec_methods
 from mcp_types.version import KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ValidationError
 
+from mcpgateway.types import plain_scalar
 from mcpgateway.upstream.config import (
     DiscoveredTool,
     Discovery,
@@ -104,6 +105,12 @@ _PLAIN_SCHEMAS_MAX = 256  # schemas kept alive here at most
 
 def _needs_no_schema_check(session: Any, tool: str, result: types.CallToolResult) -> bool:
     """Whether the SDK's `validate_tool_result` would surely pass `result` (see above)."""
+    return _structured_passes(session, tool, result.structured_content)
+
+
+def _structured_passes(session: Any, tool: str, content: Any) -> bool:
+    """Whether the SDK's `validate_tool_result` would surely pass a successful result whose
+    structured content is `content` (None: none)."""
     schemas = getattr(session, "_tool_output_schemas", None)
     if not isinstance(schemas, dict) or tool not in schemas:
         return False  # not listed yet: the SDK lists the tools first
@@ -111,7 +118,6 @@ def _needs_no_schema_check(session: Any, tool: str, result: types.CallToolResult
     if schema is None:
         return True  # no output schema: the SDK checks nothing
     plain = _plain_schema(schema)
-    content = result.structured_content
     if plain is None or type(content) is not dict:
         return False
     required, properties = plain
@@ -130,6 +136,74 @@ def _plain_schema(schema: Any) -> tuple[tuple[str, ...], dict[str, Callable[[Any
             del _PLAIN_SCHEMAS[next(iter(_PLAIN_SCHEMAS))]  # the oldest: likely a schema no listing holds now
     _PLAIN_SCHEMAS[id(schema)] = (schema, plain)
     return plain
+
+
+# --- the plain result ---------------------------------------------------------------------------
+#
+# Most results are text blocks, perhaps with a flat object of structured content (what FastMCP
+# derives from a primitive return value). For those the surface check, the result model and
+# the dump of each block (`validate_server_result`, `CallToolResult`, `_upstream_result`, a
+# tenth of the gateway's CPU per call) give back exactly what came in; `_plain_result`
+# recognises them in a few µs and anything else takes the full path, which gives its own
+# answer. (Floats that are not finite are not plain: JSON has no such numbers, and the
+# model's dump would turn them into null.)
+
+_PLAIN_RESULT_KEYS = frozenset({"content", "structuredContent", "isError", "resultType", "_meta"})
+_PLAIN_META_DEPTH = 8  # far inside what the model's dump serialises
+
+
+def _shallow(value: Any, depth: int = _PLAIN_META_DEPTH) -> bool:
+    """Whether `value` is JSON of plain values nested at most `depth` levels (a result's `_meta`,
+    which the full path checks and dumps and the gateway then drops)."""
+    if type(value) is dict:
+        return depth > 0 and all(type(k) is str and _shallow(v, depth - 1) for k, v in value.items())
+    if type(value) is list:
+        return depth > 0 and all(_shallow(v, depth - 1) for v in value)
+    return plain_scalar(value)
+
+
+@functools.cache
+def _result_type_required(version: str) -> bool | None:
+    """Whether `version`'s result surface requires `resultType` (2026-07-28 does), asked of the
+    surface itself; None where not even the smallest plain result passes it (no plain case)."""
+    for raw in ({"content": []}, {"content": [], "resultType": "complete"}):
+        try:
+            spec_methods.validate_server_result("tools/call", version, raw)
+        except (ValidationError, ValueError, KeyError):
+            continue
+        return "resultType" in raw
+    return None
+
+
+def _plain_result(version: str, raw: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any] | None, bool] | None:
+    """(content, structured content, is error) of a result made only of text blocks, a flat
+    object of primitive values as structured content, a boolean `isError`, `resultType`
+    "complete" and a `_meta` of plain JSON (each optional but the content, and `resultType`
+    where `version` requires it), as the full path would give them; None for anything else."""
+    required = _result_type_required(version)
+    if required is None or not raw.keys() <= _PLAIN_RESULT_KEYS:
+        return None
+    if raw.get("resultType", None if required else "complete") != "complete":
+        return None
+    meta = raw.get("_meta")
+    if meta is not None and (type(meta) is not dict or not _shallow(meta)):
+        return None
+    content = raw.get("content")
+    if type(content) is not list:
+        return None
+    blocks = []
+    for block in content:
+        if type(block) is not dict or len(block) != 2 or block.get("type") != "text" or type(block.get("text")) is not str:
+            return None
+        blocks.append({"type": "text", "text": block["text"]})
+    structured = raw.get("structuredContent")
+    if structured is not None and (type(structured) is not dict
+                                   or not all(type(k) is str and plain_scalar(v) for k, v in structured.items())):
+        return None
+    is_error = raw.get("isError", False)
+    if type(is_error) is not bool:
+        return None
+    return blocks, structured, is_error
 
 
 def _compile_plain(schema: Any) -> tuple[tuple[str, ...], dict[str, Callable[[Any], bool]]] | None:
@@ -299,6 +373,11 @@ class UpstreamSession:
         raw = answer.get("result")
         if not isinstance(raw, dict):
             raise RuntimeError("the answer has no result object")
+        plain = _plain_result(version, raw)
+        if plain is not None:
+            content, structured, is_error = plain
+            if is_error or _structured_passes(self.client.session, tool, structured):
+                return UpstreamResult(content=content, structured=structured, is_error=is_error)
         try:
             spec_methods.validate_server_result("tools/call", version, raw)
         except ValidationError:
