@@ -251,7 +251,8 @@ class StepStatus(models.TextChoices):
 class StepRun(models.Model):
     """One execution of one step instance (`key` includes loop iterations, e.g. `coder#2`)."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps",
+                            db_index=False)  # the unique constraint below leads with run: a second index only slows every write
     key = models.CharField(max_length=200)
     step_id = models.CharField(max_length=64)
     kind = models.CharField(max_length=16)
@@ -289,7 +290,8 @@ class LedgerEntry(models.Model):
         MODEL = "model", "Model call"
         TOOL = "tool", "Tool call"
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="ledger")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="ledger",
+                            db_index=False)  # the unique constraint below leads with run: a second index only slows every write
     step_key = models.CharField(max_length=200)
     attempt = models.PositiveIntegerField()
     index = models.PositiveIntegerField()
@@ -312,7 +314,8 @@ class LedgerEntry(models.Model):
 class RunEvent(models.Model):
     """An append-only, hash-chained record of one change in a run."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events",
+                            db_index=False)  # the unique constraint below leads with run: a second index only slows every write
     seq = models.PositiveIntegerField()
     type = models.CharField(max_length=40)
     step_key = models.CharField(max_length=200, blank=True)
@@ -332,7 +335,8 @@ class RunEvent(models.Model):
 class UsageRecord(models.Model):
     """Tokens and cost of one model call."""
 
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="usage")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="usage",
+                             db_index=False)  # `usage_team_created` leads with team
     run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.CASCADE, related_name="usage")
     step_key = models.CharField(max_length=200, blank=True)
     agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage")
