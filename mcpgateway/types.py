@@ -100,3 +100,17 @@ def plain_scalar(value: Any) -> bool:
     dump would turn them into null)."""
     kind = type(value)
     return kind is str or kind is int or kind is bool or value is None or (kind is float and math.isfinite(value))
+
+
+def plain_key(key: Any) -> bool:
+    """Whether `key` is an object key every serialiser writes: a string that UTF-8 can encode
+    (JSON's `\\ud800` escape decodes to a lone surrogate, which pydantic's dump refuses)."""
+    if type(key) is not str:
+        return False
+    if key.isascii():
+        return True
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -46,7 +46,7 @@ from pydantic import ValidationError
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
-from mcpgateway.types import Principal, plain_scalar
+from mcpgateway.types import Principal, plain_key, plain_scalar
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def _plain_dump(result: types.CallToolResult, version: str) -> dict[str, Any] | 
     dumped: dict[str, Any] = {"content": blocks, "isError": result.is_error, "resultType": "complete"}
     structured = result.structured_content
     if structured is not None:
-        if type(structured) is not dict or not all(type(k) is str and plain_scalar(v) for k, v in structured.items()):
+        if type(structured) is not dict or not all(plain_key(k) and plain_scalar(v) for k, v in structured.items()):
             return None
         dumped["structuredContent"] = dict(structured)
     return dumped

@@ -35,7 +35,7 @@ from mcp_types import methods as spec_methods
 from mcp_types.version import KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ValidationError
 
-from mcpgateway.types import plain_scalar
+from mcpgateway.types import plain_key, plain_scalar
 from mcpgateway.upstream.config import (
     DiscoveredTool,
     Discovery,
@@ -156,7 +156,7 @@ def _shallow(value: Any, depth: int = _PLAIN_META_DEPTH) -> bool:
     """Whether `value` is JSON of plain values nested at most `depth` levels (a result's `_meta`,
     which the full path checks and dumps and the gateway then drops)."""
     if type(value) is dict:
-        return depth > 0 and all(type(k) is str and _shallow(v, depth - 1) for k, v in value.items())
+        return depth > 0 and all(plain_key(k) and _shallow(v, depth - 1) for k, v in value.items())
     if type(value) is list:
         return depth > 0 and all(_shallow(v, depth - 1) for v in value)
     return plain_scalar(value)
@@ -198,7 +198,7 @@ def _plain_result(version: str, raw: dict[str, Any]) -> tuple[list[dict[str, Any
         blocks.append({"type": "text", "text": block["text"]})
     structured = raw.get("structuredContent")
     if structured is not None and (type(structured) is not dict
-                                   or not all(type(k) is str and plain_scalar(v) for k, v in structured.items())):
+                                   or not all(plain_key(k) and plain_scalar(v) for k, v in structured.items())):
         return None
     is_error = raw.get("isError", False)
     if type(is_error) is not bool:
