@@ -14,7 +14,9 @@
 
 Rounds alternate direct / through at each concurrency: c = 1 (p50 and p99 added latency),
 c = 16 and 64 (throughput ratio). Then `server-everything` (TypeScript, npm) through /mcp:
-calls/s at c = 16 and 64. Each figure is the median over rounds, with the min-max spread.
+calls/s at c = 16 and 64, from one client process and from two sharing the load (one SDK
+client process spends ~1 ms of CPU per call: alone it cannot ask for more than ~1,000
+calls/s, whatever answers). Each figure is the median over rounds, with the min-max spread.
 A secondary line measures the in-process dispatch path (no HTTP) as before.
 
 The echo tools are marked read-only by the operator (they are: they only say the argument
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import statistics
@@ -319,6 +322,67 @@ async def _bench_everything(base: str, token: str, rounds: int, calls: dict[int,
     return lines
 
 
+async def _client_worker(base: str, token: str, tool: str, concurrency: int, total: int) -> None:
+    """One load-generating process (`--client-worker`): connects, prints `ready`, waits for a
+    line on stdin, makes `total` calls at `concurrency`, prints what it did as JSON."""
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    limits = httpx2.Limits(max_connections=128, max_keepalive_connections=128)
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60, limits=limits) as http, \
+            Client(streamable_http_client(f"{base}/mcp", http_client=http)) as through:
+        await _caller(through, tool)(-1)
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        started, cpu = time.time(), _cpu_s(os.getpid())
+        await _measure(_caller(through, tool), concurrency, total)
+        print(json.dumps({"started": started, "ended": time.time(), "calls": total,
+                          "cpu_s": _cpu_s(os.getpid()) - cpu}), flush=True)
+
+
+def _two_clients(base: str, token: str, tool: str, concurrency: int, total: int, pid: int) -> dict[str, float]:
+    """`total` calls from two client processes at once, `concurrency` split between them: calls/s
+    over the span from the first start to the last end, and CPU per call of the gateway and of
+    the clients. One SDK client process spends ~1 ms of CPU per call, so alone it cannot ask
+    for more than ~1,000 calls/s whatever serves them."""
+    argv = [sys.executable, __file__, "--client-worker", base, token, tool, str(concurrency // 2), str(total // 2)]
+    workers = [subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)}) for _ in range(2)]
+    try:
+        for worker in workers:
+            assert worker.stdout.readline().strip() == "ready", "a client worker did not start"
+        before = _cpu_s(pid)
+        for worker in workers:
+            worker.stdin.write("go\n")
+            worker.stdin.flush()
+        done = [json.loads(worker.stdout.readline()) for worker in workers]
+        gateway = _cpu_s(pid) - before
+    finally:
+        for worker in workers:
+            worker.stdin.close()
+            worker.wait(timeout=60)
+    calls = sum(d["calls"] for d in done)
+    span = max(d["ended"] for d in done) - min(d["started"] for d in done)
+    return {"rps": calls / span, "gateway_ms": gateway * 1000 / calls,
+            "clients_ms": sum(d["cpu_s"] for d in done) * 1000 / calls}
+
+
+def _bench_everything_two_clients(base: str, token: str, rounds: int, calls: dict[int, int], pid: int) -> list[str]:
+    lines = ["  the same with two client processes (the load split between them; what one client process "
+             "cannot ask for, see above):"]
+    for c, n in calls.items():
+        if c == 1:
+            continue
+        got = [_two_clients(base, token, "everything__echo", c, n, pid) for _ in range(rounds)]
+        rps = [g["rps"] for g in got]
+        verdict = "met" if statistics.median(rps) >= TARGETS["everything_rps"] else "NOT met"
+        lines.append(f"  c={c:<3} {_spread(rps, '{:.0f}')} calls/s (target >= {TARGETS['everything_rps']}/s: {verdict}); "
+                     f"CPU/call: gateway {_spread([g['gateway_ms'] for g in got])} ms, the two clients "
+                     f"{_spread([g['clients_ms'] for g in got])} ms")
+    return lines
+
+
 async def _bench_inprocess(team_id: int, n: int) -> list[str]:
     """Secondary: the dispatch path alone (no HTTP), as the engine calls it."""
     from mcp import Client, StdioServerParameters
@@ -355,6 +419,10 @@ async def _bench_inprocess(team_id: int, n: int) -> list[str]:
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--client-worker"]:
+        base, token, tool, concurrency, total = sys.argv[2:7]
+        asyncio.run(_client_worker(base, token, tool, int(concurrency), int(total)))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="fewer calls per measurement")
@@ -376,6 +444,7 @@ def main() -> int:
         time.sleep(1.5)  # daphne's catalogue snapshot (TTL 1 s) sees the read-only marks
         lines = asyncio.run(_bench_http(base, token, args.rounds, calls, proc.pid, label, peer_base))
         lines += asyncio.run(_bench_everything(base, token, args.rounds, calls, proc.pid))
+        lines += _bench_everything_two_clients(base, token, args.rounds, calls, proc.pid)
     finally:
         for server_proc in (proc, peer):
             server_proc.terminate()
