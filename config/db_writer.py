@@ -440,8 +440,24 @@ async def group_write(order: Any, func: Callable[..., T], *args: Any,
 
 
 def group_commit_stats() -> tuple[int, int]:
-    """(transactions committed, writes they carried) by `group_write` in this process."""
+    """(transactions committed, writes they carried) by `group_write` in this process, and by
+    callers that committed a write alone on the group's behalf (`count_lone_commit`)."""
     return _group.transactions, _group.writes
+
+
+def group_idle() -> bool:
+    """Whether no group commit is queued or being committed in this process: a write made now
+    would have a group to itself. (Read without the lock: a hint, e.g. for taking a one-round-trip
+    path that only pays off when nothing would share the transaction.)"""
+    return not _group._draining
+
+
+def count_lone_commit() -> None:
+    """A caller committed one write in a transaction of its own instead of a group's (e.g. the
+    store's one-round-trip commit): counted in `group_commit_stats` as a group of one."""
+    with _group._lock:
+        _group.transactions += 1
+        _group.writes += 1
 
 
 def close_writer_connections() -> None:

@@ -90,6 +90,29 @@ def _select_sql(model: type[models.Model], columns: tuple[str, ...], for_update:
     return sql, fields
 
 
+@cache
+def _qmark(sql: str) -> str:
+    """`sql` with SQLite's placeholders, as Django's SQLite cursor rewrites it on every execute."""
+    from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
+
+    return FORMAT_QMARK_REGEX.sub("?", sql).replace("%%", "%")
+
+
+def _direct(conn: Any) -> Any:
+    """On SQLite, the driver's own connection to run a hot-path statement on, or None.
+
+    Django's cursor layers (a wrapper cursor per statement, its execute wrappers, the placeholder
+    rewrite by regular expression) cost about as much per statement as SQLite's own work for a
+    one-row write; these few statements are built here once, in SQLite's own placeholders. What
+    Django's path adds is kept: database errors come as Django's (`wrap_database_errors`, which
+    also marks the connection), a broken transaction refuses. Whenever queries are being logged
+    (DEBUG, `CaptureQueriesContext`) or an execute wrapper is installed, Django's cursor is used."""
+    if conn.vendor != "sqlite" or conn.queries_logged or conn.execute_wrappers or conn.connection is None:
+        return None
+    conn.validate_no_broken_transaction()
+    return conn.connection
+
+
 def select_row(model: type[models.Model], columns: tuple[str, ...], pk: Any, for_update: bool = False) -> dict[str, Any]:
     """One row by primary key as {attname: value}, locked on backends that can lock rows.
 
@@ -97,9 +120,15 @@ def select_row(model: type[models.Model], columns: tuple[str, ...], pk: Any, for
     the driver gives them, so keep to plain columns.
     """
     sql, fields = _select_sql(model, columns, for_update)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [pk])
-        row = cursor.fetchone()
+    conn = connections[DEFAULT_DB_ALIAS]
+    direct = _direct(conn)
+    if direct is not None:
+        with conn.wrap_database_errors:
+            row = direct.execute(_qmark(sql), (pk,)).fetchone()
+    else:
+        with conn.cursor() as cursor:
+            cursor.execute(sql, [pk])
+            row = cursor.fetchone()
     if row is None:
         raise model.DoesNotExist(f"{model._meta.object_name} {pk} does not exist")
     return _converted(fields, row)
@@ -192,6 +221,11 @@ def insert_rows(model: type[models.Model], rows: list[dict[str, Any]]) -> None:
         head, row_marks = sql[:sql.rindex("(")], sql[sql.rindex("("):]
         gathered.append(head + ", ".join(_render(row_marks, row) for row in values))
         return
+    direct = _direct(conn)
+    if direct is not None:
+        with conn.wrap_database_errors:
+            direct.executemany(_qmark(sql), values)
+        return
     with conn.cursor() as cursor:
         cursor.executemany(sql, values)
 
@@ -206,6 +240,10 @@ def update_row(model: type[models.Model], values: dict[str, Any], where: dict[st
     if gathered is not None:
         gathered.append(_render(sql, params))
         return -1
+    direct = _direct(conn)
+    if direct is not None:
+        with conn.wrap_database_errors:
+            return direct.execute(_qmark(sql), params).rowcount
     with conn.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
@@ -242,8 +280,7 @@ def one_round_trip() -> Iterator[None]:
     Only for writes whose results nobody reads inside (`update_row` returns -1 there); an error
     surfaces on leaving, as Django's database error, and nothing is sent if the block raised.
     Elsewhere (SQLite: no round trips) the writes run one by one as they come."""
-    if (connection.vendor != "postgresql" or _gathering() is not None
-            or connection.settings_dict.get("OPTIONS", {}).get("server_side_binding")):
+    if not one_query_capable() or _gathering() is not None:
         yield  # (server-side binding sends one statement per query)
         return
     statements: list[str] = []
@@ -259,3 +296,39 @@ def one_round_trip() -> Iterator[None]:
                 cursor.execute(";\n".join(statements))
             finally:
                 _gathered.sending = False
+
+
+def one_query_capable() -> bool:
+    """Whether writes can go as one multi-statement query here (PostgreSQL with Django's
+    client-side binding; server-side binding sends one statement per query)."""
+    return connection.vendor == "postgresql" and not connection.settings_dict.get("OPTIONS", {}).get(
+        "server_side_binding")
+
+
+@contextlib.contextmanager
+def guarded_round_trip(guard_sql: str, guard_params: list[Any]) -> Iterator[list[tuple[Any, ...]]]:
+    """PostgreSQL, outside any transaction: the guard statement, then the row writes made
+    inside (`insert_rows`, `update_row`), sent on leaving as ONE multi-statement query.
+
+    The server runs a multi-statement query as one implicit transaction, committed at its end:
+    a whole commit — its row lock, writes and COMMIT — in one round trip, where `BEGIN`, a
+    locking read, the writes and `COMMIT` take four. If any statement fails (the guard can fail
+    on purpose, e.g. by dividing by a row count of zero), nothing of it is made; the error
+    surfaces on leaving as Django's. The list yielded holds the guard's rows once it has left."""
+    if not one_query_capable() or connection.in_atomic_block or _gathering() is not None:
+        raise RuntimeError("guarded_round_trip: PostgreSQL with client-side binding, outside a transaction")
+    rows: list[tuple[Any, ...]] = []
+    with connection.cursor() as cursor:
+        with connection.wrap_database_errors:
+            statements = [cursor.cursor.mogrify(guard_sql, guard_params)]
+        _gathered.statements, _gathered.cursor = statements, cursor.cursor
+        try:
+            yield rows
+        finally:
+            _gathered.statements = _gathered.cursor = None
+        _gathered.sending = True
+        try:
+            cursor.execute(";\n".join(statements))
+        finally:
+            _gathered.sending = False
+        rows.extend(tuple(row) for row in cursor.fetchall())  # (the first statement's result: the guard's)

@@ -22,11 +22,19 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.utils import timezone
 
-from config.db_writer import group_write, run_write
-from config.sql_rows import insert_rows, one_round_trip, select_row, select_rows_by_pk, update_row
+from config.db_writer import count_lone_commit, group_idle, group_write, run_write
+from config.sql_rows import (
+    guarded_round_trip,
+    insert_rows,
+    one_query_capable,
+    one_round_trip,
+    select_row,
+    select_rows_by_pk,
+    update_row,
+)
 from mcpgateway.dispatch import take_interrupted_calls
 from mcpgateway.models import AuditEntry, PrincipalKind
 from mcpgateway.redaction import Redactor, StreamRedactor, current_redactor, get_redactor
@@ -76,6 +84,17 @@ class RunHead:
     lease_owner: str
 
 
+@dataclass(slots=True)
+class _KnownHead:
+    """The run's chain head as this store's last commit left it (what a one-round-trip commit
+    expects to find, and checks it finds, in the row)."""
+
+    pk: int
+    team_id: int
+    last_seq: int
+    last_hash: str
+
+
 class DjangoRunStore:
     """Persists one run. Only one process holds a run at a time (the runner claims it)."""
 
@@ -104,6 +123,10 @@ class DjangoRunStore:
         self._failures = 0
         self._failure: tuple[int, BaseException] | None = None
         self._on_pending: Callable[[], None] | None = None  # the engine's flusher (watch_pending)
+        # The head the last commit left (None: unknown, read it under the lock), and the one the
+        # commit in flight will leave if it commits.
+        self._head: _KnownHead | None = None
+        self._next_head: _KnownHead | None = None
 
     # --- loading -------------------------------------------------------------------------
 
@@ -237,9 +260,16 @@ class DjangoRunStore:
             writes, events = self._writes, self._events
             self._writes, self._events = [], []
             taken, known = self._buffered, set(self._known_steps)
+            self._next_head = None
             try:
-                payloads, cancel = await group_write(self.run_id, self._commit, writes, events, lock=_lock_runs)
+                result = None
+                if self._head is not None and not final and (writes or events) and _lone_eligible(writes) and group_idle():
+                    result = await run_write(self._commit_alone, writes, events)
+                if result is None:
+                    result = await group_write(self.run_id, self._commit, writes, events, lock=_lock_runs)
+                payloads, cancel = result
             except Exception as exc:  # not made: keep them (a cancelled caller's group goes on, so not then)
+                self._head = None
                 self._writes[:0], self._events[:0] = writes, events
                 self._known_steps = known  # rows the rolled-back transaction inserted are not there
                 self._failures += 1
@@ -249,6 +279,7 @@ class DjangoRunStore:
                 raise
             self._committed = taken
             self._cancel_seen = cancel
+            self._head = self._next_head
         if payloads:
             if self._metrics is not None:
                 self._metrics.observe(payloads)
@@ -260,17 +291,21 @@ class DjangoRunStore:
         if cancel and not final:
             raise RunCancelled("run cancelled")
 
-    def _commit(self, writes: list[Write], events: list[tuple[str, str, dict[str, Any]]]) -> tuple[list[dict[str, Any]], bool]:
-        now = timezone.now()
+    def _redact_all(self, writes: list[Write], events: list[tuple[str, str, dict[str, Any]]]) -> tuple[
+            list[Write], list[tuple[str, str, dict[str, Any]]]]:
         self._redactor = redactor = get_redactor()
         redact = _memo.for_redactor(redactor)
-        writes = [_redacted(w, redact) for w in writes]
-        events = [(type, key, redact(data)) for type, key, data in events]
+        return [_redacted(w, redact) for w in writes], [(type, key, redact(data)) for type, key, data in events]
+
+    def _commit(self, writes: list[Write], events: list[tuple[str, str, dict[str, Any]]]) -> tuple[list[dict[str, Any]], bool]:
+        now = timezone.now()
+        writes, events = self._redact_all(writes, events)
         with transaction.atomic(savepoint=False):  # inside the group commit's transaction
             head = self._run_head()
             if self.lease_owner and head.lease_owner != self.lease_owner:
                 raise LeaseLost(f"run {self.run_id} is now held by {head.lease_owner or 'nobody'}")
             if not writes and not events:
+                self._next_head = self._known_head(head)
                 return [], head.cancel_requested
             update: dict[str, Any] = {}
             steps: dict[str, StepWrite] = {}
@@ -279,8 +314,7 @@ class DjangoRunStore:
                 if isinstance(w, StepWrite):
                     steps[w.key] = _merge(steps.get(w.key), w)
                 elif isinstance(w, LedgerWrite):
-                    ledger.append({"run_id": self.run_id, "step_key": w.step_key, "attempt": w.attempt, "index": w.index,
-                                   "kind": w.kind, "name": w.name, "request": w.request, "result": w.result, "created_at": now})
+                    ledger.append(self._ledger_row(w, now))
                 elif isinstance(w, UsageWrite):
                     usage.append(w)
                 elif isinstance(w, ReviewWrite):
@@ -326,7 +360,61 @@ class DjangoRunStore:
                     update.update(last_seq=head.last_seq, last_hash=head.last_hash)
                 if update:
                     update_row(Run, update, {"id": self.run_id})
+        self._next_head = self._known_head(head)
         return [event_payload(e) for e in new_events], head.cancel_requested
+
+    def _known_head(self, head: RunHead) -> _KnownHead | None:
+        """What a later one-round-trip commit may expect of the row (None where it cannot take one)."""
+        return _KnownHead(self.run_id, head.team_id, head.last_seq, head.last_hash) if _lone_capable() else None
+
+    def _commit_alone(self, writes: list[Write], events: list[tuple[str, str, dict[str, Any]]]) -> tuple[
+            list[dict[str, Any]], bool] | None:
+        """A step's commit in one round trip (PostgreSQL, when no group is committing): the run
+        row's update goes first, guarded, then the step, ledger, usage and event rows, in one
+        multi-statement query that the server runs as one transaction and commits.
+
+        The events are chained after the head the last commit left. The guard updates the row
+        only if it still holds that head (and, with a lease, this store's lease owner); if it
+        does not — an action appended an event, the lease moved — the guard divides by zero, the
+        server makes none of it, and None sends the commit down the group path, which reads the
+        head under its lock. Only step, ledger and usage writes without a budget receipt come
+        here (`_lone_eligible`): what reads answers, takes other locks or ends the run does not.
+        """
+        known = self._head
+        assert known is not None
+        now = timezone.now()
+        writes, events = self._redact_all(writes, events)
+        head = _KnownHead(known.pk, known.team_id, known.last_seq, known.last_hash)
+        steps: dict[str, StepWrite] = {}
+        ledger, usage = [], []
+        for w in writes:
+            if isinstance(w, StepWrite):
+                steps[w.key] = _merge(steps.get(w.key), w)
+            elif isinstance(w, LedgerWrite):
+                ledger.append(self._ledger_row(w, now))
+            else:
+                usage.append(w)
+        new_events = build_events(head, events, now)
+        guard, params = _alone_guard(self.run_id, known, head, self.lease_owner, usage)
+        known_steps = set(self._known_steps)
+        try:
+            with guarded_round_trip(guard, params) as answer:
+                for w in steps.values():
+                    self._write_step(w, now)
+                insert_rows(LedgerEntry, ledger)
+                insert_rows(UsageRecord, self._usage_rows(head.team_id, usage, now))
+                insert_rows(RunEvent, new_events)
+        except DataError as exc:
+            self._known_steps = known_steps
+            if getattr(exc.__cause__, "sqlstate", None) == "22012":  # the guard: the head moved
+                return None
+            raise
+        except BaseException:
+            self._known_steps = known_steps
+            raise
+        count_lone_commit()
+        self._next_head = head
+        return [event_payload(e) for e in new_events], bool(answer[0][1])
 
     def _run_head(self) -> RunHead:
         """The run's chain head and cancel flag, read (and on PostgreSQL locked) in the transaction.
@@ -362,13 +450,20 @@ class DjangoRunStore:
         insert_rows(StepRun, [row])
         self._known_steps.add(w.key)
 
-    def _write_usage(self, head: RunHead, usage: list[UsageWrite], update: dict[str, Any], now: Any) -> None:
-        insert_rows(UsageRecord, [
-            {"team_id": head.team_id, "run_id": self.run_id, "step_key": u.step_key, "agent_id": self._agents.get(u.agent),
+    def _ledger_row(self, w: LedgerWrite, now: Any) -> dict[str, Any]:
+        return {"run_id": self.run_id, "step_key": w.step_key, "attempt": w.attempt, "index": w.index, "kind": w.kind,
+                "name": w.name, "request": w.request, "result": w.result, "created_at": now}
+
+    def _usage_rows(self, team_id: int, usage: list[UsageWrite], now: Any) -> list[dict[str, Any]]:
+        return [
+            {"team_id": team_id, "run_id": self.run_id, "step_key": u.step_key, "agent_id": self._agents.get(u.agent),
              "provider": u.provider, "model": u.model, "input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
              "cost_usd": Decimal(u.cost_usd), "created_at": now}
             for u in usage
-        ])
+        ]
+
+    def _write_usage(self, head: RunHead, usage: list[UsageWrite], update: dict[str, Any], now: Any) -> None:
+        insert_rows(UsageRecord, self._usage_rows(head.team_id, usage, now))
         update.update(
             input_tokens=head.input_tokens + sum(u.input_tokens for u in usage),
             output_tokens=head.output_tokens + sum(u.output_tokens for u in usage),
@@ -398,6 +493,45 @@ def _agents_sql() -> str:
     meta = Agent._meta
     return (f"SELECT {q(meta.get_field('name').column)}, {q(meta.pk.column)} FROM {q(meta.db_table)} "
             f"WHERE {q(meta.get_field('team').column)} = %s")
+
+
+@functools.cache
+def _lone_capable() -> bool:
+    return one_query_capable()
+
+
+def _lone_eligible(writes: list[Write]) -> bool:
+    """Writes a one-round-trip commit can carry: step, ledger and usage rows (no budget receipt,
+    whose counters take locks of their own), nothing that ends or pauses the run."""
+    return all(type(w) in (StepWrite, LedgerWrite) or (type(w) is UsageWrite and w.receipt is None) for w in writes)
+
+
+@functools.cache
+def _alone_guard_sql(leased: bool) -> str:
+    q = connection.ops.quote_name
+    meta = Run._meta
+    column = {name: q(meta.get_field(name).column) for name in (
+        "last_seq", "last_hash", "input_tokens", "output_tokens", "cost_usd", "lease_owner", "cancel_requested")}
+    lease = f" AND {column['lease_owner']} = %s" if leased else ""
+    return (f"WITH moved AS (UPDATE {q(meta.db_table)} SET {column['last_seq']} = %s, {column['last_hash']} = %s, "
+            f"{column['input_tokens']} = {column['input_tokens']} + %s, "
+            f"{column['output_tokens']} = {column['output_tokens']} + %s, "
+            f"{column['cost_usd']} = {column['cost_usd']} + %s "
+            f"WHERE {q(meta.pk.column)} = %s AND {column['last_seq']} = %s AND {column['last_hash']} = %s{lease} "
+            f"RETURNING {column['cancel_requested']}) "
+            f"SELECT 1 / COUNT(*), COALESCE(BOOL_OR({column['cancel_requested']}), FALSE) FROM moved")
+
+
+def _alone_guard(run_id: int, known: _KnownHead, head: _KnownHead, lease_owner: str,
+                 usage: list[UsageWrite]) -> tuple[str, list[Any]]:
+    """The run row's update of a one-round-trip commit: the new head and totals, only where
+    the row holds the head `known` (and `lease_owner`); none updated divides by zero."""
+    params: list[Any] = [head.last_seq, head.last_hash, sum(u.input_tokens for u in usage),
+                         sum(u.output_tokens for u in usage), sum((Decimal(u.cost_usd) for u in usage), Decimal(0)),
+                         run_id, known.last_seq, known.last_hash]
+    if lease_owner:
+        params.append(lease_owner)
+    return _alone_guard_sql(bool(lease_owner)), params
 
 
 _HEAD_COLUMNS = ("team_id", "last_seq", "last_hash", "cancel_requested", "input_tokens", "output_tokens", "cost_usd",

@@ -134,3 +134,49 @@ def test_rows_read_by_id_are_those_the_orm_reads_with_one_parameter_for_all_ids(
     with pytest.raises(ValueError):
         ids_in("id", ["1) OR (1 = 1"])  # only integers reach the SQL
     assert ids_in("id", [])[0] in ("1 = 0", "id = ANY(%s::bigint[])")
+
+
+def test_on_sqlite_the_rows_go_straight_to_the_driver_and_are_the_rows_djangos_cursor_writes(run, monkeypatch):
+    """On SQLite the hot-path statements skip Django's cursor layers (`sql_rows._direct`); the
+    rows are the ones Django's cursor writes, errors still come as Django's, and while queries
+    are being logged (`CaptureQueriesContext`, DEBUG) Django's cursor is used, so they show."""
+    if connection.vendor != "sqlite":
+        pytest.skip("PostgreSQL's writes go through Django's cursor, gathered (above)")
+    from django.db import IntegrityError
+    from django.db.backends.sqlite3.base import SQLiteCursorWrapper
+
+    from config.sql_rows import select_row
+    from orchestrator.models import Run
+
+    through_django: list[str] = []
+    def tracing(original):
+        def traced(cursor, query, *args, **kwargs):
+            through_django.append(query)
+            return original(cursor, query, *args, **kwargs)
+        return traced
+
+    for name in ("execute", "executemany"):
+        monkeypatch.setattr(SQLiteCursorWrapper, name, tracing(getattr(SQLiteCursorWrapper, name)))
+
+    def writes() -> list[str]:
+        return [q for q in through_django if q.startswith(("INSERT", "UPDATE", 'SELECT "last_seq"'))]
+
+    with transaction.atomic():
+        _writes(run.pk, run.team_id, "-direct")
+        head = select_row(Run, ("last_seq", "cancel_requested"), run.pk, for_update=True)
+    assert writes() == [], writes()
+    assert head == {"last_seq": Run.objects.get(pk=run.pk).last_seq, "cancel_requested": False}
+
+    with transaction.atomic(), CaptureQueriesContext(connection) as logged:
+        _writes(run.pk, run.team_id, "-wrapped")
+        assert select_row(Run, ("last_seq", "cancel_requested"), run.pk) == head
+    assert len(writes()) == 5 and len(
+        [q for q in logged.captured_queries if "INSERT INTO" in q["sql"] or q["sql"].startswith("UPDATE")]) == 4
+    assert _rows(run.pk, "-direct") == _rows(run.pk, "-wrapped")
+
+    row = {"run_id": run.pk, "seq": 700, "type": "x", "step_key": "", "data": {}, "created_at": MOMENT,
+           "prev_hash": "", "hash": "h"}
+    through_django.clear()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert_rows(RunEvent, [row, {**row, "hash": "again"}])  # the same (run, seq) twice, straight to the driver
+    assert writes() == [] and not RunEvent.objects.filter(run_id=run.pk, seq=700).exists()

@@ -1,0 +1,201 @@
+"""On PostgreSQL a step's commit that has no group to share is one round trip: the run row's
+guarded update, the step, usage and event rows, and the COMMIT in one multi-statement query
+(`DjangoRunStore._commit_alone`). Whatever moved the run's head since this store's last commit
+(an action's event, another lease holder) makes the guard fail, the server keep none of it, and
+the commit take the locked group path; a write the server refuses after the guard ran leaves
+nothing behind either."""
+
+from __future__ import annotations
+
+import threading
+from functools import partial
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.db import IntegrityError, connection, transaction
+
+from config.db_writer import group_commit_stats
+from mcpgateway.inprocess import InProcessToolbox
+from orchestrator.engine.errors import LeaseLost, RunCancelled
+from orchestrator.engine.store import StepWrite, UsageWrite
+from orchestrator.events import send_event_on_commit, verify_chain
+from orchestrator.execution import execute_run
+from orchestrator.models import Run, RunEvent, StepRun, UsageRecord
+from orchestrator.store import DjangoRunStore
+from tests.conftest import pipeline, scripted, start
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LONE = "WITH moved AS (UPDATE"
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """The queries the writer threads send to PostgreSQL, and whether each raised."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-round-trip commit is PostgreSQL's (SQLite has no round trips)")
+    import psycopg
+
+    queries: list[tuple[str, bool]] = []
+    original = psycopg.Cursor.execute
+
+    def execute(cursor, query, *args, **kwargs):
+        if not threading.current_thread().name.startswith("agentdeck-db-writer"):
+            return original(cursor, query, *args, **kwargs)
+        text = query.decode() if isinstance(query, bytes) else str(query)
+        try:
+            result = original(cursor, query, *args, **kwargs)
+        except Exception:
+            queries.append((text, False))
+            raise
+        queries.append((text, True))
+        return result
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+    return queries
+
+
+def _leased(team, steps: int = 3) -> Run:
+    scripted(team, "fast", {"text": "ok"})
+    run = start(pipeline(team, {"steps": [{"kind": "agent", "id": f"s{i}", "agent": "fast", "prompt": "go"}
+                                          for i in range(steps)]}))
+    Run.objects.filter(pk=run.pk).update(status="running", lease_owner="me")
+    return run
+
+
+def _step(store: DjangoRunStore, key: str, tokens: int = 0) -> None:
+    store.stage(StepWrite(key, key, "agent", "succeeded", output={"text": key}, started=True, finished=True))
+    if tokens:
+        store.stage(UsageWrite(key, "fast", "scripted", "scripted-1", tokens, 1, "0.25"))
+    store.emit("step.succeeded", {"step_id": key, "output": key}, key)
+
+
+def test_the_steps_of_a_lone_run_commit_in_one_query_each(team, sent):
+    scripted(team, "fast", {"text": "ok"})
+    run = start(pipeline(team, {"steps": [{"kind": "agent", "id": f"s{i}", "agent": "fast", "prompt": "go"}
+                                          for i in range(6)]}))
+    before = group_commit_stats()
+
+    outcome = async_to_sync(execute_run)(run.pk, toolbox=InProcessToolbox(), flush_interval=30)
+
+    assert outcome.status == "succeeded"
+    lone = [q for q, ok in sent if q.startswith(LONE)]
+    # The first step's commit reads the head under its lock; the last one ends the run (the
+    # group path: webhooks, budget release); the four between go in one query each, and none
+    # of them also locked or committed on its own.
+    assert len(lone) == 4, [q[:60] for q, _ in sent]
+    assert all(ok for q, ok in sent if q.startswith(LONE))
+    assert sum(1 for q, _ in sent if q.startswith('SELECT "team_id", "last_seq"')) == 2  # the heads read locked
+    for query in lone:
+        assert 'INSERT INTO "orchestrator_steprun"' in query and 'INSERT INTO "orchestrator_runevent"' in query
+    assert group_commit_stats()[0] - before[0] >= 6  # counted as transactions of one write
+    run.refresh_from_db()
+    assert StepRun.objects.filter(run=run, status="succeeded").count() == 6
+    events = list(RunEvent.objects.filter(run=run).order_by("seq"))
+    assert [e.seq for e in events] == list(range(1, len(events) + 1)) and run.last_seq == len(events)
+    assert run.last_hash == events[-1].hash and verify_chain(events).ok
+    usage = UsageRecord.objects.filter(run=run)
+    assert usage.count() == 6
+    assert (run.input_tokens, run.output_tokens) == (sum(u.input_tokens for u in usage), sum(u.output_tokens for u in usage))
+
+
+def test_an_event_appended_meanwhile_sends_the_commit_down_the_locked_path(team, sent):
+    run = _leased(team)
+
+    async def scenario() -> DjangoRunStore:
+        store = DjangoRunStore(run.pk, lease_owner="me", publish_events=False)
+        await store.load()
+        _step(store, "s0", tokens=3)
+        await store.commit()  # reads the head under its lock
+        return store
+
+    store = async_to_sync(scenario)()
+    with transaction.atomic():  # an action (a review decision, a cancel note) appends to the chain
+        send_event_on_commit(Run.objects.get(pk=run.pk), "review.note", {"by": "someone"})
+    sent.clear()
+
+    async def second() -> None:
+        _step(store, "s1", tokens=4)
+        await store.commit()
+
+    async_to_sync(second)()
+
+    assert [ok for q, ok in sent if q.startswith(LONE)] == [False]  # tried, refused by the guard
+    assert any("FOR UPDATE" in q for q, ok in sent if ok)  # then the head read under the lock
+    run.refresh_from_db()
+    events = list(RunEvent.objects.filter(run=run).order_by("seq"))
+    assert [e.type for e in events][-2:] == ["review.note", "step.succeeded"]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1)) and verify_chain(events).ok
+    assert sorted(StepRun.objects.filter(run=run).values_list("key", flat=True)) == ["s0", "s1"]
+    assert (run.input_tokens, run.output_tokens) == (7, 2) and str(run.cost_usd.normalize()) == "0.5"
+
+    sent.clear()  # the head is known again: the next commit is one query
+    async_to_sync(partial(_commit_step, store, "s2"))()
+    assert [ok for q, ok in sent if q.startswith(LONE)] == [True] and len(sent) == 1
+
+
+async def _commit_step(store: DjangoRunStore, key: str) -> None:
+    _step(store, key)
+    await store.commit()
+
+
+def test_a_lease_taken_meanwhile_fails_the_commit_and_keeps_its_writes(team, sent):
+    run = _leased(team)
+    store = DjangoRunStore(run.pk, lease_owner="me", publish_events=False)
+    async_to_sync(store.load)()
+    async_to_sync(partial(_commit_step, store, "s0"))()
+    last_seq = Run.objects.get(pk=run.pk).last_seq
+    Run.objects.filter(pk=run.pk).update(lease_owner="someone-else")
+    sent.clear()
+
+    with pytest.raises(LeaseLost):
+        async_to_sync(partial(_commit_step, store, "s1"))()
+
+    assert [ok for q, ok in sent if q.startswith(LONE)] == [False]
+    assert [w.key for w in store._writes] == ["s1"] and [k for _, k, _ in store._events] == ["s1"]
+    assert not StepRun.objects.filter(run=run, key="s1").exists()
+    assert Run.objects.get(pk=run.pk).last_seq == last_seq
+
+
+def test_a_cancel_flag_set_meanwhile_reaches_the_run_through_the_one_query(team, sent):
+    run = _leased(team)
+    store = DjangoRunStore(run.pk, lease_owner="me", publish_events=False)
+    async_to_sync(store.load)()
+    async_to_sync(partial(_commit_step, store, "s0"))()
+    Run.objects.filter(pk=run.pk).update(cancel_requested=True)  # the flag alone, no event
+    sent.clear()
+
+    with pytest.raises(RunCancelled):
+        async_to_sync(partial(_commit_step, store, "s1"))()
+
+    assert [ok for q, ok in sent if q.startswith(LONE)] == [True]  # committed, then told
+    assert StepRun.objects.filter(run=run, key="s1").exists() and not store._writes
+
+
+def test_a_write_the_server_refuses_after_the_guard_leaves_nothing_behind(team, sent):
+    run = _leased(team)
+    store = DjangoRunStore(run.pk, lease_owner="me", publish_events=False)
+    async_to_sync(store.load)()
+    async_to_sync(partial(_commit_step, store, "s0"))()
+    before = Run.objects.get(pk=run.pk)
+    # A row the store does not know of: its insert of the same step breaks the unique key, in the
+    # same query as the guard's update, which had already moved the head.
+    StepRun.objects.create(run_id=run.pk, key="s1", step_id="s1", kind="agent")
+    sent.clear()
+
+    with pytest.raises(IntegrityError):
+        async_to_sync(partial(_commit_step, store, "s1"))()
+
+    assert [ok for q, ok in sent if q.startswith(LONE)] == [False]
+    after = Run.objects.get(pk=run.pk)
+    assert (after.last_seq, after.last_hash) == (before.last_seq, before.last_hash)
+    assert not RunEvent.objects.filter(run=run, step_key="s1").exists()
+    assert [w.key for w in store._writes] == ["s1"] and "s1" not in store._known_steps
+    assert store._head is None  # unknown now: the next commit reads it under the lock
+
+    StepRun.objects.filter(run=run, key="s1").delete()
+    sent.clear()
+    async_to_sync(store.commit)()  # the kept writes, retried
+    assert not any(q.startswith(LONE) for q, _ in sent)
+    assert StepRun.objects.get(run=run, key="s1").status == "succeeded"
+    assert verify_chain(RunEvent.objects.filter(run=run).order_by("seq")).ok
