@@ -193,8 +193,9 @@ class _GroupCommit:
                     raise DatabaseError("a write of the group left its transaction unable to commit") from lazy.lost
                 if not alone and connection.needs_rollback:  # a savepoint could not be rolled back: the group cannot commit
                     raise DatabaseError("a write of the group left its transaction unable to commit")
-            self.transactions += 1
-            self.writes += len(batch)
+            with self._lock:  # (lone commits count here too, from other writer threads)
+                self.transactions += 1
+                self.writes += len(batch)
         except Exception as exc:  # the commit itself failed: so did every write in it
             outcomes = [(False, exc)] * len(batch)
         except BaseException as exc:

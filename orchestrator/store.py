@@ -17,10 +17,10 @@ import asyncio
 import dataclasses
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import DataError, connection, transaction
 from django.utils import timezone
@@ -65,6 +65,7 @@ from orchestrator.models import (
 )
 
 Listener = Callable[[dict[str, Any]], None]
+T = TypeVar("T")
 
 engine_wiring.install()  # engines this process runs trace and log through config/
 
@@ -261,13 +262,13 @@ class DjangoRunStore:
             self._writes, self._events = [], []
             taken, known = self._buffered, set(self._known_steps)
             self._next_head = None
+            stopped: asyncio.CancelledError | None = None  # the caller's cancel, while a lone commit ran on
             try:
-                result = None
                 if self._head is not None and not final and (writes or events) and _lone_eligible(writes) and group_idle():
-                    result = await run_write(self._commit_alone, writes, events)
-                if result is None:
-                    result = await group_write(self.run_id, self._commit, writes, events, lock=_lock_runs)
-                payloads, cancel = result
+                    attempt, stopped = await _to_the_end(self._write_alone(writes, events))
+                    payloads, cancel = attempt.result()
+                else:
+                    payloads, cancel = await group_write(self.run_id, self._commit, writes, events, lock=_lock_runs)
             except Exception as exc:  # not made: keep them (a cancelled caller's group goes on, so not then)
                 self._head = None
                 self._writes[:0], self._events[:0] = writes, events
@@ -276,10 +277,14 @@ class DjangoRunStore:
                 self._failure = (taken, exc)
                 if self._on_pending is not None:
                     self._on_pending()  # buffered again: the flusher retries them
+                if stopped is not None:
+                    raise stopped from exc
                 raise
             self._committed = taken
             self._cancel_seen = cancel
             self._head = self._next_head
+            if stopped is not None:  # made, as a cancelled caller's group commit is; the cancel goes on
+                raise stopped
         if payloads:
             if self._metrics is not None:
                 self._metrics.observe(payloads)
@@ -362,6 +367,14 @@ class DjangoRunStore:
                     update_row(Run, update, {"id": self.run_id})
         self._next_head = self._known_head(head)
         return [event_payload(e) for e in new_events], head.cancel_requested
+
+    async def _write_alone(self, writes: list[Write], events: list[tuple[str, str, dict[str, Any]]]) -> tuple[
+            list[dict[str, Any]], bool]:
+        """The commit in one round trip, or, if the head moved, in the next group commit."""
+        result = await run_write(self._commit_alone, writes, events)
+        if result is None:
+            result = await group_write(self.run_id, self._commit, writes, events, lock=_lock_runs)
+        return result
 
     def _known_head(self, head: RunHead) -> _KnownHead | None:
         """What a later one-round-trip commit may expect of the row (None where it cannot take one)."""
@@ -645,3 +658,23 @@ def _merge(earlier: StepWrite | None, later: StepWrite) -> StepWrite:
 
 
 _background: set[asyncio.Task[Any]] = set()
+
+
+async def _to_the_end(aw: Awaitable[T]) -> tuple[asyncio.Future[T], asyncio.CancelledError | None]:
+    """Run `aw` to its end even if the caller is cancelled meanwhile; return it (done) and the
+    caller's cancel, if one came, for the caller to raise once it has kept or put back what `aw`
+    did. A commit's writes, once taken from the buffers, are made or put back, never dropped
+    because the task waiting for them was cancelled (at a run's end the flusher is cancelled,
+    and a worker shutting down cancels its runs)."""
+    inner = asyncio.ensure_future(aw)
+    stopped: asyncio.CancelledError | None = None
+    while not inner.done():
+        try:
+            await asyncio.shield(inner)
+        except asyncio.CancelledError as exc:
+            if inner.cancelled():
+                raise
+            stopped = exc
+        except Exception:  # `aw` failed: the caller reads it from the future
+            pass
+    return inner, stopped

@@ -7,6 +7,7 @@ nothing behind either."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from functools import partial
 
@@ -20,7 +21,7 @@ from orchestrator.engine.errors import LeaseLost, RunCancelled
 from orchestrator.engine.store import StepWrite, UsageWrite
 from orchestrator.events import send_event_on_commit, verify_chain
 from orchestrator.execution import execute_run
-from orchestrator.models import Run, RunEvent, StepRun, UsageRecord
+from orchestrator.models import LedgerEntry, Run, RunEvent, StepRun, UsageRecord
 from orchestrator.store import DjangoRunStore
 from tests.conftest import pipeline, scripted, start
 
@@ -198,4 +199,46 @@ def test_a_write_the_server_refuses_after_the_guard_leaves_nothing_behind(team, 
     async_to_sync(store.commit)()  # the kept writes, retried
     assert not any(q.startswith(LONE) for q, _ in sent)
     assert StepRun.objects.get(run=run, key="s1").status == "succeeded"
+    assert verify_chain(RunEvent.objects.filter(run=run).order_by("seq")).ok
+
+
+def test_a_commit_whose_caller_is_cancelled_is_still_made(team, sent):
+    """At a run's end the flusher is cancelled, and a worker shutting down cancels its runs, maybe
+    in the middle of a commit: its writes, taken from the buffers, are made (as a group commit's
+    are) and the cancel reaches the caller once they are."""
+    from config.db_writer import _executor
+    from orchestrator.engine.store import LedgerWrite
+
+    run = _leased(team)
+    store = DjangoRunStore(run.pk, lease_owner="me", publish_events=False)
+    async_to_sync(store.load)()
+    async_to_sync(partial(_commit_step, store, "s0"))()
+    assert store._head is not None
+
+    async def scenario() -> bool:
+        gate = threading.Event()
+        busy = [_executor().submit(gate.wait, 10) for _ in range(8)]  # the writer threads on other work
+        store.stage(StepWrite("s1", "s1", "agent", "succeeded", output={"text": "s1"}, started=True, finished=True))
+        store.stage(LedgerWrite("s1", 1, 0, "tool", "send_email", {"to": "a@example.com"}, {"ok": True}))
+        store.emit("step.succeeded", {"step_id": "s1"}, "s1")
+        commit = asyncio.ensure_future(store.commit())
+        await asyncio.sleep(0.05)
+        commit.cancel()
+        await asyncio.sleep(0.05)
+        gate.set()
+        try:
+            await commit
+        except asyncio.CancelledError:
+            cancelled = True
+        else:
+            cancelled = False
+        for job in busy:
+            job.result()
+        return cancelled
+
+    assert async_to_sync(scenario)() is True
+    assert [ok for q, ok in sent if q.startswith(LONE)][-1:] == [True]
+    assert StepRun.objects.get(run=run, key="s1").status == "succeeded"
+    assert LedgerEntry.objects.filter(run=run, step_key="s1").count() == 1
+    assert not store._writes and not store._events
     assert verify_chain(RunEvent.objects.filter(run=run).order_by("seq")).ok
