@@ -109,6 +109,7 @@ class _GroupCommit:
         self._queue: list[_Item] = []
         self._lock = threading.Lock()
         self._draining = False
+        self._committing = False  # a group's transaction is under way (not yet settling its callers)
         self.transactions = 0  # groups committed, for tests and benchmarks
         self.writes = 0
 
@@ -142,12 +143,13 @@ class _GroupCommit:
                 if not batch:
                     self._draining = False
                     return
+                self._committing = True
             # One lock order for every group: rows a write locks (a run's) are taken by key.
             batch.sort(key=lambda item: item[0])
             self._commit(batch)
         except BaseException:
             with self._lock:
-                self._draining = False
+                self._draining = self._committing = False
             raise
         with self._lock:
             if not self._queue:
@@ -203,6 +205,7 @@ class _GroupCommit:
             raise
         finally:
             release_connection()
+            self._committing = False  # (before its callers hear: one that commits next finds it idle)
             for (_, _, _, future, loop, _), (ok, value) in zip(batch, outcomes, strict=False):
                 with contextlib.suppress(RuntimeError):  # the caller's loop is gone: nobody to tell
                     loop.call_soon_threadsafe(_settle, future, ok, value)
@@ -450,7 +453,7 @@ def group_idle() -> bool:
     """Whether no group commit is queued or being committed in this process: a write made now
     would have a group to itself. (Read without the lock: a hint, e.g. for taking a one-round-trip
     path that only pays off when nothing would share the transaction.)"""
-    return not _group._draining
+    return not _group._committing and not _group._queue
 
 
 def count_lone_commit() -> None:

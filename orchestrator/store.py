@@ -262,14 +262,16 @@ class DjangoRunStore:
             self._writes, self._events = [], []
             taken, known = self._buffered, set(self._known_steps)
             self._next_head = None
-            stopped: asyncio.CancelledError | None = None  # the caller's cancel, while a lone commit ran on
+            # A commit, once its writes are out of the buffers, runs to its end even if this caller
+            # is cancelled meanwhile (the cancel is raised once they are made or put back).
+            if self._head is not None and not final and (writes or events) and _lone_eligible(writes) and group_idle():
+                write = self._write_alone(writes, events)
+            else:
+                write = group_write(self.run_id, self._commit, writes, events, lock=_lock_runs)
+            attempt, stopped = await _to_the_end(write)
             try:
-                if self._head is not None and not final and (writes or events) and _lone_eligible(writes) and group_idle():
-                    attempt, stopped = await _to_the_end(self._write_alone(writes, events))
-                    payloads, cancel = attempt.result()
-                else:
-                    payloads, cancel = await group_write(self.run_id, self._commit, writes, events, lock=_lock_runs)
-            except Exception as exc:  # not made: keep them (a cancelled caller's group goes on, so not then)
+                payloads, cancel = attempt.result()
+            except Exception as exc:  # not made: keep them
                 self._head = None
                 self._writes[:0], self._events[:0] = writes, events
                 self._known_steps = known  # rows the rolled-back transaction inserted are not there
@@ -283,7 +285,7 @@ class DjangoRunStore:
             self._committed = taken
             self._cancel_seen = cancel
             self._head = self._next_head
-            if stopped is not None:  # made, as a cancelled caller's group commit is; the cancel goes on
+            if stopped is not None:  # made; the cancel goes on
                 raise stopped
         if payloads:
             if self._metrics is not None:
