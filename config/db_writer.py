@@ -110,6 +110,7 @@ class _GroupCommit:
         self._lock = threading.Lock()
         self._draining = False
         self._committing = False  # a group's transaction is under way (not yet settling its callers)
+        self._alone = 0  # writes being committed on their own (`commit_alone`)
         self.transactions = 0  # groups committed, for tests and benchmarks
         self.writes = 0
 
@@ -449,11 +450,25 @@ def group_commit_stats() -> tuple[int, int]:
     return _group.transactions, _group.writes
 
 
-def group_idle() -> bool:
-    """Whether no group commit is queued or being committed in this process: a write made now
-    would have a group to itself. (Read without the lock: a hint, e.g. for taking a one-round-trip
-    path that only pays off when nothing would share the transaction.)"""
-    return not _group._committing and not _group._queue
+def commit_alone() -> Callable[[], None] | None:
+    """Reserve the process's one write committed on its own (rather than through `group_write`,
+    e.g. the store's one-round-trip commit) if no group commit is queued or under way and no
+    other write is committing alone; returns the release (call it once that write is over), or
+    None: then join a group, which carries the writes that come along in one transaction
+    instead of each paying its own commit. Checked and reserved under the group's lock."""
+    with _group._lock:
+        if _group._committing or _group._queue or _group._alone:
+            return None
+        _group._alone += 1
+    released = threading.Event()
+
+    def release() -> None:
+        if not released.is_set():
+            released.set()
+            with _group._lock:
+                _group._alone -= 1
+
+    return release
 
 
 def count_lone_commit() -> None:

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from django.db import DataError, connection, transaction
 from django.utils import timezone
 
-from config.db_writer import count_lone_commit, group_idle, group_write, run_write
+from config.db_writer import commit_alone, count_lone_commit, group_write, run_write
 from config.sql_rows import (
     guarded_round_trip,
     insert_rows,
@@ -264,10 +264,13 @@ class DjangoRunStore:
             self._next_head = None
             # A commit, once its writes are out of the buffers, runs to its end even if this caller
             # is cancelled meanwhile (the cancel is raised once they are made or put back).
-            if self._head is not None and not final and (writes or events) and _lone_eligible(writes) and group_idle():
-                write = self._write_alone(writes, events)
+            alone = (commit_alone() if self._head is not None and not final and (writes or events)
+                     and _lone_eligible(writes) else None)
+            if alone is not None:
+                write = asyncio.ensure_future(self._write_alone(writes, events))
+                write.add_done_callback(lambda _: alone())  # (also if it never ran: a loop shut down)
             else:
-                write = group_write(self.run_id, self._commit, writes, events, lock=_lock_runs)
+                write = asyncio.ensure_future(group_write(self.run_id, self._commit, writes, events, lock=_lock_runs))
             attempt, stopped = await _to_the_end(write)
             try:
                 payloads, cancel = attempt.result()

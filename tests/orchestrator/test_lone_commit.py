@@ -3,7 +3,8 @@ guarded update, the step, usage and event rows, and the COMMIT in one multi-stat
 (`DjangoRunStore._commit_alone`). Whatever moved the run's head since this store's last commit
 (an action's event, another lease holder) makes the guard fail, the server keep none of it, and
 the commit take the locked group path; a write the server refuses after the guard ran leaves
-nothing behind either."""
+nothing behind either. On every path a commit whose caller is cancelled runs to its end: its
+writes are made, or put back for the next commit."""
 
 from __future__ import annotations
 
@@ -242,3 +243,41 @@ def test_a_commit_whose_caller_is_cancelled_is_still_made(team, sent):
     assert LedgerEntry.objects.filter(run=run, step_key="s1").count() == 1
     assert not store._writes and not store._events
     assert verify_chain(RunEvent.objects.filter(run=run).order_by("seq")).ok
+
+
+def test_a_cancelled_callers_group_commit_that_fails_puts_its_writes_back(team):
+    """The group path too: a caller cancelled while its group commit is under way waits for it,
+    and if the group fails (here a write queued with it breaks a foreign key at COMMIT), its
+    writes go back into the buffers for the next commit instead of being dropped."""
+    import time
+
+    from config.db_writer import group_write
+
+    run = _leased(team)
+    store = DjangoRunStore(run.pk, lease_owner="me", publish_events=False)
+    async_to_sync(store.load)()
+
+    def dangling() -> None:  # a deferred foreign key: the group's COMMIT fails
+        StepRun.objects.create(run_id=2_000_000_000, key="ghost", step_id="ghost", kind="agent")
+
+    async def scenario() -> BaseException | None:
+        blocker = asyncio.ensure_future(group_write(0, time.sleep, 0.3))
+        await asyncio.sleep(0.05)
+        poison = asyncio.ensure_future(group_write(0, dangling))  # rides in the run's group
+        _step(store, "s0")
+        commit = asyncio.ensure_future(store.commit())
+        await asyncio.sleep(0.05)
+        commit.cancel()
+        results = await asyncio.gather(commit, poison, blocker, return_exceptions=True)
+        return results[0]
+
+    outcome = async_to_sync(scenario)()
+
+    assert isinstance(outcome, asyncio.CancelledError)  # the cancel goes on, once the group has failed
+    assert store._failure is not None and isinstance(store._failure[1], IntegrityError)
+    assert [w.key for w in store._writes] == ["s0"] and [k for _, k, _ in store._events] == ["s0"]
+    assert not StepRun.objects.filter(run=run, key="s0").exists()
+    async_to_sync(store.commit)()  # the retry, in a transaction of its own
+    assert StepRun.objects.get(run=run, key="s0").status == "succeeded"
+    assert verify_chain(RunEvent.objects.filter(run=run).order_by("seq")).ok
+
