@@ -332,3 +332,23 @@ def guarded_round_trip(guard_sql: str, guard_params: list[Any]) -> Iterator[list
         finally:
             _gathered.sending = False
         rows.extend(tuple(row) for row in cursor.fetchall())  # (the first statement's result: the guard's)
+
+
+def reads_in_one_query(statements: list[tuple[str, list[Any]]]) -> list[list[tuple[Any, ...]]]:
+    """PostgreSQL, outside any transaction: `statements` (SQL and parameters each) sent as ONE
+    multi-statement query, which the server runs as one implicit transaction, committed at its
+    end (so a first statement may write, and the later ones read what it wrote); returns each
+    statement's rows. If any statement fails, none of it is made; the error is Django's."""
+    if not one_query_capable() or connection.in_atomic_block or _gathering() is not None:
+        raise RuntimeError("reads_in_one_query: PostgreSQL with client-side binding, outside a transaction")
+    with connection.cursor() as cursor:
+        with connection.wrap_database_errors:
+            query = ";\n".join(cursor.cursor.mogrify(sql, params) for sql, params in statements)
+        cursor.execute(query)
+        with connection.wrap_database_errors:
+            results = [cursor.fetchall()]
+            while cursor.cursor.nextset():
+                results.append(cursor.cursor.fetchall())
+    if len(results) != len(statements):
+        raise RuntimeError(f"reads_in_one_query: {len(statements)} statements sent, {len(results)} results")
+    return results

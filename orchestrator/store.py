@@ -55,6 +55,7 @@ from orchestrator.events import build_events, event_payload, live_audience, publ
 from orchestrator.metrics import RunObserver
 from orchestrator.models import (
     Agent,
+    BudgetReservation,
     LedgerEntry,
     ReviewItem,
     Run,
@@ -62,6 +63,7 @@ from orchestrator.models import (
     RunStatus,
     StepRun,
     UsageRecord,
+    Webhook,
 )
 
 Listener = Callable[[dict[str, Any]], None]
@@ -145,9 +147,10 @@ class DjangoRunStore:
             found = cursor.fetchone()
             if found is None:
                 raise Run.DoesNotExist(f"Run {self.run_id} does not exist")
-            team_id, pipeline_id, slug, input_tokens, output_tokens, cost_usd = found
+            team_id, pipeline_id, slug, input_tokens, output_tokens, cost_usd, last_seq, last_hash = found
             cursor.execute(_agents_sql(), [team_id])
             self._agents = dict(cursor.fetchall())
+        self.expect_head(team_id, last_seq, last_hash)
         self._team_id = team_id
         self._pipeline_id = pipeline_id
         self._metrics = RunObserver(slug)
@@ -174,6 +177,11 @@ class DjangoRunStore:
             )
         state.interrupted_calls = take_interrupted_calls(self.run_id)
         return state
+
+    def expect_head(self, team_id: int, last_seq: int, last_hash: str) -> None:
+        """The chain head the run's row held when it was loaded: what its first commit may
+        expect to find (`_commit_alone` checks that it does, and falls back if not)."""
+        self._head = _KnownHead(self.run_id, team_id, last_seq, last_hash) if _lone_capable() else None
 
     # --- buffering -----------------------------------------------------------------------
 
@@ -264,8 +272,8 @@ class DjangoRunStore:
             self._next_head = None
             # A commit, once its writes are out of the buffers, runs to its end even if this caller
             # is cancelled meanwhile (the cancel is raised once they are made or put back).
-            alone = (commit_alone() if self._head is not None and not final and (writes or events)
-                     and _lone_eligible(writes) else None)
+            alone = (commit_alone() if self._head is not None and (writes or events)
+                     and _lone_eligible(writes, final, self._pipeline_id) else None)
             if alone is not None:
                 write = asyncio.ensure_future(self._write_alone(writes, events))
                 write.add_done_callback(lambda _: alone())  # (also if it never ran: a loop shut down)
@@ -396,7 +404,13 @@ class DjangoRunStore:
         does not — an action appended an event, the lease moved — the guard divides by zero, the
         server makes none of it, and None sends the commit down the group path, which reads the
         head under its lock. Only step, ledger and usage writes without a budget receipt come
-        here (`_lone_eligible`): what reads answers, takes other locks or ends the run does not.
+        here (`_lone_eligible`): what reads answers or takes other locks does not.
+
+        A run's last commit comes here too when it ends the run as succeeded or failed: the run
+        row's update sets its status, output and end, and lets the lease go. The guard then also
+        requires that the run holds no budget reservation and its pipeline no enabled webhook
+        (what the group path's last commit gives back and queues); where either exists, it
+        divides by zero and the group path does that work.
         """
         known = self._head
         assert known is not None
@@ -405,15 +419,19 @@ class DjangoRunStore:
         head = _KnownHead(known.pk, known.team_id, known.last_seq, known.last_hash)
         steps: dict[str, StepWrite] = {}
         ledger, usage = [], []
+        end: RunWrite | None = None
         for w in writes:
             if isinstance(w, StepWrite):
                 steps[w.key] = _merge(steps.get(w.key), w)
             elif isinstance(w, LedgerWrite):
                 ledger.append(self._ledger_row(w, now))
+            elif isinstance(w, RunWrite):
+                end = w  # (the last one counts, as in the group path)
             else:
                 usage.append(w)
         new_events = build_events(head, events, now)
-        guard, params = _alone_guard(self.run_id, known, head, self.lease_owner, usage)
+        guard, params = _alone_guard(self.run_id, known, head, self.lease_owner, usage,
+                                     self._pipeline_id if end is not None else None)
         known_steps = set(self._known_steps)
         try:
             with guarded_round_trip(guard, params) as answer:
@@ -422,6 +440,9 @@ class DjangoRunStore:
                 insert_rows(LedgerEntry, ledger)
                 insert_rows(UsageRecord, self._usage_rows(head.team_id, usage, now))
                 insert_rows(RunEvent, new_events)
+                if end is not None:
+                    update_row(Run, {"status": end.status, "error": end.error, "output": end.output, "lease_owner": "",
+                                     "lease_until": None, "finished_at": now}, {"id": self.run_id})
         except DataError as exc:
             self._known_steps = known_steps
             if getattr(exc.__cause__, "sqlstate", None) == "22012":  # the guard: the head moved
@@ -491,15 +512,16 @@ class DjangoRunStore:
 
 @functools.cache
 def _load_sql() -> str:
-    """The run row, its pipeline and slug, by run id (what `_load` needs of them)."""
+    """The run row (totals, chain head), its pipeline and slug, by run id (what `_load` needs of them)."""
     q = connection.ops.quote_name
     run = Run._meta
     version = run.get_field("pipeline_version").related_model._meta
     pipeline = version.get_field("pipeline").related_model._meta
     column = {name: q(Run._meta.get_field(name).column) for name in (
-        "team", "pipeline_version", "input_tokens", "output_tokens", "cost_usd")}
+        "team", "pipeline_version", "input_tokens", "output_tokens", "cost_usd", "last_seq", "last_hash")}
     return (f"SELECT r.{column['team']}, v.{q(version.get_field('pipeline').column)}, p.{q(pipeline.get_field('slug').column)}, "
-            f"r.{column['input_tokens']}, r.{column['output_tokens']}, r.{column['cost_usd']} "
+            f"r.{column['input_tokens']}, r.{column['output_tokens']}, r.{column['cost_usd']}, "
+            f"r.{column['last_seq']}, r.{column['last_hash']} "
             f"FROM {q(run.db_table)} r JOIN {q(version.db_table)} v ON v.{q(version.pk.column)} = r.{column['pipeline_version']} "
             f"JOIN {q(pipeline.db_table)} p ON p.{q(pipeline.pk.column)} = v.{q(version.get_field('pipeline').column)} "
             f"WHERE r.{q(run.pk.column)} = %s")
@@ -518,19 +540,39 @@ def _lone_capable() -> bool:
     return one_query_capable()
 
 
-def _lone_eligible(writes: list[Write]) -> bool:
+_LONE_ENDS = (RunStatus.SUCCEEDED, RunStatus.FAILED)
+
+
+def _lone_eligible(writes: list[Write], final: bool = False, pipeline_id: int | None = None) -> bool:
     """Writes a one-round-trip commit can carry: step, ledger and usage rows (no budget receipt,
-    whose counters take locks of their own), nothing that ends or pauses the run."""
-    return all(type(w) in (StepWrite, LedgerWrite) or (type(w) is UsageWrite and w.receipt is None) for w in writes)
+    whose counters take locks of their own); in a run's last commit, also the end of the run as
+    succeeded or failed (of a run whose pipeline is known: the guard looks for its webhooks).
+    Nothing that pauses or cancels the run, raises a review or writes audit rows."""
+    ends = 0
+    for w in writes:
+        kind = type(w)
+        if kind is StepWrite or kind is LedgerWrite or (kind is UsageWrite and w.receipt is None):
+            continue
+        if kind is RunWrite and final and pipeline_id is not None and w.status in _LONE_ENDS:
+            ends += 1
+            continue
+        return False
+    return ends > 0 if final else True
 
 
 @functools.cache
-def _alone_guard_sql(leased: bool) -> str:
+def _alone_guard_sql(leased: bool, ending: bool) -> str:
     q = connection.ops.quote_name
     meta = Run._meta
     column = {name: q(meta.get_field(name).column) for name in (
         "last_seq", "last_hash", "input_tokens", "output_tokens", "cost_usd", "lease_owner", "cancel_requested")}
     lease = f" AND {column['lease_owner']} = %s" if leased else ""
+    if ending:  # nothing for the group path's last commit to give back or queue
+        reservation, webhook = BudgetReservation._meta, Webhook._meta
+        lease += (f" AND NOT EXISTS (SELECT 1 FROM {q(reservation.db_table)} "
+                  f"WHERE {q(reservation.get_field('run').column)} = %s)"
+                  f" AND NOT EXISTS (SELECT 1 FROM {q(webhook.db_table)} "
+                  f"WHERE {q(webhook.get_field('pipeline').column)} = %s AND {q(webhook.get_field('enabled').column)})")
     return (f"WITH moved AS (UPDATE {q(meta.db_table)} SET {column['last_seq']} = %s, {column['last_hash']} = %s, "
             f"{column['input_tokens']} = {column['input_tokens']} + %s, "
             f"{column['output_tokens']} = {column['output_tokens']} + %s, "
@@ -541,15 +583,19 @@ def _alone_guard_sql(leased: bool) -> str:
 
 
 def _alone_guard(run_id: int, known: _KnownHead, head: _KnownHead, lease_owner: str,
-                 usage: list[UsageWrite]) -> tuple[str, list[Any]]:
+                 usage: list[UsageWrite], ending_pipeline: int | None = None) -> tuple[str, list[Any]]:
     """The run row's update of a one-round-trip commit: the new head and totals, only where
-    the row holds the head `known` (and `lease_owner`); none updated divides by zero."""
+    the row holds the head `known` (and `lease_owner`; and, where the commit ends the run of
+    pipeline `ending_pipeline`, no budget reservation and no enabled webhook exist); none
+    updated divides by zero."""
     params: list[Any] = [head.last_seq, head.last_hash, sum(u.input_tokens for u in usage),
                          sum(u.output_tokens for u in usage), sum((Decimal(u.cost_usd) for u in usage), Decimal(0)),
                          run_id, known.last_seq, known.last_hash]
     if lease_owner:
         params.append(lease_owner)
-    return _alone_guard_sql(bool(lease_owner)), params
+    if ending_pipeline is not None:
+        params += [run_id, ending_pipeline]
+    return _alone_guard_sql(bool(lease_owner), ending_pipeline is not None), params
 
 
 _HEAD_COLUMNS = ("team_id", "last_seq", "last_hash", "cancel_requested", "input_tokens", "output_tokens", "cost_usd",

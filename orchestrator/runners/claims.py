@@ -33,6 +33,12 @@ capped the intake at ~50 runs a second.
   query per kind of row, not per run, team or model). For a run with no steps yet, what its store would read at its first
   `load` comes along (`StoreLoad`), so the engine starts it without another round trip.
 
+On PostgreSQL the fresh runs' claim and all of those reads go in ONE round trip
+(`claim_in_one_query`): one multi-statement query that the server runs as one transaction,
+the reads asking through the requested runs' rows (subqueries) since they cannot wait for the
+claim's answer. A lone run's claim took ~4.3 ms in eight round trips (BEGIN, the claim, five
+reads, COMMIT); it takes ~2.8 ms in one. SQLite, which has no round trips, keeps the two steps.
+
 A failure of the batch's statements sends its runs down the single path, one by one, so a
 batch never fails a run that the single path would have run.
 """
@@ -50,11 +56,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Q, Value
+from django.db.models import Q, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from config.db_writer import run_write
+from config.sql_rows import one_query_capable, reads_in_one_query
 from mcpgateway.redaction import Redactor, get_redactor
 from orchestrator.budgets import BUDGET_KINDS, Budget, budgets_from_limits, release_run
 from orchestrator.engine.ports import AgentConfig
@@ -91,6 +98,8 @@ class StoreLoad:
     input_tokens: int
     output_tokens: int
     cost_usd: Decimal
+    last_seq: int  # the run's chain head when the claim read it
+    last_hash: str
 
 
 @dataclass(slots=True)
@@ -121,9 +130,11 @@ def claim_runs(requests: list[tuple[int, str]]) -> list[Outcome]:
         first.setdefault(run_id, owner)
     outcomes: dict[tuple[int, str], Outcome] = {}
     try:
-        with transaction.atomic():
-            fresh = claim_fresh(first)
-            loaded = prepare(sorted(fresh))
+        loaded = claim_in_one_query(first)
+        if loaded is None:
+            with transaction.atomic():
+                fresh = claim_fresh(first)
+                loaded = prepare(sorted(fresh))
         outcomes.update(((run_id, first[run_id]), outcome) for run_id, outcome in loaded.items())
     except Exception:
         log.exception("claiming %d run(s) in one batch failed; claiming them one by one", len(first))
@@ -143,6 +154,54 @@ def claim_fresh(owners: dict[int, str]) -> set[int]:
     common case: nothing of a previous holder to give back). Returns the ids claimed."""
     if not owners:
         return set()
+    sql, params = _claim_fresh_statement(owners)
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {row[0] for row in cursor.fetchall()}
+
+
+def claim_in_one_query(owners: dict[int, str]) -> dict[int, Prepared | BaseException | None] | None:
+    """On PostgreSQL, the fresh runs' claim (`claim_fresh`'s statement) and everything `prepare`
+    reads, in ONE round trip: one multi-statement query, which the server runs as one
+    transaction and commits at its end. Returns what `claim_fresh` then `prepare` would
+    (by claimed run id), or None where this cannot be done (SQLite, inside a transaction, a read
+    that runs through the ORM): the caller takes the two steps then.
+
+    The reads cannot wait for the claim's answer, so they ask by the requested ids: the teams,
+    agents, limits and prices come through the runs' rows in subqueries, and whatever they
+    return for a run the claim did not take is left unused. Each read runs after the claim in
+    the same transaction, so it sees the runs as claimed."""
+    if not owners or not one_query_capable() or connection.in_atomic_block:
+        return None
+    ids = sorted(owners)
+    reads = [_RUNS, _WITH_STEPS, _AGENTS_OF_RUNS, _LIMITS_OF_RUNS, _PRICES_OF_RUNS]
+    statements = [read.statement(ids) for read in reads]
+    if any(statement is None for statement in statements):
+        return None
+    claimed, runs, with_steps, agents, limits, prices = reads_in_one_query(
+        [_claim_fresh_statement(owners), *statements])  # type: ignore[list-item]
+    taken = {row[0] for row in claimed}
+    if not taken:
+        return {}
+    runs_read: list[Run] = [run for run in _RUNS.models_from(runs, ids) if run.pk in taken]
+    teams = {run.team_id for run in runs_read}
+    prepared, failed = _assemble(
+        runs_read, {run_id for (run_id,) in _WITH_STEPS.values_from(with_steps, ids)},
+        [agent for agent in _AGENTS_OF_RUNS.models_from(agents, ids) if agent.team_id in teams],
+        [limit for limit in _LIMITS_OF_RUNS.models_from(limits, ids) if limit.team_id in teams],
+        _PRICES_OF_RUNS.models_from(prices, ids))
+    for run_id, error in failed:  # its own statement: the claim has committed
+        try:
+            Run.objects.filter(pk=run_id).update(status=RunStatus.FAILED, error=error, finished_at=timezone.now())
+        except DatabaseError:
+            log.exception("run %s: could not be failed (%s); it is retried when its lease runs out", run_id, error)
+    for run_id in taken:
+        prepared.setdefault(run_id, None)  # deleted meanwhile
+    return prepared
+
+
+def _claim_fresh_statement(owners: dict[int, str]) -> tuple[str, list[Any]]:
+    """`claim_fresh`'s statement: SQL and parameters."""
     now = timezone.now()
     meta = Run._meta
     q = connection.ops.quote_name
@@ -173,9 +232,7 @@ def claim_fresh(owners: dict[int, str]) -> set[int]:
         params += [run_id, owners[run_id]]
     params += [value("lease_until", now + timedelta(seconds=settings.RUN_LEASE_S)), value("started_at", now),
                RunStatus.QUEUED, *ids]
-    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {row[0] for row in cursor.fetchall()}
+    return sql, params
 
 
 def claim_one(run_id: int, owner: str) -> bool:
@@ -220,40 +277,52 @@ def prepare(run_ids: list[int]) -> dict[int, Prepared | BaseException | None]:
         runs: list[Run] = _RUNS.models(ids)
         teams = sorted({run.team_id for run in runs})
         with_steps = {run_id for (run_id,) in _WITH_STEPS.values(ids)}
-        team_agents: dict[int, dict[str, Agent]] = {team: {} for team in teams}
-        for agent in _AGENTS.models(teams):
-            team_agents[agent.team_id][agent.name] = agent
-        # The teams' rate limits and budgets in one read, in the order `budgets_for_run` reads them.
-        limits: dict[int, list[Limit]] = {team: [] for team in teams}
-        rates: dict[int, dict[str, int]] = {team: {} for team in teams}
-        names = {agent.pk: agent.name for agents in team_agents.values() for agent in agents.values()}
-        for row in _LIMITS.models(teams):
-            limits[row.team_id].append(row)
-            if row.scope == LimitScope.AGENT and row.kind == LimitKind.REQUESTS_PER_MINUTE and row.agent_id in names:
-                rates[row.team_id][names[row.agent_id]] = int(row.value)
-        # Every model price the batch's agents may need, in one read.
-        wanted = {(a.provider, a.model) for agents in team_agents.values() for a in agents.values()}
-        rows = _PRICES.models(sorted({provider for provider, _ in wanted}), sorted({model for _, model in wanted}))
-        prices = {(provider, model): ModelPrice.pick(rows, provider, model) for provider, model in wanted}
-        context = _Shared(get_redactor() if len(with_steps) < len(runs) else None, prices, limits)
-        prepared: dict[int, Prepared | BaseException | None] = {}
-        failed: list[tuple[int, str]] = []
-        for run in runs:
-            try:
-                prepared[run.pk] = _prepared(run, team_agents[run.team_id], rates[run.team_id], run.pk not in with_steps,
-                                             context)
-            except _AgentsMissing as missing:
-                failed.append((run.pk, str(missing)))
-                prepared[run.pk] = None
-            except DatabaseError:
-                raise
-            except Exception as exc:
-                prepared[run.pk] = exc
+        agents = _AGENTS.models(teams)
+        wanted = {(a.provider, a.model) for a in agents}
+        prepared, failed = _assemble(
+            runs, with_steps, agents, _LIMITS.models(teams),
+            _PRICES.models(sorted({provider for provider, _ in wanted}), sorted({model for _, model in wanted})))
         for run_id, error in failed:
             Run.objects.filter(pk=run_id).update(status=RunStatus.FAILED, error=error, finished_at=timezone.now())
     for run_id in run_ids:
         prepared.setdefault(run_id, None)  # deleted meanwhile
     return prepared
+
+
+def _assemble(runs: list[Run], with_steps: set[int], agents: list[Agent], limit_rows: list[Limit],
+              price_rows: list[ModelPrice]) -> tuple[dict[int, Prepared | BaseException | None], list[tuple[int, str]]]:
+    """The prepared runs from the rows read for them (`limit_rows` in the order `budgets_for_run`
+    reads them; `price_rows` holding at least every row the agents' models may need), and the
+    runs to fail, with why (their agents are missing)."""
+    teams = sorted({run.team_id for run in runs})
+    team_agents: dict[int, dict[str, Agent]] = {team: {} for team in teams}
+    for agent in agents:
+        team_agents[agent.team_id][agent.name] = agent
+    # The teams' rate limits and budgets, in the order `budgets_for_run` reads them.
+    limits: dict[int, list[Limit]] = {team: [] for team in teams}
+    rates: dict[int, dict[str, int]] = {team: {} for team in teams}
+    names = {agent.pk: agent.name for agents_ in team_agents.values() for agent in agents_.values()}
+    for row in limit_rows:
+        limits[row.team_id].append(row)
+        if row.scope == LimitScope.AGENT and row.kind == LimitKind.REQUESTS_PER_MINUTE and row.agent_id in names:
+            rates[row.team_id][names[row.agent_id]] = int(row.value)
+    wanted = {(a.provider, a.model) for agents_ in team_agents.values() for a in agents_.values()}
+    prices = {(provider, model): ModelPrice.pick(price_rows, provider, model) for provider, model in wanted}
+    context = _Shared(get_redactor() if len(with_steps) < len(runs) else None, prices, limits)
+    prepared: dict[int, Prepared | BaseException | None] = {}
+    failed: list[tuple[int, str]] = []
+    for run in runs:
+        try:
+            prepared[run.pk] = _prepared(run, team_agents[run.team_id], rates[run.team_id], run.pk not in with_steps,
+                                         context)
+        except _AgentsMissing as missing:
+            failed.append((run.pk, str(missing)))
+            prepared[run.pk] = None
+        except DatabaseError:
+            raise
+        except Exception as exc:
+            prepared[run.pk] = exc
+    return prepared, failed
 
 
 # The claim's reads, each compiled once per shape (`orchestrator/runners/compiled.py`).
@@ -269,6 +338,21 @@ _LIMITS = CompiledRead("claim: limits", lambda teams: Limit.objects.filter(
 # Every price row the agents' models may need: `ModelPrice.lookup_many`'s query.
 _PRICES = CompiledRead("claim: prices", lambda providers, models_: ModelPrice.objects.filter(
     Q(provider__in=providers) & (Q(model__in=models_) | Q(model__endswith="*"))).order_by())
+
+
+# The same reads by run ids, for `claim_in_one_query` (which cannot wait for the runs' teams).
+def _teams_of(ids: list[int]) -> QuerySet[Run]:
+    return Run.objects.filter(pk__in=ids).values("team_id")
+
+
+_AGENTS_OF_RUNS = CompiledRead("claim: agents by runs", lambda ids: Agent.objects.filter(
+    team_id__in=_teams_of(ids)).order_by())
+_LIMITS_OF_RUNS = CompiledRead("claim: limits by runs", lambda ids: Limit.objects.filter(
+    team_id__in=_teams_of(ids), kind__in=[LimitKind.REQUESTS_PER_MINUTE, *BUDGET_KINDS],
+    scope__in=[LimitScope.TEAM, LimitScope.AGENT, LimitScope.PIPELINE]).order_by("scope", "kind", "pk"))
+# Every price row of the agents' providers (a superset of `_PRICES`'s: `ModelPrice.pick` chooses).
+_PRICES_OF_RUNS = CompiledRead("claim: prices by runs", lambda ids: ModelPrice.objects.filter(
+    provider__in=Agent.objects.filter(team_id__in=_teams_of(ids)).values("provider")).order_by())
 
 
 class _AgentsMissing(Exception):
@@ -326,7 +410,7 @@ def _prepared(run: Run, known: dict[str, Agent], rates: dict[str, int], fresh: b
         assert shared.redactor is not None
         load = StoreLoad(run.team_id, pipeline_id, run.pipeline_version.pipeline.slug,
                          {name: a.pk for name, a in known.items()}, shared.redactor,
-                         run.input_tokens, run.output_tokens, run.cost_usd)
+                         run.input_tokens, run.output_tokens, run.cost_usd, run.last_seq, run.last_hash)
     return Prepared(run, spec, agents, {(a.provider, a.model): shared.prices[a.provider, a.model] for a in rows},
                     {a.name: a.pk for a in rows}, list(shared.scopes[run.team_id, pipeline_id]), dict(rates), load)
 

@@ -70,24 +70,35 @@ class _Shape:
             self.model_start, self.model_end = select_fields[0], select_fields[-1] + 1
             self.init_list = [f[0].target.attname for f in compiler.select[self.model_start:self.model_end]]
 
-    def rows(self, arguments: Sequence[Sequence[Any]]) -> Iterator[Any]:
+    def bound(self, arguments: Sequence[Sequence[Any]]) -> list[Any]:
+        """The SQL's parameters with `arguments` in their places."""
         params = list(self.params)
         for slots, values in zip(self.slots, arguments, strict=True):
             for slot, value in zip(slots, values, strict=True):
                 bound = self.params[slot]
                 # Keep the driver's type where the backend wraps integers (psycopg's Int4/Int8).
                 params[slot] = type(bound)(value) if type(bound) is not int and isinstance(bound, int) else value
+        return params
+
+    def rows(self, arguments: Sequence[Sequence[Any]]) -> Iterator[Any]:
         with connections[self.alias].cursor() as cursor:
-            cursor.execute(self.sql, params)
+            cursor.execute(self.sql, self.bound(arguments))
             fetched = cursor.fetchall()
+        return self.converted(fetched)
+
+    def converted(self, fetched: list[tuple[Any, ...]]) -> Iterator[Any]:
+        """The rows the database sent, converted as the ORM converts them."""
         return self.compiler.results_iter([fetched])
 
     def models(self, arguments: Sequence[Sequence[Any]]) -> list[Model]:
+        return self.models_of(self.rows(arguments))
+
+    def models_of(self, rows: Iterator[Any]) -> list[Model]:
         assert self.klass_info is not None
         model, start, end, init_list = self.klass_info["model"], self.model_start, self.model_end, self.init_list
         populators = get_related_populators(self.klass_info, self.compiler.select, self.alias)
         found = []
-        for row in self.rows(arguments):
+        for row in rows:
             obj = model.from_db(self.alias, init_list, row[start:end])
             for populator in populators:
                 populator.populate(row, obj)
@@ -128,6 +139,27 @@ class CompiledRead:
             return [tuple(row) for row in queryset]
         self.executions += 1
         return [tuple(row) for row in shape.rows(lists)]
+
+    def statement(self, *lists: Sequence[Any]) -> tuple[str, list[Any]] | None:
+        """The SQL and parameters that `models(*lists)` or `values(*lists)` would send, for a caller
+        that sends them itself (with other statements, in one query); None where this shape
+        runs through the ORM. Hand what the database sent back to `models_from`/`values_from`."""
+        shape = self._shape(lists)
+        return None if shape is None else (shape.sql, shape.bound(lists))
+
+    def models_from(self, fetched: list[tuple[Any, ...]], *lists: Sequence[Any]) -> list[Model]:
+        """What `models(*lists)` returns, from the rows its `statement` fetched."""
+        shape = self._shape(lists)
+        assert shape is not None, "models_from: no statement for this shape"
+        self.executions += 1
+        return shape.models_of(shape.converted(fetched))
+
+    def values_from(self, fetched: list[tuple[Any, ...]], *lists: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """What `values(*lists)` returns, from the rows its `statement` fetched."""
+        shape = self._shape(lists)
+        assert shape is not None, "values_from: no statement for this shape"
+        self.executions += 1
+        return [tuple(row) for row in shape.converted(fetched)]
 
     def _shape(self, lists: tuple[Sequence[Any], ...]) -> _Shape | None:
         if any(value is None for values in lists for value in values):

@@ -170,6 +170,7 @@ class KeptRunStore(DjangoRunStore):
         self._pipeline_id = preloaded.pipeline_id
         self._metrics = RunObserver(preloaded.slug)
         self._known_steps = set()
+        self.expect_head(preloaded.team_id, preloaded.last_seq, preloaded.last_hash)
         return RunState(input_tokens=preloaded.input_tokens, output_tokens=preloaded.output_tokens,
                         cost_usd=str(preloaded.cost_usd))
 

@@ -46,6 +46,8 @@ def test_it_claims_and_loads_many_runs_in_a_constant_number_of_statements(team):
         return len(queries)
 
     assert statements(many) == statements(few) <= 10
+    if connection.vendor == "postgresql":  # the claim and every read in one multi-statement query
+        assert statements([start(pipe).pk for _ in range(3)]) == 1
     owners = dict(Run.objects.filter(pk__in=many).values_list("pk", "lease_owner"))
     assert owners == {run_id: f"me:{run_id}" for run_id in many}, "each run has its own lease owner"
     assert set(Run.objects.filter(pk__in=many).values_list("status", flat=True)) == {"running"}
@@ -295,3 +297,48 @@ def test_runs_of_one_version_share_its_spec_parsed_once(team):
     (edited,) = claims.claim_runs([(third.pk, "me:3")])
     assert [step.id for step in edited.spec.steps] == ["b"]
     assert [step.id for step in prepared[0].spec.steps] == ["a"]
+
+
+def test_runs_of_two_teams_claimed_together_each_get_their_own_teams_rows(team, owner):
+    """The one-query claim reads agents, limits and prices through the runs' teams: each run gets
+    its own team's agent of that name, budgets and rates, never the other team's."""
+    from orchestrator.actions import do_create_team
+    from orchestrator.budgets import budgets_for_run
+    from orchestrator.models import Limit, ModelPrice
+
+    other = do_create_team("Other", owner)
+    ours_agent, theirs_agent = scripted(team, "w", {"text": "ours"}), scripted(other, "w", {"text": "theirs"})
+    theirs_agent.model = "theirs-1"
+    theirs_agent.save()
+    spec = {"steps": [{"kind": "agent", "id": "a", "agent": "w", "prompt": "go"}]}
+    ours, theirs = start(pipeline(team, spec)), start(pipeline(other, spec))
+    Limit.objects.create(team=team, scope="team", kind="tokens_per_day", value=Decimal(1000))
+    Limit.objects.create(team=other, scope="agent", agent=theirs_agent, kind="requests_per_minute", value=Decimal(3))
+    ModelPrice.objects.create(provider="scripted", model="theirs-1", input_per_mtok=5, output_per_mtok=6)
+    held = start(pipeline(other, spec, name="held"))
+    Run.objects.filter(pk=held.pk).update(status="running", lease_owner=ELSEWHERE,
+                                          lease_until=timezone.now() + timedelta(seconds=60))
+
+    outcomes = claims.claim_runs([(ours.pk, "me:1"), (held.pk, "me:2"), (theirs.pk, "me:3")])
+
+    first, none, second = outcomes
+    assert none is None and Run.objects.get(pk=held.pk).lease_owner == ELSEWHERE
+    assert isinstance(first, claims.Prepared) and isinstance(second, claims.Prepared)
+    assert first.agents["w"].model == ours_agent.model and first.agent_ids == {"w": ours_agent.pk}
+    assert second.agents["w"].model == "theirs-1" and second.agent_ids == {"w": theirs_agent.pk}
+    assert first.load.agents == {"w": ours_agent.pk} and second.load.agents == {"w": theirs_agent.pk}
+    assert first.budgets == budgets_for_run(team.pk, ours.pipeline_version.pipeline_id) and len(first.budgets) == 1
+    assert second.budgets == [] and (first.agent_rates, second.agent_rates) == ({}, {"w": 3})
+    assert second.prices == {("scripted", "theirs-1"): ModelPrice.objects.get(model="theirs-1")}
+    assert first.prices == {(ours_agent.provider, ours_agent.model): ModelPrice.lookup(ours_agent.provider, ours_agent.model)}
+
+
+def test_a_claimed_run_whose_agents_are_gone_is_failed(team):
+    from orchestrator.models import Agent
+
+    run = start(_one_step(team))
+    Agent.objects.filter(team=team, name="w").delete()
+
+    assert claims.claim_runs([(run.pk, "me:1")]) == [None]
+    run.refresh_from_db()
+    assert run.status == "failed" and run.error == "agents not found: w" and run.finished_at is not None

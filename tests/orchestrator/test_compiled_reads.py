@@ -128,10 +128,36 @@ def test_each_thread_compiles_its_own_and_the_claim_uses_them(team):
     thread.join()
     assert found == [other.pk] and read.compiled == 2
 
-    reads = (claims._RUNS, claims._WITH_STEPS, claims._AGENTS, claims._LIMITS, claims._PRICES)
+    if connection.vendor == "postgresql":  # claimed and read in one query, by run ids
+        reads = (claims._RUNS, claims._WITH_STEPS, claims._AGENTS_OF_RUNS, claims._LIMITS_OF_RUNS, claims._PRICES_OF_RUNS)
+    else:
+        reads = (claims._RUNS, claims._WITH_STEPS, claims._AGENTS, claims._LIMITS, claims._PRICES)
     before = [(r.executions, r.fallbacks) for r in reads]
     outcome = claims.claim_runs([(run.pk, "me:1")])[0]
     assert isinstance(outcome, claims.Prepared) and outcome.run.pk == run.pk
     assert outcome.run.pipeline_version.pipeline_id == pipe.pk and "w" in outcome.agents
     after = [(r.executions, r.fallbacks) for r in reads]
     assert all(a[0] == b[0] + 1 and a[1] == b[1] for a, b in zip(after, before, strict=True)), (before, after)
+
+
+def test_a_statement_sent_by_its_caller_gives_what_the_read_gives(team):
+    """`statement` hands the SQL and values to a caller that sends them itself (the claim's one
+    query); `models_from` and `values_from` make of the rows what `models` and `values` return."""
+    scripted(team, "w", {"text": "ok"})
+    pipe = pipeline(team, {"steps": [{"kind": "agent", "id": "a", "agent": "w", "prompt": "go"}]})
+    runs = [start(pipe) for _ in range(3)]
+    StepRun.objects.create(run=runs[1], key="a", step_id="a", kind="agent", status="succeeded")
+    ids = sorted(r.pk for r in runs)
+
+    for read, convert in ((runs_read(), "models"), (claims._WITH_STEPS, "values"), (claims._AGENTS_OF_RUNS, "models")):
+        expected = getattr(read, convert)(ids)
+        sql, params = read.statement(ids)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            fetched = cursor.fetchall()
+        got = getattr(read, f"{convert}_from")(fetched, ids)
+        if convert == "models":
+            assert [fields(m) for m in got] == [fields(m) for m in expected] and got
+        else:
+            assert got == expected == [(runs[1].pk,)]
+    assert runs_read().statement([]) is None  # an empty list: the ORM's (no statement to send)

@@ -82,16 +82,19 @@ def test_the_steps_of_a_lone_run_commit_in_one_query_each(team, sent):
 
     assert outcome.status == "succeeded"
     lone = [q for q, ok in sent if q.startswith(LONE)]
-    # The first step's commit reads the head under its lock; the last one ends the run (the
-    # group path: webhooks, budget release); the four between go in one query each, and none
-    # of them also locked or committed on its own.
-    assert len(lone) == 4, [q[:60] for q, _ in sent]
+    # Every step's commit is one query: the first expects the head the claim read, the last
+    # also ends the run (no webhook, no budget reservation to give back); none of them also
+    # locked the row or committed on its own.
+    assert len(lone) == 6, [q[:60] for q, _ in sent]
     assert all(ok for q, ok in sent if q.startswith(LONE))
-    assert sum(1 for q, _ in sent if q.startswith('SELECT "team_id", "last_seq"')) == 2  # the heads read locked
+    assert not any(q.startswith('SELECT "team_id", "last_seq"') for q, _ in sent)  # no head read locked
     for query in lone:
         assert 'INSERT INTO "orchestrator_steprun"' in query and 'INSERT INTO "orchestrator_runevent"' in query
+    assert "NOT EXISTS" in lone[-1] and '"status" = \'succeeded\'' in lone[-1]
     assert group_commit_stats()[0] - before[0] >= 6  # counted as transactions of one write
     run.refresh_from_db()
+    assert (run.status, run.lease_owner, run.lease_until) == ("succeeded", "", None)
+    assert run.finished_at is not None and run.output == {"result": "ok"}
     assert StepRun.objects.filter(run=run, status="succeeded").count() == 6
     events = list(RunEvent.objects.filter(run=run).order_by("seq"))
     assert [e.seq for e in events] == list(range(1, len(events) + 1)) and run.last_seq == len(events)
@@ -281,3 +284,75 @@ def test_a_cancelled_callers_group_commit_that_fails_puts_its_writes_back(team):
     assert StepRun.objects.get(run=run, key="s0").status == "succeeded"
     assert verify_chain(RunEvent.objects.filter(run=run).order_by("seq")).ok
 
+
+
+def _ended_by(team, sent, prepare) -> tuple[Run, list[bool]]:
+    """A leased run's last commit (after one step's), with `prepare(run)` done before it: the
+    run as it ended, and which one-query commits were sent for the last commit (and whether each
+    was made)."""
+    from orchestrator.engine.store import RunWrite
+
+    run = _leased(team)
+    store = DjangoRunStore(run.pk, lease_owner="me", publish_events=False)
+    async_to_sync(store.load)()
+    async_to_sync(partial(_commit_step, store, "s0"))()
+    prepare(run)
+    sent.clear()
+
+    async def end() -> None:
+        _step(store, "s1", tokens=2)
+        store.stage(RunWrite("succeeded", output={"text": "done"}))
+        store.emit("run.succeeded", {"output": {"text": "done"}})
+        await store.commit(final=True)
+
+    async_to_sync(end)()
+    run.refresh_from_db()
+    assert (run.status, run.output, run.lease_owner, run.lease_until) == ("succeeded", {"text": "done"}, "", None)
+    assert run.finished_at is not None and verify_chain(RunEvent.objects.filter(run=run).order_by("seq")).ok
+    assert StepRun.objects.get(run=run, key="s1").status == "succeeded"
+    return run, [ok for q, ok in sent if q.startswith(LONE)]
+
+
+def test_a_run_ends_in_one_query_when_nothing_is_left_to_give_back_or_queue(team, sent):
+    run, lone = _ended_by(team, sent, lambda run: None)
+    assert lone == [True] and len(sent) == 1
+    assert (run.input_tokens, run.output_tokens) == (2, 1)
+
+
+def test_a_run_whose_pipeline_has_a_webhook_ends_on_the_group_path(team, sent):
+    from orchestrator.models import WebhookDelivery
+    from orchestrator.webhooks import do_create_webhook
+
+    run, lone = _ended_by(team, sent, lambda run: do_create_webhook(run.pipeline_version.pipeline, "https://example.com/h"))
+    assert lone == [False]  # the guard saw the webhook: nothing of the query was kept
+    delivery = WebhookDelivery.objects.get(webhook__pipeline=run.pipeline_version.pipeline)
+    assert delivery.event == "run.succeeded" and delivery.payload["run_id"] == run.pk
+    assert RunEvent.objects.filter(run=run, type="run.succeeded").count() == 1
+
+
+def test_a_run_holding_a_budget_reservation_ends_on_the_group_path_which_gives_it_back(team, sent):
+    from decimal import Decimal
+
+    from orchestrator.models import BudgetCounter, BudgetReservation, Limit
+
+    def reserve(run: Run) -> None:
+        limit = Limit.objects.create(team_id=run.team_id, scope="team", kind="tokens_per_day", value=Decimal(100))
+        BudgetCounter.objects.create(limit=limit, window=1, used=30)
+        BudgetReservation.objects.create(run=run, lease_owner="me", limit=limit, window=1, amount=30)
+
+    run, lone = _ended_by(team, sent, reserve)
+    assert lone == [False]
+    assert not BudgetReservation.objects.filter(run=run).exists()
+    assert BudgetCounter.objects.get().used == 0  # given back by the run's last commit
+
+
+def test_a_disabled_webhook_does_not_keep_a_run_off_the_one_query(team, sent):
+    from orchestrator.models import Webhook, WebhookDelivery
+    from orchestrator.webhooks import do_create_webhook
+
+    def disabled(run: Run) -> None:
+        hook, _ = do_create_webhook(run.pipeline_version.pipeline, "https://example.com/h")
+        Webhook.objects.filter(pk=hook.pk).update(enabled=False)
+
+    _, lone = _ended_by(team, sent, disabled)
+    assert lone == [True] and not WebhookDelivery.objects.exists()
