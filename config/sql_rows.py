@@ -306,7 +306,8 @@ def one_query_capable() -> bool:
 
 
 @contextlib.contextmanager
-def guarded_round_trip(guard_sql: str, guard_params: list[Any]) -> Iterator[list[tuple[Any, ...]]]:
+def guarded_round_trip(guard_sql: str, guard_params: list[Any],
+                       then: list[tuple[str, list[Any]]] = ()) -> Iterator[list[tuple[Any, ...]]]:
     """PostgreSQL, outside any transaction: the guard statement, then the row writes made
     inside (`insert_rows`, `update_row`), sent on leaving as ONE multi-statement query.
 
@@ -314,13 +315,17 @@ def guarded_round_trip(guard_sql: str, guard_params: list[Any]) -> Iterator[list
     a whole commit — its row lock, writes and COMMIT — in one round trip, where `BEGIN`, a
     locking read, the writes and `COMMIT` take four. If any statement fails (the guard can fail
     on purpose, e.g. by dividing by a row count of zero), nothing of it is made; the error
-    surfaces on leaving as Django's. The list yielded holds the guard's rows once it has left."""
+    surfaces on leaving as Django's. The list yielded holds the guard's rows once it has left.
+
+    `then`: statements (SQL, parameters) sent right after the guard, before the writes. Each
+    statement of the query reads a snapshot taken when it starts, so a check that must see
+    what was committed while the guard waited for its row lock goes here, not in the guard."""
     if not one_query_capable() or connection.in_atomic_block or _gathering() is not None:
         raise RuntimeError("guarded_round_trip: PostgreSQL with client-side binding, outside a transaction")
     rows: list[tuple[Any, ...]] = []
     with connection.cursor() as cursor:
         with connection.wrap_database_errors:
-            statements = [cursor.cursor.mogrify(guard_sql, guard_params)]
+            statements = [cursor.cursor.mogrify(sql, params) for sql, params in ((guard_sql, guard_params), *then)]
         _gathered.statements, _gathered.cursor = statements, cursor.cursor
         try:
             yield rows

@@ -407,10 +407,10 @@ class DjangoRunStore:
         here (`_lone_eligible`): what reads answers or takes other locks does not.
 
         A run's last commit comes here too when it ends the run as succeeded or failed: the run
-        row's update sets its status, output and end, and lets the lease go. The guard then also
-        requires that the run holds no budget reservation and its pipeline no enabled webhook
-        (what the group path's last commit gives back and queues); where either exists, it
-        divides by zero and the group path does that work.
+        row's update sets its status, output and end, and lets the lease go. A statement after
+        the guard then also requires that the run holds no budget reservation and its pipeline
+        no enabled webhook (what the group path's last commit gives back and queues); where
+        either exists, it divides by zero and the group path does that work.
         """
         known = self._head
         assert known is not None
@@ -430,11 +430,14 @@ class DjangoRunStore:
             else:
                 usage.append(w)
         new_events = build_events(head, events, now)
-        guard, params = _alone_guard(self.run_id, known, head, self.lease_owner, usage,
-                                     self._pipeline_id if end is not None else None)
+        guard, params = _alone_guard(self.run_id, known, head, self.lease_owner, usage)
+        # Ending the run: nothing for the group path's last commit to give back or queue. Checked
+        # in a statement of its own after the guard, which locked the row: its snapshot sees a
+        # reservation committed by a writer that held the row while the guard waited for it.
+        then = [(_nothing_held_sql(), [self.run_id, self._pipeline_id])] if end is not None else []
         known_steps = set(self._known_steps)
         try:
-            with guarded_round_trip(guard, params) as answer:
+            with guarded_round_trip(guard, params, then) as answer:
                 for w in steps.values():
                     self._write_step(w, now)
                 insert_rows(LedgerEntry, ledger)
@@ -561,18 +564,24 @@ def _lone_eligible(writes: list[Write], final: bool = False, pipeline_id: int | 
 
 
 @functools.cache
-def _alone_guard_sql(leased: bool, ending: bool) -> str:
+def _nothing_held_sql() -> str:
+    """Divides by zero unless the run (first parameter) holds no budget reservation and its
+    pipeline (second) has no enabled webhook."""
+    q = connection.ops.quote_name
+    reservation, webhook = BudgetReservation._meta, Webhook._meta
+    return (f"SELECT 1 / COUNT(*) FROM (SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM {q(reservation.db_table)} "
+            f"WHERE {q(reservation.get_field('run').column)} = %s) "
+            f"AND NOT EXISTS (SELECT 1 FROM {q(webhook.db_table)} "
+            f"WHERE {q(webhook.get_field('pipeline').column)} = %s AND {q(webhook.get_field('enabled').column)})) AS free")
+
+
+@functools.cache
+def _alone_guard_sql(leased: bool) -> str:
     q = connection.ops.quote_name
     meta = Run._meta
     column = {name: q(meta.get_field(name).column) for name in (
         "last_seq", "last_hash", "input_tokens", "output_tokens", "cost_usd", "lease_owner", "cancel_requested")}
     lease = f" AND {column['lease_owner']} = %s" if leased else ""
-    if ending:  # nothing for the group path's last commit to give back or queue
-        reservation, webhook = BudgetReservation._meta, Webhook._meta
-        lease += (f" AND NOT EXISTS (SELECT 1 FROM {q(reservation.db_table)} "
-                  f"WHERE {q(reservation.get_field('run').column)} = %s)"
-                  f" AND NOT EXISTS (SELECT 1 FROM {q(webhook.db_table)} "
-                  f"WHERE {q(webhook.get_field('pipeline').column)} = %s AND {q(webhook.get_field('enabled').column)})")
     return (f"WITH moved AS (UPDATE {q(meta.db_table)} SET {column['last_seq']} = %s, {column['last_hash']} = %s, "
             f"{column['input_tokens']} = {column['input_tokens']} + %s, "
             f"{column['output_tokens']} = {column['output_tokens']} + %s, "
@@ -583,19 +592,15 @@ def _alone_guard_sql(leased: bool, ending: bool) -> str:
 
 
 def _alone_guard(run_id: int, known: _KnownHead, head: _KnownHead, lease_owner: str,
-                 usage: list[UsageWrite], ending_pipeline: int | None = None) -> tuple[str, list[Any]]:
+                 usage: list[UsageWrite]) -> tuple[str, list[Any]]:
     """The run row's update of a one-round-trip commit: the new head and totals, only where
-    the row holds the head `known` (and `lease_owner`; and, where the commit ends the run of
-    pipeline `ending_pipeline`, no budget reservation and no enabled webhook exist); none
-    updated divides by zero."""
+    the row holds the head `known` (and `lease_owner`); none updated divides by zero."""
     params: list[Any] = [head.last_seq, head.last_hash, sum(u.input_tokens for u in usage),
                          sum(u.output_tokens for u in usage), sum((Decimal(u.cost_usd) for u in usage), Decimal(0)),
                          run_id, known.last_seq, known.last_hash]
     if lease_owner:
         params.append(lease_owner)
-    if ending_pipeline is not None:
-        params += [run_id, ending_pipeline]
-    return _alone_guard_sql(bool(lease_owner), ending_pipeline is not None), params
+    return _alone_guard_sql(bool(lease_owner)), params
 
 
 _HEAD_COLUMNS = ("team_id", "last_seq", "last_hash", "cancel_requested", "input_tokens", "output_tokens", "cost_usd",

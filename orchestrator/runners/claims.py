@@ -183,18 +183,23 @@ def claim_in_one_query(owners: dict[int, str]) -> dict[int, Prepared | BaseExcep
     taken = {row[0] for row in claimed}
     if not taken:
         return {}
-    runs_read: list[Run] = [run for run in _RUNS.models_from(runs, ids) if run.pk in taken]
-    teams = {run.team_id for run in runs_read}
-    prepared, failed = _assemble(
-        runs_read, {run_id for (run_id,) in _WITH_STEPS.values_from(with_steps, ids)},
-        [agent for agent in _AGENTS_OF_RUNS.models_from(agents, ids) if agent.team_id in teams],
-        [limit for limit in _LIMITS_OF_RUNS.models_from(limits, ids) if limit.team_id in teams],
-        _PRICES_OF_RUNS.models_from(prices, ids))
-    for run_id, error in failed:  # its own statement: the claim has committed
-        try:
+    try:
+        runs_read: list[Run] = [run for run in _RUNS.models_from(runs, ids) if run.pk in taken]
+        teams = {run.team_id for run in runs_read}
+        prepared, failed = _assemble(
+            runs_read, {run_id for (run_id,) in _WITH_STEPS.values_from(with_steps, ids)} & taken,
+            [agent for agent in _AGENTS_OF_RUNS.models_from(agents, ids) if agent.team_id in teams],
+            [limit for limit in _LIMITS_OF_RUNS.models_from(limits, ids) if limit.team_id in teams],
+            _PRICES_OF_RUNS.models_from(prices, ids))
+        for run_id, error in failed:  # its own statement: the claim has committed
             Run.objects.filter(pk=run_id).update(status=RunStatus.FAILED, error=error, finished_at=timezone.now())
-        except DatabaseError:
-            log.exception("run %s: could not be failed (%s); it is retried when its lease runs out", run_id, error)
+    except Exception:
+        # The claim has committed, so the single path would find these runs held by a live
+        # owner (this process) and leave them: let the leases go at once, then raise, and the
+        # caller's single path claims them as it would have before this query.
+        Run.objects.filter(pk__in=sorted(taken), status=RunStatus.RUNNING,
+                           lease_owner__in=[owners[run_id] for run_id in sorted(taken)]).update(lease_until=timezone.now())
+        raise
     for run_id in taken:
         prepared.setdefault(run_id, None)  # deleted meanwhile
     return prepared
@@ -308,7 +313,7 @@ def _assemble(runs: list[Run], with_steps: set[int], agents: list[Agent], limit_
             rates[row.team_id][names[row.agent_id]] = int(row.value)
     wanted = {(a.provider, a.model) for agents_ in team_agents.values() for a in agents_.values()}
     prices = {(provider, model): ModelPrice.pick(price_rows, provider, model) for provider, model in wanted}
-    context = _Shared(get_redactor() if len(with_steps) < len(runs) else None, prices, limits)
+    context = _Shared(get_redactor() if any(run.pk not in with_steps for run in runs) else None, prices, limits)
     prepared: dict[int, Prepared | BaseException | None] = {}
     failed: list[tuple[int, str]] = []
     for run in runs:

@@ -342,3 +342,42 @@ def test_a_claimed_run_whose_agents_are_gone_is_failed(team):
     assert claims.claim_runs([(run.pk, "me:1")]) == [None]
     run.refresh_from_db()
     assert run.status == "failed" and run.error == "agents not found: w" and run.finished_at is not None
+
+
+def test_a_fresh_run_claimed_beside_a_held_run_with_steps_is_prepared(team):
+    """A batch's reads ask by every requested run; a run the claim did not take (held elsewhere,
+    with steps) must not change how the taken ones are prepared (the one-query claim once
+    decided from it that no fresh run needed the redactor, and failed the fresh one)."""
+    from orchestrator.models import StepRun
+
+    pipe = _one_step(team)
+    fresh, held = start(pipe), start(pipe)
+    StepRun.objects.create(run=held, key="a", step_id="a", kind="agent", status="running")
+    Run.objects.filter(pk=held.pk).update(status="running", lease_owner=ELSEWHERE,
+                                          lease_until=timezone.now() + timedelta(seconds=60))
+
+    outcomes = claims.claim_runs([(fresh.pk, "me:1"), (held.pk, "me:2")])
+
+    assert isinstance(outcomes[0], claims.Prepared) and outcomes[0].load is not None, outcomes
+    assert outcomes[1] is None
+
+
+def test_a_failure_after_the_claim_committed_leaves_no_run_stranded(team, monkeypatch):
+    """If preparing fails once the claim is made (on PostgreSQL the one query has committed it),
+    the runs are not left held by this live process for a lease: the single path takes them."""
+    run = start(_one_step(team))
+    calls: list[int] = []
+    real = claims.get_redactor
+
+    def flaky():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the secrets store is briefly unavailable")
+        return real()
+
+    monkeypatch.setattr(claims, "get_redactor", flaky)
+    outcome = claims.claim_runs([(run.pk, "me:1")])[0]
+
+    assert isinstance(outcome, claims.Prepared) and len(calls) == 2
+    run.refresh_from_db()
+    assert (run.status, run.lease_owner) == ("running", "me:1") and run.lease_until > timezone.now()

@@ -356,3 +356,86 @@ def test_a_disabled_webhook_does_not_keep_a_run_off_the_one_query(team, sent):
 
     _, lone = _ended_by(team, sent, disabled)
     assert lone == [True] and not WebhookDelivery.objects.exists()
+
+
+def test_a_first_commit_after_the_head_moved_since_the_load_takes_the_locked_path(team, sent):
+    run = _leased(team)
+    store = DjangoRunStore(run.pk, lease_owner="me", publish_events=False)
+    async_to_sync(store.load)()
+    with transaction.atomic():
+        send_event_on_commit(Run.objects.get(pk=run.pk), "review.note", {"by": "someone"})
+    sent.clear()
+
+    async_to_sync(partial(_commit_step, store, "s0"))()
+
+    assert [ok for q, ok in sent if q.startswith(LONE)] == [False]
+    events = list(RunEvent.objects.filter(run=run).order_by("seq"))
+    assert [e.type for e in events][-2:] == ["review.note", "step.succeeded"] and verify_chain(events).ok
+
+
+def test_a_failed_run_ends_in_one_query_too(team, sent):
+    from orchestrator.engine.store import RunWrite
+
+    run = _leased(team)
+    store = DjangoRunStore(run.pk, lease_owner="me", publish_events=False)
+    async_to_sync(store.load)()
+    async_to_sync(partial(_commit_step, store, "s0"))()
+    sent.clear()
+
+    async def end() -> None:
+        store.stage(RunWrite("failed", error="step s1 failed"))
+        store.emit("run.failed", {"error": "step s1 failed"})
+        await store.commit(final=True)
+
+    async_to_sync(end)()
+    run.refresh_from_db()
+    assert [ok for q, ok in sent if q.startswith(LONE)] == [True]
+    assert (run.status, run.error, run.lease_owner, run.lease_until) == ("failed", "step s1 failed", "", None)
+    assert run.finished_at is not None
+
+
+def test_a_reservation_committed_while_the_last_commit_waits_for_the_row_is_given_back(team, sent):
+    """A budget reservation's writer locks the run row first; a lone last commit that waits for
+    that lock must see the reservation once it is committed (its check is a statement of its
+    own after the guard, with a fresh snapshot) and leave the run's end to the group path,
+    which gives the room back."""
+    import time
+    from decimal import Decimal
+
+    import psycopg
+
+    from orchestrator.engine.store import RunWrite
+    from orchestrator.models import BudgetCounter, BudgetReservation, Limit
+
+    run = _leased(team)
+    store = DjangoRunStore(run.pk, lease_owner="me", publish_events=False)
+    async_to_sync(store.load)()
+    async_to_sync(partial(_commit_step, store, "s0"))()
+    limit = Limit.objects.create(team_id=run.team_id, scope="team", kind="tokens_per_day", value=Decimal(100))
+    BudgetCounter.objects.create(limit=limit, window=1, used=0)
+    settings_ = connection.settings_dict
+    other = psycopg.connect(dbname=settings_["NAME"], user=settings_["USER"], host=settings_["HOST"],
+                            port=settings_["PORT"] or 5432, password=settings_["PASSWORD"] or None)
+    with other.cursor() as cursor:  # what budgets.reserve does: the run row first, then the room
+        cursor.execute("SELECT lease_owner FROM orchestrator_run WHERE id = %s FOR UPDATE", [run.pk])
+        cursor.execute("INSERT INTO orchestrator_budgetreservation (run_id, lease_owner, limit_id, \"window\", amount, "
+                       "settled, created_at) VALUES (%s, 'me', %s, 1, 30, false, now())", [run.pk, limit.pk])
+        cursor.execute("UPDATE orchestrator_budgetcounter SET used = used + 30 WHERE limit_id = %s", [limit.pk])
+    sent.clear()
+    committer = threading.Thread(target=lambda: (time.sleep(0.5), other.commit()))
+    committer.start()
+
+    async def end() -> None:
+        store.stage(RunWrite("succeeded", output={"text": "done"}))
+        store.emit("run.succeeded", {"output": {"text": "done"}})
+        await store.commit(final=True)
+
+    try:
+        async_to_sync(end)()
+    finally:
+        committer.join()
+        other.close()
+    run.refresh_from_db()
+    assert [ok for q, ok in sent if q.startswith(LONE)] == [False]
+    assert run.status == "succeeded" and not BudgetReservation.objects.filter(run=run).exists()
+    assert BudgetCounter.objects.get().used == 0
