@@ -51,22 +51,46 @@ class RunObserver:
         for event in payloads:
             kind, data = event["type"], event["data"]
             if kind == "run.started":
-                RUNS_STARTED.labels(self.pipeline).inc()
+                _child(RUNS_STARTED, (self.pipeline,)).inc()
             elif kind in FINAL:
-                RUNS_FINISHED.labels(self.pipeline, FINAL[kind]).inc()
+                _child(RUNS_FINISHED, (self.pipeline, FINAL[kind])).inc()
             elif kind == "step.started":
                 self._step_started[event["step_key"]] = time.monotonic()
-            elif kind in ("step.succeeded", "step.failed", "step.skipped"):
+            elif kind in _STEP_ENDS:
                 started = self._step_started.pop(event["step_key"], None)
                 if started is not None:
-                    STEP_SECONDS.labels(data.get("kind", "?"), kind.split(".", 1)[1]).observe(time.monotonic() - started)
+                    _child(STEP_SECONDS, (data.get("kind", "?"), _STEP_ENDS[kind])).observe(time.monotonic() - started)
             elif kind == "llm.finished":
-                labels = (data.get("provider", "?"), data.get("model", "?"), data.get("agent", "?"))
-                MODEL_CALLS.labels(*labels).inc()
-                MODEL_TOKENS.labels(*labels, "input").inc(data.get("input_tokens", 0))
-                MODEL_TOKENS.labels(*labels, "output").inc(data.get("output_tokens", 0))
-                MODEL_COST.labels(*labels).inc(float(data.get("cost_usd") or 0))
-                MODEL_SECONDS.labels(labels[0], labels[1]).observe((data.get("duration_ms") or 0) / 1000)
+                _model_call(data)
+
+
+_STEP_ENDS = {"step.succeeded": "succeeded", "step.failed": "failed", "step.skipped": "skipped"}
+# A metric's child per label values, looked up once: `labels()` validates and locks on every
+# call, and a step's metrics (two histograms, four counters) paid that six times. Holds no
+# series the metric itself does not hold (a child is only ever made by `labels`).
+_children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Any, labels: tuple[str, ...]) -> Any:
+    found = _children.get((metric, labels))
+    if found is None:
+        found = _children[metric, labels] = metric.labels(*labels)
+    return found
+
+
+def _model_call(data: dict[str, Any]) -> None:
+    labels = (str(data.get("provider", "?")), str(data.get("model", "?")), str(data.get("agent", "?")))
+    _child(MODEL_CALLS, labels).inc()
+    for direction in ("input", "output"):
+        tokens = data.get(f"{direction}_tokens", 0)
+        counter = _child(MODEL_TOKENS, (*labels, direction))  # (the series exists from the first call on)
+        if tokens:
+            counter.inc(tokens)
+    cost = float(data.get("cost_usd") or 0)
+    counter = _child(MODEL_COST, labels)
+    if cost:
+        counter.inc(cost)
+    _child(MODEL_SECONDS, labels[:2]).observe((data.get("duration_ms") or 0) / 1000)
 
 
 class DatabaseCollector:

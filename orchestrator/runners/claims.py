@@ -8,17 +8,17 @@ round trip through the process's few pooled connections on threads that also wai
 GIL while the event loop is busy starting runs. Five hundred runs took 8.5 s to start.
 
 `ClaimCoalescer` hands the claims made on its loop to one writer job, `claim_runs`. A claim
-on a quiet loop goes at once (with the claims made in the same loop turn): a run starting
-alone does not wait for company that is not coming. A claim that follows another within
-`CLAIM_WINDOW_S` is part of a burst and waits that long for the rest (or until
-`CLAIM_BATCH_MAX` are waiting). While
+on a loop where no batch is being taken goes at once (with the claims made in the same loop
+turn): a run starting alone does not wait for company that is not coming. While
 `CLAIM_BATCHES_IN_FLIGHT` batches are being taken, new claims wait for one of them to end and
-then go together (group claim, as the engine's group commit): a batch's cost is mostly per
-batch (its round trips, each waiting for the GIL in a busy process), so under a burst the
-batches grow instead of queueing behind each other on the writer threads. Measured in a
-worker taking 500 runs at once: with a fixed window only, batches averaged 1.3 runs, each
-held a writer thread ~0.1 s, and a claim waited ~1 s for a thread — the claims themselves
-capped the intake at ~50 runs a second.
+then go together, up to `CLAIM_BATCH_MAX` (group claim, as the engine's group commit: no
+timer, no added wait): a batch's cost is mostly per batch (its round trips, each waiting for
+the GIL in a busy process), so under a burst the batches grow instead of queueing behind each
+other on the writer threads. Measured in a worker taking 500 runs at once: with a fixed
+window only, batches averaged 1.3 runs, each held a writer thread ~0.1 s, and a claim waited
+~1 s for a thread — the claims themselves capped the intake at ~50 runs a second. (A 5 ms
+window for claims following one another closely was dropped later: runs started one after
+another, each claim after the last one's batch had ended, each waited it out for nothing.)
 
 - the queued runs nobody ever held are claimed in one conditional `UPDATE ... RETURNING`
   (the same conditions as one run's claim: queued, no lease owner, not cancelled; each run
@@ -81,7 +81,6 @@ from orchestrator.runners.compiled import CompiledRead
 
 log = logging.getLogger(__name__)
 
-CLAIM_WINDOW_S = 0.005  # how long a claim in a burst waits for others
 CLAIM_BATCH_MAX = 128  # claims taken in one batch at most (a full batch goes at once)
 CLAIM_BATCHES_IN_FLIGHT = 1  # batches being taken at once per loop; later claims wait and go together
 
@@ -422,9 +421,8 @@ def _prepared(run: Run, known: dict[str, Agent], rates: dict[str, int], fresh: b
 
 class ClaimCoalescer:
     """The claims of the runs starting on one event loop, taken by one writer job
-    (`claim_runs`): at once on a quiet loop, else gathered for `window_s` (or until
-    `max_batch` wait). While `in_flight_max`
-    batches are being taken, new claims wait; when one ends, those waiting go at once, up to
+    (`claim_runs`): at once (in the same loop turn) while fewer than `in_flight_max` batches
+    are being taken; otherwise they wait, and when one ends, those waiting go at once, up to
     `max_batch` together.
 
     A claim's future resolves when its batch committed: to the prepared run, None, or the
@@ -432,14 +430,11 @@ class ClaimCoalescer:
     already be committing): it awaits the future anyway and hands back a run it got.
     """
 
-    def __init__(self, window_s: float = CLAIM_WINDOW_S, max_batch: int = CLAIM_BATCH_MAX,
-                 in_flight_max: int = CLAIM_BATCHES_IN_FLIGHT):
-        self.window_s = window_s
+    def __init__(self, max_batch: int = CLAIM_BATCH_MAX, in_flight_max: int = CLAIM_BATCHES_IN_FLIGHT):
         self.max_batch = max_batch
         self.in_flight_max = in_flight_max
         self._pending: list[tuple[int, str, asyncio.Future[Prepared | None]]] = []
-        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
-        self._last_claim = float("-inf")  # loop time of the latest claim
+        self._soon: asyncio.Handle | None = None  # the flush at the end of this loop turn
         self._batches: set[asyncio.Task[None]] = set()
         self.batches = 0  # batches taken, for tests and benchmarks
         self.claims = 0
@@ -448,22 +443,18 @@ class ClaimCoalescer:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Prepared | None] = loop.create_future()
         self._pending.append((run_id, owner, future))
-        now = loop.time()
-        burst, self._last_claim = now - self._last_claim < self.window_s, now
         if len(self._batches) >= self.in_flight_max:
             pass  # goes when a batch in flight ends (`_taken`)
         elif len(self._pending) >= self.max_batch:
             self._flush()
-        elif self._timer is None:
-            # A claim on a quiet loop goes at once (with the claims made in this same loop
-            # turn); one that follows another within the window waits for the rest of a burst.
-            self._timer = loop.call_later(self.window_s, self._flush) if burst else loop.call_soon(self._flush)
+        elif self._soon is None:  # at the end of this loop turn, with the claims made in it
+            self._soon = loop.call_soon(self._flush)
         return future
 
     def _flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._soon is not None:
+            self._soon.cancel()
+            self._soon = None
         batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
         if batch:
             task = asyncio.get_running_loop().create_task(self._take(batch), name="agentdeck-claims")
@@ -472,7 +463,7 @@ class ClaimCoalescer:
 
     def _taken(self, task: asyncio.Task[None]) -> None:
         self._batches.discard(task)
-        # The claims that waited for it have waited a batch's time already: no window.
+        # The claims that waited for it go now, together.
         while self._pending and len(self._batches) < self.in_flight_max:
             self._flush()
 

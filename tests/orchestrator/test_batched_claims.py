@@ -111,10 +111,10 @@ def test_runs_starting_together_share_their_claims(team):
 
 
 def test_claims_made_while_a_batch_is_being_taken_wait_and_go_together(team):
-    """A burst arriving slower than the window used to make a batch per claim, each queued on
-    the writer threads behind the others; now the claims made while a batch is in flight wait
-    for it and go as one batch. Here the writer threads are held busy while one claim's batch
-    waits for them, and eleven more claims arrive 10 ms apart (twice the window)."""
+    """A burst arriving slower than a batching window used to make a batch per claim, each
+    queued on the writer threads behind the others; now the claims made while a batch is in
+    flight wait for it and go as one batch. Here the writer threads are held busy while one
+    claim's batch waits for them, and eleven more claims arrive 10 ms apart."""
     pipe = _one_step(team)
     runs = [start(pipe).pk for _ in range(12)]
 
@@ -125,11 +125,11 @@ def test_claims_made_while_a_batch_is_being_taken_wait_and_go_together(team):
         busy = [loop.run_in_executor(executor, gate.wait, 10) for _ in range(executor._max_workers)]
         coalescer = claims.ClaimCoalescer()
         first = coalescer.claim(runs[0], "me:1")
-        await asyncio.sleep(coalescer.window_s * 4)  # its batch went to the (busy) writer
+        await asyncio.sleep(0.02)  # its batch went to the (busy) writer
         later = []
         for run_id in runs[1:]:
             later.append(coalescer.claim(run_id, "me:1"))
-            await asyncio.sleep(coalescer.window_s * 2)
+            await asyncio.sleep(0.01)
         gate.set()
         await asyncio.gather(*busy)
         return await asyncio.gather(first, *later), coalescer.batches
@@ -188,20 +188,34 @@ def _loaded_fields(store: DjangoRunStore) -> dict:
     return fields
 
 
-def test_a_lone_claim_on_a_quiet_loop_goes_at_once(team):
-    """A run starting alone does not wait the batching window for company that is not coming
-    (it used to: the window was on every start's critical path). A 30 s window shows it."""
-    run = start(_one_step(team))
+def test_claims_on_a_loop_with_no_batch_in_flight_go_at_once(team):
+    """A run starting alone does not wait for company that is not coming, nor does one that
+    starts right after another's claim was taken (runs started one after another each waited
+    out a 5 ms batching window, for nothing). The coalescer arms no timer: every claim goes in
+    the loop turn it was made in, or when the batch in flight ends."""
+    pipe = _one_step(team)
+    runs = [start(pipe) for _ in range(3)]
 
-    async def alone() -> tuple[claims.Prepared | None, int]:
-        coalescer = claims.ClaimCoalescer(window_s=30)
-        prepared = await asyncio.wait_for(coalescer.claim(run.pk, "me:1"), timeout=10)
+    async def one_after_another() -> tuple[list[claims.Prepared | None], int]:
+        loop = asyncio.get_running_loop()
+        coalescer = claims.ClaimCoalescer()
+
+        call_at = loop.call_at
+
+        def no_timer_of_the_coalescer(when, callback, *args, **kwargs):
+            assert getattr(callback, "__self__", None) is not coalescer, "the claim coalescer armed a timer"
+            return call_at(when, callback, *args, **kwargs)
+
+        loop.call_at = no_timer_of_the_coalescer  # (the instance's: this loop only; `call_later` goes through it)
+        prepared = []
+        for run in runs:
+            prepared.append(await asyncio.wait_for(coalescer.claim(run.pk, "me:1"), timeout=10))
         return prepared, coalescer.batches
 
-    prepared, batches = async_to_sync(alone)()
+    prepared, batches = async_to_sync(one_after_another)()
 
-    assert isinstance(prepared, claims.Prepared) and prepared.run.pk == run.pk
-    assert batches == 1
+    assert [p.run.pk for p in prepared] == [run.pk for run in runs]
+    assert batches == 3
 
 
 def test_a_batch_reads_the_budgets_rates_and_prices_one_run_would(team):
