@@ -409,7 +409,8 @@ class DjangoRunStore:
         A run's last commit comes here too when it ends the run as succeeded or failed: the run
         row's update sets its status, output and end, and lets the lease go. A statement after
         the guard then also requires that the run holds no budget reservation and its pipeline
-        no enabled webhook (what the group path's last commit gives back and queues); where
+        no enabled webhook subscribed to the run's end (what the group path's last commit gives
+        back and queues); where
         either exists, it divides by zero and the group path does that work.
         """
         known = self._head
@@ -434,7 +435,7 @@ class DjangoRunStore:
         # Ending the run: nothing for the group path's last commit to give back or queue. Checked
         # in a statement of its own after the guard, which locked the row: its snapshot sees a
         # reservation committed by a writer that held the row while the guard waited for it.
-        then = [(_nothing_held_sql(), [self.run_id, self._pipeline_id])] if end is not None else []
+        then = [(_nothing_held_sql(), [self.run_id, self._pipeline_id, f"run.{end.status}"])] if end is not None else []
         known_steps = set(self._known_steps)
         try:
             with guarded_round_trip(guard, params, then) as answer:
@@ -566,13 +567,15 @@ def _lone_eligible(writes: list[Write], final: bool = False, pipeline_id: int | 
 @functools.cache
 def _nothing_held_sql() -> str:
     """Divides by zero unless the run (first parameter) holds no budget reservation and its
-    pipeline (second) has no enabled webhook."""
+    pipeline (second) has no enabled webhook subscribed to the event (third: `run.succeeded`,
+    `run.failed`) that the group path's last commit would queue for it (`webhooks.enqueue`)."""
     q = connection.ops.quote_name
     reservation, webhook = BudgetReservation._meta, Webhook._meta
     return (f"SELECT 1 / COUNT(*) FROM (SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM {q(reservation.db_table)} "
             f"WHERE {q(reservation.get_field('run').column)} = %s) "
             f"AND NOT EXISTS (SELECT 1 FROM {q(webhook.db_table)} "
-            f"WHERE {q(webhook.get_field('pipeline').column)} = %s AND {q(webhook.get_field('enabled').column)})) AS free")
+            f"WHERE {q(webhook.get_field('pipeline').column)} = %s AND {q(webhook.get_field('enabled').column)} "
+            f"AND {q(webhook.get_field('events').column)} @> jsonb_build_array(%s::text))) AS free")
 
 
 @functools.cache

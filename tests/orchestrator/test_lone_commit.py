@@ -358,6 +358,43 @@ def test_a_disabled_webhook_does_not_keep_a_run_off_the_one_query(team, sent):
     assert lone == [True] and not WebhookDelivery.objects.exists()
 
 
+def test_a_webhook_not_subscribed_to_the_runs_end_does_not_keep_it_off_the_one_query(team, sent):
+    from orchestrator.models import WebhookDelivery
+    from orchestrator.webhooks import do_create_webhook
+
+    def elsewhere(run: Run) -> None:  # every event but the one this run's end would queue
+        do_create_webhook(run.pipeline_version.pipeline, "https://example.com/h",
+                          ["run.failed", "run.cancelled", "review.needed"])
+
+    _, lone = _ended_by(team, sent, elsewhere)
+    assert lone == [True] and not WebhookDelivery.objects.exists()
+
+
+def test_a_failed_run_whose_webhook_wants_failures_ends_on_the_group_path(team, sent):
+    from orchestrator.engine.store import RunWrite
+    from orchestrator.models import WebhookDelivery
+    from orchestrator.webhooks import do_create_webhook
+
+    run = _leased(team)
+    do_create_webhook(run.pipeline_version.pipeline, "https://example.com/h", ["run.failed"])
+    store = DjangoRunStore(run.pk, lease_owner="me", publish_events=False)
+    async_to_sync(store.load)()
+    async_to_sync(partial(_commit_step, store, "s0"))()
+    sent.clear()
+
+    async def end() -> None:
+        store.stage(RunWrite("failed", error="step s1 failed"))
+        store.emit("run.failed", {"error": "step s1 failed"})
+        await store.commit(final=True)
+
+    async_to_sync(end)()
+    assert [ok for q, ok in sent if q.startswith(LONE)] == [False]
+    delivery = WebhookDelivery.objects.get(webhook__pipeline=run.pipeline_version.pipeline)
+    assert delivery.event == "run.failed" and delivery.payload["run_id"] == run.pk
+    run.refresh_from_db()
+    assert (run.status, run.lease_owner) == ("failed", "")
+
+
 def test_a_first_commit_after_the_head_moved_since_the_load_takes_the_locked_path(team, sent):
     run = _leased(team)
     store = DjangoRunStore(run.pk, lease_owner="me", publish_events=False)
