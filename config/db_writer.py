@@ -93,6 +93,13 @@ async def run_write(func: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(_executor(), _guarded, func, *args)
 
 
+def write_job(func: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """`run_write`'s job, submitted now and not awaited: a plain future, not a task, so a loop's
+    teardown (which cancels every task left) does not cancel it. Shield it to wait for its
+    answer despite a cancel: a write already on its thread commits whatever its caller does."""
+    return asyncio.get_running_loop().run_in_executor(_executor(), _guarded, func, *args)
+
+
 class _GroupCommit:
     """Group commit: writes of concurrent callers (e.g. the steps of many runs) in one transaction.
 

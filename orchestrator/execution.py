@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import itertools
 import logging
 import os
 import secrets
@@ -119,6 +120,7 @@ def hand_back_runs() -> int:
 
 _worker_id: str | None = None
 _in_hand: set[str] = set()  # lease owners of the runs this process is executing now
+_executions = itertools.count(1)  # (random bits could repeat: two executions of a run would share a lease)
 
 
 def _claim(run_id: int, owner: str) -> Prepared | None:
@@ -133,7 +135,7 @@ def _claim(run_id: int, owner: str) -> Prepared | None:
 async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners: list[Listener] | None = None,
                       flush_interval: float | None = None) -> RunOutcome | None:
     """Run or resume `run_id` to its next stop (finished, waiting for review, cancelled)."""
-    owner = f"{worker_id()}:{secrets.token_hex(2)}"
+    owner = f"{worker_id()}:{next(_executions):x}"  # one lease owner per execution, never two alike
     # With the other runs starting on this loop now: one batch, one writer job (`claims`).
     claim = claims.claim(run_id, owner)
     try:
@@ -145,27 +147,38 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
             if await _despite_cancel(claim) is not None:
                 await _despite_cancel(run_write(_hand_back, run_id, owner))
         raise
+    except Exception:
+        # Taken, maybe, but not prepared (a database error after the claim committed): let the
+        # lease go at once so the sweep hands the run out again, rather than a lease later.
+        with contextlib.suppress(Exception):
+            await run_write(_hand_back, run_id, owner)
+        raise
     if prepared is None:
         return None
     run = prepared.run
-    limits = Limits.model_validate({**prepared.spec.limits.model_dump(exclude_none=True), **(run.limits or {})})
-    door = ModelDoor(limits=limits, prices=prepared.prices, used_tokens=run.input_tokens + run.output_tokens,
-                     used_cost=Decimal(run.cost_usd), budgets=prepared.budgets, agent_ids=prepared.agent_ids,
-                     agent_rates=prepared.agent_rates, run_id=run.pk, lease_owner=owner)
     leases = keeper()  # this loop's runs share one lease watch and renewal
-    store = KeptRunStore(run.pk, listeners=listeners, lease_owner=owner, keeper=leases, preloaded=prepared.load)
-    engine = Engine(
-        spec=prepared.spec,
-        store=store,
-        models=door,
-        # Through the loop's gate: a warm shutdown lets calls in flight end and starts no more.
-        toolbox=GatedToolbox(toolbox if toolbox is not None else default_toolbox(run.team_id)),
-        agents=prepared.agents,
-        run_id=run.pk,
-        team_id=run.team_id,
-        flush_interval=(settings.EVENT_FLUSH_MS / 1000) if flush_interval is None else flush_interval,
-        context={"worker": owner},
-    )
+    try:
+        limits = Limits.model_validate({**prepared.spec.limits.model_dump(exclude_none=True), **(run.limits or {})})
+        door = ModelDoor(limits=limits, prices=prepared.prices, used_tokens=run.input_tokens + run.output_tokens,
+                         used_cost=Decimal(run.cost_usd), budgets=prepared.budgets, agent_ids=prepared.agent_ids,
+                         agent_rates=prepared.agent_rates, run_id=run.pk, lease_owner=owner)
+        store = KeptRunStore(run.pk, listeners=listeners, lease_owner=owner, keeper=leases, preloaded=prepared.load)
+        engine = Engine(
+            spec=prepared.spec,
+            store=store,
+            models=door,
+            # Through the loop's gate: a warm shutdown lets calls in flight end and starts no more.
+            toolbox=GatedToolbox(toolbox if toolbox is not None else default_toolbox(run.team_id)),
+            agents=prepared.agents,
+            run_id=run.pk,
+            team_id=run.team_id,
+            flush_interval=(settings.EVENT_FLUSH_MS / 1000) if flush_interval is None else flush_interval,
+            context={"worker": owner},
+        )
+    except Exception as exc:  # (the run's own limits do not validate, the toolbox cannot be made, …)
+        log.exception("run %s could not be started", run_id)
+        await run_write(do_fail_run, run_id, f"internal error: {type(exc).__name__}: {exc}", owner)
+        raise
     run_input: dict[str, Any] = run.input or {}
     _in_hand.add(owner)
     leases.hold(run.pk, owner)
@@ -198,7 +211,9 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
         _in_hand.discard(owner)
         # A bug or an unreachable database: never leave the run looking alive.
         log.exception("run %s crashed", run_id)
-        await run_write(do_fail_run, run_id, f"internal error: {type(exc).__name__}: {exc}")
+        # Only while the run is still this execution's: if its lease ran out and another worker
+        # took the run over, that worker's execution stands.
+        await run_write(do_fail_run, run_id, f"internal error: {type(exc).__name__}: {exc}", owner)
         raise
     finally:
         leases.release(run.pk, owner)

@@ -45,15 +45,18 @@ def execute_run_task(self, run_id: int, seen_lease: str | None = None) -> str:
 
 @shared_task(ignore_result=True)
 def requeue_stuck_runs_task() -> int:
-    """Hand runs whose worker died (lease expired) back to the workers."""
+    """Hand runs whose worker died (lease expired) back to the workers; finish the cancelled
+    ones among them."""
     from django.db import transaction
 
-    from orchestrator.actions.runs import stuck_runs
+    from orchestrator.actions.runs import finish_unheld_cancels, stuck_runs
     from orchestrator.budgets import release_orphaned
 
     with transaction.atomic():
         if released := release_orphaned():
             log.warning("gave back %d budget reservation(s) whose worker no longer holds the run", released)
+    if cancelled := finish_unheld_cancels():  # no claim takes these: finished here, not requeued
+        log.warning("finished %d cancelled run(s) nobody was executing: %s", len(cancelled), ", ".join(map(str, cancelled)))
     runs = list(stuck_runs())
     for run in runs:
         execute_run_task.delay(run.pk)

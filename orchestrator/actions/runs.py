@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -16,6 +17,7 @@ from orchestrator.events import send_event_on_commit
 from orchestrator.models import PipelineVersion, Run, RunStatus, Team
 from orchestrator.runners import get_runner
 
+log = logging.getLogger(__name__)
 _TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,), "number": (int, float), "integer": (int,), "boolean": (bool,), "object": (dict,), "array": (list,),
 }
@@ -70,30 +72,65 @@ def do_start_run(version: PipelineVersion, run_input: Any, user: AbstractBaseUse
 
 
 def do_cancel_run(run: Run, user: AbstractBaseUser | None = None, reason: str = "") -> Run:
-    """Stop a run: in-flight steps are cancelled, nothing further starts. `reason` is recorded."""
+    """Stop a run: in-flight steps are cancelled, nothing further starts. `reason` is recorded.
+
+    A run nothing is executing (queued, waiting for a review, or running with no live lease:
+    handed back at a worker's shutdown, or its worker died) is finished here; a run a worker
+    holds is finished by that worker, which sees the flag at its next commit."""
     with transaction.atomic():
         locked = Run.objects.select_for_update().select_related("pipeline_version").get(pk=run.pk)
         if locked.is_finished:
             raise Conflict(f"run {run.pk} has already {locked.status}")
-        fields: dict[str, Any] = {"cancel_requested": True}
-        if locked.status in (RunStatus.QUEUED, RunStatus.WAITING_REVIEW):
-            # Nothing is executing it: finish it here.
-            fields.update(status=RunStatus.CANCELLED, finished_at=timezone.now(), error="cancelled")
-            locked.review_items.filter(status="pending").update(status="rejected", decision={"action": "reject", "note": "run cancelled"})
-        Run.objects.filter(pk=run.pk).update(**fields)
-        if "status" in fields:
-            release_run(run.pk)
+        Run.objects.filter(pk=run.pk).update(cancel_requested=True)
         send_event_on_commit(run, "run.cancel_requested", {"by": user.get_username() if user else None,
                                                            **({"reason": reason[:2000]} if reason else {})})
-        if "status" in fields:
-            send_event_on_commit(run, "run.cancelled", {})
-            from orchestrator import webhooks
-
-            webhooks.enqueue(locked.pipeline_version.pipeline_id, "run.cancelled",
-                             {"run_id": run.pk, "status": "cancelled", "output": None, "error": "cancelled"})
+        if locked.status in (RunStatus.QUEUED, RunStatus.WAITING_REVIEW) or unheld(locked):
+            _finish_cancelled(locked)
         transaction.on_commit(lambda: get_runner().cancel(run.pk))
     run.refresh_from_db()
     return run
+
+
+def unheld(run: Run) -> bool:
+    """Whether a running run has no live lease (nobody is executing it: no owner, or its lease
+    ran out). Claims take such a run over, unless a cancel was requested."""
+    return run.status == RunStatus.RUNNING and (
+        not run.lease_owner or run.lease_until is None or run.lease_until < timezone.now())
+
+
+def _finish_cancelled(locked: Run) -> None:
+    """End a run nobody executes as cancelled, in the caller's transaction (which holds its
+    row): its open steps and pending reviews closed, its lease and budget room let go, its
+    `run.cancelled` event and webhook written."""
+    from orchestrator import webhooks
+    from orchestrator.models import StepRun, StepStatus
+
+    now = timezone.now()
+    StepRun.objects.filter(run_id=locked.pk, status=StepStatus.RUNNING).update(
+        status=StepStatus.CANCELLED, finished_at=now, error="cancelled")
+    locked.review_items.filter(status="pending").update(status="rejected", decision={"action": "reject", "note": "run cancelled"})
+    Run.objects.filter(pk=locked.pk).update(status=RunStatus.CANCELLED, finished_at=now, error="cancelled",
+                                            cancel_requested=True, lease_owner="", lease_until=None)
+    release_run(locked.pk)
+    send_event_on_commit(locked, "run.cancelled", {})
+    webhooks.enqueue(locked.pipeline_version.pipeline_id, "run.cancelled",
+                     {"run_id": locked.pk, "status": "cancelled", "output": None, "error": "cancelled"})
+
+
+def finish_unheld_cancels() -> list[int]:
+    """Finish, as cancelled, the running runs whose cancel was requested and that nobody is
+    executing any more (their lease ran out: the worker died, or handed them back at its
+    shutdown before the cancel came). No claim takes a cancel-requested run, so without this
+    they would stay running. Beat's stuck-runs sweep calls it. Returns their ids."""
+    finished = []
+    candidates = Run.objects.filter(status=RunStatus.RUNNING, cancel_requested=True, lease_until__lt=timezone.now())
+    for run_id in candidates.order_by("id").values_list("pk", flat=True):
+        with transaction.atomic():
+            locked = Run.objects.select_for_update().select_related("pipeline_version").filter(pk=run_id).first()
+            if locked is not None and locked.cancel_requested and unheld(locked):  # (still: checked under the lock)
+                _finish_cancelled(locked)
+                finished.append(run_id)
+    return finished
 
 
 def do_resume_run(run: Run, user: AbstractBaseUser | None = None, submit: bool = True,
@@ -109,7 +146,12 @@ def do_resume_run(run: Run, user: AbstractBaseUser | None = None, submit: bool =
             from orchestrator.actions.budget_room import check_budget_room
 
             check_budget_room(locked)  # a budget stop with no new room would only pause again
-        Run.objects.filter(pk=run.pk).update(status=RunStatus.QUEUED, finished_at=None, error="")
+        fields: dict[str, Any] = {"status": RunStatus.QUEUED, "finished_at": None, "error": ""}
+        if locked.status != RunStatus.RUNNING:
+            # Nobody holds a run that stopped: a lease left on it (a run failed at its claim kept
+            # its claimant's) would make the claim take it for held, and the sweeps pass it by.
+            fields.update(lease_owner="", lease_until=None)
+        Run.objects.filter(pk=run.pk).update(**fields)
         send_event_on_commit(run, "run.resume_requested", {"by": user.get_username() if user else None})
         if submit:
             transaction.on_commit(lambda: get_runner().submit(run.pk))
@@ -117,11 +159,14 @@ def do_resume_run(run: Run, user: AbstractBaseUser | None = None, submit: bool =
     return run
 
 
-def do_fail_run(run_id: int, error: str) -> None:
+def do_fail_run(run_id: int, error: str, owner: str | None = None) -> bool:
     """Record that executing a run crashed outside the engine's own handling.
 
     Ends it cleanly: its open steps are closed as failed, its lease is released, and its
-    `run.failed` event and webhook are written in the same transaction.
+    `run.failed` event and webhook are written in the same transaction. With `owner` (the
+    lease owner whose execution crashed), only while the run is still that owner's, or
+    nobody's: a worker whose lease ran out and whose run another worker took over must not
+    fail the run the other is executing. Returns whether the run was failed.
     """
     from orchestrator import webhooks
     from orchestrator.models import StepRun, StepStatus
@@ -129,7 +174,10 @@ def do_fail_run(run_id: int, error: str) -> None:
     with transaction.atomic():
         run = Run.objects.select_for_update().select_related("pipeline_version").get(pk=run_id)
         if run.is_finished:
-            return
+            return False
+        if owner is not None and run.lease_owner not in ("", owner):
+            log.warning("run %s: not failed for %s's crash (%s): %s holds it now", run_id, owner, error, run.lease_owner)
+            return False
         now = timezone.now()
         StepRun.objects.filter(run_id=run_id, status=StepStatus.RUNNING).update(
             status=StepStatus.FAILED, error=f"run ended: {error}"[:2000], finished_at=now)
@@ -139,6 +187,7 @@ def do_fail_run(run_id: int, error: str) -> None:
         send_event_on_commit(run, "run.failed", {"error": error})
         webhooks.enqueue(run.pipeline_version.pipeline_id, "run.failed",
                          {"run_id": run_id, "status": "failed", "output": None, "error": error})
+    return True
 
 
 def stuck_runs(queued_for_s: int | None = None):

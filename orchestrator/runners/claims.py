@@ -60,7 +60,7 @@ from django.db.models import Q, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from config.db_writer import run_write
+from config.db_writer import write_job
 from config.sql_rows import one_query_capable, reads_in_one_query
 from mcpgateway.redaction import Redactor, get_redactor
 from orchestrator.budgets import BUDGET_KINDS, Budget, budgets_from_limits, release_run
@@ -145,7 +145,14 @@ def claim_runs(requests: list[tuple[int, str]]) -> list[Outcome]:
             outcomes[run_id, owner] = prepare([run_id])[run_id] if claim_one(run_id, owner) else None
         except Exception as exc:
             outcomes[run_id, owner] = exc
-    return [outcomes[request] for request in requests]
+    # A request made twice (the same run for the same owner) gets the run once: two executions
+    # must never share one lease.
+    seen: set[tuple[int, str]] = set()
+    answers: list[Outcome] = []
+    for request in requests:
+        answers.append(None if request in seen else outcomes[request])
+        seen.add(request)
+    return answers
 
 
 def claim_fresh(owners: dict[int, str]) -> set[int]:
@@ -190,8 +197,8 @@ def claim_in_one_query(owners: dict[int, str]) -> dict[int, Prepared | BaseExcep
             [agent for agent in _AGENTS_OF_RUNS.models_from(agents, ids) if agent.team_id in teams],
             [limit for limit in _LIMITS_OF_RUNS.models_from(limits, ids) if limit.team_id in teams],
             _PRICES_OF_RUNS.models_from(prices, ids))
-        for run_id, error in failed:  # its own statement: the claim has committed
-            Run.objects.filter(pk=run_id).update(status=RunStatus.FAILED, error=error, finished_at=timezone.now())
+        for run_id, error in failed:  # its own transaction: the claim has committed
+            _fail(run_id, error, owners[run_id])
     except Exception:
         # The claim has committed, so the single path would find these runs held by a live
         # owner (this process) and leave them: let the leases go at once, then raise, and the
@@ -270,10 +277,18 @@ def claim_one(run_id: int, owner: str) -> bool:
     return True
 
 
+def _fail(run_id: int, error: str, owner: str | None = None) -> None:
+    """Fail a run the claim took but cannot prepare, as a crashed execution is failed: its lease
+    let go, open steps closed, budget room given back, `run.failed` event and webhook."""
+    from orchestrator.actions.runs import do_fail_run
+
+    do_fail_run(run_id, error, owner)
+
+
 def prepare(run_ids: list[int]) -> dict[int, Prepared | BaseException | None]:
     """Load what the claimed runs need, in one transaction with one query per kind of row (runs,
-    steps, agents, limits, model prices). A run whose
-    agents are missing is failed here (None); a run whose spec does not load gets its error."""
+    steps, agents, limits, model prices). A run whose agents are missing or whose spec does not
+    load is failed here (None)."""
     if not run_ids:
         return {}
     with transaction.atomic(savepoint=False):
@@ -287,7 +302,7 @@ def prepare(run_ids: list[int]) -> dict[int, Prepared | BaseException | None]:
             runs, with_steps, agents, _LIMITS.models(teams),
             _PRICES.models(sorted({provider for provider, _ in wanted}), sorted({model for _, model in wanted})))
         for run_id, error in failed:
-            Run.objects.filter(pk=run_id).update(status=RunStatus.FAILED, error=error, finished_at=timezone.now())
+            _fail(run_id, error)
     for run_id in run_ids:
         prepared.setdefault(run_id, None)  # deleted meanwhile
     return prepared
@@ -297,7 +312,9 @@ def _assemble(runs: list[Run], with_steps: set[int], agents: list[Agent], limit_
               price_rows: list[ModelPrice]) -> tuple[dict[int, Prepared | BaseException | None], list[tuple[int, str]]]:
     """The prepared runs from the rows read for them (`limit_rows` in the order `budgets_for_run`
     reads them; `price_rows` holding at least every row the agents' models may need), and the
-    runs to fail, with why (their agents are missing)."""
+    runs to fail, with why (their agents are missing, their spec does not load: what would
+    fail the same way at every claim, so the run is failed, not left held for the sweep to hand
+    out again)."""
     teams = sorted({run.team_id for run in runs})
     team_agents: dict[int, dict[str, Agent]] = {team: {} for team in teams}
     for agent in agents:
@@ -324,8 +341,10 @@ def _assemble(runs: list[Run], with_steps: set[int], agents: list[Agent], limit_
             prepared[run.pk] = None
         except DatabaseError:
             raise
-        except Exception as exc:
-            prepared[run.pk] = exc
+        except Exception as exc:  # its spec does not load (any more), or a bug: it would fail at every claim
+            log.exception("run %s cannot be prepared", run.pk)
+            failed.append((run.pk, f"the run cannot be prepared: {type(exc).__name__}: {exc}"[:2000]))
+            prepared[run.pk] = None
     return prepared, failed
 
 
@@ -427,7 +446,10 @@ class ClaimCoalescer:
 
     A claim's future resolves when its batch committed: to the prepared run, None, or the
     exception its claim raised. A caller cancelled meanwhile does not stop the batch (it may
-    already be committing): it awaits the future anyway and hands back a run it got.
+    already be committing): it awaits the future anyway and hands back a run it got. A batch
+    cancelled itself (a loop's teardown cancels every task left) still waits for its claim on
+    the writer thread and hands its callers the answer; one cancelled before it started claimed
+    nothing, and its callers hear so.
     """
 
     def __init__(self, max_batch: int = CLAIM_BATCH_MAX, in_flight_max: int = CLAIM_BATCHES_IN_FLIGHT):
@@ -435,7 +457,7 @@ class ClaimCoalescer:
         self.in_flight_max = in_flight_max
         self._pending: list[tuple[int, str, asyncio.Future[Prepared | None]]] = []
         self._soon: asyncio.Handle | None = None  # the flush at the end of this loop turn
-        self._batches: set[asyncio.Task[None]] = set()
+        self._batches: dict[asyncio.Task[None], list[tuple[int, str, asyncio.Future[Prepared | None]]]] = {}
         self.batches = 0  # batches taken, for tests and benchmarks
         self.claims = 0
 
@@ -458,11 +480,13 @@ class ClaimCoalescer:
         batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
         if batch:
             task = asyncio.get_running_loop().create_task(self._take(batch), name="agentdeck-claims")
-            self._batches.add(task)
+            self._batches[task] = batch
             task.add_done_callback(self._taken)
 
     def _taken(self, task: asyncio.Task[None]) -> None:
-        self._batches.discard(task)
+        for _, _, future in self._batches.pop(task, []):
+            if not future.done():  # the batch was cancelled before it started: it claimed nothing
+                future.set_exception(RuntimeError("claim not made: its batch was cancelled before it started"))
         # The claims that waited for it go now, together.
         while self._pending and len(self._batches) < self.in_flight_max:
             self._flush()
@@ -470,9 +494,18 @@ class ClaimCoalescer:
     async def _take(self, batch: list[tuple[int, str, asyncio.Future[Prepared | None]]]) -> None:
         self.batches += 1
         self.claims += len(batch)
+        cancelled: asyncio.CancelledError | None = None
         try:
-            outcomes = await run_write(claim_runs, [(run_id, owner) for run_id, owner, _ in batch])
-        except BaseException as exc:  # no writer thread took it: nothing was claimed
+            job = write_job(claim_runs, [(run_id, owner) for run_id, owner, _ in batch])
+            while True:
+                try:
+                    outcomes = await asyncio.shield(job)
+                    break
+                except asyncio.CancelledError as exc:
+                    if job.cancelled():  # (nobody cancels the job itself: no answer will come)
+                        raise
+                    cancelled = exc  # the claim may be committing on its thread: its answer is awaited
+        except BaseException as exc:  # no writer thread took it, or the job failed: nothing was claimed
             for _, _, future in batch:
                 if not future.done():
                     future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(f"claim not made: {exc!r}"))
@@ -486,6 +519,8 @@ class ClaimCoalescer:
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+        if cancelled is not None:
+            raise cancelled
 
 
 _coalescers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ClaimCoalescer] = weakref.WeakKeyDictionary()
