@@ -7,6 +7,7 @@ verified end to end and a changed, removed or reordered event is detected.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import json
@@ -15,6 +16,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync
@@ -28,7 +30,70 @@ log = logging.getLogger(__name__)
 
 
 def canonical(value: Any) -> str:
+    """The JSON text an event's hash covers (and the store saves): keys sorted, and numbers and
+    keys in the form PostgreSQL's `jsonb` gives them back (`_as_stored`), so the text made from
+    the data read back is the text that was hashed, on either database."""
+    try:
+        return _dumps(value)
+    except TypeError:  # keys of more than one type do not sort (e.g. 2 and "b")
+        pass
+    return _dumps(_as_stored(value))
+
+
+def legacy_canonical(value: Any) -> str:
+    """`canonical` as it was before `_as_stored`: the text events were hashed over until then."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _dumps(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    if "e+" in text or "-0.0" in text or _non_text_keys(value):
+        # (only where a float may be written with an exponent or as -0.0, or a key is not text:
+        # `_as_stored` walks the whole value, which the common case does without)
+        text = json.dumps(_as_stored(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return text
+
+
+def _non_text_keys(value: Any) -> bool:
+    """Whether any mapping in `value` has a key that is not text (which JSON turns into text,
+    sorted differently: 10 before 2 as text, after it as a number)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                if type(key) is not str:
+                    return True
+                if isinstance(inner, (dict, list, tuple)):
+                    stack.append(inner)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(inner for inner in item if isinstance(inner, (dict, list, tuple)))
+    return False
+
+
+def _as_stored(value: Any) -> Any:
+    """`value` as PostgreSQL's `jsonb` stores and returns it: a float written with an exponent
+    (1e+16) comes back as the integer it denotes, -0.0 as 0.0, every key as text (as JSON
+    writes it). SQLite keeps the text as given; this form is the same on both."""
+    kind = type(value)
+    if kind is float:
+        if value == 0.0:
+            return 0.0
+        text = repr(value)
+        return int(Decimal(text)) if "e+" in text else value
+    if isinstance(value, dict):
+        return {_key(k): _as_stored(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_stored(v) for v in value]
+    return value
+
+
+def _key(key: Any) -> Any:
+    if type(key) is str:
+        return key
+    if key is True or key is False or key is None or isinstance(key, (int, float)):
+        return json.dumps(key)  # what `json` makes of such a key
+    return key  # (anything else: `json` refuses it, as before)
 
 
 def event_hash(prev_hash: str, seq: int, type: str, step_key: str, data: dict[str, Any] | str, created_at: str) -> str:
@@ -222,6 +287,11 @@ def verify_chain(events: Iterable[RunEvent | dict[str, Any]]) -> ChainReport:
         if prev != prev_hash:
             return ChainReport(False, count, e["seq"], "prev_hash does not match the previous event's hash")
         digest = event_hash(prev_hash, e["seq"], e["type"], e["step_key"], e["data"], e["created_at"])
+        if digest != e["hash"] and not isinstance(e["data"], str):
+            # Hashed before numbers and keys were put in their stored form (SQLite kept that text).
+            with contextlib.suppress(TypeError, ValueError):
+                digest = event_hash(prev_hash, e["seq"], e["type"], e["step_key"], legacy_canonical(e["data"]),
+                                    e["created_at"])
         if digest != e["hash"]:
             return ChainReport(False, count, e["seq"], "content does not match its hash (event was altered)")
         prev_hash = digest

@@ -31,7 +31,7 @@ from django.db import IntegrityError, transaction
 from mcpgateway import crypto
 from mcpgateway.models import AuditEntry
 from mcpgateway.redaction import get_redactor
-from orchestrator.events import canonical, event_hash, event_payload, verify_chain
+from orchestrator.events import canonical, event_hash, event_payload, legacy_canonical, verify_chain
 from orchestrator.models import LedgerEntry, Run, RunEvent, SigningKey
 
 FORMAT = "agentdeck-trace/1"
@@ -183,8 +183,16 @@ def _check_signature(document: dict[str, Any], keys: dict[str, str], report: Tra
     body = {k: v for k, v in document.items() if k != "signature"}
     try:
         public = Ed25519PublicKey.from_public_bytes(base64.b64decode(keys[kid]))
-        public.verify(base64.b64decode(signature.get("value", "")), canonical(body).encode())
-    except (InvalidSignature, ValueError, TypeError):
+        value = base64.b64decode(signature.get("value", ""))
+    except (ValueError, TypeError):
         broken("signature", f"the signature does not match the content (key {kid})")
         return
-    report.signed_by = kid
+    # (a trace signed before numbers and keys took their stored form was signed over the older text)
+    for text in (canonical, legacy_canonical):
+        try:
+            public.verify(value, text(body).encode())
+        except (InvalidSignature, ValueError, TypeError):
+            continue
+        report.signed_by = kid
+        return
+    broken("signature", f"the signature does not match the content (key {kid})")
