@@ -182,6 +182,13 @@ class _GroupCommit:
                 connection.close_if_unusable_or_obsolete()
             alone = len(batch) == 1
             lazy = _LazySavepoints() if not alone and connection.vendor == "postgresql" else None
+            if lazy is not None:
+                # Foreign keys are checked when each statement ends, not at the COMMIT (Django
+                # makes them deferrable, initially deferred): a write whose row points at what was
+                # deleted meanwhile (an agent) then fails in its own savepoint, alone, instead of
+                # failing the COMMIT and with it every run of the group. Held: it goes in front of
+                # the group's first write, in the same query.
+                lazy.held.append("SET CONSTRAINTS ALL IMMEDIATE")
             with transaction.atomic():
                 _lock_keys(batch)
                 with connection.execute_wrapper(lazy) if lazy is not None else contextlib.nullcontext():

@@ -13,7 +13,7 @@ from functools import partial
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.db import IntegrityError, connection
+from django.db import DatabaseError, IntegrityError, connection
 from django.db.backends.signals import connection_created
 
 from config.db_writer import close_writer_connections, group_commit_stats, group_write, run_write
@@ -141,7 +141,13 @@ def test_it_fails_only_the_run_whose_lease_was_lost_in_a_shared_transaction(team
 
 
 def _dangling_step_row() -> None:
-    """A write whose foreign key points nowhere: the check is deferred, so the group's COMMIT fails."""
+    """A write whose foreign key points nowhere: on SQLite the check is deferred, so the group's
+    COMMIT fails. (A PostgreSQL group checks keys as each statement ends, so there the write
+    fails alone; what fails a PostgreSQL group whole is a failed read, which aborts its
+    transaction.)"""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 / %s", [0])
     StepRun.objects.create(run_id=2_000_000_000, key="ghost", step_id="ghost", kind="agent")
 
 
@@ -171,7 +177,7 @@ def test_it_keeps_the_writes_of_a_failed_group_commit_and_fails_every_caller_the
 
     results, kept = async_to_sync(scenario)()
 
-    assert all(isinstance(r, IntegrityError) for r in results), results
+    assert all(isinstance(r, IntegrityError if connection.vendor == "sqlite" else DatabaseError) for r in results), results
     assert kept == (["s0", "s1"], [("step.succeeded", "s0"), ("step.succeeded", "s1")])
     assert sorted(StepRun.objects.filter(run=run).values_list("key", flat=True)) == ["s0", "s1"]
     assert not StepRun.objects.filter(key="ghost").exists()
@@ -395,7 +401,7 @@ def test_a_groups_writes_reach_the_server_in_one_query_and_a_write_it_refused_fa
     assert committed == [ids[0], ids[3]], "the refused write's on_commit callback is dropped"
     # The one query, refused; undone to its head; then each write alone, the refused one rolled back.
     assert [q.split(";")[0] for q in driver_queries] == [
-        "SAVEPOINT agentdeck_flush_1", "ROLLBACK TO SAVEPOINT agentdeck_flush_1",
+        "SET CONSTRAINTS ALL IMMEDIATE", "ROLLBACK TO SAVEPOINT agentdeck_flush_1",
         "SAVEPOINT agentdeck_group_1",
         "SAVEPOINT agentdeck_group_2", "ROLLBACK TO SAVEPOINT agentdeck_group_2", "RELEASE SAVEPOINT agentdeck_group_2",
         "SAVEPOINT agentdeck_group_4"], driver_queries
@@ -428,7 +434,8 @@ def test_a_write_that_goes_on_after_its_query_keeps_its_savepoint_around_what_fo
     assert [Run.objects.get(pk=pk).error for pk in ids] == ["first", "", "last"]
     assert Run.objects.get(pk=ids[1]).output is None
     heads = [q.split(";")[0] for q in driver_queries]
-    assert heads[:2] == ["SAVEPOINT agentdeck_flush_1", "SELECT 1"], driver_queries
+    assert heads[:2] == ["SET CONSTRAINTS ALL IMMEDIATE", "SELECT 1"], driver_queries
+    assert driver_queries[0].startswith("SET CONSTRAINTS ALL IMMEDIATE;\nSAVEPOINT agentdeck_flush_1;"), driver_queries
     assert "RELEASE SAVEPOINT agentdeck_group_2" not in driver_queries[0], "left open: the write goes on"
     assert "ROLLBACK TO SAVEPOINT agentdeck_group_2" in heads, driver_queries
 
@@ -517,7 +524,8 @@ def test_a_groups_reads_go_without_savepoints_and_a_failed_read_fails_the_group(
                               group_write(runs[1].pk, read_then_write, runs[1].pk, "b"))
     assert ok == ["a", "b"]
     assert [Run.objects.get(pk=r.pk).error for r in runs[:2]] == ["a:queued", "b:queued"]
-    assert [q.split()[0] for q in sent] == ["SELECT", "SAVEPOINT", "SELECT", "SAVEPOINT"], sent
+    assert [q.split()[0] for q in sent] == ["SELECT", "SET", "SELECT", "SAVEPOINT"], sent
+    assert sent[1].startswith("SET CONSTRAINTS ALL IMMEDIATE;\nSAVEPOINT "), sent  # once, with the group's first write
     assert all("UPDATE" in q and "\nSAVEPOINT agentdeck_group_" in q and "\nRELEASE SAVEPOINT agentdeck_group_" in q
                for q in sent[1::2]), sent
 
@@ -541,3 +549,44 @@ def test_a_groups_reads_go_without_savepoints_and_a_failed_read_fails_the_group(
                                      group_write(runs[2].pk, swallows, runs[2].pk))
     assert all(isinstance(r, DatabaseError) for r in swallowed), swallowed
     assert [Run.objects.get(pk=r.pk).error for r in runs] == ["a:queued", "b:queued", ""]
+
+
+def test_a_write_pointing_at_a_row_deleted_meanwhile_fails_alone_in_its_group(team):
+    """An agent deleted while its run is mid-step: that run's usage row points at nothing. Its
+    commit fails; a run whose commit shared the group commits (it used to fail with it, at the
+    group's COMMIT, and crash: a review found it). On PostgreSQL the group checks keys as each
+    statement ends (`SET CONSTRAINTS ALL IMMEDIATE`, in front of its first write)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite checks these keys at the COMMIT only (no savepoint can hold the failure)")
+    from orchestrator.models import Agent
+
+    doomed = scripted(team, "doomed", {"text": "ok"})
+    scripted(team, "fine", {"text": "ok"})
+    a = start(pipeline(team, {"steps": [{"kind": "agent", "id": "s0", "agent": "doomed", "prompt": "go"}]}, name="a"))
+    b = start(pipeline(team, {"steps": [{"kind": "agent", "id": "s0", "agent": "fine", "prompt": "go"}]}, name="b"))
+    Run.objects.filter(pk__in=[a.pk, b.pk]).update(status="running", lease_owner="me")
+
+    async def scenario() -> list:
+        first = DjangoRunStore(a.pk, lease_owner="me", publish_events=False)
+        second = DjangoRunStore(b.pk, lease_owner="me", publish_events=False)
+        await first.load()
+        await second.load()
+        await run_write(lambda: Agent.objects.filter(pk=doomed.pk).delete())
+        first.stage(StepWrite("s0", "s0", "agent", "succeeded", output={"t": 1}, started=True, finished=True))
+        first.stage(UsageWrite("s0", "doomed", "scripted", "scripted-1", 3, 1, "0.25"))
+        second.stage(StepWrite("s0", "s0", "agent", "succeeded", output={"t": 1}, started=True, finished=True))
+        second.emit("step.succeeded", {"step_id": "s0"}, "s0")
+        blocker = asyncio.ensure_future(group_write(0, time.sleep, 0.3))  # the two commits queue into one group
+        await asyncio.sleep(0.05)
+        before = group_commit_stats()[0]
+        results = await asyncio.gather(first.commit(), second.commit(), return_exceptions=True)
+        await blocker
+        return [*results, group_commit_stats()[0] - before]
+
+    failed, committed, transactions = async_to_sync(scenario)()
+
+    assert isinstance(failed, IntegrityError) and committed is None, (failed, committed)
+    assert transactions == 2, "the blocker's, then one for the two commits"
+    assert StepRun.objects.filter(run=b, key="s0", status="succeeded").exists()
+    assert not StepRun.objects.filter(run=a).exists()
+    assert verify_chain(RunEvent.objects.filter(run=b).order_by("seq")).ok
