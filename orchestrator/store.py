@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import logging
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ from orchestrator.models import (
 
 Listener = Callable[[dict[str, Any]], None]
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 engine_wiring.install()  # engines this process runs trace and log through config/
 
@@ -85,6 +87,18 @@ class RunHead:
     output_tokens: int
     cost_usd: Decimal
     lease_owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """A commit in flight: the head its events lead to, how many buffered writes and events it
+    carries, and their payloads."""
+
+    last_seq: int
+    last_hash: str
+    writes: int
+    events: int
+    payloads: list[dict[str, Any]]
 
 
 @dataclass(slots=True)
@@ -130,6 +144,12 @@ class DjangoRunStore:
         # commit in flight will leave if it commits.
         self._head: _KnownHead | None = None
         self._next_head: _KnownHead | None = None
+        # What the commit in flight would leave if it is made (`_Sent`), and, after a commit
+        # failed, what it would have left: a failure the client cannot be sure of (the connection
+        # dropped after the server ran the COMMIT) may have been made, and the retry, which puts
+        # its writes first again, must not make them twice (`_made_before`).
+        self._sent: _Sent | None = None
+        self._doubt: _Sent | None = None
 
     # --- loading -------------------------------------------------------------------------
 
@@ -272,7 +292,7 @@ class DjangoRunStore:
             self._next_head = None
             # A commit, once its writes are out of the buffers, runs to its end even if this caller
             # is cancelled meanwhile (the cancel is raised once they are made or put back).
-            alone = (commit_alone() if self._head is not None and (writes or events)
+            alone = (commit_alone() if self._head is not None and self._doubt is None and (writes or events)
                      and _lone_eligible(writes, final, self._pipeline_id) else None)
             if alone is not None:
                 write = asyncio.ensure_future(self._write_alone(writes, events))
@@ -280,9 +300,11 @@ class DjangoRunStore:
             else:
                 write = asyncio.ensure_future(group_write(self.run_id, self._commit, writes, events, lock=_lock_runs))
             attempt, stopped = await _to_the_end(write)
+            sent, self._sent = self._sent, None
             try:
                 payloads, cancel = attempt.result()
-            except Exception as exc:  # not made: keep them
+            except Exception as exc:  # not made (or not known to be): keep them
+                self._doubt = sent if sent is not None else self._doubt
                 self._head = None
                 self._writes[:0], self._events[:0] = writes, events
                 self._known_steps = known  # rows the rolled-back transaction inserted are not there
@@ -293,6 +315,7 @@ class DjangoRunStore:
                 if stopped is not None:
                     raise stopped from exc
                 raise
+            self._doubt = None
             self._committed = taken
             self._cancel_seen = cancel
             self._head = self._next_head
@@ -320,6 +343,10 @@ class DjangoRunStore:
         writes, events = self._redact_all(writes, events)
         with transaction.atomic(savepoint=False):  # inside the group commit's transaction
             head = self._run_head()
+            writes, events, made = self._made_before(head, writes, events)
+            if made and not writes and not events:  # (the run may have ended with it: no lease to check)
+                self._next_head = self._known_head(head)
+                return made, head.cancel_requested
             if self.lease_owner and head.lease_owner != self.lease_owner:
                 raise LeaseLost(f"run {self.run_id} is now held by {head.lease_owner or 'nobody'}")
             if not writes and not events:
@@ -364,6 +391,7 @@ class DjangoRunStore:
                     "run_id": self.run_id, "status": update["status"], "output": update.get("output"),
                     "error": update.get("error", "")})
             new_events = build_events(head, events, now)
+            self._sending(head, writes, events, new_events)
             with one_round_trip():  # on PostgreSQL: one query for all the writes
                 for w in steps.values():
                     self._write_step(w, now)
@@ -379,7 +407,30 @@ class DjangoRunStore:
                 if update:
                     update_row(Run, update, {"id": self.run_id})
         self._next_head = self._known_head(head)
-        return [event_payload(e) for e in new_events], head.cancel_requested
+        return [*made, *(event_payload(e) for e in new_events)], head.cancel_requested
+
+    def _sending(self, head: Any, writes: list[Write], events: list[Any], new_events: list[dict[str, Any]]) -> None:
+        """Note what this commit leaves if it is made: the head its events lead to (a commit
+        without events moves no head, and cannot be recognised later), how many of the buffered
+        writes and events it carries, and their payloads."""
+        self._sent = (_Sent(head.last_seq, head.last_hash, len(writes), len(events),
+                            [event_payload(e) for e in new_events]) if new_events else None)
+
+    def _made_before(self, head: RunHead, writes: list[Write], events: list[Any]) -> tuple[
+            list[Write], list[Any], list[dict[str, Any]]]:
+        """If the commit that failed last was made after all (the run's head, read under its
+        lock, is the one its events led to: no other commit can lead there), the writes and
+        events it carried — first in the buffers again — are not made twice: they are taken off,
+        their step rows counted as known, and their payloads handed on (published now)."""
+        doubt = self._doubt
+        if doubt is None or (head.last_seq, head.last_hash) != (doubt.last_seq, doubt.last_hash):
+            return writes, events, []
+        self._doubt = None
+        log.warning("run %s: a commit whose answer was lost had been made; it is not made again", self.run_id)
+        for w in writes[: doubt.writes]:
+            if isinstance(w, StepWrite):
+                self._known_steps.add(w.key)
+        return writes[doubt.writes:], events[doubt.events:], doubt.payloads
 
     async def _write_alone(self, writes: list[Write], events: list[tuple[str, str, dict[str, Any]]]) -> tuple[
             list[dict[str, Any]], bool]:
@@ -431,6 +482,7 @@ class DjangoRunStore:
             else:
                 usage.append(w)
         new_events = build_events(head, events, now)
+        self._sending(head, writes, events, new_events)
         guard, params = _alone_guard(self.run_id, known, head, self.lease_owner, usage)
         # Ending the run: nothing for the group path's last commit to give back or queue. Checked
         # in a statement of its own after the guard, which locked the row: its snapshot sees a

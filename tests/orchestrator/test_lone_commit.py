@@ -14,7 +14,7 @@ from functools import partial
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from config.db_writer import group_commit_stats
 from mcpgateway.inprocess import InProcessToolbox
@@ -251,7 +251,9 @@ def test_a_commit_whose_caller_is_cancelled_is_still_made(team, sent):
 def test_a_cancelled_callers_group_commit_that_fails_puts_its_writes_back(team):
     """The group path too: a caller cancelled while its group commit is under way waits for it,
     and if the group fails (here a write queued with it breaks a foreign key at COMMIT), its
-    writes go back into the buffers for the next commit instead of being dropped."""
+    writes go back into the buffers for the next commit instead of being dropped. (The group
+    checks keys as each statement ends, so a dangling key would fail its own write alone: what
+    fails this group whole is a read that fails, which aborts its transaction.)"""
     import time
 
     from config.db_writer import group_write
@@ -260,8 +262,9 @@ def test_a_cancelled_callers_group_commit_that_fails_puts_its_writes_back(team):
     store = DjangoRunStore(run.pk, lease_owner="me", publish_events=False)
     async_to_sync(store.load)()
 
-    def dangling() -> None:  # a deferred foreign key: the group's COMMIT fails
-        StepRun.objects.create(run_id=2_000_000_000, key="ghost", step_id="ghost", kind="agent")
+    def dangling() -> None:  # a failed read: the group's transaction is aborted, none of it commits
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 / %s", [0])
 
     async def scenario() -> BaseException | None:
         blocker = asyncio.ensure_future(group_write(0, time.sleep, 0.3))
@@ -277,7 +280,7 @@ def test_a_cancelled_callers_group_commit_that_fails_puts_its_writes_back(team):
     outcome = async_to_sync(scenario)()
 
     assert isinstance(outcome, asyncio.CancelledError)  # the cancel goes on, once the group has failed
-    assert store._failure is not None and isinstance(store._failure[1], IntegrityError)
+    assert store._failure is not None and isinstance(store._failure[1], DatabaseError)
     assert [w.key for w in store._writes] == ["s0"] and [k for _, k, _ in store._events] == ["s0"]
     assert not StepRun.objects.filter(run=run, key="s0").exists()
     async_to_sync(store.commit)()  # the retry, in a transaction of its own

@@ -1,0 +1,132 @@
+"""A commit whose answer is lost (the connection drops after the server ran it) is not made twice
+by the retry: the run's head, read under its lock, shows it was made, and the writes and events
+it carried are taken off the retry. It used to be put back and made again: usage counted twice,
+events appended twice, a step row inserted twice (a review found it). The fault is injected at
+the driver: the query really runs on the real database, then the client sees the connection fail."""
+
+from __future__ import annotations
+
+import threading
+from functools import partial
+
+import psycopg
+import pytest
+from asgiref.sync import async_to_sync
+from django.db import OperationalError, connection
+
+from orchestrator.engine.store import StepWrite, UsageWrite
+from orchestrator.events import verify_chain
+from orchestrator.models import Run, RunEvent, StepRun, UsageRecord
+from orchestrator.store import DjangoRunStore
+from tests.conftest import pipeline, scripted, start
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def run(team) -> Run:
+    if connection.vendor != "postgresql":
+        pytest.skip("the fault is injected in PostgreSQL's driver (SQLite has no connection to lose)")
+    scripted(team, "fast", {"text": "ok"})
+    run = start(pipeline(team, {"steps": [{"kind": "agent", "id": "s0", "agent": "fast", "prompt": "go"},
+                                          {"kind": "agent", "id": "s1", "agent": "fast", "prompt": "go"}]}))
+    Run.objects.filter(pk=run.pk).update(status="running", lease_owner="me")
+    return run
+
+
+def _dropping_after(monkeypatch, starts: tuple[str, ...]) -> list[str]:
+    """The first writer-thread query that starts with one of `starts` (or ends with COMMIT), or
+    the first COMMIT, runs, then the client is told the connection dropped."""
+    original = psycopg.Cursor.execute
+    dropped: list[str] = []
+
+    def execute(cursor, query, *args, **kwargs):
+        result = original(cursor, query, *args, **kwargs)
+        text = query.decode() if isinstance(query, bytes) else str(query)
+        if (threading.current_thread().name.startswith("agentdeck-db-writer") and not dropped
+                and (text.startswith(starts) or text.rstrip().endswith("COMMIT"))):
+            dropped.append(text[:60])
+            cursor.connection.close()  # the server has committed; the client never hears
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return result
+
+    commit = psycopg.Connection.commit
+
+    def commit_then_drop(conn):  # a transaction of its own (a group of one) commits through the driver
+        commit(conn)
+        if threading.current_thread().name.startswith("agentdeck-db-writer") and not dropped:
+            dropped.append("COMMIT")
+            conn.close()
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+    monkeypatch.setattr(psycopg.Connection, "commit", commit_then_drop)
+    return dropped
+
+
+async def _step(store: DjangoRunStore, key: str, usage: bool, finished: bool = False) -> None:
+    store.stage(StepWrite(key, key, "agent", "succeeded" if finished else "running", started=True, finished=finished,
+                          output="ok" if finished else None))
+    if usage:
+        store.stage(UsageWrite(key, "fast", "scripted", "scripted-1", 100, 10, "0.50"))
+    store.emit("llm.finished", {"turn": 1}, key)
+    await store.commit()
+
+
+@pytest.mark.parametrize("path", ["one query", "group"])
+def test_a_commit_made_but_not_acknowledged_is_not_made_again_by_its_retry(run, monkeypatch, path):
+    store = DjangoRunStore(run.pk, lease_owner="me", publish_events=False)
+    async_to_sync(store.load)()
+    async_to_sync(partial(_step, store, "s0", False))()  # the head is known: the next commit may go in one query
+    if path == "group":
+        store._head = None  # (as after any failure: the next commit takes the locked path)
+    events_before = RunEvent.objects.filter(run=run).count()
+    published: list[dict] = []
+    store.listeners.append(published.append)
+
+    dropped = _dropping_after(monkeypatch, ("WITH moved AS",))
+    with pytest.raises(OperationalError):
+        async_to_sync(partial(_step, store, "s1", True))()  # a new step row, usage, an event
+    monkeypatch.undo()
+    assert dropped and ("WITH moved" in dropped[0]) == (path == "one query"), dropped
+    assert UsageRecord.objects.filter(run=run).count() == 1  # it was made
+    assert store._writes and store._events, "kept for a retry: the store cannot know"
+
+    store.stage(StepWrite("s1", "s1", "agent", "succeeded", finished=True, output="ok"))  # the step goes on
+    store.emit("step.succeeded", {"output": "ok"}, "s1")
+    async_to_sync(store.commit)()  # the flusher's retry
+
+    run.refresh_from_db()
+    events = list(RunEvent.objects.filter(run=run).order_by("seq"))
+    assert UsageRecord.objects.filter(run=run).count() == 1 and run.input_tokens == 100, "usage counted twice"
+    assert [e.type for e in events[events_before:]] == ["llm.finished", "step.succeeded"], "events made twice"
+    assert verify_chain(events).ok
+    assert StepRun.objects.get(run=run, key="s1").status == "succeeded"  # an update, not a second insert
+    assert [p["type"] for p in published] == ["llm.finished", "step.succeeded"]  # the lost answer's events too
+    assert not store._writes and not store._events
+
+
+def test_a_commit_that_really_failed_is_made_by_its_retry(run, monkeypatch):
+    """The check does not mistake a failed commit for a made one: the head did not move."""
+    store = DjangoRunStore(run.pk, lease_owner="me", publish_events=False)
+    async_to_sync(store.load)()
+    original = psycopg.Cursor.execute
+
+    def refuse(cursor, query, *args, **kwargs):
+        if threading.current_thread().name.startswith("agentdeck-db-writer"):
+            cursor.connection.close()
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return original(cursor, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", refuse)
+    with pytest.raises(OperationalError):
+        async_to_sync(partial(_step, store, "s0", True))()
+    monkeypatch.undo()
+    assert not UsageRecord.objects.filter(run=run).exists()
+
+    async_to_sync(store.commit)()
+
+    run.refresh_from_db()
+    assert UsageRecord.objects.filter(run=run).count() == 1 and run.input_tokens == 100
+    assert StepRun.objects.filter(run=run, key="s0").exists()
+    assert verify_chain(RunEvent.objects.filter(run=run).order_by("seq")).ok
