@@ -262,6 +262,11 @@ def claim_one(run_id: int, owner: str) -> bool:
         if not claimed:
             holder = Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, cancel_requested=False).values_list(
                 "lease_owner", flat=True).first()
+            if holder == owner:
+                # This execution's own lease (owners are unique per execution): the batch that
+                # took it committed, but its answer was lost (the connection dropped after the
+                # server ran it). It holds the run: go on, rather than leave it for a lease.
+                return True
             if not holder or not lease_holder_is_dead(holder):
                 return False
             # Its holder died on this host (a killed prefork child, a cold shutdown): take it now

@@ -395,3 +395,27 @@ def test_a_failure_after_the_claim_committed_leaves_no_run_stranded(team, monkey
     assert isinstance(outcome, claims.Prepared) and len(calls) == 2
     run.refresh_from_db()
     assert (run.status, run.lease_owner) == ("running", "me:1") and run.lease_until > timezone.now()
+
+
+def test_a_claim_whose_answer_was_lost_is_taken_by_its_own_execution(team, monkeypatch):
+    """The one query committed the claim, then the connection dropped before its answer came
+    back: the single path finds the run held by this very execution (owners are unique per
+    execution) and goes on with it, instead of leaving it held for a lease (a review found it)."""
+    from django.db import OperationalError
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the claim's one query is PostgreSQL's")
+    run = start(_one_step(team))
+    real = claims.reads_in_one_query
+
+    def answer_lost(statements):
+        real(statements)  # the server ran it: the claim is committed
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(claims, "reads_in_one_query", answer_lost)
+    outcome = claims.claim_runs([(run.pk, "me:1")])[0]
+
+    assert isinstance(outcome, claims.Prepared) and outcome.run.pk == run.pk
+    run.refresh_from_db()
+    assert (run.status, run.lease_owner) == ("running", "me:1")
+    assert claims.claim_runs([(run.pk, "me:2")]) == [None]  # another execution still does not get it
