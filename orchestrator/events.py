@@ -7,7 +7,6 @@ verified end to end and a changed, removed or reordered event is detected.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hashlib
 import json
@@ -48,8 +47,8 @@ def legacy_canonical(value: Any) -> str:
 def _dumps(value: Any) -> str:
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     if "e+" in text or "-0.0" in text or _non_text_keys(value):
-        # (only where a float may be written with an exponent or as -0.0, or a key is not text:
-        # `_as_stored` walks the whole value, which the common case does without)
+        # (only where a float may be written with an exponent or as -0.0, or a key is not text is
+        # the value rebuilt: the check for keys walks the containers, the rebuild everything)
         text = json.dumps(_as_stored(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return text
 
@@ -265,6 +264,21 @@ def send_event_on_commit(run: Run, type: str, data: dict[str, Any], step_key: st
     return event
 
 
+def hash_matches(prev_hash: str, e: dict[str, Any], digest: str) -> bool:
+    """Whether `digest` is the hash of event `e` (its payload form) after `prev_hash`: over the
+    canonical text, or, for an event hashed before numbers and keys took their stored form
+    (SQLite kept that older text), over the older text."""
+    if event_hash(prev_hash, e["seq"], e["type"], e["step_key"], e["data"], e["created_at"]) == digest:
+        return True
+    if isinstance(e["data"], str):
+        return False
+    try:
+        older = legacy_canonical(e["data"])
+    except (TypeError, ValueError):  # keys of more than one type: never hashed that way
+        return False
+    return event_hash(prev_hash, e["seq"], e["type"], e["step_key"], older, e["created_at"]) == digest
+
+
 @dataclass(slots=True)
 class ChainReport:
     ok: bool
@@ -286,14 +300,8 @@ def verify_chain(events: Iterable[RunEvent | dict[str, Any]]) -> ChainReport:
             return ChainReport(False, count, e["seq"], f"expected event #{expected_seq}, found #{e['seq']} (missing or reordered)")
         if prev != prev_hash:
             return ChainReport(False, count, e["seq"], "prev_hash does not match the previous event's hash")
-        digest = event_hash(prev_hash, e["seq"], e["type"], e["step_key"], e["data"], e["created_at"])
-        if digest != e["hash"] and not isinstance(e["data"], str):
-            # Hashed before numbers and keys were put in their stored form (SQLite kept that text).
-            with contextlib.suppress(TypeError, ValueError):
-                digest = event_hash(prev_hash, e["seq"], e["type"], e["step_key"], legacy_canonical(e["data"]),
-                                    e["created_at"])
-        if digest != e["hash"]:
+        if not hash_matches(prev_hash, e, e["hash"]):
             return ChainReport(False, count, e["seq"], "content does not match its hash (event was altered)")
-        prev_hash = digest
+        prev_hash = e["hash"]
         expected_seq += 1
     return ChainReport(True, count)

@@ -123,6 +123,16 @@ _in_hand: set[str] = set()  # lease owners of the runs this process is executing
 _executions = itertools.count(1)  # (random bits could repeat: two executions of a run would share a lease)
 
 
+def _forget_worker() -> None:
+    """In a forked child: its own worker id (a new pid, a new random part), count and runs."""
+    global _worker_id, _executions
+    _worker_id, _executions = None, itertools.count(1)
+    _in_hand.clear()
+
+
+os.register_at_fork(after_in_child=_forget_worker)
+
+
 def _claim(run_id: int, owner: str) -> Prepared | None:
     """Claim and load one run now (a batch of one): the prepared run, or None if it is not
     runnable or another live worker holds it."""

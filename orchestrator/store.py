@@ -33,6 +33,7 @@ from config.sql_rows import (
     one_query_capable,
     one_round_trip,
     select_row,
+    select_rows,
     select_rows_by_pk,
     update_row,
 )
@@ -89,16 +90,36 @@ class RunHead:
     lease_owner: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Sent:
-    """A commit in flight: the head its events lead to, how many buffered writes and events it
-    carries, and their payloads."""
+    """One commit attempt, made on the loop before it goes to a writer thread and filled in
+    there: the buffered writes and events it carries (the very objects: a failed attempt puts
+    them back, and they are told apart by identity), the event its events end with once chained
+    (`last_seq`, `last_hash`: that row exists if and only if the attempt was made), their
+    payloads, and, when it settled an earlier attempt's doubt, what of that one was made."""
 
-    last_seq: int
-    last_hash: str
-    writes: int
-    events: int
-    payloads: list[dict[str, Any]]
+    writes: list[Any]
+    events: list[Any]
+    doubt: _Sent | None = None  # an earlier attempt whose outcome is unknown, settled by this one
+    last_seq: int | None = None
+    last_hash: str = ""
+    payloads: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    made: _Sent | None = None  # `doubt`, if this attempt found it made
+
+
+def _chained(sent: _Sent, head: Any, new_events: list[dict[str, Any]]) -> None:
+    """Note on the attempt the event its events end with, and their payloads: from here on it
+    may be made whatever its caller hears. (A commit without events adds no event to look for
+    and cannot be told made later.)"""
+    if new_events:
+        sent.last_seq, sent.last_hash = head.last_seq, head.last_hash
+        sent.payloads = [event_payload(e) for e in new_events]
+
+
+def _without(items: list[Any], taken: list[Any]) -> list[Any]:
+    """`items` without the very objects in `taken`."""
+    gone = {id(item) for item in taken}
+    return [item for item in items if id(item) not in gone]
 
 
 @dataclass(slots=True)
@@ -144,11 +165,10 @@ class DjangoRunStore:
         # commit in flight will leave if it commits.
         self._head: _KnownHead | None = None
         self._next_head: _KnownHead | None = None
-        # What the commit in flight would leave if it is made (`_Sent`), and, after a commit
-        # failed, what it would have left: a failure the client cannot be sure of (the connection
-        # dropped after the server ran the COMMIT) may have been made, and the retry, which puts
-        # its writes first again, must not make them twice (`_made_before`).
-        self._sent: _Sent | None = None
+        # The last commit attempt that failed after its events were chained: a failure the
+        # client cannot be sure of (the connection dropped after the server ran the COMMIT) may
+        # have been made, and the retry, which carries its writes again, must not make them
+        # twice. The next attempt settles it under the run's lock (`_settle`).
         self._doubt: _Sent | None = None
 
     # --- loading -------------------------------------------------------------------------
@@ -292,35 +312,51 @@ class DjangoRunStore:
             self._next_head = None
             # A commit, once its writes are out of the buffers, runs to its end even if this caller
             # is cancelled meanwhile (the cancel is raised once they are made or put back).
-            alone = (commit_alone() if self._head is not None and self._doubt is None and (writes or events)
+            sent = _Sent(writes, events, doubt=self._doubt)
+            alone = (commit_alone() if self._head is not None and sent.doubt is None and (writes or events)
                      and _lone_eligible(writes, final, self._pipeline_id) else None)
             if alone is not None:
-                write = asyncio.ensure_future(self._write_alone(writes, events))
+                write = asyncio.ensure_future(self._write_alone(sent))
                 write.add_done_callback(lambda _: alone())  # (also if it never ran: a loop shut down)
             else:
-                write = asyncio.ensure_future(group_write(self.run_id, self._commit, writes, events, lock=_lock_runs))
+                write = asyncio.ensure_future(group_write(self.run_id, self._commit, sent, lock=_lock_runs))
             attempt, stopped = await _to_the_end(write)
-            sent, self._sent = self._sent, None
+            made = sent.made  # an earlier attempt this one found made (whether or not this one was)
+            if made is not None:
+                self._doubt = None
+                writes, events = _without(writes, made.writes), _without(events, made.events)
+                known |= {w.key for w in made.writes if isinstance(w, StepWrite)}
             try:
                 payloads, cancel = attempt.result()
             except Exception as exc:  # not made (or not known to be): keep them
-                self._doubt = sent if sent is not None else self._doubt
+                if sent.last_seq is not None:  # its events were chained: it may have been made
+                    self._doubt = sent
                 self._head = None
                 self._writes[:0], self._events[:0] = writes, events
                 self._known_steps = known  # rows the rolled-back transaction inserted are not there
                 self._failures += 1
                 self._failure = (taken, exc)
+                if made is not None:
+                    await self._published(made.payloads)  # made, by the attempt whose answer was lost
                 if self._on_pending is not None:
                     self._on_pending()  # buffered again: the flusher retries them
                 if stopped is not None:
                     raise stopped from exc
                 raise
             self._doubt = None
+            if made is not None:
+                payloads = [*made.payloads, *payloads]
             self._committed = taken
             self._cancel_seen = cancel
             self._head = self._next_head
             if stopped is not None:  # made; the cancel goes on
                 raise stopped
+        await self._published(payloads)
+        if cancel and not final:
+            raise RunCancelled("run cancelled")
+
+    async def _published(self, payloads: list[dict[str, Any]]) -> None:
+        """Committed events to the metrics, the listeners and the live page."""
         if payloads:
             if self._metrics is not None:
                 self._metrics.observe(payloads)
@@ -329,8 +365,6 @@ class DjangoRunStore:
                     listener(payload)
             if self.publish_events:
                 await publish(payloads, self._team_id)
-        if cancel and not final:
-            raise RunCancelled("run cancelled")
 
     def _redact_all(self, writes: list[Write], events: list[tuple[str, str, dict[str, Any]]]) -> tuple[
             list[Write], list[tuple[str, str, dict[str, Any]]]]:
@@ -338,15 +372,19 @@ class DjangoRunStore:
         redact = _memo.for_redactor(redactor)
         return [_redacted(w, redact) for w in writes], [(type, key, redact(data)) for type, key, data in events]
 
-    def _commit(self, writes: list[Write], events: list[tuple[str, str, dict[str, Any]]]) -> tuple[list[dict[str, Any]], bool]:
+    def _commit(self, sent: _Sent) -> tuple[list[dict[str, Any]], bool]:
         now = timezone.now()
-        writes, events = self._redact_all(writes, events)
+        writes, events = sent.writes, sent.events
+        if sent.doubt is None:
+            writes, events = self._redact_all(writes, events)
         with transaction.atomic(savepoint=False):  # inside the group commit's transaction
             head = self._run_head()
-            writes, events, made = self._made_before(head, writes, events)
-            if made and not writes and not events:  # (the run may have ended with it: no lease to check)
-                self._next_head = self._known_head(head)
-                return made, head.cancel_requested
+            if sent.doubt is not None:
+                writes, events = self._settle(sent, writes, events)
+                if sent.made is not None and not writes and not events:  # (it may have ended the run: no lease to check)
+                    self._next_head = self._known_head(head)
+                    return [], head.cancel_requested
+                writes, events = self._redact_all(writes, events)
             if self.lease_owner and head.lease_owner != self.lease_owner:
                 raise LeaseLost(f"run {self.run_id} is now held by {head.lease_owner or 'nobody'}")
             if not writes and not events:
@@ -391,7 +429,7 @@ class DjangoRunStore:
                     "run_id": self.run_id, "status": update["status"], "output": update.get("output"),
                     "error": update.get("error", "")})
             new_events = build_events(head, events, now)
-            self._sending(head, writes, events, new_events)
+            _chained(sent, head, new_events)
             with one_round_trip():  # on PostgreSQL: one query for all the writes
                 for w in steps.values():
                     self._write_step(w, now)
@@ -407,45 +445,35 @@ class DjangoRunStore:
                 if update:
                     update_row(Run, update, {"id": self.run_id})
         self._next_head = self._known_head(head)
-        return [*made, *(event_payload(e) for e in new_events)], head.cancel_requested
+        return [event_payload(e) for e in new_events], head.cancel_requested
 
-    def _sending(self, head: Any, writes: list[Write], events: list[Any], new_events: list[dict[str, Any]]) -> None:
-        """Note what this commit leaves if it is made: the head its events lead to (a commit
-        without events moves no head, and cannot be recognised later), how many of the buffered
-        writes and events it carries, and their payloads."""
-        self._sent = (_Sent(head.last_seq, head.last_hash, len(writes), len(events),
-                            [event_payload(e) for e in new_events]) if new_events else None)
-
-    def _made_before(self, head: RunHead, writes: list[Write], events: list[Any]) -> tuple[
-            list[Write], list[Any], list[dict[str, Any]]]:
-        """If the commit that failed last was made after all (the run's head, read under its
-        lock, is the one its events led to: no other commit can lead there), the writes and
-        events it carried — first in the buffers again — are not made twice: they are taken off,
-        their step rows counted as known, and their payloads handed on (published now)."""
-        doubt = self._doubt
-        if doubt is None or (head.last_seq, head.last_hash) != (doubt.last_seq, doubt.last_hash):
-            return writes, events, []
-        self._doubt = None
+    def _settle(self, sent: _Sent, writes: list[Write], events: list[Any]) -> tuple[list[Write], list[Any]]:
+        """Under the run's lock (so the attempt in doubt has ended on the server too): was it
+        made? Its last event is there if and only if it was (an event appended meanwhile by an
+        action does not hide it, as comparing heads would). If it was, what it carried is taken
+        off this attempt (by identity) and its step rows count as known; `sent.made` tells the
+        caller, which takes them off the buffers and publishes their events."""
+        doubt = sent.doubt
+        assert doubt is not None and doubt.last_seq is not None
+        if not select_rows(RunEvent, ("id",), {"run_id": self.run_id, "seq": doubt.last_seq, "hash": doubt.last_hash}):
+            return writes, events
         log.warning("run %s: a commit whose answer was lost had been made; it is not made again", self.run_id)
-        for w in writes[: doubt.writes]:
-            if isinstance(w, StepWrite):
-                self._known_steps.add(w.key)
-        return writes[doubt.writes:], events[doubt.events:], doubt.payloads
+        sent.made = doubt
+        self._known_steps |= {w.key for w in doubt.writes if isinstance(w, StepWrite)}
+        return _without(writes, doubt.writes), _without(events, doubt.events)
 
-    async def _write_alone(self, writes: list[Write], events: list[tuple[str, str, dict[str, Any]]]) -> tuple[
-            list[dict[str, Any]], bool]:
+    async def _write_alone(self, sent: _Sent) -> tuple[list[dict[str, Any]], bool]:
         """The commit in one round trip, or, if the head moved, in the next group commit."""
-        result = await run_write(self._commit_alone, writes, events)
+        result = await run_write(self._commit_alone, sent)
         if result is None:
-            result = await group_write(self.run_id, self._commit, writes, events, lock=_lock_runs)
+            result = await group_write(self.run_id, self._commit, sent, lock=_lock_runs)
         return result
 
     def _known_head(self, head: RunHead) -> _KnownHead | None:
         """What a later one-round-trip commit may expect of the row (None where it cannot take one)."""
         return _KnownHead(self.run_id, head.team_id, head.last_seq, head.last_hash) if _lone_capable() else None
 
-    def _commit_alone(self, writes: list[Write], events: list[tuple[str, str, dict[str, Any]]]) -> tuple[
-            list[dict[str, Any]], bool] | None:
+    def _commit_alone(self, sent: _Sent) -> tuple[list[dict[str, Any]], bool] | None:
         """A step's commit in one round trip (PostgreSQL, when no group is committing): the run
         row's update goes first, guarded, then the step, ledger, usage and event rows, in one
         multi-statement query that the server runs as one transaction and commits.
@@ -465,9 +493,9 @@ class DjangoRunStore:
         either exists, it divides by zero and the group path does that work.
         """
         known = self._head
-        assert known is not None
+        assert known is not None and sent.doubt is None
         now = timezone.now()
-        writes, events = self._redact_all(writes, events)
+        writes, events = self._redact_all(sent.writes, sent.events)
         head = _KnownHead(known.pk, known.team_id, known.last_seq, known.last_hash)
         steps: dict[str, StepWrite] = {}
         ledger, usage = [], []
@@ -482,7 +510,7 @@ class DjangoRunStore:
             else:
                 usage.append(w)
         new_events = build_events(head, events, now)
-        self._sending(head, writes, events, new_events)
+        _chained(sent, head, new_events)
         guard, params = _alone_guard(self.run_id, known, head, self.lease_owner, usage)
         # Ending the run: nothing for the group path's last commit to give back or queue. Checked
         # in a statement of its own after the guard, which locked the row: its snapshot sees a

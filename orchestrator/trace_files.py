@@ -31,7 +31,13 @@ from django.db import IntegrityError, transaction
 from mcpgateway import crypto
 from mcpgateway.models import AuditEntry
 from mcpgateway.redaction import get_redactor
-from orchestrator.events import canonical, event_hash, event_payload, legacy_canonical, verify_chain
+from orchestrator.events import (
+    canonical,
+    event_payload,
+    hash_matches,
+    legacy_canonical,
+    verify_chain,
+)
 from orchestrator.models import LedgerEntry, Run, RunEvent, SigningKey
 
 FORMAT = "agentdeck-trace/1"
@@ -102,7 +108,7 @@ def export_trace(run: Run) -> dict[str, Any]:
     body = get_redactor().redact(build_trace(run))
     stored = RunEvent.objects.filter(run=run).order_by("seq").values_list("seq", "hash")
     changed = [e["seq"] for e, (_, digest) in zip(body["events"], stored, strict=False)
-               if event_hash(e["prev_hash"], e["seq"], e["type"], e["step_key"], e["data"], e["created_at"]) != digest]
+               if not hash_matches(e["prev_hash"], e, digest)]
     if changed:
         body["redacted_at_export"] = changed
     kid, key = signing_key()

@@ -164,9 +164,10 @@ def do_fail_run(run_id: int, error: str, owner: str | None = None) -> bool:
 
     Ends it cleanly: its open steps are closed as failed, its lease is released, and its
     `run.failed` event and webhook are written in the same transaction. With `owner` (the
-    lease owner whose execution crashed), only while the run is still that owner's, or
-    nobody's: a worker whose lease ran out and whose run another worker took over must not
-    fail the run the other is executing. Returns whether the run was failed.
+    lease owner whose execution crashed), only while the run is still that owner's (or running
+    and nobody's): a worker whose lease ran out and whose run another worker took over must not
+    fail the run the other is executing, nor one that stopped meanwhile (paused for a review).
+    Returns whether the run was failed.
     """
     from orchestrator import webhooks
     from orchestrator.models import StepRun, StepStatus
@@ -175,8 +176,11 @@ def do_fail_run(run_id: int, error: str, owner: str | None = None) -> bool:
         run = Run.objects.select_for_update().select_related("pipeline_version").get(pk=run_id)
         if run.is_finished:
             return False
-        if owner is not None and run.lease_owner not in ("", owner):
-            log.warning("run %s: not failed for %s's crash (%s): %s holds it now", run_id, owner, error, run.lease_owner)
+        if owner is not None and not (run.lease_owner == owner or (run.lease_owner == "" and run.status == RunStatus.RUNNING)):
+            # Another worker took it over, or it stopped (paused for a review, handed back and
+            # queued again): not this execution's to fail any more.
+            log.warning("run %s: not failed for %s's crash (%s): it is %s, held by %s", run_id, owner, error,
+                        run.status, run.lease_owner or "nobody")
             return False
         now = timezone.now()
         StepRun.objects.filter(run_id=run_id, status=StepStatus.RUNNING).update(

@@ -130,3 +130,98 @@ def test_a_commit_that_really_failed_is_made_by_its_retry(run, monkeypatch):
     assert UsageRecord.objects.filter(run=run).count() == 1 and run.input_tokens == 100
     assert StepRun.objects.filter(run=run, key="s0").exists()
     assert verify_chain(RunEvent.objects.filter(run=run).order_by("seq")).ok
+
+
+# --- on either database: answers lost above the driver (a review's cases) ----------------------
+
+@pytest.fixture
+def any_run(team) -> Run:
+    scripted(team, "fast", {"text": "ok"})
+    run = start(pipeline(team, {"steps": [{"kind": "agent", "id": "s0", "agent": "fast", "prompt": "go"},
+                                          {"kind": "agent", "id": "s1", "agent": "fast", "prompt": "go"}]}))
+    Run.objects.filter(pk=run.pk).update(status="running", lease_owner="me")
+    return run
+
+
+def _answers(monkeypatch, plan: list[str]) -> list[str]:
+    """plan[i] for the store's i-th group commit: "ok"; "lost" (made, then the caller hears the
+    connection dropped); "fails after settling" (the attempt settles the earlier doubt, then its
+    transaction fails and rolls back)."""
+    from orchestrator import store as store_module
+
+    real_group_write, real_commit = store_module.group_write, DjangoRunStore._commit
+    calls: list[str] = []
+
+    def failing_commit(store, sent):
+        real_commit(store, sent)
+        raise OperationalError("deadlock detected")  # the group's transaction rolls back
+
+    async def group_write(order, func, *args, **kwargs):
+        mode = plan[len(calls)] if len(calls) < len(plan) else "ok"
+        calls.append(mode)
+        if mode == "fails after settling":
+            func = partial(failing_commit, func.__self__)
+        result = await real_group_write(order, func, *args, **kwargs)
+        if mode == "lost":
+            raise OperationalError("server closed the connection unexpectedly")
+        return result
+
+    monkeypatch.setattr(store_module, "group_write", group_write)
+    return calls
+
+
+@pytest.mark.parametrize("second", ["fails after settling", "lost"])
+def test_a_retry_that_fails_after_settling_a_lost_answer_does_not_forget_it(any_run, monkeypatch, second):
+    """The retry finds the first attempt made, then fails itself (or its own answer is lost):
+    the next retry still makes nothing twice."""
+    run = any_run
+    store = DjangoRunStore(run.pk, lease_owner="me", publish_events=False)
+    async_to_sync(store.load)()
+    store._head = None  # (PostgreSQL: the group path, where these answers are lost)
+    before = RunEvent.objects.filter(run=run).count()
+    calls = _answers(monkeypatch, ["lost", second, "ok"])
+    with pytest.raises(OperationalError):
+        async_to_sync(partial(_step, store, "s1", True))()  # made, answer lost
+    store.stage(StepWrite("s1", "s1", "agent", "succeeded", finished=True, output="ok"))
+    store.emit("step.succeeded", {"output": "ok"}, "s1")
+    with pytest.raises(OperationalError):
+        async_to_sync(store.commit)()  # settles the first as made, then fails (or is lost) itself
+    async_to_sync(store.commit)()  # the next retry
+
+    assert calls == ["lost", second, "ok"]
+    run.refresh_from_db()
+    events = list(RunEvent.objects.filter(run=run).order_by("seq"))
+    assert UsageRecord.objects.filter(run=run).count() == 1 and run.input_tokens == 100, "usage counted twice"
+    assert [e.type for e in events[before:]] == ["llm.finished", "step.succeeded"]
+    assert StepRun.objects.get(run=run, key="s1").status == "succeeded" and verify_chain(events).ok
+    assert not store._writes and not store._events and store._doubt is None
+
+
+def test_an_event_appended_by_an_action_does_not_hide_a_lost_answer(any_run, monkeypatch):
+    """A cancel request appends its event between the lost commit and its retry: the run's head
+    is not the one the lost commit left, but its last event is there, so the retry knows."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from orchestrator.actions.runs import do_cancel_run
+    from orchestrator.engine.errors import RunCancelled
+
+    run = any_run
+    Run.objects.filter(pk=run.pk).update(lease_until=timezone.now() + timedelta(minutes=5))  # a live lease
+    store = DjangoRunStore(run.pk, lease_owner="me", publish_events=False)
+    async_to_sync(store.load)()
+    store._head = None  # (PostgreSQL: the group path, where this answer is lost)
+    _answers(monkeypatch, ["lost"])
+    with pytest.raises(OperationalError):
+        async_to_sync(partial(_step, store, "s1", True))()
+    do_cancel_run(Run.objects.get(pk=run.pk))  # the holder is alive: only the flag and its event
+
+    with pytest.raises(RunCancelled):  # the retry makes nothing twice, then hears of the cancel
+        async_to_sync(store.commit)()
+
+    run.refresh_from_db()
+    assert UsageRecord.objects.filter(run=run).count() == 1 and run.input_tokens == 100
+    assert StepRun.objects.filter(run=run, key="s1").count() == 1
+    assert [e.type for e in RunEvent.objects.filter(run=run).order_by("seq")][-2:] == ["llm.finished", "run.cancel_requested"]
+    assert not store._writes and not store._events

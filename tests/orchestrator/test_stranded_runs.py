@@ -197,3 +197,17 @@ def test_a_run_asked_for_twice_by_the_same_owner_is_handed_out_once(team):
     run = start(_one_step(team))
     first, second = claims.claim_runs([(run.pk, "me:1:ab12"), (run.pk, "me:1:ab12")])
     assert isinstance(first, claims.Prepared) and second is None
+
+
+def test_a_crashed_execution_fails_only_a_run_it_still_holds(team):
+    from orchestrator.actions.runs import do_fail_run
+
+    run = start(_one_step(team))
+    Run.objects.filter(pk=run.pk).update(status="waiting_review", lease_owner="", lease_until=None)  # paused meanwhile
+    assert do_fail_run(run.pk, "internal error: late", owner="me:1") is False
+    assert Run.objects.get(pk=run.pk).status == "waiting_review"
+    Run.objects.filter(pk=run.pk).update(status="queued")  # resumed: another execution will take it
+    assert do_fail_run(run.pk, "internal error: late", owner="me:1") is False
+    Run.objects.filter(pk=run.pk).update(status="running", lease_owner="me:1")
+    assert do_fail_run(run.pk, "internal error: now", owner="me:1") is True
+    assert Run.objects.get(pk=run.pk).status == "failed"
