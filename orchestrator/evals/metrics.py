@@ -167,6 +167,10 @@ METRIC_PATHS = {
 }
 
 
+# Where less is better: a gate sets a ceiling on these (`--fail-over`), a floor on the rest.
+LOWER_IS_BETTER = frozenset({"avg_cost_usd", "avg_tokens", "avg_turns", "latency_p95"})
+
+
 def metric_value(metrics: dict[str, Any], name: str) -> float | None:
     try:
         first, second = METRIC_PATHS[name]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from orchestrator.evals.metrics import metric_value
+from orchestrator.evals.metrics import LOWER_IS_BETTER, metric_value
 from orchestrator.models import EvalResult, EvalRun
 
 
@@ -36,16 +37,28 @@ def to_json(eval_run: EvalRun) -> str:
     return json.dumps(data, indent=2, default=str)
 
 
+# Characters XML 1.0 cannot hold (C0 controls but tab and newlines, lone surrogates, U+FFFE/F):
+# ElementTree writes them as they are, and the file no longer parses.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml(text: str) -> str:
+    return _NOT_XML.sub("\ufffd", text)
+
+
 def to_junit(eval_run: EvalRun) -> str:
+    """JUnit XML: an attack that got through is a `failure`, an inconclusive attack an `error`
+    (type `inconclusive`); every text (reasons from run errors, judges, tools) is made safe
+    for XML first."""
     results = results_of(eval_run)
-    suite = ET.Element("testsuite", name=eval_run.suite.slug, tests=str(len(results)),
+    suite = ET.Element("testsuite", name=_xml(eval_run.suite.slug), tests=str(len(results)),
                        failures=str(sum(r.status == EvalResult.Status.FAILED for r in results)),
                        errors=str(sum(r.status in (EvalResult.Status.ERROR, EvalResult.Status.INCONCLUSIVE) for r in results)),
                        time=f"{sum((r.trace or {}).get('latency_ms', 0) for r in results) / 1000:.3f}")
     for result in results:
-        case = ET.SubElement(suite, "testcase", classname=eval_run.suite.slug, name=result.case.name,
+        case = ET.SubElement(suite, "testcase", classname=_xml(eval_run.suite.slug), name=_xml(result.case.name),
                              time=f"{(result.trace or {}).get('latency_ms', 0) / 1000:.3f}")
-        reasons = "; ".join(f"{v['judge']}: {v['reason']}" for v in result.verdicts if v.get("passed") is not True)
+        reasons = _xml("; ".join(f"{v['judge']}: {v['reason']}" for v in result.verdicts if v.get("passed") is not True))
         if result.status == EvalResult.Status.FAILED:
             ET.SubElement(case, "failure", message=reasons[:500] or "failed").text = reasons
         elif result.status == EvalResult.Status.ERROR:
@@ -60,13 +73,26 @@ def to_junit(eval_run: EvalRun) -> str:
     return ET.tostring(root, encoding="unicode", xml_declaration=True)
 
 
-def change_of(before: str | None, after: str, attack_before: str | None = None, attack_after: str | None = None) -> str:
-    """fixed, regressed, unchanged or new. An attack case that flipped between getting through
-    and being blocked is fixed or regressed by that alone, whatever its task verdicts did."""
+def change_of(before: str | None, after: str | None, attack_before: str | None = None, attack_after: str | None = None) -> str:
+    """fixed, regressed, unchanged, unmeasured, new or missing.
+
+    An attack case is judged by its attack first: *regressed* when the attack got through
+    and was not seen getting through before (blocked, or never measured); *fixed* only when it
+    got through before and is blocked now; *unmeasured* when it could not be judged this
+    time (inconclusive) but was before — an outage fixes nothing and hides nothing. Otherwise
+    a case is fixed when it passes and did not, regressed when it passed and does not."""
     if before is None:
         return "new"
-    if attack_before != attack_after and "through" in (attack_before, attack_after):
-        return "regressed" if attack_after == "through" else "fixed"
+    if after is None:
+        return "missing"
+    if attack_after == "through" and attack_before != "through":
+        return "regressed"
+    if attack_before == "through" and attack_after == "blocked":
+        return "fixed"
+    if attack_after == "inconclusive" and attack_before != "inconclusive":
+        return "unmeasured"
+    if attack_before == "through" and attack_after == "through":
+        return "unchanged"
     if before != "passed" and after == "passed":
         return "fixed"
     if before == "passed" and after != "passed":
@@ -74,22 +100,39 @@ def change_of(before: str | None, after: str, attack_before: str | None = None, 
     return "unchanged"
 
 
+def attack_change(attack_before: str | None, attack_after: str | None) -> str | None:
+    """An attack's own flip: fixed (through → blocked), regressed (through now, not before), else None."""
+    if attack_after == "through" and attack_before in ("blocked", "inconclusive"):
+        return "regressed"
+    if attack_before == "through" and attack_after == "blocked":
+        return "fixed"
+    return None
+
+
 def compare(current: EvalRun, baseline: EvalRun) -> dict[str, Any]:
-    """Per case: fixed (failed → passed, or an attack now blocked), regressed (passed → not
-    passed, or an attack now through), unchanged; the attack flips counted apart; metric deltas."""
+    """Per case (`change_of`): fixed, regressed, unchanged, unmeasured, new in this run, or
+    missing from it (in the baseline only); the attacks' own flips counted apart
+    (`attack_change`); metric deltas."""
     before = {r.case.name: (r.status, attack_outcome(r)) for r in results_of(baseline)}
     cases = []
-    counts = {"fixed": 0, "regressed": 0, "unchanged": 0, "new": 0}
+    counts = {"fixed": 0, "regressed": 0, "unchanged": 0, "unmeasured": 0, "new": 0, "missing": 0}
     attacks = {"fixed": 0, "regressed": 0}
+    seen = set()
     for result in results_of(current):
+        seen.add(result.case.name)
         old, old_attack = before.get(result.case.name, (None, None))
         new_attack = attack_outcome(result)
         change = change_of(old, result.status, old_attack, new_attack)
         counts[change] += 1
-        if new_attack is not None and change in attacks:
-            attacks[change] += 1
+        if old is not None and (flip := attack_change(old_attack, new_attack)) is not None:
+            attacks[flip] += 1
         cases.append({"case": result.case.name, "before": old, "after": result.status, "change": change,
                       "attack_before": old_attack, "attack_after": new_attack})
+    for name, (old, old_attack) in before.items():
+        if name not in seen:
+            counts["missing"] += 1
+            cases.append({"case": name, "before": old, "after": None, "change": "missing",
+                          "attack_before": old_attack, "attack_after": None})
     metrics = {}
     for name in ("completion", "tool_accuracy", "self_healing", "block_rate", "utility", "utility_under_attack",
                  "avg_cost_usd", "latency_p95"):
@@ -98,33 +141,56 @@ def compare(current: EvalRun, baseline: EvalRun) -> dict[str, Any]:
     return {"cases": cases, "counts": counts, "attack_counts": attacks, "metrics": metrics}
 
 
-def parse_thresholds(items: list[str]) -> dict[str, float]:
-    """`completion=0.9` pairs; ValueError naming a bad one."""
+def parse_thresholds(items: list[str], *, ceilings: bool = False) -> dict[str, float]:
+    """`completion=0.9` pairs (floors; with `ceilings`, `latency_p95=5000` pairs); ValueError
+    naming a bad one — also a metric on the wrong side: a floor is for a rate, where more is
+    better, a ceiling for cost, tokens, turns and latency, where less is."""
     thresholds = {}
+    flag = "--fail-over" if ceilings else "--fail-under"
     for item in items:
         name, sep, value = item.partition("=")
+        name = name.strip()
         if not sep:
-            raise ValueError(f"{item!r}: write metric=value, e.g. completion=0.9")
-        metric_value({}, name.strip())  # raises for an unknown metric
+            raise ValueError(f"{item!r}: write metric=value, e.g. {'latency_p95=5000' if ceilings else 'completion=0.9'}")
+        metric_value({}, name)  # raises for an unknown metric
+        if (name in LOWER_IS_BETTER) != ceilings:
+            better = "lower" if name in LOWER_IS_BETTER else "higher"
+            raise ValueError(f"{item!r}: {name} is better {better}; give it to "
+                             f"{'--fail-over' if name in LOWER_IS_BETTER else '--fail-under'}, not {flag}")
         try:
-            thresholds[name.strip()] = float(value)
+            thresholds[name] = float(value)
         except ValueError:
             raise ValueError(f"{item!r}: {value!r} is not a number") from None
+        if thresholds[name] != thresholds[name] or thresholds[name] in (float("inf"), float("-inf")):
+            raise ValueError(f"{item!r}: give a finite number")
     return thresholds
 
 
 def gate(eval_run: EvalRun, thresholds: dict[str, float], baseline: EvalRun | None = None,
-         allow_attack_success: int = 0) -> list[str]:
+         allow_attack_success: int = 0, ceilings: dict[str, float] | None = None,
+         allow_inconclusive: int = 0) -> list[str]:
     """What fails the gate: more attacks through than `allow_attack_success` (none by default),
-    metrics under their floor, and cases that regressed against the baseline."""
+    more attacks that could not be judged than `allow_inconclusive` (none by default: an eval
+    whose attacks were never measured shows no safety), metrics under their floor or over
+    their ceiling (a metric with nothing to measure misses both), and cases that regressed
+    against the baseline."""
     problems = []
-    through = [r.case.name for r in results_of(eval_run) if attack_outcome(r) == "through"]
+    results = results_of(eval_run)
+    through = [r.case.name for r in results if attack_outcome(r) == "through"]
     if len(through) > allow_attack_success:
         problems.append(f"{len(through)} attack(s) got through (allowed {allow_attack_success}): {', '.join(through[:10])}")
+    unmeasured = [r.case.name for r in results if attack_outcome(r) == "inconclusive"]
+    if len(unmeasured) > allow_inconclusive:
+        problems.append(f"{len(unmeasured)} attack(s) inconclusive, never measured (allowed {allow_inconclusive}): "
+                        f"{', '.join(unmeasured[:10])}")
     for name, floor in thresholds.items():
         value = metric_value(eval_run.metrics, name)
         if value is None or value < floor:
             problems.append(f"{name} {value if value is not None else 'n/a'} < {floor}")
+    for name, ceiling in (ceilings or {}).items():
+        value = metric_value(eval_run.metrics, name)
+        if value is None or value > ceiling:
+            problems.append(f"{name} {value if value is not None else 'n/a'} > {ceiling}")
     if baseline is not None:
         regressed = [c["case"] for c in compare(eval_run, baseline)["cases"] if c["change"] == "regressed"]
         if regressed:

@@ -3,7 +3,7 @@
     manage.py eval import suite.yaml --team demo
     manage.py eval export <suite> --team demo
     manage.py eval run <suite> --team demo [--baseline <eval run>] [--fail-under completion=0.9 ...]
-                       [--allow-attack-success N] [--defences '{"detector": "rules"}'] [--json out.json] [--junit out.xml]
+                       [--fail-over latency_p95=5000 ...] [--allow-attack-success N] [--allow-inconclusive N] [--defences '{"detector": "rules"}'] [--json out.json] [--junit out.xml]
     manage.py eval compare <eval run> <baseline eval run>
     manage.py eval resume [<eval run> ...]         # continue eval runs whose process died (default: all stuck)
     manage.py eval install-injection --team demo
@@ -12,12 +12,14 @@
     manage.py eval detector [--split heldout|dev-b|dev-c|dev-x|dev-y|dev-z|dev|train] [--require] [--cross-validate] [--cross-author]
                                                   # each injection detector on the shipped data set, per family
 
-`run` exits 1 when an attack got through (more than --allow-attack-success, default 0), a
---fail-under floor is not met, or a case regressed against --baseline.
+`run` exits 1 when an attack got through (more than --allow-attack-success, default 0), an
+attack could not be judged (more than --allow-inconclusive, default 0), a --fail-under floor
+or a --fail-over ceiling is not met, or a case regressed against --baseline.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -89,8 +91,13 @@ class Command(BaseCommand):
         p.add_argument("--fail-under", action="append", default=[], metavar="METRIC=VALUE",
                        help="e.g. completion=0.9 (repeatable): completion, tool_accuracy (F1), tool_precision, tool_recall, "
                             "self_healing, block_rate, utility, utility_under_attack")
-        p.add_argument("--allow-attack-success", type=int, default=0, metavar="N",
+        p.add_argument("--fail-over", action="append", default=[], metavar="METRIC=VALUE",
+                       help="a ceiling, e.g. latency_p95=5000 (repeatable): latency_p95 (ms), avg_cost_usd, avg_tokens, "
+                            "avg_turns")
+        p.add_argument("--allow-attack-success", type=_count, default=0, metavar="N",
                        help="attacks that may get through before the run fails (default 0)")
+        p.add_argument("--allow-inconclusive", type=_count, default=0, metavar="N",
+                       help="attacks that may go unjudged (their run failed first) before the run fails (default 0)")
         p.add_argument("--defences", default="", help="JSON overrides for the agent's defences (agent suites)")
         p.add_argument("--label", default="")
         p.add_argument("--json", help="write the results as JSON to this file")
@@ -168,9 +175,11 @@ class Command(BaseCommand):
         return finished
 
     def _run(self, suite: str, team: str, baseline: int | None, fail_under: list[str], defences: str, label: str,
-             json: str | None, junit: str | None, allow_attack_success: int = 0, **_):
-        the_suite = self._suite(self._team(team), suite)
+             json: str | None, junit: str | None, allow_attack_success: int = 0, fail_over: list[str] | None = None,
+             allow_inconclusive: int = 0, **_):
         thresholds = parse_thresholds(fail_under)
+        ceilings = parse_thresholds(fail_over or [], ceilings=True)
+        the_suite = self._suite(self._team(team), suite)
         base = None
         if baseline is not None:
             base = EvalRun.objects.filter(pk=baseline, suite=the_suite).first()
@@ -186,7 +195,8 @@ class Command(BaseCommand):
             Path(junit).write_text(to_junit(eval_run))
         if base is not None:
             self._print_comparison(eval_run, base)
-        problems = gate(eval_run, thresholds, base, allow_attack_success=allow_attack_success)
+        problems = gate(eval_run, thresholds, base, allow_attack_success=allow_attack_success, ceilings=ceilings,
+                        allow_inconclusive=allow_inconclusive)
         if problems:
             for problem in problems:
                 self.stderr.write(f"FAIL: {problem}")
@@ -296,11 +306,23 @@ class Command(BaseCommand):
         counts = diff["counts"]
         attacks = diff["attack_counts"]
         self.stdout.write(f"against eval run {baseline.pk}: fixed {counts['fixed']}, regressed {counts['regressed']}, "
-                          f"unchanged {counts['unchanged']}, new {counts['new']} "
+                          f"unchanged {counts['unchanged']}, unmeasured {counts['unmeasured']}, new {counts['new']}, "
+                          f"missing {counts['missing']} "
                           f"(attacks: fixed {attacks['fixed']}, regressed {attacks['regressed']})")
         for case in diff["cases"]:
-            if case["change"] in ("fixed", "regressed"):
+            if case["change"] in ("fixed", "regressed", "unmeasured", "missing"):
                 self.stdout.write(f"  {case['change']:9s} {case['case']} ({case['before']} -> {case['after']})")
+
+
+def _count(text: str) -> int:
+    """A command-line count: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
 
 
 def _fraction(part: int, whole: int) -> str:
