@@ -18,6 +18,8 @@ import sys
 from typing import Any
 
 from celery import Celery
+from celery.concurrency.thread import ApplyResult
+from celery.concurrency.thread import TaskPool as ThreadTaskPool
 from celery.signals import worker_ready, worker_shutting_down
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -44,10 +46,34 @@ def _worker_defaults() -> dict[str, Any]:
 
     if _pool_on_command_line(sys.argv) not in (None, "threads"):
         return {}
-    return {"worker_pool": "threads", "worker_concurrency": settings.AGENTDECK_RUNS_PER_WORKER}
+    return {"worker_pool": "config.celery:RunThreadPool", "worker_concurrency": settings.AGENTDECK_RUNS_PER_WORKER}
 
 
 app.add_defaults(_worker_defaults)  # evaluated when the configuration is first read
+
+
+class _RunResult(ApplyResult):
+    def terminate(self, signal: Any = None) -> None:
+        """Nothing more to do: `RunThreadPool.terminate_job` stopped the run, and its thread
+        ends as the run unwinds."""
+
+
+class RunThreadPool(ThreadTaskPool):
+    """Celery's threads pool, able to stop its jobs.
+
+    A cold shutdown (SIGQUIT, or a second Ctrl+C) first cancels the active requests through
+    the pool's `terminate_job`, which the threads pool lacks: its NotImplementedError killed
+    the consumer before `worker_shutting_down` could hand the runs back, and the worker hung
+    on threads waiting for runs nobody had stopped. Here it hands every run in flight back at
+    once (`worker_pool.hand_back_all`, safe to call again)."""
+
+    def terminate_job(self, pid: Any, signal: Any = None) -> None:
+        from orchestrator.runners import worker_pool
+
+        worker_pool.hand_back_all(0.0)
+
+    def on_apply(self, *args: Any, **kwargs: Any) -> ApplyResult:
+        return _RunResult(super().on_apply(*args, **kwargs).f)
 
 
 def prestart_threads(executor: Any, count: int) -> int:

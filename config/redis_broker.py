@@ -83,6 +83,26 @@ return {taken, recorded}
 
 
 class QoS(kombu_redis.QoS):
+    def ack(self, delivery_tag: str) -> None:
+        if self._connection_gone("acknowledged"):
+            return
+        super().ack(delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        if self._connection_gone("rejected"):
+            return
+        super().reject(delivery_tag, requeue=requeue)
+
+    def _connection_gone(self, what: str) -> bool:
+        """A message of a channel whose connection kombu tore down (Redis restarted while its
+        task ran) cannot be acknowledged through it: kombu raised AttributeError there, which
+        killed Celery's consumer for good. It stays in the unacked index, which the visibility
+        timeout restores; its run's lease tells the worker that gets it again that it is done."""
+        if getattr(self.channel.connection, "client", None) is not None:
+            return False
+        log.warning("a message of a closed broker connection cannot be %s; the visibility timeout restores it", what)
+        return True
+
     def append(self, message: Any, delivery_tag: str) -> None:
         """A message the batch script recorded already is only noted here."""
         if self.channel._recorded.pop(delivery_tag, False):
@@ -100,6 +120,20 @@ class Channel(kombu_redis.Channel):
         self._take_script: Any = None
         self._batching = True
         super().__init__(*args, **kwargs)  # its BRPOP handler is `self._brpop_read`: this class's
+
+    def close(self) -> None:
+        """Close; when kombu has already torn the connection down (Redis restarted under a
+        consumer holding unacknowledged messages), close without putting those back.
+
+        kombu's close puts the unacknowledged messages back through the connection's
+        parameters, which are gone by then (`connection.client` is None): the AttributeError
+        it raised killed Celery's consumer for good ("Unrecoverable error"), and the worker
+        stayed up taking nothing. Nothing is lost by skipping it: the messages stay in the
+        unacked index, which the visibility timeout restores, and a run's lease and the
+        stuck-runs sweep cover the run itself."""
+        if getattr(self.connection, "client", None) is None:
+            self.do_restore = False
+        super().close()
 
     def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
         """Queues consumed without acknowledgement (kombu's pidbox replies, `celery inspect`)

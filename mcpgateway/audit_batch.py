@@ -54,12 +54,18 @@ RETRY_MAX_S = 2.0  # ... up to this
 
 
 def row_error(exc: BaseException) -> bool:
-    """Whether `exc` is about the values of the rows written (the database refused them), as
-    opposed to the database failing (connection lost, locked, table missing): the former is
-    isolated row by row, the latter retried."""
-    from django.db import DataError, IntegrityError
+    """Whether `exc` is about the rows written, as opposed to the database failing (connection
+    lost, locked, table missing): the former is isolated row by row, the latter retried.
 
-    return isinstance(exc, DataError | IntegrityError | ValueError | TypeError | LookupError)
+    Only a database failure is retried: the database refusing values (a data or integrity
+    error) and anything raised before a row reached it (a value too deeply nested to redact
+    or store, say — `RecursionError`) are the rows' own. Retried, such a row would go back to
+    the head of the queue for ever, with every later row waiting behind it."""
+    from django.db import DatabaseError, DataError, IntegrityError
+
+    if isinstance(exc, DataError | IntegrityError):
+        return True
+    return not isinstance(exc, DatabaseError)
 
 
 def audit_stand_ins(kind: str, row: dict[str, Any], exc: BaseException) -> list[dict[str, Any]]:

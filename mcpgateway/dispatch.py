@@ -125,6 +125,21 @@ class Gateway:
         grant = snapshot.grant_for(principal, entry) if entry is not None else None
         audit = _Audit(invocation, entry, grant, started,
                        defer=self.defer_audit and invocation.run_id is None and not invocation.idempotency_key)
+        try:
+            return await self._audited(invocation, entry, grant, audit)
+        except BaseException as exc:
+            # A call from outside a run that ends without an outcome of its own (the caller
+            # went away and the server cancelled it, a limiter or the upstream raised) still
+            # leaves its row. A run's call is settled by the run: its `started` row by the
+            # resume, an approval by its request, a cancelled step by its next attempt.
+            if not audit.done and invocation.run_id is None and not isinstance(exc, ApprovalRequired):
+                status, error = _ending(exc, audit.called)
+                await asyncio.shield(audit.write(status, error=error))
+            raise
+
+    async def _audited(self, invocation: ToolInvocation, entry: Entry | None, grant: GrantRow | None,
+                       audit: _Audit) -> ToolResult:
+        principal = invocation.principal
         if entry is None or grant is None:
             await audit.write(CallStatus.DENIED, error="not granted" if entry else "unknown tool")
             raise ToolDenied(f"tool {invocation.name!r} is not granted to this caller")
@@ -151,6 +166,7 @@ class Gateway:
                     meta[idempotency.META_KEY] = invocation.idempotency_key
                 if audit.needs_start():
                     await audit.start()
+                audit.called = True
                 upstream = await runtime.call_tool(entry.upstream, entry.tool_name, invocation.arguments, entry.timeout_s,
                                                    meta or None)
         except UpstreamTimeout:
@@ -264,6 +280,8 @@ class _Audit:
         self.started = started
         self.dispatch_id = ""
         self.defer = defer
+        self.done = False  # its outcome is written (or on its way)
+        self.called = False  # the upstream call was made (it may have run)
 
     def needs_start(self) -> bool:
         """Whether a `started` row is committed before the upstream call: always, except for a
@@ -277,6 +295,7 @@ class _Audit:
         await gateway_writes.submit("audit", self._row(CallStatus.STARTED, "", None, latency_ms=0.0))
 
     async def write(self, status: str, *, error: str = "", result: Any = None) -> None:
+        self.done = True
         row = self._row(status, error, result)
         observe_call(row["server_name"], row["tool_name"], status, row["latency_ms"])
         kind, item = ("audit_end", {k: row[k] for k in ("dispatch_id", "status", "error", "result", "latency_ms")}) \
@@ -303,6 +322,15 @@ class _Audit:
             "idempotency_key": inv.idempotency_key[:300], "dispatch_id": self.dispatch_id,
         }
         return row
+
+
+def _ending(exc: BaseException, called: bool) -> tuple[str, str]:
+    """The audit outcome of a call that ended by `exc` instead of an answer: (status, error)."""
+    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+        if called:
+            return CallStatus.INTERRUPTED, "cancelled while the upstream call was in flight (the caller went away or the server stopped): it may have run"
+        return CallStatus.ERROR, "cancelled before the upstream call was made (the caller went away or the server stopped)"
+    return CallStatus.ERROR, f"{type(exc).__name__}: {exc}"[:2000]
 
 
 NUL_MARK = "\ufffd"

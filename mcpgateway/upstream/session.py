@@ -365,7 +365,8 @@ class UpstreamSession:
             answer = await self._channel.request("tools/call", params, timeout_s)
         except ConnectionError as error:
             raise UpstreamUnavailable(f"{self.config.name}: connection closed") from error
-        except ValueError:  # NaN or infinity in the arguments: the SDK's client sends them as null
+        except ValueError:  # NaN or infinity in the arguments: the SDK's client sends them as null;
+            # a lone surrogate: the SDK's client cannot write it and that call alone fails
             return _upstream_result(await self.client.call_tool(tool, arguments, meta=meta))
         if "error" in answer:
             error = types.ErrorData.model_validate(answer["error"])

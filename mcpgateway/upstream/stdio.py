@@ -165,13 +165,30 @@ class StdioChannel:
         try:
             async with self._outbox_out:
                 async for message in self._outbox_out:
-                    line = message.message.model_dump_json(by_alias=True, exclude_unset=True)
-                    await self._write(line.encode() + b"\n")
+                    try:
+                        line = message.message.model_dump_json(by_alias=True, exclude_unset=True).encode()
+                    except Exception as exc:  # (text UTF-8 cannot encode: a lone surrogate)
+                        # One caller's message that cannot be written fails that caller alone:
+                        # the pipe and everyone else's calls on it are fine.
+                        self._refuse(message, exc)
+                        continue
+                    await self._write(line + b"\n")
         except Exception as exc:  # closed pipe, broken stream, a message that does not serialise
             # The server may still be alive, but nothing reaches it: let the session see the end.
             if not isinstance(exc, (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError)):
                 logger.exception("%s: writing to the server failed", self.name)
             self._end("writing to the server's stdin failed")
+
+    def _refuse(self, message: SessionMessage, exc: Exception) -> None:
+        """Answer a request that could not be written with an error of its own (a notification
+        is dropped), as if the server had refused it."""
+        logger.warning("%s: a message to the server cannot be written (%s: %s)", self.name, type(exc).__name__, exc)
+        request = message.message
+        if isinstance(request, types.JSONRPCRequest):
+            error = types.JSONRPCError(jsonrpc="2.0", id=request.id, error=types.ErrorData(
+                code=types.INVALID_PARAMS, message=f"the request cannot be sent: {type(exc).__name__}: {str(exc)[:200]}"))
+            with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+                self._inbox_in.send_nowait(SessionMessage(error))
 
     async def _write(self, data: bytes) -> None:
         """Write to stdin; past the pipe's high-water mark, wait until the server reads (or the
@@ -198,9 +215,11 @@ class StdioChannel:
             ChannelClosed: the connection ended before the answer came.
         """
         request_id = f"{ID_PREFIX}{next(self._ids)}"
-        # Raises ValueError for NaN or infinity, which JSON has no words for (the caller decides).
+        # Raises ValueError for NaN or infinity, which JSON has no words for, and for text
+        # UTF-8 cannot encode (a lone surrogate: escaped, the server's parser would drop the
+        # line and the caller wait out its deadline) — the caller decides.
         line = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params},
-                          separators=(",", ":"), allow_nan=False).encode() + b"\n"
+                          separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode() + b"\n"
         answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = answer
         written = False

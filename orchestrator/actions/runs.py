@@ -147,9 +147,11 @@ def do_resume_run(run: Run, user: AbstractBaseUser | None = None, submit: bool =
 
             check_budget_room(locked)  # a budget stop with no new room would only pause again
         fields: dict[str, Any] = {"status": RunStatus.QUEUED, "finished_at": None, "error": ""}
-        if locked.status != RunStatus.RUNNING:
-            # Nobody holds a run that stopped: a lease left on it (a run failed at its claim kept
-            # its claimant's) would make the claim take it for held, and the sweeps pass it by.
+        if locked.status != RunStatus.RUNNING or locked.lease_until is None or locked.lease_until < timezone.now():
+            # Nobody holds a run that stopped, or one whose lease ran out (its worker died): a
+            # lease left on it (a run failed at its claim kept its claimant's) would make the
+            # claim take it for held. A live lease is left to its holder; should the holder be
+            # gone, the stuck-runs sweep sends the run on once the lease runs out.
             fields.update(lease_owner="", lease_until=None)
         Run.objects.filter(pk=run.pk).update(**fields)
         send_event_on_commit(run, "run.resume_requested", {"by": user.get_username() if user else None})
@@ -208,6 +210,10 @@ def stuck_runs(queued_for_s: int | None = None):
     now = timezone.now()
     return Run.objects.filter(
         Q(status=RunStatus.RUNNING, lease_until__lt=now)
-        | Q(status=RunStatus.QUEUED, lease_owner="", created_at__lt=now - timedelta(seconds=queued_for_s)),
+        | Q(status=RunStatus.QUEUED, lease_owner="", created_at__lt=now - timedelta(seconds=queued_for_s))
+        # Queued again while its lease was still live (resumed while a worker held it): the
+        # resume's message found it held and was done with; once the lease runs out, only
+        # this sweep sends it on.
+        | Q(status=RunStatus.QUEUED, lease_until__lt=now),
         cancel_requested=False,
     ).order_by("id")

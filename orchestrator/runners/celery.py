@@ -78,13 +78,17 @@ class Redispatcher:
 
     @staticmethod
     def _still_waiting(run_id: int) -> bool:
-        """Queued and unclaimed (a worker, the sweep or a cancel may have got there first)."""
+        """Queued and unclaimed (a worker, the sweep or a cancel may have got there first), or
+        queued with a lease that ran out (resumed while a worker that since died held it)."""
         from django.db import connection
+        from django.db.models import Q
+        from django.utils import timezone
 
         from orchestrator.models import Run, RunStatus
 
         try:
-            return Run.objects.filter(pk=run_id, status=RunStatus.QUEUED, lease_owner="", cancel_requested=False).exists()
+            return Run.objects.filter(Q(lease_owner="") | Q(lease_until__lt=timezone.now()), pk=run_id,
+                                      status=RunStatus.QUEUED, cancel_requested=False).exists()
         except Exception:  # the database answers again later; try the broker anyway
             log.exception("could not check run %s before redispatching it", run_id)
             return True

@@ -89,6 +89,30 @@ def test_a_row_with_nul_refused_by_postgresql_is_isolated_and_noted():
     assert sorted(r.arguments["i"] for r in AuditEntry.objects.exclude(call_id="c2-7")) == [i for i in range(20) if i != 7]
 
 
+def test_a_row_too_deeply_nested_to_store_is_noted_and_holds_up_no_other_row():
+    """/mcp accepts arguments nested some 900 levels (`json.loads` does); redacting and
+    storing them in the writer thread recurses deeper and raises `RecursionError`. That is the
+    row's own fault: it is written with a note, the rows behind it are not held up."""
+    deep: dict = {"leaf": 1}
+    for _ in range(950):
+        deep = {"a": deep}
+    writer = _writer(flush_ms=10)
+    writer.enqueue("audit", _row(1, 0))
+    writer.enqueue("audit", _row(1, 1, arguments={"x": deep}))
+    writer.enqueue("audit", _row(1, 2))
+    assert writer.flush(timeout=20), f"{writer.pending()} rows still queued"
+    writer.stop()
+    assert writer.lost() == 0
+    assert sorted(AuditEntry.objects.values_list("call_id", flat=True)) == ["c1-0", "c1-1", "c1-2"]
+    noted = AuditEntry.objects.get(call_id="c1-1")
+    assert "RecursionError" in noted.arguments["audit_note"]
+    writer = _writer(flush_ms=10)  # a later row goes straight through
+    writer.enqueue("audit", _row(1, 3))
+    assert writer.flush(timeout=20)
+    writer.stop()
+    assert AuditEntry.objects.filter(call_id="c1-3").exists()
+
+
 def test_a_database_outage_delays_rows_but_loses_none():
     table = connection.ops.quote_name(AuditEntry._meta.db_table)
     away = connection.ops.quote_name(AuditEntry._meta.db_table + "_away")

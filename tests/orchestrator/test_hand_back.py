@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
 from orchestrator.execution import host_identity, lease_holder_is_dead
 from orchestrator.models import Run, RunEvent, StepRun
@@ -118,3 +119,31 @@ def test_it_resumes_at_once_after_a_prefork_child_is_killed(team, broker, tmp_pa
     assert run.status == "succeeded", run.error
     assert RunEvent.objects.filter(run=run, type="run.resumed").count() == 1
     assert took < 10, f"resumed {took:.1f}s after the child was killed (the lease is 120 s)"
+
+
+def test_a_cold_shutdown_of_the_shipped_threads_pool_hands_its_runs_back_and_exits(team, broker, tmp_path):  # noqa: F811
+    """SIGQUIT to a worker as shipped (many runs on one loop, threads pool): Celery cancels the
+    active requests through the pool's `terminate_job`, which Celery's threads pool lacks
+    (NotImplementedError killed the consumer and the worker hung). Every run's lease is given
+    back at once, the worker exits, and another worker finishes the runs."""
+    scripted(team, "slow", {"text": "done", "delay_ms": 12_000})
+    runs = [start(pipeline(team, {"steps": [{"kind": "agent", "id": "a", "agent": "slow", "prompt": "go"}]}, name=f"c{i}"))
+            for i in range(3)]
+    first = _worker(tmp_path, "w0")  # the shipped pool: config.celery's defaults
+    second = None
+    try:
+        for run in runs:
+            _submit(broker, run)
+        _wait(lambda: Run.objects.filter(pk__in=[r.pk for r in runs], status="running").exclude(lease_owner="").count() == 3, 60)
+        time.sleep(1)
+        first.send_signal(signal.SIGQUIT)
+        first.wait(timeout=20)  # it exits (it hung before)
+        handed_back = Run.objects.filter(pk__in=[r.pk for r in runs], lease_until__lte=timezone.now())
+        assert handed_back.count() == 3  # each lease given back (ended now), not left to run out
+        second = _worker(tmp_path, "w1", "--pool=solo")
+        _wait(lambda: all(r.is_finished for r in Run.objects.filter(pk__in=[r.pk for r in runs])), 120)
+    finally:
+        _stop(*(p for p in (first, second) if p is not None))
+    assert [r.status for r in Run.objects.filter(pk__in=[r.pk for r in runs])] == ["succeeded"] * 3
+    log = (tmp_path / "w0.log").read_text()
+    assert "Unrecoverable error" not in log and "NotImplementedError" not in log, log[-3000:]
