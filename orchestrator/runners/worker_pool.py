@@ -51,13 +51,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import weakref
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 
 from config.db_writer import releasing
 from mcpgateway.background import background_loop, submit
-from orchestrator.runners.tool_gate import gate
+from orchestrator.runners.tool_gate import current_run, gate
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ async def _execute(run_id: int) -> Stop:
 
     task = asyncio.current_task()
     assert task is not None
+    current_run.set(task)  # (this task's own context: its tool calls name it at the gate)
     with _lock:
         _in_flight.add(task)
     try:
@@ -154,7 +156,9 @@ def _stop_runs(grace_s: float) -> None:
     global _waiting
     if _cancelled:
         return
-    gate().close()  # no tool call starts on this loop any more
+    tools = gate()
+    tools.stop_run = _hand_back_early
+    tools.close()  # no tool call starts on this loop any more
     if grace_s > 0:
         if _waiting is None:
             _waiting = asyncio.get_running_loop().create_task(_cancel_after(grace_s), name="agentdeck-shutdown-grace")
@@ -171,13 +175,28 @@ async def _cancel_after(grace_s: float) -> None:
     _cancel_all()
 
 
+# Runs handed back before the others (they reached the closed gate): cancelled once only, as
+# a second cancel would cut through their shielded final commits while they unwind.
+_stopped_early: weakref.WeakSet[asyncio.Task[Stop]] = weakref.WeakSet()
+
+
+def _hand_back_early(task: asyncio.Task[Stop]) -> None:
+    """A run that reached the closed gate during the grace: handed back now, not when its
+    step's timeout runs out (its call is made when it resumes elsewhere)."""
+    with _lock:
+        if _cancelled or task in _stopped_early or task not in _in_flight:
+            return
+        _stopped_early.add(task)
+    task.cancel()
+
+
 def _cancel_all() -> None:
     global _cancelled
     if _cancelled:
         return
-    _cancelled = True
     with _lock:
-        tasks = list(_in_flight)
+        _cancelled = True
+        tasks = [task for task in _in_flight if task not in _stopped_early]
     for task in tasks:
         task.cancel()
     if tasks:

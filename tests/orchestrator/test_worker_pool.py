@@ -322,3 +322,39 @@ def test_a_warm_shutdown_lets_the_tool_calls_in_flight_end_first(team, broker, t
     assert [c["event"] for c in calls].count("end") == n, "every call ran to its end"
     assert {c["pid"] for c in calls} == {first.pid}
     assert not RunEvent.objects.filter(run__in=runs, type="tool.interrupted").exists()
+
+
+def test_a_run_that_reaches_a_tool_call_during_the_grace_is_handed_back_not_timed_out(team, broker, tmp_path):
+    """A warm shutdown waits for one run's tool call at its upstream (8 s); another run reaches
+    its tool call meanwhile. It used to wait at the closed gate inside its step's 4 s timeout,
+    time out, and on its last attempt pause for a human; it is handed back at once, and its
+    call is made once, when it resumes on the next worker."""
+    call = {"tool_calls": [{"name": "t__record", "arguments": {"text": "x"}}]}
+    scripted(team, "busy", call, {"text": "done"})
+    scripted(team, "late", {**call, "delay_ms": 1500}, {"text": "done"})
+    busy = start(pipeline(team, {"steps": [{"kind": "agent", "id": "s", "agent": "busy", "prompt": "go"}]}, name="busy"))
+    late = start(pipeline(team, {"steps": [{"kind": "agent", "id": "s", "agent": "late", "prompt": "go", "timeout_s": 4,
+                                            "retry": {"max_attempts": 1}}]}, name="late"))
+    env = {"AGENTDECK_RUN_LEASE_S": "120", "AGENTDECK_TOOLBOX": "tests.fakes.shutdown_grace_tools.factory",
+           "AGENTDECK_TEST_TOOL_DELAY_S": "8"}
+    log = tmp_path / "calls.jsonl"
+    lines = lambda: [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []  # noqa: E731
+    first = _pool_worker(tmp_path, "first", **env)
+    second = None
+    try:
+        _submit(broker, busy)
+        _wait(lambda: any(line["event"] == "start" for line in lines()), 90)  # busy's call is at its upstream
+        _submit(broker, late)
+        _wait(lambda: Run.objects.filter(pk=late.pk, status="running").exists(), 30)
+        first.send_signal(signal.SIGTERM)  # warm shutdown: the grace waits for busy's call
+        first.wait(timeout=40)
+        assert StepRun.objects.get(run=late).status == "running"  # not failed, not waiting for review
+        second = _pool_worker(tmp_path, "second", **{**env, "AGENTDECK_TEST_TOOL_DELAY_S": "0"})
+        _wait(lambda: Run.objects.filter(pk__in=[busy.pk, late.pk], status="succeeded").count() == 2, 60)
+    finally:
+        _stop(*(p for p in (first, second) if p is not None))
+    late.refresh_from_db()
+    assert not late.review_items.exists()
+    assert StepRun.objects.get(run=late).attempt == 1  # the shutdown burnt no attempt
+    starts = [c for c in lines() if c["event"] == "start"]
+    assert len(starts) == 2 and len({c["pid"] for c in starts}) == 2  # each call made once: busy's on the first, late's on the second
