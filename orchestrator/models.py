@@ -219,6 +219,9 @@ class Run(models.Model):
     # whose lease expired (its worker died) may be claimed by another worker.
     lease_owner = models.CharField(max_length=100, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
+    # When a queued run was last sent to the workers by a resume or the stuck-runs sweep (None:
+    # only when it was created): the sweep sends a queued run again only this long after.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
     # Next event sequence number; only the process holding the run writes it.
     last_seq = models.PositiveIntegerField(default=0)
     last_hash = models.CharField(max_length=64, blank=True)

@@ -49,7 +49,7 @@ def requeue_stuck_runs_task() -> int:
     ones among them."""
     from django.db import transaction
 
-    from orchestrator.actions.runs import finish_unheld_cancels, stuck_runs
+    from orchestrator.actions.runs import finish_unheld_cancels, mark_dispatched, stuck_runs
     from orchestrator.budgets import release_orphaned
 
     with transaction.atomic():
@@ -58,6 +58,7 @@ def requeue_stuck_runs_task() -> int:
     if cancelled := finish_unheld_cancels():  # no claim takes these: finished here, not requeued
         log.warning("finished %d cancelled run(s) nobody was executing: %s", len(cancelled), ", ".join(map(str, cancelled)))
     runs = list(stuck_runs())
+    mark_dispatched([run.pk for run in runs])  # (before the messages: a worker may take one at once)
     for run in runs:
         execute_run_task.delay(run.pk)
     if runs:

@@ -146,7 +146,8 @@ def do_resume_run(run: Run, user: AbstractBaseUser | None = None, submit: bool =
             from orchestrator.actions.budget_room import check_budget_room
 
             check_budget_room(locked)  # a budget stop with no new room would only pause again
-        fields: dict[str, Any] = {"status": RunStatus.QUEUED, "finished_at": None, "error": ""}
+        fields: dict[str, Any] = {"status": RunStatus.QUEUED, "finished_at": None, "error": "",
+                                  "dispatched_at": timezone.now()}
         if locked.status != RunStatus.RUNNING or locked.lease_until is None or locked.lease_until < timezone.now():
             # Nobody holds a run that stopped, or one whose lease ran out (its worker died): a
             # lease left on it (a run failed at its claim kept its claimant's) would make the
@@ -198,8 +199,10 @@ def do_fail_run(run_id: int, error: str, owner: str | None = None) -> bool:
 
 def stuck_runs(queued_for_s: int | None = None):
     """Runs no live worker is executing: running with an expired lease (the worker died), or
-    queued for longer than `queued_for_s` (settings.STUCK_QUEUED_S) without anyone claiming
-    them (a lost message, or a process that died before the broker came back)."""
+    queued for longer than `queued_for_s` (settings.STUCK_QUEUED_S) since they were created or
+    last sent (`dispatched_at`: a resume, an earlier sweep) without anyone claiming them (a
+    lost message, or a process that died before the broker came back) — so a backlog that
+    waits for busy workers is not sent again on every sweep."""
     from datetime import timedelta
 
     from django.conf import settings
@@ -208,12 +211,20 @@ def stuck_runs(queued_for_s: int | None = None):
     if queued_for_s is None:
         queued_for_s = settings.STUCK_QUEUED_S
     now = timezone.now()
+    cutoff = now - timedelta(seconds=queued_for_s)
+    waited = Q(dispatched_at__isnull=True, created_at__lt=cutoff) | Q(dispatched_at__lt=cutoff)
     return Run.objects.filter(
         Q(status=RunStatus.RUNNING, lease_until__lt=now)
-        | Q(status=RunStatus.QUEUED, lease_owner="", created_at__lt=now - timedelta(seconds=queued_for_s))
+        | (Q(status=RunStatus.QUEUED, lease_owner="") & waited)
         # Queued again while its lease was still live (resumed while a worker held it): the
         # resume's message found it held and was done with; once the lease runs out, only
         # this sweep sends it on.
-        | Q(status=RunStatus.QUEUED, lease_until__lt=now),
+        | (Q(status=RunStatus.QUEUED, lease_until__lt=now) & waited),
         cancel_requested=False,
     ).order_by("id")
+
+
+def mark_dispatched(run_ids: list[int]) -> None:
+    """The queued ones of these runs were sent to the workers now (see `stuck_runs`)."""
+    if run_ids:
+        Run.objects.filter(pk__in=run_ids, status=RunStatus.QUEUED).update(dispatched_at=timezone.now())

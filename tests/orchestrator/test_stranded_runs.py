@@ -229,7 +229,7 @@ def test_a_run_resumed_while_a_dead_worker_still_held_it_is_sent_on_once_the_lea
     assert not stuck_runs(queued_for_s=0).filter(pk=run.pk).exists()  # not while the lease is live
 
     Run.objects.filter(pk=run.pk).update(lease_until=timezone.now() - timedelta(seconds=1))  # it runs out
-    assert stuck_runs().filter(pk=run.pk).exists()
+    assert stuck_runs(queued_for_s=0).filter(pk=run.pk).exists()
     assert Redispatcher._still_waiting(run.pk)
     assert async_to_sync(execute_run)(run.pk, toolbox=InProcessToolbox()).status == "succeeded"
 
@@ -242,3 +242,28 @@ def test_resuming_a_running_run_whose_lease_ran_out_lets_the_lease_go(team):
     run.refresh_from_db()
     assert (run.status, run.lease_owner, run.lease_until) == ("queued", "", None)
     assert async_to_sync(execute_run)(run.pk, toolbox=InProcessToolbox()).status == "succeeded"
+
+
+def test_the_sweep_sends_a_waiting_backlog_once_per_period_not_on_every_pass(team, settings, monkeypatch):
+    """Queued runs waiting for busy workers: the sweep sends each one again after
+    STUCK_QUEUED_S since it was created or last sent, not on every pass (it counted from
+    `created_at`: 200 runs, 4 passes, 800 messages); a resumed run counts from its resume."""
+    from orchestrator import tasks
+
+    settings.STUCK_QUEUED_S = 60
+    pipe = _one_step(team, "backlog")
+    runs = [start(pipe) for _ in range(5)]
+    Run.objects.filter(pk__in=[r.pk for r in runs]).update(created_at=timezone.now() - timedelta(minutes=2))
+    sent: list[int] = []
+    monkeypatch.setattr(tasks.execute_run_task, "delay", sent.append)  # the messages, counted instead of published
+    for _ in range(4):
+        tasks.requeue_stuck_runs_task()
+    assert sorted(sent) == sorted(r.pk for r in runs)  # once each
+    Run.objects.filter(pk=runs[0].pk).update(dispatched_at=timezone.now() - timedelta(seconds=61))
+    tasks.requeue_stuck_runs_task()
+    assert sent[-1] == runs[0].pk and len(sent) == 6  # again, a period later
+
+    failed = start(pipe)
+    Run.objects.filter(pk=failed.pk).update(status="failed", created_at=timezone.now() - timedelta(hours=1))
+    do_resume_run(Run.objects.get(pk=failed.pk), submit=False)  # its resume sent it
+    assert not stuck_runs().filter(pk=failed.pk).exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from orchestrator.actions.runs import stuck_runs
+from orchestrator.actions.runs import mark_dispatched, stuck_runs
 from orchestrator.runners import get_runner
 
 
@@ -17,6 +17,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         runs = list(stuck_runs(options["queued_for"]))
+        if options["requeue"]:
+            mark_dispatched([run.pk for run in runs])
         for run in runs:
             self.stdout.write(f"run {run.pk} {run.status} lease_owner={run.lease_owner or '-'} lease_until={run.lease_until}")
             if options["requeue"]:
