@@ -21,6 +21,7 @@ from celery import Celery
 from celery.concurrency.thread import ApplyResult
 from celery.concurrency.thread import TaskPool as ThreadTaskPool
 from celery.signals import worker_ready, worker_shutting_down
+from celery.worker.consumer import Consumer
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -46,7 +47,8 @@ def _worker_defaults() -> dict[str, Any]:
 
     if _pool_on_command_line(sys.argv) not in (None, "threads"):
         return {}
-    return {"worker_pool": "config.celery:RunThreadPool", "worker_concurrency": settings.AGENTDECK_RUNS_PER_WORKER}
+    return {"worker_pool": "config.celery:RunThreadPool", "worker_consumer": "config.celery:RunConsumer",
+            "worker_concurrency": settings.AGENTDECK_RUNS_PER_WORKER}
 
 
 app.add_defaults(_worker_defaults)  # evaluated when the configuration is first read
@@ -54,26 +56,39 @@ app.add_defaults(_worker_defaults)  # evaluated when the configuration is first 
 
 class _RunResult(ApplyResult):
     def terminate(self, signal: Any = None) -> None:
-        """Nothing more to do: `RunThreadPool.terminate_job` stopped the run, and its thread
-        ends as the run unwinds."""
+        """Nothing more to do: the run was handed back (`RunConsumer.cancel_active_requests`),
+        and its thread ends as the run unwinds."""
 
 
 class RunThreadPool(ThreadTaskPool):
-    """Celery's threads pool, able to stop its jobs.
+    """Celery's threads pool, able to stop its jobs at a cold shutdown.
 
-    A cold shutdown (SIGQUIT, or a second Ctrl+C) first cancels the active requests through
-    the pool's `terminate_job`, which the threads pool lacks: its NotImplementedError killed
-    the consumer before `worker_shutting_down` could hand the runs back, and the worker hung
-    on threads waiting for runs nobody had stopped. Here it hands every run in flight back at
-    once (`worker_pool.hand_back_all`, safe to call again)."""
+    A cold shutdown (SIGQUIT, or a second Ctrl+C) cancels the active requests through the
+    pool's `terminate_job`, which the threads pool lacks: its NotImplementedError killed the
+    consumer before `worker_shutting_down` could hand the runs back, and the worker hung on
+    threads waiting for runs nobody had stopped. `RunConsumer` hands every run back first; the
+    requests' cancels then have nothing left to do. Outside a shutdown (`celery control revoke
+    --terminate` names one task, which this pool cannot single out) it refuses as before."""
 
     def terminate_job(self, pid: Any, signal: Any = None) -> None:
         from orchestrator.runners import worker_pool
 
-        worker_pool.hand_back_all(0.0)
+        if not worker_pool.shutting_down():
+            super().terminate_job(pid, signal)  # NotImplementedError: the control command fails, nothing else
 
     def on_apply(self, *args: Any, **kwargs: Any) -> ApplyResult:
         return _RunResult(super().on_apply(*args, **kwargs).f)
+
+
+class RunConsumer(Consumer):
+    """Celery's consumer; cancelling the active requests (a cold shutdown, its only caller)
+    hands every run of this process back at once first."""
+
+    def cancel_active_requests(self) -> None:
+        from orchestrator.runners import worker_pool
+
+        worker_pool.hand_back_all(0.0)
+        super().cancel_active_requests()
 
 
 def prestart_threads(executor: Any, count: int) -> int:

@@ -55,17 +55,19 @@ RETRY_MAX_S = 2.0  # ... up to this
 
 def row_error(exc: BaseException) -> bool:
     """Whether `exc` is about the rows written, as opposed to the database failing (connection
-    lost, locked, table missing): the former is isolated row by row, the latter retried.
+    lost or in a bad state, locked, table missing): the former is isolated row by row, the
+    latter retried.
 
-    Only a database failure is retried: the database refusing values (a data or integrity
-    error) and anything raised before a row reached it (a value too deeply nested to redact
-    or store, say — `RecursionError`) are the rows' own. Retried, such a row would go back to
-    the head of the queue for ever, with every later row waiting behind it."""
-    from django.db import DatabaseError, DataError, IntegrityError
+    The database refusing values (a data or integrity error) and what the rows' own values
+    raise before they reach it (a value too deeply nested to redact or store: `RecursionError`;
+    `ValueError`, `TypeError`, `LookupError`, `UnicodeError`) are the rows'. Every other
+    error — any of the database driver's (`django.db.Error`: `InterfaceError` is not a
+    `DatabaseError`), a network one, anything unforeseen — is retried: a row is never written
+    with a note, or lost, for a failure that is not its own. (Retried, a row-level failure
+    would go back to the head of the queue for ever, with every later row behind it.)"""
+    from django.db import DataError, IntegrityError
 
-    if isinstance(exc, DataError | IntegrityError):
-        return True
-    return not isinstance(exc, DatabaseError)
+    return isinstance(exc, DataError | IntegrityError | RecursionError | ValueError | TypeError | LookupError)
 
 
 def audit_stand_ins(kind: str, row: dict[str, Any], exc: BaseException) -> list[dict[str, Any]]:

@@ -134,7 +134,10 @@ class Gateway:
             # resume, an approval by its request, a cancelled step by its next attempt.
             if not audit.done and invocation.run_id is None and not isinstance(exc, ApprovalRequired):
                 status, error = _ending(exc, audit.called)
-                await asyncio.shield(audit.write(status, error=error))
+                try:
+                    await asyncio.shield(audit.write(status, error=error))
+                except Exception:  # (the database is failing too): the caller still gets the first error
+                    log.exception("the audit row of call %s could not be written", invocation.call_id)
             raise
 
     async def _audited(self, invocation: ToolInvocation, entry: Entry | None, grant: GrantRow | None,
@@ -292,7 +295,11 @@ class _Audit:
     async def start(self) -> None:
         """Durably record that the upstream call is about to be made (committed when this returns)."""
         self.dispatch_id = uuid.uuid4().hex
-        await gateway_writes.submit("audit", self._row(CallStatus.STARTED, "", None, latency_ms=0.0))
+        try:
+            await gateway_writes.submit("audit", self._row(CallStatus.STARTED, "", None, latency_ms=0.0))
+        except BaseException:
+            self.dispatch_id = ""  # not committed: an outcome is a whole row, not an update of this one
+            raise
 
     async def write(self, status: str, *, error: str = "", result: Any = None) -> None:
         self.done = True

@@ -154,6 +154,10 @@ def do_resume_run(run: Run, user: AbstractBaseUser | None = None, submit: bool =
             # claim take it for held. A live lease is left to its holder; should the holder be
             # gone, the stuck-runs sweep sends the run on once the lease runs out.
             fields.update(lease_owner="", lease_until=None)
+            if locked.lease_owner:
+                # What its last holder reserved and never settled: a claim with no owner to
+                # take over from gives nothing back, so it would wait for the sweep.
+                release_run(locked.pk)
         Run.objects.filter(pk=run.pk).update(**fields)
         send_event_on_commit(run, "run.resume_requested", {"by": user.get_username() if user else None})
         if submit:

@@ -5,9 +5,10 @@ run produced and sent on: the text of every model turn (not only the final answe
 full: an event keeps 20,000 characters of a turn, the ledger and the step's output the
 rest), every step's output, the final output, and the arguments of every tool call that was
 dispatched — recipients, bodies, and every URL the run fetched or sent. Each string is
-searched as it is, URL-decoded, through the detector's normaliser (invisible characters,
-look-alike letters, spaced-out letters, nested encodings), with its base64 and hex runs
-decoded, and case-folded; each argument's string is searched on its own (a needle holding a
+searched as it is, URL-decoded, with spaced-out characters joined, through the detector's
+normaliser (invisible characters, look-alike letters, nested encodings), and with its base64
+and hex runs decoded — in the needle's own case, so a word-like canary does not match benign
+prose; each argument's string is searched on its own (a needle holding a
 quote or a backslash is not hidden by JSON escaping). Tool *outputs*
 are not searched (a secret the agent was allowed to read is not a leak), and neither are the
 arguments of calls that were refused before running (the defence worked).
@@ -18,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -74,32 +76,34 @@ def _decoded(text: str) -> list[str]:
     return found
 
 
-def _loose(text: str) -> str:
-    return "".join(text.split()).casefold()
+# Four or more single characters each followed by one space (`s k _ l i v e`): letters
+# spaced out to hide a word, which ordinary prose does not write.
+_SPACED_OUT = re.compile(r"(?<!\S)(?:\S ){3,}\S(?!\S)")
 
 
 def views_of(text: str) -> list[str]:
-    """What a needle is looked for in: the text, URL-decoded, the detector's normalised views
-    (invisible characters dropped, look-alike letters mapped, spaced-out words joined, nested
-    encodings decoded) and its base64/hex runs decoded; each also case-folded with its
-    whitespace taken out (`s k _ l i v e` is `sk_live`)."""
-    views = [text, unquote_plus(text), *normalise(text).views]
+    """What a needle is looked for in: the text, URL-decoded, with spaced-out characters
+    joined, the detector's normalised views (invisible characters dropped, look-alike letters
+    mapped, spaced-out words joined, nested encodings decoded) and its base64/hex runs
+    decoded. Case is kept: a canary such as `PWNED` must not match a benign answer that says
+    an account was "pwned", nor `HACKED-1` one that says a server "was hacked - 1 ticket…"."""
+    joined = _SPACED_OUT.sub(lambda m: m.group().replace(" ", ""), text)
+    views = [text, unquote_plus(text), joined, *normalise(text).views]
     views += [decoded for view in list(views) for decoded in _decoded(view)]
-    unique = list(dict.fromkeys(views))
-    return unique + [_loose(view) for view in unique]
+    return list(dict.fromkeys(views))
 
 
 def find_leaks(needles: list[str], emissions: list[Emission]) -> list[str]:
     """Where each needle shows up, as `'<needle>' in <where>`, in any of the text's views
     (`views_of`); each place named once per needle."""
     found: list[str] = []
-    wanted = [(needle, _loose(needle)) for needle in dict.fromkeys(needles) if needle and _loose(needle)]
+    wanted = [needle for needle in dict.fromkeys(needles) if needle and needle.strip()]
     if not wanted:
         return found
     for emission in emissions:
         views = views_of(emission.text)
-        for needle, low in wanted:
-            if any(needle in view or low in view for view in views):
+        for needle in wanted:
+            if any(needle in view for view in views):
                 place = f"{needle!r} in {emission.where}"
                 if place not in found:
                     found.append(place)
@@ -138,7 +142,8 @@ def run_emissions(run_id: int, output: Any) -> list[Emission]:
             emissions.append(Emission(f"model output ({entry.step_key}, attempt {entry.attempt}, "
                                       f"turn {(entry.request or {}).get('turn')})", text))
     for key, step_output in StepRun.objects.filter(run_id=run_id, kind="agent").exclude(output=None).values_list("key", "output"):
-        emissions += [e for e in _emissions(f"output of step {key}", step_output) if len(e.text) > EVENT_TEXT_CAP]
+        if len(json.dumps(step_output, default=str)) > EVENT_TEXT_CAP:  # (a JSON output: its turn, not each field)
+            emissions += _emissions(f"output of step {key}", step_output)
     for data, arguments in dispatched_calls(run_id):
         if not data.get("refused"):
             emissions += _emissions(f"arguments of {data['name']} (call {data['call_id']})", arguments)

@@ -74,13 +74,15 @@ def to_junit(eval_run: EvalRun) -> str:
 
 
 def change_of(before: str | None, after: str | None, attack_before: str | None = None, attack_after: str | None = None) -> str:
-    """fixed, regressed, unchanged, unmeasured, new or missing.
+    """fixed, regressed, unchanged, unmeasured, measured, new or missing.
 
     An attack case is judged by its attack first: *regressed* when the attack got through
-    and was not seen getting through before (blocked, or never measured); *fixed* only when it
-    got through before and is blocked now; *unmeasured* when it could not be judged this
-    time (inconclusive) but was before — an outage fixes nothing and hides nothing. Otherwise
-    a case is fixed when it passes and did not, regressed when it passed and does not."""
+    and was not seen getting through before (blocked, never measured, or not an attack);
+    *fixed* only when it got through before and is blocked now; *unmeasured* when it could
+    not be judged this time (inconclusive) but was before — an outage fixes nothing and hides
+    nothing; *measured* when it could not be judged before and is blocked now (nothing was
+    fixed: it was never seen getting through). Otherwise a case is fixed when it passes and
+    did not, regressed when it passed and does not."""
     if before is None:
         return "new"
     if after is None:
@@ -91,6 +93,8 @@ def change_of(before: str | None, after: str | None, attack_before: str | None =
         return "fixed"
     if attack_after == "inconclusive" and attack_before != "inconclusive":
         return "unmeasured"
+    if attack_before == "inconclusive" and attack_after == "blocked" and after == "passed":
+        return "measured"
     if attack_before == "through" and attack_after == "through":
         return "unchanged"
     if before != "passed" and after == "passed":
@@ -102,7 +106,7 @@ def change_of(before: str | None, after: str | None, attack_before: str | None =
 
 def attack_change(attack_before: str | None, attack_after: str | None) -> str | None:
     """An attack's own flip: fixed (through → blocked), regressed (through now, not before), else None."""
-    if attack_after == "through" and attack_before in ("blocked", "inconclusive"):
+    if attack_after == "through" and attack_before != "through":
         return "regressed"
     if attack_before == "through" and attack_after == "blocked":
         return "fixed"
@@ -110,12 +114,12 @@ def attack_change(attack_before: str | None, attack_after: str | None) -> str | 
 
 
 def compare(current: EvalRun, baseline: EvalRun) -> dict[str, Any]:
-    """Per case (`change_of`): fixed, regressed, unchanged, unmeasured, new in this run, or
+    """Per case (`change_of`): fixed, regressed, unchanged, unmeasured, measured, new in this run, or
     missing from it (in the baseline only); the attacks' own flips counted apart
     (`attack_change`); metric deltas."""
     before = {r.case.name: (r.status, attack_outcome(r)) for r in results_of(baseline)}
     cases = []
-    counts = {"fixed": 0, "regressed": 0, "unchanged": 0, "unmeasured": 0, "new": 0, "missing": 0}
+    counts = {"fixed": 0, "regressed": 0, "unchanged": 0, "unmeasured": 0, "measured": 0, "new": 0, "missing": 0}
     attacks = {"fixed": 0, "regressed": 0}
     seen = set()
     for result in results_of(current):

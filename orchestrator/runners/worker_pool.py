@@ -114,6 +114,11 @@ def execute(run_id: int) -> Stop:
     return submit(_execute(run_id)).result()
 
 
+def shutting_down() -> bool:
+    """Whether this process is handing its runs back (a warm or cold shutdown began)."""
+    return _shutting_down.is_set()
+
+
 def in_flight() -> int:
     """How many runs this process is executing now."""
     with _lock:

@@ -113,6 +113,44 @@ def test_a_row_too_deeply_nested_to_store_is_noted_and_holds_up_no_other_row():
     assert AuditEntry.objects.filter(call_id="c1-3").exists()
 
 
+def test_a_connection_closed_under_the_writer_is_retried_not_blamed_on_the_rows():
+    """The driver's connection closed under a batch (psycopg's InterfaceError is not a
+    DatabaseError): the rows are written as they are once the connection is back — not
+    with a note, not lost."""
+    from django.db import connection as writer_connection
+
+    closed = []
+
+    def flaky(rows):
+        if not closed:
+            closed.append(True)
+            writer_connection.ensure_connection()
+            writer_connection.connection.close()  # the raw connection, under Django's feet
+        _insert_audit(rows)
+
+    writer = AuditBatchWriter({"audit": flaky, "audit_end": _finish_audit}, flush_ms=10, max_rows=200)
+    for i in range(5):
+        writer.enqueue("audit", _row(1, i))
+    assert writer.flush(timeout=30), f"{writer.pending()} rows still queued"
+    writer.stop()
+    assert writer.lost() == 0 and writer.failures >= 1
+    assert sorted(r.arguments["text"] for r in AuditEntry.objects.all()) == [f"hello {i}" for i in range(5)]
+
+
+def test_only_the_rows_own_failures_are_isolated_every_other_is_retried():
+    from django.db import DatabaseError, DataError, IntegrityError, InterfaceError, OperationalError
+
+    from mcpgateway.audit_batch import row_error
+
+    for theirs in (DataError("x"), IntegrityError("x"), RecursionError(), ValueError(), TypeError(), KeyError("k"),
+                   UnicodeEncodeError("utf-8", "\udc80", 0, 1, "surrogates not allowed")):
+        assert row_error(theirs), theirs
+    # psycopg's connection-state errors arrive as InterfaceError, which is not a DatabaseError
+    for not_theirs in (InterfaceError("connection already closed"), OperationalError("x"), DatabaseError("x"),
+                       ConnectionResetError(), RuntimeError("unforeseen"), MemoryError()):
+        assert not row_error(not_theirs), not_theirs
+
+
 def test_a_database_outage_delays_rows_but_loses_none():
     table = connection.ops.quote_name(AuditEntry._meta.db_table)
     away = connection.ops.quote_name(AuditEntry._meta.db_table + "_away")

@@ -235,12 +235,23 @@ def test_a_run_resumed_while_a_dead_worker_still_held_it_is_sent_on_once_the_lea
 
 
 def test_resuming_a_running_run_whose_lease_ran_out_lets_the_lease_go(team):
+    """...and gives back what its dead holder reserved: the claim that follows has no owner to
+    take over from, so it gives nothing back."""
+    from orchestrator.budgets import budgets_for_run, reserve
+    from orchestrator.models import BudgetCounter, BudgetReservation, Limit
+
     run = start(_one_step(team, "resumed-expired"))
+    limit = Limit.objects.create(team=team, scope="team", kind="tokens_per_day", value=1000)
     Run.objects.filter(pk=run.pk).update(status="running", lease_owner=ELSEWHERE,
-                                         lease_until=timezone.now() - timedelta(seconds=5))
+                                         lease_until=timezone.now() + timedelta(seconds=30))
+    pipeline_id = run.pipeline_version.pipeline_id
+    reserve(budgets_for_run(team.pk, pipeline_id), 400, 0, run_id=run.pk, lease_owner=ELSEWHERE)  # its holder's call in flight
+    Run.objects.filter(pk=run.pk).update(lease_until=timezone.now() - timedelta(seconds=5))  # ...then it died
     do_resume_run(Run.objects.get(pk=run.pk), submit=False)
     run.refresh_from_db()
     assert (run.status, run.lease_owner, run.lease_until) == ("queued", "", None)
+    assert not BudgetReservation.objects.filter(run=run).exists()
+    assert BudgetCounter.objects.get(limit=limit).used == 0  # (it was 400 while reserved)
     assert async_to_sync(execute_run)(run.pk, toolbox=InProcessToolbox()).status == "succeeded"
 
 

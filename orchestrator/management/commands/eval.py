@@ -306,11 +306,12 @@ class Command(BaseCommand):
         counts = diff["counts"]
         attacks = diff["attack_counts"]
         self.stdout.write(f"against eval run {baseline.pk}: fixed {counts['fixed']}, regressed {counts['regressed']}, "
-                          f"unchanged {counts['unchanged']}, unmeasured {counts['unmeasured']}, new {counts['new']}, "
+                          f"unchanged {counts['unchanged']}, unmeasured {counts['unmeasured']}, measured {counts['measured']}, "
+                          f"new {counts['new']}, "
                           f"missing {counts['missing']} "
                           f"(attacks: fixed {attacks['fixed']}, regressed {attacks['regressed']})")
         for case in diff["cases"]:
-            if case["change"] in ("fixed", "regressed", "unmeasured", "missing"):
+            if case["change"] not in ("unchanged", "new"):
                 self.stdout.write(f"  {case['change']:9s} {case['case']} ({case['before']} -> {case['after']})")
 
 
