@@ -71,22 +71,34 @@ class ModelDoor:
         team_budgets = budgets.applicable(self.budgets, self.agent_ids.get(agent.name))
         limited = bool(team_budgets) or self.limits.max_tokens is not None or self.limits.max_cost_usd is not None
         counted = await count_input_tokens(provider, request) if limited else estimate_input_tokens(request)
+        if price is None and (self.limits.max_cost_usd is not None or any(b.unit == "usd" for b in team_budgets)):
+            # Unpriced, the call would cost $0 and no dollar budget would ever stop it.
+            raise ProviderError(f"a dollar budget applies to {agent.provider}/{agent.model}, which has no price: set "
+                                "its price (Model prices) so the budget can be kept", retryable=False)
         self._fit_run_budget(request, counted, price)
-        reservation = None
-        if team_budgets:
-            if self.run_id is None:
-                raise ProviderError("team budgets apply only to calls made for a run", retryable=False)
-            reservation = await self._reserve(team_budgets, request, counted, price)
+        # Held at once, before any await: the run's other branches size their calls against
+        # the room this one may use while its team reservation goes to the database.
         held_tokens = counted + request.max_tokens
         held_cost = _price(price, counted, request.max_tokens)
         self._held_tokens += held_tokens
         self._held_cost += held_cost
+        reservation = None
         try:
-            response = await provider.complete(request, on_delta)
-        except BaseException:
-            if reservation is not None:
-                await asyncio.shield(run_write(budgets.release, reservation))
-            raise
+            if team_budgets:
+                if self.run_id is None:
+                    raise ProviderError("team budgets apply only to calls made for a run", retryable=False)
+                reservation = await self._reserve(team_budgets, request, counted, price)
+                # The reservation may have shrunk the call: hold only what it may still use.
+                shrunk_tokens, shrunk_cost = counted + request.max_tokens, _price(price, counted, request.max_tokens)
+                self._held_tokens += shrunk_tokens - held_tokens
+                self._held_cost += shrunk_cost - held_cost
+                held_tokens, held_cost = shrunk_tokens, shrunk_cost
+            try:
+                response = await provider.complete(request, on_delta)
+            except BaseException:
+                if reservation is not None:
+                    await asyncio.shield(run_write(budgets.release, reservation))
+                raise
         finally:
             self._held_tokens -= held_tokens
             self._held_cost -= held_cost

@@ -1,7 +1,7 @@
 """Rate limits and budgets: a team's, or one agent's, pipeline's, API key's or member's in it.
 
-`check_limit` validates (known scope and kind, a positive value, whole numbers for counts,
-a target in the same team for every scope but `team`); `do_save_limit` creates or edits
+`check_limit` validates (known scope and kind, a scope the kind is kept for, a positive value,
+whole numbers for counts, a target in the same team for every scope but `team`); `do_save_limit` creates or edits
 one row, `do_delete_limit` removes it. One row per (scope, target, kind).
 """
 
@@ -15,12 +15,31 @@ from django.db import transaction
 
 from mcpgateway.models import ApiKey
 from orchestrator.actions.errors import ActionError
-from orchestrator.models import Agent, Limit, LimitKind, LimitScope, Membership, Pipeline, Team
+from orchestrator.models import (
+    Agent,
+    BudgetCounter,
+    BudgetReservation,
+    Limit,
+    LimitKind,
+    LimitScope,
+    Membership,
+    Pipeline,
+    Team,
+)
 
 # Kinds counted in whole units; the dollar kinds take cents.
 WHOLE_KINDS = {LimitKind.REQUESTS_PER_MINUTE, LimitKind.CONCURRENT_RUNS, LimitKind.TOKENS_PER_DAY,
                LimitKind.TOKENS_PER_MONTH}
 MAX_VALUE = Decimal("999999999999")
+# The scopes each kind is kept for (orchestrator/limits.py: request rates and concurrent runs;
+# orchestrator/budgets.py: budgets). Any other pair would be saved and shown, and never kept.
+_BUDGET_SCOPES = (LimitScope.TEAM, LimitScope.AGENT, LimitScope.PIPELINE)
+ENFORCED_SCOPES: dict[str, tuple[str, ...]] = {
+    LimitKind.REQUESTS_PER_MINUTE: (LimitScope.TEAM, LimitScope.API_KEY, LimitScope.USER),
+    LimitKind.CONCURRENT_RUNS: tuple(LimitScope.values),
+    LimitKind.TOKENS_PER_DAY: _BUDGET_SCOPES, LimitKind.TOKENS_PER_MONTH: _BUDGET_SCOPES,
+    LimitKind.USD_PER_DAY: _BUDGET_SCOPES, LimitKind.USD_PER_MONTH: _BUDGET_SCOPES,
+}
 
 
 @dataclass(slots=True)
@@ -80,6 +99,11 @@ def check_limit(team: Team, scope: str, kind: str, value: Any, target_id: int | 
         raise ActionError(f"unknown scope {scope!r}; one of {', '.join(LimitScope.values)}", "scope")
     if kind not in LimitKind.values:
         raise ActionError(f"unknown kind {kind!r}; one of {', '.join(LimitKind.values)}", "kind")
+    kept_for = ENFORCED_SCOPES.get(kind, tuple(LimitScope.values))
+    if scope not in kept_for:
+        names = ", ".join(LimitScope(s).label.lower() for s in kept_for)
+        raise ActionError(f"a {LimitKind(kind).label.lower()} limit is kept per {names}, not per "
+                          f"{LimitScope(scope).label.lower()}", "scope")
     checked = CheckedLimit(scope, kind, _value(kind, value), _target(team, scope, target_id))
     same = Limit.objects.filter(team=team, scope=scope, kind=kind, **checked.target)
     if editing is not None:
@@ -97,10 +121,17 @@ def do_save_limit(team: Team, scope: str, kind: str, value: Any, target_id: int 
         raise ActionError("no such limit in this team", "limit")
     checked = check_limit(team, scope, kind, value, target_id, editing=limit)
     row = limit or Limit(team=team)
+    before = (row.scope, row.kind, row.agent_id, row.pipeline_id, row.api_key_id, row.user_id)
     row.scope, row.kind, row.value = checked.scope, checked.kind, checked.value
     for field, target in checked.target.items():
         setattr(row, field, target)
     row.save()
+    if limit is not None and before != (row.scope, row.kind, row.agent_id, row.pipeline_id, row.api_key_id, row.user_id):
+        # Another unit or another target: what its budget counted so far (tokens, say, now
+        # read as micro-dollars; another agent's use) means nothing for it now. The counters
+        # start again from the usage records the new definition covers.
+        BudgetReservation.objects.filter(limit=row).delete()
+        BudgetCounter.objects.filter(limit=row).delete()
     return row
 
 

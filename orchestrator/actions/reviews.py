@@ -37,6 +37,8 @@ def do_decide_review(item: ReviewItem, user: AbstractBaseUser | None, action: st
         raise ActionError("a rejection needs its reason in `note`", "note")
     if action in ("retry", "resume") and item.context.get("kind") not in ("agent", None):
         raise ActionError(f"{action} applies to agent steps only", "action")
+    if raise_budget:
+        _check_raised_budget(item, raise_budget)
     decision: dict[str, Any] = {"action": action, "note": note}
     if output is not None:
         decision["output"] = output
@@ -52,6 +54,9 @@ def do_decide_review(item: ReviewItem, user: AbstractBaseUser | None, action: st
         # model sees the tool's result, or the refusal as an error result.
         decision = {"action": "resume", "note": note, "approved": action == "approve"}
     with transaction.atomic():
+        # The run first, then its item: a cancel takes them in that order, and the other
+        # order deadlocked with it on PostgreSQL (one of the two got a 500).
+        Run.objects.select_for_update().filter(pk=item.run_id).first()
         locked = ReviewItem.objects.select_for_update().get(pk=item.pk)
         if locked.status != ReviewItem.Status.PENDING:
             raise Conflict(f"review item {item.pk} was already decided ({locked.status})")
@@ -73,6 +78,27 @@ def do_decide_review(item: ReviewItem, user: AbstractBaseUser | None, action: st
             # rejecting or giving the step its output does not.
             do_resume_run(run, user, submit=submit, check_budget=action in ("resume", "retry"))
     return locked
+
+
+def _check_raised_budget(item: ReviewItem, raise_budget: dict[str, Any]) -> None:
+    """A raised budget is the run's limits as the spec writes them (`max_tokens` ≥ 1,
+    `max_cost_usd` > 0), checked before it is saved: a run whose stored limits no longer load
+    failed at its next claim, and no action could repair it."""
+    from pydantic import ValidationError
+
+    from orchestrator.engine.spec import Limits
+
+    run = Run.objects.filter(pk=item.run_id).first()
+    current = dict(run.limits or {}) if run is not None else {}
+    try:
+        Limits.model_validate({**current, **raise_budget}, strict=False)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in problem.get("loc", ())) or "raise_budget"
+        raise ActionError(f"raise_budget.{where}: {problem.get('msg', 'invalid')}", "raise_budget") from None
+    for key, value in raise_budget.items():
+        if isinstance(value, bool) or (key == "max_tokens" and not float(value).is_integer()):
+            raise ActionError(f"raise_budget.{key}: a whole number of tokens", "raise_budget")
 
 
 def check_call_decision(interrupted: dict[str, Any], action: str, output: Any, note: str) -> dict[str, Any]:
@@ -105,6 +131,7 @@ def do_assign_review(item: ReviewItem, assignee: AbstractBaseUser | None, by: Ab
             raise ActionError(f"{assignee.get_username()} cannot decide reviews in this team (needs the reviewer role)",
                               "assignee")
     with transaction.atomic():
+        Run.objects.select_for_update().filter(pk=item.run_id).first()  # (the run first: see do_decide_review)
         locked = ReviewItem.objects.select_for_update().get(pk=item.pk)
         if locked.status != ReviewItem.Status.PENDING:
             raise Conflict(f"review item {item.pk} was already decided ({locked.status})")

@@ -14,7 +14,7 @@ from orchestrator.actions.errors import ActionError, Conflict
 from orchestrator.budgets import release_run
 from orchestrator.engine.spec import PipelineSpec, parse_spec
 from orchestrator.events import send_event_on_commit
-from orchestrator.models import PipelineVersion, Run, RunStatus, Team
+from orchestrator.models import ACTIVE_RUN_STATUSES, PipelineVersion, Run, RunStatus, Team
 from orchestrator.runners import get_runner
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,13 @@ def do_resume_run(run: Run, user: AbstractBaseUser | None = None, submit: bool =
             from orchestrator.actions.budget_room import check_budget_room
 
             check_budget_room(locked)  # a budget stop with no new room would only pause again
+        if locked.status not in ACTIVE_RUN_STATUSES:
+            # It becomes active again: counted against the concurrent-runs limits as a start is
+            # (the team row locked, so two resumes or a start and a resume cannot both pass).
+            from orchestrator.limits import check_concurrent_runs
+
+            Team.objects.select_for_update().filter(pk=locked.team_id).first()
+            check_concurrent_runs(locked.pipeline_version, locked.created_by_id, locked.api_key_id)
         fields: dict[str, Any] = {"status": RunStatus.QUEUED, "finished_at": None, "error": "",
                                   "dispatched_at": timezone.now()}
         if locked.status != RunStatus.RUNNING or locked.lease_until is None or locked.lease_until < timezone.now():

@@ -81,3 +81,31 @@ def _key_id(keys, name: str) -> int:
     from mcpgateway.models import ApiKey
 
     return ApiKey.objects.get(name=name).pk
+
+
+def test_a_resume_counts_against_the_concurrent_runs_limit_as_a_start_does(api, keys, monkeypatch):
+    """A run paused for a review is not active; approving its review made it active again
+    without a look at the limit (two active runs under a limit of one). The decision is now
+    refused the way a start is (429, Retry-After), and goes through once a slot is free."""
+    from orchestrator.actions import do_start_run
+    from orchestrator.models import ReviewItem
+    from orchestrator.runners.inline import InlineRunner
+    from tests.conftest import execute
+
+    gate = {"steps": [{"kind": "review", "id": "g", "instructions": "ok?"}, {"kind": "agent", "id": "a", "agent": "w", "prompt": "x"}]}
+    paused = execute(do_start_run(pipeline(keys["team"], gate, name="gated").latest_version(), {}, submit=False))
+    assert paused.status == "waiting_review"
+    Limit.objects.create(team=keys["team"], scope="team", kind="concurrent_runs", value=Decimal(1))
+    monkeypatch.setattr(InlineRunner, "submit", lambda self, run_id: None)  # runs stay queued (active)
+    plain = pipeline(keys["team"], {"steps": [{"kind": "agent", "id": "a", "agent": "w", "prompt": "x"}]}, name="plain")
+    assert api.call("post", "/runs", keys["builder"], {"pipeline": plain.pk})[0] == 201  # the one slot
+
+    item = ReviewItem.objects.get(run=paused)
+    status, body = api.call("post", f"/reviews/{item.pk}/decide", keys["reviewer"], {"action": "approve"})
+    assert status == 429, body
+    assert Run.objects.filter(status__in=["queued", "running"]).count() == 1
+    assert ReviewItem.objects.get(pk=item.pk).status == "pending"  # the decision was not kept either
+
+    Run.objects.exclude(pk=paused.pk).update(status="succeeded")  # the slot frees
+    status, body = api.call("post", f"/reviews/{item.pk}/decide", keys["reviewer"], {"action": "approve"})
+    assert status == 200, body

@@ -78,3 +78,83 @@ def test_it_stops_at_a_dollar_budget(team, writer):
     assert run.status == "waiting_review"
     assert run.cost_usd <= Decimal("0.25")
     assert run.cost_usd == Decimal("0.25")
+
+
+# -- found by a review ----------------------------------------------------------------------
+
+_BRANCHES = {"limits": {"max_tokens": 300},
+             "steps": [{"kind": "parallel", "id": "p", "on_branch_failure": "continue",
+                        "branches": [{"kind": "agent", "id": f"b{i}", "agent": "wide", "prompt": "x" * 40} for i in range(4)]}]}
+
+
+@pytest.mark.parametrize("with_team_budget", [False, True], ids=["run-budget-only", "with-a-team-budget"])
+def test_parallel_branches_keep_within_the_runs_own_budget_whatever_else_applies(team, with_team_budget):
+    """Each branch held its room only after its team reservation came back from the database:
+    meanwhile the others saw none held and each took the whole run budget (1,200 tokens spent
+    of 300 with a team budget; exactly 300 without)."""
+    from orchestrator.models import Limit, UsageRecord
+    from tests.conftest import execute
+
+    scripted(team, "wide", {"text": "y" * 2000})  # wants ~500 output tokens
+    if with_team_budget:
+        Limit.objects.create(team=team, scope="team", kind="tokens_per_day", value=Decimal(1_000_000))
+    run = execute(start(pipeline(team, _BRANCHES, name="branches")))
+    assert run.input_tokens + run.output_tokens <= 300, [u.input_tokens + u.output_tokens for u in UsageRecord.objects.filter(run=run)]
+
+
+@pytest.mark.parametrize("where", ["team", "run"])
+def test_a_dollar_budget_on_an_unpriced_model_stops_the_call_with_a_clear_error(team, where):
+    """Unpriced, every call cost $0 and a dollar budget never stopped anything."""
+    from orchestrator.models import Limit, UsageRecord
+    from tests.conftest import execute
+
+    scripted(team, "free", {"text": "y" * 400})
+    spec = {"steps": [{"kind": "agent", "id": "s", "agent": "free", "prompt": "go"}]}
+    if where == "team":
+        Limit.objects.create(team=team, scope="team", kind="usd_per_day", value=Decimal("0.0001"))
+    else:
+        spec["limits"] = {"max_cost_usd": 0.0001}
+    from orchestrator.models import StepRun
+
+    run = execute(start(pipeline(team, spec, name=f"unpriced-{where}")))
+    step = StepRun.objects.get(run=run)
+    assert run.status == "waiting_review" and "has no price" in step.error, (run.status, step.error)
+    assert not UsageRecord.objects.filter(run=run).exists()  # no call was made
+
+
+def test_a_budget_turned_into_another_unit_or_moved_to_another_agent_counts_afresh(team):
+    """Edited in place, a limit kept its day's counter: 300 tokens read as 300 micro-dollars
+    after a switch to dollars ($0.649 spent against $0.35), another agent's use counted as
+    this one's."""
+    from orchestrator.actions.limits import do_save_limit
+    from orchestrator.models import ModelPrice
+
+    scripted(team, "w", {"text": "y" * 400})
+    ModelPrice.objects.create(provider="scripted", model="scripted-1", input_per_mtok=Decimal(1000),
+                              output_per_mtok=Decimal(1000))
+    spec = {"steps": [{"kind": "agent", "id": f"s{i}", "agent": "w", "prompt": PROMPT} for i in range(5)]}
+    limit = Limit.objects.create(team=team, scope="team", kind="tokens_per_day", value=Decimal(300))
+    execute(start(pipeline(team, spec, name="tokens")))
+    do_save_limit(team, "team", "usd_per_day", "0.35", limit=limit)
+    execute(start(pipeline(team, spec, name="dollars")))
+    spent = sum((u.cost_usd for u in UsageRecord.objects.filter(team=team)), Decimal(0))
+    assert spent <= Decimal("0.35"), spent
+    assert BudgetCounter.objects.get(limit=limit).used == int(spent * 1_000_000)
+
+
+@pytest.mark.parametrize(("scope", "kind"), [("api_key", "tokens_per_day"), ("user", "usd_per_month"),
+                                             ("pipeline", "requests_per_minute"), ("agent", "requests_per_minute")])
+def test_a_limit_that_would_never_be_kept_is_refused(team, owner, scope, kind):
+    from mcpgateway.actions.access import do_create_api_key
+    from orchestrator.actions.errors import ActionError
+    from orchestrator.actions.limits import do_save_limit
+
+    targets = {"api_key": lambda: do_create_api_key(team.pk, "k", owner)[0].pk, "user": lambda: owner.pk,
+               "pipeline": lambda: pipeline(team, {"steps": [{"kind": "agent", "id": "s", "agent": "w", "prompt": "x"}]}).pk,
+               "agent": lambda: scripted(team, "w", {"text": "ok"}).pk}
+    if scope == "pipeline":
+        scripted(team, "w", {"text": "ok"})
+    with pytest.raises(ActionError, match="is kept per") as refused:
+        do_save_limit(team, scope, kind, "100", target_id=targets[scope]())
+    assert refused.value.field == "scope"
+    assert not Limit.objects.filter(team=team).exists()
