@@ -79,6 +79,8 @@ def check_url(url: str, field: str) -> None:
         addresses = resolve(host, port)
     except OSError:
         return
+    except UnicodeError:  # an empty or over-long label (`a..example.com`): no name can be looked up
+        raise OutboundRefused(f"{host!r} is not a valid host name", field) from None
     problem = refusal(host, addresses)
     if problem:
         raise OutboundRefused(problem, field)

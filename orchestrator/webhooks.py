@@ -10,6 +10,7 @@ guard when saved and again at every connect (`mcpgateway.outbound`).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -19,7 +20,6 @@ import time
 from datetime import timedelta
 from typing import Any
 
-import httpx2
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -27,7 +27,7 @@ from django.utils import timezone
 from config.sql_rows import select_rows
 from mcpgateway import redaction
 from mcpgateway.crypto import encrypt
-from mcpgateway.outbound import check_url, guarded_client
+from mcpgateway.outbound import check_url
 from orchestrator.actions.errors import ActionError
 from orchestrator.models import Pipeline, Webhook, WebhookDelivery
 
@@ -87,7 +87,8 @@ def verify_signature(secret: str, body: bytes, header: str, tolerance_s: int = 3
     if abs(time.time() - timestamp) > tolerance_s:
         return False
     expected = sign(secret, body, timestamp).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, parts.get("v1", ""))
+    # As bytes: `compare_digest` raises TypeError for a str that is not ASCII (`v1=é`).
+    return hmac.compare_digest(expected.encode(), parts.get("v1", "").encode("utf-8", "replace"))
 
 
 def backoff(attempts: int) -> timedelta:
@@ -105,7 +106,8 @@ def deliver_due(limit: int = 50) -> int:
 
     now = timezone.now()
     due = list(WebhookDelivery.objects.filter(
-        Q(status=WebhookDelivery.Status.PENDING) | Q(status=WebhookDelivery.Status.SENDING), next_attempt_at__lte=now)
+        Q(status=WebhookDelivery.Status.PENDING) | Q(status=WebhookDelivery.Status.SENDING), next_attempt_at__lte=now,
+        webhook__enabled=True)  # a disabled webhook's deliveries wait (they go if it is enabled again)
         .values_list("pk", "status", "next_attempt_at")[:limit])
     sent = 0
     for pk, status, seen in due:
@@ -114,28 +116,60 @@ def deliver_due(limit: int = 50) -> int:
         if claimed:
             if status == WebhookDelivery.Status.SENDING:
                 log.warning("webhook delivery %s: its sender stopped mid-send; sending it again", pk)
-            _send(WebhookDelivery.objects.select_related("webhook").get(pk=pk))
+            try:
+                _send(WebhookDelivery.objects.select_related("webhook").get(pk=pk))
+            except Exception:  # (recording the outcome failed): the lease brings it back; the others go on
+                log.exception("webhook delivery %s could not be finished", pk)
             sent += 1
     return sent
 
 
+MAX_RESPONSE_BYTES = 64 * 1024  # a receiver's answer is read this far (only its status matters)
+
+
+def _total_s() -> float:
+    """The whole request's deadline — connect, send, the answer read in full — within the send
+    lease, so a sender always finishes before another may take its delivery over."""
+    return _timeout_s() * 2
+
+
+async def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    """POST through the outbound guard under one deadline for the whole exchange: the client's
+    timeout bounds each read alone, so a receiver answering a byte at a time held a sender for
+    ever (and, past its lease, the next sender too)."""
+    from mcpgateway.outbound import guarded_async_client
+
+    async with asyncio.timeout(_total_s()):
+        async with guarded_async_client(timeout=_timeout_s()) as client:
+            async with client.stream("POST", url, content=body, headers=headers) as response:
+                read = 0
+                async for chunk in response.aiter_bytes():
+                    read += len(chunk)
+                    if read > MAX_RESPONSE_BYTES:
+                        break
+                return response.status_code
+
+
 def _send(delivery: WebhookDelivery) -> None:
-    body = json.dumps(delivery.payload, sort_keys=True, default=str).encode()
-    headers = {
-        "Content-Type": "application/json", "User-Agent": "Agentdeck-Webhooks/1",
-        "X-Agentdeck-Event": delivery.event, "X-Agentdeck-Delivery": str(delivery.pk),
-        "X-Agentdeck-Signature": sign(delivery.webhook.secret, body),
-    }
+    # The delivery id is in the signed body: a receiver deduplicates on it, and a captured
+    # request resent with another `X-Agentdeck-Delivery` header no longer looks new.
+    body = json.dumps({**delivery.payload, "delivery": str(delivery.pk)}, sort_keys=True, default=str).encode()
     status, error = None, ""
     try:
+        headers = {
+            "Content-Type": "application/json", "User-Agent": "Agentdeck-Webhooks/1",
+            "X-Agentdeck-Event": delivery.event, "X-Agentdeck-Delivery": str(delivery.pk),
+            "X-Agentdeck-Signature": sign(delivery.webhook.secret, body),
+        }
         # Through the outbound guard: the URL's host is resolved and checked again at connect,
         # and redirects are not followed (a 3xx is a failed delivery).
-        with guarded_client(timeout=_timeout_s()) as client:
-            status = client.post(delivery.webhook.url, content=body, headers=headers).status_code
+        status = asyncio.run(_post(delivery.webhook.url, body, headers))
         if not 200 <= status < 300:
             error = f"HTTP {status}"
-    except httpx2.HTTPError as exc:
-        error = f"{type(exc).__name__}: {exc}"
+    except TimeoutError:
+        error = f"no complete answer within {_total_s():g}s"
+    except Exception as exc:  # any failure is this attempt's (an invalid URL, a secret that no longer decrypts)
+        error = f"{type(exc).__name__}: {exc}"[:2000]
     attempts = delivery.attempts + 1
     with transaction.atomic():
         if status is not None and 200 <= status < 300:

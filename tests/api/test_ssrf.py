@@ -116,3 +116,10 @@ def test_it_refuses_a_webhook_delivery_at_connect_when_its_address_is_no_longer_
     delivery = WebhookDelivery.objects.get()
     assert delivery.status == WebhookDelivery.Status.PENDING and "outbound guard" in delivery.last_error
     assert listener.connections == 0
+
+
+def test_a_webhook_url_whose_host_cannot_be_looked_up_is_a_clear_refusal(builder, keys):
+    """An empty DNS label made the resolver raise UnicodeError, which escaped as a 500."""
+    pipe = pipeline(keys["team"], {"steps": [{"kind": "agent", "id": "a", "agent": "w", "prompt": "x"}]})
+    status, body = builder("post", f"/pipelines/{pipe.pk}/webhooks", {"url": "https://a..example.com/h"})
+    assert status in (400, 422) and "not a valid host name" in str(body), (status, body)

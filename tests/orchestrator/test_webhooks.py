@@ -116,3 +116,119 @@ def test_it_gives_up_after_the_last_attempt(team):
         assert WebhookDelivery.objects.get().status == "failed"
     finally:
         receiver.close()
+
+
+# -- found by a review ----------------------------------------------------------------------
+
+
+class Trickler:
+    """A receiver that answers one byte every 0.4 s: each read is within any read timeout."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+        self.hits = 0
+        self.stopped = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.hits += 1
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn) -> None:
+        import time
+
+        conn.recv(65536)
+        answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100000
+        try:
+            for byte in answer:
+                if self.stopped.is_set():
+                    return
+                conn.sendall(bytes([byte]))
+                time.sleep(0.4)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.sock.close()
+
+
+def test_a_receiver_that_trickles_its_answer_holds_no_sender_past_the_deadline(team, receiver, settings):
+    """The client's timeout bounds each read alone: a receiver answering a byte at a time held
+    its sender for ever, then (its lease run out) the next sender too, and every other
+    team's deliveries waited. One deadline now bounds the whole exchange."""
+    import time
+
+    settings.WEBHOOK_TIMEOUT_S = 1
+    tarpit = Trickler()
+    try:
+        slow = pipeline(team, {"steps": [{"kind": "review", "id": "g", "instructions": "ok?"}]}, name="slow")
+        fine = pipeline(team, {"steps": [{"kind": "review", "id": "g", "instructions": "ok?"}]}, name="fine")
+        do_create_webhook(slow, tarpit.url, events=["review.needed"])
+        do_create_webhook(fine, receiver.url, events=["review.needed"])
+        execute(start(slow))
+        execute(start(fine))
+        started = time.monotonic()
+        assert deliver_due() == 2
+        took = time.monotonic() - started
+    finally:
+        tarpit.close()
+    assert took < 6, f"one pass took {took:.1f}s"  # the 2 s deadline, not the receiver's pace
+    stuck = WebhookDelivery.objects.get(webhook__url=tarpit.url)
+    assert (stuck.status, stuck.attempts) == ("pending", 1) and "no complete answer" in stuck.last_error
+    assert WebhookDelivery.objects.get(webhook__url=receiver.url).status == "delivered"
+    assert tarpit.hits == 1
+
+
+def test_a_delivery_that_cannot_be_sent_at_all_is_a_failed_attempt_not_a_stuck_one(team, receiver):
+    """`https://☃.com/` passes the URL check and then raises InvalidURL (not an HTTPError):
+    the delivery stayed `sending`, was taken again at every lease, never failed, and each
+    pass stopped there."""
+    bad = pipeline(team, {"steps": [{"kind": "review", "id": "g", "instructions": "ok?"}]}, name="bad")
+    good = pipeline(team, {"steps": [{"kind": "review", "id": "g", "instructions": "ok?"}]}, name="good")
+    hook, _ = do_create_webhook(bad, receiver.url, events=["review.needed"])
+    type(hook).objects.filter(pk=hook.pk).update(url="https://\u2603.com/hook")
+    do_create_webhook(good, receiver.url, events=["review.needed"])
+    execute(start(bad))
+    execute(start(good))
+    assert deliver_due() == 2
+    broken = WebhookDelivery.objects.get(webhook=hook)
+    assert (broken.status, broken.attempts) == ("pending", 1) and broken.last_error, broken.last_error
+    assert len(receiver.received) == 1
+
+
+def test_the_delivery_id_is_signed_so_a_replay_under_another_id_is_recognised(team, receiver):
+    pipe = pipeline(team, {"steps": [{"kind": "review", "id": "g", "instructions": "ok?"}]})
+    _, secret = do_create_webhook(pipe, receiver.url, events=["review.needed"])
+    execute(start(pipe))
+    deliver_due()
+    (headers, body), = receiver.received
+    assert json.loads(body)["delivery"] == headers["X-Agentdeck-Delivery"]  # covered by the signature
+    assert verify_signature(secret, body, headers["X-Agentdeck-Signature"])
+    assert not verify_signature(secret, body.replace(b'"delivery": "', b'"delivery": "9'), headers["X-Agentdeck-Signature"])
+
+
+def test_a_malformed_signature_header_is_false_not_an_error():
+    assert verify_signature("whsec_x", b"{}", f"t={int(timezone.now().timestamp())},v1=\u00e9") is False
+
+
+def test_a_disabled_webhooks_deliveries_wait(team, receiver):
+    pipe = pipeline(team, {"steps": [{"kind": "review", "id": "g", "instructions": "ok?"}]})
+    hook, _ = do_create_webhook(pipe, receiver.url, events=["review.needed"])
+    execute(start(pipe))
+    type(hook).objects.filter(pk=hook.pk).update(enabled=False)
+    assert deliver_due() == 0 and receiver.received == []
+    type(hook).objects.filter(pk=hook.pk).update(enabled=True)
+    assert deliver_due() == 1 and len(receiver.received) == 1
