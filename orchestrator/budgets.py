@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -121,10 +121,28 @@ def _counter(budget: Budget, window: int) -> BudgetCounter:
         return BudgetCounter.objects.get(limit_id=budget.limit_id, window=window)
 
 
+def as_now(budgets: list[Budget]) -> list[Budget]:
+    """`budgets` as their limits stand now: a run reads its budgets when it is claimed, and a
+    limit lowered since (or deleted, or turned into another kind) must hold for its next call,
+    not only for the runs claimed after the change."""
+    if not budgets:
+        return budgets
+    rows = {pk: (value, kind) for pk, value, kind in
+            Limit.objects.filter(pk__in=[b.limit_id for b in budgets]).values_list("pk", "value", "kind")}
+    now = []
+    for budget in budgets:
+        found = rows.get(budget.limit_id)
+        if found is None or BUDGET_KINDS.get(found[1]) != (budget.unit, budget.period):
+            continue  # deleted, or another kind now (its counters start afresh: `do_save_limit`)
+        value = int(found[0] * MICRO) if budget.unit == "usd" else int(found[0])
+        now.append(budget if value == budget.value else replace(budget, value=value))
+    return now
+
+
 def remaining(budgets: list[Budget]) -> dict[str, tuple[int, Budget] | None]:
     """The tightest budget per unit and the room it has left (None: no budget of that unit)."""
     left: dict[str, tuple[int, Budget] | None] = {"tokens": None, "usd": None}
-    for budget in budgets:
+    for budget in as_now(budgets):
         room = budget.value - _counter(budget, budget.window()).used
         current = left[budget.unit]
         if current is None or room < current[0]:
@@ -158,7 +176,7 @@ def reserve(budgets: list[Budget], tokens: int, usd_micro: int, *, run_id: int, 
         holder = Run.objects.select_for_update().filter(pk=run_id).values_list("lease_owner", flat=True).first()
         if holder != lease_owner:
             raise LeaseLost(f"run {run_id} is now held by {holder or 'nobody'}")
-        for budget in sorted(budgets, key=lambda b: b.limit_id):  # one lock order for all counter writers
+        for budget in sorted(as_now(budgets), key=lambda b: b.limit_id):  # one lock order for all counter writers
             window = budget.window()
             _counter(budget, window)
             amount = tokens if budget.unit == "tokens" else usd_micro

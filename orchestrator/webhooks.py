@@ -32,7 +32,9 @@ from orchestrator.actions.errors import ActionError
 from orchestrator.models import Pipeline, Webhook, WebhookDelivery
 
 log = logging.getLogger(__name__)
-MAX_ATTEMPTS = 8
+# Retried with backoff (2 s doubling, at most an hour apart) for about three hours in all: a
+# receiver down for a few minutes (eight attempts gave up after 254 s) still gets the event.
+MAX_ATTEMPTS = 14
 
 
 def _timeout_s() -> float:

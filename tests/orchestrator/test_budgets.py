@@ -158,3 +158,23 @@ def test_a_limit_that_would_never_be_kept_is_refused(team, owner, scope, kind):
         do_save_limit(team, scope, kind, "100", target_id=targets[scope]())
     assert refused.value.field == "scope"
     assert not Limit.objects.filter(team=team).exists()
+
+
+def test_a_budget_lowered_or_removed_while_a_run_holds_it_applies_to_its_next_call(team):
+    """A run reads its budgets when it is claimed; a limit lowered meanwhile held only for runs
+    claimed after the change (a run went on to spend 584 tokens of a budget lowered to 200)."""
+    from orchestrator.budgets import BudgetExceeded, budgets_for_run, remaining, reserve
+    from orchestrator.models import Run
+
+    scripted(team, "w", {"text": "ok"})
+    run = start(pipeline(team, {"steps": [{"kind": "agent", "id": "a", "agent": "w", "prompt": "x"}]}, name="held"))
+    Run.objects.filter(pk=run.pk).update(status="running", lease_owner="me")
+    limit = Limit.objects.create(team=team, scope="team", kind="tokens_per_day", value=Decimal(1_000_000))
+    claimed = budgets_for_run(team.pk, run.pipeline_version.pipeline_id)  # as the claim read them
+    Limit.objects.filter(pk=limit.pk).update(value=Decimal(200))
+    assert remaining(claimed)["tokens"][0] == 200
+    with pytest.raises(BudgetExceeded):
+        reserve(claimed, 400, 0, run_id=run.pk, lease_owner="me")
+    reserve(claimed, 150, 0, run_id=run.pk, lease_owner="me")
+    limit.delete()  # removed: nothing left to keep
+    assert reserve(claimed, 5000, 0, run_id=run.pk, lease_owner="me").rows == []
