@@ -128,3 +128,28 @@ def test_it_falls_back_to_the_database_when_redis_does_not_answer():
     results = _burst(limiter, f"k-{uuid.uuid4()}", limit=5, calls=20, threads=2)
     assert sum(results) == 5
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_processes_whose_clocks_disagree_share_one_window_on_postgresql(monkeypatch):
+    """The database log stamped, pruned and counted with each process's own clock: one 30 s
+    behind wrote stamps that a correct one pruned early, and 10 calls went through within
+    31 s under a limit of 5 a minute. On PostgreSQL the stamps now come from the server's clock
+    (SQLite has one host, so one clock). Here the two processes are this one with its clock
+    set 30 s back, then 31 s ahead; within one real minute, so the second must refuse."""
+    from django.db import connection
+
+    from mcpgateway import ratelimit
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs on one host: one clock")
+    key, limiter = f"k-{uuid.uuid4()}", DatabaseLimiter()
+    real = time.time
+    monkeypatch.setattr(ratelimit.time, "time", lambda: real() - 30)  # a process whose clock runs behind
+    behind = [async_to_sync(limiter.hit)(key, 5).allowed for _ in range(5)]
+    # Another, its clock 31 s ahead: by its clock the first one's stamps are more than a minute
+    # old; it pruned them and admitted 5 more.
+    monkeypatch.setattr(ratelimit.time, "time", lambda: real() + 31)
+    ahead = [async_to_sync(limiter.hit)(key, 5).allowed for _ in range(5)]
+    assert behind == [True] * 5
+    assert ahead == [False] * 5
