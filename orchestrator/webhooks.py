@@ -102,7 +102,8 @@ def deliver_due(limit: int = 50) -> int:
 
     A sender claims a delivery with a lease: `sending` until `next_attempt_at`. One whose
     sender died mid-send (its lease ran out) is due again, so it is sent after the crash;
-    receivers deduplicate on `X-Agentdeck-Delivery`, which stays the same on every attempt.
+    receivers deduplicate on the body's `delivery` (signed; `X-Agentdeck-Delivery` repeats it
+    unsigned), which stays the same on every attempt.
     """
     from django.db.models import Q
 

@@ -17,8 +17,6 @@ from mcpgateway.models import ApiKey
 from orchestrator.actions.errors import ActionError
 from orchestrator.models import (
     Agent,
-    BudgetCounter,
-    BudgetReservation,
     Limit,
     LimitKind,
     LimitScope,
@@ -35,7 +33,8 @@ MAX_VALUE = Decimal("999999999999")
 # orchestrator/budgets.py: budgets). Any other pair would be saved and shown, and never kept.
 _BUDGET_SCOPES = (LimitScope.TEAM, LimitScope.AGENT, LimitScope.PIPELINE)
 ENFORCED_SCOPES: dict[str, tuple[str, ...]] = {
-    LimitKind.REQUESTS_PER_MINUTE: (LimitScope.TEAM, LimitScope.API_KEY, LimitScope.USER),
+    # (per agent: its model calls, which the model door paces)
+    LimitKind.REQUESTS_PER_MINUTE: (LimitScope.TEAM, LimitScope.AGENT, LimitScope.API_KEY, LimitScope.USER),
     LimitKind.CONCURRENT_RUNS: tuple(LimitScope.values),
     LimitKind.TOKENS_PER_DAY: _BUDGET_SCOPES, LimitKind.TOKENS_PER_MONTH: _BUDGET_SCOPES,
     LimitKind.USD_PER_DAY: _BUDGET_SCOPES, LimitKind.USD_PER_MONTH: _BUDGET_SCOPES,
@@ -116,23 +115,35 @@ def check_limit(team: Team, scope: str, kind: str, value: Any, target_id: int | 
 @transaction.atomic
 def do_save_limit(team: Team, scope: str, kind: str, value: Any, target_id: int | None = None,
                   limit: Limit | None = None) -> Limit:
-    """Create a limit, or change `limit` (which must belong to `team`)."""
+    """Create a limit, or change `limit` (which must belong to `team`). A change of its kind,
+    scope or target makes it another limit: returned with a new id, the old one deleted."""
     if limit is not None and limit.team_id != team.pk:
         raise ActionError("no such limit in this team", "limit")
     checked = check_limit(team, scope, kind, value, target_id, editing=limit)
+    if limit is not None and _definition(limit.scope, limit.kind, limit.agent_id, limit.pipeline_id, limit.api_key_id,
+                                         limit.user_id) != _checked_definition(checked):
+        # Another unit or another target is another budget: made as a new limit (new id), the
+        # old one deleted with its counters and reservations. Edited in place, its day's count
+        # meant nothing for it (300 tokens read as 300 micro-dollars; another agent's use), and
+        # a run claimed before the edit still applied and re-counted the old definition.
+        limit.delete()
+        limit = None
     row = limit or Limit(team=team)
-    before = (row.scope, row.kind, row.agent_id, row.pipeline_id, row.api_key_id, row.user_id)
     row.scope, row.kind, row.value = checked.scope, checked.kind, checked.value
     for field, target in checked.target.items():
         setattr(row, field, target)
     row.save()
-    if limit is not None and before != (row.scope, row.kind, row.agent_id, row.pipeline_id, row.api_key_id, row.user_id):
-        # Another unit or another target: what its budget counted so far (tokens, say, now
-        # read as micro-dollars; another agent's use) means nothing for it now. The counters
-        # start again from the usage records the new definition covers.
-        BudgetReservation.objects.filter(limit=row).delete()
-        BudgetCounter.objects.filter(limit=row).delete()
     return row
+
+
+def _definition(*fields: Any) -> tuple[Any, ...]:
+    return tuple(fields)
+
+
+def _checked_definition(checked: CheckedLimit) -> tuple[Any, ...]:
+    target = checked.target
+    return _definition(checked.scope, checked.kind, getattr(target["agent"], "pk", None),
+                       getattr(target["pipeline"], "pk", None), target["api_key_id"], getattr(target["user"], "pk", None))
 
 
 def do_delete_limit(limit: Limit) -> None:

@@ -76,7 +76,8 @@ def do_decide_review(item: ReviewItem, user: AbstractBaseUser | None, action: st
         if not run.review_items.filter(status=ReviewItem.Status.PENDING).exists() and run.status == "waiting_review":
             # Only a decision that makes the step call its model again needs budget room;
             # rejecting or giving the step its output does not.
-            do_resume_run(run, user, submit=submit, check_budget=action in ("resume", "retry"))
+            do_resume_run(run, user, submit=submit, check_budget=action in ("resume", "retry"),
+                          check_concurrency=action != "reject")  # a rejection ends the run: no slot needed
     return locked
 
 

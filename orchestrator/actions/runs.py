@@ -134,8 +134,9 @@ def finish_unheld_cancels() -> list[int]:
 
 
 def do_resume_run(run: Run, user: AbstractBaseUser | None = None, submit: bool = True,
-                  check_budget: bool = True) -> Run:
-    """Continue a run from its last persisted point (after a crash, or once reviews are decided)."""
+                  check_budget: bool = True, check_concurrency: bool = True) -> Run:
+    """Continue a run from its last persisted point (after a crash, or once reviews are decided).
+    `check_concurrency=False` where the run only goes on to end (a rejected review)."""
     with transaction.atomic():
         locked = Run.objects.select_for_update().get(pk=run.pk)
         if locked.status in (RunStatus.SUCCEEDED, RunStatus.CANCELLED):
@@ -146,7 +147,7 @@ def do_resume_run(run: Run, user: AbstractBaseUser | None = None, submit: bool =
             from orchestrator.actions.budget_room import check_budget_room
 
             check_budget_room(locked)  # a budget stop with no new room would only pause again
-        if locked.status not in ACTIVE_RUN_STATUSES:
+        if check_concurrency and locked.status not in ACTIVE_RUN_STATUSES:
             # It becomes active again: counted against the concurrent-runs limits as a start is
             # (the team row locked, so two resumes or a start and a resume cannot both pass).
             from orchestrator.limits import check_concurrent_runs

@@ -109,3 +109,22 @@ def test_a_resume_counts_against_the_concurrent_runs_limit_as_a_start_does(api, 
     Run.objects.exclude(pk=paused.pk).update(status="succeeded")  # the slot frees
     status, body = api.call("post", f"/reviews/{item.pk}/decide", keys["reviewer"], {"action": "approve"})
     assert status == 200, body
+
+
+def test_a_rejection_needs_no_slot_under_the_concurrent_runs_limit(api, keys, monkeypatch):
+    """A rejection only lets the run end: a reviewer can clear the queue while the team is at its limit."""
+    from orchestrator.actions import do_start_run
+    from orchestrator.models import ReviewItem
+    from orchestrator.runners.inline import InlineRunner
+    from tests.conftest import execute
+
+    gate = {"steps": [{"kind": "review", "id": "g", "instructions": "ok?"}, {"kind": "agent", "id": "a", "agent": "w", "prompt": "x"}]}
+    paused = execute(do_start_run(pipeline(keys["team"], gate, name="gated").latest_version(), {}, submit=False))
+    Limit.objects.create(team=keys["team"], scope="team", kind="concurrent_runs", value=Decimal(1))
+    monkeypatch.setattr(InlineRunner, "submit", lambda self, run_id: None)
+    plain = pipeline(keys["team"], {"steps": [{"kind": "agent", "id": "a", "agent": "w", "prompt": "x"}]}, name="plain")
+    assert api.call("post", "/runs", keys["builder"], {"pipeline": plain.pk})[0] == 201
+    item = ReviewItem.objects.get(run=paused)
+    status, body = api.call("post", f"/reviews/{item.pk}/decide", keys["reviewer"], {"action": "reject", "note": "no"})
+    assert status == 200, body
+    assert ReviewItem.objects.get(pk=item.pk).status == "rejected"

@@ -135,23 +135,39 @@ def test_a_budget_turned_into_another_unit_or_moved_to_another_agent_counts_afre
     spec = {"steps": [{"kind": "agent", "id": f"s{i}", "agent": "w", "prompt": PROMPT} for i in range(5)]}
     limit = Limit.objects.create(team=team, scope="team", kind="tokens_per_day", value=Decimal(300))
     execute(start(pipeline(team, spec, name="tokens")))
-    do_save_limit(team, "team", "usd_per_day", "0.35", limit=limit)
+    dollars = do_save_limit(team, "team", "usd_per_day", "0.35", limit=limit)
+    assert dollars.pk != limit.pk and not Limit.objects.filter(pk=limit.pk).exists()  # another limit now
     execute(start(pipeline(team, spec, name="dollars")))
     spent = sum((u.cost_usd for u in UsageRecord.objects.filter(team=team)), Decimal(0))
     assert spent <= Decimal("0.35"), spent
-    assert BudgetCounter.objects.get(limit=limit).used == int(spent * 1_000_000)
+    assert BudgetCounter.objects.get(limit=dollars).used == int(spent * 1_000_000)
+
+
+def test_a_budget_moved_to_another_agent_leaves_runs_claimed_before_the_move_alone(team):
+    """A run claimed before the move kept applying the budget to the first agent, and seeded
+    the moved budget's counter with that agent's use."""
+    from orchestrator.actions.limits import do_save_limit
+    from orchestrator.budgets import applicable, budgets_for_run, remaining
+    from orchestrator.models import Run
+
+    a, b = scripted(team, "a", {"text": "ok"}), scripted(team, "b", {"text": "ok"})
+    run = execute(start(pipeline(team, {"steps": [{"kind": "agent", "id": "s", "agent": "a", "prompt": "x"}]})))
+    limit = Limit.objects.create(team=team, scope="agent", agent=a, kind="tokens_per_day", value=Decimal(100_000))
+    claimed = budgets_for_run(team.pk, Run.objects.get(pk=run.pk).pipeline_version.pipeline_id)
+    moved = do_save_limit(team, "agent", "tokens_per_day", "100000", target_id=b.pk, limit=limit)
+    assert remaining(applicable(claimed, a.pk)) == {"tokens": None, "usd": None}  # no longer a's budget
+    assert not BudgetCounter.objects.filter(limit=moved).exists() or BudgetCounter.objects.get(limit=moved).used == 0
 
 
 @pytest.mark.parametrize(("scope", "kind"), [("api_key", "tokens_per_day"), ("user", "usd_per_month"),
-                                             ("pipeline", "requests_per_minute"), ("agent", "requests_per_minute")])
+                                             ("pipeline", "requests_per_minute")])
 def test_a_limit_that_would_never_be_kept_is_refused(team, owner, scope, kind):
     from mcpgateway.actions.access import do_create_api_key
     from orchestrator.actions.errors import ActionError
     from orchestrator.actions.limits import do_save_limit
 
     targets = {"api_key": lambda: do_create_api_key(team.pk, "k", owner)[0].pk, "user": lambda: owner.pk,
-               "pipeline": lambda: pipeline(team, {"steps": [{"kind": "agent", "id": "s", "agent": "w", "prompt": "x"}]}).pk,
-               "agent": lambda: scripted(team, "w", {"text": "ok"}).pk}
+               "pipeline": lambda: pipeline(team, {"steps": [{"kind": "agent", "id": "s", "agent": "w", "prompt": "x"}]}).pk}
     if scope == "pipeline":
         scripted(team, "w", {"text": "ok"})
     with pytest.raises(ActionError, match="is kept per") as refused:
@@ -178,3 +194,11 @@ def test_a_budget_lowered_or_removed_while_a_run_holds_it_applies_to_its_next_ca
     reserve(claimed, 150, 0, run_id=run.pk, lease_owner="me")
     limit.delete()  # removed: nothing left to keep
     assert reserve(claimed, 5000, 0, run_id=run.pk, lease_owner="me").rows == []
+
+
+def test_an_agents_model_call_rate_is_a_limit_that_is_kept(team):
+    """Per agent, `requests_per_minute` paces its model calls (the model door waits for a slot)."""
+    from orchestrator.actions.limits import do_save_limit
+
+    agent = scripted(team, "paced", {"text": "ok"})
+    assert do_save_limit(team, "agent", "requests_per_minute", "7", target_id=agent.pk).value == 7
