@@ -4,10 +4,12 @@ error: ValidationError … Limits") with no way to repair its limits. (Found by 
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from orchestrator.actions import do_start_run
-from orchestrator.models import ReviewItem
+from orchestrator.models import ReviewItem, Run
 from tests.conftest import execute, pipeline
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,10 +30,21 @@ def test_a_bad_raised_budget_is_refused_and_changes_nothing(api, keys, budget):
 
 
 def test_a_good_raised_budget_is_kept_and_the_run_goes_on(api, keys):
+    from decimal import Decimal
+
+    from orchestrator.models import ModelPrice
+
+    # (priced: a dollar budget on an unpriced model refuses the call)
+    ModelPrice.objects.create(provider="scripted", model="scripted-1", input_per_mtok=Decimal(1), output_per_mtok=Decimal(1))
     run = execute(do_start_run(pipeline(keys["team"], GATE).latest_version(), {}, submit=False))
     item = ReviewItem.objects.get(run=run)
     status, body = api.call("post", f"/reviews/{item.pk}/decide", keys["reviewer"],
                             {"action": "approve", "raise_budget": {"max_tokens": 5000, "max_cost_usd": 2}})
     assert status == 200, body
+    deadline = time.monotonic() + 30  # the inline runner goes on in the background: let it end
+    while Run.objects.filter(pk=run.pk, status__in=["queued", "running"]).exists():
+        assert time.monotonic() < deadline, "the run did not end"
+        time.sleep(0.05)
     run.refresh_from_db()
     assert run.limits == {"max_tokens": 5000, "max_cost_usd": 2}
+    assert run.status == "succeeded", run.error
