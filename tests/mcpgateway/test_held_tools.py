@@ -53,7 +53,13 @@ def serve(runtime, path: Path, tools: list[dict[str, Any]]) -> ToolServer:
 def restart_with(runtime, server: ToolServer, path: Path, tools: list[dict[str, Any]], until) -> None:
     """Rewrite the tool list, kill the server process, wait until its rediscovery is recorded."""
     path.write_text(json.dumps(tools))
-    os.kill(runtime.health(f"s{server.pk}").pid, signal.SIGKILL)
+    # The tools are recorded (what `start_servers` waits for) a moment before the supervisor
+    # marks the server up with its pid: wait for the pid.
+    deadline = time.monotonic() + 30
+    while (health := runtime.health(f"s{server.pk}")) is None or health.pid is None:
+        assert time.monotonic() < deadline, "the server was never marked up"
+        time.sleep(0.02)
+    os.kill(health.pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while not until():
         assert time.monotonic() < deadline, "the restarted server's tools were not recorded"

@@ -45,7 +45,10 @@ def test_arguments_that_cannot_be_written_fail_their_call_alone_and_at_once(echo
     _, server, _, token = echo_team
     endpoint = build_mcp_app(authenticate=authenticate_mcp, toolbox=Gateway(defer_audit=True), allowed_hosts=["127.0.0.1"])
     with ServedEndpoint(endpoint) as served:
-        health = get_runtime().health(f"s{server.pk}")
+        deadline = time.monotonic() + 30  # (marked up with its pid a moment after its tools are recorded)
+        while (health := get_runtime().health(f"s{server.pk}")) is None or health.pid is None:
+            assert time.monotonic() < deadline, "the server was never marked up"
+            time.sleep(0.02)
         pid, restarts = health.pid, health.restarts
         bystander: dict = {}
         thread = threading.Thread(target=lambda: bystander.update(

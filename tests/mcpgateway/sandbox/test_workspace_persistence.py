@@ -22,7 +22,11 @@ pytestmark = pytest.mark.docker
 
 def kill_and_wait_for_restart(runtime, server) -> None:
     upstream = f"s{server.pk}"
-    victim = runtime.health(upstream).pid
+    deadline = time.monotonic() + 30  # (marked up with its pid a moment after its tools are recorded)
+    while (health := runtime.health(upstream)) is None or health.pid is None:
+        assert time.monotonic() < deadline, "the server was never marked up"
+        time.sleep(0.02)
+    victim = health.pid
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while True:
