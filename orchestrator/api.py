@@ -33,6 +33,7 @@ from orchestrator.actions import (
 from orchestrator.actions.agents import do_save_agent
 from orchestrator.actions.credentials import do_delete_credential, do_save_credential
 from orchestrator.actions.errors import ActionError, Conflict
+from orchestrator.actions.reviews import do_claim_review
 from orchestrator.actions.limits import do_delete_limit, do_save_limit
 from orchestrator.events import event_payload, register_consumer_loop, run_group
 from orchestrator.models import (
@@ -413,11 +414,9 @@ def claim_review(request: HttpRequest, item_id: int):
     item = get_object_or_404(ReviewItem, pk=item_id, team_id=c.team_id)
     if c.user_id is None:
         raise ActionError("a service account cannot claim review items", "user")
-    if item.status != ReviewItem.Status.PENDING:
-        raise Conflict(f"review item {item.pk} was already decided", "status")
-    ReviewItem.objects.filter(pk=item.pk).update(assigned_to_id=c.user_id)
-    item.refresh_from_db()
-    return _review_out(item)
+    # The action's path: the item locked and checked, and `review.claimed` on the run's trace
+    # (an update here of its own used to skip the event).
+    return _review_out(do_claim_review(item, _user(c)))
 
 
 @router.post("/reviews/{item_id}/decide", response=ReviewOut, tags=["reviews"])

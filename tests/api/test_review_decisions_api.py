@@ -48,3 +48,20 @@ def test_a_good_raised_budget_is_kept_and_the_run_goes_on(api, keys):
     run.refresh_from_db()
     assert run.limits == {"max_tokens": 5000, "max_cost_usd": 2}
     assert run.status == "succeeded", run.error
+
+
+def test_claiming_through_the_api_is_announced_on_the_run(api, keys):
+    """A claim through the API takes the action's path: the run's trace gets `review.claimed`
+    (the endpoint used to update the item itself, and no event was written)."""
+    from orchestrator.models import RunEvent
+
+    run = execute(do_start_run(pipeline(keys["team"], GATE).latest_version(), {}, submit=False))
+    item = ReviewItem.objects.get(run=run)
+    status, body = api.call("post", f"/reviews/{item.pk}/claim", keys["reviewer"], None)
+    assert status == 200 and body["assigned_to"] == keys["users"]["reviewer"].pk, body
+    claimed = [e.data for e in RunEvent.objects.filter(run=run, type="review.claimed")]
+    assert claimed == [{"review_id": item.pk, "assignee": "reviewer", "by": "reviewer"}], claimed
+    do_decide = api.call("post", f"/reviews/{item.pk}/decide", keys["reviewer"], {"action": "reject", "note": "no"})
+    assert do_decide[0] == 200, do_decide
+    status, body = api.call("post", f"/reviews/{item.pk}/claim", keys["reviewer"], None)
+    assert status == 409 and "already decided" in str(body), (status, body)
