@@ -106,5 +106,16 @@ async def application(scope, receive, send) -> None:
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            await _commit_deferred_audit()
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+async def _commit_deferred_audit() -> None:
+    """Commit the /mcp audit rows still queued before the server says it has shut down: a
+    supervisor that kills the process soon after (a container's stop timeout) would otherwise
+    find them only in the exit handler, or not at all."""
+    from mcpgateway.audit_batch import flush_audit
+
+    if not await asyncio.to_thread(flush_audit, 10.0):  # within a usual stop timeout
+        log.error("audit rows not all committed at shutdown; the exit handler tries again")

@@ -33,8 +33,8 @@ from orchestrator.actions import (
 from orchestrator.actions.agents import do_save_agent
 from orchestrator.actions.credentials import do_delete_credential, do_save_credential
 from orchestrator.actions.errors import ActionError, Conflict
-from orchestrator.actions.reviews import do_claim_review
 from orchestrator.actions.limits import do_delete_limit, do_save_limit
+from orchestrator.actions.reviews import do_claim_review
 from orchestrator.events import event_payload, register_consumer_loop, run_group
 from orchestrator.models import (
     FINISHED_RUN_STATUSES,
