@@ -82,7 +82,7 @@ POLICY: dict[str, Rule] = {
     # changing the team's objects
     "agent.edit": _team("builder", "admin", "create, change and delete agents"),
     "pipeline.edit": _team("builder", "admin", "create pipelines and save versions"),
-    "webhook.manage": _team("builder", "admin", "add a pipeline webhook"),
+    "webhook.manage": _team("builder", "admin", "add, change and delete a pipeline's webhooks; rotate their secrets"),
     "run.start": _team("builder", "run", "start a run"),
     "run.cancel": _team("builder", "run", "cancel a run"),
     "run.resume": _team("builder", "run", "resume a run"),

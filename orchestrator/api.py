@@ -48,6 +48,7 @@ from orchestrator.models import (
     RunEvent,
     Team,
     UsageRecord,
+    Webhook,
 )
 from orchestrator.schemas import (
     AgentIn,
@@ -72,8 +73,14 @@ from orchestrator.schemas import (
     VersionOut,
     WebhookIn,
     WebhookOut,
+    WebhookPatch,
 )
-from orchestrator.webhooks import do_create_webhook
+from orchestrator.webhooks import (
+    do_create_webhook,
+    do_delete_webhook,
+    do_rotate_secret,
+    do_update_webhook,
+)
 
 router = Router()
 
@@ -204,10 +211,21 @@ def get_version(request: HttpRequest, pipeline_id: int, number: int):
     return get_object_or_404(pipeline.versions, number=number)
 
 
+def _webhook_out(hook: Webhook, secret: str | None = None) -> dict[str, Any]:
+    until = hook.previous_secret_until
+    return {"id": hook.pk, "url": hook.url, "events": hook.events, "enabled": hook.enabled, "secret": secret,
+            "previous_secret_until": until if until and until > timezone.now() else None}
+
+
+def _team_webhook(request: HttpRequest, pipeline_id: int, webhook_id: int) -> Webhook:
+    team_id = caller(request).require("admin", "builder").team_id
+    return get_object_or_404(Webhook, pk=webhook_id, pipeline_id=pipeline_id, pipeline__team_id=team_id)
+
+
 @router.get("/pipelines/{pipeline_id}/webhooks", response=list[WebhookOut], tags=["pipelines"])
 def list_webhooks(request: HttpRequest, pipeline_id: int):
     pipeline = get_object_or_404(Pipeline, pk=pipeline_id, team_id=caller(request).require("read", "builder").team_id)
-    return [{"id": h.pk, "url": h.url, "events": h.events, "enabled": h.enabled} for h in pipeline.webhooks.all()]
+    return [_webhook_out(h) for h in pipeline.webhooks.order_by("id")]
 
 
 @router.post("/pipelines/{pipeline_id}/webhooks", response={201: WebhookOut}, tags=["pipelines"])
@@ -215,7 +233,35 @@ def create_webhook(request: HttpRequest, pipeline_id: int, body: WebhookIn):
     """Deliveries carry `X-Agentdeck-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">` keyed by `secret`."""
     pipeline = get_object_or_404(Pipeline, pk=pipeline_id, team_id=caller(request).require("admin", "builder").team_id)
     hook, secret = do_create_webhook(pipeline, body.url, list(body.events))
-    return Status(201, {"id": hook.pk, "url": hook.url, "events": hook.events, "enabled": hook.enabled, "secret": secret})
+    return Status(201, _webhook_out(hook, secret))
+
+
+@router.patch("/pipelines/{pipeline_id}/webhooks/{webhook_id}", response=WebhookOut, tags=["pipelines"])
+def update_webhook(request: HttpRequest, pipeline_id: int, webhook_id: int, body: WebhookPatch):
+    """Change the URL or events, or switch it off (`enabled: false`: deliveries wait) and on."""
+    hook = _team_webhook(request, pipeline_id, webhook_id)
+    changes = body.dict(exclude_unset=True)
+    empty = [name for name, value in changes.items() if value is None]
+    if empty:
+        raise ActionError(f"{empty[0]}: give a value, or leave it out to keep it", empty[0])
+    return _webhook_out(do_update_webhook(hook, **changes))
+
+
+@router.delete("/pipelines/{pipeline_id}/webhooks/{webhook_id}", response={204: None}, tags=["pipelines"])
+def delete_webhook(request: HttpRequest, pipeline_id: int, webhook_id: int):
+    """Delete it and its deliveries, sent or waiting."""
+    do_delete_webhook(_team_webhook(request, pipeline_id, webhook_id))
+    return Status(204, None)
+
+
+@router.post("/pipelines/{pipeline_id}/webhooks/{webhook_id}/rotate-secret", response=WebhookOut, tags=["pipelines"])
+def rotate_webhook_secret(request: HttpRequest, pipeline_id: int, webhook_id: int,
+                          keep_previous_for_s: int = Query(86400, ge=0, le=7 * 86400)):
+    """A new `secret` (shown once). The previous one signs too for `keep_previous_for_s` seconds
+    (default a day; 0 drops it at once): each delivery then carries a `v1=` for each."""
+    hook = _team_webhook(request, pipeline_id, webhook_id)
+    secret = do_rotate_secret(hook, timedelta(seconds=keep_previous_for_s))
+    return _webhook_out(hook, secret)
 
 
 # --- runs ---------------------------------------------------------------------------------

@@ -7,11 +7,13 @@ methods only.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class Team(models.Model):
@@ -552,6 +554,10 @@ class Webhook(models.Model):
     pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="webhooks")
     url = models.URLField(max_length=500)
     secret_encrypted = models.TextField()
+    # After a rotation the previous secret signs too, until `previous_secret_until`, so
+    # receivers can switch without rejecting a delivery (`orchestrator.webhooks.do_rotate_secret`).
+    previous_secret_encrypted = models.TextField(blank=True, default="")
+    previous_secret_until = models.DateTimeField(null=True, blank=True)
     events = models.JSONField(default=list, help_text="Subset of run.succeeded, run.failed, run.cancelled, review.needed.")
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -564,6 +570,17 @@ class Webhook(models.Model):
         from mcpgateway.crypto import decrypt
 
         return decrypt(self.secret_encrypted)
+
+    def signing_secrets(self, now: datetime | None = None) -> list[str]:
+        """The secrets a delivery is signed with now: the current one, then the previous one
+        while its overlap lasts."""
+        from mcpgateway.crypto import decrypt
+
+        found = [self.secret]
+        now = now or timezone.now()
+        if self.previous_secret_encrypted and self.previous_secret_until and self.previous_secret_until > now:
+            found.append(decrypt(self.previous_secret_encrypted))
+        return found
 
 
 class WebhookDelivery(models.Model):

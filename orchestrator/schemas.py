@@ -212,12 +212,20 @@ class WebhookIn(Schema):
         default_factory=lambda: ["run.succeeded", "run.failed", "run.cancelled", "review.needed"])
 
 
+class WebhookPatch(Schema):
+    url: str | None = Field(None, pattern=r"^https?://", max_length=500)
+    events: list[Literal["run.succeeded", "run.failed", "run.cancelled", "review.needed"]] | None = None
+    enabled: bool | None = None
+
+
 class WebhookOut(Schema):
     id: int
     url: str
     events: list[str]
     enabled: bool
-    secret: str | None = Field(None, description="Shown once, when the webhook is created.")
+    secret: str | None = Field(None, description="Shown once, when the webhook is created or its secret rotated.")
+    previous_secret_until: datetime | None = Field(
+        None, description="After a rotation: until when the previous secret signs deliveries too.")
 
 
 class LimitIn(Schema):

@@ -46,19 +46,86 @@ def _send_lease_s() -> float:
     return _timeout_s() * 3
 
 
-def do_create_webhook(pipeline: Pipeline, url: str, events: list[str] | None = None) -> tuple[Webhook, str]:
-    """A webhook and its signing secret (shown once)."""
-    events = events or list(Webhook.EVENTS)
+# How long a rotated-out secret still signs deliveries, unless the rotation says otherwise.
+ROTATION_OVERLAP = timedelta(hours=24)
+MAX_ROTATION_OVERLAP = timedelta(days=7)
+
+
+def _check_events(events: list[str]) -> list[str]:
     unknown = set(events) - set(Webhook.EVENTS)
     if unknown:
         raise ActionError(f"unknown events: {', '.join(sorted(unknown))}", "events")
+    return list(dict.fromkeys(events))
+
+
+def _check_url(url: str) -> str:
     if not url.startswith(("http://", "https://")):
         raise ActionError("the webhook URL must be http(s)", "url")
     check_url(url, "url")
-    secret = "whsec_" + secrets.token_urlsafe(24)
+    return url
+
+
+def _new_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(24)
+
+
+def do_create_webhook(pipeline: Pipeline, url: str, events: list[str] | None = None) -> tuple[Webhook, str]:
+    """A webhook and its signing secret (shown once)."""
+    events = _check_events(events or list(Webhook.EVENTS))
+    _check_url(url)
+    secret = _new_secret()
     webhook = Webhook.objects.create(pipeline=pipeline, url=url, events=events, secret_encrypted=encrypt(secret))
     transaction.on_commit(redaction.invalidate)  # the new secret is redacted from now on
     return webhook, secret
+
+
+def do_update_webhook(webhook: Webhook, *, url: str | None = None, events: list[str] | None = None,
+                      enabled: bool | None = None) -> Webhook:
+    """Change a webhook's URL, events or switch. Deliveries already queued keep their event
+    and go to the URL the webhook has when they are sent; while it is disabled they wait."""
+    fields = []
+    if url is not None:
+        webhook.url = _check_url(url)
+        fields.append("url")
+    if events is not None:
+        if not events:
+            raise ActionError("a webhook needs at least one event (disable it to stop deliveries)", "events")
+        webhook.events = _check_events(events)
+        fields.append("events")
+    if enabled is not None:
+        webhook.enabled = enabled
+        fields.append("enabled")
+    if fields:
+        webhook.save(update_fields=fields)
+    return webhook
+
+
+def do_delete_webhook(webhook: Webhook) -> None:
+    """Delete a webhook with its deliveries, sent or not (a send in flight finishes; its
+    outcome has no row left to be written to)."""
+    webhook.delete()
+    transaction.on_commit(redaction.invalidate)
+
+
+def do_rotate_secret(webhook: Webhook, overlap: timedelta = ROTATION_OVERLAP) -> str:
+    """A new signing secret (returned, shown once). The old one keeps signing for `overlap`
+    — each delivery then carries one `v1=` per secret, as `verify_signature` accepts — so a
+    receiver can move to the new secret without refusing a delivery; a zero overlap drops it
+    at once (the old secret leaked). Both stay redacted."""
+    if overlap < timedelta(0) or overlap > MAX_ROTATION_OVERLAP:
+        raise ActionError(f"the overlap must be between 0 and {MAX_ROTATION_OVERLAP.days} days", "keep_previous_for_s")
+    secret = _new_secret()
+    with transaction.atomic():
+        locked = Webhook.objects.select_for_update().get(pk=webhook.pk)  # two rotations at once: one previous each
+        # Kept after its overlap (until the next rotation) so that it stays redacted; it signs
+        # only until `previous_secret_until`.
+        locked.previous_secret_encrypted = locked.secret_encrypted
+        locked.previous_secret_until = timezone.now() + overlap if overlap > timedelta(0) else None
+        locked.secret_encrypted = encrypt(secret)
+        locked.save(update_fields=["secret_encrypted", "previous_secret_encrypted", "previous_secret_until"])
+        transaction.on_commit(redaction.invalidate)
+    webhook.refresh_from_db()
+    return secret
 
 
 def enqueue(pipeline_id: int, event: str, payload: dict[str, Any]) -> int:
@@ -73,24 +140,38 @@ def enqueue(pipeline_id: int, event: str, payload: dict[str, Any]) -> int:
     return len(hooks)
 
 
-def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
+def _digest(secret: str, body: bytes, timestamp: int) -> str:
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def sign(secret: str | list[str], body: bytes, timestamp: int | None = None) -> str:
+    """`t=<unix>,v1=<hex>`, with one `v1=` per secret when given several (a rotation's overlap)."""
     timestamp = int(time.time()) if timestamp is None else timestamp
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
+    keys = [secret] if isinstance(secret, str) else secret
+    return ",".join([f"t={timestamp}", *(f"v1={_digest(key, body, timestamp)}" for key in keys)])
 
 
 def verify_signature(secret: str, body: bytes, header: str, tolerance_s: int = 300) -> bool:
-    """What a receiver does: check the HMAC and that the timestamp is recent."""
+    """What a receiver does: check that one of the `v1=` HMACs is the secret's and that the
+    timestamp is recent."""
+    timestamps, given = [], []
+    for item in header.split(","):
+        name, sep, value = item.strip().partition("=")
+        if not sep:
+            return False
+        if name == "t":
+            timestamps.append(value)
+        elif name == "v1":
+            given.append(value)
     try:
-        parts = dict(item.split("=", 1) for item in header.split(","))
-        timestamp = int(parts["t"])
-    except (KeyError, ValueError):
+        (timestamp,) = [int(value) for value in timestamps]
+    except ValueError:  # no timestamp, two, or not a number
         return False
     if abs(time.time() - timestamp) > tolerance_s:
         return False
-    expected = sign(secret, body, timestamp).split("v1=", 1)[1]
+    expected = _digest(secret, body, timestamp).encode()
     # As bytes: `compare_digest` raises TypeError for a str that is not ASCII (`v1=é`).
-    return hmac.compare_digest(expected.encode(), parts.get("v1", "").encode("utf-8", "replace"))
+    return any([hmac.compare_digest(expected, value.encode("utf-8", "replace")) for value in given])
 
 
 def backoff(attempts: int) -> timedelta:
@@ -162,7 +243,7 @@ def _send(delivery: WebhookDelivery) -> None:
         headers = {
             "Content-Type": "application/json", "User-Agent": "Agentdeck-Webhooks/1",
             "X-Agentdeck-Event": delivery.event, "X-Agentdeck-Delivery": str(delivery.pk),
-            "X-Agentdeck-Signature": sign(delivery.webhook.secret, body),
+            "X-Agentdeck-Signature": sign(delivery.webhook.signing_secrets(), body),
         }
         # Through the outbound guard: the URL's host is resolved and checked again at connect,
         # and redirects are not followed (a 3xx is a failed delivery).
@@ -222,12 +303,14 @@ def start_sender(interval_s: float = 2.0) -> None:
 
 def webhook_secrets() -> list[str]:
     """Every webhook's signing secret (a source for `mcpgateway.redaction`)."""
-    from mcpgateway.crypto import SecretDecryptError
+    from mcpgateway.crypto import SecretDecryptError, decrypt
 
     found = []
-    for webhook in Webhook.objects.only("secret_encrypted"):
-        try:
-            found.append(webhook.secret)
-        except SecretDecryptError:
-            continue
+    for webhook in Webhook.objects.only("secret_encrypted", "previous_secret_encrypted"):
+        for stored in (webhook.secret_encrypted, webhook.previous_secret_encrypted):
+            try:
+                if stored:  # the rotated-out one too, after its overlap
+                    found.append(decrypt(stored))
+            except SecretDecryptError:
+                continue
     return found

@@ -22,10 +22,11 @@ from authz.policy import POLICY, ROLE_RANK, Actor, Rule
 from authz.routes import API_OPERATIONS, URL_ROUTES
 from mcpgateway.actions.access import do_create_api_key, do_grant
 from mcpgateway.actions.templates import do_install_template, do_save_template
+from mcpgateway.crypto import encrypt
 from mcpgateway.models import Tool, ToolServer
 from orchestrator.actions import do_add_member, do_create_team
 from orchestrator.actions.credentials import do_save_credential
-from orchestrator.models import EvalSuite, Limit, ReviewItem, Run, Team
+from orchestrator.models import EvalSuite, Limit, ReviewItem, Run, Team, Webhook
 from tests.conftest import pipeline, scripted
 
 pytestmark = pytest.mark.django_db
@@ -95,7 +96,9 @@ def world(team: Team, owner: Any) -> dict[str, Any]:
     credential = do_save_credential(team, {"name": f"cred{n}", "provider": "openai", "key": f"sk-test-{n}"})
     template = do_save_template({"name": f"tpl{n}", "command": "true"}, operator=True)  # instance-level: no team
     installed = do_install_template(team.pk, template, f"inst{n}", {})
-    return {"n": n, "credential": credential.pk, "template": template.pk, "installed": installed.pk, "agent": agent.pk, "agent_name": agent.name, "pipe": pipe.pk, "run": run.pk, "review": review.pk,
+    hook = Webhook.objects.create(pipeline=pipe, url="https://hooks.example.com/w", events=["run.failed"],
+                                  secret_encrypted=encrypt(f"whsec_{n}"))
+    return {"hook": hook.pk, "n": n, "credential": credential.pk, "template": template.pk, "installed": installed.pk, "agent": agent.pk, "agent_name": agent.name, "pipe": pipe.pk, "run": run.pk, "review": review.pk,
             "server": server.pk, "tool": tool.pk, "grant": grant.pk, "key": key.pk, "limit": limit.pk, "suite": suite.pk}
 
 
@@ -140,6 +143,9 @@ API_CALLS: dict[str, tuple[str, str, Any]] = {
     "orchestrator_api_get_version": ("get", "/pipelines/{pipe}/versions/1", None),
     "orchestrator_api_list_webhooks": ("get", "/pipelines/{pipe}/webhooks", None),
     "orchestrator_api_create_webhook": ("post", "/pipelines/{pipe}/webhooks", {"url": "https://hooks.example.com/x"}),
+    "orchestrator_api_update_webhook": ("patch", "/pipelines/{pipe}/webhooks/{hook}", {"enabled": False}),
+    "orchestrator_api_delete_webhook": ("delete", "/pipelines/{pipe}/webhooks/{hook}", None),
+    "orchestrator_api_rotate_webhook_secret": ("post", "/pipelines/{pipe}/webhooks/{hook}/rotate-secret", None),
     "orchestrator_api_list_runs": ("get", "/runs", None),
     "orchestrator_api_start_run": ("post", "/runs", {"pipeline": "{pipe}"}),
     "orchestrator_api_get_run": ("get", "/runs/{run}", None),

@@ -232,3 +232,61 @@ def test_a_disabled_webhooks_deliveries_wait(team, receiver):
     assert deliver_due() == 0 and receiver.received == []
     type(hook).objects.filter(pk=hook.pk).update(enabled=True)
     assert deliver_due() == 1 and len(receiver.received) == 1
+
+
+def _review_pipe(team):
+    return pipeline(team, {"steps": [{"kind": "review", "id": "g", "instructions": "ok?"}]})
+
+
+def test_after_a_rotation_both_secrets_sign_until_the_overlap_ends(team, receiver):
+    """A receiver switching to the new secret refuses no delivery meanwhile: during the overlap
+    each delivery carries a `v1=` for the new secret and one for the old; after it, only the new."""
+    from datetime import timedelta
+
+    from orchestrator.models import Webhook
+    from orchestrator.webhooks import do_rotate_secret
+
+    pipe = _review_pipe(team)
+    hook, old = do_create_webhook(pipe, receiver.url, events=["review.needed"])
+    new = do_rotate_secret(hook, timedelta(hours=1))
+    assert new != old and new.startswith("whsec_")
+    execute(start(pipe))
+    assert deliver_due() == 1
+    (headers, body), = receiver.received
+    signature = headers["X-Agentdeck-Signature"]
+    assert signature.count("v1=") == 2
+    assert verify_signature(new, body, signature) and verify_signature(old, body, signature)
+    assert not verify_signature("whsec_someone-else", body, signature)
+
+    Webhook.objects.filter(pk=hook.pk).update(previous_secret_until=timezone.now() - timedelta(seconds=1))
+    execute(start(pipe))
+    assert deliver_due() == 1
+    headers, body = receiver.received[1]
+    assert headers["X-Agentdeck-Signature"].count("v1=") == 1
+    assert verify_signature(new, body, headers["X-Agentdeck-Signature"])
+    assert not verify_signature(old, body, headers["X-Agentdeck-Signature"])
+
+
+def test_a_rotation_without_overlap_stops_the_old_secret_at_once_and_both_stay_redacted(team, receiver):
+    from datetime import timedelta
+
+    from mcpgateway.redaction import get_redactor, invalidate
+    from orchestrator.webhooks import do_rotate_secret, webhook_secrets
+
+    pipe = _review_pipe(team)
+    hook, old = do_create_webhook(pipe, receiver.url, events=["review.needed"])
+    new = do_rotate_secret(hook, timedelta(0))
+    execute(start(pipe))
+    deliver_due()
+    (headers, body), = receiver.received
+    assert verify_signature(new, body, headers["X-Agentdeck-Signature"])
+    assert not verify_signature(old, body, headers["X-Agentdeck-Signature"])
+    assert {old, new} <= set(webhook_secrets())
+    invalidate()
+    assert old not in get_redactor().redact(f"leaked {old} and {new}")
+    assert new not in get_redactor().redact(f"leaked {old} and {new}")
+
+
+@pytest.mark.parametrize("header", ["v1=abc", "t=1,t=2,v1=abc", "t=x,v1=abc", "t=1;v1=abc", ""])
+def test_a_signature_header_without_exactly_one_timestamp_is_false(header):
+    assert verify_signature("whsec_x", b"{}", header) is False
