@@ -25,6 +25,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from authz.policy import Actor, allows, is_instance_operator
 from authz.routes import WEBSOCKET_ROUTES
 from dashboard.access import SESSION_KEY
+from mcpgateway.whole_numbers import whole
 from orchestrator.events import event_payload, register_consumer_loop, run_group, team_group
 from orchestrator.models import Membership, ReviewItem, Run, RunEvent
 
@@ -73,7 +74,7 @@ def _pending_reviews(team_id: int) -> int:
 
 def _after(query_string: bytes) -> int:
     values = parse_qs(query_string.decode("latin-1")).get("after", ["0"])
-    return int(values[0]) if values[0].isdigit() else 0
+    return whole(values[0]) or 0
 
 
 def _signed_in(scope: dict[str, Any]) -> Any:

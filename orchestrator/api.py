@@ -22,6 +22,7 @@ from django.utils import timezone
 from ninja import Body, Field, Header, Query, Router, Schema, Status
 
 from mcpgateway.api_caller import Caller
+from mcpgateway.whole_numbers import is_whole, whole
 from orchestrator.actions import (
     do_cancel_run,
     do_create_pipeline,
@@ -357,7 +358,7 @@ async def stream_events(request: HttpRequest, run_id: int, after: int = Query(0,
     c = caller(request).require("read")
     run = await sync_to_async(_team_run)(c, run_id)
     last_id = request.headers.get("Last-Event-ID")
-    start = int(last_id) if last_id and last_id.isdigit() else after
+    start = whole(last_id) if is_whole(last_id) else after
     return StreamingHttpResponse(_sse(run.pk, start), content_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

@@ -25,6 +25,7 @@ from django.utils.module_loading import import_string
 from config import log_context, tracing
 from config.db_writer import run_write
 from mcpgateway.types import Toolbox
+from mcpgateway.whole_numbers import is_whole
 from orchestrator.actions.runs import do_fail_run
 from orchestrator.engine.executor import Engine, RunOutcome
 from orchestrator.engine.spec import Limits
@@ -82,7 +83,7 @@ def lease_holder_is_dead(holder: str) -> bool:
     """
     host, _, rest = holder.partition(":")
     pid_text = rest.split(":", 1)[0]
-    if host != host_identity() or not pid_text.isdigit():
+    if host != host_identity() or not is_whole(pid_text):
         return False
     pid = int(pid_text)
     if pid == os.getpid():

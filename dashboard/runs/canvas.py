@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from dashboard.runs.tree import RunTree, StepNode
+from mcpgateway.whole_numbers import whole
 from orchestrator.models import RunEvent
 
 # The diagram's status vocabulary (fc-status-<status>).
@@ -23,7 +24,7 @@ _CANVAS_STATUS = {"waiting_review": "waiting"}
 
 def _iteration(key: str) -> int:
     tail = key.rsplit("#", 1)
-    return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else 0
+    return (whole(tail[1]) or 0) if len(tail) == 2 else 0
 
 
 def _duration(node: StepNode, now: datetime) -> float | None:

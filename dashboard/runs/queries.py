@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 
+from mcpgateway.whole_numbers import is_whole
 from orchestrator.models import EvalResult, PipelineVersion, Run
 
 PAGE_SIZE = 50
@@ -40,7 +41,7 @@ class Cursor:
         if not text:
             return None
         micros, _, pk = text.partition("-")
-        if not (micros.isdigit() and pk.isdigit()):
+        if not (is_whole(micros) and is_whole(pk)):
             return None
         return cls(_EPOCH + timedelta(microseconds=int(micros)), int(pk))
 

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 from dashboard import evals_display
 from dashboard.access import can, team_view
 from mcpgateway.errors import GatewayError
+from mcpgateway.whole_numbers import is_whole
 from orchestrator.actions.errors import ActionError
 from orchestrator.evals.harness import do_create_eval_run, submit_eval_run
 from orchestrator.evals.metrics import metric_value
@@ -95,7 +96,7 @@ def start_eval(request: HttpRequest, pk: int) -> HttpResponse:
     if post.get("confirm") == "on":
         defences["confirm_tools"] = _names(post.get("confirm_tools", ""), CONFIRM)
     baseline = None
-    if post.get("baseline", "").isdigit():
+    if is_whole(post.get("baseline", "")):
         baseline = EvalRun.objects.filter(pk=int(post["baseline"]), suite=suite).first()
     try:
         eval_run = do_create_eval_run(suite, defences=defences, label=post.get("label", ""), baseline=baseline,

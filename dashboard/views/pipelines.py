@@ -25,6 +25,7 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 
 from dashboard.access import can, team_view
+from mcpgateway.whole_numbers import is_whole
 from orchestrator.actions import do_create_pipeline, do_save_pipeline_version
 from orchestrator.actions.errors import ActionError
 from orchestrator.actions.pipelines import check_spec
@@ -74,7 +75,7 @@ def new(request: HttpRequest) -> HttpResponse:
         return _create(request)
     spec = BLANK_SPEC
     source_id = request.GET.get("from", "")
-    if source_id.isdigit():
+    if is_whole(source_id):
         spec = _version(_pipeline(request, int(source_id)), None).spec
     return render(request, "dashboard/pipelines/builder.html", _builder_context(request, None, None, spec))
 
@@ -221,7 +222,7 @@ def _pipeline(request: HttpRequest, pk: int) -> Pipeline:
 
 
 def _version(pipeline: Pipeline, number: str | None) -> PipelineVersion:
-    if number and number.isdigit():
+    if is_whole(number):
         return get_object_or_404(PipelineVersion, pipeline=pipeline, number=int(number))
     latest = pipeline.latest_version()
     if latest is None:

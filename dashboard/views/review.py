@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 
 from dashboard import queries
 from dashboard.access import can, team_view
+from mcpgateway.whole_numbers import is_whole
 from orchestrator.actions.errors import ActionError
 from orchestrator.actions.reviews import do_assign_review, do_claim_review, do_decide_review
 from orchestrator.models import ReviewItem
@@ -135,7 +136,7 @@ def _decision(post: Any, original_text: str | None = None) -> dict[str, Any]:
         budget: dict[str, Any] = {}
         raw_tokens, raw_cost = post.get("max_tokens", "").strip(), post.get("max_cost_usd", "").strip()
         if raw_tokens:
-            if not raw_tokens.isdigit() or int(raw_tokens) < 1:
+            if not is_whole(raw_tokens) or int(raw_tokens) < 1:
                 raise ActionError("the token budget is a whole number above zero", "max_tokens")
             budget["max_tokens"] = int(raw_tokens)
         if raw_cost:
@@ -186,7 +187,7 @@ def assign(request: HttpRequest, pk: int) -> HttpResponse:
     # Looked up among this team's members only: an id from elsewhere gets the same answer as
     # one that does not exist, so the form cannot be used to discover other teams' users.
     assignee = (get_user_model().objects.filter(pk=int(raw), memberships__team=request.team).first()
-                if raw.isdigit() else None)
+                if is_whole(raw) else None)
     try:
         if raw and assignee is None:
             raise ActionError(NOT_A_MEMBER, "assignee")

@@ -24,6 +24,7 @@ from dashboard.runs.forms import RunFilterForm, RunInputForm
 from dashboard.runs.queries import Cursor, runs_page
 from dashboard.runs.tree import build_run_tree
 from mcpgateway.models import AuditEntry
+from mcpgateway.whole_numbers import is_whole
 from orchestrator.actions import do_cancel_run, do_resume_run, do_start_run
 from orchestrator.actions.budget_room import budget_blocker
 from orchestrator.actions.errors import ActionError
@@ -65,12 +66,12 @@ def runs_list(request: HttpRequest) -> HttpResponse:
 def _version_for(request: HttpRequest) -> PipelineVersion | None:
     """The pipeline version named by `?pipeline=<id>&version=<n>` (latest without `version`), in the current team."""
     pipeline_id = request.GET.get("pipeline", "")
-    if not pipeline_id.isdigit():
+    if not is_whole(pipeline_id):
         return None
     pipeline = get_object_or_404(Pipeline, pk=int(pipeline_id), team=request.team)
     number = request.GET.get("version", "")
     versions = pipeline.versions.select_related("pipeline")
-    version = versions.filter(number=int(number)).first() if number.isdigit() else versions.order_by("-number").first()
+    version = versions.filter(number=int(number)).first() if is_whole(number) else versions.order_by("-number").first()
     if version is None:
         raise Http404("no such pipeline version")
     return version

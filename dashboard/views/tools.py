@@ -31,6 +31,7 @@ from mcpgateway.authority import is_instance_operator
 from mcpgateway.crypto import decrypt, encrypt
 from mcpgateway.errors import ConfigError, GatewayError
 from mcpgateway.models import ApiKey, CallStatus, Grant, Tool, ToolServer, ToolStatus
+from mcpgateway.whole_numbers import is_whole, whole
 from orchestrator.models import Agent
 
 AUDIT_PAGE = 50
@@ -119,7 +120,7 @@ def _grant_args(request: HttpRequest) -> dict[str, Any]:
     team_id, post = request.team.pk, request.POST
     target = post.get("target", "")
     kind, _, raw_id = target.partition(":")
-    if kind not in ("server", "tool") or not raw_id.isdigit():
+    if kind not in ("server", "tool") or not is_whole(raw_id):
         raise GatewayError("choose a server or a tool", "target")
     if kind == "server":
         server = ToolServer.objects.filter(team_id=team_id, pk=int(raw_id)).first()
@@ -139,7 +140,7 @@ def _grant_args(request: HttpRequest) -> dict[str, Any]:
         args["agent"] = name
     elif principal == "api_key":
         raw_key = post.get("api_key", "")
-        key = ApiKey.objects.filter(team_id=team_id, pk=int(raw_key), revoked_at__isnull=True).first() if raw_key.isdigit() else None
+        key = ApiKey.objects.filter(team_id=team_id, pk=int(raw_key), revoked_at__isnull=True).first() if is_whole(raw_key) else None
         if key is None:
             raise GatewayError("choose a live API key of this team", "api_key")
         args["api_key"] = key
@@ -147,7 +148,7 @@ def _grant_args(request: HttpRequest) -> dict[str, Any]:
         raise GatewayError("choose who the grant is for", "principal")
     raw_rate = post.get("calls_per_minute", "").strip()
     if raw_rate:
-        if not raw_rate.isdigit():
+        if not is_whole(raw_rate):
             raise GatewayError("calls per minute is a whole number", "calls_per_minute")
         args["calls_per_minute"] = int(raw_rate)
     return {"server": server, **args}
@@ -234,7 +235,7 @@ def key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _int(value: str | None) -> int | None:
     value = (value or "").strip()
-    return int(value) if value.isdigit() else None
+    return whole(value)
 
 
 @team_view("audit.view")

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from dashboard import queries
 from dashboard.access import can, team_view
+from mcpgateway.whole_numbers import whole
 from orchestrator.actions.errors import ActionError
 from orchestrator.actions.limits import do_delete_limit, do_save_limit
 from orchestrator.models import Limit, LimitKind, LimitScope
@@ -63,7 +64,7 @@ def _save(request: HttpRequest, editing: Limit | None) -> HttpResponse:
         if scope != LimitScope.TEAM and target and target_scope != scope:
             raise ActionError(f"choose a target of the kind “{scope.replace('_', ' ')}”", "target")
         do_save_limit(request.team, scope, post.get("kind", ""), post.get("value", ""),
-                      int(raw_id) if raw_id.isdigit() else None, limit=editing)
+                      whole(raw_id), limit=editing)
     except ActionError as exc:
         return _page(request, status=400, editing=editing, form=post.dict(), error=exc.message, error_field=exc.field)
     messages.success(request, "Limit saved.")

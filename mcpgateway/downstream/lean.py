@@ -47,6 +47,7 @@ from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
 from mcpgateway.types import Principal, plain_key, plain_scalar
+from mcpgateway.whole_numbers import is_whole
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class LeanCall:
                        schema: SchemaLookup) -> Receive | None:
         """None when answered; otherwise a `receive` that replays what was read, for the SDK."""
         declared = headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self._max_body):
+        if declared is not None and (not is_whole(declared) or int(declared) > self._max_body):
             return receive
         read: list[Message] = []
         chunks: list[bytes] = []

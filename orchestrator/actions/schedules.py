@@ -10,6 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
+from mcpgateway.whole_numbers import is_whole
 from orchestrator.actions.errors import ActionError
 from orchestrator.actions.runs import check_run_input
 from orchestrator.engine.spec import parse_spec
@@ -28,12 +29,12 @@ def check_cron(cron: str) -> dict[str, str]:
         low, high = RANGES[name]
         for item in text.split(","):
             base, _, step = item.partition("/")
-            if step and not (step.isdigit() and int(step) > 0):
+            if step and not (is_whole(step) and int(step) > 0):
                 raise ActionError(f"{name}: bad step in {item!r}", "cron")
             if base == "*":
                 continue
             bounds = base.split("-")
-            if len(bounds) > 2 or not all(b.isdigit() and low <= int(b) <= high for b in bounds):
+            if len(bounds) > 2 or not all(is_whole(b) and low <= int(b) <= high for b in bounds):
                 raise ActionError(f"{name}: {item!r} is outside {low}-{high}", "cron")
     return fields
 

@@ -41,7 +41,7 @@ class Scope:
                     return None
             if isinstance(value, dict):
                 value = value.get(key)
-            elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+            elif isinstance(value, list) and _is_index(key) and int(key) < len(value):
                 value = value[int(key)]
             else:
                 return None
@@ -94,3 +94,8 @@ def as_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True)
+
+
+def _is_index(key: str) -> bool:
+    """ASCII digits only: `isdigit()` is True for "²", which `int()` refuses."""
+    return 0 < len(key) <= 18 and key.isascii() and key.isdigit()
