@@ -40,7 +40,8 @@ def check_request_rate(caller: Caller) -> None:
         elif row.scope == LimitScope.API_KEY and caller.api_key_id is not None and row.api_key_id == caller.api_key_id:
             checks.append((f"req:key:{caller.api_key_id}", row, "this API key"))
         elif row.scope == LimitScope.USER and caller.user_id is not None and row.user_id == caller.user_id:
-            checks.append((f"req:user:{caller.user_id}", row, "this user"))
+            # per team: each team sets its own limit for the member, and counts only its own requests
+            checks.append((f"req:team:{caller.team_id}:user:{caller.user_id}", row, "this user"))
     if checks:
         # The database limiter commits on its own writer thread: hand this thread's pooled
         # connection back first, or a burst of requests holding all of them waits on it forever.
