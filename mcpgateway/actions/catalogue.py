@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from mcpgateway.models import Health, Tool, ToolServer, ToolStatus, definition_hash
+from mcpgateway.redaction import get_redactor
 from mcpgateway.upstream.config import Discovery
 
 
@@ -37,16 +38,19 @@ def do_record_discovery(server_id: int, discovery: Discovery) -> dict[str, list[
     # common case: a reconnect, a list_changed notification that changed nothing) keeps every
     # process's catalogue snapshot and /mcp key cache, which an invalidation would empty.
     changed = False
+    # Every member sees a definition (the tools pages, the API, /mcp tools/list) and so does
+    # every model that is offered the tool: a secret the server was given (its token, an
+    # operator's host variable) that its definition repeats is redacted before it is stored.
+    redactor = get_redactor()
     for found in discovery.tools:
         seen.add(found.name)
-        definition = {"description": found.description, "input_schema": found.input_schema,
-                      "output_schema": found.output_schema, "annotations": found.annotations}
+        definition = redactor.redact({"description": found.description, "input_schema": found.input_schema,
+                                      "output_schema": found.output_schema, "annotations": found.annotations})
         digest = definition_hash(definition)
         tool = existing.get(found.name)
         if tool is None:
             approved = {} if approved_once else {"approved_hash": digest, "approved_definition": definition}
-            Tool.objects.create(server=server, name=found.name, description=found.description, input_schema=found.input_schema,
-                                output_schema=found.output_schema, annotations=found.annotations, current_hash=digest,
+            Tool.objects.create(server=server, name=found.name, current_hash=digest, **definition,
                                 status=ToolStatus.HELD if approved_once else ToolStatus.ACTIVE, **approved)
             report["added"].append(found.name)
             changed = True
@@ -61,9 +65,8 @@ def do_record_discovery(server_id: int, discovery: Discovery) -> dict[str, list[
             report["restored"].append(found.name)
         fields: dict[str, Any] = {"approved_hash": upgrade, "approved_definition": definition} if upgrade else {}
         changed = changed or bool(upgrade) or digest != tool.current_hash or status != tool.status
-        Tool.objects.filter(pk=tool.pk).update(description=found.description, input_schema=found.input_schema,
-                                               output_schema=found.output_schema, annotations=found.annotations,
-                                               current_hash=digest, status=status, last_seen=timezone.now(), **fields)
+        Tool.objects.filter(pk=tool.pk).update(**definition, current_hash=digest, status=status,
+                                               last_seen=timezone.now(), **fields)
     for name, tool in existing.items():
         if name not in seen and tool.status != ToolStatus.REMOVED:
             Tool.objects.filter(pk=tool.pk).update(status=ToolStatus.REMOVED)
@@ -114,5 +117,7 @@ def held_change(tool: Tool) -> dict[str, Any]:
 def do_record_health(server_id: int, state: str, error: str, restarts: int) -> None:
     if state not in Health.values:
         state = Health.UNKNOWN
-    ToolServer.objects.filter(pk=server_id).update(health=state, health_error=error[:2000], restarts=restarts,
+    # Shown to every member: a server's error often repeats the token it refused.
+    error = get_redactor().text(error)[:2000] if error else ""
+    ToolServer.objects.filter(pk=server_id).update(health=state, health_error=error, restarts=restarts,
                                                    health_changed_at=timezone.now())
