@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.db import transaction
 
@@ -93,10 +94,25 @@ def check_server_authority(fields: dict[str, Any], *, operator: bool, current: T
         check_operator(False, "reading process environment variables", "env_allow")
 
 
+def destination(url: str | None) -> tuple[str, ...]:
+    """Where a remote server's requests (and its secrets) go: scheme, host and port. A URL
+    whose host part holds a `${…}` reference counts as a whole."""
+    text = str(url or "")
+    try:
+        parts = urlsplit(text)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:
+        return ("", text)
+    if "${" in parts.netloc or not parts.hostname:
+        return ("", text)
+    return (parts.scheme.lower(), parts.hostname.lower().rstrip("."), str(port))
+
+
 def check_references(fields: dict[str, Any], known: set[str], *, operator: bool,
-                     env_allow: list[str] | None) -> list[str]:
+                     env_allow: list[str] | None, left_behind: set[str] = frozenset()) -> list[str]:
     """Every `${NAME}` must name a secret of the server; an operator's other names become (or must be on)
-    the server's process-environment allow-list, which is returned."""
+    the server's process-environment allow-list, which is returned. `left_behind`: secrets the
+    server had, dropped because its URL moved to another host."""
     allowed = set(env_allow or [])
     inferred: set[str] = set()
     places: list[tuple[str, str]] = [(f"{k}.{n}", v) for k in ("env", "headers") for n, v in (fields.get(k) or {}).items()]
@@ -106,6 +122,9 @@ def check_references(fields: dict[str, Any], known: set[str], *, operator: bool,
         for name in REF.findall(value):
             if name in known or name in allowed:
                 continue
+            if name in left_behind:
+                raise MissingVariable(f"${{{name}}}: the server's URL now points at another host, and a server's secrets "
+                                      "go only to the host they were given for: give its value again in `secrets`", where)
             if operator and env_allow is None:
                 inferred.add(name)
                 continue
@@ -144,7 +163,18 @@ def do_save_server(team_id: int, name: str, secrets: dict[str, str] | None = Non
         if not IDENTIFIER.fullmatch(secret):
             raise GatewayError(f"secret name {secret!r} must be an identifier", f"secrets.{secret}")
     stored = set(current.secrets.values_list("name", flat=True)) if current else set()
-    fields["env_allow"] = check_references(fields, stored | set(new_secrets), operator=operator, env_allow=env_allow)
+    left_behind: set[str] = set()
+    if (current is not None and not operator and "url" in fields and stored
+            and destination(fields["url"]) != destination(current.url)):
+        # Moved to another host by a team member: the secrets were given for the old one, maybe
+        # by an operator (a licence key the team may use but never read). They stay behind;
+        # whoever moves the server gives the new host's secrets.
+        left_behind = stored - set(new_secrets)
+        stored = set()
+    fields["env_allow"] = check_references(fields, stored | set(new_secrets), operator=operator, env_allow=env_allow,
+                                           left_behind=left_behind)
+    if left_behind:
+        current.secrets.filter(name__in=left_behind).delete()
     fields.update(template=None, parameters={})  # raw fields detach a server from its template
     server, _ = ToolServer.objects.update_or_create(team_id=team_id, name=name, defaults=fields)
     for secret, value in new_secrets.items():
