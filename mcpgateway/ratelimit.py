@@ -149,9 +149,13 @@ class RedisLimiter:
         try:
             allowed, count, retry_us = await self._client().eval(
                 _SLIDING_WINDOW, 1, f"agentdeck:rl:{key}", int(window_s * 1_000_000), limit, uuid.uuid4().hex)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        except (redis.exceptions.RedisError, OSError) as exc:
+            # Not only silence: a Redis that answers with an error (READONLY after a failover
+            # demoted it, MISCONF when it cannot save, a script refused) is as unusable, and
+            # its error reached callers as a 500 and failed whole runs.
             self._down_until = time.monotonic() + REDIS_RETRY_AFTER_S
-            log.warning("rate limits: Redis did not answer (%s); using database counters for %.0fs", exc, REDIS_RETRY_AFTER_S)
+            log.warning("rate limits: Redis is not usable (%s: %s); using database counters for %.0fs",
+                        type(exc).__name__, exc, REDIS_RETRY_AFTER_S)
             return await self.fallback.hit(key, limit, window_s)
         return Decision(bool(allowed), int(count), max(0.0, int(retry_us) / 1_000_000))
 
