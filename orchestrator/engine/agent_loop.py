@@ -194,7 +194,7 @@ async def _attempt(ctx: AttemptContext, step: AgentStep, key: str, attempt: int,
             totals.record_tool(result.is_error)
             index += 1
             content = result.content
-            flow.observe(call.name, content)
+            flow.observe(call.name, content, failed=result.is_error, arguments=call.arguments)
             if detector is not None:
                 detection = detector.inspect(call.name, content)
                 if detection.flagged:

@@ -176,6 +176,9 @@ def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = ()) -> 
     def visit(where: str, value: Any, sensitive: bool, amount: bool, free: bool) -> None:
         if isinstance(value, dict):
             for key, inner in value.items():
+                if isinstance(key, str) and key.strip():  # a key can carry an address too: {"to": {"eve@…": "Bob"}}
+                    found.extend(c for c in _string_candidates(f"{where or 'arguments'} key", key.strip(), False)
+                                 if c.kind in ("email", "url"))
                 words = _words(str(key))
                 listed = str(key).lower() in extra
                 own_free = bool(words & FREE_TEXT_WORDS) and not listed
@@ -298,12 +301,21 @@ class StepFlow:
                    trusted_tools=tuple(defences.dataflow_trusted_tools), checked_tools=tuple(defences.dataflow_tools),
                    sensitive_arguments=tuple(defences.dataflow_arguments))
 
-    def observe(self, tool: str, content: str) -> None:
-        """A tool result the step read (fresh or replayed from the ledger)."""
+    def observe(self, tool: str, content: str, *, failed: bool = False, arguments: dict[str, Any] | None = None) -> None:
+        """A tool result the step read (fresh or replayed from the ledger). A trusted tool's
+        output is trusted only when the call succeeded and its arguments came from trusted
+        sources: its errors — and the refusals this policy or the gateway answer in its name —
+        quote the arguments, so an attacker's address sent to it came back "trusted"."""
         if self.mode == "off":
             return
         source = Source(f"the output of {tool}", content or "")
-        (self.trusted if tool in self.trusted_tools else self.untrusted).append(source)
+        trusted = tool in self.trusted_tools and not failed and self._from_trusted(arguments or {})
+        (self.trusted if trusted else self.untrusted).append(source)
+
+    def _from_trusted(self, arguments: dict[str, Any]) -> bool:
+        if not self.untrusted:
+            return True  # nothing untrusted read yet: every value so far came from trusted text
+        return all(self._appears(c, self.trusted) is not None for c in candidates(arguments, self.sensitive_arguments))
 
     def side_effecting(self, tool: str, spec: Any) -> bool:
         """Checked unless its server says read-only *and* that server's word counts: installed
