@@ -65,12 +65,33 @@ def workspace_path(path: str) -> str:
     return name
 
 
+def _ancestors(name: str) -> list[str]:
+    parts = name.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def check_no_conflict(members: list[tarfile.TarInfo], files: dict[str, bytes]) -> None:
+    """Refuse a file whose name is a directory of the workspace, or which would sit under a
+    file: a workspace archive holding both `a` and `a/b` could never be unpacked again, so
+    every later call of the run failed."""
+    kept_files = {m.name for m in members if m.isfile()}
+    dirs = {m.name for m in members if m.isdir()} | {a for m in members for a in _ancestors(m.name)}
+    for name in files:
+        if name in dirs:
+            raise SandboxError(f"{name}: is a directory in the workspace")
+        blocking = next((a for a in _ancestors(name) if a in kept_files and a not in files), None)
+        if blocking is not None:
+            raise SandboxError(f"{name}: {blocking} is a file in the workspace, not a directory")
+
+
 def merge_archive(archive: bytes, files: dict[str, bytes]) -> bytes:
-    """A tar of `archive`'s entries with `files` added or replacing entries of the same name."""
+    """A tar of `archive`'s entries with `files` added or replacing files of the same name
+    (SandboxError if one would replace a directory or go under a file)."""
     sink = io.BytesIO()
     with tarfile.open(fileobj=sink, mode="w") as out:
         if archive:
             with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as old:
+                check_no_conflict(old.getmembers(), files)
                 for member in old.getmembers():
                     if member.name in files or not (member.isfile() or member.isdir()):
                         continue

@@ -33,10 +33,12 @@ import struct
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 
 WORKSPACE = "/workspace"
 CHUNK = 65536
+EXIT_GRACE_S = 0.25  # output still read after the command itself ended
 out = sys.stdout.buffer
 
 
@@ -69,9 +71,17 @@ def restore(data):
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
         for member in archive.getmembers():
             target = inside(member.name)
+            parent = os.path.dirname(target)
+            while parent != WORKSPACE and not os.path.lexists(parent):
+                parent = os.path.dirname(parent)
+            if parent != WORKSPACE and not os.path.isdir(parent):
+                raise ValueError(f"{member.name}: {os.path.relpath(parent, WORKSPACE)} is a file in the workspace, "
+                                 "not a directory")
             if member.isdir():
                 os.makedirs(target, exist_ok=True)
             elif member.isfile():
+                if os.path.isdir(target) and not os.path.islink(target):
+                    raise ValueError(f"{member.name}: is a directory in the workspace")
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 if os.path.islink(target):
                     os.unlink(target)
@@ -157,22 +167,36 @@ def run(header, result):
         result.update(exit_code=127, error=f"could not start {argv[0]}: {exc.strerror}")
         return
     text = (header.get("stdin") or "").encode()
-    try:
-        child.stdin.write(text)
-        child.stdin.close()
-    except OSError:
-        pass
+
+    def feed():
+        # From a thread: written before the output is read, more than a pipe's worth of stdin
+        # deadlocked a filter such as `cat` (its stdout full, it stopped reading stdin).
+        try:
+            child.stdin.write(text)
+            child.stdin.close()
+        except OSError:
+            pass
+
+    threading.Thread(target=feed, daemon=True).start()
     selector = selectors.DefaultSelector()
     selector.register(child.stdout, selectors.EVENT_READ, b"o")
     selector.register(child.stderr, selectors.EVENT_READ, b"e")
     sent = 0
     open_streams = 2
+    exited_at = None
     while open_streams:
-        left = started + timeout - time.monotonic()
+        now = time.monotonic()
+        left = started + timeout - now
         if left <= 0:
             result["timed_out"] = True
             break
-        for key, _ in selector.select(min(left, 0.5)):
+        if exited_at is None and child.poll() is not None:
+            exited_at = now
+        if exited_at is not None and now - exited_at > EXIT_GRACE_S:
+            # The command ended, but a process it left in the background holds its output
+            # open: what was written is read; the rest is cut, not waited for until the limit.
+            break
+        for key, _ in selector.select(min(left, 0.05 if exited_at is not None else 0.5)):
             chunk = os.read(key.fileobj.fileno(), CHUNK)
             if not chunk:
                 selector.unregister(key.fileobj)

@@ -239,7 +239,7 @@ class Sandbox:
                 s.files = result.get("files", {})
             else:
                 self._touch(s)
-            return dict(sorted(s.files.items()))
+            return {shown_name(name): size for name, size in sorted(s.files.items())}
 
     # -- running --------------------------------------------------------------------------
 
@@ -373,12 +373,27 @@ class Sandbox:
             "oom_killed": bool(result.get("oom_killed")),
             "signal": result.get("signal"),
             "duration_ms": round(elapsed * 1000, 1),
-            "files_changed": [{"path": p, "size": files.get(p, 0)} for p in result.get("changed", [])],
-            "files_deleted": result.get("deleted", []),
+            "files_changed": [{"path": shown_name(p), "size": files.get(p, 0)} for p in result.get("changed", [])],
+            "files_deleted": [shown_name(p) for p in result.get("deleted", [])],
             "note": " ".join(notes),
             "sandbox": {"mode": self.config.mode, "network": network, "image": self.config.image,
                         "runtime": self.config.runtime or "default"},
         }
+
+
+def shown_name(name: str) -> str:
+    """A file name as the caller sees it: one that is not UTF-8 (the runner sends its bytes
+    as lone surrogates) with those bytes written `\\xe9`, instead of failing the whole answer
+    after the code had run."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        pass
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no file system byte gives
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # -- the wire and archives ------------------------------------------------------------

@@ -29,6 +29,26 @@ from mcpgateway.sandbox.errors import SandboxUnavailable
 log = logging.getLogger(__name__)
 
 LABEL = "agentdeck.sandbox"
+# The container's pid 1: it reaps the processes the runner's kill(-1) leaves orphaned (they
+# are re-parented to pid 1). It was `sleep infinity`, which reaps nothing: the zombies,
+# counted against the pids limit, left a session unable to fork. Not Docker's init (tini):
+# its child would run as the sandbox user, and kill(-1) would end it and the container;
+# pid 1 itself is the one process kill(-1) never signals.
+REAPER = """
+import os, signal
+def reap(*_):
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                return
+        except ChildProcessError:
+            return
+signal.signal(signal.SIGCHLD, reap)
+signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+while True:
+    signal.pause()
+    reap()
+"""
 RUNNER = (Path(__file__).resolve().parent.parent / "runner.py").read_text()
 API_TIMEOUT_S = 30
 CHECK_TTL_S = 5.0
@@ -119,7 +139,7 @@ class DockerBackend:
             "/tmp": f"rw,nosuid,nodev,noexec,size={c.tmp_mb}m,mode=1777",
         }
         options = dict(
-            entrypoint=["sleep", "infinity"], command=[], user=c.user, working_dir="/workspace", labels=labels,
+            entrypoint=["python3", "-I", "-S", "-c", REAPER], command=[], user=c.user, working_dir="/workspace", labels=labels,
             hostname="sandbox", detach=True, network_mode=c.network if network else "none", read_only=True,
             tmpfs=tmpfs, cap_drop=["ALL"], security_opt=["no-new-privileges:true"], pids_limit=c.pids,
             mem_limit=f"{c.memory_mb}m", memswap_limit=f"{c.memory_mb}m", nano_cpus=int(c.cpus * 1e9),

@@ -128,7 +128,7 @@ def test_host_files_cannot_be_read(make_sandbox, tmp_path: Path):
 
     lines = result["stdout"].splitlines()
     assert all(line.endswith("False") for line in lines[:4]), lines
-    assert lines[4] == "['sleep', 'infinity']" and lines[5] == "sandbox"  # its own pid 1 and hostname
+    assert lines[4] == "['python3', '-I']" and lines[5] == "sandbox"  # its own pid 1 (the reaper) and hostname
 
 
 def test_nothing_outside_the_workspace_is_writable(make_sandbox):
