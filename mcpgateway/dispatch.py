@@ -381,7 +381,8 @@ gateway_writes.register("audit_end", _finish_audit, durable=True)
 
 
 def take_interrupted_calls(run_id: int) -> dict[str, dict[str, Any]]:
-    """The calls of a run that an earlier process started and never finished, by idempotency key.
+    """The calls of a run that an earlier process started and never finished, by idempotency key
+    — and those it finished (`answered`, with the audited result) in case its ledger missed them.
 
     Called when the run resumes, before any call of this process starts: every `started` row
     of the run is then a call that may have run; it is marked `interrupted`. A key stays
@@ -391,13 +392,25 @@ def take_interrupted_calls(run_id: int) -> dict[str, dict[str, Any]]:
     AuditEntry.objects.filter(run_id=run_id, status=CallStatus.STARTED).update(status=CallStatus.INTERRUPTED)
     rows = AuditEntry.objects.filter(run_id=run_id).exclude(idempotency_key="").order_by("id")
     found: dict[str, dict[str, Any]] = {}
-    for row in rows.values("id", "idempotency_key", "status", "tool_name", "call_id", "created_at"):
+    for row in rows.values("id", "idempotency_key", "status", "tool_name", "call_id", "created_at", "result"):
+        key = row["idempotency_key"]
         if row["status"] in open_:
-            found[row["idempotency_key"]] = {"audit_id": row["id"], "tool": row["tool_name"], "call_id": row["call_id"],
-                                             "started_at": row["created_at"].isoformat()}
+            found[key] = {"audit_id": row["id"], "tool": row["tool_name"], "call_id": row["call_id"],
+                          "started_at": row["created_at"].isoformat()}
+        elif row["status"] in ANSWERED:
+            # It ran and answered. The engine asks only about calls its ledger lacks: a process
+            # that died between this row and the ledger's commit. The answer is given back
+            # instead of the call being made again (which sent a side effect twice, silently).
+            found[key] = {"audit_id": row["id"], "tool": row["tool_name"], "call_id": row["call_id"],
+                          "started_at": row["created_at"].isoformat(), "answered": row["status"],
+                          "result": row["result"] or {}}
         else:
-            found.pop(row["idempotency_key"], None)
+            found.pop(key, None)
     return found
+
+
+# Outcomes of a call the upstream answered (the rest: refused before the call, or unknown).
+ANSWERED = (CallStatus.OK, CallStatus.ERROR)
 
 
 def team_gateway(team_id: int) -> Gateway:

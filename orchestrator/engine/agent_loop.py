@@ -257,8 +257,18 @@ async def _call_model(ctx: AttemptContext, step: AgentStep, key: str, attempt: i
 async def _resume_interrupted(ctx: AttemptContext, key: str, attempt: int, index: int, principal: Principal, call_id: str,
                               name: str, arguments: dict[str, Any], found: dict[str, Any], spec: ToolSpec | None,
                               *, confirm: bool) -> ToolResult:
-    """A call that may have run: a reviewer's decision about it, else retry when safe, else pause."""
+    """A call that may have run: a reviewer's decision about it, else retry when safe, else pause.
+    One that ran and answered (its audit row says so; the process died before the ledger's
+    commit) gets that answer back: it is not made again."""
     ikey = call_key(ctx.run_id, key, attempt, index)
+    if found.get("answered"):
+        recorded = found.get("result") or {}
+        ctx.store.emit("tool.recovered", {"call_id": call_id, "name": name, "idempotency_key": ikey,
+                                          "status": found["answered"]}, key)
+        structured = recorded.get("structured")
+        return await _call_tool(ctx, key, attempt, index, principal, call_id, name, arguments, supplied=ToolResult(
+            content=str(recorded.get("content", "")), is_error=found["answered"] == "error",
+            data={"structured": structured} if structured is not None else None))
     decision = (ctx.decision or {}).get("call")
     if isinstance(decision, dict) and decision.get("key") == ikey:
         if decision.get("do") == "skip":
