@@ -20,7 +20,9 @@ def _invalidate() -> None:
 def do_create_api_key(team_id: int, name: str, user: AbstractBaseUser | None = None, scopes: list[str] | None = None,
                       service_account: bool = False) -> tuple[ApiKey, str]:
     """A new key and its token. The token is returned this once; only its hash is kept."""
-    scopes = scopes or ["read", "run"]
+    if scopes is not None and not scopes:  # `or` turned an asked-for empty list into read + run, silently
+        raise GatewayError("choose at least one scope (read, run, admin)", "scopes")
+    scopes = ["read", "run"] if scopes is None else list(scopes)
     bad = set(scopes) - set(ApiKey.Scope.values)
     if bad:
         raise GatewayError(f"unknown scopes: {', '.join(sorted(bad))}", "scopes")
@@ -40,11 +42,13 @@ def do_revoke_api_key(key: ApiKey) -> ApiKey:
 
 
 def authenticate_token(token: str) -> tuple[ApiKey, Principal] | None:
-    """The live key for a bearer token, with its principal; None for unknown or revoked."""
+    """The live key for a bearer token, with its principal; None for unknown or revoked, and for
+    a key whose user an operator deactivated (`is_active`: the user can no longer sign in, and
+    the keys are cut with the account)."""
     if not token.startswith("adk_"):
         return None
-    key = ApiKey.objects.filter(hashed=ApiKey.hash_token(token), revoked_at__isnull=True).first()
-    if key is None:
+    key = ApiKey.objects.select_related("user").filter(hashed=ApiKey.hash_token(token), revoked_at__isnull=True).first()
+    if key is None or (key.user is not None and not key.user.is_active):
         return None
     now = timezone.now()
     if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
