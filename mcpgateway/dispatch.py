@@ -222,7 +222,11 @@ class Gateway:
             approval = await sync_to_async(releasing(ToolApproval.objects.get), thread_sensitive=False)(pk=approval.pk)
         if approval.status == ToolApproval.Status.REJECTED:
             return approval.note or "rejected by a reviewer"
-        await sync_to_async(releasing(ToolApproval.objects.filter(pk=approval.pk).update), thread_sensitive=False)(status=ToolApproval.Status.USED)
+        # Consumed once: only the caller whose update finds it still `approved` goes ahead.
+        taken = await sync_to_async(releasing(ToolApproval.objects.filter(
+            pk=approval.pk, status=ToolApproval.Status.APPROVED).update), thread_sensitive=False)(status=ToolApproval.Status.USED)
+        if not taken:
+            return "this approval was already used by another call"
         return None
 
 
@@ -252,18 +256,26 @@ def _principal_key(principal: Principal) -> str:
 def _request_hash(invocation: ToolInvocation, arguments: dict[str, Any]) -> str:
     """Over the redacted arguments: the same call gets the same hash, and the hash of a short
     secret cannot be confirmed by guessing."""
+    p = invocation.principal
     body = json.dumps({"tool": invocation.name, "arguments": arguments, "run": invocation.run_id,
-                       "step": invocation.step_key, "call": invocation.call_id}, sort_keys=True, default=str)
+                       "step": invocation.step_key, "call": invocation.call_id,
+                       "who": [_principal_key(p), p.user_id]}, sort_keys=True, default=str)
     return hashlib.sha256(body.encode()).hexdigest()
 
 
 def _find_or_request_approval(team_id: int, invocation: ToolInvocation) -> ToolApproval:
-    """The approval for exactly this call (same run, step, call id, tool and arguments), or a new request."""
+    """The approval for exactly this call of a run (same caller, run, step, call id, tool and
+    arguments: the run paused for it and resumes to it), or a new request. A call from outside
+    a run (/mcp) always asks anew: its call id is the client's JSON-RPC id, which every session
+    starts again at 0 or 1, so an old decision — anyone's in the team — was taken for it: one
+    approval ran other callers' identical calls, and one rejection refused them for ever."""
     arguments = get_redactor().redact(invocation.arguments)  # stored: the secrets a model put in them are not
     digest = _request_hash(invocation, arguments)
-    existing = ToolApproval.objects.filter(team_id=team_id, request_hash=digest).exclude(status=ToolApproval.Status.USED).first()
-    if existing is not None:
-        return existing
+    if invocation.run_id is not None:
+        existing = (ToolApproval.objects.filter(team_id=team_id, request_hash=digest)
+                    .exclude(status=ToolApproval.Status.USED).first())
+        if existing is not None:
+            return existing
     p = invocation.principal
     return ToolApproval.objects.create(
         team_id=team_id, principal_kind=PrincipalKind.API_KEY if p.api_key_id else PrincipalKind.AGENT,
