@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import time
 import uuid
 from typing import Any
@@ -269,7 +270,7 @@ def _find_or_request_approval(team_id: int, invocation: ToolInvocation) -> ToolA
     a run (/mcp) always asks anew: its call id is the client's JSON-RPC id, which every session
     starts again at 0 or 1, so an old decision — anyone's in the team — was taken for it: one
     approval ran other callers' identical calls, and one rejection refused them for ever."""
-    arguments = get_redactor().redact(invocation.arguments)  # stored: the secrets a model put in them are not
+    arguments = storable(get_redactor().redact(invocation.arguments))  # stored: the secrets a model put in them are not
     digest = _request_hash(invocation, arguments)
     if invocation.run_id is not None:
         existing = (ToolApproval.objects.filter(team_id=team_id, request_hash=digest)
@@ -357,7 +358,12 @@ NUL_MARK = "\ufffd"
 
 def storable(value: Any) -> Any:
     """`value` with every NUL character in its strings (dict keys too) replaced by U+FFFD:
-    PostgreSQL refuses NUL in text and in jsonb (a call's arguments or result may carry one)."""
+    PostgreSQL refuses NUL in text and in jsonb (a call's arguments or result may carry one);
+    and NaN or an infinity as the string "NaN", "Infinity" or "-Infinity": JSON has no such
+    number, so SQLite's JSON check and jsonb refused the row, and a call sent with one (which
+    /mcp accepts and forwards as null) failed with the database's exception name."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
     if isinstance(value, str):
         return value.replace("\x00", NUL_MARK) if "\x00" in value else value
     if isinstance(value, dict):

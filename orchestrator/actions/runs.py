@@ -12,6 +12,7 @@ from django.utils import timezone
 from config.tracing import current_traceparent
 from orchestrator.actions.errors import ActionError, Conflict
 from orchestrator.budgets import release_run
+from orchestrator.engine.document_guard import scan_data
 from orchestrator.engine.spec import PipelineSpec, parse_spec
 from orchestrator.events import send_event_on_commit
 from orchestrator.models import ACTIVE_RUN_STATUSES, PipelineVersion, Run, RunStatus, Team
@@ -29,6 +30,9 @@ def check_run_input(spec: PipelineSpec, data: Any) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise ActionError("the run input must be a JSON object", "input")
+    problem = scan_data(data)
+    if problem is not None:
+        raise ActionError(f"input.{problem.path}: {problem.message}" if problem.path else problem.message, "input")
     result = dict(data)
     for name, field in spec.inputs.items():
         if name not in result:

@@ -15,6 +15,7 @@ These checks walk text and data iteratively and name the path of the first offen
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from itertools import accumulate
@@ -175,7 +176,7 @@ def scan_yaml_text(text: str, max_depth: int = MAX_DOCUMENT_DEPTH) -> Problem | 
 
 
 def scan_data(data: Any, max_depth: int = MAX_DOCUMENT_DEPTH) -> Problem | None:
-    """The first nesting or NUL offence in parsed data (dicts, lists, strings), walked iteratively."""
+    """The first nesting, NUL or non-finite number offence in parsed data, walked iteratively."""
     stack: list[tuple[Any, list[Any], int]] = [(data, [], 1)]
     while stack:
         value, path, depth = stack.pop()
@@ -183,6 +184,10 @@ def scan_data(data: Any, max_depth: int = MAX_DOCUMENT_DEPTH) -> Problem | None:
             if "\x00" in value:
                 return Problem(join_path(path), NUL_MESSAGE)
             continue
+        if isinstance(value, float) and not math.isfinite(value):
+            # Python's JSON and YAML readers take NaN, Infinity, 1e999 and .inf; no database
+            # stores them as JSON (a 500 on save, or a version that would not load).
+            return Problem(join_path(path), "a number must be finite (NaN and Infinity are not JSON)")
         if not isinstance(value, (dict, list)):
             continue
         if depth > max_depth:
