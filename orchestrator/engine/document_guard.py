@@ -221,10 +221,42 @@ class DocumentError(ValueError):
         self.syntax = syntax
 
 
+class _DuplicateKey(Exception):
+    """Not a ValueError: `auto` must not read it as "not JSON" and try YAML."""
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateKey(f"the key {key!r} appears twice in one object (the first value would be lost)")
+        found[key] = value
+    return found
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that repeats a key (it kept the last value)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                repeated = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base class says so
+                break
+            if repeated:
+                raise _DuplicateKey(f"the key {key!r} appears twice in one mapping (line {key_node.start_mark.line + 1}; "
+                                    "the first value would be lost)")
+        return super().construct_mapping(node, deep)
+
+
 def load_text(text: str, form: Literal["json", "yaml", "auto"] = "auto", max_depth: int = MAX_DOCUMENT_DEPTH) -> Any:
     """Parse JSON or YAML text within the bounds (`auto`: JSON if it parses, else YAML).
 
-    Raises DocumentError with the path of a bound broken, or a syntax message at the root.
+    Raises DocumentError with the path of a bound broken, or a syntax message at the root —
+    a key repeated in one object or mapping too (both readers kept its last value, silently).
     """
     # JSON text is measured by its brackets; anything else (YAML, whose flow style is a
     # superset of JSON) by the YAML parser's events, which also name YAML keys in the path.
@@ -234,7 +266,9 @@ def load_text(text: str, form: Literal["json", "yaml", "auto"] = "auto", max_dep
         raise DocumentError(problem)
     if form in ("json", "auto"):
         try:
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=_unique_pairs)
+        except _DuplicateKey as exc:
+            raise DocumentError(Problem("", str(exc)), syntax=True) from None
         except ValueError as exc:
             if form == "json":
                 raise DocumentError(Problem("", f"JSON does not parse: {exc}"), syntax=True) from None
@@ -242,7 +276,9 @@ def load_text(text: str, form: Literal["json", "yaml", "auto"] = "auto", max_dep
     if problem is not None:
         raise DocumentError(problem)
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
+    except _DuplicateKey as exc:
+        raise DocumentError(Problem("", str(exc)), syntax=True) from None
     except yaml.YAMLError as exc:
         message = f"YAML does not parse: {exc}" if form == "yaml" else f"neither valid JSON nor YAML: {exc}"
         raise DocumentError(Problem("", message), syntax=True) from None

@@ -1,0 +1,36 @@
+"""A key repeated in one object of a spec is refused (found by a review): JSON's and YAML's
+readers both kept the last value, so a spec with two `prompt:` keys was saved with the first
+prompt gone, and nobody was told."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.engine.document_guard import DocumentError, load_text
+from orchestrator.models import Pipeline
+
+pytestmark = pytest.mark.django_db(transaction=True)
+TWO_PROMPTS = ("steps:\n"
+               "  - kind: agent\n    id: a\n    agent: w\n"
+               "    prompt: Summarise the contract and list every risk\n"
+               "    prompt: hi\n")
+
+
+def test_a_yaml_spec_with_a_repeated_key_is_refused(api, keys):
+    status, body = api.call("post", "/pipelines", keys["builder"], {"name": "dup", "spec": TWO_PROMPTS})
+    assert status == 422 and "'prompt' appears twice" in str(body) and "line 6" in str(body), (status, body)
+    assert not Pipeline.objects.exists()
+
+
+@pytest.mark.parametrize("text, form", [
+    ('{"steps": [], "steps": [1]}', "json"), ('{"a": {"b": 1, "b": 2}}', "auto"), ("a: 1\nb:\n  c: 1\n  c: 1\n", "yaml"),
+    ('{"a": 1, "a": 1}', "yaml"),  # YAML's flow style reads JSON too
+])
+def test_a_repeated_key_is_refused_in_either_syntax(text, form):
+    with pytest.raises(DocumentError, match="appears twice"):
+        load_text(text, form)
+
+
+def test_the_same_key_in_different_objects_is_fine():
+    assert load_text('[{"a": 1}, {"a": 2}]', "json") == [{"a": 1}, {"a": 2}]
+    assert load_text("- a: 1\n- a: 2\n", "yaml") == [{"a": 1}, {"a": 2}]
