@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
 from orchestrator.actions.errors import ActionError
@@ -33,9 +33,18 @@ def do_create_pipeline(team: Team, name: str, spec: str | dict[str, Any], user: 
     slug = slug or slugify(name)
     if not slug:
         raise ActionError("the name needs at least one letter or digit (it makes the slug)", "name")
+    taken = ActionError(f"a pipeline with slug {slug!r} exists already", "slug")
     if Pipeline.objects.filter(team=team, slug=slug).exists():
-        raise ActionError(f"a pipeline with slug {slug!r} exists already", "slug")
-    pipeline = Pipeline.objects.create(team=team, name=name, slug=slug, description=description or parsed.description)
+        raise taken
+    try:
+        with transaction.atomic():  # a savepoint: the caller's transaction survives the refusal
+            pipeline = Pipeline.objects.create(team=team, name=name, slug=slug, description=description or parsed.description)
+    except IntegrityError:
+        # Two creations of the same name at once: both passed the check above, the database's
+        # unique constraint took one (the other was a 500).
+        if Pipeline.objects.filter(team=team, slug=slug).exists():
+            raise taken from None
+        raise
     PipelineVersion.objects.create(pipeline=pipeline, number=1, spec=normalise(parsed),
                                    created_by=user, note="created")
     return pipeline
