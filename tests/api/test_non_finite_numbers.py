@@ -27,6 +27,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 AGENT = {"kind": "agent", "id": "a", "agent": "w", "prompt": "hi"}
 
 
+def with_agent(text: str) -> str:
+    """JSON text written by hand (Python's `json.dumps` cannot write what is tested here)."""
+    return text.replace("@A", json.dumps(AGENT))
+
+
 def post(token: str, path: str, text: str) -> tuple[int, str]:
     response = Client(raise_request_exception=False).post(f"/api/v1{path}", text, content_type="application/json",
                                                          HTTP_AUTHORIZATION=f"Bearer {token}")
@@ -36,12 +41,12 @@ def post(token: str, path: str, text: str) -> tuple[int, str]:
 @pytest.mark.parametrize("body, where", [
     (json.dumps({"name": "y", "spec": "steps:\n  - {kind: agent, id: a, agent: w, prompt: hi}\n"
                                       "limits: {max_cost_usd: .inf}\n"}), "limits.max_cost_usd"),
-    ('{"name": "j", "spec": {"steps": [%s], "limits": {"max_cost_usd": Infinity}}}' % json.dumps(AGENT),
+    (with_agent('{"name": "j", "spec": {"steps": [@A], "limits": {"max_cost_usd": Infinity}}}'),
      "limits.max_cost_usd"),
-    ('{"name": "n", "spec": {"steps": [%s, {"kind": "branch", "id": "b", "if": {"ref": "steps.a.output", '
-     '"op": "equals", "value": NaN}, "then": [{"kind": "agent", "id": "t", "agent": "w", "prompt": "x"}]}]}}'
-     % json.dumps(AGENT), "steps.1.if.value"),
-    ('{"name": "e", "spec": {"steps": [%s], "limits": {"max_tokens": 1e400}}}' % json.dumps(AGENT), "limits.max_tokens"),
+    (with_agent('{"name": "n", "spec": {"steps": [@A, {"kind": "branch", "id": "b", "if": {"ref": "steps.a.output", '
+                '"op": "equals", "value": NaN}, "then": [{"kind": "agent", "id": "t", "agent": "w", "prompt": "x"}]}]}}'),
+     "steps.1.if.value"),
+    (with_agent('{"name": "e", "spec": {"steps": [@A], "limits": {"max_tokens": 1e400}}}'), "limits.max_tokens"),
 ])
 def test_a_spec_with_a_non_finite_number_is_refused_naming_it(keys, body, where):
     status, answer = post(keys["builder"], "/pipelines", body)
@@ -52,7 +57,7 @@ def test_a_spec_with_a_non_finite_number_is_refused_naming_it(keys, body, where)
 def test_a_run_input_with_nan_is_refused_naming_it(keys):
     status, created = post(keys["builder"], "/pipelines", json.dumps({"name": "ok", "spec": {"steps": [AGENT]}}))
     assert status == 201, created
-    status, answer = post(keys["builder"], "/runs", '{"pipeline": %d, "input": {"x": {"y": [NaN]}}}' % json.loads(created)["id"])
+    status, answer = post(keys["builder"], "/runs", '{"pipeline": @P, "input": {"x": {"y": [NaN]}}}'.replace("@P", str(json.loads(created)["id"])))
     assert status == 400 and "input.x.y.0" in answer and "finite" in answer, (status, answer)
     assert not Run.objects.exists()
 
@@ -60,11 +65,12 @@ def test_a_run_input_with_nan_is_refused_naming_it(keys):
 def test_the_builder_refuses_infinity_naming_it(keys):
     client = Client(raise_request_exception=False)
     client.force_login(keys["users"]["builder"])
-    body = '{"name": "dash", "spec": {"steps": [%s], "limits": {"max_cost_usd": Infinity}}}' % json.dumps(AGENT)
+    body = with_agent('{"name": "dash", "spec": {"steps": [@A], "limits": {"max_cost_usd": Infinity}}}')
     response = client.post(reverse("pipeline-new"), body, content_type="application/json")
     assert 400 <= response.status_code < 500 and "finite" in response.content.decode(), response.content[:300]
-    validated = client.post(reverse("pipeline-validate"), '{"spec": {"steps": [%s], "limits": {"max_cost_usd": Infinity}}}'
-                            % json.dumps(AGENT), content_type="application/json")
+    validated = client.post(reverse("pipeline-validate"),
+                            with_agent('{"spec": {"steps": [@A], "limits": {"max_cost_usd": Infinity}}}'),
+                            content_type="application/json")
     assert "finite" in validated.content.decode() and b"Infinity" not in validated.content.replace(b"Infinity are", b"")
 
 

@@ -1,6 +1,6 @@
 """A spec of many flat steps: validation was quadratic in the step count (each step copied the
 set of the steps before it), so one request under Django's 2.5 MB body limit held a worker
-for 1–2 minutes, and a team *viewer* can send it to the builder's live-validate endpoint
+for 1 to 2 minutes, and a team *viewer* can send it to the builder's live-validate endpoint
 (found by a review). The visible ids are now a chain looked up, not copied, and a spec holds
 at most MAX_STEPS steps, refused before any other check."""
 from __future__ import annotations
