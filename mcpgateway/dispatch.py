@@ -39,13 +39,14 @@ from mcpgateway.runtime import get_runtime
 from mcpgateway.sanitize import cap_blocks, cap_text
 from mcpgateway.types import (
     ApprovalRequired,
+    CallLost,
     Principal,
     ToolDenied,
     ToolInvocation,
     ToolResult,
     ToolSpec,
 )
-from mcpgateway.upstream.config import UpstreamTimeout, UpstreamUnavailable
+from mcpgateway.upstream.config import UpstreamLost, UpstreamTimeout, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,15 @@ class Gateway:
         except UpstreamTimeout:
             await audit.write(CallStatus.TIMEOUT, error=f"no answer within {entry.timeout_s}s")
             return ToolResult(content=f"Tool {invocation.name} timed out after {entry.timeout_s}s", is_error=True)
+        except UpstreamLost as exc:
+            # Sent, then the server's connection closed (it died mid-call): it may have run. It
+            # was audited `unavailable` and the model told so, and it called again under a new
+            # key, so not even a server deduplicating on the key could catch the repeat.
+            await audit.write(CallStatus.INTERRUPTED, error=f"{exc}: it may have run")
+            if invocation.run_id is not None:
+                raise CallLost(str(exc)) from None
+            return ToolResult(content=f"Tool {invocation.name}: the connection to its server closed after the call was "
+                                      "sent, so it may or may not have run. Do not assume either.", is_error=True)
         except UpstreamUnavailable as exc:
             await audit.write(CallStatus.UNAVAILABLE, error=str(exc))
             return ToolResult(content=f"Tool server {entry.server_name} is unavailable: {exc}", is_error=True)

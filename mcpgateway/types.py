@@ -74,6 +74,11 @@ class ToolDenied(Exception):
     """The principal may not call this tool (unknown, not granted, or disabled)."""
 
 
+class CallLost(Exception):
+    """A run's call was sent and its server's connection closed before the answer: it may
+    have run. Audited `interrupted`; the run decides as for any interrupted call."""
+
+
 class Toolbox(Protocol):
     """The one interface through which tools are listed and called."""
 

@@ -29,6 +29,11 @@ class UpstreamUnavailable(UpstreamError):
     """The server is unknown, not connected yet, down, or its connection closed mid-call."""
 
 
+class UpstreamLost(UpstreamUnavailable):
+    """The request was sent, then the connection closed before its answer: the call may have
+    run (a server that died mid-call), unlike one that never reached the server."""
+
+
 class UpstreamTimeout(UpstreamError):
     """The upstream did not answer within the call (or connect) timeout."""
 

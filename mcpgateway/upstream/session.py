@@ -40,10 +40,12 @@ from mcpgateway.upstream.config import (
     DiscoveredTool,
     Discovery,
     UpstreamConfig,
+    UpstreamLost,
     UpstreamResult,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from mcpgateway.upstream.stdio import ChannelLost
 from mcpgateway.upstream.transports import TRANSPORTS, OpenedTransport
 
 logger = logging.getLogger(__name__)
@@ -332,7 +334,9 @@ class UpstreamSession:
 
         Raises:
             UpstreamTimeout: no answer within `timeout_s` (the server is told to cancel).
-            UpstreamUnavailable: the connection closed before or during the call.
+            UpstreamUnavailable: the connection closed before or during the call; UpstreamLost
+            (a subclass) where it is known to have closed after the request was written (the
+            stdio short path: the server may have acted on it).
         """
         short = self._channel is not None and not (meta and "traceparent" in meta)
         try:
@@ -363,6 +367,8 @@ class UpstreamSession:
             params["_meta"] = stamped
         try:
             answer = await self._channel.request("tools/call", params, timeout_s)
+        except ChannelLost as error:
+            raise UpstreamLost(f"{self.config.name}: connection closed after the call was sent") from error
         except ConnectionError as error:
             raise UpstreamUnavailable(f"{self.config.name}: connection closed") from error
         except ValueError:  # NaN or infinity in the arguments: the SDK's client sends them as null;

@@ -54,6 +54,10 @@ class ChannelClosed(ConnectionError):
     """The server's stdout ended (it exited or closed it), or the channel was shut down."""
 
 
+class ChannelLost(ChannelClosed):
+    """The channel closed after the request was written: the server may have acted on it."""
+
+
 class _Pipes(asyncio.SubprocessProtocol):
     def __init__(self, channel: StdioChannel) -> None:
         self._channel = channel
@@ -212,7 +216,8 @@ class StdioChannel:
 
         Raises:
             TimeoutError: no answer within `timeout_s` (the server is told to cancel).
-            ChannelClosed: the connection ended before the answer came.
+            ChannelClosed: the connection ended before the request was written;
+            ChannelLost (a ChannelClosed) when it ended after: the server may have acted on it.
         """
         request_id = f"{ID_PREFIX}{next(self._ids)}"
         # Raises ValueError for NaN or infinity, which JSON has no words for, and for text
@@ -227,7 +232,12 @@ class StdioChannel:
             async with asyncio.timeout(timeout_s):
                 written = True
                 await self._write(line)
-                return await answer
+                try:
+                    return await answer
+                except ChannelLost:
+                    raise
+                except ChannelClosed as closed:
+                    raise ChannelLost(str(closed)) from closed
         except TimeoutError:
             self._cancel(request_id, f"timed out after {timeout_s:g}s")
             raise

@@ -13,6 +13,7 @@ is read-only or idempotent (`ToolSpec.retry_safe`); otherwise the step pauses fo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any
 from mcpgateway.idempotency import call_key
 from mcpgateway.types import (
     ApprovalRequired,
+    CallLost,
     Principal,
     Toolbox,
     ToolDenied,
@@ -189,8 +191,13 @@ async def _attempt(ctx: AttemptContext, step: AgentStep, key: str, attempt: int,
                 result = await _call_tool(ctx, key, attempt, index, principal, call.id, call.name, call.arguments,
                                           refusal=verdict.refusal)
             else:
-                result = await _call_tool(ctx, key, attempt, index, principal, call.id, call.name, call.arguments,
-                                          confirm=call.name in defences.confirm_tools or verdict.confirm)
+                confirm = call.name in defences.confirm_tools or verdict.confirm
+                try:
+                    result = await _call_tool(ctx, key, attempt, index, principal, call.id, call.name, call.arguments,
+                                              confirm=confirm)
+                except CallLost:
+                    result = await _after_lost_call(ctx, key, attempt, index, principal, call.id, call.name,
+                                                    call.arguments, specs.get(call.name), confirm=confirm)
             totals.record_tool(result.is_error)
             index += 1
             content = result.content
@@ -281,14 +288,34 @@ async def _resume_interrupted(ctx: AttemptContext, key: str, attempt: int, index
                                     supplied=ToolResult(content=str(decision.get("result", ""))))
         ctx.store.emit("tool.retrying_interrupted", {"call_id": call_id, "name": name, "idempotency_key": ikey,
                                                         "reason": "reviewer"}, key)
-        return await _call_tool(ctx, key, attempt, index, principal, call_id, name, arguments, confirm=confirm)
-    if spec is not None and spec.retry_safe:
+        with contextlib.suppress(CallLost):  # lost again: the same decision is asked for again
+            return await _call_tool(ctx, key, attempt, index, principal, call_id, name, arguments, confirm=confirm)
+    elif spec is not None and spec.retry_safe:
         ctx.store.emit("tool.retrying_interrupted", {"call_id": call_id, "name": name, "idempotency_key": ikey,
                                                         "reason": "read-only or idempotent"}, key)
-        return await _call_tool(ctx, key, attempt, index, principal, call_id, name, arguments, confirm=confirm)
+        with contextlib.suppress(CallLost):
+            return await _call_tool(ctx, key, attempt, index, principal, call_id, name, arguments, confirm=confirm)
     ctx.store.emit("tool.interrupted", {"call_id": call_id, "name": name, "idempotency_key": ikey,
                                            "message": MAY_HAVE_RUN}, key)
     raise CallInterrupted(ikey, name, call_id, arguments, found)
+
+
+async def _after_lost_call(ctx: AttemptContext, key: str, attempt: int, index: int, principal: Principal,
+                           call_id: str, name: str, arguments: dict[str, Any], spec: ToolSpec | None,
+                           *, confirm: bool) -> ToolResult:
+    """A call whose server's connection closed after it was sent (the gateway audited it
+    `interrupted`): the interrupted-call rules, at once — made again with the same key when
+    the tool is safe to repeat, else the step pauses for a human. It used to come back as
+    "unavailable", and the model called again under a new key."""
+    ikey = call_key(ctx.run_id, key, attempt, index)
+    if spec is not None and spec.retry_safe:
+        ctx.store.emit("tool.retrying_interrupted", {"call_id": call_id, "name": name, "idempotency_key": ikey,
+                                                        "reason": "connection lost; read-only or idempotent"}, key)
+        with contextlib.suppress(CallLost):
+            return await _call_tool(ctx, key, attempt, index, principal, call_id, name, arguments, confirm=confirm)
+    ctx.store.emit("tool.interrupted", {"call_id": call_id, "name": name, "idempotency_key": ikey,
+                                           "message": MAY_HAVE_RUN}, key)
+    raise CallInterrupted(ikey, name, call_id, arguments, {"tool": name, "call_id": call_id})
 
 
 async def _call_tool(ctx: AttemptContext, key: str, attempt: int, index: int, principal: Principal,
