@@ -41,6 +41,12 @@ def do_decide_review(item: ReviewItem, user: AbstractBaseUser | None, action: st
         _check_raised_budget(item, raise_budget)
     decision: dict[str, Any] = {"action": action, "note": note}
     if output is not None:
+        join = item.context.get("join") if item.context.get("kind") == "parallel" else None
+        if join:
+            # Its join step runs next, from the branches' own outputs: an edit here would be
+            # stored and never used (it used to be, silently).
+            raise ActionError(f"this parallel step goes on into its join step {join!r}, which reads the branches: "
+                              "approve without an output (the join's answer can be edited when it is reviewed)", "output")
         decision["output"] = output
     interrupted = item.context.get("interrupted_call")
     if action in ("skip", "edit_result") and not interrupted:

@@ -505,7 +505,10 @@ class Engine:
             results.update({bid: {"error": message} for bid, message in failures.items()})
             effective = step.on_branch_failure
             if effective == "review":
-                self._decide_or_pause(step, suffix, "failure", {"failed_branches": failures})
+                decision = self._decide_or_pause(step, suffix, "failure", {
+                    "failed_branches": failures, "join": step.join.id if step.join is not None else None})
+                if "output" in decision and step.join is None:
+                    return decision["output"]  # the reviewer's edit is the step's output
             elif effective == "fail":
                 raise StepFailed(step.id + suffix, "; ".join(f"{b}: {m}" for b, m in failures.items()))
         if step.join is None:
@@ -527,7 +530,10 @@ class Engine:
         if step.on_max == "fail":
             raise StepFailed(key, f"condition not met after {step.max_iterations} iterations")
         if step.on_max == "review":
-            self._decide_or_pause(step, suffix, "guardrail", {"error": f"condition not met after {step.max_iterations} iterations", "output": output})
+            decision = self._decide_or_pause(step, suffix, "guardrail", {
+                "error": f"condition not met after {step.max_iterations} iterations", "output": output})
+            if "output" in decision:
+                return decision["output"]  # the reviewer's edit is the loop's output
         return output
 
     async def _branch(self, step: BranchStep, suffix: str, policy: str) -> Any:
@@ -559,8 +565,9 @@ class Engine:
         self.scope.record(step.id, status="succeeded", output=output)
         return output
 
-    def _decide_or_pause(self, step: StepBase, suffix: str, reason: str, context: dict[str, Any]) -> None:
-        """A container step that needs a human: continue if approved, fail if rejected, else pause."""
+    def _decide_or_pause(self, step: StepBase, suffix: str, reason: str, context: dict[str, Any]) -> dict[str, Any]:
+        """A container step that needs a human: the decision to continue with (its `output`, if
+        the reviewer edited one, is the step's output), a failure if rejected, else a pause."""
         key = step.id + suffix
         record = self.state.steps.get(key)
         decision = record.decision if record is not None else None
@@ -570,6 +577,7 @@ class Engine:
             raise Paused([self._pause(step, key, reason, context)])
         if decision.get("action") == "reject":
             raise StepFailed(key, "rejected by reviewer", rejected=True)
+        return decision
 
     def _note_once(self, key: str, type: str, data: dict[str, Any]) -> None:
         """Emit a container's event unless an earlier process already did (its record is finished)."""
