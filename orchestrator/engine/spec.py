@@ -280,12 +280,14 @@ class _Visible:
     (as deep as the spec nests) instead of copied, which made checking n steps cost O(n²): a
     40,000-step spec held a worker for minutes."""
 
-    __slots__ = ("ids", "parents")
+    __slots__ = ("hidden", "ids", "parents")
 
-    def __init__(self, *parents: _Visible, ids: set[str] | None = None):
-        self.parents, self.ids = parents, ids if ids is not None else set()
+    def __init__(self, *parents: _Visible, ids: set[str] | None = None, hidden: frozenset[str] = frozenset()):
+        self.parents, self.ids, self.hidden = parents, ids if ids is not None else set(), hidden
 
     def __contains__(self, step_id: object) -> bool:
+        if step_id in self.hidden:
+            return False
         return step_id in self.ids or any(step_id in parent for parent in self.parents)
 
 
@@ -320,8 +322,13 @@ def _visibility_errors(spec: PipelineSpec) -> list[dict[str, str]]:
             elif isinstance(step, SequenceStep):
                 visit([(f"{here}.steps.{i}", c) for i, c in enumerate(step.steps)], seen, loop_ids)
             elif isinstance(step, ParallelStep):
+                exported = [_exported(b) for b in step.branches]
                 for i, branch in enumerate(step.branches):
-                    visit([(f"{here}.branches.{i}", branch)], seen, loop_ids)
+                    # Inside a loop every body step is visible (its previous iteration's output),
+                    # but never a sibling branch: branches run at once and share the scope, so
+                    # one read whatever the other had written so far in this iteration.
+                    siblings = frozenset().union(*(ids for j, ids in enumerate(exported) if j != i))
+                    visit([(f"{here}.branches.{i}", branch)], seen, _Visible(loop_ids, hidden=siblings))
                 if step.join is not None:
                     inside = set().union(*(_exported(b) for b in step.branches))
                     visit([(f"{here}.join", step.join)], _Visible(seen, ids=inside), loop_ids)

@@ -68,3 +68,32 @@ def test_a_parallel_step_with_a_join_refuses_an_edited_output(team, owner):
         do_decide_review(item, owner, "approve", output="ignored", submit=False)
     do_decide_review(item, owner, "approve", submit=False)
     assert execute(run).status == "succeeded"
+
+
+def test_a_branch_inside_a_loop_cannot_read_its_sibling():
+    """README: branches never see each other. Inside a loop body every body step was visible
+    (its previous iteration's output), sibling branches included, and at run time a branch read
+    whatever its sibling had written so far in the same iteration (found by a review)."""
+    from orchestrator.engine.errors import SpecError
+    from orchestrator.engine.spec import parse_spec
+
+    par = {"kind": "parallel", "id": "par", "branches": [
+        {"kind": "sequence", "id": "left", "steps": [
+            {"kind": "agent", "id": "a1", "agent": "w", "prompt": "a1"},
+            {"kind": "agent", "id": "a2", "agent": "w", "prompt": "sibling says: {{ steps.b.output }}"}]},
+        {"kind": "agent", "id": "b", "agent": "w", "prompt": "b {{ steps.a1.output }}"}]}
+    for steps in ([par], [{"kind": "loop", "id": "l", "max_iterations": 2, "until": {"ref": "steps.b.output", "op": "truthy"},
+                           "body": [par]}]):
+        with pytest.raises(SpecError) as refused:
+            parse_spec({"steps": steps}, agent_names={"w"})
+        paths = sorted(e["path"] for e in refused.value.errors)
+        assert len(paths) == 2 and all(p.endswith(".prompt") for p in paths), refused.value.errors
+    # Its own branch's earlier step, and the loop's other steps, stay visible.
+    ok = {"kind": "loop", "id": "l", "max_iterations": 2, "until": {"ref": "steps.b.output", "op": "truthy"}, "body": [
+        {"kind": "agent", "id": "first", "agent": "w", "prompt": "again: {{ steps.par.output }}"},
+        {"kind": "parallel", "id": "par", "branches": [
+            {"kind": "sequence", "id": "left", "steps": [
+                {"kind": "agent", "id": "a1", "agent": "w", "prompt": "{{ steps.first.output }}"},
+                {"kind": "agent", "id": "a2", "agent": "w", "prompt": "{{ steps.a1.output }}"}]},
+            {"kind": "agent", "id": "b", "agent": "w", "prompt": "{{ steps.first.output }}"}]}]}
+    parse_spec({"steps": [ok]}, agent_names={"w"})
