@@ -22,9 +22,10 @@ from orchestrator.models import RunEvent
 _CANVAS_STATUS = {"waiting_review": "waiting"}
 
 
-def _iteration(key: str) -> int:
-    tail = key.rsplit("#", 1)
-    return (whole(tail[1]) or 0) if len(tail) == 2 else 0
+def _iterations(key: str) -> tuple[int, ...]:
+    """A step instance's loop iterations, outermost first (`g#2#1`: outer 2, inner 1). The
+    last number alone ranked `g#1#2` above `g#2#1`, and the diagram showed an old instance."""
+    return tuple(whole(part) or 0 for part in key.split("#")[1:])
 
 
 def _duration(node: StepNode, now: datetime) -> float | None:
@@ -42,7 +43,7 @@ def node_states(tree: RunTree, now: datetime) -> dict[str, dict[str, Any]]:
     states: dict[str, dict[str, Any]] = {}
     for step_id, nodes in by_id.items():
         ran = [n for n in nodes if n.row is not None] or nodes
-        latest = max(ran, key=lambda n: (_iteration(n.key), n.row.pk if n.row is not None else 0))
+        latest = max(ran, key=lambda n: (_iterations(n.key), n.row.pk if n.row is not None else 0))
         state: dict[str, Any] = {
             "key": latest.key,
             "keys": [n.key for n in ran if n.row is not None],
@@ -122,7 +123,8 @@ def timeline(tree: RunTree, now: datetime) -> Timeline:
     for key in sorted(keys, key=lambda k: (tree.index[k].started_at, tree.index[k].row.pk)):  # type: ignore[union-attr]
         node = tree.index[key]
         depth = 0 if node.is_container else 1
-        spans.append(Span(node.title + (f" #{_iteration(key)}" if _iteration(key) else ""), "step",
+        iterations = ".".join(str(n) for n in _iterations(key))
+        spans.append(Span(node.title + (f" #{iterations}" if iterations else ""), "step",
                           node.started_at, node.finished_at, node.status, key, depth))  # type: ignore[arg-type]
         spans.extend(_spans_of(node, events.get(key, []), depth + 1))
     origin = min(s.start for s in spans)
