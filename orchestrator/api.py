@@ -203,7 +203,7 @@ def list_versions(request: HttpRequest, pipeline_id: int):
 def create_version(request: HttpRequest, pipeline_id: int, body: VersionIn):
     c = caller(request).require("admin", "builder")
     pipeline = get_object_or_404(Pipeline, pk=pipeline_id, team_id=c.team_id)
-    return Status(201, do_save_pipeline_version(pipeline, body.spec, _user(c), body.note))
+    return Status(201, do_save_pipeline_version(pipeline, body.spec, _user(c), body.note, base_version=body.base_version))
 
 
 @router.get("/pipelines/{pipeline_id}/versions/{number}", response=VersionOut, tags=["pipelines"])

@@ -106,6 +106,9 @@ class PipelineIn(Schema):
 class VersionIn(Schema):
     spec: dict[str, Any] | str
     note: str = Field("", max_length=200)
+    base_version: int | None = Field(None, ge=0, description=(
+        "The latest version number when this edit started: 409 if another version was saved since "
+        "(nothing is saved; without it, the last save wins)."))
 
 
 class VersionOut(Schema):

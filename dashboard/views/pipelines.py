@@ -27,7 +27,7 @@ from django.views.decorators.http import require_GET, require_POST
 from dashboard.access import can, team_view
 from mcpgateway.whole_numbers import is_whole
 from orchestrator.actions import do_create_pipeline, do_save_pipeline_version
-from orchestrator.actions.errors import ActionError
+from orchestrator.actions.errors import ActionError, Conflict
 from orchestrator.actions.pipelines import check_spec
 from orchestrator.engine.document_guard import (
     MAX_DOCUMENT_DEPTH,
@@ -205,10 +205,14 @@ def _save(request: HttpRequest, pipeline: Pipeline) -> JsonResponse:
     note = str(body.get("note") or "").strip()
     if len(note) > NOTE_MAX:
         return JsonResponse({"errors": [], "form_errors": {"note": f"At most {NOTE_MAX} characters."}}, status=400)
+    base = body.get("base_version")
     try:
-        saved = do_save_pipeline_version(pipeline, body["spec"], request.user, note=note)
+        saved = do_save_pipeline_version(pipeline, body["spec"], request.user, note=note,
+                                         base_version=base if isinstance(base, int) and not isinstance(base, bool) else None)
     except SpecError as exc:
         return JsonResponse({"errors": exc.errors, "form_errors": {}}, status=400)
+    except Conflict as exc:
+        return JsonResponse({"errors": [], "form_errors": {"": exc.message}, "conflict": True}, status=409)
     messages.success(request, f"Saved version {saved.number} of {pipeline.name}.")
     return JsonResponse({"ok": True, "version": saved.number, "url": reverse("pipeline-builder", args=[pipeline.pk])})
 

@@ -8,7 +8,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
-from orchestrator.actions.errors import ActionError
+from orchestrator.actions.errors import ActionError, Conflict
 from orchestrator.engine.spec import PipelineSpec, parse_spec
 from orchestrator.models import Agent, Pipeline, PipelineVersion, Team
 
@@ -52,12 +52,21 @@ def do_create_pipeline(team: Team, name: str, spec: str | dict[str, Any], user: 
 
 @transaction.atomic
 def do_save_pipeline_version(pipeline: Pipeline, spec: str | dict[str, Any], user: AbstractBaseUser | None = None,
-                             note: str = "") -> PipelineVersion:
-    """Every edit is a new version; runs keep the version they started with."""
+                             note: str = "", base_version: int | None = None) -> PipelineVersion:
+    """Every edit is a new version; runs keep the version they started with.
+
+    `base_version`: the latest version when the edit started. If another was saved since,
+    Conflict, and nothing is saved: two builders editing the same version each got a new
+    version, and the second silently dropped the first one's edit."""
     parsed = check_spec(pipeline.team, spec)
     locked = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
-    latest = locked.versions.order_by("-number").first()
-    number = (latest.number if latest else 0) + 1
+    latest = locked.versions.select_related("created_by").order_by("-number").first()
+    current = latest.number if latest else 0
+    if base_version is not None and base_version != current:
+        who = latest.created_by.get_username() if latest and latest.created_by else "someone"
+        raise Conflict(f"version {current} was saved (by {who}) after version {base_version}, which this edit started "
+                       f"from: nothing was saved; open v{current}, and apply your changes there", "base_version")
+    number = current + 1
     return PipelineVersion.objects.create(pipeline=locked, number=number,
                                           spec=normalise(parsed),
                                           created_by=user, note=note)

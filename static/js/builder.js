@@ -1183,6 +1183,7 @@
     document.querySelectorAll("#pipeline-name, #version-note").forEach((input) => input.classList.remove("invalid"));
     const body = { spec, note: $("#version-note").value };
     if (config.isNew) body.name = $("#pipeline-name").value;
+    else body.base_version = config.latest;  // another builder's save since this page loaded: 409, nothing lost
     let result;
     try {
       result = await postJson(config.saveUrl, body);
@@ -1217,7 +1218,9 @@
     status.className = "save-status bad";
     status.textContent = response.status === 403
       ? "You may not save pipelines in this team."
-      : `Not saved: ${count || "some"} problem${count === 1 ? "" : "s"} to fix. Your edits are still here.`;
+      : response.status === 409
+        ? "Not saved: someone saved a newer version while you were editing. Your edits are still here."
+        : `Not saved: ${count || "some"} problem${count === 1 ? "" : "s"} to fix. Your edits are still here.`;
   }
 
   // ------------------------------------------------------------------ start
