@@ -193,7 +193,7 @@ class GatewayRuntime:
         from mcpgateway.actions.catalogue import do_record_discovery
 
         try:
-            report = await run_write(do_record_discovery, int(upstream[1:]), discovery)
+            report = await run_write(do_record_discovery, int(upstream[1:]), discovery, self.redactions(upstream))
         except Exception:
             log.exception("recording the discovery of %s failed", upstream)
             return

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from mcpgateway.models import Health, Tool, ToolServer, ToolStatus, definition_hash
-from mcpgateway.redaction import get_redactor
+from mcpgateway.redaction import Redactor, get_redactor
 from mcpgateway.upstream.config import Discovery
 
 
@@ -25,8 +25,35 @@ def _invalidate() -> None:
     invalidate()
 
 
+# Schema keys whose string values are prose (shown to members and models), not structure.
+_PROSE_KEYS = frozenset({"description", "title", "default", "examples"})
+
+
+def _redact_prose(value: Any, redactor: Redactor, prose: bool = False) -> Any:
+    if isinstance(value, str):
+        return redactor.text(value) if prose else value
+    if isinstance(value, dict):
+        return {k: _redact_prose(v, redactor, prose or k in _PROSE_KEYS) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_prose(v, redactor, prose) for v in value]
+    return value
+
+
+def redacted_definition(found: Any, own_secrets: list[str]) -> dict[str, Any]:
+    """A discovered tool's definition with the server's own secrets (its token, an operator's
+    host variable it reads) redacted from its prose: the description, and the descriptions,
+    titles, defaults and examples in its schemas. Only the server's own secrets, and never a
+    schema's structure: with every team's secrets, one team's secret `object` rewrote another
+    team's `"type": "object"` and held all its tools."""
+    redactor = Redactor(own_secrets)
+    return {"description": redactor.text(found.description or "") if found.description else found.description,
+            "input_schema": _redact_prose(found.input_schema, redactor),
+            "output_schema": _redact_prose(found.output_schema, redactor),
+            "annotations": _redact_prose(found.annotations, redactor)}
+
+
 @transaction.atomic
-def do_record_discovery(server_id: int, discovery: Discovery) -> dict[str, list[str]]:
+def do_record_discovery(server_id: int, discovery: Discovery, own_secrets: list[str] | None = None) -> dict[str, list[str]]:
     """Upsert the discovered tools; hold changed and newly added ones; mark missing ones removed."""
     server = ToolServer.objects.select_for_update().get(pk=server_id)
     existing = {t.name: t for t in server.tools.all()}
@@ -41,11 +68,9 @@ def do_record_discovery(server_id: int, discovery: Discovery) -> dict[str, list[
     # Every member sees a definition (the tools pages, the API, /mcp tools/list) and so does
     # every model that is offered the tool: a secret the server was given (its token, an
     # operator's host variable) that its definition repeats is redacted before it is stored.
-    redactor = get_redactor()
     for found in discovery.tools:
         seen.add(found.name)
-        definition = redactor.redact({"description": found.description, "input_schema": found.input_schema,
-                                      "output_schema": found.output_schema, "annotations": found.annotations})
+        definition = redacted_definition(found, own_secrets or [])
         digest = definition_hash(definition)
         tool = existing.get(found.name)
         if tool is None:
