@@ -23,6 +23,7 @@ from dashboard.access import can, team_view
 from mcpgateway.whole_numbers import is_whole
 from orchestrator.actions.errors import ActionError
 from orchestrator.actions.reviews import do_assign_review, do_claim_review, do_decide_review
+from orchestrator.engine.document_guard import loads_finite
 from orchestrator.models import ReviewItem
 
 # The decide form's buttons and how a success is announced.
@@ -125,9 +126,11 @@ def _decision(post: Any, original_text: str | None = None) -> dict[str, Any]:
         text = post.get("output", "").replace("\r\n", "\n")  # what the reviewer typed, not the browser's line ends
         if post.get("output_json") == "1":
             try:
-                args["output"] = json.loads(text)
+                args["output"] = loads_finite(text)
             except json.JSONDecodeError as exc:
                 raise ActionError(f"the output is not valid JSON: {exc.msg} (line {exc.lineno})", "output") from None
+            except ValueError as exc:  # NaN, Infinity, 1e400
+                raise ActionError(f"the output is not valid JSON: {exc}", "output") from None
         else:
             args["output"] = text
     if submit == "edit_result":

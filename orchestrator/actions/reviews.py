@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -13,6 +14,7 @@ from mcpgateway.actions.approvals import do_decide_approval
 from mcpgateway.redaction import get_redactor
 from orchestrator.actions.errors import ActionError, Conflict
 from orchestrator.actions.runs import do_resume_run
+from orchestrator.engine.document_guard import scan_data
 from orchestrator.events import send_event_on_commit
 from orchestrator.models import Membership, ReviewItem, ReviewReason, Role, Run
 
@@ -40,6 +42,9 @@ def do_decide_review(item: ReviewItem, user: AbstractBaseUser | None, action: st
     if raise_budget:
         _check_raised_budget(item, raise_budget)
     decision: dict[str, Any] = {"action": action, "note": note}
+    problem = scan_data(output) if output is not None else None
+    if problem is not None:  # (an API body's NaN: stored, it failed the decision's commit)
+        raise ActionError(f"output{'.' + problem.path if problem.path else ''}: {problem.message}", "output")
     if output is not None:
         join = item.context.get("join") if item.context.get("kind") == "parallel" else None
         if join:
@@ -104,6 +109,8 @@ def _check_raised_budget(item: ReviewItem, raise_budget: dict[str, Any]) -> None
         where = ".".join(str(part) for part in problem.get("loc", ())) or "raise_budget"
         raise ActionError(f"raise_budget.{where}: {problem.get('msg', 'invalid')}", "raise_budget") from None
     for key, value in raise_budget.items():
+        if not isinstance(value, bool) and not math.isfinite(float(value)):  # 1e400: finite as a Decimal, not as JSON
+            raise ActionError(f"raise_budget.{key}: a finite number", "raise_budget")
         if isinstance(value, bool) or (key == "max_tokens" and not float(value).is_integer()):
             raise ActionError(f"raise_budget.{key}: a whole number of tokens", "raise_budget")
 

@@ -37,6 +37,7 @@ from orchestrator.engine.defences import (
     get_detector,
     spotlight,
 )
+from orchestrator.engine.document_guard import finite_json, loads_finite, scan_data
 from orchestrator.engine.errors import StepError
 from orchestrator.engine.ports import AgentConfig, LogContext, Models, Tracer
 from orchestrator.engine.spec import AgentStep
@@ -147,6 +148,11 @@ async def _attempt(ctx: AttemptContext, step: AgentStep, key: str, attempt: int,
             response = ModelResponse.from_dict(ledger[index]["result"]["response"])
         else:
             response = await _call_model(ctx, step, key, attempt, turn, messages, tools, totals, defences)
+            for call in response.tool_calls:
+                problem = scan_data(call.arguments)
+                if problem is not None:  # NaN or an infinity from the model's JSON: no ledger row could hold it
+                    raise StepError(f"the model's arguments for {call.name!r}: {problem.path or 'arguments'}: "
+                                    f"{problem.message}", retryable=True)
             if response.tool_calls:
                 # Only a turn that leads to tool calls needs a ledger slot: a final turn is
                 # committed together with the step's completion, which is what a resume reads.
@@ -253,7 +259,7 @@ async def _call_model(ctx: AttemptContext, step: AgentStep, key: str, attempt: i
     store.emit("llm.finished", {
         "agent": agent.name, "provider": agent.provider, "model": response.model, "turn": turn, "attempt": attempt,
         "text": _capped(response.text),
-        "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls],
+        "tool_calls": [{"id": c.id, "name": c.name, "arguments": finite_json(c.arguments)} for c in response.tool_calls],
         "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
         "cost_usd": str(result.cost_usd), "stop_reason": response.stop_reason,
         "duration_ms": round((time.perf_counter() - started) * 1000, 1),
@@ -363,6 +369,8 @@ def _final_output(step: AgentStep, text: str) -> Any:
     if candidate.startswith("```"):
         candidate = candidate.strip("`").removeprefix("json").strip()
     try:
-        return json.loads(candidate)
+        return loads_finite(candidate)
     except json.JSONDecodeError as exc:
         raise StepError(f"the agent's answer is not valid JSON ({exc.msg} at char {exc.pos})", retryable=True) from None
+    except ValueError as exc:  # NaN, Infinity, 1e400: Python reads them; no database stores them
+        raise StepError(f"the agent's answer is not valid JSON ({exc})", retryable=True) from None

@@ -221,6 +221,36 @@ class DocumentError(ValueError):
         self.syntax = syntax
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def loads_finite(text: str | bytes) -> Any:
+    """`json.loads` without NaN, Infinity or numbers too large for a float (`1e400`), which
+    Python's reader accepts and no database stores as JSON: ValueError (a JSONDecodeError for
+    text that does not parse) instead of a value that fails its row's insert later."""
+    return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+
+
+def finite_json(value: Any) -> Any:
+    """`value` with NaN and infinities written as the strings "NaN", "Infinity", "-Infinity"
+    (for a record of what was received, such as an event: JSON has no such numbers)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    return value
+
+
 class _DuplicateKey(Exception):
     """Not a ValueError: `auto` must not read it as "not JSON" and try YAML."""
 
