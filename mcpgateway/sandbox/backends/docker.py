@@ -33,7 +33,9 @@ LABEL = "agentdeck.sandbox"
 # are re-parented to pid 1). It was `sleep infinity`, which reaps nothing: the zombies,
 # counted against the pids limit, left a session unable to fork. Not Docker's init (tini):
 # its child would run as the sandbox user, and kill(-1) would end it and the container;
-# pid 1 itself is the one process kill(-1) never signals.
+# pid 1 itself is the one process kill(-1) never signals. It handles SIGCHLD only: from inside
+# its namespace, a signal pid 1 has no handler for is never delivered, so the code (same user)
+# cannot end it with `kill 1` or `pkill python3`; the host removes containers with SIGKILL.
 REAPER = """
 import os, signal
 def reap(*_):
@@ -43,8 +45,8 @@ def reap(*_):
                 return
         except ChildProcessError:
             return
+signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python's own handler would let `kill -INT 1` end it
 signal.signal(signal.SIGCHLD, reap)
-signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
 while True:
     signal.pause()
     reap()

@@ -73,3 +73,14 @@ def test_a_background_process_left_running_does_not_hold_the_call_to_its_time_li
     r = structured(sandbox("run_shell", {"command": "sleep 600 &\necho done"}, run_id=66))
     assert (r["exit_code"], r["stdout"], r["timed_out"]) == (0, "done\n", False), r
     assert time.monotonic() - started < 5
+
+
+def test_the_code_cannot_end_its_sessions_pid_1(make_sandbox):
+    """The reaper once exited on SIGTERM, which the code (same user) could send: `kill 1` took
+    the session's container and workspace with it (found by a review of that change)."""
+    sandbox = make_sandbox(mode="session")
+    assert not sandbox("put_file", {"path": "work.txt", "content": "kept"}, run_id=67).is_error
+    for command in ("kill 1; kill -TERM 1; kill -INT 1; kill -HUP 1; true", "pkill python3; true"):
+        structured(sandbox("run_shell", {"command": command}, run_id=67))
+        after = structured(sandbox("run_shell", {"command": "cat work.txt"}, run_id=67))
+        assert after["stdout"] == "kept", (command, after)
