@@ -7,7 +7,7 @@ import logging
 import math
 
 from django.core.exceptions import PermissionDenied
-from django.db import DataError, OperationalError
+from django.db import DataError, IntegrityError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -151,6 +151,15 @@ def on_overflow(request: HttpRequest, exc: OverflowError) -> HttpResponse:
 @api.exception_handler(DataError)
 def on_data_error(request: HttpRequest, exc: DataError) -> HttpResponse:
     return error(request, 422, "invalid", "a value is out of range for the database")
+
+
+@api.exception_handler(IntegrityError)
+def on_integrity_error(request: HttpRequest, exc: IntegrityError) -> HttpResponse:
+    """A uniqueness or reference the database enforced after the action's own checks passed:
+    almost always two requests at once (two creations of one name). Nothing was committed."""
+    logging.getLogger(__name__).warning("integrity error answered as a conflict: %s", exc)
+    return error(request, 409, "conflict", "another change to the same object was made at the same time; "
+                 "nothing was saved — reload and try again")
 
 
 @api.exception_handler(OperationalError)
