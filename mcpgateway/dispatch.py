@@ -408,7 +408,7 @@ gateway_writes.register("audit", _insert_audit, durable=True)
 gateway_writes.register("audit_end", _finish_audit, durable=True)
 
 
-def take_interrupted_calls(run_id: int) -> dict[str, dict[str, Any]]:
+def take_interrupted_calls(run_id: int, recorded: set[str] | frozenset[str] = frozenset()) -> dict[str, dict[str, Any]]:
     """The calls of a run that an earlier process started and never finished, by idempotency key
     — and those it finished (`answered`, with the audited result) in case its ledger missed them.
 
@@ -420,20 +420,23 @@ def take_interrupted_calls(run_id: int) -> dict[str, dict[str, Any]]:
     AuditEntry.objects.filter(run_id=run_id, status=CallStatus.STARTED).update(status=CallStatus.INTERRUPTED)
     rows = AuditEntry.objects.filter(run_id=run_id).exclude(idempotency_key="").order_by("id")
     found: dict[str, dict[str, Any]] = {}
-    for row in rows.values("id", "idempotency_key", "status", "tool_name", "call_id", "created_at", "result"):
+    for row in rows.values("id", "idempotency_key", "status", "tool_name", "call_id", "created_at"):
         key = row["idempotency_key"]
         if row["status"] in open_:
             found[key] = {"audit_id": row["id"], "tool": row["tool_name"], "call_id": row["call_id"],
                           "started_at": row["created_at"].isoformat()}
-        elif row["status"] in ANSWERED:
-            # It ran and answered. The engine asks only about calls its ledger lacks: a process
-            # that died between this row and the ledger's commit. The answer is given back
-            # instead of the call being made again (which sent a side effect twice, silently).
+        elif row["status"] in ANSWERED and key not in recorded:
+            # It ran and answered, but the run's ledger (`recorded`: the keys it holds) lacks it:
+            # the process died between this row and the ledger's commit. The answer is given
+            # back instead of the call being made again (which sent a side effect twice, silently).
             found[key] = {"audit_id": row["id"], "tool": row["tool_name"], "call_id": row["call_id"],
-                          "started_at": row["created_at"].isoformat(), "answered": row["status"],
-                          "result": row["result"] or {}}
+                          "started_at": row["created_at"].isoformat(), "answered": row["status"]}
         else:
             found.pop(key, None)
+    answered = {entry["audit_id"]: entry for entry in found.values() if "answered" in entry}
+    if answered:  # only these results are read (a long run's every answer was held in memory)
+        for pk, result in AuditEntry.objects.filter(pk__in=answered).values_list("id", "result"):
+            answered[pk]["result"] = result or {}
     return found
 
 

@@ -38,6 +38,7 @@ from config.sql_rows import (
     update_row,
 )
 from mcpgateway.dispatch import take_interrupted_calls
+from mcpgateway.idempotency import call_key
 from mcpgateway.models import AuditEntry, PrincipalKind
 from mcpgateway.redaction import Redactor, StreamRedactor, current_redactor, get_redactor
 from orchestrator import budgets, engine_wiring, webhooks
@@ -215,7 +216,10 @@ class DjangoRunStore:
             state.ledger.setdefault((entry.step_key, entry.attempt), []).append(
                 {"kind": entry.kind, "name": entry.name, "request": entry.request, "result": entry.result}
             )
-        state.interrupted_calls = take_interrupted_calls(self.run_id)
+        recorded = {call_key(self.run_id, step_key, attempt, index)
+                    for (step_key, attempt), entries in state.ledger.items()
+                    for index, entry in enumerate(entries) if entry["kind"] == "tool"}
+        state.interrupted_calls = take_interrupted_calls(self.run_id, recorded)
         return state
 
     def expect_head(self, team_id: int, last_seq: int, last_hash: str) -> None:

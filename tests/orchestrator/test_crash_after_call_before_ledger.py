@@ -64,3 +64,23 @@ def test_a_completed_side_effecting_call_is_not_made_again_after_a_crash_before_
     assert [(e["name"], e["status"]) for e in recovered] == [("rec__send", "ok")]
     assert not ReviewItem.objects.filter(run=run).exists()
     assert list(AuditEntry.objects.filter(run_id=run.pk).values_list("status", flat=True)) == ["ok"]
+
+
+def test_only_answers_missing_from_the_ledger_are_read_back():
+    """A resume reads the result of an answered call only when its ledger lacks it (every
+    answer of a long run used to be read and held for the run's life; found by a review)."""
+    from mcpgateway.dispatch import take_interrupted_calls
+    from mcpgateway.models import CallStatus, PrincipalKind
+
+    def row(key: str, status: str, result: dict | None) -> AuditEntry:
+        return AuditEntry.objects.create(team_id=1, principal_kind=PrincipalKind.AGENT, run_id=77, tool_name="rec__send",
+                                         call_id=key, idempotency_key=key, status=status, result=result,
+                                         arguments={}, server_name="rec", created_at=timezone.now())
+
+    row("run-77/a/1/1", CallStatus.OK, {"content": "in the ledger"})
+    missing = row("run-77/a/1/3", CallStatus.OK, {"content": "x" * 50_000})
+    row("run-77/a/1/5", CallStatus.STARTED, None)
+    found = take_interrupted_calls(77, {"run-77/a/1/1"})
+    assert set(found) == {"run-77/a/1/3", "run-77/a/1/5"}
+    assert found["run-77/a/1/3"]["answered"] == "ok" and found["run-77/a/1/3"]["result"] == missing.result
+    assert "answered" not in found["run-77/a/1/5"]
