@@ -4,6 +4,7 @@ Content-Security-Policy header."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from django.core.exceptions import DisallowedHost
@@ -56,7 +57,37 @@ def request_problem(request: HttpRequest) -> Problem | None:
         text = request.body.decode()
     except UnicodeDecodeError:
         return None  # not text: the view's parser reports it
-    return scan_json_text(text, MAX_REQUEST_DEPTH) if text else None
+    if not text:
+        return None
+    return scan_json_text(text, MAX_REQUEST_DEPTH) or repeated_key(text)
+
+
+def repeated_key(text: str) -> Problem | None:
+    """A key given twice in one JSON object: every reader here keeps the last value, so a spec
+    with two `prompt`s was saved without the first, silently. Text that is not JSON: None (the
+    view's parser reports it)."""
+    try:
+        json.loads(text, object_pairs_hook=_unique_pairs)
+    except _RepeatedKey as exc:
+        return Problem(exc.key, f"the key {exc.key!r} appears twice in one object (the first value would be lost)")
+    except (ValueError, RecursionError):
+        return None
+    return None
+
+
+class _RepeatedKey(Exception):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    found: dict[str, object] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _RepeatedKey(key)
+        found[key] = value
+    return found
 
 
 class InputGuardMiddleware:

@@ -34,3 +34,22 @@ def test_a_repeated_key_is_refused_in_either_syntax(text, form):
 def test_the_same_key_in_different_objects_is_fine():
     assert load_text('[{"a": 1}, {"a": 2}]', "json") == [{"a": 1}, {"a": 2}]
     assert load_text("- a: 1\n- a: 2\n", "yaml") == [{"a": 1}, {"a": 2}]
+
+
+def test_a_json_body_with_a_repeated_key_is_refused_at_the_door(keys):
+    """The same for a spec sent as a JSON object (the body itself): the request's reader kept
+    the last `prompt` and the pipeline was saved with it (found by a review of the first fix)."""
+    from django.test import Client
+
+    body = ('{"name": "dup", "spec": {"steps": [{"kind": "agent", "id": "a", "agent": "w", '
+            '"prompt": "Summarise the contract and list every risk", "prompt": "hi"}]}}')
+    response = Client().post("/api/v1/pipelines", body, content_type="application/json",
+                             HTTP_AUTHORIZATION=f"Bearer {keys['builder']}")
+    assert response.status_code == 422 and "'prompt' appears twice" in response.json()["error"]["message"], response.content
+    assert not Pipeline.objects.exists()
+    fine = body.replace('"prompt": "hi"', '"description": "hi"')
+    assert Client().post("/api/v1/pipelines", fine, content_type="application/json",
+                         HTTP_AUTHORIZATION=f"Bearer {keys['builder']}").status_code == 422  # (an unknown field)
+    ok = body.replace(', "prompt": "hi"', "")
+    assert Client().post("/api/v1/pipelines", ok, content_type="application/json",
+                         HTTP_AUTHORIZATION=f"Bearer {keys['builder']}").status_code == 201
