@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 
 from dashboard.access import SESSION_KEY, can, memberships, team_view
 from dashboard.readiness import may_see_details, readiness
+from mcpgateway.whole_numbers import whole
 from orchestrator.engine.spec import spec_json_schema
 
 RECENT_RUNS = 10
@@ -100,7 +101,7 @@ def spec_schema(request: HttpRequest) -> JsonResponse:
 @login_required
 @require_POST
 def switch_team(request: HttpRequest) -> HttpResponse:
-    team_id = int(request.POST.get("team", 0) or 0)
+    team_id = whole(request.POST.get("team", "")) or 0  # ("²" or 5,000 digits was a 500)
     if any(m.team_id == team_id for m in memberships(request)):
         request.session[SESSION_KEY] = team_id
     target = request.POST.get("next", "/")

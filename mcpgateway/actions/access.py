@@ -41,6 +41,9 @@ def do_revoke_api_key(key: ApiKey) -> ApiKey:
     return key
 
 
+MAX_CALLS_PER_MINUTE = 1_000_000
+
+
 def authenticate_token(token: str) -> tuple[ApiKey, Principal] | None:
     """The live key for a bearer token, with its principal; None for unknown or revoked, and for
     a key whose user an operator deactivated (`is_active`: the user can no longer sign in, and
@@ -65,8 +68,9 @@ def do_grant(server: ToolServer, *, agent: str = "", api_key: ApiKey | None = No
         raise GatewayError(f"tool {tool.name!r} is not on server {server.name!r}", "tool")
     if api_key is not None and api_key.team_id != server.team_id:
         raise GatewayError("the key belongs to another team", "api_key")
-    if calls_per_minute is not None and calls_per_minute < 1:
-        raise GatewayError("calls_per_minute must be at least 1", "calls_per_minute")
+    if calls_per_minute is not None and not 1 <= calls_per_minute <= MAX_CALLS_PER_MINUTE:
+        # (the column is a 32-bit integer: 99999999999 was a 500 on PostgreSQL)
+        raise GatewayError(f"calls_per_minute must be between 1 and {MAX_CALLS_PER_MINUTE:,}", "calls_per_minute")
     kind = PrincipalKind.AGENT if agent else PrincipalKind.API_KEY if api_key else PrincipalKind.TEAM
     grant = Grant.objects.create(team_id=server.team_id, principal_kind=kind, agent_name=agent, api_key=api_key,
                                  server=server, tool=tool, require_approval=require_approval,

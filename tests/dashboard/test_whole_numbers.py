@@ -62,3 +62,18 @@ def test_whole_numbers_are_ascii_digits_only(text, number):
     from mcpgateway.whole_numbers import whole
 
     assert whole(text) == number
+
+
+@pytest.mark.parametrize("team", ["abc", SUP2, HUGE])
+def test_the_team_switcher_ignores_a_team_that_is_not_a_number(client, team):
+    response = client.post("/teams/switch/", {"team": team, "next": "/"})
+    assert response.status_code == 302  # (it was a 500: found by a review of the first fix)
+
+
+def test_a_grants_rate_past_the_column_is_refused_not_a_500(client):
+    from mcpgateway.models import ToolServer
+
+    server = ToolServer.objects.create(team_id=1, name="srv", transport="http", url="https://mcp.example.com/mcp")
+    response = client.post("/tools/access/grants/", {"target": f"server:{server.pk}", "principal": "team",
+                                                     "calls_per_minute": "99999999999"})
+    assert response.status_code == 400 and "between 1 and 1,000,000" in response.content.decode()
