@@ -178,7 +178,7 @@ def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = ()) -> 
             for key, inner in value.items():
                 if isinstance(key, str) and key.strip():  # a key can carry an address too: {"to": {"eve@…": "Bob"}}
                     found.extend(c for c in _string_candidates(f"{where or 'arguments'} key", key.strip(), False)
-                                 if c.kind in ("email", "url"))
+                                 if c.kind in ("email", "url", "iban", "path"))
                 words = _words(str(key))
                 listed = str(key).lower() in extra
                 own_free = bool(words & FREE_TEXT_WORDS) and not listed
