@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from orchestrator.engine.document_guard import (
+    MAX_DOCUMENT_DEPTH,
+    DocumentError,
+    load_text,
+    scan_data,
+)
 
 
 class SuiteFileError(ValueError):
@@ -129,13 +134,17 @@ class SuiteSpec(BaseModel):
 
 
 def parse_suite(text: str) -> SuiteSpec:
+    # Within the document bounds, as pipeline specs are: no YAML aliases (a 400-byte file of
+    # nested aliases expanded to millions of characters), no depth bombs, no key given twice
+    # (a second `cases:` replaced the first), no NUL or non-finite number (a 500 at save), and
+    # YAML dates read as text (a date was a TypeError and a 500).
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise SuiteFileError([{"field": "", "message": f"neither valid JSON nor YAML: {exc}"}]) from None
+        data = load_text(text, "auto", MAX_DOCUMENT_DEPTH)
+    except DocumentError as exc:
+        raise SuiteFileError([{"field": exc.problem.path, "message": exc.problem.message}]) from None
+    problem = scan_data(data, MAX_DOCUMENT_DEPTH)
+    if problem is not None:
+        raise SuiteFileError([{"field": problem.path, "message": problem.message}])
     if not isinstance(data, dict):
         raise SuiteFileError([{"field": "", "message": "a suite file is a mapping with `suite`, `name`, `target` and `cases`"}])
     try:
