@@ -221,12 +221,59 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     search_fields = ["event", "webhook__url"]
 
 
+class ScheduleForm(forms.ModelForm):
+    """Checked as the action checks it (cron, time zone, version, input), so what the admin saves
+    is what beat can run."""
+
+    class Meta:
+        model = m.Schedule
+        fields = ["pipeline", "version", "cron", "timezone", "input", "enabled", "skip_if_running", "created_by"]
+
+    def clean(self) -> dict:
+        from orchestrator.actions.errors import ActionError
+        from orchestrator.actions.schedules import check_schedule
+
+        data = super().clean()
+        if data.get("pipeline") is not None:
+            try:
+                check_schedule(data["pipeline"], data.get("cron") or "", data.get("input"),
+                               data.get("timezone") or "UTC", data.get("version"))
+            except ActionError as exc:
+                field = exc.field if exc.field in self.fields else None
+                self.add_error(field, exc.message)
+        return data
+
+
 @admin.register(m.Schedule)
 class ScheduleAdmin(admin.ModelAdmin):
-    list_display = ["pipeline", "cron", "timezone", "enabled", "last_run", "created_at"]
+    """Saved and deleted through the schedule actions: a schedule saved here used to get no beat
+    task (it never fired), an edited cron left beat on the old time, and a deleted one kept its task."""
+
+    form = ScheduleForm
+    list_display = ["pipeline", "cron", "timezone", "enabled", "last_run", "last_error", "created_at"]
     list_filter = ["enabled"]
     search_fields = ["pipeline__name", "cron"]
-    readonly_fields = ["periodic_task", "last_run"]
+    readonly_fields = ["periodic_task", "last_run", "last_error"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        from orchestrator.actions.schedules import do_save_schedule
+
+        if not change and obj.created_by_id is None:
+            obj.created_by = request.user
+        saved = do_save_schedule(obj.pipeline, obj.cron, obj.input, obj.created_by, timezone=obj.timezone,
+                                 version=obj.version, enabled=obj.enabled, schedule=obj)
+        m.Schedule.objects.filter(pk=saved.pk).update(skip_if_running=obj.skip_if_running)
+
+    def delete_model(self, request, obj) -> None:
+        from orchestrator.actions.schedules import do_delete_schedule
+
+        do_delete_schedule(obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        from orchestrator.actions.schedules import do_delete_schedule
+
+        for schedule in queryset:
+            do_delete_schedule(schedule)
 
 
 class EvalCaseInline(admin.TabularInline):

@@ -16,6 +16,13 @@ class OrchestratorConfig(AppConfig):
 
         register_secret_source("orchestrator.webhooks", webhook_secrets)
         register_secret_source("orchestrator.model_credentials.env", _credential_env_values)
+        # A deleted schedule takes its beat task along, whatever deleted it.
+        from django.db.models.signals import post_delete
+
+        from orchestrator.actions.schedules import drop_beat_task
+        from orchestrator.models import Schedule
+
+        post_delete.connect(drop_beat_task, sender=Schedule, dispatch_uid="agentdeck.schedule.beat_task")
 
 
 def _credential_env_values() -> list[str]:

@@ -623,6 +623,7 @@ class Schedule(models.Model):
     periodic_task = models.OneToOneField("django_celery_beat.PeriodicTask", null=True, blank=True,
                                          on_delete=models.SET_NULL, related_name="+")
     last_run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    last_error = models.TextField(blank=True, help_text="Why the last time it fired started no run (empty once one starts).")
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
