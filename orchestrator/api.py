@@ -5,8 +5,10 @@ review queue and usage. Thin: authorise, call one query or action, shape the ans
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -363,13 +365,31 @@ async def stream_events(request: HttpRequest, run_id: int, after: int = Query(0,
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-async def _sse(run_id: int, after: int) -> AsyncIterator[str]:
-    """Subscribe first, then catch up from the database, then forward live events (deduplicated by seq)."""
+LAYER_WAIT_S = 2.0  # how long the stream waits on the channel layer before it polls the database instead
+
+
+async def _subscribe(run_id: int) -> tuple[Any, str | None]:
+    """The channel layer and a channel in the run's group, or (None, None) when the layer is
+    off or failing: the stream then polls the database (a Redis that was down made the stream
+    send nothing, not even its status line, and hold the connection)."""
     layer = get_channel_layer()
-    channel = await layer.new_channel() if layer else None
-    if layer and channel:
+    if layer is None:
+        return None, None
+    try:
+        channel = await asyncio.wait_for(layer.new_channel(), LAYER_WAIT_S)
         register_consumer_loop()
-        await layer.group_add(run_group(run_id), channel)
+        await asyncio.wait_for(layer.group_add(run_group(run_id), channel), LAYER_WAIT_S)
+    except Exception as exc:  # the layer's own failure, whatever its kind: polling still serves the stream
+        logging.getLogger(__name__).warning("run %s events: channel layer unavailable (%s); polling", run_id, exc)
+        return None, None
+    return layer, channel
+
+
+async def _sse(run_id: int, after: int) -> AsyncIterator[str]:
+    """Subscribe first, then catch up from the database, then forward live events (deduplicated
+    by seq); while the channel layer is off or failing, poll the database instead."""
+    layer, channel = await _subscribe(run_id)
+    subscribed = layer, channel
     last = after
     try:
         def backlog() -> tuple[list[dict[str, Any]], str]:
@@ -394,6 +414,10 @@ async def _sse(run_id: int, after: int) -> AsyncIterator[str]:
                 yield ": keep-alive\n\n"
                 status = await sync_to_async(lambda: Run.objects.values_list("status", flat=True).get(pk=run_id))()
                 continue
+            except Exception as exc:  # the layer failed mid-stream: go on from the database
+                logging.getLogger(__name__).warning("run %s events: channel layer failed (%s); polling", run_id, exc)
+                layer = channel = None
+                continue
             for payload in message.get("events", []):
                 if payload.get("seq") is None:
                     yield _sse_frame(payload)
@@ -403,8 +427,9 @@ async def _sse(run_id: int, after: int) -> AsyncIterator[str]:
                     if payload["type"] in ("run.succeeded", "run.failed", "run.cancelled", "run.waiting_review"):
                         status = payload["type"].split(".", 1)[1]
     finally:
-        if layer and channel:
-            await layer.group_discard(run_group(run_id), channel)
+        if subscribed[0] is not None and subscribed[1] is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(subscribed[0].group_discard(run_group(run_id), subscribed[1]), LAYER_WAIT_S)
 
 
 def _sse_frame(payload: dict[str, Any]) -> str:
