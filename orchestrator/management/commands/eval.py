@@ -148,7 +148,11 @@ class Command(BaseCommand):
         return suite
 
     def _import(self, file: str, team: str, **_):
-        suite = do_import_suite(self._team(team), Path(file).read_text())
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"cannot read {file}: {exc}") from None
+        suite = do_import_suite(self._team(team), text)
         self.stdout.write(f"imported suite {suite.slug}: {suite.cases.count()} cases")
 
     def _export(self, suite: str, team: str, **_):

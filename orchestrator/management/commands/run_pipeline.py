@@ -16,6 +16,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from mcpgateway.whole_numbers import is_whole
 from orchestrator.actions import do_resume_run, do_start_run
 from orchestrator.actions.errors import ActionError
 from orchestrator.engine.errors import SpecError
@@ -123,7 +124,7 @@ class Command(BaseCommand):
         if not options["pipeline"]:
             raise CommandError("name a pipeline (slug) or use --resume RUN_ID")
         ref = options["pipeline"]
-        pipelines = Pipeline.objects.filter(pk=int(ref)) if ref.isdigit() else Pipeline.objects.filter(slug=ref)
+        pipelines = Pipeline.objects.filter(pk=int(ref)) if is_whole(ref) else Pipeline.objects.filter(slug=ref)
         if options["team"]:
             pipelines = pipelines.filter(team__slug=options["team"])
         found = list(pipelines[:2])
@@ -134,7 +135,7 @@ class Command(BaseCommand):
         pipeline = found[0]
         version = pipeline.versions.filter(number=options["pipeline_version"]).first() if options["pipeline_version"] else pipeline.latest_version()
         if version is None:
-            raise CommandError(f"pipeline {ref!r} has no version {options['version']}")
+            raise CommandError(f"pipeline {ref!r} has no version {options['pipeline_version']}")
         try:
             return do_start_run(version, parse_input(options["input"]), submit=False)
         except (ActionError, SpecError) as exc:
