@@ -4,13 +4,13 @@ Content-Security-Policy header."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from config import tracing
+from mcpgateway.documents import DuplicateKey, loads_json_unique
 from orchestrator.engine.document_guard import NUL_MESSAGE, Problem, scan_json_text
 
 
@@ -67,27 +67,12 @@ def repeated_key(text: str) -> Problem | None:
     with two `prompt`s was saved without the first, silently. Text that is not JSON: None (the
     view's parser reports it)."""
     try:
-        json.loads(text, object_pairs_hook=_unique_pairs)
-    except _RepeatedKey as exc:
-        return Problem(exc.key, f"the key {exc.key!r} appears twice in one object (the first value would be lost)")
+        loads_json_unique(text)
+    except DuplicateKey as exc:
+        return Problem(str(exc.key), str(exc))
     except (ValueError, RecursionError):
         return None
     return None
-
-
-class _RepeatedKey(Exception):
-    def __init__(self, key: str):
-        super().__init__(key)
-        self.key = key
-
-
-def _unique_pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    found: dict[str, object] = {}
-    for key, value in pairs:
-        if key in found:
-            raise _RepeatedKey(key)
-        found[key] = value
-    return found
 
 
 class InputGuardMiddleware:

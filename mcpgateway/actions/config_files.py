@@ -26,6 +26,7 @@ from django.db import transaction
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mcpgateway.actions.servers import REF, check_server, check_server_authority, do_save_server
+from mcpgateway.documents import DuplicateKey, load_yaml_unique, loads_json_unique
 from mcpgateway.errors import ConfigError, GatewayError, NotOperator
 from mcpgateway.models import ServerSecret, ToolServer
 
@@ -85,12 +86,15 @@ class ServerEntry(BaseModel):
 def parse_config(text: str) -> tuple[str, dict[str, ServerEntry]]:
     """Parse either format into (top-level key, entries); raise ConfigError naming each bad field."""
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError([{"field": "", "message": f"neither valid JSON nor YAML: {exc}"}]) from None
+            data = loads_json_unique(text)
+        except json.JSONDecodeError:
+            try:
+                data = load_yaml_unique(text)
+            except yaml.YAMLError as exc:
+                raise ConfigError([{"field": "", "message": f"neither valid JSON nor YAML: {exc}"}]) from None
+    except DuplicateKey as exc:  # a server named twice kept only its last entry, silently
+        raise ConfigError([{"field": str(exc.key), "message": str(exc)}]) from None
     if not isinstance(data, dict):
         raise ConfigError([{"field": "", "message": "expected an object with `servers` or `mcpServers`"}])
     key = "servers" if "servers" in data else "mcpServers" if "mcpServers" in data else None

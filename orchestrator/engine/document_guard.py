@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 import yaml
 
+from mcpgateway.documents import DuplicateKey, load_yaml_unique, loads_json_unique
+
 # Objects and lists, counted together: `{"steps": [{...}]}` is three levels. Steps and
 # conditions each nest at most 32 deep (spec.MAX_NESTING); this leaves room for both.
 MAX_DOCUMENT_DEPTH = 160
@@ -251,44 +253,6 @@ def finite_json(value: Any) -> Any:
     return value
 
 
-class _DuplicateKey(Exception):
-    """Not a ValueError: `auto` must not read it as "not JSON" and try YAML."""
-
-
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in found:
-            raise _DuplicateKey(f"the key {key!r} appears twice in one object (the first value would be lost)")
-        found[key] = value
-    return found
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a mapping that repeats a key (it kept the last value), and
-    reading dates and times as text (`2024-01-31`): they are no JSON value, and a date
-    object failed whatever stored or compared it."""
-
-    yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                repeated = key in seen
-                seen.add(key)
-            except TypeError:  # an unhashable key: the base class says so
-                break
-            if repeated:
-                raise _DuplicateKey(f"the key {key!r} appears twice in one mapping (line {key_node.start_mark.line + 1}; "
-                                    "the first value would be lost)")
-        return super().construct_mapping(node, deep)
-
-
 def load_text(text: str, form: Literal["json", "yaml", "auto"] = "auto", max_depth: int = MAX_DOCUMENT_DEPTH) -> Any:
     """Parse JSON or YAML text within the bounds (`auto`: JSON if it parses, else YAML).
 
@@ -303,8 +267,8 @@ def load_text(text: str, form: Literal["json", "yaml", "auto"] = "auto", max_dep
         raise DocumentError(problem)
     if form in ("json", "auto"):
         try:
-            return json.loads(text, object_pairs_hook=_unique_pairs)
-        except _DuplicateKey as exc:
+            return loads_json_unique(text)
+        except DuplicateKey as exc:
             raise DocumentError(Problem("", str(exc)), syntax=True) from None
         except ValueError as exc:
             if form == "json":
@@ -313,8 +277,8 @@ def load_text(text: str, form: Literal["json", "yaml", "auto"] = "auto", max_dep
     if problem is not None:
         raise DocumentError(problem)
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
-    except _DuplicateKey as exc:
+        return load_yaml_unique(text)
+    except DuplicateKey as exc:
         raise DocumentError(Problem("", str(exc)), syntax=True) from None
     except yaml.YAMLError as exc:
         message = f"YAML does not parse: {exc}" if form == "yaml" else f"neither valid JSON nor YAML: {exc}"

@@ -53,3 +53,24 @@ def test_a_json_body_with_a_repeated_key_is_refused_at_the_door(keys):
     ok = body.replace(', "prompt": "hi"', "")
     assert Client().post("/api/v1/pipelines", ok, content_type="application/json",
                          HTTP_AUTHORIZATION=f"Bearer {keys['builder']}").status_code == 201
+
+
+@pytest.mark.parametrize("text", [
+    "servers:\n  echo: {command: a}\n  echo: {command: b}\n",
+    '{"mcpServers": {"echo": {"command": "a"}, "echo": {"command": "b"}}}',
+])
+def test_a_server_named_twice_in_a_config_file_is_refused(text):
+    from mcpgateway.actions.config_files import parse_config
+    from mcpgateway.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'echo' appears twice"):
+        parse_config(text)
+
+
+def test_yaml_aliases_in_a_config_file_are_refused():
+    from mcpgateway.actions.config_files import parse_config
+    from mcpgateway.errors import ConfigError
+
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]'] + [f"b{i}: &b{i} [" + ",".join(["*a"] * 9) + "]" for i in range(3)]
+    with pytest.raises(ConfigError, match="aliases are not accepted"):
+        parse_config("servers: {}\n" + "\n".join(lines) + "\n")
