@@ -88,7 +88,11 @@ PATH = re.compile(r"^(?:~?/|[A-Za-z]:\\)\S*$")
 PATHS_IN = re.compile(r"(?<![\w/.:~\\-])(?:~?/|[A-Za-z]:\\)[^\s\"'<>|)\]]*")
 DIGIT_RUN = re.compile(r"(?<![\w.,])\+?\d+(?:[ .\-/]\d+)*(?![\w])")
 SPACED_NUMBER = re.compile(r"(?<![\w.,])\d{1,3}(?: \d{3})+(?:[.,]\d+)?(?![\w])")
-CURRENCY = re.compile(r"^[A-Za-z$€£¥\s]+|[A-Za-z$€£¥\s]+$")
+# A currency symbol, or a three-letter currency code (upper case, or a common one in lower case),
+# before or after the number: nothing else. Any letters used to go, so `50k`, `50M`, `50 million
+# EUR` and `50 thousand` passed as the request's "50" (found by a review).
+_CODE = r"(?:[A-Z]{3}|eur|usd|gbp|chf|jpy|cad|aud|sek|nok|dkk|pln|czk|inr|cny)"
+CURRENCY = re.compile(rf"^\s*(?:[$€£¥]|{_CODE}(?![A-Za-z]))\s*|\s*(?:[$€£¥]|(?<![A-Za-z]){_CODE})\s*$")
 TRAILING = ".,;:!?"
 STEP_REF = re.compile(r"\{\{\s*steps\.")
 
