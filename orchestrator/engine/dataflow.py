@@ -81,19 +81,19 @@ FREE_TEXT_WORDS = frozenset({
 SHORT = 3  # a plain-text control value shorter than this is never taken as coming from a source
 
 EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
-URL = re.compile(r"\b(?:https?|ftp)://[^\s\"'<>)\]]+", re.IGNORECASE)
+URL = re.compile(r"\b(?:https?|ftp)://[^\s\"'<>)\]`]+", re.IGNORECASE)
 IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){2,7}(?:\s?[A-Z0-9]{1,4})?\b")
 NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,']\d+)*")
 PATH = re.compile(r"^(?:~?/|[A-Za-z]:\\)\S*$")
-PATHS_IN = re.compile(r"(?<![\w/.:~\\-])(?:~?/|[A-Za-z]:\\)[^\s\"'<>|)\]]*")
-DIGIT_RUN = re.compile(r"(?<![\w.,])\+?\d+(?:[ .\-/]\d+)*(?![\w])")
+PATHS_IN = re.compile(r"(?<![\w/.:~\\-])(?:~?/|[A-Za-z]:\\)[^\s\"'<>|)\]`]*")
+DIGIT_RUN = re.compile(r"(?<![\w.,])\+?\(?\d+\)?(?:[ .\-/]\(?\d+\)?)*(?![\w])")
 SPACED_NUMBER = re.compile(r"(?<![\w.,])\d{1,3}(?: \d{3})+(?:[.,]\d+)?(?![\w])")
 # A currency symbol, or a three-letter currency code (upper case, or a common one in lower case),
 # before or after the number: nothing else. Any letters used to go, so `50k`, `50M`, `50 million
 # EUR` and `50 thousand` passed as the request's "50" (found by a review).
 _CODE = r"(?:[A-Z]{3}|eur|usd|gbp|chf|jpy|cad|aud|sek|nok|dkk|pln|czk|inr|cny)"
 CURRENCY = re.compile(rf"^\s*(?:[$€£¥]|{_CODE}(?![A-Za-z]))\s*|\s*(?:[$€£¥]|(?<![A-Za-z]){_CODE})\s*$")
-TRAILING = ".,;:!?"
+TRAILING = ".,;:!?*'\"`"  # (Markdown's `**` and backticks, and closing quotes, end a value too)
 STEP_REF = re.compile(r"\{\{\s*steps\.")
 
 REFUSAL = "Tool call refused: data-flow policy. {reason}. Use only values from the user's request for this."
@@ -368,8 +368,9 @@ def _contains(text: str, candidate: Candidate) -> bool:
         return bool(wanted) and wanted <= numbers_in(text)
     if kind == "digits":
         return _digits(value) in digits_in(text)
-    if kind == "email":
-        return value.lower() in {m.group(0).lower() for m in EMAIL.finditer(text)}
+    if kind == "email":  # ('bob@corp.com' in quotes: the quote is not part of the address there)
+        found = {m.group(0).lower() for m in EMAIL.finditer(text)}
+        return value.lower() in found | {f.lstrip("'") for f in found}
     if kind == "iban":
         return _compact(value).upper() in _ibans_in(text)
     if kind == "url":
