@@ -39,15 +39,17 @@ class ServerEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    command: str | None = None
-    args: list[str] = Field(default_factory=list)
+    # Within what the database holds (a longer value or a NUL was a 500 on PostgreSQL, or a 422
+    # naming no field): each refused here naming its path.
+    command: str | None = Field(None, max_length=500)
+    args: list[str] = Field(default_factory=list, max_length=200)
     env: dict[str, str] = Field(default_factory=dict)
-    cwd: str | None = None
-    url: str | None = None
+    cwd: str | None = Field(None, max_length=500)
+    url: str | None = Field(None, max_length=500)
     transport: Literal["stdio", "http", "sse"] | None = None
     type: str | None = None  # Claude Desktop / Code spelling of the transport
     headers: dict[str, str] = Field(default_factory=dict)
-    description: str = ""
+    description: str = Field("", max_length=300)
     enabled: bool = True
     disabled: bool | None = None  # Claude spelling
     timeout: float | None = Field(None, gt=0, le=3600)
@@ -55,6 +57,19 @@ class ServerEntry(BaseModel):
     # Accepted from Claude files, not used: the gateway's grants decide what is allowed.
     autoApprove: list[str] | None = None
     alwaysAllow: list[str] | None = None
+
+    @field_validator("command", "cwd", "url", "description", "args", "env", "headers")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        texts = [value] if isinstance(value, str) else list(value) if isinstance(value, list) else (
+            [*value.keys(), *value.values()] if isinstance(value, dict) else [])
+        if any("\x00" in text for text in texts):
+            raise ValueError("a NUL character cannot be stored")
+        if isinstance(value, dict) and any(len(key) > 100 for key in value):
+            raise ValueError("a name is at most 100 characters")
+        if any(len(text) > 4000 for text in texts):
+            raise ValueError("a value is at most 4000 characters")
+        return value
 
     @field_validator("type")
     @classmethod
