@@ -108,10 +108,14 @@ def test_it_marks_the_started_calls_of_a_resuming_run_interrupted():
     _row("run-7/work/1/1", CallStatus.OK)
     _row("run-7/work/1/3", CallStatus.STARTED)
 
-    found = take_interrupted_calls(7)
+    found = take_interrupted_calls(7, recorded={"run-7/work/1/1"})  # the completed call is in the ledger
 
     assert list(found) == ["run-7/work/1/3"]
     assert AuditEntry.objects.get(idempotency_key="run-7/work/1/3").status == CallStatus.INTERRUPTED
+    # Without its ledger row (a crash between the two commits) the completed call comes back
+    # as answered, with its audited result, not as interrupted.
+    again = take_interrupted_calls(7)
+    assert again["run-7/work/1/1"]["answered"] == CallStatus.OK and "answered" not in again["run-7/work/1/3"]
 
 
 @pytest.mark.django_db
@@ -120,4 +124,4 @@ def test_it_keeps_a_call_interrupted_across_a_second_crash_until_it_completes():
     _row("run-7/work/1/3", CallStatus.INTERRUPTED)
     _row("run-7/work/1/3", CallStatus.OK)
 
-    assert list(take_interrupted_calls(7)) == ["run-7/work/1/1"]
+    assert list(take_interrupted_calls(7, recorded={"run-7/work/1/3"})) == ["run-7/work/1/1"]
