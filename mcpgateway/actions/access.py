@@ -70,7 +70,7 @@ def do_grant(server: ToolServer, *, agent: str = "", api_key: ApiKey | None = No
         raise GatewayError("the key belongs to another team", "api_key")
     if calls_per_minute is not None and not 1 <= calls_per_minute <= MAX_CALLS_PER_MINUTE:
         # (the column is a 32-bit integer: 99999999999 was a 500 on PostgreSQL)
-        raise GatewayError(f"calls_per_minute must be between 1 and {MAX_CALLS_PER_MINUTE:,}", "calls_per_minute")
+        raise GatewayError(f"calls_per_minute must be at least 1 and at most {MAX_CALLS_PER_MINUTE:,}", "calls_per_minute")
     kind = PrincipalKind.AGENT if agent else PrincipalKind.API_KEY if api_key else PrincipalKind.TEAM
     grant = Grant.objects.create(team_id=server.team_id, principal_kind=kind, agent_name=agent, api_key=api_key,
                                  server=server, tool=tool, require_approval=require_approval,

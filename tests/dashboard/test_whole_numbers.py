@@ -76,4 +76,4 @@ def test_a_grants_rate_past_the_column_is_refused_not_a_500(client):
     server = ToolServer.objects.create(team_id=1, name="srv", transport="http", url="https://mcp.example.com/mcp")
     response = client.post("/tools/access/grants/", {"target": f"server:{server.pk}", "principal": "team",
                                                      "calls_per_minute": "99999999999"})
-    assert response.status_code == 400 and "between 1 and 1,000,000" in response.content.decode()
+    assert response.status_code == 400 and "at most 1,000,000" in response.content.decode()
