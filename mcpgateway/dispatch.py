@@ -132,9 +132,13 @@ class Gateway:
         except BaseException as exc:
             # A call from outside a run that ends without an outcome of its own (the caller
             # went away and the server cancelled it, a limiter or the upstream raised) still
-            # leaves its row. A run's call is settled by the run: its `started` row by the
-            # resume, an approval by its request, a cancelled step by its next attempt.
-            if not audit.done and invocation.run_id is None and not isinstance(exc, ApprovalRequired):
+            # leaves its row. A run's call is settled by the run (its `started` row by the
+            # resume, an approval by its request), except one cancelled in flight — its step's
+            # timeout, a hand-back — which is `interrupted` at once: it may have run, and the
+            # step decides by the interrupted-call rules (its row used to stay `started`, and
+            # the step's next attempt made the call again under a new key).
+            in_flight = audit.called and isinstance(exc, asyncio.CancelledError)
+            if not audit.done and (invocation.run_id is None or in_flight) and not isinstance(exc, ApprovalRequired):
                 status, error = _ending(exc, audit.called)
                 try:
                     await asyncio.shield(audit.write(status, error=error))

@@ -13,10 +13,11 @@ is read-only or idempotent (`ToolSpec.retry_safe`); otherwise the step pauses fo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mcpgateway.idempotency import call_key
@@ -60,6 +61,7 @@ class CallInterrupted(Exception):
 
     def __init__(self, key: str, tool: str, call_id: str, arguments: dict[str, Any], found: dict[str, Any]):
         super().__init__(f"{tool}: {MAY_HAVE_RUN}")
+        self.timed_out = ""  # why the call was cut off, when the step's timeout did it
         self.context = {"idempotency_key": key, "tool": tool, "call_id": call_id, "arguments": arguments,
                         "audit_id": found.get("audit_id"), "started_at": found.get("started_at")}
 
@@ -112,6 +114,35 @@ class AttemptContext:
     decision: dict[str, Any] | None  # a reviewer's decision about this step, if any
     tracer: Tracer
     log_context: LogContext
+    specs: dict[str, ToolSpec] = field(default_factory=dict)  # the tools the attempt may call, by name
+    # The tool call awaiting its answer, if any: what the step's timeout cut off (`cut_off`).
+    in_flight: InFlight | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """A tool call sent through the toolbox and not yet answered."""
+
+    step_key: str
+    key: str  # its idempotency key
+    tool: str
+    call_id: str
+    arguments: dict[str, Any]
+    retry_safe: bool
+
+
+def cut_off(ctx: AttemptContext) -> CallInterrupted | None:
+    """After the attempt was cancelled (its step's timeout): the call it left in flight, if that
+    call may have run and is not safe to repeat — the gateway audited it `interrupted`, and the
+    step pauses for a human as for any interrupted call instead of trying again (a new attempt
+    would make the side effect again, under a new key). None: nothing in flight, or a read-only
+    or idempotent call, which a new attempt may simply make again."""
+    call = ctx.in_flight
+    if call is None or call.retry_safe:
+        return None
+    ctx.store.emit("tool.interrupted", {"call_id": call.call_id, "name": call.tool, "idempotency_key": call.key,
+                                        "message": MAY_HAVE_RUN}, call.step_key)
+    return CallInterrupted(call.key, call.tool, call.call_id, call.arguments, {"tool": call.tool, "call_id": call.call_id})
 
 
 async def run_agent_attempt(ctx: AttemptContext, step: AgentStep, key: str, attempt: int, prompt: str, totals: AttemptTotals) -> Any:
@@ -130,7 +161,7 @@ async def _attempt(ctx: AttemptContext, step: AgentStep, key: str, attempt: int,
     ledger = ctx.ledger
     principal = Principal(team_id=ctx.team_id, agent=agent.name)
     tools = await ctx.toolbox.list_tools(principal)
-    specs = {t.name: t for t in tools}
+    specs = ctx.specs = {t.name: t for t in tools}
     messages = [Message("user", prompt)]
     max_turns = step.max_turns or agent.max_turns
     index = 0
@@ -343,7 +374,17 @@ async def _call_tool(ctx: AttemptContext, key: str, attempt: int, index: int, pr
             # A reviewer's skip is not a refusal: the interrupted call may have run.
             refused = refusal if refusal.startswith("Tool call refused") else ""
         else:
-            result = await ctx.toolbox.call_tool(invocation)
+            spec = ctx.specs.get(name)
+            ctx.in_flight = InFlight(key, invocation.idempotency_key, name, call_id, arguments,
+                                     spec is not None and spec.retry_safe)
+            try:
+                result = await ctx.toolbox.call_tool(invocation)
+            except asyncio.CancelledError:
+                raise  # still in flight, as far as anyone knows: see `cut_off`
+            except BaseException:
+                ctx.in_flight = None
+                raise
+            ctx.in_flight = None
             if result.is_error and result.content.startswith(NOT_APPROVED):
                 refused = result.content
     except ToolDenied as exc:

@@ -22,6 +22,7 @@ from orchestrator.engine.agent_loop import (
     AttemptContext,
     AttemptTotals,
     CallInterrupted,
+    cut_off,
     run_agent_attempt,
 )
 from orchestrator.engine.errors import (
@@ -363,18 +364,28 @@ class Engine:
                                          "resumed": record is not None, "prompt": prompt}, key)
         while True:
             totals = AttemptTotals()
+            context = self._attempt_context(step, key, attempt)
             try:
-                async with asyncio.timeout(step.timeout_s):
-                    output = await run_agent_attempt(self._attempt_context(step, key, attempt), step, key, attempt,
-                                                     prompt, totals)
+                try:
+                    async with asyncio.timeout(step.timeout_s):
+                        output = await run_agent_attempt(context, step, key, attempt, prompt, totals)
+                except TimeoutError:
+                    # A side effect the timeout cut off in flight may have run: a human decides.
+                    interrupted = cut_off(context)
+                    if interrupted is not None:
+                        interrupted.timed_out = f"timed out after {step.timeout_s}s"
+                        raise interrupted from None
+                    raise
             except BudgetExceeded as exc:
                 raise Paused([self._pause(step, key, "budget", {"error": str(exc), "prompt": prompt}, attempt)]) from None
             except ApprovalRequired as exc:
                 context = {"approval_id": exc.approval_id, "tool": exc.tool, "prompt": prompt}
                 raise Paused([self._pause(step, key, "approval", context, attempt)]) from None
             except CallInterrupted as exc:  # a failure review that names the call: retry / skip / edit-result
-                context = {"interrupted_call": exc.context, "error": f"{exc.context['tool']}: {MAY_HAVE_RUN}", "prompt": prompt}
-                raise Paused([self._pause(step, key, "failure", context, attempt)]) from None
+                why = f"{exc.timed_out}: " if exc.timed_out else ""
+                review = {"interrupted_call": exc.context, "error": f"{why}{exc.context['tool']}: {MAY_HAVE_RUN}",
+                          "prompt": prompt}
+                raise Paused([self._pause(step, key, "failure", review, attempt)]) from None
             except (ProviderError, StepError, TimeoutError) as exc:
                 message = f"timed out after {step.timeout_s}s" if isinstance(exc, TimeoutError) else str(exc)
                 retryable = isinstance(exc, TimeoutError) or getattr(exc, "retryable", False)
