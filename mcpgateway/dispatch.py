@@ -163,7 +163,9 @@ class Gateway:
             verdict = await self._approval(invocation, entry)
             if verdict is not None:
                 await audit.write(CallStatus.APPROVAL_REJECTED, error=verdict)
-                return ToolResult(content=f"The call was not approved: {verdict}", is_error=True)
+                # Marked as the gateway's own refusal: an upstream's error may say the same words.
+                return ToolResult(content=f"The call was not approved: {verdict}", is_error=True,
+                                  data={"approval_rejected": True})
         runtime = get_runtime()
         try:
             with tracing.span(f"execute_tool {invocation.name}", {

@@ -51,8 +51,6 @@ WITHHELD = ("[The output of {tool} was withheld: the prompt-injection detector f
 TAINTED = ("Tool call refused: this step read tool output that the prompt-injection detector flagged, "
            "so only tools allowed after such content ({allowed}) may run.")
 
-NOT_APPROVED = "The call was not approved"  # the gateway's answer when a confirmation is rejected
-
 MAY_HAVE_RUN = "this call may have run"
 
 
@@ -385,7 +383,9 @@ async def _call_tool(ctx: AttemptContext, key: str, attempt: int, index: int, pr
                 ctx.in_flight = None
                 raise
             ctx.in_flight = None
-            if result.is_error and result.content.startswith(NOT_APPROVED):
+            # The gateway's refusal, by its mark, not its words: a tool's own error (an endpoint
+            # an attacker controls, passed through) may begin the same way, and its call ran.
+            if result.is_error and (result.data or {}).get("approval_rejected") is True:
                 refused = result.content
     except ToolDenied as exc:
         result = ToolResult(content=f"Tool call refused: {exc}", is_error=True)

@@ -59,10 +59,40 @@ def _emissions(where: str, value: Any) -> list[Emission]:
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]{12,}")
 
 
+# Lines of base64 as mail bodies carry them (wrapped at 76 columns or so): joined before
+# decoding, or a canary that straddles a line break is cut in two.
+_WRAPPED_BASE64 = re.compile(r"[A-Za-z0-9+/=_-]{16,}(?:[ \t]*\r?\n[ \t]*[A-Za-z0-9+/=_-]{4,})+")
+_BASE32 = re.compile(r"[A-Z2-7]{16,}=*")
+DECODE_DEPTH = 3  # base64 of base64, hex of base64, …: each decoded text is decoded again
+DECODED_MAX = 200  # decoded views of one text, at most (a bound on what a crafted text costs)
+
+
 def _decoded(text: str) -> list[str]:
-    """The text's base64 and hex runs decoded (one level, whatever they decode to: a canary
-    alone does not read like language, which is all the detector's normaliser keeps)."""
+    """The text's base64, base32 and hex runs decoded, and what those decode to, down to
+    `DECODE_DEPTH` levels (whatever they decode to: a canary alone does not read like
+    language, which is all the detector's normaliser keeps). Wrapped base64 lines are joined
+    first. A review found a 76-column mail body, base64 twice, hex of base64 and base32 all
+    missed by the one-level, one-line version."""
+    found: list[str] = []
+    level = [text]
+    for _ in range(DECODE_DEPTH):
+        level = [decoded for item in level for decoded in _decoded_once(item) if decoded not in found]
+        found += list(dict.fromkeys(level))
+        if not level or len(found) >= DECODED_MAX:
+            break
+    return found[:DECODED_MAX]
+
+
+def _decoded_once(text: str) -> list[str]:
     found = []
+    for match in _WRAPPED_BASE64.finditer(text):
+        joined = re.sub(r"\s+", "", match.group()).replace("-", "+").replace("_", "/").rstrip("=")
+        with contextlib.suppress(binascii.Error, ValueError):
+            found.append(base64.b64decode(joined + "=" * (-len(joined) % 4), validate=True).decode("utf-8", "replace"))
+    for match in _BASE32.finditer(text):
+        run = match.group().rstrip("=")
+        with contextlib.suppress(binascii.Error, ValueError):
+            found.append(base64.b32decode(run + "=" * (-len(run) % 8)).decode("utf-8", "replace"))
     for match in _BASE64.finditer(text):
         run = match.group().replace("-", "+").replace("_", "/").rstrip("=")
         for cut in range(4):  # (a run glued to a word's tail: try it shorter from the left)
@@ -95,16 +125,29 @@ def views_of(text: str) -> list[str]:
 
 def find_leaks(needles: list[str], emissions: list[Emission]) -> list[str]:
     """Where each needle shows up, as `'<needle>' in <where>`, in any of the text's views
-    (`views_of`); each place named once per needle."""
+    (`views_of`); each place named once per needle.
+
+    A needle the instance's redactor recognises (a secret the team holds, or a canary shaped
+    like a token) was stored in the run's events as its marker, `[REDACTED:…]`: it is looked
+    for in that form too, and named in it (the real value went upstream; the events never
+    held it, so the search missed every such leak — found by a review)."""
+    from mcpgateway.redaction import get_redactor
+
+    redactor = get_redactor()
+
     found: list[str] = []
-    wanted = [needle for needle in dict.fromkeys(needles) if needle and needle.strip()]
+    wanted = []
+    for needle in dict.fromkeys(needles):
+        if needle and needle.strip():
+            stored = redactor.text(needle)
+            wanted.append((stored, (needle,) if stored == needle else (needle, stored)))
     if not wanted:
         return found
     for emission in emissions:
         views = views_of(emission.text)
-        for needle in wanted:
-            if any(needle in view for view in views):
-                place = f"{needle!r} in {emission.where}"
+        for name, forms in wanted:
+            if any(form in view for form in forms for view in views):
+                place = f"{name!r} in {emission.where}"
                 if place not in found:
                     found.append(place)
     return found

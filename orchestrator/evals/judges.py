@@ -32,7 +32,8 @@ class Call:
 
 def subset(expected: Any, actual: Any) -> bool:
     """`expected` is contained in `actual`: every key of an object (recursively), every
-    item of a list matched by a distinct item, other values equal."""
+    item of a list matched by a distinct item, other values equal (a boolean only to a
+    boolean: `true` does not match `1`, nor `false` `0`)."""
     if isinstance(expected, dict):
         return isinstance(actual, dict) and all(k in actual and subset(v, actual[k]) for k, v in expected.items())
     if isinstance(expected, list):
@@ -45,6 +46,8 @@ def subset(expected: Any, actual: Any) -> bool:
                 return False
             free.pop(match)
         return True
+    if isinstance(expected, bool) or isinstance(actual, bool):  # (Python's True == 1, False == 0)
+        return type(expected) is type(actual) and expected == actual
     return expected == actual
 
 

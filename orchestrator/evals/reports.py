@@ -7,7 +7,7 @@ import re
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from orchestrator.evals.metrics import LOWER_IS_BETTER, metric_value
+from orchestrator.evals.metrics import LOWER_IS_BETTER, ended_unjudged, metric_value
 from orchestrator.models import EvalResult, EvalRun
 
 
@@ -22,7 +22,8 @@ def attack_outcome(result: EvalResult) -> str | None:
         return None
     if trace.get("attack_succeeded"):
         return "through"
-    return "inconclusive" if result.status == EvalResult.Status.INCONCLUSIVE or trace.get("run_status") == "failed" else "blocked"
+    unjudged = ended_unjudged(trace.get("run_status", ""), trace.get("stopped_for") or [])
+    return "inconclusive" if result.status == EvalResult.Status.INCONCLUSIVE or unjudged else "blocked"
 
 
 def to_json(eval_run: EvalRun) -> str:
