@@ -181,6 +181,10 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# How often an open live stream (a run page's websocket, the team socket, the API's event
+# stream) re-checks that its viewer may still watch, and catches up from the database on
+# events whose live publication was lost (a channel-layer stall pauses publishing).
+LIVE_RECHECK_S = float(envstr("AGENTDECK_LIVE_RECHECK_S", "5.0"))
 
 # --- run execution ----------------------------------------------------------------------
 # Runners are chosen by name from orchestrator.runners.RUNNERS: "inline" (in this process)

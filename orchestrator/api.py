@@ -15,6 +15,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
@@ -44,6 +45,7 @@ from orchestrator.models import (
     Agent,
     IdempotencyKey,
     Limit,
+    Membership,
     ModelCredential,
     Pipeline,
     ReviewItem,
@@ -361,7 +363,7 @@ async def stream_events(request: HttpRequest, run_id: int, after: int = Query(0,
     run = await sync_to_async(_team_run)(c, run_id)
     last_id = request.headers.get("Last-Event-ID")
     start = whole(last_id) if is_whole(last_id) else after
-    return StreamingHttpResponse(_sse(run.pk, start), content_type="text/event-stream",
+    return StreamingHttpResponse(_sse(run.pk, start, c), content_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -385,16 +387,44 @@ async def _subscribe(run_id: int) -> tuple[Any, str | None]:
     return layer, channel
 
 
-async def _sse(run_id: int, after: int) -> AsyncIterator[str]:
+def _still_allowed(c: Caller) -> bool:
+    """Whether the stream's caller may still read the team's runs: the key not revoked, its
+    user (or the session's) still active and still a member (a stream opened before a
+    revocation kept streaming for as long as it stayed open)."""
+    from django.contrib.auth import get_user_model
+
+    from mcpgateway.models import ApiKey
+    from orchestrator.api_auth import caller_for_key
+
+    if c.api_key_id is not None:
+        key = ApiKey.objects.select_related("user").filter(pk=c.api_key_id, revoked_at__isnull=True).first()
+        if key is None or (key.user is not None and not key.user.is_active):
+            return False
+        return caller_for_key(key) is not None
+    return (c.user_id is not None and get_user_model().objects.filter(pk=c.user_id, is_active=True).exists()
+            and Membership.objects.filter(team_id=c.team_id, user_id=c.user_id).exists())
+
+
+async def _sse(run_id: int, after: int, c: Caller | None = None) -> AsyncIterator[str]:
     """Subscribe first, then catch up from the database, then forward live events (deduplicated
-    by seq); while the channel layer is off or failing, poll the database instead."""
+    by seq); while the channel layer is off or failing, poll the database instead.
+
+    A live event past the next seq first sends the ones between from the database (another
+    writer's events published after it: they were skipped for good). Every `LIVE_RECHECK_S`
+    without a live message, the stream catches up from the database (events whose
+    publication was lost: the stream used to end on the run's finished status without its
+    last events) and re-checks its caller's access."""
     layer, channel = await _subscribe(run_id)
     subscribed = layer, channel
     last = after
     try:
-        def backlog() -> tuple[list[dict[str, Any]], str]:
-            rows = [event_payload(e) for e in RunEvent.objects.filter(run_id=run_id, seq__gt=last).order_by("seq")]
-            return rows, Run.objects.values_list("status", flat=True).get(pk=run_id)
+        def backlog(upto: int | None = None) -> tuple[list[dict[str, Any]], str]:
+            # The status first: events committed with a finished status are then in the rows.
+            status = Run.objects.values_list("status", flat=True).get(pk=run_id)
+            events = RunEvent.objects.filter(run_id=run_id, seq__gt=last).order_by("seq")
+            if upto is not None:
+                events = events.filter(seq__lte=upto)
+            return [event_payload(e) for e in events], status
 
         rows, status = await sync_to_async(backlog)()
         for payload in rows:
@@ -409,16 +439,28 @@ async def _sse(run_id: int, after: int) -> AsyncIterator[str]:
                     yield _sse_frame(payload)
                 continue
             try:
-                message = await asyncio.wait_for(layer.receive(channel), timeout=15)
+                message = await asyncio.wait_for(layer.receive(channel), timeout=settings.LIVE_RECHECK_S)
             except TimeoutError:
                 yield ": keep-alive\n\n"
-                status = await sync_to_async(lambda: Run.objects.values_list("status", flat=True).get(pk=run_id))()
+                if c is not None and not await sync_to_async(_still_allowed)(c):
+                    return
+                rows, status = await sync_to_async(backlog)()
+                for payload in rows:
+                    last = payload["seq"]
+                    yield _sse_frame(payload)
                 continue
             except Exception as exc:  # the layer failed mid-stream: go on from the database
                 logging.getLogger(__name__).warning("run %s events: channel layer failed (%s); polling", run_id, exc)
                 layer = channel = None
                 continue
-            for payload in message.get("events", []):
+            events = message.get("events", [])
+            persisted = [e for e in events if e.get("seq") is not None]
+            if persisted and persisted[0]["seq"] > last + 1:
+                rows, _ = await sync_to_async(backlog)(persisted[0]["seq"] - 1)
+                for payload in rows:
+                    last = payload["seq"]
+                    yield _sse_frame(payload)
+            for payload in events:
                 if payload.get("seq") is None:
                     yield _sse_frame(payload)
                 elif payload["seq"] > last:
