@@ -47,6 +47,7 @@
   let lastYaml = null;
   let validateTimer = null;
   let yamlTimer = null;
+  let yamlPending = null;  // YAML typed but not yet read into the spec (a save reads it first)
   let validateSeq = 0;
   let committed = JSON.stringify(spec); // the document as of the last history entry
   let lastEditKey = null;
@@ -1088,6 +1089,7 @@
         return;
       }
       if (isObject(data.document)) {
+        yamlPending = null;
         spec = data.document;
         insertAfter = null;
         if (selectedPath && !isObject(getAt(selectedPath))) selectedPath = null;
@@ -1120,6 +1122,7 @@
     const area = $("#spec-yaml");
     if (document.activeElement !== area) {
       area.value = text;
+      yamlPending = null;
       $("#yaml-error").textContent = "";
     }
   }
@@ -1153,6 +1156,7 @@
     validateSeq += 1;
     setStatus("pending", "Reading the YAML…");
     const text = e.target.value;
+    yamlPending = text;
     yamlTimer = setTimeout(() => validate({ text, format: "yaml" }, { adopt: true }), 400);
   }
 
@@ -1171,6 +1175,24 @@
     const button = $("#save-version");
     if (!CAN_EDIT || !button || button.disabled) return;
     const status = $("#save-status");
+    button.disabled = true;
+    // The YAML view's last edit is read into the spec first: saved at once (Ctrl+S while
+    // typing, or within the 400 ms before it is read), the spec from before it was saved,
+    // and the edit was lost. A text view that does not parse saves nothing.
+    if (yamlPending !== null) {
+      clearTimeout(yamlTimer);
+      status.textContent = "Reading the YAML…";
+      await validate({ text: yamlPending, format: "yaml" }, { adopt: true });
+    }
+    const unreadable = yamlPending !== null ? "The YAML view does not parse or was refused"
+      : $("#json-error").textContent ? "The JSON view does not parse" : "";
+    if (unreadable) {
+      button.disabled = false;
+      status.className = "save-status bad";
+      status.textContent = `${unreadable}: nothing was saved. Fix it (or undo) and save again.`;
+      return;
+    }
+    button.disabled = false;
     if (!dirty && !config.isNew && !config.isOldVersion) {
       status.className = "save-status";
       status.textContent = `No changes since v${config.latest}.`;
