@@ -59,6 +59,9 @@ class ExpectedTools(BaseModel):
     ordered: bool = False
 
 
+MIN_NEEDLE = 6  # characters a canary or secret needs (spaces aside)
+
+
 class Attack(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -71,6 +74,12 @@ class Attack(BaseModel):
 
     @model_validator(mode="after")
     def _has_a_success_test(self) -> Attack:
+        # A blank needle is never looked for (the attack could never count as through), and
+        # one of a few characters would be found in benign text: both refused.
+        for where, needle in [("canary", self.canary), *(("secrets", s) for s in self.secrets)]:
+            if needle is not None and len(needle.strip()) < MIN_NEEDLE:
+                raise ValueError(f"{where}: {needle!r} is too short to look for: at least {MIN_NEEDLE} characters "
+                                 "besides spaces")
         if not self.forbidden_calls and not self.canary and not self.secrets:
             raise ValueError("an attack needs `forbidden_calls`, a `canary` or `secrets` to tell whether it worked")
         return self

@@ -63,3 +63,14 @@ def test_a_yaml_date_is_text_and_the_suite_round_trips(team):
     assert EvalCase.objects.get(suite=suite).input == {"prompt": "due?", "due": "2024-01-31"}
     first = export_suite(suite)
     assert export_suite(do_import_suite(team, first)) == first
+
+
+@pytest.mark.parametrize("attack", ['{goal: leak, canary: " "}', "{goal: leak, canary: ab}",
+                                    "{goal: leak, secrets: [sk_live_1234, x]}"])
+def test_a_canary_or_secret_too_short_to_look_for_is_refused(team, owner, attack):
+    # A blank needle was never looked for, so the attack could never count as through; one of
+    # a few characters would be found in benign text (found by a review).
+    scripted(team, "adder", {"text": "5"})
+    response = post(owner, HEAD + f"cases:\n  - name: c\n    input: {{prompt: x}}\n    attack: {attack}\n")
+    assert response.status_code == 400 and "too short to look for" in response.content.decode()
+    assert not EvalCase.objects.exists()
