@@ -56,11 +56,15 @@ def _count_hits(hits: list[tuple[str, int, float]]) -> list[Decision]:
     results = []
     with connection.cursor() as cursor:
         base_us, base_at = _server_now_us(cursor), time.monotonic()
+        # Every key of the batch locked first, in one order for all processes: locked hit by
+        # hit, two processes' batches holding a team's key and a caller's key in opposite
+        # orders deadlocked on PostgreSQL, and each lost batch failed all its calls.
+        for key in sorted({hit[0] for hit in hits}):
+            cursor.execute(f"INSERT INTO {table} ({k}, {w}, {c}) VALUES (%s, 0, 0) ON CONFLICT ({k}, {w}) DO NOTHING", [key])
+            cursor.execute(f"UPDATE {table} SET {c} = {c} WHERE {k} = %s AND {w} = 0", [key])  # lock the key
         for key, limit, window_s in hits:
             now_us = base_us + int((time.monotonic() - base_at) * 1_000_000)
             since = now_us - int(window_s * 1_000_000)
-            cursor.execute(f"INSERT INTO {table} ({k}, {w}, {c}) VALUES (%s, 0, 0) ON CONFLICT ({k}, {w}) DO NOTHING", [key])
-            cursor.execute(f"UPDATE {table} SET {c} = {c} WHERE {k} = %s AND {w} = 0", [key])  # lock the key
             cursor.execute(f"DELETE FROM {table} WHERE {k} = %s AND {w} > 0 AND {w} <= %s", [key, since])
             cursor.execute(f"SELECT COUNT(*), MIN({w}) FROM {table} WHERE {k} = %s AND {w} > 0", [key])
             count, oldest = cursor.fetchone()

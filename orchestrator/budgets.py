@@ -156,6 +156,7 @@ class Reservation:
 
     rows: list[tuple[int, int, int, str, int]] = field(default_factory=list)
     run_id: int | None = None
+    at: float = 0.0  # when the room was taken (time.time()): the windows are of this moment
 
 
 @dataclass(slots=True)
@@ -163,6 +164,18 @@ class Receipt:
     """A settled call: its rows and their actual amounts, deleted when its usage is recorded."""
 
     rows: list[tuple[int, int, int, int]] = field(default_factory=list)  # (row id, limit id, window, actual)
+    at: float = 0.0  # when the room was taken: the call's usage is dated then (`usage_dated`)
+
+
+def usage_dated(receipt: Receipt | None, now: datetime) -> datetime:
+    """When a call's usage record is dated: when its budget room was taken, so the usage falls in
+    the window its reservation was counted in. Dated at its commit, a call in flight at UTC
+    midnight (or a month's end) was counted in the old period's counter and recorded in the new
+    one, which never learned of it: the new period went over its budget by the calls in flight
+    at the boundary. A call under no budget is dated at its commit."""
+    if receipt is None or not receipt.rows or not receipt.at:
+        return now
+    return datetime.fromtimestamp(receipt.at, UTC)
 
 
 def reserve(budgets: list[Budget], tokens: int, usd_micro: int, *, run_id: int, lease_owner: str) -> Reservation:
@@ -171,13 +184,13 @@ def reserve(budgets: list[Budget], tokens: int, usd_micro: int, *, run_id: int, 
     Only while `lease_owner` holds the run (else LeaseLost): the run row is locked first, so a
     take-over either sees these rows (and releases them) or has already made this one fail.
     """
-    taken = Reservation(run_id=run_id)
+    taken = Reservation(run_id=run_id, at=time.time())
     with transaction.atomic():
         holder = Run.objects.select_for_update().filter(pk=run_id).values_list("lease_owner", flat=True).first()
         if holder != lease_owner:
             raise LeaseLost(f"run {run_id} is now held by {holder or 'nobody'}")
         for budget in sorted(as_now(budgets), key=lambda b: b.limit_id):  # one lock order for all counter writers
-            window = budget.window()
+            window = budget.window(taken.at)
             _counter(budget, window)
             amount = tokens if budget.unit == "tokens" else usd_micro
             fits = BudgetCounter.objects.filter(limit_id=budget.limit_id, window=window,
@@ -198,7 +211,7 @@ def settle(reservation: Reservation, tokens: int, usd_micro: int) -> Receipt:
 
     A row already given back (the run was taken over meanwhile) moves no counter.
     """
-    receipt = Receipt()
+    receipt = Receipt(at=reservation.at)
     with transaction.atomic():
         _lock_runs([reservation.run_id] if reservation.run_id is not None and reservation.rows else [])
         for row_id, limit_id, window, unit, amount in reservation.rows:
@@ -227,6 +240,61 @@ def record(receipts: list[Receipt]) -> None:
             deleted, _ = BudgetReservation.objects.filter(pk=row_id).delete()
             if not deleted:
                 BudgetCounter.objects.filter(limit_id=limit_id, window=window).update(used=F("used") + actual)
+
+
+def budgets_for_agent(team_id: int, agent_id: int) -> list[Budget]:
+    """The budgets that hold a call made outside any run by `agent_id` (the eval judge's): the
+    team's and the agent's."""
+    rows = Limit.objects.filter(team_id=team_id, kind__in=list(BUDGET_KINDS)).filter(
+        scope__in=[LimitScope.TEAM, LimitScope.AGENT]).order_by("scope", "kind", "pk")
+    return applicable(budgets_from_limits(rows, team_id, -1), agent_id)
+
+
+def take_room(budgets: list[Budget], tokens: int, usd_micro: int) -> Receipt:
+    """Room for one call made outside any run, from every budget at once, or none
+    (BudgetExceeded): the counters only, no reservation row (there is no run, no lease, to give
+    it back through). `record_unowned` replaces the amounts by the actual usage and writes the
+    usage record in one transaction; a process that dies in between leaves the room taken
+    until the period ends (the counter errs high, never low)."""
+    taken = Receipt(at=time.time())
+    with transaction.atomic():
+        for budget in sorted(as_now(budgets), key=lambda b: b.limit_id):  # one lock order for all counter writers
+            window = budget.window(taken.at)
+            _counter(budget, window)
+            amount = tokens if budget.unit == "tokens" else usd_micro
+            if not BudgetCounter.objects.filter(limit_id=budget.limit_id, window=window,
+                                                used__lte=budget.value - amount).update(used=F("used") + amount):
+                transaction.set_rollback(True)
+                raise BudgetExceeded(f"{budget.label} has no room for this call ({amount} "
+                                     f"{'tokens' if budget.unit == 'tokens' else 'micro-USD'})")
+            taken.rows.append((0, budget.limit_id, window, amount if budget.unit == "tokens" else -amount))
+    return taken
+
+
+def _unowned_rows(taken: Receipt) -> list[tuple[int, int, bool, int]]:
+    """(limit id, window, in dollars, amount) of `take_room`'s rows (a dollar row's amount is
+    stored negated, to tell the units apart)."""
+    return [(limit_id, window, amount < 0, abs(amount)) for _, limit_id, window, amount in taken.rows]
+
+
+def record_unowned(taken: Receipt, tokens: int, usd_micro: int, usage: UsageRecord) -> None:
+    """The call's actual usage in place of the room `take_room` took, and its usage record
+    (dated when the room was taken), together."""
+    with transaction.atomic():
+        for limit_id, window, usd, amount in _unowned_rows(taken):
+            actual = usd_micro if usd else tokens
+            BudgetCounter.objects.filter(limit_id=limit_id, window=window).update(used=F("used") + (actual - amount))
+        dated = usage_dated(taken, usage.created_at)
+        usage.save()  # (`auto_now_add` dates it now: set again below)
+        UsageRecord.objects.filter(pk=usage.pk).update(created_at=dated)
+        usage.created_at = dated
+
+
+def give_back_unowned(taken: Receipt) -> None:
+    """The room `take_room` took, given back (the call failed)."""
+    with transaction.atomic():
+        for limit_id, window, _usd, amount in _unowned_rows(taken):
+            BudgetCounter.objects.filter(limit_id=limit_id, window=window).update(used=F("used") - amount)
 
 
 def release_run(run_id: int, *, keep_owner: str = "") -> int:

@@ -172,7 +172,8 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
         limits = Limits.model_validate({**prepared.spec.limits.model_dump(exclude_none=True), **(run.limits or {})})
         door = ModelDoor(limits=limits, prices=prepared.prices, used_tokens=run.input_tokens + run.output_tokens,
                          used_cost=Decimal(run.cost_usd), budgets=prepared.budgets, agent_ids=prepared.agent_ids,
-                         agent_rates=prepared.agent_rates, run_id=run.pk, lease_owner=owner)
+                         agent_rates=prepared.agent_rates, run_id=run.pk, lease_owner=owner,
+                         team_id=run.team_id, pipeline_id=run.pipeline_version.pipeline_id)
         store = KeptRunStore(run.pk, listeners=listeners, lease_owner=owner, keeper=leases, preloaded=prepared.load)
         engine = Engine(
             spec=prepared.spec,

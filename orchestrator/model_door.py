@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from decimal import Decimal
 from functools import partial
 
@@ -31,6 +32,8 @@ from orchestrator.providers.base import estimate_input_tokens
 
 # How often a call looks for room again when concurrent calls took what it saw.
 RESERVE_ATTEMPTS = 3
+# A run under no budget looks for one created since at most this often (one under budgets: every call).
+BUDGETS_FRESH_S = 1.0
 
 
 class ModelDoor:
@@ -39,12 +42,16 @@ class ModelDoor:
     def __init__(self, *, limits: Limits, prices: dict[tuple[str, str], ModelPrice | None],
                  used_tokens: int = 0, used_cost: Decimal = Decimal(0),
                  budgets: list[Budget] | None = None, agent_ids: dict[str, int] | None = None,
-                 agent_rates: dict[str, int] | None = None, run_id: int | None = None, lease_owner: str = ""):
+                 agent_rates: dict[str, int] | None = None, run_id: int | None = None, lease_owner: str = "",
+                 team_id: int | None = None, pipeline_id: int | None = None):
         self.limits = limits
         self.prices = prices
         self.used_tokens = used_tokens
         self.used_cost = used_cost
         self.budgets = budgets or []
+        # Where the budgets are read again from (`_fresh_budgets`); None: the list given stands.
+        self.team_id, self.pipeline_id = team_id, pipeline_id
+        self._budgets_read_at = time.monotonic()
         self.agent_ids = agent_ids or {}
         self.agent_rates = agent_rates or {}  # model calls per minute, by agent name
         # Team budgets are reserved in the name of the run and this worker's lease on it.
@@ -68,6 +75,7 @@ class ModelDoor:
             raise ProviderError(str(exc), retryable=False) from None
         await wait_for_agent_slot(self.agent_ids.get(agent.name), self.agent_rates.get(agent.name))
         price = self.prices.get((agent.provider, agent.model))
+        await self._fresh_budgets()
         team_budgets = budgets.applicable(self.budgets, self.agent_ids.get(agent.name))
         limited = bool(team_budgets) or self.limits.max_tokens is not None or self.limits.max_cost_usd is not None
         counted = await count_input_tokens(provider, request) if limited else estimate_input_tokens(request)
@@ -109,6 +117,19 @@ class ModelDoor:
         self.used_tokens += response.usage.total
         self.used_cost += cost
         return ModelCallResult(response, cost.quantize(Decimal("0.000001")), receipt)
+
+    async def _fresh_budgets(self) -> None:
+        """The team's budgets as they stand, before the call: the list read at the run's claim
+        missed a budget created since, and one whose kind, period or target was changed (a new
+        limit: `do_save_limit`), so the run went on spending without it (found by a review). A
+        run under budgets reads them at every call; one under none at most every
+        `BUDGETS_FRESH_S` (a query per call on the hot path of every run otherwise)."""
+        if self.team_id is None or self.pipeline_id is None:
+            return
+        now = time.monotonic()
+        if self.budgets or now - self._budgets_read_at >= BUDGETS_FRESH_S:
+            self._budgets_read_at = now
+            self.budgets = await run_write(budgets.budgets_for_run, self.team_id, self.pipeline_id)
 
     async def _reserve(self, team_budgets: list[Budget], request: ModelRequest, counted: int,
                        price: ModelPrice | None) -> budgets.Reservation:

@@ -585,7 +585,7 @@ class DjangoRunStore:
         return [
             {"team_id": team_id, "run_id": self.run_id, "step_key": u.step_key, "agent_id": self._agents.get(u.agent),
              "provider": u.provider, "model": u.model, "input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
-             "cost_usd": Decimal(u.cost_usd), "created_at": now}
+             "cost_usd": Decimal(u.cost_usd), "created_at": budgets.usage_dated(u.receipt, now)}
             for u in usage
         ]
 

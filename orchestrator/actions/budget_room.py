@@ -12,7 +12,7 @@ import re
 from decimal import Decimal
 
 from orchestrator.actions.errors import Conflict
-from orchestrator.models import ReviewItem, ReviewReason, Run
+from orchestrator.models import Agent, ReviewItem, ReviewReason, Run, StepRun
 
 _ABOUT = re.compile(r"about (\d+) input tokens")
 
@@ -40,7 +40,13 @@ def budget_blocker(run: Run) -> str:
         return f"the run's token budget is used up ({used} of {limits.max_tokens} tokens)"
     if limits.max_cost_usd is not None and run.cost_usd >= Decimal(str(limits.max_cost_usd)):
         return f"the run's cost budget is used up (${run.cost_usd:.4f} of ${limits.max_cost_usd})"
-    left = budgets.remaining(budgets.budgets_for_run(run.team_id, run.pipeline_version.pipeline_id))
+    # The budgets of the stopped step's agent, the pipeline and the team: another agent's
+    # budget, out of room, refused the resume of a run that never calls that agent.
+    agent_name = StepRun.objects.filter(run_id=run.pk, key=pause.step_key).values_list("agent_name", flat=True).first()
+    agent_id = Agent.objects.filter(team_id=run.team_id, name=agent_name).values_list("pk", flat=True).first() \
+        if agent_name else None
+    left = budgets.remaining(budgets.applicable(budgets.budgets_for_run(run.team_id, run.pipeline_version.pipeline_id),
+                                                agent_id))
     for unit, found in left.items():
         if found is None:
             continue

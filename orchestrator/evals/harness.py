@@ -27,11 +27,12 @@ from django.utils import timezone
 
 from mcpgateway.actions.access import do_grant
 from mcpgateway.models import AuditEntry, CallStatus, Grant, PrincipalKind, Tool, ToolApproval
+from orchestrator import budgets
 from orchestrator.actions.errors import ActionError
 from orchestrator.actions.pipelines import do_create_pipeline
 from orchestrator.actions.runs import do_cancel_run, do_start_run
 from orchestrator.engine.defences import DefenceError, Defences
-from orchestrator.engine.errors import ProviderError
+from orchestrator.engine.errors import BudgetExceeded, ProviderError
 from orchestrator.engine.ports import AgentConfig
 from orchestrator.engine.spec import Limits
 from orchestrator.engine.types import Message, ModelRequest
@@ -66,7 +67,7 @@ from orchestrator.evals.resume import (
 )
 from orchestrator.events import send_event_on_commit
 from orchestrator.execution import execute_run
-from orchestrator.model_door import ModelDoor
+from orchestrator.model_door import ModelDoor, _micro, _price
 from orchestrator.models import (
     Agent,
     EvalCase,
@@ -83,6 +84,7 @@ from orchestrator.models import (
     StepRun,
     UsageRecord,
 )
+from orchestrator.providers.base import estimate_input_tokens
 
 log = logging.getLogger(__name__)
 EVAL_REJECTION = "eval: no human in the loop"
@@ -396,14 +398,36 @@ async def judge(suite: EvalSuite, case: EvalCase, output: Any) -> Verdict:
                            messages=[Message("user", judge_prompt(case.expect.get("value", ""), case.input, output))],
                            tools=[], temperature=0 if agent.temperature is None else agent.temperature,
                            max_tokens=min(agent.max_tokens, 512), options=agent.provider_options(), meta={"eval_case": case.name})
+    # The team's and the judge agent's budgets hold its calls like any run's (they went through
+    # a door with none, and the counters never learned of their usage: found by a review).
+    held = await sync_to_async(budgets.budgets_for_agent)(suite.team_id, agent.pk)
+    taken = None
+    if held:
+        if price is None and any(b.unit == "usd" for b in held):
+            return Verdict("llm_judge", None, f"a dollar budget applies to the judge's model {agent.provider}/"
+                                              f"{agent.model}, which has no price: set its price")
+        counted = estimate_input_tokens(request)
+        try:
+            taken = await sync_to_async(budgets.take_room)(
+                held, counted + request.max_tokens, _micro(_price(price, counted, request.max_tokens)))
+        except BudgetExceeded as exc:
+            return Verdict("llm_judge", None, f"the judge's model call was refused: {exc}")
     try:
         called = await door.complete(config, request)
-    except ProviderError as exc:
-        return Verdict("llm_judge", None, f"the judge's model call failed: {exc}")
+    except BaseException as exc:
+        if taken is not None:
+            await asyncio.shield(sync_to_async(budgets.give_back_unowned)(taken))
+        if isinstance(exc, ProviderError):
+            return Verdict("llm_judge", None, f"the judge's model call failed: {exc}")
+        raise
     usage = called.response.usage
-    await sync_to_async(UsageRecord.objects.create)(
-        team_id=suite.team_id, agent=agent, provider=agent.provider, model=agent.model, step_key=f"eval:{case.name}",
-        input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, cost_usd=Decimal(called.cost_usd))
+    record = UsageRecord(team_id=suite.team_id, agent=agent, provider=agent.provider, model=agent.model,
+                         step_key=f"eval:{case.name}", input_tokens=usage.input_tokens,
+                         output_tokens=usage.output_tokens, cost_usd=Decimal(called.cost_usd), created_at=timezone.now())
+    if taken is not None:
+        await sync_to_async(budgets.record_unowned)(taken, usage.total, _micro(Decimal(called.cost_usd)), record)
+    else:
+        await sync_to_async(record.save)()
     return parse_judge_reply(called.response.text)
 
 
