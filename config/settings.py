@@ -161,6 +161,8 @@ if DATABASE_URL:
         DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django returns them
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": DB_POOL_MIN, "max_size": DB_POOL_MAX, "timeout": DB_POOL_TIMEOUT_S, "max_idle": 60}
+        # Django's backend, whose pool hands out no connection the server dropped (config/postgresql).
+        DATABASES["default"]["ENGINE"] = "config.postgresql"
 else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": SQLITE_PATH}}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

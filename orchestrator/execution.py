@@ -19,13 +19,13 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from config import log_context, tracing
 from config.db_writer import run_write
 from mcpgateway.types import Toolbox
 from mcpgateway.whole_numbers import is_whole
+from orchestrator import lease_clock
 from orchestrator.actions.runs import do_fail_run
 from orchestrator.engine.executor import Engine, RunOutcome
 from orchestrator.engine.spec import Limits
@@ -115,7 +115,7 @@ def hand_back_runs() -> int:
     # simply expire on their own and the runs are picked up a lease later.
     with contextlib.suppress(Exception):
         return Run.objects.filter(lease_owner__in=list(_in_hand), status=RunStatus.RUNNING).update(
-            lease_until=timezone.now())
+            lease_until=lease_clock.now())
     return 0
 
 
@@ -246,4 +246,4 @@ async def _despite_cancel(aw: Awaitable[T]) -> T:
 
 
 def _hand_back(run_id: int, owner: str) -> None:
-    Run.objects.filter(pk=run_id, lease_owner=owner, status=RunStatus.RUNNING).update(lease_until=timezone.now())
+    Run.objects.filter(pk=run_id, lease_owner=owner, status=RunStatus.RUNNING).update(lease_until=lease_clock.now())

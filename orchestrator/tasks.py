@@ -3,7 +3,6 @@ a run's lease lets only one worker execute it at a time."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from celery import shared_task
@@ -82,14 +81,17 @@ def start_scheduled_run_task(schedule_id: int) -> int | None:
     return run.pk if run else None
 
 
-@shared_task(ignore_result=True)
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def execute_eval_task(eval_run_id: int) -> str:
-    """Run (or resume) an eval run's cases on this worker (its runs execute here, through the
-    gateway). Safe to run twice: the eval run's lease lets one process at a time run it."""
-    from orchestrator.evals.harness import execute_eval_run
+    """Run (or resume) an eval run's cases on this worker's shared loop (its runs execute here,
+    through the gateway); a shutdown hands it back and requeues its message. Safe to run
+    twice: the eval run's lease lets one process at a time run it."""
+    from orchestrator.runners import worker_pool
 
-    eval_run = asyncio.run(execute_eval_run(eval_run_id))
-    return eval_run.status if eval_run is not None else "not claimed"
+    stop = worker_pool.execute_eval(eval_run_id)
+    if stop.handed_back:
+        raise Reject(f"eval run {eval_run_id} handed back at shutdown", requeue=True)
+    return stop.status or "not claimed"
 
 
 @shared_task(ignore_result=True)

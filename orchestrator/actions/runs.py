@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.tracing import current_traceparent
+from orchestrator import lease_clock
 from orchestrator.actions.errors import ActionError, Conflict
 from orchestrator.budgets import release_run
 from orchestrator.engine.document_guard import scan_data
@@ -99,7 +100,7 @@ def unheld(run: Run) -> bool:
     """Whether a running run has no live lease (nobody is executing it: no owner, or its lease
     ran out). Claims take such a run over, unless a cancel was requested."""
     return run.status == RunStatus.RUNNING and (
-        not run.lease_owner or run.lease_until is None or run.lease_until < timezone.now())
+        not run.lease_owner or run.lease_until is None or run.lease_until < lease_clock.now())
 
 
 def _finish_cancelled(locked: Run) -> None:
@@ -127,7 +128,7 @@ def finish_unheld_cancels() -> list[int]:
     shutdown before the cancel came). No claim takes a cancel-requested run, so without this
     they would stay running. Beat's stuck-runs sweep calls it. Returns their ids."""
     finished = []
-    candidates = Run.objects.filter(status=RunStatus.RUNNING, cancel_requested=True, lease_until__lt=timezone.now())
+    candidates = Run.objects.filter(status=RunStatus.RUNNING, cancel_requested=True, lease_until__lt=lease_clock.now())
     for run_id in candidates.order_by("id").values_list("pk", flat=True):
         with transaction.atomic():
             locked = Run.objects.select_for_update().select_related("pipeline_version").filter(pk=run_id).first()
@@ -160,7 +161,7 @@ def do_resume_run(run: Run, user: AbstractBaseUser | None = None, submit: bool =
             check_concurrent_runs(locked.pipeline_version, locked.created_by_id, locked.api_key_id)
         fields: dict[str, Any] = {"status": RunStatus.QUEUED, "finished_at": None, "error": "",
                                   "dispatched_at": timezone.now()}
-        if locked.status != RunStatus.RUNNING or locked.lease_until is None or locked.lease_until < timezone.now():
+        if locked.status != RunStatus.RUNNING or locked.lease_until is None or locked.lease_until < lease_clock.now():
             # Nobody holds a run that stopped, or one whose lease ran out (its worker died): a
             # lease left on it (a run failed at its claim kept its claimant's) would make the
             # claim take it for held. A live lease is left to its holder; should the holder be
@@ -227,15 +228,16 @@ def stuck_runs(queued_for_s: int | None = None):
     if queued_for_s is None:
         queued_for_s = settings.STUCK_QUEUED_S
     now = timezone.now()
+    leases_now = lease_clock.now()  # (leases are of the database's clock: `lease_clock`)
     cutoff = now - timedelta(seconds=queued_for_s)
     waited = Q(dispatched_at__isnull=True, created_at__lt=cutoff) | Q(dispatched_at__lt=cutoff)
     return Run.objects.filter(
-        Q(status=RunStatus.RUNNING, lease_until__lt=now)
+        Q(status=RunStatus.RUNNING, lease_until__lt=leases_now)
         | (Q(status=RunStatus.QUEUED, lease_owner="") & waited)
         # Queued again while its lease was still live (resumed while a worker held it): the
         # resume's message found it held and was done with; once the lease runs out, only
         # this sweep sends it on.
-        | (Q(status=RunStatus.QUEUED, lease_until__lt=now) & waited),
+        | (Q(status=RunStatus.QUEUED, lease_until__lt=leases_now) & waited),
         cancel_requested=False,
     ).order_by("id")
 

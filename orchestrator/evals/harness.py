@@ -14,6 +14,7 @@ after a crash another claims it and continues with the cases not yet finished.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from django.utils import timezone
 
 from mcpgateway.actions.access import do_grant
 from mcpgateway.models import AuditEntry, CallStatus, Grant, PrincipalKind, Tool, ToolApproval
-from orchestrator import budgets
+from orchestrator import budgets, lease_clock
 from orchestrator.actions.errors import ActionError
 from orchestrator.actions.pipelines import do_create_pipeline
 from orchestrator.actions.runs import do_cancel_run, do_start_run
@@ -202,6 +203,13 @@ async def execute_eval_run(eval_run_id: int, progress: Progress | None = None) -
             if cases:
                 await asyncio.wait(cases, return_when=asyncio.FIRST_EXCEPTION)
             heartbeat.cancel()
+    except asyncio.CancelledError:
+        # This worker shuts down (`worker_pool.hand_back_all`): the case runs handed their
+        # leases back as they unwound; the eval run's goes too, so it resumes elsewhere at once
+        # (it kept the worker's shutdown waiting for the whole eval: found by a review).
+        with contextlib.suppress(Exception):
+            await asyncio.shield(sync_to_async(lease.hand_back)())
+        raise
     except BaseExceptionGroup as failures:
         if failures.subgroup(LeaseLost) is not None:
             log.warning("eval run %s: another process took it over; stopping here", eval_run_id)
@@ -249,7 +257,7 @@ async def _drive(run_id: int) -> None:
         run = await sync_to_async(Run.objects.only("status", "cancel_requested", "lease_until").get)(pk=run_id)
         if run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
             return
-        if run.cancel_requested and (run.lease_until is None or run.lease_until < timezone.now()):
+        if run.cancel_requested and (run.lease_until is None or run.lease_until < await sync_to_async(lease_clock.now)()):
             from orchestrator.actions.runs import do_fail_run
 
             await sync_to_async(do_fail_run)(run_id, "cancelled while its process was down")

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from orchestrator import lease_clock
 from orchestrator.models import EvalRun, EvalRunStatus, PipelineVersion, RunEvent
 
 log = logging.getLogger(__name__)
@@ -33,13 +34,13 @@ class LeaseLost(Exception):
 
 
 def _expiry() -> datetime:
-    return timezone.now() + timedelta(seconds=settings.RUN_LEASE_S)
+    return lease_clock.now() + timedelta(seconds=settings.RUN_LEASE_S)
 
 
 def claim_eval_run(eval_run_id: int) -> datetime | None:
     """Take a queued eval run, or a running one whose lease ran out; the lease token, or None
     when it is finished or a live process holds it. Conditional, so only one claim wins."""
-    now, until = timezone.now(), _expiry()
+    now, until = lease_clock.now(), _expiry()
     if EvalRun.objects.filter(pk=eval_run_id, status=EvalRunStatus.QUEUED).update(
             status=EvalRunStatus.RUNNING, started_at=now, finished_at=until):
         return until
@@ -54,7 +55,7 @@ def held_until(eval_run_id: int) -> datetime | None:
     """When the lease of a running eval run held by a live process runs out, else None."""
     until = EvalRun.objects.filter(pk=eval_run_id, status=EvalRunStatus.RUNNING).values_list(
         "finished_at", flat=True).first()
-    return until if until is not None and until >= timezone.now() else None
+    return until if until is not None and until >= lease_clock.now() else None
 
 
 def stuck_eval_runs(queued_for_s: int = 120) -> QuerySet[EvalRun]:
@@ -62,7 +63,7 @@ def stuck_eval_runs(queued_for_s: int = 120) -> QuerySet[EvalRun]:
     longer than `queued_for_s` (a lost message)."""
     now = timezone.now()
     return EvalRun.objects.filter(
-        Q(status=EvalRunStatus.RUNNING) & (Q(finished_at__isnull=True) | Q(finished_at__lt=now))
+        Q(status=EvalRunStatus.RUNNING) & (Q(finished_at__isnull=True) | Q(finished_at__lt=lease_clock.now()))
         | Q(status=EvalRunStatus.QUEUED, created_at__lt=now - timedelta(seconds=queued_for_s)),
     ).order_by("id")
 
@@ -101,6 +102,12 @@ class EvalLease:
                 raise
             except Exception:
                 log.exception("renewing the lease of eval run %s failed", self.eval_run_id)
+
+    def hand_back(self) -> None:
+        """Let the eval run go at once (this worker shuts down): its lease expires now, so the
+        stuck-runs sweep, or the requeued message, resumes it elsewhere (finished cases kept)."""
+        EvalRun.objects.filter(pk=self.eval_run_id, status=EvalRunStatus.RUNNING, finished_at=self.token).update(
+            finished_at=lease_clock.now() - timedelta(seconds=1))
 
     def finish(self, **fields: object) -> bool:
         """End the eval run (status, metrics, finished_at...) if this process still holds it."""

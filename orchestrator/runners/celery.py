@@ -82,12 +82,12 @@ class Redispatcher:
         queued with a lease that ran out (resumed while a worker that since died held it)."""
         from django.db import connection
         from django.db.models import Q
-        from django.utils import timezone
 
+        from orchestrator import lease_clock
         from orchestrator.models import Run, RunStatus
 
         try:
-            return Run.objects.filter(Q(lease_owner="") | Q(lease_until__lt=timezone.now()), pk=run_id,
+            return Run.objects.filter(Q(lease_owner="") | Q(lease_until__lt=lease_clock.now()), pk=run_id,
                                       status=RunStatus.QUEUED, cancel_requested=False).exists()
         except Exception:  # the database answers again later; try the broker anyway
             log.exception("could not check run %s before redispatching it", run_id)

@@ -58,11 +58,11 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Q, QuerySet, Value
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 
 from config.db_writer import write_job
 from config.sql_rows import one_query_capable, reads_in_one_query
 from mcpgateway.redaction import Redactor, get_redactor
+from orchestrator import lease_clock
 from orchestrator.budgets import BUDGET_KINDS, Budget, budgets_from_limits, release_run
 from orchestrator.engine.ports import AgentConfig
 from orchestrator.engine.spec import PipelineSpec, parse_spec
@@ -204,7 +204,7 @@ def claim_in_one_query(owners: dict[int, str]) -> dict[int, Prepared | BaseExcep
         # owner (this process) and leave them: let the leases go at once, then raise, and the
         # caller's single path claims them as it would have before this query.
         Run.objects.filter(pk__in=sorted(taken), status=RunStatus.RUNNING,
-                           lease_owner__in=[owners[run_id] for run_id in sorted(taken)]).update(lease_until=timezone.now())
+                           lease_owner__in=[owners[run_id] for run_id in sorted(taken)]).update(lease_until=lease_clock.now())
         raise
     for run_id in taken:
         prepared.setdefault(run_id, None)  # deleted meanwhile
@@ -213,7 +213,7 @@ def claim_in_one_query(owners: dict[int, str]) -> dict[int, Prepared | BaseExcep
 
 def _claim_fresh_statement(owners: dict[int, str]) -> tuple[str, list[Any]]:
     """`claim_fresh`'s statement: SQL and parameters."""
-    now = timezone.now()
+    now = lease_clock.now()
     meta = Run._meta
     q = connection.ops.quote_name
 
@@ -251,7 +251,7 @@ def claim_one(run_id: int, owner: str) -> bool:
     run is not runnable or another live worker holds it. Conditional, so only one claim wins."""
     from orchestrator.execution import lease_holder_is_dead
 
-    now = timezone.now()
+    now = lease_clock.now()
     claimable = Q(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]) & (Q(lease_until__isnull=True) | Q(lease_until__lt=now))
     lease = {"status": RunStatus.RUNNING, "lease_owner": owner, "lease_until": now + timedelta(seconds=settings.RUN_LEASE_S),
              "started_at": Coalesce("started_at", Value(now))}

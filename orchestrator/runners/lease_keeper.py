@@ -21,10 +21,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.utils import timezone
 
 from config.db_writer import run_write
 from config.sql_rows import ids_in
+from orchestrator import lease_clock
 from orchestrator.engine.store import RunState
 from orchestrator.metrics import RunObserver
 from orchestrator.models import Run, RunStatus
@@ -126,7 +126,7 @@ def _look(owners: dict[int, str], due: dict[int, str]) -> tuple[dict[int, tuple[
             renewed = [run_id for run_id, holder in cursor.fetchall() if holder == due[run_id]]
             if renewed:
                 until = connection.ops.adapt_datetimefield_value(
-                    timezone.now() + timedelta(seconds=settings.RUN_LEASE_S))
+                    lease_clock.now() + timedelta(seconds=settings.RUN_LEASE_S))
                 where, params = ids_in(pk, renewed)
                 cursor.execute(f"UPDATE {table} SET {quote('lease_until')} = %s WHERE {where}", [until, *params])
     with connection.cursor() as cursor:

@@ -107,6 +107,38 @@ async def _execute(run_id: int) -> Stop:
             _in_flight.discard(task)
 
 
+async def _execute_eval(eval_run_id: int) -> Stop:
+    from orchestrator.evals.harness import execute_eval_run
+
+    task = asyncio.current_task()
+    assert task is not None
+    current_run.set(task)
+    with _lock:
+        _in_flight.add(task)
+    try:
+        if _shutting_down.is_set():
+            return Stop(None, handed_back=True)
+        try:
+            eval_run = await execute_eval_run(eval_run_id)
+        except asyncio.CancelledError:
+            if not _shutting_down.is_set():
+                raise
+            return Stop(None, handed_back=True)  # its case runs and its own lease were given back
+        return Stop(eval_run.status if eval_run is not None else None)
+    finally:
+        with _lock:
+            _in_flight.discard(task)
+
+
+def execute_eval(eval_run_id: int) -> Stop:
+    """Run an eval run's cases on this process's shared loop, beside its runs, and wait: a
+    shutdown hands it back like a run (it ran on a loop of its own, which no shutdown could
+    stop, so a warm or cold shutdown waited for the whole eval)."""
+    if _shutting_down.is_set():
+        return Stop(None, handed_back=True)
+    return submit(_execute_eval(eval_run_id)).result()
+
+
 def execute(run_id: int) -> Stop:
     """Run `run_id` on this process's shared loop and wait, on the calling thread, until it stops."""
     if _shutting_down.is_set():

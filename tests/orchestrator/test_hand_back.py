@@ -147,3 +147,34 @@ def test_a_cold_shutdown_of_the_shipped_threads_pool_hands_its_runs_back_and_exi
     assert [r.status for r in Run.objects.filter(pk__in=[r.pk for r in runs])] == ["succeeded"] * 3
     log = (tmp_path / "w0.log").read_text()
     assert "Unrecoverable error" not in log and "NotImplementedError" not in log, log[-3000:]
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGQUIT"])
+def test_a_shutdown_hands_an_eval_run_back_and_exits(team, broker, tmp_path, sig):  # noqa: F811
+    """An eval run ran on a loop of its own in a pool thread, which no shutdown reached: a warm
+    or a cold shutdown waited for the whole eval (found by a review: still up 25 s after the
+    signal, with a 60 s case). It now runs on the shared loop like a run: its case run and its
+    own lease are handed back, the worker exits, and another worker finishes the eval."""
+    from orchestrator.evals.harness import do_create_eval_run
+    from orchestrator.evals.suite_files import do_import_suite
+    from orchestrator.models import EvalRun
+
+    scripted(team, "slowpoke", {"text": "8", "delay_ms": 60_000})
+    suite = do_import_suite(team, "suite: slow\nname: Slow\ntarget: {agent: slowpoke}\ncases:\n"
+                                  '  - {name: slow, input: {prompt: "slow?"}, expect: {kind: exact, value: "8"}}\n')
+    eval_run = do_create_eval_run(suite)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-n", "w0@%h", "-l", "warning"],
+        cwd=settings.BASE_DIR, env={**_worker_env(tmp_path), **LONG_LEASE, "AGENTDECK_SHUTDOWN_GRACE_S": "2"},
+        stdout=open(tmp_path / "w0.log", "w"), stderr=subprocess.STDOUT)
+    try:
+        broker.send_task("orchestrator.tasks.execute_eval_task", args=[eval_run.pk])
+        _wait(lambda: StepRun.objects.filter(status="running").exists(), 90)  # the case's model call waits
+        time.sleep(1)
+        first.send_signal(getattr(signal, sig))
+        first.wait(timeout=20)  # it exits (it waited for the 60 s case before)
+    finally:
+        _stop(first)
+    assert EvalRun.objects.filter(pk=eval_run.pk, finished_at__lte=timezone.now()).exists()  # its lease let go
+    case_run = Run.objects.get(pipeline_version__pipeline__internal=True, pipeline_version__pipeline__team=team)
+    assert case_run.lease_until is not None and case_run.lease_until <= timezone.now()
