@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -368,6 +369,7 @@ async def stream_events(request: HttpRequest, run_id: int, after: int = Query(0,
 
 
 LAYER_WAIT_S = 2.0  # how long the stream waits on the channel layer before it polls the database instead
+ACCESS_MAX_AGE_S = 1.0  # live events go out only under an access check at most this old
 
 
 async def _subscribe(run_id: int) -> tuple[Any, str | None]:
@@ -417,6 +419,17 @@ async def _sse(run_id: int, after: int, c: Caller | None = None) -> AsyncIterato
     layer, channel = await _subscribe(run_id)
     subscribed = layer, channel
     last = after
+    checked_at = time.monotonic()
+
+    async def allowed() -> bool:
+        """Access, re-checked when the last check is older than a second: before live events go
+        out, not only at a quiet keep-alive (a busy run kept streaming to a revoked key)."""
+        nonlocal checked_at
+        if c is None or time.monotonic() - checked_at < ACCESS_MAX_AGE_S:
+            return True
+        checked_at = time.monotonic()
+        return await sync_to_async(_still_allowed)(c)
+
     try:
         def backlog(upto: int | None = None) -> tuple[list[dict[str, Any]], str]:
             # The status first: events committed with a finished status are then in the rows.
@@ -433,6 +446,8 @@ async def _sse(run_id: int, after: int, c: Caller | None = None) -> AsyncIterato
         while status not in FINISHED_RUN_STATUSES and status != "waiting_review":
             if layer is None or channel is None:
                 await asyncio.sleep(0.5)
+                if not await allowed():
+                    return
                 rows, status = await sync_to_async(backlog)()
                 for payload in rows:
                     last = payload["seq"]
@@ -442,7 +457,8 @@ async def _sse(run_id: int, after: int, c: Caller | None = None) -> AsyncIterato
                 message = await asyncio.wait_for(layer.receive(channel), timeout=settings.LIVE_RECHECK_S)
             except TimeoutError:
                 yield ": keep-alive\n\n"
-                if c is not None and not await sync_to_async(_still_allowed)(c):
+                checked_at = 0.0  # (a full re-check at each quiet spell)
+                if not await allowed():
                     return
                 rows, status = await sync_to_async(backlog)()
                 for payload in rows:
@@ -453,6 +469,8 @@ async def _sse(run_id: int, after: int, c: Caller | None = None) -> AsyncIterato
                 logging.getLogger(__name__).warning("run %s events: channel layer failed (%s); polling", run_id, exc)
                 layer = channel = None
                 continue
+            if not await allowed():
+                return
             events = message.get("events", [])
             persisted = [e for e in events if e.get("seq") is not None]
             if persisted and persisted[0]["seq"] > last + 1:

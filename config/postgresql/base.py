@@ -27,11 +27,15 @@ from psycopg_pool import ConnectionPool
 def check_connection(conn: Any) -> None:
     if conn.closed or conn.broken:
         raise psycopg.OperationalError("the pooled connection is closed")
+    # poll, not select: select refuses a file number past 1024, which a worker holding many
+    # runs' sockets and pipes reaches (every healthy connection was then refused).
+    poller = select.poll()
     try:
-        readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    except (OSError, ValueError) as exc:
-        raise psycopg.OperationalError(f"the pooled connection's socket is gone: {exc}") from None
-    if readable:
+        poller.register(conn.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+        events = poller.poll(0)
+    except (OSError, ValueError):
+        events = [(None, select.POLLIN)]  # cannot tell: ask the server
+    if events:
         ConnectionPool.check_connection(conn)
 
 

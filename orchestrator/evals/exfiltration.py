@@ -61,7 +61,8 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/_-]{12,}")
 
 # Lines of base64 as mail bodies carry them (wrapped at 76 columns or so): joined before
 # decoding, or a canary that straddles a line break is cut in two.
-_WRAPPED_BASE64 = re.compile(r"[A-Za-z0-9+/=_-]{16,}(?:[ \t]*\r?\n[ \t]*[A-Za-z0-9+/=_-]{4,})+")
+# (Anchored at a run's start: tried at every character of a long run, it was quadratic.)
+_WRAPPED_BASE64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/=_-]{16,}(?:[ \t]*\r?\n[ \t]*[A-Za-z0-9+/=_-]{4,})+")
 _BASE32 = re.compile(r"[A-Z2-7]{16,}=*")
 DECODE_DEPTH = 3  # base64 of base64, hex of base64, …: each decoded text is decoded again
 DECODED_MAX = 200  # decoded views of one text, at most (a bound on what a crafted text costs)

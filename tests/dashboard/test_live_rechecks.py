@@ -181,6 +181,47 @@ def test_sse_stops_for_a_revoked_key(team, owner):
     assert [p["seq"] for p in frames(text)] == [1], frames(text)
 
 
+def test_sse_of_a_busy_run_stops_for_a_revoked_key(team, owner):
+    """A run that keeps producing events never reached the quiet keep-alive where access was
+    re-checked: it kept streaming to a revoked key (found by a review of this change)."""
+    run = _run(team)
+    key, token = do_create_api_key(team.pk, "k", owner, scopes=["read"])
+
+    def event(n):
+        with transaction.atomic():
+            send_event_on_commit(run, "test.busy", {"n": n})
+
+    async def scenario():
+        response = await AsyncClient().get(f"/api/v1/runs/{run.pk}/events/stream",
+                                           headers={"Authorization": f"Bearer {token}"})
+        chunks = response.streaming_content.__aiter__()
+        text = (await asyncio.wait_for(chunks.__anext__(), 5)).decode()
+        await database_sync_to_async(do_revoke_api_key)(key)
+
+        async def producer():
+            for n in range(20):  # one event every 0.3 s for 6 s: a run that is working
+                await database_sync_to_async(event)(n)
+                await asyncio.sleep(0.3)
+
+        busy = asyncio.ensure_future(producer())
+        ended = False
+        try:
+            while True:
+                chunk = await asyncio.wait_for(chunks.__anext__(), 3)
+                text += chunk.decode() if isinstance(chunk, bytes) else chunk
+        except StopAsyncIteration:
+            ended = True
+        except TimeoutError:
+            pass
+        await busy
+        return text, ended
+
+    text, ended = async_to_sync(scenario)()
+    after = [p for p in frames(text) if p["type"] == "test.busy"]
+    # A check at most LIVE_RECHECK_S (1 s) old would let through at most ~4 events.
+    assert len(after) <= 4, f"a revoked key kept receiving {len(after)} events over 6 s (ended={ended})"
+
+
 # --- the run page's socket ----------------------------------------------------------------
 
 @pytest.mark.parametrize("revoke", ["deactivated", "removed_from_team"])

@@ -75,3 +75,23 @@ def test_the_pool_checks_connections_with_our_check():
 
     pool = connection.pool
     assert pool is not None and pool._check is check_connection  # (a psycopg_pool upgrade may move it)
+
+
+def test_the_check_accepts_a_healthy_connection_past_file_number_1024():
+    """`select.select` refuses a file number past 1024, which a worker holding many runs'
+    sockets and pipes reaches: every healthy connection failed the check, and the pool handed
+    out none (found by a review of this change). The check polls instead."""
+    import os
+
+    from config.postgresql.base import check_connection
+
+    settings = connection.settings_dict
+    hold = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]  # the next file number is past 1024
+    try:
+        with psycopg.connect(f"postgresql://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/postgres",
+                             autocommit=True) as conn:
+            assert conn.fileno() >= 1024
+            check_connection(conn)
+    finally:
+        for fd in hold:
+            os.close(fd)

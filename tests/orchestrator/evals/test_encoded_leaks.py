@@ -79,3 +79,19 @@ def test_the_search_decodes_nested_and_wrapped_encodings(encode):
 
     assert find_leaks([CANARY], [Emission("arguments", encode(LETTER))]) == [f"{CANARY!r} in arguments"]
     assert find_leaks([CANARY], [Emission("arguments", encode(LETTER.replace(CANARY, "nothing here")))]) == []
+
+
+def test_a_long_base64_run_is_searched_in_linear_time():
+    """The wrapped-base64 pattern was tried at every character of a long run without a line
+    break, each try consuming the rest of the run: a 20 KB blob (a file the agent writes) took
+    ~30 s to search, 40 KB ~2 min, holding the eval's worker (found by a review). The bound
+    below is ~100x what it takes now, and far under what it took."""
+    import random
+    import time
+
+    from orchestrator.evals.exfiltration import Emission, find_leaks
+
+    blob = base64.b64encode(random.Random(1).randbytes(30_000)).decode()  # 40 KB, one line
+    started = time.monotonic()
+    assert find_leaks([CANARY], [Emission("arguments", blob)]) == []
+    assert time.monotonic() - started < 10
