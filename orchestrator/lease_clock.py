@@ -20,31 +20,39 @@ from django.db import connection
 from django.utils import timezone
 
 REFRESH_S = 30.0
+JUMP_S = 0.5  # this process's clock moved this far from what its monotonic clock says: measure again
 
 _lock = threading.Lock()
 _offset: timedelta = timedelta(0)
-_measured_at: float | None = None
+_measured_at: float | None = None  # monotonic
+_local_at: datetime | None = None  # this process's clock then
 
 
 def now() -> datetime:
-    """Now, by the database server's clock (within the query's round trip)."""
+    """Now, by the database server's clock (within the query's round trip). Measured again every
+    `REFRESH_S`, and at once when this process's clock jumped (set by hand or by NTP, or moved
+    by a test): an offset measured before the jump would be off by all of it."""
     if connection.vendor != "postgresql":
         return timezone.now()
-    if _measured_at is None or time.monotonic() - _measured_at > REFRESH_S:
+    local, mono = timezone.now(), time.monotonic()
+    if (_measured_at is None or _local_at is None or mono - _measured_at > REFRESH_S
+            or abs(((local - _local_at) - timedelta(seconds=mono - _measured_at)).total_seconds()) > JUMP_S):
         _measure()
-    return timezone.now() + _offset
+        local = timezone.now()
+    return local + _offset
 
 
 def _measure() -> None:
-    global _offset, _measured_at
+    global _offset, _measured_at, _local_at
     with _lock:
         before = timezone.now()
         with connection.cursor() as cursor:
             cursor.execute("SELECT clock_timestamp()")
             server = cursor.fetchone()[0]
         after = timezone.now()
-        _offset = server - (before + (after - before) / 2)
-        _measured_at = time.monotonic()
+        middle = before + (after - before) / 2
+        _offset = server - middle
+        _local_at, _measured_at = middle, time.monotonic()
 
 
 def forget() -> None:

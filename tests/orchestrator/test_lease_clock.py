@@ -44,3 +44,13 @@ def test_a_worker_whose_clock_runs_behind_keeps_its_runs(team, settings, monkeyp
     assert run.pk not in [r.pk for r in stuck_runs()], "a live worker's run is listed as stuck"
     run.refresh_from_db()
     assert run.lease_until > real_now() + dt.timedelta(seconds=5), run.lease_until
+
+
+def test_a_jump_of_the_process_clock_is_measured_again_at_once(team, monkeypatch):
+    """An offset measured before the process's clock jumped was off by all of the jump for up
+    to 30 s: a test that moved the clock to midnight left every later lease hours in the past."""
+    real_now = timezone.now
+    monkeypatch.setattr(timezone, "now", lambda: real_now() + dt.timedelta(hours=5))
+    assert abs((lease_clock.now() - real_now()).total_seconds()) < 2  # the server's clock, not the shifted one
+    monkeypatch.setattr(timezone, "now", real_now)
+    assert abs((lease_clock.now() - real_now()).total_seconds()) < 2  # not 5 hours behind
