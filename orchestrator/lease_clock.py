@@ -43,14 +43,17 @@ def now() -> datetime:
 
 
 def _measure() -> None:
+    # No lock around the query: a thread holding a pooled connection while it waited for the
+    # lock, and the lock's holder waiting for a connection, exhausted the pool (the PostgreSQL
+    # pass timed out on it). Two threads measuring at once only measure twice.
     global _offset, _measured_at, _local_at
+    before = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        server = cursor.fetchone()[0]
+    after = timezone.now()
+    middle = before + (after - before) / 2
     with _lock:
-        before = timezone.now()
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT clock_timestamp()")
-            server = cursor.fetchone()[0]
-        after = timezone.now()
-        middle = before + (after - before) / 2
         _offset = server - middle
         _local_at, _measured_at = middle, time.monotonic()
 
