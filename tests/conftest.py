@@ -17,12 +17,21 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import get_hashers
 
 from mcpgateway.inprocess import InProcessToolbox
 from mcpgateway.models import ToolServer
 from orchestrator.actions import do_add_member, do_create_pipeline, do_create_team, do_start_run
 from orchestrator.execution import execute_run
 from orchestrator.models import Agent, Pipeline, Run, Team
+
+# Users' passwords hashed fast, here and (through the environment) in every server and worker
+# the tests start (config/settings.py; PBKDF2 was a quarter of the suite's time). The settings
+# have loaded by now (the imports above need the apps), so this process's are set directly.
+os.environ["AGENTDECK_TEST_FAST_PASSWORDS"] = "1"
+settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher",
+                             "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+get_hashers.cache_clear()
 
 # Test files that train or score with the MiniLM detector: on a fresh machine the first of them
 # computes minutes of embeddings (then cached on disk), so under xdist they share one worker
@@ -267,3 +276,34 @@ def docker_client() -> Iterator[Any]:
         pytest.fail(f"these tests need a Docker engine with the image {image} ({exc}); run `make sandbox-engine`")
     yield client
     client.close()
+
+
+
+_LEFT_HELD: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _pooled_connections_handed_back(request):
+    """On PostgreSQL's pool: a test after which connections stay checked out by threads other
+    than the main one is named at the end of the session. A pool slot lost for good starves
+    every later test (each write waits `DB_POOL_TIMEOUT_S`, then fails), far from its cause."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql" or connection.alias not in getattr(connection, "_connection_pools", {}):
+        return
+    pool = connection.pool
+    for _ in range(20):  # a writer thread hands its connection back just after its write
+        stats = pool.get_stats()
+        others = stats.get("pool_size", 0) - stats.get("pool_available", 0) - (connection.connection is not None)
+        if others <= 0:
+            return
+        time.sleep(0.05)
+    _LEFT_HELD.append(f"{others} after {request.node.nodeid}")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _LEFT_HELD:
+        terminalreporter.write_sep("-", "pooled connections still checked out after a test")
+        for line in _LEFT_HELD:
+            terminalreporter.write_line(line)

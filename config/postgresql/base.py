@@ -16,7 +16,10 @@ another) and consumes a harmless message.
 
 from __future__ import annotations
 
+import contextlib
 import select
+import threading
+import weakref
 from typing import Any
 
 import psycopg
@@ -39,7 +42,57 @@ def check_connection(conn: Any) -> None:
         ConnectionPool.check_connection(conn)
 
 
+_held = threading.local()  # a thread's `_GiveBack`s, one per database alias
+
+
+class _GiveBack:
+    """Kept in the thread-locals of the thread that took a pooled connection: if the thread
+    ends still holding it, the connection goes back to its pool. A thread's locals are freed
+    the moment it ends; its Django connection object is not (it sits in reference cycles).
+
+    Without this, a thread that used the database and ended without closing its connection
+    (`threading.Thread`, asgiref's `thread_sensitive=False` threads, a library's threads) took
+    a pool slot for good: four such threads starved a process of `DB_POOL_MAX=4`, and every
+    later write waited `DB_POOL_TIMEOUT_S` and failed (found by the PostgreSQL test pass)."""
+
+    __slots__ = ("__weakref__", "conn", "wrapper")
+
+    def __init__(self, conn: Any, wrapper: Any):
+        self.conn = conn
+        self.wrapper = weakref.ref(wrapper)
+
+    def __del__(self) -> None:
+        conn, self.conn = self.conn, None
+        pool = getattr(conn, "_pool", None)
+        if pool is None:
+            return
+        wrapper = self.wrapper()
+        if wrapper is not None and wrapper.connection is conn and wrapper.allow_thread_sharing:
+            return  # another thread was given this connection object and may be using it
+        with contextlib.suppress(Exception):  # (a closed pool, at interpreter exit)
+            pool.putconn(conn)  # rolled back first if the thread left a transaction open
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    def get_new_connection(self, conn_params: Any) -> Any:
+        conn = super().get_new_connection(conn_params)
+        if getattr(conn, "_pool", None) is not None:
+            guard = _GiveBack(conn, self)
+            self._give_back = weakref.ref(guard)  # (only the thread's locals keep it alive)
+            held = getattr(_held, "by_alias", None)
+            if held is None:
+                held = _held.by_alias = {}
+            held[self.alias] = guard
+        return conn
+
+    def _close(self) -> None:
+        ref = getattr(self, "_give_back", None)
+        guard = ref() if ref is not None else None
+        if guard is not None:
+            guard.conn = None  # handed back (or closed) the usual way, from whichever thread
+        self._give_back = None
+        return super()._close()
+
     @property
     def pool(self) -> Any:
         pool = super().pool

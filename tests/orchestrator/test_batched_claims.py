@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from config import db_writer
 from mcpgateway.inprocess import InProcessToolbox
+from orchestrator import lease_clock
 from orchestrator.execution import execute_run
 from orchestrator.models import Run
 from orchestrator.runners import claims
@@ -40,8 +41,6 @@ def test_it_claims_and_loads_many_runs_in_a_constant_number_of_statements(team):
     many = [start(pipe).pk for _ in range(30)]
 
     def statements(run_ids: list[int]) -> int:
-        from orchestrator import lease_clock
-
         lease_clock.now()  # (its offset, measured now if due, is not the claim's statement)
         with CaptureQueriesContext(connection) as queries:
             outcomes = claims.claim_runs([(run_id, f"me:{run_id}") for run_id in run_ids])
@@ -282,6 +281,7 @@ def test_the_keeper_renews_only_leases_its_runs_still_hold_and_reads_every_runs_
     Run.objects.filter(pk=taken.pk).update(status="running", lease_owner=ELSEWHERE, lease_until=old, cancel_requested=True)
     Run.objects.filter(pk=idle.pk).update(status="running", lease_owner="me:3", lease_until=old)
 
+    lease_clock.now()  # (its offset, measured now if due, is not the keeper's statement)
     with CaptureQueriesContext(connection) as queries:
         seen, renewed = _look({mine.pk: "me:1", taken.pk: "me:2", idle.pk: "me:3"}, {mine.pk: "me:1", taken.pk: "me:2"})
 
