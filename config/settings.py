@@ -282,7 +282,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 # The test suite (tests/conftest.py, for itself and the servers and workers it starts) hashes
 # its users' passwords with MD5: PBKDF2 takes 0.33 s a password here, and two users a test made
-# it a quarter of the suite's time. A test-only switch: never set it for a real instance.
+# it a quarter of the suite's time. A test-only switch: never set it for a real instance (each
+# login would rewrite its user's hash as MD5, and switching it off again would lock them out).
 if envbool("AGENTDECK_TEST_FAST_PASSWORDS", "0"):
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher",
                         "django.contrib.auth.hashers.PBKDF2PasswordHasher"]

@@ -6,6 +6,7 @@ and every test after it failed). The connection now goes back to the pool when i
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -76,3 +77,37 @@ def test_a_connection_handed_back_the_usual_way_is_not_handed_back_again(setting
         _in_a_thread(closes)
     stats = pool.get_stats()
     assert stats["pool_size"] <= settings.DB_POOL_MAX and stats.get("returns_bad", 0) == 0, stats
+
+
+def test_a_second_connection_object_in_one_thread_leaves_the_firsts_connection_alone():
+    """While an event loop runs in a thread (Playwright's sync API, `asyncio.run`), Django gives
+    each async context its own connection object: the second one's connect handed the first
+    one's live connection back to the pool while it still used it (found by a review)."""
+    import asyncio
+
+    from django.db import connections
+
+    pool = _pooled()
+    first = connections["default"]
+    with first.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    mine = first.connection
+
+    async def another_context() -> None:
+        second = connections["default"]
+        assert second is not first  # (what makes this case: one thread, two connection objects)
+        with second.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        second.close()
+
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        asyncio.run(another_context())
+    finally:
+        if previous is None:
+            del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    assert first.connection is mine
+    assert all(idle is not mine for idle in list(pool._pool)), "the first object's live connection is idle in the pool"

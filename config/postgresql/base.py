@@ -42,7 +42,7 @@ def check_connection(conn: Any) -> None:
         ConnectionPool.check_connection(conn)
 
 
-_held = threading.local()  # a thread's `_GiveBack`s, one per database alias
+_held = threading.local()  # a thread's `_GiveBack`s, one per Django connection object it connected
 
 
 class _GiveBack:
@@ -53,7 +53,11 @@ class _GiveBack:
     Without this, a thread that used the database and ended without closing its connection
     (`threading.Thread`, asgiref's `thread_sensitive=False` threads, a library's threads) took
     a pool slot for good: four such threads starved a process of `DB_POOL_MAX=4`, and every
-    later write waited `DB_POOL_TIMEOUT_S` and failed (found by the PostgreSQL test pass)."""
+    later write waited `DB_POOL_TIMEOUT_S` and failed (found by the PostgreSQL test pass).
+
+    One per Django connection object, not per alias: a thread running an event loop (Playwright's
+    sync API, `asyncio.run`) gets a connection object per async context, and a guard per alias
+    handed the first one's connection back while it still used it (found by a review)."""
 
     __slots__ = ("__weakref__", "conn", "wrapper")
 
@@ -73,24 +77,31 @@ class _GiveBack:
             pool.putconn(conn)  # rolled back first if the thread left a transaction open
 
 
+class _Guards(dict):
+    __slots__ = ("__weakref__",)  # (referred to weakly: only the thread's locals keep it alive)
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
     def get_new_connection(self, conn_params: Any) -> Any:
         conn = super().get_new_connection(conn_params)
         if getattr(conn, "_pool", None) is not None:
             guard = _GiveBack(conn, self)
-            self._give_back = weakref.ref(guard)  # (only the thread's locals keep it alive)
-            held = getattr(_held, "by_alias", None)
+            held = getattr(_held, "guards", None)
             if held is None:
-                held = _held.by_alias = {}
-            held[self.alias] = guard
+                held = _held.guards = _Guards()
+            held[id(self)] = guard
+            self._give_back = (weakref.ref(guard), weakref.ref(held))
         return conn
 
     def _close(self) -> None:
-        ref = getattr(self, "_give_back", None)
-        guard = ref() if ref is not None else None
-        if guard is not None:
-            guard.conn = None  # handed back (or closed) the usual way, from whichever thread
+        kept = getattr(self, "_give_back", None)
         self._give_back = None
+        if kept is not None:
+            guard, held = kept[0](), kept[1]()
+            if guard is not None:
+                guard.conn = None  # handed back (or closed) the usual way, from whichever thread
+                if held is not None and held.get(id(self)) is guard:
+                    held.pop(id(self), None)
         return super()._close()
 
     @property
