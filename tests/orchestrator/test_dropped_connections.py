@@ -42,7 +42,10 @@ def _drop_idle_pooled() -> int:
     settings = connection.settings_dict
     dsn = f"postgresql://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/postgres"
     with psycopg.connect(dsn, autocommit=True) as admin:
-        rows = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY(%s)",
+        # With a timeout, each call returns once its backend has ended (and sent its notice):
+        # without one it returns at once, and a connection checked out in the next milliseconds
+        # was still silent — dropped mid-checkout, not while idle (the test failed now and then).
+        rows = admin.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE pid = ANY(%s)",
                              [pids]).fetchall()
     return len(rows)
 
