@@ -63,7 +63,8 @@ TEST_WORKERS ?= 0
 XDIST = $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 # The whole suite, slow end-to-end tests included (CI runs this): once on the embedded
-# shape (SQLite file), then the engine, gateway and API tests and the distributed-shape
+# shape (SQLite file), then the engine, gateway and API tests (but those marked
+# `no_database`: pure computation, the same on any database) and the distributed-shape
 # tests (Celery workers, crash recovery, cross-process events) again on PostgreSQL.
 test: lint npm-peers system-deps sandbox-engine
 	$(BIN)/python manage.py makemigrations --check --dry-run -v0
@@ -73,7 +74,7 @@ test: lint npm-peers system-deps sandbox-engine
 PG_URL ?= postgres://postgres@127.0.0.1:5432/agentdeck
 test-postgres: install
 	@if $(BIN)/python -c "import psycopg; psycopg.connect('$(PG_URL)'.rsplit('/', 1)[0] + '/postgres', connect_timeout=3).close()" 2>/dev/null; then \
-		DATABASE_URL=$(PG_URL) $(BIN)/pytest -q $(XDIST) -m "not slow" tests/orchestrator tests/mcpgateway tests/api && \
+		DATABASE_URL=$(PG_URL) $(BIN)/pytest -q $(XDIST) -m "not slow and not no_database" tests/orchestrator tests/mcpgateway tests/api && \
 		DATABASE_URL=$(PG_URL) $(BIN)/pytest -q tests/orchestrator/test_celery.py tests/orchestrator/test_live_events_across_processes.py tests/orchestrator/test_resume.py tests/orchestrator/test_redis_outage.py tests/orchestrator/test_worker_pool.py tests/test_connection_budget.py; \
 	else \
 		echo "SKIPPED the PostgreSQL pass: no server at $(PG_URL)"; \

@@ -51,6 +51,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return 2 if "tests/e2e/" in path else 0 if parallel and path.endswith(MINILM_FILES) else 1
 
     items.sort(key=rank)
+    for item in items:
+        wants = DATABASE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("no_database") and (wants or item.get_closest_marker("django_db")):
+            raise pytest.UsageError(f"{item.nodeid} is marked no_database (the PostgreSQL pass skips it) but "
+                                    f"uses the database ({', '.join(sorted(wants)) or 'django_db'})")
+
+
+# What gives a test the database: a test marked `no_database` may use none of them.
+DATABASE_FIXTURES = frozenset({"db", "transactional_db", "live_server", "django_db_serialized_rollback",
+                               "django_db_reset_sequences"})
 
 
 class _FileGroups:

@@ -6,18 +6,21 @@ homoglyphs and letter-spacing, text hidden in tag characters) is cut into overla
 windows (`minilm.py`); each window is embedded in numpy and scored, and the highest score
 counts, so an injection after pages of padding is not diluted.
 
-The regression is trained at first use from every shipped development split (`train`, `dev`,
-`dev-b`, `dev-c`, `dev-x`, `dev-y`, `dev-z`: seven sets by six authors) — seconds once the
-window embeddings are on disk.
+The regression is trained on every shipped development split (`train`, `dev`, `dev-b`,
+`dev-c`, `dev-x`, `dev-y`, `dev-z`: seven sets by six authors). Its weights ship with the code
+(`SHIPPED_WEIGHTS`, written by `manage.py eval detector-weights`) under the hash of the data,
+the code and the model, so a fresh machine scores at once; where that hash no longer matches
+(the data or the code changed and the file was not rewritten), it is trained at first use —
+minutes of forward passes on a fresh machine, seconds once the window embeddings are on disk.
 Embeddings are cached by the hash of the window's token ids (and of the model files) in
-`$AGENTDECK_CACHE_DIR`, so the expensive forward passes over the training texts run once per
-machine; the trained weights are cached by the hash of the data and the code.
+`$AGENTDECK_CACHE_DIR`; weights trained here are cached there by the same hash as the file's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import gzip
 import hashlib
 import json
 import os
@@ -42,6 +45,10 @@ TRAIN_FILES = tuple(DATA_DIR / name for name in ("train.jsonl", "dev.jsonl", "de
 # the normalised rules flag it too.
 THRESHOLD = 0.75
 RULES_AGREE = 0.6
+
+# The weights trained on TRAIN_FILES, shipped so that no machine pays minutes of forward
+# passes at first use: {"key": weights_key(TRAIN_FILES), "embeddings", "weights", "idf", "bias"}.
+SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "injection_minilm_weights.json.gz"
 
 
 def _cache_root() -> Path:
@@ -231,24 +238,77 @@ class FusedScorer:
 _trained: FusedScorer | None = None
 
 
-def _weights_cache(paths) -> Path:
+def weights_key(paths=TRAIN_FILES) -> str:
+    """The hash of what the weights are a function of: the model, the training rows, and the
+    code that reads, normalises and fits them."""
     digest = hashlib.sha256(_model_digest().encode())
     for part in (*[p for p in paths if p.exists()], Path(__file__), Path(normalise.__code__.co_filename),
                  Path(InjectionClassifier.train.__code__.co_filename)):
         digest.update(part.read_bytes())
-    return _cache_root() / f"injection-minilm-{digest.hexdigest()[:16]}.json"
+    return digest.hexdigest()[:16]
+
+
+def _weights_cache(paths) -> Path:
+    return _cache_root() / f"injection-minilm-{weights_key(paths)}.json"
+
+
+def _weights_json(model: FusedScorer) -> dict:
+    return {"embeddings": model.embeddings.weights.tolist(), "weights": model.ngrams.weights,
+            "idf": model.ngrams.idf, "bias": model.ngrams.bias}
+
+
+def _from_json(data: dict) -> FusedScorer:
+    return FusedScorer(MiniLMClassifier(data["embeddings"]), InjectionClassifier(data["weights"], data["idf"], data["bias"]))
+
+
+def shipped_weights_key(path: Path = SHIPPED_WEIGHTS) -> str | None:
+    """The key the shipped file was written under (None: no readable file)."""
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            return json.load(handle).get("key")
+    except (OSError, ValueError, EOFError, AttributeError):
+        return None
+
+
+def _shipped(key: str, path: Path = SHIPPED_WEIGHTS) -> FusedScorer | None:
+    """The shipped weights when they were trained on what is here now, else None."""
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            data = json.load(handle)
+        return _from_json(data) if data.get("key") == key else None
+    except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def write_shipped_weights(path: Path = SHIPPED_WEIGHTS, paths=TRAIN_FILES) -> str:
+    """Train on `paths` (window embeddings from the disk cache where present) and write the
+    weights with their key; returns the key. `manage.py eval detector-weights`."""
+    key = weights_key(paths)
+    cache = EmbeddingCache()
+    model = FusedScorer.train(load_rows(paths), cache)
+    cache.save()
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # mtime=0: the same weights give the same bytes, so an unchanged retrain leaves git clean.
+    with open(partial, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as out:
+        out.write(json.dumps({"key": key, **_weights_json(model)}, separators=(",", ":")).encode())
+    partial.replace(path)
+    return key
 
 
 def shipped_minilm_scorer() -> FusedScorer:
-    """Trained once on the shipped development splits (a few minutes of forward passes on a
+    """The shipped weights when their key matches the data, code and model here; otherwise
+    trained once on the shipped development splits (a few minutes of forward passes on a
     fresh machine, a minute with the window embeddings cached), then read from a cache named
-    by the hash of the data, the code and the model."""
+    by that key."""
     global _trained
     if _trained is not None:
         return _trained
-    cache_file = _weights_cache(TRAIN_FILES)
-    with _trained_by_one_process(cache_file):
-        model = _load_or_train(cache_file)
+    key = weights_key(TRAIN_FILES)
+    model = _shipped(key)
+    if model is None:
+        cache_file = _cache_root() / f"injection-minilm-{key}.json"
+        with _trained_by_one_process(cache_file):
+            model = _load_or_train(cache_file)
     _trained = model
     return model
 
@@ -276,18 +336,15 @@ def _load_or_train(cache_file: Path) -> FusedScorer:
     model = None
     if cache_file.exists():
         try:
-            data = json.loads(cache_file.read_text())
-            model = FusedScorer(MiniLMClassifier(data["embeddings"]),
-                                InjectionClassifier(data["weights"], data["idf"], data["bias"]))
-        except (OSError, ValueError, KeyError):
+            model = _from_json(json.loads(cache_file.read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
             model = None
     if model is None:
         model = FusedScorer.train(load_rows())
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
             partial = cache_file.with_suffix(f".{os.getpid()}.tmp")
-            partial.write_text(json.dumps({"embeddings": model.embeddings.weights.tolist(), "weights": model.ngrams.weights,
-                                           "idf": model.ngrams.idf, "bias": model.ngrams.bias}))
+            partial.write_text(json.dumps(_weights_json(model)))
             partial.replace(cache_file)
         except OSError:
             pass  # a read-only home only costs the next process the training time

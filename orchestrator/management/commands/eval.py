@@ -128,6 +128,10 @@ class Command(BaseCommand):
         p.add_argument("--cross-author", action="store_true",
                        help="also print the minilm detector's cross-author estimates per family (train on the other authors' "
                             "sets, score one author's; leave-one-family-out for benign texts)")
+        p = sub.add_parser("detector-weights", help="train the minilm detector on the shipped development splits and "
+                                                    "write the weights it ships with")
+        p.add_argument("--check", action="store_true",
+                       help="only check that the shipped weights were trained on the data and code here (exit 1 if not)")
 
     def handle(self, *args, action: str, **options):
         try:
@@ -250,6 +254,21 @@ class Command(BaseCommand):
             except MarkersMissing as exc:
                 raise CommandError(str(exc)) from None
             self.stdout.write(f"wrote the matrix to {readme}")
+
+    def _detector_weights(self, check: bool = False, **_):
+        from orchestrator.engine import injection_minilm
+
+        where = injection_minilm.SHIPPED_WEIGHTS
+        key, shipped = injection_minilm.weights_key(), injection_minilm.shipped_weights_key(where)
+        where = where.relative_to(settings.BASE_DIR) if where.is_relative_to(settings.BASE_DIR) else where
+        if check:
+            if shipped != key:
+                raise CommandError(f"{where} was trained on other data or code (its key {shipped}, here {key}): "
+                                   f"run `manage.py eval detector-weights` and commit the file")
+            self.stdout.write(f"{where} matches the data and code here ({key})")
+            return
+        key = injection_minilm.write_shipped_weights(injection_minilm.SHIPPED_WEIGHTS)
+        self.stdout.write(f"wrote {where} ({key}; it was {shipped})")
 
     def _detector(self, split: str = "", require: bool = False, cross_validate: bool = False, detectors: str = "",
                   cross_author: bool = False, **_):

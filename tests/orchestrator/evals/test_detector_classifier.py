@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from orchestrator.engine.defences import DETECTORS, DefenceError, Defences, get_detector
 from orchestrator.engine.injection_classifier import (
     TRAIN_FILE,
@@ -16,6 +18,8 @@ from orchestrator.engine.injection_classifier import (
     load_rows,
     shipped_classifier,
 )
+
+pytestmark = pytest.mark.no_database  # touches no database: the PostgreSQL pass skips it (Makefile)
 
 OFFLINE_CHECK = """
 import socket, sys
