@@ -248,10 +248,6 @@ def weights_key(paths=TRAIN_FILES) -> str:
     return digest.hexdigest()[:16]
 
 
-def _weights_cache(paths) -> Path:
-    return _cache_root() / f"injection-minilm-{weights_key(paths)}.json"
-
-
 def _weights_json(model: FusedScorer) -> dict:
     return {"embeddings": model.embeddings.weights.tolist(), "weights": model.ngrams.weights,
             "idf": model.ngrams.idf, "bias": model.ngrams.bias}
