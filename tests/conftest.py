@@ -33,6 +33,24 @@ settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher",
                              "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
 get_hashers.cache_clear()
 
+
+def _deleting_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
+    """How a transactional test empties the tables after itself on PostgreSQL: a DELETE per
+    table instead of Django's one TRUNCATE of all fifty, which makes new files for every table
+    and index (0.26-0.31 s a test here, against 0.01-0.02 s for the DELETEs of a test's few
+    rows). Every foreign key is DEFERRABLE (Django makes them so), so the order does not
+    matter within the flush's transaction. Asked to restart the sequences, Django's TRUNCATE."""
+    if reset_sequences or not tables:
+        return _truncating_flush(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+    return ["SET CONSTRAINTS ALL DEFERRED;", *(f"DELETE FROM {self.quote_name(table)};" for table in tables)]
+
+
+if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    from django.db.backends.postgresql.operations import DatabaseOperations as _PostgresOperations
+
+    _truncating_flush = _PostgresOperations.sql_flush
+    _PostgresOperations.sql_flush = _deleting_flush
+
 # Test files that train or score with the MiniLM detector: on a fresh machine the first of them
 # computes minutes of embeddings (then cached on disk), so under xdist they share one worker
 # instead of two workers computing the same embeddings at once.
