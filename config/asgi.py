@@ -23,6 +23,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from config import exit_watchdog  # noqa: E402
 from config.logging import install_access_log_redaction  # noqa: E402
 from dashboard.routing import websocket_urlpatterns  # noqa: E402
 from mcpgateway.background import adopt as adopt_background_loop  # noqa: E402
@@ -66,6 +67,7 @@ _waiting_for_loop = settings.GATEWAY_ON_SERVER_LOOP and _known_loop is None
 mcp_endpoint = build_mcp_app(authenticate=authenticate_mcp, toolbox=Gateway(defer_audit=True), allowed_hosts=settings.ALLOWED_HOSTS)
 
 install_access_log_redaction()  # daphne's access log prints query strings (`?token=…`)
+exit_watchdog.install(settings.AGENTDECK_WEB_EXIT_GRACE_S)  # a request cut off by a shutdown cannot hang the exit
 warm_redactor()  # logs written on the event loop use the last redactor built: build one now
 
 

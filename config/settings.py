@@ -204,6 +204,11 @@ AGENTDECK_RUNS_PER_WORKER = envint("AGENTDECK_RUNS_PER_WORKER", "500")
 # A warm worker shutdown lets tool calls in flight end for up to this long (starting no new
 # ones) before it hands its runs back (orchestrator.runners.worker_pool).
 AGENTDECK_SHUTDOWN_GRACE_S = envint("AGENTDECK_SHUTDOWN_GRACE_S", "20")
+# The web process ends this long after its server began to exit, if a request cut off by the
+# shutdown still holds a thread then (after running its exit handlers: config/exit_watchdog.py).
+AGENTDECK_WEB_EXIT_GRACE_S = envint("AGENTDECK_WEB_EXIT_GRACE_S", "5")
+if AGENTDECK_WEB_EXIT_GRACE_S < 0:
+    raise ImproperlyConfigured(f"AGENTDECK_WEB_EXIT_GRACE_S must be 0 or more, got {AGENTDECK_WEB_EXIT_GRACE_S}")
 if AGENTDECK_RUNS_PER_WORKER < 1:
     raise ImproperlyConfigured(f"AGENTDECK_RUNS_PER_WORKER must be at least 1, got {AGENTDECK_RUNS_PER_WORKER}")
 # A broker that does not answer fails a publish within about a second (bounded connect and
