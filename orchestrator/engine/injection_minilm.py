@@ -240,11 +240,12 @@ _trained: FusedScorer | None = None
 
 def weights_key(paths=TRAIN_FILES) -> str:
     """The hash of what the weights are a function of: the model, the training rows, and the
-    code that reads, normalises and fits them."""
+    code that reads, windows, normalises and fits them (line endings as LF, so a checkout
+    that writes CRLF gets the same key)."""
     digest = hashlib.sha256(_model_digest().encode())
-    for part in (*[p for p in paths if p.exists()], Path(__file__), Path(normalise.__code__.co_filename),
-                 Path(InjectionClassifier.train.__code__.co_filename)):
-        digest.update(part.read_bytes())
+    for part in (*[p for p in paths if p.exists()], Path(__file__), Path(minilm.__file__),
+                 Path(normalise.__code__.co_filename), Path(InjectionClassifier.train.__code__.co_filename)):
+        digest.update(part.read_bytes().replace(b"\r\n", b"\n"))
     return digest.hexdigest()[:16]
 
 

@@ -256,6 +256,14 @@ class Command(BaseCommand):
             self.stdout.write(f"wrote the matrix to {readme}")
 
     def _detector_weights(self, check: bool = False, **_):
+        from orchestrator.engine.minilm import EncoderUnavailable
+
+        try:
+            self._detector_weights_or_raise(check)
+        except (EncoderUnavailable, OSError) as exc:
+            raise CommandError(f"the minilm detector's weights: {exc}") from None
+
+    def _detector_weights_or_raise(self, check: bool) -> None:
         from orchestrator.engine import injection_minilm
 
         where = injection_minilm.SHIPPED_WEIGHTS

@@ -200,3 +200,17 @@ def test_processes_starting_together_train_one_after_another(tmp_path):
     assert second.returncode == 0, second.stderr
     second_entered = float(second.stdout.split()[0])
     assert entered < left <= second_entered, (entered, left, second_entered)
+
+
+def test_the_weights_key_follows_the_windowing_code_and_not_line_endings(tmp_path, monkeypatch):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_bytes(b'{"text": "a", "label": 0}\n{"text": "b", "label": 1}\n')
+    key = weights_key((rows,))
+    rows.write_bytes(rows.read_bytes().replace(b"\n", b"\r\n"))  # a checkout that writes CRLF
+    assert weights_key((rows,)) == key
+
+    windowing = tmp_path / "minilm.py"
+    windowing.write_text(Path(minilm.__file__).read_text().replace("WINDOW, OVERLAP, MAX_WINDOWS = 128, 32, 64",
+                                                                   "WINDOW, OVERLAP, MAX_WINDOWS = 256, 0, 8"))
+    monkeypatch.setattr(minilm, "__file__", str(windowing))
+    assert weights_key((rows,)) != key  # other windows, other weights: the shipped file no longer applies
