@@ -22,7 +22,8 @@ def test_it_empties_every_table_that_rows_with_foreign_keys_were_written_to(team
     assert run.status == "succeeded" and RunEvent.objects.filter(run=run).exists() and Run.objects.exists()
     tables = connection.introspection.django_table_names(only_existing=True, include_views=False)
     statements = connection.ops.sql_flush(no_style(), tables, allow_cascade=True)
-    assert statements[0] == "SET CONSTRAINTS ALL DEFERRED;" and all(s.startswith("DELETE FROM ") for s in statements[1:])
+    assert statements[0] == "SET CONSTRAINTS ALL DEFERRED;" and statements[1].startswith("LOCK TABLE ")
+    assert all(s.startswith("DELETE FROM ") for s in statements[2:])
 
     connection.ops.execute_sql_flush(statements)
 
@@ -35,3 +36,40 @@ def test_it_empties_every_table_that_rows_with_foreign_keys_were_written_to(team
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND NOT condeferrable")
         assert cursor.fetchone()[0] == 0  # what lets the DELETEs run in any order
+
+
+def test_a_write_in_flight_from_another_connection_is_waited_for_and_deleted(team):
+    """As TRUNCATE did: a row another connection is still writing commits before the DELETEs
+    (the flush waits on its lock) and goes with the rest, instead of surviving into the next test."""
+    import threading
+    import time
+
+    import psycopg
+
+    settings_dict = connection.settings_dict
+    writer = psycopg.connect(host=settings_dict["HOST"], port=settings_dict["PORT"], user=settings_dict["USER"],
+                             dbname=settings_dict["NAME"])
+    try:
+        writer.execute("INSERT INTO auth_group (name) VALUES ('written mid-flush')")  # its transaction stays open
+        tables = connection.introspection.django_table_names(only_existing=True, include_views=False)
+        flushed = threading.Event()
+
+        def flush() -> None:
+            from django.db import connections
+
+            try:
+                connections["default"].ops.execute_sql_flush(connections["default"].ops.sql_flush(no_style(), tables))
+            finally:
+                connections.close_all()
+                flushed.set()
+
+        flusher = threading.Thread(target=flush)
+        flusher.start()
+        time.sleep(1)
+        assert not flushed.is_set()  # waiting for the writer's transaction
+        writer.commit()
+        flusher.join(30)
+        assert flushed.is_set()
+        assert writer.execute("SELECT count(*) FROM auth_group").fetchone()[0] == 0
+    finally:
+        writer.close()
