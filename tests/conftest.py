@@ -75,10 +75,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     items.sort(key=rank)
     for item in items:
-        wants = DATABASE_FIXTURES & set(getattr(item, "fixturenames", ()))
-        if item.get_closest_marker("no_database") and (wants or item.get_closest_marker("django_db")):
-            raise pytest.UsageError(f"{item.nodeid} is marked no_database (the PostgreSQL pass skips it) but "
-                                    f"uses the database ({', '.join(sorted(wants)) or 'django_db'})")
+        if item.get_closest_marker("no_database"):
+            uses = _database_use(item)
+            if uses:
+                raise pytest.UsageError(f"{item.nodeid} is marked no_database (the PostgreSQL pass skips it) but "
+                                        f"uses the database ({uses})")
+
+
+def _database_use(item: pytest.Item) -> str:
+    """How `item` gets the database, if it does: a database fixture, `django_db`, or a Django
+    test case class (`SimpleTestCase` allows no queries; its subclasses `TransactionTestCase`
+    and `TestCase` do)."""
+    wants = DATABASE_FIXTURES & set(getattr(item, "fixturenames", ()))
+    if wants:
+        return ", ".join(sorted(wants))
+    if item.get_closest_marker("django_db"):
+        return "django_db"
+    cls = getattr(item, "cls", None)
+    if cls is not None:
+        from django.test import TransactionTestCase
+
+        if issubclass(cls, TransactionTestCase):
+            return f"{cls.__name__}, a Django TransactionTestCase"
+    return ""
 
 
 # What gives a test the database: a test marked `no_database` may use none of them.
