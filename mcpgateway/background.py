@@ -46,6 +46,22 @@ def adopt(loop: asyncio.AbstractEventLoop) -> bool:
         return True
 
 
+_exit_started = threading.Event()
+# threading's exit hooks run when the interpreter's exit starts, before it joins the remaining
+# threads (concurrent.futures stops taking work in one of them).
+threading._register_atexit(_exit_started.set)  # type: ignore[attr-defined]
+
+
+def refused_work(exc: BaseException) -> str | None:
+    """Why, if `exc` is a thread pool refusing new work, a periodic task on this loop cannot go
+    on: the interpreter's exit has started (every pool refuses from then on, while the exit may
+    wait a long time for other threads), or the pool it hands work to was shut down. Such a task
+    should stop with one line, not log the same traceback every round. None for anything else."""
+    if not (isinstance(exc, RuntimeError) and str(exc).startswith("cannot schedule new futures")):
+        return None
+    return "the process is exiting" if _exit_started.is_set() else f"its thread pool refuses work ({exc})"
+
+
 def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
     """Schedule `coro` on the background loop from any thread, in a fresh context.
 

@@ -16,7 +16,7 @@ from asgiref.sync import sync_to_async
 
 from config import tracing
 from config.db_writer import releasing, run_write
-from mcpgateway.background import on_background, submit
+from mcpgateway.background import on_background, refused_work, submit
 from mcpgateway.upstream.config import (
     Discovery,
     Health,
@@ -109,7 +109,11 @@ class GatewayRuntime:
             await asyncio.sleep(RESYNC_S)
             try:
                 await self.sync()
-            except Exception:
+            except Exception as exc:
+                stop = refused_work(exc)
+                if stop is not None:
+                    log.info("gateway resync stopped: %s", stop)
+                    return
                 log.exception("gateway resync failed")
 
     async def sync(self) -> None:

@@ -279,11 +279,16 @@ async def _send_forever(interval_s: float) -> None:
     from asgiref.sync import sync_to_async
 
     from config.db_writer import releasing
+    from mcpgateway.background import refused_work
 
     while True:
         try:
             await sync_to_async(releasing(deliver_due), thread_sensitive=False)()
-        except Exception:
+        except Exception as exc:
+            stop = refused_work(exc)
+            if stop is not None:
+                log.info("webhook sender stopped: %s", stop)
+                return
             log.exception("webhook sender failed")
         await asyncio.sleep(interval_s)
 
