@@ -49,7 +49,6 @@ a human's approval when the policy would now refuse it.
 
 from __future__ import annotations
 
-import json
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -66,14 +65,20 @@ SENSITIVE_WORDS = frozenset({
     "url", "urls", "uri", "link", "endpoint", "endpoints", "webhook", "webhooks", "host", "hosts",
     "hostname", "domain", "domains", "server", "servers", "target", "targets", "site", "sites",
     "iban", "bic", "swift", "account", "accounts", "routing", "payee", "beneficiary",
-    "amount", "amounts", "sum", "total", "price", "quantity",
+    "amount", "amounts", "sum", "total", "price", "quantity", "currency", "currencies", "ccy",
     "path", "paths", "filename", "directory", "dir", "folder", "destination", "dest",
 })
 # Control arguments that hold an amount: compared by value. Other numbers (accounts, phones)
 # are compared as digit strings ("0012345678" is not "12345678").
 AMOUNT_WORDS = frozenset({"amount", "amounts", "sum", "total", "price", "quantity"})
+# Control arguments that hold a currency: compared as a currency the request names.
+CURRENCY_WORDS = frozenset({"currency", "currencies", "ccy"})
+# Control arguments that hold a file path: a relative one must be a whole path the request
+# wrote, never a piece of one (`finance` out of `/finance/q3-draft.xlsx`).
+PATH_WORDS = frozenset({"path", "paths", "filename", "directory", "dir", "folder"})
 # Free text: data, not control. Only a whole value that *is* an email, URL, IBAN or path is
-# checked in them (a free-text name wins over a control name: `email_body` is free text).
+# checked in them. A free-text name wins over a control name unless the name ends with the
+# control word: `email_body` is free text, `reply_to` and `comment_url` are control.
 FREE_TEXT_WORDS = frozenset({
     "body", "subject", "text", "content", "contents", "message", "html", "markdown", "description",
     "summary", "comment", "comments", "title", "note", "notes", "caption", "reply", "prompt",
@@ -82,6 +87,14 @@ SHORT = 3  # a plain-text control value shorter than this is never taken as comi
 
 EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
 URL = re.compile(r"\b(?:https?|ftp)://[^\s\"'<>)\]`]+", re.IGNORECASE)
+# A URL in a call's arguments: the whole token up to whitespace, whatever the scheme. The
+# characters URL stops at may sit inside what a client parses as the authority
+# (`https://corp.com)@evil.test/` goes to evil.test), so a candidate is never cut there.
+URL_TOKEN = re.compile(r"(?<![\w+.-])[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
+# Anything with an `@` between non-separators once the addresses EMAIL recognises are taken
+# out: a mail stack may read it as a recipient (`"bob@corp.com"@evil.test`, `ops~@evil.test`,
+# `ops@[203.0.113.7]`), so it must be a trusted address itself.
+LOOSE_ADDRESS = re.compile(r"[^\s,;<>]*@[^\s,;<>]+")
 IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){2,7}(?:\s?[A-Z0-9]{1,4})?\b")
 NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,']\d+)*")
 PATH = re.compile(r"^(?:~?/|[A-Za-z]:\\)\S*$")
@@ -94,7 +107,16 @@ SPACED_NUMBER = re.compile(r"(?<![\w.,])\d{1,3}(?: \d{3})+(?:[.,]\d+)?(?![\w])")
 _CODE = r"(?:[A-Z]{3}|eur|usd|gbp|chf|jpy|cad|aud|sek|nok|dkk|pln|czk|inr|cny)"
 CURRENCY = re.compile(rf"^\s*(?:[$€£¥]|{_CODE}(?![A-Za-z]))\s*|\s*(?:[$€£¥]|(?<![A-Za-z]){_CODE})\s*$")
 TRAILING = ".,;:!?*'\"`"  # (Markdown's `**` and backticks, and closing quotes, end a value too)
+# Currencies a request can name: symbols, common ISO codes, and a few names.
+CURRENCY_NAMES = {"€": "EUR", "$": "USD", "£": "GBP", "¥": "JPY", "euro": "EUR", "euros": "EUR", "dollar": "USD",
+                  "dollars": "USD", "pound": "GBP", "pounds": "GBP", "franc": "CHF", "francs": "CHF"}
+CURRENCY_CODES = frozenset({
+    "EUR", "USD", "GBP", "CHF", "JPY", "CAD", "AUD", "NZD", "SEK", "NOK", "DKK", "PLN", "CZK", "HUF", "RON", "INR",
+    "CNY", "HKD", "SGD", "KRW", "MXN", "BRL", "ZAR", "TRY", "ILS", "AED", "SAR", "RUB", "BTC", "ETH", "USDT", "USDC"})
+CURRENCY_IN = re.compile(r"[€$£¥]|(?<![A-Za-z])(?:[A-Za-z]{3,4}|euros?|dollars?|pounds?|francs?)(?![A-Za-z])")
 STEP_REF = re.compile(r"\{\{\s*steps\.")
+TOKEN = re.compile(r"[^\s\"'<>|`]+")
+ID_MARK = re.compile(r"(?:#|[A-Za-z]-)\Z")  # (what comes just before an id's digits: `#4471`, `INV-4471`)
 
 REFUSAL = "Tool call refused: data-flow policy. {reason}. Use only values from the user's request for this."
 
@@ -137,6 +159,44 @@ def numbers_in(text: str) -> set[Decimal]:
     return found
 
 
+def amounts_in(text: str) -> set[Decimal]:
+    """The numbers of a text that can be an amount: not the digits of an IBAN, an address, a URL
+    or a path, nor a group of a phone number, a date or another run of digit groups
+    (`DE89 3704 …`, `(555) 123-4567`, `2026-12-01`), nor an id (`#4471`, `INV-4471`)."""
+    for pattern in (IBAN, EMAIL, URL, PATHS_IN):
+        text = pattern.sub(" ", text) if pattern is not IBAN else _blank_ibans(text)
+    runs = [m.span() for m in DIGIT_RUN.finditer(text) if _id_like(m.group(0))]
+    found: set[Decimal] = set()
+    for match in NUMBER.finditer(text):
+        start, end = match.span()
+        if any(a <= start and end <= b for a, b in runs) or ID_MARK.search(text[max(0, start - 2):start]):
+            continue
+        found |= readings(match.group(0))
+    for match in SPACED_NUMBER.finditer(text):
+        start, end = match.span()
+        if not any(a <= start and end <= b for a, b in runs):
+            found |= readings(match.group(0).replace(" ", ""))
+    return found
+
+
+def _id_like(run: str) -> bool:
+    """Whether a run of digit groups is a phone number, a date or an id rather than numbers:
+    three groups or more (`+1 555 999 0000`), groups joined by `-` or `/` (`2026-12-01`), or a
+    bracketed area code (`(555) 123`); not a number written with thousands (`1 000 000`)."""
+    bare = run.strip("()+")
+    if NUMBER.fullmatch(bare) or SPACED_NUMBER.fullmatch(bare):
+        return False
+    return (len(re.findall(r"\d+", run)) >= 3 or re.search(r"\d\)?[-/]\(?\d", run) is not None
+            or re.match(r"\+?\(\d+\)\s*\d", run) is not None)
+
+
+def _blank_ibans(text: str) -> str:
+    upper = text.upper()
+    for match in IBAN.finditer(upper):
+        text = text[:match.start()] + " " * (match.end() - match.start()) + text[match.end():]
+    return text
+
+
 def digits_in(text: str) -> set[str]:
     """Every digit string in the text: each number as written, and runs of digit groups
     ("0012 3456 78", "12-34") joined, leading zeros kept."""
@@ -154,9 +214,31 @@ def _digits(value: str) -> str:
     return bare if bare.isdigit() else ""
 
 
-def _words(name: str) -> set[str]:
+def _words(name: str) -> list[str]:
+    """An argument name's words, in order: `reply_to`, `replyTo`, `EURAmount`, `SMSTo`."""
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
-    return {w for w in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if w}
+    spaced = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", spaced)
+    return [w for w in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if w]
+
+
+def currency_of(value: str) -> str | None:
+    """The currency a value names (`€`, `eur`, `EUR`, `euros`: EUR), or None."""
+    bare = value.strip()
+    code = CURRENCY_NAMES.get(bare.lower()) or bare.upper()
+    return code if code in CURRENCY_CODES else None
+
+
+def currencies_in(text: str) -> set[str]:
+    """The currencies a text names: symbols, names, codes in capitals (`EUR`), and the common
+    codes in lower case too (`eur`; not `try`, which is a word before it is a lira)."""
+    found = set()
+    for match in CURRENCY_IN.finditer(text):
+        word = match.group(0)
+        code = currency_of(word)
+        if code is not None and (word.isupper() or not word.isalpha() or word.lower() in CURRENCY_NAMES
+                                 or re.fullmatch(_CODE, word)):
+            found.add(code)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,59 +252,91 @@ class Candidate:
 
 
 def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = ()) -> list[Candidate]:
-    """The control values of a call: in control arguments (see SENSITIVE_WORDS) every email, URL
-    and IBAN, else the whole value as an amount, a digit string or plain text; in any other
-    string argument every email and URL it contains; in free text (subject, body: see
+    """The control values of a call: in control arguments (see SENSITIVE_WORDS) every URL, email
+    and IBAN — and anything else with an `@` a mail stack could read as a recipient — else the
+    whole value as an amount, a currency, a path, a digit string or plain text; in any other
+    string argument every URL and address it contains; in free text (subject, body: see
     FREE_TEXT_WORDS) only a whole value that *is* an email, URL, IBAN or absolute path."""
     found: list[Candidate] = []
     extra = {n.lower() for n in extra_names}
 
-    def visit(where: str, value: Any, sensitive: bool, amount: bool, free: bool) -> None:
+    def visit(where: str, value: Any, kind: _Kind) -> None:
         if isinstance(value, dict):
             for key, inner in value.items():
                 if isinstance(key, str) and key.strip():  # a key can carry an address too: {"to": {"eve@…": "Bob"}}
-                    found.extend(c for c in _string_candidates(f"{where or 'arguments'} key", key.strip(), False)
+                    found.extend(c for c in _string_candidates(f"{where or 'arguments'} key", key.strip(), _Kind())
                                  if c.kind in ("email", "url", "iban", "path"))
-                words = _words(str(key))
-                listed = str(key).lower() in extra
-                own_free = bool(words & FREE_TEXT_WORDS) and not listed
-                own = listed or (bool(words & SENSITIVE_WORDS) and not own_free)
-                visit(f"{where}.{key}" if where else str(key), inner,
-                      own or (sensitive and not own_free), bool(words & AMOUNT_WORDS) or (amount and not own),
-                      own_free or (free and not own))
+                visit(f"{where}.{key}" if where else str(key), inner, kind.within(str(key), extra))
         elif isinstance(value, list | tuple):
             for i, inner in enumerate(value):
-                visit(f"{where}[{i}]", inner, sensitive, amount, free)
+                visit(f"{where}[{i}]", inner, kind)
         elif isinstance(value, bool) or value is None:
             return
         elif isinstance(value, int | float):
-            if sensitive:
-                kind = "digits" if isinstance(value, int) and not amount else "number"
-                found.append(Candidate(where, str(value), kind, exact=True))
+            if kind.sensitive:
+                number = "digits" if isinstance(value, int) and not kind.amount else "number"
+                found.append(Candidate(where, str(value), number, exact=True))
         elif isinstance(value, str) and value.strip():
-            found.extend(_string_candidates(where, value.strip(), sensitive, amount, free))
+            found.extend(_string_candidates(where, value.strip(), kind))
 
-    visit("", arguments, False, False, False)
+    visit("", arguments, _Kind())
     return found
 
 
-def _string_candidates(where: str, value: str, sensitive: bool, amount: bool = False,
-                       free: bool = False) -> list[Candidate]:
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """What an argument's name (and its enclosing names) says its value is."""
+
+    sensitive: bool = False
+    amount: bool = False
+    free: bool = False
+    path: bool = False
+    currency: bool = False
+
+    def within(self, name: str, extra: set[str]) -> _Kind:
+        """The kind of the value under `name` inside a value of this kind: its own name decides
+        where it says something, else the enclosing kind holds."""
+        words = _words(name)
+        have = set(words)
+        listed = name.lower() in extra
+        ends_control = bool(words) and words[-1] in SENSITIVE_WORDS
+        own_free = bool(have & FREE_TEXT_WORDS) and not listed and not ends_control
+        own = listed or (bool(have & SENSITIVE_WORDS) and not own_free)
+        if own:
+            return _Kind(True, bool(have & AMOUNT_WORDS), False, bool(have & PATH_WORDS), bool(have & CURRENCY_WORDS))
+        if own_free:
+            return _Kind(False, False, True, False, False)
+        return self
+
+
+def _string_candidates(where: str, value: str, kind: _Kind) -> list[Candidate]:
     shaped = _shape(value)
     if shaped:
         return [Candidate(where, value, shaped)]
-    if free and not sensitive:
+    if kind.free and not kind.sensitive:
         return []
-    inner = ([Candidate(where, m.group(0), "email") for m in EMAIL.finditer(value)]
-             + [Candidate(where, _trim(m.group(0)), "url") for m in URL.finditer(value)])
-    if not sensitive:
+    # Every URL as its whole token, then the addresses EMAIL knows, then anything else with an
+    # `@`: each piece is checked, and none hides the rest of the value.
+    rest, inner = value, []
+    for match in URL_TOKEN.finditer(value):
+        inner.append(Candidate(where, _trim_url(match.group(0)), "url"))
+        rest = rest.replace(match.group(0), " ", 1)
+    for match in EMAIL.finditer(rest):
+        inner.append(Candidate(where, match.group(0), "email"))
+    rest = EMAIL.sub(" ", rest)
+    inner += [Candidate(where, m.group(0), "email") for m in LOOSE_ADDRESS.finditer(rest)]
+    if not kind.sensitive:
         return inner
     inner += [Candidate(where, m.group(0), "iban") for m in IBAN.finditer(value.upper())]
     if inner:
         return inner
-    if amount:
+    if kind.currency and currency_of(value):
+        return [Candidate(where, value, "currency")]
+    if kind.amount:
         if NUMBER.fullmatch(CURRENCY.sub("", value).replace(" ", "")):
             return [Candidate(where, value, "number")]
+    elif kind.path:
+        return [Candidate(where, value, "relpath")]
     elif _digits(value):
         return [Candidate(where, value, "digits")]
     return [Candidate(where, value, "text")]
@@ -230,6 +344,11 @@ def _string_candidates(where: str, value: str, sensitive: bool, amount: bool = F
 
 def _trim(value: str) -> str:
     return value.rstrip(TRAILING)
+
+
+def _trim_url(value: str) -> str:
+    """A URL token without what closes the sentence or bracket it stands in."""
+    return value.rstrip(TRAILING + ")]>")
 
 
 def _shape(value: str) -> str:
@@ -294,7 +413,7 @@ class StepFlow:
         """The ledger at the start of an attempt: the request and system prompt are trusted; the
         rendered prompt too, unless its template pulls in earlier steps' outputs."""
         trusted = [Source("the agent's system prompt", system_prompt or ""),
-                   Source("the run input", json.dumps(run_input, ensure_ascii=False, default=str)),
+                   Source("the run input", "\n".join(_leaves(run_input))),
                    Source("the step's prompt", template or "")]
         untrusted = []
         if STEP_REF.search(template or ""):
@@ -317,9 +436,18 @@ class StepFlow:
         (self.trusted if trusted else self.untrusted).append(source)
 
     def _from_trusted(self, arguments: dict[str, Any]) -> bool:
+        """Whether every value the call sent came from trusted text: its control values, and
+        every other string whole (a trusted tool's answer may quote any argument: "0 contacts
+        match 'pay CH93 0076 …'" would otherwise make the attacker's IBAN trusted)."""
         if not self.untrusted:
             return True  # nothing untrusted read yet: every value so far came from trusted text
-        return all(self._appears(c, self.trusted) is not None for c in candidates(arguments, self.sensitive_arguments))
+        if not all(self._appears(c, self.trusted) is not None for c in candidates(arguments, self.sensitive_arguments)):
+            return False
+        for text in _leaves(arguments, numbers=False, keys=False):  # (names are the tool's schema; addresses in keys are candidates)
+            text = text.strip()
+            if text and self._appears(Candidate("", text, _shape(text) or "text"), self.trusted) is None:
+                return False
+        return True
 
     def side_effecting(self, tool: str, spec: Any) -> bool:
         """Checked unless its server says read-only *and* that server's word counts: installed
@@ -353,6 +481,22 @@ class StepFlow:
         return None
 
 
+def _leaves(value: Any, numbers: bool = True, keys: bool = True) -> list[str]:
+    """The strings of a JSON value (its dict keys too, with `keys`) and, with `numbers`, its
+    numbers as text: each value on its own, not its JSON text, in which escapes stick to them
+    (`\\nbob@corp.com`)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [leaf for key, inner in value.items()
+                for leaf in (*(_leaves(key, numbers, keys) if keys else ()), *_leaves(inner, numbers, keys))]
+    if isinstance(value, list | tuple):
+        return [leaf for inner in value for leaf in _leaves(inner, numbers, keys)]
+    if numbers and isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return [str(value)]
+    return []
+
+
 def _contains(text: str, candidate: Candidate) -> bool:
     """Whether the candidate value is one of the values of the source text: whole values
     compared after normalising, never a substring of one."""
@@ -365,7 +509,15 @@ def _contains(text: str, candidate: Candidate) -> bool:
             wanted = {Decimal(value).normalize()}
         else:  # written out ("4,900", "50.000", "1 000 000"): one number, every reading trusted
             wanted = readings(CURRENCY.sub("", value).replace(" ", ""))
-        return bool(wanted) and wanted <= numbers_in(text)
+            named = {c for m in CURRENCY_IN.finditer(value) if (c := currency_of(m.group(0)))}
+            if named and not named <= currencies_in(text):  # "50 BTC" against a request for 50 EUR
+                return False
+        return bool(wanted) and wanted <= amounts_in(text)
+    if kind == "currency":
+        return currency_of(value) in currencies_in(text)
+    if kind == "relpath":  # a whole path the text wrote, never a piece of one
+        wanted = posixpath.normpath(value.strip().replace("\\", "/"))
+        return any(posixpath.normpath(_trim_url(t).replace("\\", "/")) == wanted for t in TOKEN.findall(text))
     if kind == "digits":
         return _digits(value) in digits_in(text)
     if kind == "email":  # ('bob@corp.com' in quotes: the quote is not part of the address there)
