@@ -550,24 +550,39 @@ class BatchWriter:
                 self._flush(kind, batch)
 
     def _flush(self, kind: str, batch: list[tuple[Any, asyncio.Future[Any], asyncio.AbstractEventLoop]]) -> None:
-        from django.db import transaction
+        from mcpgateway.audit_batch import row_error
 
         flush, durable = self._kinds[kind]
         try:
-            if connection.errors_occurred:
-                connection.close_if_unusable_or_obsolete()
-            with _durability(durable), transaction.atomic():
-                if not durable and connection.vendor == "postgresql":
-                    with connection.cursor() as cursor:
-                        cursor.execute("SET LOCAL synchronous_commit TO OFF")
-                results = flush([item for item, _, _ in batch])
-            outcomes = [(True, r) for r in results]
-        except Exception as exc:  # the batch failed as a whole: so did each write in it
-            outcomes = [(False, exc)] * len(batch)
+            outcomes = self._write(flush, durable, [item for item, _, _ in batch])
+        except Exception as exc:
+            if len(batch) > 1 and row_error(exc):  # one caller's data: only its write fails, not its neighbours'
+                outcomes = [self._alone(flush, durable, item) for item, _, _ in batch]
+            else:  # the database failed: so did each write of the batch
+                outcomes = [(False, exc)] * len(batch)
         finally:
             release_connection()
         for (_, future, loop), (ok, value) in zip(batch, outcomes, strict=True):
             loop.call_soon_threadsafe(_settle, future, ok, value)
+
+    def _alone(self, flush: Callable[[list[Any]], list[Any]], durable: bool, item: Any) -> tuple[bool, Any]:
+        try:
+            return self._write(flush, durable, [item])[0]
+        except Exception as exc:
+            return False, exc
+
+    @staticmethod
+    def _write(flush: Callable[[list[Any]], list[Any]], durable: bool, items: list[Any]) -> list[tuple[bool, Any]]:
+        from django.db import transaction
+
+        if connection.errors_occurred:
+            connection.close_if_unusable_or_obsolete()
+        with _durability(durable), transaction.atomic():
+            if not durable and connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            results = flush(items)
+        return [(True, r) for r in results]
 
 
 class _durability:

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import time
 import uuid
 from typing import Any
@@ -122,12 +123,14 @@ class Gateway:
         started = time.perf_counter()
         principal = invocation.principal
         self._check_team(principal)
-        snapshot = await self._snapshot(principal.team_id)
-        entry = snapshot.tools.get(invocation.name)
-        grant = snapshot.grant_for(principal, entry) if entry is not None else None
-        audit = _Audit(invocation, entry, grant, started,
+        audit = _Audit(invocation, None, None, started,
                        defer=self.defer_audit and invocation.run_id is None and not invocation.idempotency_key)
         try:
+            # (inside: a snapshot that cannot be loaded — the database locked, the caller gone —
+            # still leaves the call's row)
+            snapshot = await self._snapshot(principal.team_id)
+            audit.entry = entry = snapshot.tools.get(invocation.name)
+            audit.grant = grant = snapshot.grant_for(principal, entry) if entry is not None else None
             return await self._audited(invocation, entry, grant, audit)
         except BaseException as exc:
             # A call from outside a run that ends without an outcome of its own (the caller
@@ -324,8 +327,19 @@ class _Audit:
     async def start(self) -> None:
         """Durably record that the upstream call is about to be made (committed when this returns)."""
         self.dispatch_id = uuid.uuid4().hex
+        # The writer commits the row whether or not this caller still waits: a caller cancelled
+        # meanwhile learns whether it did, so that the outcome updates that row instead of
+        # adding a second one and leaving the first `started` for good.
+        pending = asyncio.ensure_future(gateway_writes.submit("audit", self._row(CallStatus.STARTED, "", None, latency_ms=0.0)))
         try:
-            await gateway_writes.submit("audit", self._row(CallStatus.STARTED, "", None, latency_ms=0.0))
+            await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            try:
+                await asyncio.shield(pending)
+            except BaseException:
+                if not (pending.done() and not pending.cancelled() and pending.exception() is None):
+                    self.dispatch_id = ""
+            raise
         except BaseException:
             self.dispatch_id = ""  # not committed: an outcome is a whole row, not an update of this one
             raise
@@ -370,18 +384,25 @@ def _ending(exc: BaseException, called: bool) -> tuple[str, str]:
 
 
 NUL_MARK = "\ufffd"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def storable(value: Any) -> Any:
-    """`value` with every NUL character in its strings (dict keys too) replaced by U+FFFD:
-    PostgreSQL refuses NUL in text and in jsonb (a call's arguments or result may carry one);
+    """`value` with every NUL character and lone surrogate in its strings (dict keys too)
+    replaced by U+FFFD: PostgreSQL refuses NUL in text and in jsonb (a call's arguments or
+    result may carry one), and no database stores a lone surrogate, which JSON's `\\udc80`
+    gives (a JSON-RPC id made the call's audit row, and a batch of other callers', fail);
     and NaN or an infinity as the string "NaN", "Infinity" or "-Infinity": JSON has no such
     number, so SQLite's JSON check and jsonb refused the row, and a call sent with one (which
     /mcp accepts and forwards as null) failed with the database's exception name."""
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
     if isinstance(value, str):
-        return value.replace("\x00", NUL_MARK) if "\x00" in value else value
+        if "\x00" in value:
+            value = value.replace("\x00", NUL_MARK)
+        if not value.isascii():
+            value = _SURROGATE.sub(NUL_MARK, value)  # (JSON's "\\udc80", in an id too: no database stores it)
+        return value
     if isinstance(value, dict):
         return {storable(k): storable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
