@@ -16,6 +16,9 @@ class OrchestratorConfig(AppConfig):
 
         register_secret_source("orchestrator.webhooks", webhook_secrets)
         register_secret_source("orchestrator.model_credentials.env", _credential_env_values)
+        from orchestrator.evals.exfiltration import token_needles
+
+        register_secret_source("orchestrator.evals.token_needles", token_needles)
         # A deleted schedule takes its beat task along, whatever deleted it.
         from django.db.models.signals import post_delete
 

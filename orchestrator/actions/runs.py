@@ -24,6 +24,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,), "number": (int, float), "integer": (int,), "boolean": (bool,), "object": (dict,), "array": (list,),
 }
 
+CANCEL_NOTE = "run cancelled"  # the decision note of the reviews a cancel closed
+
 
 def check_run_input(spec: PipelineSpec, data: Any) -> dict[str, Any]:
     """The run input with defaults applied; raises ActionError naming the bad field."""
@@ -113,7 +115,7 @@ def _finish_cancelled(locked: Run) -> None:
     now = timezone.now()
     StepRun.objects.filter(run_id=locked.pk, status=StepStatus.RUNNING).update(
         status=StepStatus.CANCELLED, finished_at=now, error="cancelled")
-    locked.review_items.filter(status="pending").update(status="rejected", decision={"action": "reject", "note": "run cancelled"})
+    locked.review_items.filter(status="pending").update(status="rejected", decision={"action": "reject", "note": CANCEL_NOTE})
     Run.objects.filter(pk=locked.pk).update(status=RunStatus.CANCELLED, finished_at=now, error="cancelled",
                                             cancel_requested=True, lease_owner="", lease_until=None)
     release_run(locked.pk)

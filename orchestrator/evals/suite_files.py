@@ -13,6 +13,7 @@ from django.db import transaction
 from mcpgateway.actions.access import do_grant
 from mcpgateway.actions.templates import do_install_builtin
 from mcpgateway.models import Grant
+from mcpgateway.redaction import invalidate as invalidate_redactor
 from orchestrator.actions.errors import ActionError
 from orchestrator.evals.spec import SuiteSpec, parse_suite
 from orchestrator.models import Agent, EvalCase, EvalSuite, Pipeline, Team
@@ -59,6 +60,7 @@ def _save_suite(team: Team, spec: SuiteSpec) -> EvalSuite:
             "position": i, "input": c.input, "expect": c.expect.model_dump(exclude_none=True),
             "expected_tools": c.expected_tools.model_dump() if c.expected_tools else {},
             "attack": c.attack.model_dump(exclude_none=True) if c.attack else {}, "tags": c.tags})
+    transaction.on_commit(invalidate_redactor)  # its token-shaped canaries are known forms from now on
     return suite
 
 
