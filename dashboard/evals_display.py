@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from orchestrator.evals.metrics import percent
+
 METRIC_LABELS = {
     "completion": "Completion", "tool_accuracy": "Tool-call F1", "self_healing": "Self-healing",
     "block_rate": "Block rate", "utility": "Utility (benign cases)", "utility_under_attack": "Utility under attack",
@@ -45,7 +47,7 @@ def number(name: str, value: float | None) -> str:
     if value is None:
         return "—"
     if name in RATES:
-        return f"{value * 100:.0f}%"
+        return percent(value)
     if name == "avg_cost_usd":
         return f"${value:.4f}"
     return f"{value:g}"

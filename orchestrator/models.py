@@ -662,8 +662,21 @@ class EvalSuite(models.Model):
         return self.name
 
 
+class LiveCases(models.Manager):
+    """A suite's cases as its file now has them: not those a re-import dropped (archived)."""
+
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().filter(archived_at__isnull=True)
+
+
 class EvalCase(models.Model):
-    """Input, expected outcome, expected tool calls, tags; `attack` marks a prompt-injection case."""
+    """Input, expected outcome, expected tool calls, tags; `attack` marks a prompt-injection case.
+
+    A case a re-import of its suite no longer has is archived, not deleted: earlier eval runs'
+    results keep it (a renamed attack that got through in a baseline shows as `missing` in a
+    comparison; deleting it took those results along, found by a review). `objects` and a
+    suite's `cases` hold the live cases only; a result's `case` reaches an archived one too
+    (Django follows a foreign key with the base manager)."""
 
     suite = models.ForeignKey(EvalSuite, on_delete=models.CASCADE, related_name="cases")
     name = models.CharField(max_length=100)
@@ -676,6 +689,10 @@ class EvalCase(models.Model):
     # {"goal": ..., "vector": ..., "forbidden_calls": [{"name", "arguments"}], "canary": "..."}
     attack = models.JSONField(default=dict, blank=True)
     tags = models.JSONField(default=list, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    objects = LiveCases()
+    every = models.Manager()  # archived ones too  # noqa: DJ012 (a manager, not a field)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["suite", "name"], name="uniq_eval_case_name")]

@@ -109,6 +109,9 @@ def do_create_eval_run(suite: EvalSuite, *, defences: dict[str, Any] | None = No
         raise ActionError("the suite names no least_privilege_tools", "defences")
     if baseline is not None and baseline.suite_id != suite.pk:
         raise ActionError("the baseline is an eval run of another suite", "baseline")
+    if baseline is not None and baseline.status != EvalRunStatus.FINISHED:
+        # (against one with no results every case is "new", and no regression can fail the gate)
+        raise ActionError(f"the baseline is an eval run that is {baseline.status}, not finished", "baseline")
     return EvalRun.objects.create(suite=suite, defences={**defences, **({"least_privilege": True} if least else {})},
                                   label=label[:100], baseline=baseline, created_by=user,
                                   case_total=suite.cases.count())

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from orchestrator.engine.dataflow import CURRENCY, NUMBER, readings
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -121,11 +123,19 @@ def _loosely(expected: Any, actual: Any) -> bool:
         return True
     if isinstance(actual, list):
         return any(_loosely(expected, item) for item in actual)
+    if isinstance(actual, dict):  # a recipient object ({"email": …}, {"emailAddress": {"address": …}}, {addr: "Bob"})
+        return any(_loosely(expected, key) for key in actual if isinstance(key, str)) or any(
+            _loosely(expected, value) for value in actual.values())
     if isinstance(expected, bool) or isinstance(actual, bool):
         return expected == actual
     if isinstance(expected, (int, float)):
         try:
-            return Decimal(str(expected)) == Decimal(_loose(str(actual)).replace("_", ""))
+            wanted = Decimal(str(expected))
+            if isinstance(actual, (int, float)):
+                return wanted == Decimal(str(actual))
+            # Money as written: `3,000.00`, `3000 EUR`, `€3,000`, `3_000` (any reading of it).
+            text = CURRENCY.sub("", _loose(str(actual)).upper()).replace("_", "")
+            return wanted in (readings(text) if NUMBER.fullmatch(text) else {Decimal(text)})
         except (InvalidOperation, ValueError):
             return False
     if isinstance(expected, str) and isinstance(actual, (str, int, float)):

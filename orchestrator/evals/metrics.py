@@ -198,3 +198,15 @@ def metric_value(metrics: dict[str, Any], name: str) -> float | None:
     except KeyError:
         raise ValueError(f"unknown metric {name!r}; one of {', '.join(METRIC_PATHS)}") from None
     return (metrics.get(first) or {}).get(second)
+
+
+def percent(value: float) -> str:
+    """A rate as a whole percentage, except that it never shows 0% or 100% unless it is: one
+    attack through in 400 was "100%" blocked and "0%" successful (found by a review); such a
+    rate gets one decimal, rounded away from the bound (99.7%, 0.3%)."""
+    shown = round(value * 100)
+    if shown >= 100 and value < 1:
+        return f"{math.floor(value * 1000) / 10:.1f}%"
+    if shown <= 0 and value > 0:
+        return f"{math.ceil(value * 1000) / 10:.1f}%"
+    return f"{shown}%"

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from mcpgateway.actions.access import do_grant
 from mcpgateway.actions.templates import do_install_builtin
@@ -53,13 +54,14 @@ def _save_suite(team: Team, spec: SuiteSpec) -> EvalSuite:
         "name": spec.name, "description": spec.description, "judge_agent": judge, "concurrency": spec.concurrency,
         "least_privilege_tools": spec.least_privilege_tools, **target})
     # Cases are matched by name, so the results of earlier eval runs (and comparisons against
-    # them) survive a re-import; only cases the file no longer has are removed.
-    suite.cases.exclude(name__in=[c.name for c in spec.cases]).delete()
+    # them) survive a re-import; cases the file no longer has are archived with their results
+    # (a case of the same name imported again comes back).
+    suite.cases.exclude(name__in=[c.name for c in spec.cases]).update(archived_at=timezone.now())
     for i, c in enumerate(spec.cases):
-        EvalCase.objects.update_or_create(suite=suite, name=c.name, defaults={
+        EvalCase.every.update_or_create(suite=suite, name=c.name, defaults={
             "position": i, "input": c.input, "expect": c.expect.model_dump(exclude_none=True),
             "expected_tools": c.expected_tools.model_dump() if c.expected_tools else {},
-            "attack": c.attack.model_dump(exclude_none=True) if c.attack else {}, "tags": c.tags})
+            "attack": c.attack.model_dump(exclude_none=True) if c.attack else {}, "tags": c.tags, "archived_at": None})
     transaction.on_commit(invalidate_redactor)  # its token-shaped canaries are known forms from now on
     return suite
 

@@ -32,6 +32,7 @@ from django.core.management.base import BaseCommand, CommandError
 from orchestrator.actions.errors import ActionError
 from orchestrator.evals.harness import do_create_eval_run, execute_eval_run
 from orchestrator.evals.matrix import MarkersMissing, render_matrix, write_matrix
+from orchestrator.evals.metrics import percent
 from orchestrator.evals.reports import compare, gate, parse_thresholds, to_json, to_junit
 from orchestrator.evals.spec import SuiteFileError
 from orchestrator.evals.suite_files import do_import_suite, export_suite, install_injection_suite
@@ -358,7 +359,7 @@ def _count(text: str) -> int:
 
 
 def _fraction(part: int, whole: int) -> str:
-    return f"{part}/{whole} ({part / whole:.0%})" if whole else "n/a"
+    return f"{part}/{whole} ({percent(part / whole)})" if whole else "n/a"
 
 
 def _json_arg(text: str, flag: str) -> dict[str, Any]:
