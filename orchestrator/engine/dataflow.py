@@ -412,6 +412,8 @@ class StepFlow:
     def for_step(cls, defences: Any, *, system_prompt: str, run_input: Any, template: str, prompt: str) -> StepFlow:
         """The ledger at the start of an attempt: the request and system prompt are trusted; the
         rendered prompt too, unless its template pulls in earlier steps' outputs."""
+        if defences.dataflow == "off":  # nothing is observed or checked: no ledger to build
+            return cls("off")
         trusted = [Source("the agent's system prompt", system_prompt or ""),
                    Source("the run input", "\n".join(_leaves(run_input))),
                    Source("the step's prompt", template or "")]
