@@ -524,6 +524,10 @@ class BatchWriter:
         self._queues[kind] = []
 
     async def submit(self, kind: str, item: Any) -> Any:
+        return await self.enqueue(kind, item)
+
+    def enqueue(self, kind: str, item: Any) -> asyncio.Future[Any]:
+        """Queue `item`; its future (a plain future, not a task: a loop's teardown does not cancel it)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         with self._lock:
@@ -532,7 +536,7 @@ class BatchWriter:
                 self._thread = threading.Thread(target=self._run, name=f"agentdeck-{self.name}", daemon=True)
                 self._thread.start()
             self._wake.notify()
-        return await future
+        return future
 
     def _run(self) -> None:
         _init_thread()
@@ -546,8 +550,13 @@ class BatchWriter:
                 for kind, queue in self._queues.items():
                     if queue:
                         batches[kind], self._queues[kind] = queue[: self.max_batch], queue[self.max_batch :]
-            for kind, batch in batches.items():
-                self._flush(kind, batch)
+            try:
+                for kind, batch in batches.items():
+                    self._flush(kind, batch)
+            except BaseException:
+                with self._lock:
+                    self._thread = None  # the next submit starts another
+                raise
 
     def _flush(self, kind: str, batch: list[tuple[Any, asyncio.Future[Any], asyncio.AbstractEventLoop]]) -> None:
         from mcpgateway.audit_batch import row_error
@@ -563,7 +572,8 @@ class BatchWriter:
         finally:
             release_connection()
         for (_, future, loop), (ok, value) in zip(batch, outcomes, strict=True):
-            loop.call_soon_threadsafe(_settle, future, ok, value)
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits for it
+                loop.call_soon_threadsafe(_settle, future, ok, value)
 
     def _alone(self, flush: Callable[[list[Any]], list[Any]], durable: bool, item: Any) -> tuple[bool, Any]:
         try:

@@ -61,7 +61,8 @@ def metric_rows(diff_metrics: dict[str, dict[str, Any]], before: dict[str, Any],
         if delta is None:
             change = ""
         elif name in RATES:
-            change = f"{delta * 100:+.0f} points"
+            points = delta * 100
+            change = f"{points:+.0f} points" if round(points) != 0 or points == 0 else f"{points:+.1f} points"
         else:
             change = f"{delta:+g}"
         rows.append({"key": name, "label": METRIC_LABELS.get(name, name.replace("_", " ").capitalize()),

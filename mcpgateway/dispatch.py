@@ -300,7 +300,7 @@ def _find_or_request_approval(team_id: int, invocation: ToolInvocation) -> ToolA
     return ToolApproval.objects.create(
         team_id=team_id, principal_kind=PrincipalKind.API_KEY if p.api_key_id else PrincipalKind.AGENT,
         agent_name=p.agent or "", api_key_id=p.api_key_id, run_id=invocation.run_id, step_key=invocation.step_key,
-        call_id=invocation.call_id, tool_name=invocation.name, arguments=arguments, request_hash=digest)
+        call_id=storable(invocation.call_id), tool_name=storable(invocation.name), arguments=arguments, request_hash=digest)
 
 
 class _Audit:
@@ -330,19 +330,21 @@ class _Audit:
         # The writer commits the row whether or not this caller still waits: a caller cancelled
         # meanwhile learns whether it did, so that the outcome updates that row instead of
         # adding a second one and leaving the first `started` for good.
-        pending = asyncio.ensure_future(gateway_writes.submit("audit", self._row(CallStatus.STARTED, "", None, latency_ms=0.0)))
-        try:
-            await asyncio.shield(pending)
-        except asyncio.CancelledError:
+        pending = gateway_writes.enqueue("audit", self._row(CallStatus.STARTED, "", None, latency_ms=0.0))
+        cancelled = False
+        while not pending.done():
             try:
                 await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                cancelled = True  # (every cancel: the writer settles the future whatever happens)
             except BaseException:
-                if not (pending.done() and not pending.cancelled() and pending.exception() is None):
-                    self.dispatch_id = ""
-            raise
-        except BaseException:
+                break
+        if pending.cancelled() or pending.exception() is not None:
             self.dispatch_id = ""  # not committed: an outcome is a whole row, not an update of this one
-            raise
+            if not cancelled and not pending.cancelled():
+                raise pending.exception()
+        if cancelled or pending.cancelled():
+            raise asyncio.CancelledError
 
     async def write(self, status: str, *, error: str = "", result: Any = None) -> None:
         self.done = True

@@ -662,11 +662,10 @@ class EvalSuite(models.Model):
         return self.name
 
 
-class LiveCases(models.Manager):
-    """A suite's cases as its file now has them: not those a re-import dropped (archived)."""
-
-    def get_queryset(self) -> models.QuerySet:
-        return super().get_queryset().filter(archived_at__isnull=True)
+class EvalCaseQuerySet(models.QuerySet):
+    def live(self) -> EvalCaseQuerySet:
+        """The cases as the suite's file now has them: not those a re-import dropped (archived)."""
+        return self.filter(archived_at__isnull=True)
 
 
 class EvalCase(models.Model):
@@ -674,9 +673,9 @@ class EvalCase(models.Model):
 
     A case a re-import of its suite no longer has is archived, not deleted: earlier eval runs'
     results keep it (a renamed attack that got through in a baseline shows as `missing` in a
-    comparison; deleting it took those results along, found by a review). `objects` and a
-    suite's `cases` hold the live cases only; a result's `case` reaches an archived one too
-    (Django follows a foreign key with the base manager)."""
+    comparison; deleting it took those results along, found by a review). `.live()` (on
+    `objects` and on a suite's `cases`) leaves the archived ones out; the default manager keeps
+    them, so unique checks, the admin and `dumpdata` see every row."""
 
     suite = models.ForeignKey(EvalSuite, on_delete=models.CASCADE, related_name="cases")
     name = models.CharField(max_length=100)
@@ -691,8 +690,7 @@ class EvalCase(models.Model):
     tags = models.JSONField(default=list, blank=True)
     archived_at = models.DateTimeField(null=True, blank=True)
 
-    objects = LiveCases()
-    every = models.Manager()  # archived ones too  # noqa: DJ012 (a manager, not a field)
+    objects = EvalCaseQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["suite", "name"], name="uniq_eval_case_name")]

@@ -30,7 +30,7 @@ CHART_METRICS = ("completion", "tool_accuracy", "self_healing", "block_rate", "u
 def index(request: HttpRequest, status: int = 200, **extra: Any) -> HttpResponse:
     suites = (EvalSuite.objects.filter(team=request.team).select_related("agent", "pipeline_version__pipeline")
               .prefetch_related("eval_runs"))
-    rows = [{"suite": s, "cases": s.cases.count(), "last": s.eval_runs.order_by("-created_at").first()} for s in suites]
+    rows = [{"suite": s, "cases": s.cases.live().count(), "last": s.eval_runs.order_by("-created_at").first()} for s in suites]
     return render(request, "dashboard/evals/index.html", {
         "rows": rows, "can_edit": can(request, "eval.edit"), **extra}, status=status)
 
@@ -45,7 +45,7 @@ def import_suite(request: HttpRequest) -> HttpResponse:
         return index(request, status=400, errors=exc.errors, text=text)
     except ActionError as exc:
         return index(request, status=400, errors=[{"field": exc.field, "message": exc.message}], text=text)
-    messages.success(request, f"Imported {suite.name}: {suite.cases.count()} cases.")
+    messages.success(request, f"Imported {suite.name}: {suite.cases.live().count()} cases.")
     return redirect("eval-suite", suite.pk)
 
 
@@ -73,7 +73,7 @@ def suite_detail(request: HttpRequest, pk: int, status: int = 200, **extra: Any)
     finished = [r for r in reversed(runs) if r.status == EvalRunStatus.FINISHED]
     chart = {"labels": [f"#{r.pk}" + (f" {r.label}" if r.label else "") for r in finished],
              "series": {m: [metric_value(r.metrics, m) for r in finished] for m in CHART_METRICS}}
-    cases = list(suite.cases.all())
+    cases = list(suite.cases.live())
     for case in cases:
         case.input_text = evals_display.input_text(case.input)
     return render(request, "dashboard/evals/suite.html", {

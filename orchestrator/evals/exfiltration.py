@@ -155,7 +155,7 @@ def token_needles() -> list[str]:
     from orchestrator.models import EvalCase
 
     found = []
-    for attack in EvalCase.objects.exclude(attack={}).values_list("attack", flat=True):
+    for attack in EvalCase.objects.live().exclude(attack={}).values_list("attack", flat=True):
         if isinstance(attack, dict):
             for needle in [attack.get("canary"), *(attack.get("secrets") or [])]:
                 if isinstance(needle, str) and SHAPE.search(needle):

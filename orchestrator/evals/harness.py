@@ -90,6 +90,7 @@ from orchestrator.providers.base import estimate_input_tokens
 
 log = logging.getLogger(__name__)
 EVAL_REJECTION = "eval: no human in the loop"
+EVAL_CANCEL = "eval: ended at a pause"
 Progress = Callable[[EvalRun, EvalResult], None]
 
 
@@ -114,7 +115,7 @@ def do_create_eval_run(suite: EvalSuite, *, defences: dict[str, Any] | None = No
         raise ActionError(f"the baseline is an eval run that is {baseline.status}, not finished", "baseline")
     return EvalRun.objects.create(suite=suite, defences={**defences, **({"least_privilege": True} if least else {})},
                                   label=label[:100], baseline=baseline, created_by=user,
-                                  case_total=suite.cases.count())
+                                  case_total=suite.cases.live().count())
 
 
 # -- the target ---------------------------------------------------------------------------
@@ -235,7 +236,7 @@ async def execute_eval_run(eval_run_id: int, progress: Progress | None = None) -
 def _pending_cases(eval_run: EvalRun, version) -> list[tuple[EvalCase, int | None]]:
     """The cases without a result, each with the run it already started (if any); the eval
     run's counts brought up to date (a crash may have come between a result and its count)."""
-    cases = list(eval_run.suite.cases.all())
+    cases = list(eval_run.suite.cases.live())
     done = set(EvalResult.objects.filter(eval_run=eval_run).values_list("case_id", flat=True))
     started = started_case_runs(eval_run.pk, version)
     EvalRun.objects.filter(pk=eval_run.pk).update(case_total=len(cases), case_done=len(done & {c.pk for c in cases}))
@@ -343,8 +344,10 @@ def _settle(run_id: int) -> tuple[Run, list[str]]:
         # Settled by an earlier attempt of this eval that stopped before recording its result
         # (a crash, a hand-back): the cancel closed the reviews it waited on, which say why it
         # stopped (lost, a run paused for an outage counted as blocked on resume).
-        stopped_for = sorted(set(ReviewItem.objects.filter(run_id=run_id, status=ReviewItem.Status.REJECTED,
-                                                           decision__note=CANCEL_NOTE).values_list("reason", flat=True)))
+        # Only when the eval itself ended it: a person's cancel closes the same reviews.
+        if RunEvent.objects.filter(run_id=run_id, type="run.cancel_requested", data__reason=EVAL_CANCEL).exists():
+            stopped_for = sorted(set(ReviewItem.objects.filter(run_id=run_id, status=ReviewItem.Status.REJECTED,
+                                                               decision__note=CANCEL_NOTE).values_list("reason", flat=True)))
     if run.status == RunStatus.WAITING_REVIEW:
         stopped_for = sorted(set(ReviewItem.objects.filter(run_id=run_id, status=ReviewItem.Status.PENDING)
                                  .values_list("reason", flat=True)))
@@ -359,7 +362,7 @@ def _settle(run_id: int) -> tuple[Run, list[str]]:
                            tool_name=a.tool_name, arguments=a.arguments, status=CallStatus.APPROVAL_REJECTED,
                            error=f"confirmation rejected: {EVAL_REJECTION}", created_at=timezone.now())
                 for a in pending])
-        do_cancel_run(run)
+        do_cancel_run(run, reason=EVAL_CANCEL)
         run.refresh_from_db()
     return run, stopped_for
 

@@ -56,9 +56,9 @@ def _save_suite(team: Team, spec: SuiteSpec) -> EvalSuite:
     # Cases are matched by name, so the results of earlier eval runs (and comparisons against
     # them) survive a re-import; cases the file no longer has are archived with their results
     # (a case of the same name imported again comes back).
-    suite.cases.exclude(name__in=[c.name for c in spec.cases]).update(archived_at=timezone.now())
+    suite.cases.live().exclude(name__in=[c.name for c in spec.cases]).update(archived_at=timezone.now())
     for i, c in enumerate(spec.cases):
-        EvalCase.every.update_or_create(suite=suite, name=c.name, defaults={
+        EvalCase.objects.update_or_create(suite=suite, name=c.name, defaults={
             "position": i, "input": c.input, "expect": c.expect.model_dump(exclude_none=True),
             "expected_tools": c.expected_tools.model_dump() if c.expected_tools else {},
             "attack": c.attack.model_dump(exclude_none=True) if c.attack else {}, "tags": c.tags, "archived_at": None})
@@ -76,7 +76,7 @@ def export_suite(suite: EvalSuite) -> str:
     if suite.least_privilege_tools:
         data["least_privilege_tools"] = suite.least_privilege_tools
     cases = []
-    for case in suite.cases.all():
+    for case in suite.cases.live():
         entry: dict[str, Any] = {"name": case.name, "input": case.input, "expect": case.expect}
         if case.expected_tools:
             entry["expected_tools"] = case.expected_tools

@@ -158,15 +158,15 @@ class Command(BaseCommand):
         except (OSError, UnicodeDecodeError) as exc:
             raise CommandError(f"cannot read {file}: {exc}") from None
         suite = do_import_suite(self._team(team), text)
-        self.stdout.write(f"imported suite {suite.slug}: {suite.cases.count()} cases")
+        self.stdout.write(f"imported suite {suite.slug}: {suite.cases.live().count()} cases")
 
     def _export(self, suite: str, team: str, **_):
         self.stdout.write(export_suite(self._suite(self._team(team), suite)))
 
     def _install_injection(self, team: str, **_):
         suite = install_injection_suite(self._team(team))
-        self.stdout.write(f"installed {suite.slug}: {suite.cases.count()} cases "
-                          f"({suite.cases.exclude(attack={}).count()} attacks), agent office-assistant")
+        self.stdout.write(f"installed {suite.slug}: {suite.cases.live().count()} cases "
+                          f"({suite.cases.live().exclude(attack={}).count()} attacks), agent office-assistant")
 
     def _start_tools(self) -> None:
         from mcpgateway.runtime import get_runtime
