@@ -60,6 +60,11 @@ if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
 # computes minutes of embeddings (then cached on disk), so under xdist they share one worker
 # instead of two workers computing the same embeddings at once.
 MINILM_FILES = ("tests/orchestrator/evals/test_detector_minilm.py", "tests/orchestrator/evals/test_detector_eval.py")
+# Files that start sandbox containers: one worker runs them one after another, since the
+# sandbox tests count the Docker engine's sandbox containers (another file's, started on the
+# other worker meanwhile, made them fail).
+DOCKER_FILES = ("tests/mcpgateway/sandbox/", "tests/mcpgateway/test_idempotency_sandbox.py",
+                "tests/orchestrator/test_sandbox_pipeline.py", "tests/dashboard/test_home_templates.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -107,8 +112,8 @@ DATABASE_FIXTURES = frozenset({"db", "transactional_db", "live_server", "django_
 
 class _FileGroups:
     """`pytest -n N --dist loadfile` (`make test`): a whole file goes to one worker (its module
-    fixtures, its Celery workers and its Redis database stay together) and the MiniLM files go
-    together to one. Files are handed out in the order above (`--no-loadscope-reorder`), so a
+    fixtures, its Celery workers and its Redis database stay together), the MiniLM files go
+    together to one, and so do the files that start sandbox containers (`DOCKER_FILES`). Files are handed out in the order above (`--no-loadscope-reorder`), so a
     worker that starts the browser tests runs nothing else after them.
 
     (xdist's own `--dist loadgroup` cannot do this under pytest 9.2: the group it appends to a
@@ -123,7 +128,9 @@ class _FileGroups:
         class FileScheduling(LoadScopeScheduling):
             def _split_scope(self, nodeid: str) -> str:
                 path = nodeid.split("::", 1)[0]
-                return "minilm" if path.endswith(MINILM_FILES) else path
+                if path.endswith(MINILM_FILES):
+                    return "minilm"
+                return "docker" if any(path.startswith(p) or path.endswith(p) for p in DOCKER_FILES) else path
 
         return FileScheduling(config, log)
 

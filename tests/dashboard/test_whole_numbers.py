@@ -70,10 +70,12 @@ def test_the_team_switcher_ignores_a_team_that_is_not_a_number(client, team):
     assert response.status_code == 302  # (it was a 500: found by a review of the first fix)
 
 
-def test_a_grants_rate_past_the_column_is_refused_not_a_500(client):
+def test_a_grants_rate_past_the_column_is_refused_not_a_500(client, team):
     from mcpgateway.models import ToolServer
 
-    server = ToolServer.objects.create(team_id=1, name="srv", transport="http", url="https://mcp.example.com/mcp")
+    # (the signed-in team's server: `team_id=1` held only while no earlier test in the process
+    # had created a team, and otherwise the form refused the server, not the rate)
+    server = ToolServer.objects.create(team_id=team.pk, name="srv", transport="http", url="https://mcp.example.com/mcp")
     response = client.post("/tools/access/grants/", {"target": f"server:{server.pk}", "principal": "team",
                                                      "calls_per_minute": "99999999999"})
     assert response.status_code == 400 and "at most 1,000,000" in response.content.decode()
