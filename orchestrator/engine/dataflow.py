@@ -49,6 +49,8 @@ a human's approval when the policy would now refuse it.
 
 from __future__ import annotations
 
+import functools
+import math
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -66,7 +68,8 @@ SENSITIVE_WORDS = frozenset({
     "hostname", "domain", "domains", "server", "servers", "target", "targets", "site", "sites",
     "iban", "bic", "swift", "account", "accounts", "routing", "payee", "beneficiary",
     "amount", "amounts", "sum", "total", "price", "quantity", "currency", "currencies", "ccy",
-    "path", "paths", "filename", "directory", "dir", "folder", "destination", "dest",
+    "path", "paths", "filename", "filenames", "filepath", "filepaths", "file", "files", "directory", "dir", "folder",
+    "destination", "dest", "source", "src",
 })
 # Control arguments that hold an amount: compared by value. Other numbers (accounts, phones)
 # are compared as digit strings ("0012345678" is not "12345678").
@@ -75,7 +78,8 @@ AMOUNT_WORDS = frozenset({"amount", "amounts", "sum", "total", "price", "quantit
 CURRENCY_WORDS = frozenset({"currency", "currencies", "ccy"})
 # Control arguments that hold a file path: a relative one must be a whole path the request
 # wrote, never a piece of one (`finance` out of `/finance/q3-draft.xlsx`).
-PATH_WORDS = frozenset({"path", "paths", "filename", "directory", "dir", "folder"})
+PATH_WORDS = frozenset({"path", "paths", "filename", "filenames", "filepath", "filepaths", "file", "files",
+                        "directory", "dir", "folder"})
 # Free text: data, not control. Only a whole value that *is* an email, URL, IBAN or path is
 # checked in them. A free-text name wins over a control name unless the name ends with the
 # control word: `email_body` is free text, `reply_to` and `comment_url` are control.
@@ -85,38 +89,50 @@ FREE_TEXT_WORDS = frozenset({
 })
 SHORT = 3  # a plain-text control value shorter than this is never taken as coming from a source
 
-EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
-URL = re.compile(r"\b(?:https?|ftp)://[^\s\"'<>)\]`]+", re.IGNORECASE)
+# (Patterns that scan a run of characters start only where the run starts, by a lookbehind:
+# tried at every character of a crafted 100 KB text they were quadratic — seconds to minutes
+# on the event loop, found by a review.)
+EMAIL = re.compile(r"(?<![\w.+'-])[\w.+'-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
+_SCHEME = r"(?<![\w+.-])[a-z][a-z0-9+.-]*://"
+# A URL of any scheme (`s3://`, `wss://`, `postgres://`), up to a character that closes it in
+# prose, an IPv6 host kept whole (`http://[2001:db8::1]/hook`).
+URL = re.compile(_SCHEME + r"(?:\[[0-9a-f:.]+\])?[^\s\"'<>)\]`\u201d\u2019\u00bb}]*", re.IGNORECASE)
 # A URL in a call's arguments: the whole token up to whitespace, whatever the scheme. The
 # characters URL stops at may sit inside what a client parses as the authority
 # (`https://corp.com)@evil.test/` goes to evil.test), so a candidate is never cut there.
-URL_TOKEN = re.compile(r"(?<![\w+.-])[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
+URL_TOKEN = re.compile(_SCHEME + r"\S+", re.IGNORECASE)
 # Anything with an `@` between non-separators once the addresses EMAIL recognises are taken
 # out: a mail stack may read it as a recipient (`"bob@corp.com"@evil.test`, `ops~@evil.test`,
 # `ops@[203.0.113.7]`), so it must be a trusted address itself.
-LOOSE_ADDRESS = re.compile(r"[^\s,;<>]*@[^\s,;<>]+")
+LOOSE_ADDRESS = re.compile(r"(?<![^\s,;<>])[^\s,;<>]*@[^\s,;<>]+")
 IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){2,7}(?:\s?[A-Z0-9]{1,4})?\b")
 NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,']\d+)*")
 PATH = re.compile(r"^(?:~?/|[A-Za-z]:\\)\S*$")
 PATHS_IN = re.compile(r"(?<![\w/.:~\\-])(?:~?/|[A-Za-z]:\\)[^\s\"'<>|)\]`]*")
 DIGIT_RUN = re.compile(r"(?<![\w.,])\+?\(?\d+\)?(?:[ .\-/]\(?\d+\)?)*(?![\w])")
 SPACED_NUMBER = re.compile(r"(?<![\w.,])\d{1,3}(?: \d{3})+(?:[.,]\d+)?(?![\w])")
-# A currency symbol, or a three-letter currency code (upper case, or a common one in lower case),
-# before or after the number: nothing else. Any letters used to go, so `50k`, `50M`, `50 million
-# EUR` and `50 thousand` passed as the request's "50" (found by a review).
-_CODE = r"(?:[A-Z]{3}|eur|usd|gbp|chf|jpy|cad|aud|sek|nok|dkk|pln|czk|inr|cny)"
-CURRENCY = re.compile(rf"^\s*(?:[$€£¥]|{_CODE}(?![A-Za-z]))\s*|\s*(?:[$€£¥]|(?<![A-Za-z]){_CODE})\s*$")
 TRAILING = ".,;:!?*'\"`"  # (Markdown's `**` and backticks, and closing quotes, end a value too)
+URL_CLOSERS = TRAILING + ")]>}\u201d\u2019\u00bb\u203a"  # (what may close a URL token: a bracket, a JSON string's `"}`, a quote)
 # Currencies a request can name: symbols, common ISO codes, and a few names.
 CURRENCY_NAMES = {"€": "EUR", "$": "USD", "£": "GBP", "¥": "JPY", "euro": "EUR", "euros": "EUR", "dollar": "USD",
                   "dollars": "USD", "pound": "GBP", "pounds": "GBP", "franc": "CHF", "francs": "CHF"}
 CURRENCY_CODES = frozenset({
     "EUR", "USD", "GBP", "CHF", "JPY", "CAD", "AUD", "NZD", "SEK", "NOK", "DKK", "PLN", "CZK", "HUF", "RON", "INR",
     "CNY", "HKD", "SGD", "KRW", "MXN", "BRL", "ZAR", "TRY", "ILS", "AED", "SAR", "RUB", "BTC", "ETH", "USDT", "USDC"})
-CURRENCY_IN = re.compile(r"[€$£¥]|(?<![A-Za-z])(?:[A-Za-z]{3,4}|euros?|dollars?|pounds?|francs?)(?![A-Za-z])")
+_MARK = r"[€$£¥]|[A-Za-z]{3}(?![A-Za-z])|euros?|dollars?|pounds?|francs?"
+MARK_BEFORE = re.compile(rf"(?:^|(?<![A-Za-z]))({_MARK})\s?$")  # (matched on the few characters before a number)
+MARK_AFTER = re.compile(rf"^\s?({_MARK})(?![A-Za-z])")  # (and after it)
 STEP_REF = re.compile(r"\{\{\s*steps\.")
 TOKEN = re.compile(r"[^\s\"'<>|`]+")
+# A span the text quotes: a file name with a space in it is a whole value there.
+QUOTED = re.compile(r'"([^"\n]{1,300})"|`([^`\n]{1,300})`|\u201c([^\u201d\n]{1,300})\u201d'
+                    r'|\u2018([^\u2019\n]{1,300})\u2019|\u00ab([^\u00bb\n]{1,300})\u00bb'
+                    r"|(?<!\w)'([^'\n]{1,300})'(?!\w)")
+WRAPPERS = "*_()[]{}<>\u201c\u201d\u2018\u2019\u00ab\u00bb\"'`.,;:!?"  # (what surrounds a value in prose: `**x**`, `(tmp)`, `“x”.`)
+GLUED_CODE = re.compile(r"(?<![A-Za-z])([A-Z]{3})(?=\d)")  # `EUR50`: a code glued to its amount
 ID_MARK = re.compile(r"(?:#|[A-Za-z]-)\Z")  # (what comes just before an id's digits: `#4471`, `INV-4471`)
+# ... or the words that name an account or an id: "account 12345678", "routing 021000021"
+ACCOUNT_MARK = re.compile(r"(?:account|acct|routing|sort code|konto|number|no\.?|nr\.?|ref\.?)\s*[:#]?\s*\Z", re.IGNORECASE)
 
 REFUSAL = "Tool call refused: data-flow policy. {reason}. Use only values from the user's request for this."
 
@@ -159,24 +175,31 @@ def numbers_in(text: str) -> set[Decimal]:
     return found
 
 
-def amounts_in(text: str) -> set[Decimal]:
+@functools.lru_cache(maxsize=256)
+def amounts_in(text: str) -> frozenset[Decimal]:
     """The numbers of a text that can be an amount: not the digits of an IBAN, an address, a URL
     or a path, nor a group of a phone number, a date or another run of digit groups
-    (`DE89 3704 …`, `(555) 123-4567`, `2026-12-01`), nor an id (`#4471`, `INV-4471`)."""
-    for pattern in (IBAN, EMAIL, URL, PATHS_IN):
-        text = pattern.sub(" ", text) if pattern is not IBAN else _blank_ibans(text)
-    runs = [m.span() for m in DIGIT_RUN.finditer(text) if _id_like(m.group(0))]
+    (`DE89 3704 …`, `(555) 123-4567`, `2026-12-01`), nor an id (`#4471`, `INV-4471`,
+    "account 12345678", "invoice number 4471"). A code
+    glued to its amount (`EUR50`) counts. Linear in the text (a source is scanned once per
+    distinct text: cached)."""
+    text = _blank_ibans(GLUED_CODE.sub(r"\1 ", text))
+    for pattern in (EMAIL, URL, PATHS_IN):
+        text = pattern.sub(lambda m: " " * len(m.group(0)), text)
+    in_run = bytearray(len(text) + 1)
+    for match in DIGIT_RUN.finditer(text):
+        if _id_like(match.group(0)):
+            in_run[match.start():match.end()] = b"\x01" * (match.end() - match.start())
     found: set[Decimal] = set()
     for match in NUMBER.finditer(text):
-        start, end = match.span()
-        if any(a <= start and end <= b for a, b in runs) or ID_MARK.search(text[max(0, start - 2):start]):
+        start = match.start()
+        if in_run[start] or ID_MARK.search(text[max(0, start - 2):start]) or ACCOUNT_MARK.search(text[max(0, start - 14):start]):
             continue
         found |= readings(match.group(0))
     for match in SPACED_NUMBER.finditer(text):
-        start, end = match.span()
-        if not any(a <= start and end <= b for a, b in runs):
+        if not in_run[match.start()]:
             found |= readings(match.group(0).replace(" ", ""))
-    return found
+    return frozenset(found)
 
 
 def _id_like(run: str) -> bool:
@@ -191,10 +214,12 @@ def _id_like(run: str) -> bool:
 
 
 def _blank_ibans(text: str) -> str:
-    upper = text.upper()
-    for match in IBAN.finditer(upper):
-        text = text[:match.start()] + " " * (match.end() - match.start()) + text[match.end():]
-    return text
+    if not IBAN.search(text.upper()):
+        return text
+    chars = list(text)
+    for match in IBAN.finditer(text.upper()):
+        chars[match.start():match.end()] = " " * (match.end() - match.start())
+    return "".join(chars)
 
 
 def digits_in(text: str) -> set[str]:
@@ -222,23 +247,63 @@ def _words(name: str) -> list[str]:
 
 
 def currency_of(value: str) -> str | None:
-    """The currency a value names (`€`, `eur`, `EUR`, `euros`: EUR), or None."""
+    """The currency a mark names (`€`, `eur`, `EUR`, `euros`: EUR; `XBT`: XBT, an unknown code
+    is its own currency), or None when it is not one (a word longer than a code)."""
     bare = value.strip()
-    code = CURRENCY_NAMES.get(bare.lower()) or bare.upper()
-    return code if code in CURRENCY_CODES else None
+    named = CURRENCY_NAMES.get(bare.lower())
+    if named is not None:
+        return named
+    return bare.upper() if len(bare) == 3 and bare.isalpha() and bare.isascii() else None
 
 
-def currencies_in(text: str) -> set[str]:
-    """The currencies a text names: symbols, names, codes in capitals (`EUR`), and the common
-    codes in lower case too (`eur`; not `try`, which is a word before it is a lira)."""
+@functools.lru_cache(maxsize=256)
+def currencies_in(text: str) -> frozenset[str]:
+    """The currencies a text gives an amount in: a symbol, name or code written next to a
+    number (`50 EUR`, `€50`, `EUR50`, `50 euros`). A code counts in capitals, or in lower case
+    when it is a common one (`eur`; not `try`). A code elsewhere is a word, not a currency the
+    user named: "ETH Zurich" let `50 ETH` through (found by a review)."""
+    text = GLUED_CODE.sub(r"\1 ", text)
     found = set()
-    for match in CURRENCY_IN.finditer(text):
-        word = match.group(0)
-        code = currency_of(word)
-        if code is not None and (word.isupper() or not word.isalpha() or word.lower() in CURRENCY_NAMES
-                                 or re.fullmatch(_CODE, word)):
-            found.add(code)
-    return found
+    for match in NUMBER.finditer(text):
+        start, end = match.span()
+        for mark in (MARK_BEFORE.search(text[max(0, start - 9):start]), MARK_AFTER.search(text[end:end + 9])):
+            if mark is None:
+                continue
+            word = mark.group(1)
+            code = currency_of(word)
+            if code is not None and (word.isupper() or not word.isalpha() or word.lower() in CURRENCY_NAMES
+                                     or (word.upper() in COMMON_LOWER_CODES and word.islower())):
+                found.add(code)
+    return frozenset(found)
+
+
+_LEAD_MARK = re.compile(r"([€$£¥]|[A-Za-z]{3}(?![A-Za-z])|euros?(?![A-Za-z])|dollars?(?![A-Za-z]))\s*")
+COMMON_LOWER_CODES = frozenset({"EUR", "USD", "GBP", "CHF", "JPY", "CAD", "AUD", "SEK", "NOK", "DKK", "PLN", "CZK", "INR", "CNY"})
+
+
+def split_money(value: str) -> tuple[str, list[str]]:
+    """An amount as written, without its currency marks (a symbol, a code or a currency's name,
+    before or after it), and those marks. Nothing else goes: any letters used to, so `50k`,
+    `50M`, `50 million EUR` and `50 thousand` passed as the request's "50" (found by a review). Done by hand, not by a pattern anchored at the end,
+    which backtracked over every blank of `5` + 100,000 spaces + `0` (ten minutes)."""
+    text, marks = value.strip(), []
+    lead = _LEAD_MARK.match(text)
+    if lead is not None:
+        marks.append(lead.group(1))
+        text = text[lead.end():]
+    text = text.rstrip()
+    if text and text[-1] in "€$£¥":
+        marks.append(text[-1])
+        text = text[:-1].rstrip()
+    else:
+        cut = len(text)
+        while cut > 0 and text[cut - 1].isalpha():
+            cut -= 1
+        word = text[cut:]
+        if word and cut > 0 and (currency_of(word) is not None):
+            marks.append(word)
+            text = text[:cut].rstrip()
+    return text, marks
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,16 +380,15 @@ def _string_candidates(where: str, value: str, kind: _Kind) -> list[Candidate]:
         return [Candidate(where, value, shaped)]
     if kind.free and not kind.sensitive:
         return []
-    # Every URL as its whole token, then the addresses EMAIL knows, then anything else with an
-    # `@`: each piece is checked, and none hides the rest of the value.
-    rest, inner = value, []
-    for match in URL_TOKEN.finditer(value):
-        inner.append(Candidate(where, _trim_url(match.group(0)), "url"))
-        rest = rest.replace(match.group(0), " ", 1)
-    for match in EMAIL.finditer(rest):
-        inner.append(Candidate(where, match.group(0), "email"))
-    rest = EMAIL.sub(" ", rest)
-    inner += [Candidate(where, m.group(0), "email") for m in LOOSE_ADDRESS.finditer(rest)]
+    # Every URL as its whole token, every address EMAIL knows anywhere in the value (inside a
+    # URL token too: `https://corp.com/#,eve@evil.test` in a `to` is a recipient at evil.test),
+    # then anything else with an `@`: each piece is checked, and none hides the rest.
+    inner = [Candidate(where, _trim_url(m.group(0)), "url") for m in URL_TOKEN.finditer(value)]
+    if "@" in value:
+        inner += [Candidate(where, m.group(0), "email") for m in EMAIL.finditer(value)]
+        rest = EMAIL.sub(" ", URL_TOKEN.sub(" ", value))
+        if "@" in rest:
+            inner += [Candidate(where, m.group(0).strip(WRAPPERS), "email") for m in LOOSE_ADDRESS.finditer(rest)]
     if not kind.sensitive:
         return inner
     inner += [Candidate(where, m.group(0), "iban") for m in IBAN.finditer(value.upper())]
@@ -333,7 +397,7 @@ def _string_candidates(where: str, value: str, kind: _Kind) -> list[Candidate]:
     if kind.currency and currency_of(value):
         return [Candidate(where, value, "currency")]
     if kind.amount:
-        if NUMBER.fullmatch(CURRENCY.sub("", value).replace(" ", "")):
+        if NUMBER.fullmatch(split_money(value)[0].replace(" ", "")):
             return [Candidate(where, value, "number")]
     elif kind.path:
         return [Candidate(where, value, "relpath")]
@@ -347,8 +411,8 @@ def _trim(value: str) -> str:
 
 
 def _trim_url(value: str) -> str:
-    """A URL token without what closes the sentence or bracket it stands in."""
-    return value.rstrip(TRAILING + ")]>")
+    """A URL token without what closes the sentence, bracket, quote or JSON string it stands in."""
+    return value.rstrip(URL_CLOSERS)
 
 
 def _shape(value: str) -> str:
@@ -445,9 +509,17 @@ class StepFlow:
             return True  # nothing untrusted read yet: every value so far came from trusted text
         if not all(self._appears(c, self.trusted) is not None for c in candidates(arguments, self.sensitive_arguments)):
             return False
-        for text in _leaves(arguments, numbers=False, keys=False):  # (names are the tool's schema; addresses in keys are candidates)
-            text = text.strip()
-            if text and self._appears(Candidate("", text, _shape(text) or "text"), self.trusted) is None:
+        for leaf in _argument_values(arguments):
+            if isinstance(leaf, str):
+                text = leaf.strip().strip(WRAPPERS)
+                if not text or ENUM.fullmatch(text):  # (`format: json`, `sort: asc`: the tool's own words)
+                    continue
+                candidate = Candidate("", text, _shape(text) or "text")
+            else:
+                if leaf == int(leaf) and abs(leaf) <= SMALL_COUNT:  # (a page size, a count)
+                    continue
+                candidate = Candidate("", _plain_number(leaf), "number", exact=True)
+            if self._appears(candidate, self.trusted) is None:
                 return False
         return True
 
@@ -483,6 +555,28 @@ class StepFlow:
         return None
 
 
+ENUM = re.compile(r"[a-z][a-z_-]{0,15}")
+SMALL_COUNT = 100
+
+
+def _argument_values(value: Any) -> list[Any]:
+    """The strings (dict keys too) and numbers of a call's arguments, each on its own."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [leaf for key, inner in value.items() for leaf in (*_argument_values(key), *_argument_values(inner))]
+    if isinstance(value, list | tuple):
+        return [leaf for inner in value for leaf in _argument_values(inner)]
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return [value]
+    return []
+
+
+def _plain_number(value: int | float) -> str:
+    """A number as text a person writes: `0.00005`, not `5e-05`."""
+    return str(value) if isinstance(value, int) else format(Decimal(repr(value)).normalize(), "f")
+
+
 def _leaves(value: Any, numbers: bool = True, keys: bool = True) -> list[str]:
     """The strings of a JSON value (its dict keys too, with `keys`) and, with `numbers`, its
     numbers as text: each value on its own, not its JSON text, in which escapes stick to them
@@ -494,8 +588,8 @@ def _leaves(value: Any, numbers: bool = True, keys: bool = True) -> list[str]:
                 for leaf in (*(_leaves(key, numbers, keys) if keys else ()), *_leaves(inner, numbers, keys))]
     if isinstance(value, list | tuple):
         return [leaf for inner in value for leaf in _leaves(inner, numbers, keys)]
-    if numbers and isinstance(value, int | float | Decimal) and not isinstance(value, bool):
-        return [str(value)]
+    if numbers and isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return [_plain_number(value)]
     return []
 
 
@@ -510,21 +604,20 @@ def _contains(text: str, candidate: Candidate) -> bool:
         if candidate.exact:  # a JSON number: exactly this value
             wanted = {Decimal(value).normalize()}
         else:  # written out ("4,900", "50.000", "1 000 000"): one number, every reading trusted
-            wanted = readings(CURRENCY.sub("", value).replace(" ", ""))
-            named = {c for m in CURRENCY_IN.finditer(value) if (c := currency_of(m.group(0)))}
-            if named and not named <= currencies_in(text):  # "50 BTC" against a request for 50 EUR
+            number, marks = split_money(value)
+            wanted = readings(number.replace(" ", ""))
+            # Its currency too, known or not ("50 BTC", "50 XBT" against a request for 50 EUR).
+            if any(currency_of(mark) not in currencies_in(text) for mark in marks):
                 return False
         return bool(wanted) and wanted <= amounts_in(text)
     if kind == "currency":
         return currency_of(value) in currencies_in(text)
     if kind == "relpath":  # a whole path the text wrote, never a piece of one
-        wanted = posixpath.normpath(value.strip().replace("\\", "/"))
-        return any(posixpath.normpath(_trim_url(t).replace("\\", "/")) == wanted for t in TOKEN.findall(text))
+        return posixpath.normpath(value.strip().replace("\\", "/")) in _paths_written(text)
     if kind == "digits":
         return _digits(value) in digits_in(text)
     if kind == "email":  # ('bob@corp.com' in quotes: the quote is not part of the address there)
-        found = {m.group(0).lower() for m in EMAIL.finditer(text)}
-        return value.lower() in found | {f.lstrip("'") for f in found}
+        return value.lower() in _addresses_in(text)
     if kind == "iban":
         return _compact(value).upper() in _ibans_in(text)
     if kind == "url":
@@ -535,7 +628,53 @@ def _contains(text: str, candidate: Candidate) -> bool:
     bare = normalise(value)
     if len(bare) < SHORT:
         return False
-    return re.search(rf"(?<!\w){re.escape(bare)}(?!\w)", normalise(text)) is not None
+    return _has_word_run(_normalised(text), bare)
+
+
+@functools.lru_cache(maxsize=256)
+def _normalised(text: str) -> str:
+    return normalise(text)
+
+
+def _has_word_run(text: str, wanted: str) -> bool:
+    """`wanted` in `text` on word boundaries, by plain search (a pattern built from a 100 KB
+    argument cost seconds to compile and run)."""
+    at = text.find(wanted)
+    while at != -1:
+        end = at + len(wanted)
+        if (at == 0 or not _word_char(text[at - 1]) or not _word_char(wanted[0])) and (
+                end == len(text) or not _word_char(text[end]) or not _word_char(wanted[-1])):
+            return True
+        at = text.find(wanted, at + 1)
+    return False
+
+
+def _word_char(char: str) -> bool:
+    """A character a match may not border: a word's, or a path separator's (`finance` is not a
+    value of `/finance/q3-draft.xlsx`, under `target` or `source` either)."""
+    return char.isalnum() or char in "_/\\"
+
+
+@functools.lru_cache(maxsize=256)
+def _addresses_in(text: str) -> frozenset[str]:
+    """The addresses a text writes, lower case: what EMAIL knows, and anything else with an `@`
+    (`@daily`, `HEAD@{2}`, `ops@[203.0.113.7]`, so that the user's own is trusted too)."""
+    if "@" not in text:
+        return frozenset()
+    found = {m.group(0).lower() for m in EMAIL.finditer(text)}
+    found |= {f.lstrip("'") for f in found}
+    found |= {m.group(0).strip(WRAPPERS).lower() for m in LOOSE_ADDRESS.finditer(text)}
+    return frozenset(found)
+
+
+@functools.lru_cache(maxsize=256)
+def _paths_written(text: str) -> frozenset[str]:
+    """The relative and absolute paths a text writes, normalised: each token without the
+    brackets, quotes and Markdown around it (`**report-old.txt**`, `(tmp)`), and each quoted
+    span whole (`"Q3 Report.docx"`)."""
+    values = [t.strip(WRAPPERS) for t in TOKEN.findall(text)]
+    values += [next(g for g in m.groups() if g is not None).strip() for m in QUOTED.finditer(text)]
+    return frozenset(posixpath.normpath(v.replace("\\", "/")) for v in values if v)
 
 
 def _ibans_in(text: str) -> set[str]:
@@ -569,6 +708,8 @@ def _url_within(value: str, trusted: str) -> bool:
         return False
     if (got.scheme.lower(), (got.hostname or "").rstrip("."), got.username, got.password) != (
             ref.scheme.lower(), (ref.hostname or "").rstrip("."), ref.username, ref.password) or ports[0] != ports[1]:
+        return False
+    if got.fragment and got.fragment != ref.fragment:  # (`https://corp.com/#,eve@evil.test`)
         return False
     path, base = got.path.rstrip("/"), ref.path.rstrip("/")
     if path == base:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from orchestrator.engine.dataflow import CURRENCY, NUMBER, readings
+from orchestrator.engine.dataflow import NUMBER, readings, split_money
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +134,7 @@ def _loosely(expected: Any, actual: Any) -> bool:
             if isinstance(actual, (int, float)):
                 return wanted == Decimal(str(actual))
             # Money as written: `3,000.00`, `3000 EUR`, `€3,000`, `3_000` (any reading of it).
-            text = CURRENCY.sub("", _loose(str(actual)).upper()).replace("_", "")
+            text = split_money(_loose(str(actual)))[0].replace("_", "")
             return wanted in (readings(text) if NUMBER.fullmatch(text) else {Decimal(text)})
         except (InvalidOperation, ValueError):
             return False
