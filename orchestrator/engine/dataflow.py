@@ -49,14 +49,14 @@ a human's approval when the policy would now refuse it.
 
 from __future__ import annotations
 
-import functools
 import math
 import posixpath
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 MODES = ("off", "confirm", "refuse")
 
@@ -100,7 +100,7 @@ URL = re.compile(_SCHEME + r"(?:\[[0-9a-f:.]+\])?[^\s\"'<>)\]`\u201d\u2019\u00bb
 # A URL in a call's arguments: the whole token up to whitespace, whatever the scheme. The
 # characters URL stops at may sit inside what a client parses as the authority
 # (`https://corp.com)@evil.test/` goes to evil.test), so a candidate is never cut there.
-URL_TOKEN = re.compile(_SCHEME + r"\S+", re.IGNORECASE)
+# (Found by `_url_tokens`.)
 # Anything with an `@` between non-separators once the addresses EMAIL recognises are taken
 # out: a mail stack may read it as a recipient (`"bob@corp.com"@evil.test`, `ops~@evil.test`,
 # `ops@[203.0.113.7]`), so it must be a trusted address itself.
@@ -129,6 +129,9 @@ QUOTED = re.compile(r'"([^"\n]{1,300})"|`([^`\n]{1,300})`|\u201c([^\u201d\n]{1,3
                     r'|\u2018([^\u2019\n]{1,300})\u2019|\u00ab([^\u00bb\n]{1,300})\u00bb'
                     r"|(?<!\w)'([^'\n]{1,300})'(?!\w)")
 WRAPPERS = "*_()[]{}<>\u201c\u201d\u2018\u2019\u00ab\u00bb\"'`.,;:!?"  # (what surrounds a value in prose: `**x**`, `(tmp)`, `“x”.`)
+OPENERS = "*([{<\u201c\u2018\u00ab\"'`"  # (before a path: not a dot or an underscore, which begin names)
+CLOSERS = "*)]}>\u201d\u2019\u00bb\"'`.,;:!?"
+BARE_PATHS = frozenset({"/", ".", "..", "~"})  # (never a value to take from prose: "Q3 / Q4")
 GLUED_CODE = re.compile(r"(?<![A-Za-z])([A-Z]{3})(?=\d)")  # `EUR50`: a code glued to its amount
 ID_MARK = re.compile(r"(?:#|[A-Za-z]-)\Z")  # (what comes just before an id's digits: `#4471`, `INV-4471`)
 # ... or the words that name an account or an id: "account 12345678", "routing 021000021"
@@ -159,7 +162,7 @@ def readings(raw: str) -> set[Decimal]:
             continue
         try:
             found.add(Decimal("".join(groups) + ("." + parts[1] if len(parts) == 2 else "")).normalize())
-        except InvalidOperation:
+        except DecimalException:  # (a run of a million digits overflows)
             continue
     return found
 
@@ -175,7 +178,6 @@ def numbers_in(text: str) -> set[Decimal]:
     return found
 
 
-@functools.lru_cache(maxsize=256)
 def amounts_in(text: str) -> frozenset[Decimal]:
     """The numbers of a text that can be an amount: not the digits of an IBAN, an address, a URL
     or a path, nor a group of a phone number, a date or another run of digit groups
@@ -256,7 +258,6 @@ def currency_of(value: str) -> str | None:
     return bare.upper() if len(bare) == 3 and bare.isalpha() and bare.isascii() else None
 
 
-@functools.lru_cache(maxsize=256)
 def currencies_in(text: str) -> frozenset[str]:
     """The currencies a text gives an amount in: a symbol, name or code written next to a
     number (`50 EUR`, `€50`, `EUR50`, `50 euros`). A code counts in capitals, or in lower case
@@ -383,10 +384,14 @@ def _string_candidates(where: str, value: str, kind: _Kind) -> list[Candidate]:
     # Every URL as its whole token, every address EMAIL knows anywhere in the value (inside a
     # URL token too: `https://corp.com/#,eve@evil.test` in a `to` is a recipient at evil.test),
     # then anything else with an `@`: each piece is checked, and none hides the rest.
-    inner = [Candidate(where, _trim_url(m.group(0)), "url") for m in URL_TOKEN.finditer(value)]
+    tokens = _url_tokens(value)
+    inner = [Candidate(where, _trim_url(value[a:b]), "url") for a, b in tokens]
     if "@" in value:
         inner += [Candidate(where, m.group(0), "email") for m in EMAIL.finditer(value)]
-        rest = EMAIL.sub(" ", URL_TOKEN.sub(" ", value))
+        rest = value
+        for a, b in reversed(tokens):
+            rest = rest[:a] + " " + rest[b:]
+        rest = EMAIL.sub(" ", rest)
         if "@" in rest:
             inner += [Candidate(where, m.group(0).strip(WRAPPERS), "email") for m in LOOSE_ADDRESS.finditer(rest)]
     if not kind.sensitive:
@@ -410,6 +415,28 @@ def _trim(value: str) -> str:
     return value.rstrip(TRAILING)
 
 
+def _url_tokens(value: str) -> list[tuple[int, int]]:
+    """Where the URLs of an argument are: each `scheme://` up to the next blank, the scheme
+    found wherever it starts (glued to an option, `curl -xhttps://evil.test:8080`, it is a
+    URL a client reads; the lookbehind of a pattern missed it), by search for `://` and a walk
+    back over the scheme's characters (linear: no pattern tried at every letter)."""
+    spans: list[tuple[int, int]] = []
+    at = value.find("://")
+    while at != -1:
+        start = at
+        while start > 0 and at - start < 32 and (value[start - 1].isascii() and (value[start - 1].isalnum() or value[start - 1] in "+.-")):
+            start -= 1
+        while start < at and not value[start].isalpha():
+            start += 1
+        end = at + 3
+        while end < len(value) and not value[end].isspace():
+            end += 1
+        if start < at and (not spans or start >= spans[-1][1]):
+            spans.append((start, end))
+        at = value.find("://", max(end, at + 3))
+    return spans
+
+
 def _trim_url(value: str) -> str:
     """A URL token without what closes the sentence, bracket, quote or JSON string it stands in."""
     return value.rstrip(URL_CLOSERS)
@@ -431,6 +458,16 @@ def _shape(value: str) -> str:
 class Source:
     label: str  # e.g. "the output of office__read_document"
     text: str
+    # What the text holds, each read once per source and kept while the step's ledger lives: a
+    # check compares every candidate against these, not the text (a call with 40 URLs against
+    # a 100 KB document re-read it per URL and took seconds; a cache for the whole process
+    # held ten times each text, found by a review).
+    _views: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def view(self, name: str, build: Callable[[str], Any]) -> Any:
+        if name not in self._views:
+            self._views[name] = build(self.text)
+        return self._views[name]
 
 
 @dataclass(slots=True)
@@ -497,31 +534,43 @@ class StepFlow:
         quote the arguments, so an attacker's address sent to it came back "trusted"."""
         if self.mode == "off":
             return
-        source = Source(f"the output of {tool}", content or "")
-        trusted = tool in self.trusted_tools and not failed and self._from_trusted(arguments or {})
-        (self.trusted if trusted else self.untrusted).append(source)
+        content = content or ""
+        exempt = self._from_trusted(arguments or {}) if tool in self.trusted_tools and not failed else None
+        if exempt is None:
+            self.untrusted.append(Source(f"the output of {tool}", content))
+        else:  # trusted, without the exempt values it may echo ("No contact matches 'mallory'")
+            self.trusted.append(Source(f"the output of {tool}", _without(content, exempt)))
 
-    def _from_trusted(self, arguments: dict[str, Any]) -> bool:
+    def _from_trusted(self, arguments: dict[str, Any]) -> list[str] | None:
         """Whether every value the call sent came from trusted text: its control values, and
         every other string whole (a trusted tool's answer may quote any argument: "0 contacts
-        match 'pay CH93 0076 …'" would otherwise make the attacker's IBAN trusted)."""
+        match 'pay CH93 0076 …'" would otherwise make the attacker's IBAN trusted). None if
+        not; else the values let through without it — the tool's own lower-case words
+        (`format: json`, `sort: asc`) and small counts (a page size) — which are taken out of
+        its answer before that is trusted, so that an echo of them proves nothing."""
         if not self.untrusted:
-            return True  # nothing untrusted read yet: every value so far came from trusted text
+            return []  # nothing untrusted read yet: every value so far came from trusted text
         if not all(self._appears(c, self.trusted) is not None for c in candidates(arguments, self.sensitive_arguments)):
-            return False
+            return None
+        exempt = []
         for leaf in _argument_values(arguments):
             if isinstance(leaf, str):
                 text = leaf.strip().strip(WRAPPERS)
-                if not text or ENUM.fullmatch(text):  # (`format: json`, `sort: asc`: the tool's own words)
+                if not text:
+                    continue
+                if ENUM.fullmatch(text):
+                    exempt.append(text)
                     continue
                 candidate = Candidate("", text, _shape(text) or "text")
             else:
-                if leaf == int(leaf) and abs(leaf) <= SMALL_COUNT:  # (a page size, a count)
-                    continue
+                if isinstance(leaf, int) or leaf.is_integer():
+                    if abs(leaf) <= SMALL_COUNT:
+                        exempt.append(str(int(leaf)))
+                        continue
                 candidate = Candidate("", _plain_number(leaf), "number", exact=True)
             if self._appears(candidate, self.trusted) is None:
-                return False
-        return True
+                return None
+        return exempt
 
     def side_effecting(self, tool: str, spec: Any) -> bool:
         """Checked unless its server says read-only *and* that server's word counts: installed
@@ -550,13 +599,20 @@ class StepFlow:
     @staticmethod
     def _appears(candidate: Candidate, sources: list[Source]) -> Source | None:
         for source in sources:
-            if _contains(source.text, candidate):
+            if _contains(source, candidate):
                 return source
         return None
 
 
 ENUM = re.compile(r"[a-z][a-z_-]{0,15}")
 SMALL_COUNT = 100
+
+
+def _without(text: str, values: list[str]) -> str:
+    """`text` with each of `values` blanked wherever it stands as a word or number of its own."""
+    for value in dict.fromkeys(values):
+        text = re.sub(rf"(?<![\w.,]){re.escape(value)}(?![\w]|[.,]\d)", " ", text, flags=re.IGNORECASE)
+    return text
 
 
 def _argument_values(value: Any) -> list[Any]:
@@ -567,7 +623,9 @@ def _argument_values(value: Any) -> list[Any]:
         return [leaf for key, inner in value.items() for leaf in (*_argument_values(key), *_argument_values(inner))]
     if isinstance(value, list | tuple):
         return [leaf for inner in value for leaf in _argument_values(inner)]
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value]
+    if isinstance(value, float) and math.isfinite(value):  # (not `isfinite` of an int: 10**400 overflows)
         return [value]
     return []
 
@@ -588,15 +646,17 @@ def _leaves(value: Any, numbers: bool = True, keys: bool = True) -> list[str]:
                 for leaf in (*(_leaves(key, numbers, keys) if keys else ()), *_leaves(inner, numbers, keys))]
     if isinstance(value, list | tuple):
         return [leaf for inner in value for leaf in _leaves(inner, numbers, keys)]
-    if numbers and isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+    if numbers and isinstance(value, int) and not isinstance(value, bool):
+        return [str(value)]
+    if numbers and isinstance(value, float) and math.isfinite(value):
         return [_plain_number(value)]
     return []
 
 
-def _contains(text: str, candidate: Candidate) -> bool:
+def _contains(source: Source, candidate: Candidate) -> bool:
     """Whether the candidate value is one of the values of the source text: whole values
     compared after normalising, never a substring of one."""
-    if not text:
+    if not source.text:
         return False
     value = candidate.value
     kind = candidate.kind
@@ -607,46 +667,47 @@ def _contains(text: str, candidate: Candidate) -> bool:
             number, marks = split_money(value)
             wanted = readings(number.replace(" ", ""))
             # Its currency too, known or not ("50 BTC", "50 XBT" against a request for 50 EUR).
-            if any(currency_of(mark) not in currencies_in(text) for mark in marks):
+            if any(currency_of(mark) not in source.view("currencies", currencies_in) for mark in marks):
                 return False
-        return bool(wanted) and wanted <= amounts_in(text)
+        return bool(wanted) and wanted <= source.view("amounts", amounts_in)
     if kind == "currency":
-        return currency_of(value) in currencies_in(text)
-    if kind == "relpath":  # a whole path the text wrote, never a piece of one
-        return posixpath.normpath(value.strip().replace("\\", "/")) in _paths_written(text)
+        return currency_of(value) in source.view("currencies", currencies_in)
+    if kind == "relpath":  # a whole path the text wrote, never a piece of one (nor the root, home or `..`)
+        wanted = posixpath.normpath(value.strip().replace("\\", "/"))
+        return wanted not in BARE_PATHS and wanted in source.view("paths written", _paths_written)
     if kind == "digits":
-        return _digits(value) in digits_in(text)
+        return _digits(value) in source.view("digits", digits_in)
     if kind == "email":  # ('bob@corp.com' in quotes: the quote is not part of the address there)
-        return value.lower() in _addresses_in(text)
+        return value.lower() in source.view("addresses", _addresses_in)
     if kind == "iban":
-        return _compact(value).upper() in _ibans_in(text)
+        return _compact(value).upper() in source.view("ibans", _ibans_in)
     if kind == "url":
-        return any(_url_within(value, _trim(m.group(0))) for m in URL.finditer(text))
+        return _url_trusted(value, source.view("urls", _urls_in))
     if kind == "path":
-        wanted = _path(value)
-        return any(_path(_trim(m.group(0))) == wanted for m in PATHS_IN.finditer(text))
+        return _path(value) in source.view("paths", _absolute_paths_in)
     bare = normalise(value)
     if len(bare) < SHORT:
         return False
-    return _has_word_run(_normalised(text), bare)
-
-
-@functools.lru_cache(maxsize=256)
-def _normalised(text: str) -> str:
-    return normalise(text)
+    return _has_word_run(source.view("normalised", normalise), bare)
 
 
 def _has_word_run(text: str, wanted: str) -> bool:
-    """`wanted` in `text` on word boundaries, by plain search (a pattern built from a 100 KB
-    argument cost seconds to compile and run)."""
+    """`wanted` in `text` between non-word characters, by plain search (a pattern built from a
+    100 KB argument cost seconds to compile and run). The first `WORD_RUN_TRIES` places it
+    occurs are looked at: a value found only past them is refused (`"a" * 50000` in
+    `"a" * 100000` occurs 50,001 times, each a comparison of 50,000 characters)."""
     at = text.find(wanted)
-    while at != -1:
+    for _ in range(WORD_RUN_TRIES):
+        if at == -1:
+            return False
         end = at + len(wanted)
-        if (at == 0 or not _word_char(text[at - 1]) or not _word_char(wanted[0])) and (
-                end == len(text) or not _word_char(text[end]) or not _word_char(wanted[-1])):
+        if (at == 0 or not _word_char(text[at - 1])) and (end == len(text) or not _word_char(text[end])):
             return True
         at = text.find(wanted, at + 1)
     return False
+
+
+WORD_RUN_TRIES = 64
 
 
 def _word_char(char: str) -> bool:
@@ -655,7 +716,6 @@ def _word_char(char: str) -> bool:
     return char.isalnum() or char in "_/\\"
 
 
-@functools.lru_cache(maxsize=256)
 def _addresses_in(text: str) -> frozenset[str]:
     """The addresses a text writes, lower case: what EMAIL knows, and anything else with an `@`
     (`@daily`, `HEAD@{2}`, `ops@[203.0.113.7]`, so that the user's own is trusted too)."""
@@ -667,14 +727,44 @@ def _addresses_in(text: str) -> frozenset[str]:
     return frozenset(found)
 
 
-@functools.lru_cache(maxsize=256)
 def _paths_written(text: str) -> frozenset[str]:
     """The relative and absolute paths a text writes, normalised: each token without the
-    brackets, quotes and Markdown around it (`**report-old.txt**`, `(tmp)`), and each quoted
-    span whole (`"Q3 Report.docx"`)."""
-    values = [t.strip(WRAPPERS) for t in TOKEN.findall(text)]
+    brackets, quotes and Markdown around it (`**report-old.txt**`, `(tmp)`, `“x”.`; a leading
+    dot or underscore stays: `.env`, `__init__.py`, `./reports`), and each quoted span whole
+    (`"Q3 Report.docx"`)."""
+    values = [t.lstrip(OPENERS).rstrip(CLOSERS) for t in TOKEN.findall(text)]
     values += [next(g for g in m.groups() if g is not None).strip() for m in QUOTED.finditer(text)]
     return frozenset(posixpath.normpath(v.replace("\\", "/")) for v in values if v)
+
+
+def _absolute_paths_in(text: str) -> frozenset[str]:
+    return frozenset(_path(_trim(m.group(0))) for m in PATHS_IN.finditer(text))
+
+
+def _urls_in(text: str) -> dict[tuple[str, str, int | None], list[SplitResult]]:
+    """The text's URLs, split once and grouped by scheme, host and port (what must be equal)."""
+    found: dict[tuple[str, str, int | None], list[SplitResult]] = {}
+    for match in URL.finditer(text):
+        try:
+            url = urlsplit(_trim(match.group(0)))
+            found.setdefault(_origin(url), []).append(url)
+        except ValueError:
+            continue
+    return found
+
+
+def _origin(url: SplitResult) -> tuple[str, str, int | None]:
+    scheme = url.scheme.lower()
+    return scheme, (url.hostname or "").rstrip("."), url.port or DEFAULT_PORTS.get(scheme)
+
+
+def _url_trusted(value: str, trusted: dict[tuple[str, str, int | None], list[SplitResult]]) -> bool:
+    try:
+        got = urlsplit(value.strip())
+        origin = _origin(got)
+    except ValueError:
+        return False
+    return any(_url_within(got, ref) for ref in trusted.get(origin, ()))
 
 
 def _ibans_in(text: str) -> set[str]:
@@ -696,18 +786,13 @@ def _path(value: str) -> str:
 DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21}
 
 
-def _url_within(value: str, trusted: str) -> bool:
-    """A URL is trusted when a trusted URL has the same scheme, host and port, and its path is
-    the trusted path or an ancestor of it on a `/` boundary (`https://corp.com/` and
-    `https://corp.com/reports/` for `https://corp.com/reports`, never `https://corp.com/rep`
-    nor `https://corp.com/reports/x`). A query must be the trusted one, on the trusted path."""
-    try:
-        got, ref = urlsplit(value.strip()), urlsplit(trusted)
-        ports = (got.port or DEFAULT_PORTS.get(got.scheme.lower())), (ref.port or DEFAULT_PORTS.get(ref.scheme.lower()))
-    except ValueError:
-        return False
-    if (got.scheme.lower(), (got.hostname or "").rstrip("."), got.username, got.password) != (
-            ref.scheme.lower(), (ref.hostname or "").rstrip("."), ref.username, ref.password) or ports[0] != ports[1]:
+def _url_within(got: SplitResult, ref: SplitResult) -> bool:
+    """A URL is trusted when a trusted URL has the same scheme, host and port (the caller
+    looked it up by those), and its path is the trusted path or an ancestor of it on a `/`
+    boundary (`https://corp.com/` and `https://corp.com/reports/` for
+    `https://corp.com/reports`, never `https://corp.com/rep` nor `https://corp.com/reports/x`).
+    A query must be the trusted one, on the trusted path."""
+    if (got.username, got.password) != (ref.username, ref.password):
         return False
     if got.fragment and got.fragment != ref.fragment:  # (`https://corp.com/#,eve@evil.test`)
         return False

@@ -135,8 +135,8 @@ def _loosely(expected: Any, actual: Any) -> bool:
                 return wanted == Decimal(str(actual))
             # Money as written: `3,000.00`, `3000 EUR`, `€3,000`, `3_000` (any reading of it).
             text = split_money(_loose(str(actual)))[0].replace("_", "")
-            return wanted in (readings(text) if NUMBER.fullmatch(text) else {Decimal(text)})
-        except (InvalidOperation, ValueError):
+            return any(wanted == reading for reading in (readings(text) if NUMBER.fullmatch(text) else [Decimal(text)]))
+        except (InvalidOperation, ValueError, TypeError):  # (`sNaN` cannot even be hashed)
             return False
     if isinstance(expected, str) and isinstance(actual, (str, int, float)):
         want, text = _loose(expected), str(actual)

@@ -9,3 +9,11 @@ def flow(request: str, document: str, **defences) -> StepFlow:
                           run_input={"prompt": request}, template="{{ input.prompt }}", prompt=request)
     f.observe("docs__read", document)
     return f
+
+
+def timed(fn) -> float:
+    import time
+
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
