@@ -69,7 +69,7 @@ SENSITIVE_WORDS = frozenset({
     "iban", "bic", "swift", "account", "accounts", "routing", "payee", "beneficiary",
     "amount", "amounts", "sum", "total", "price", "quantity", "currency", "currencies", "ccy",
     "path", "paths", "filename", "filenames", "filepath", "filepaths", "file", "files", "directory", "dir", "folder",
-    "destination", "dest", "source", "src",
+    "destination", "dest", "source", "src", "receiver", "receivers", "wallet", "wallets", "mobile", "msisdn", "fax",
 })
 # Control arguments that hold an amount: compared by value. Other numbers (accounts, phones)
 # are compared as digit strings ("0012345678" is not "12345678").
@@ -185,6 +185,13 @@ def amounts_in(text: str) -> frozenset[Decimal]:
     "account 12345678", "invoice number 4471"). A code
     glued to its amount (`EUR50`) counts. Linear in the text (a source is scanned once per
     distinct text: cached)."""
+    return frozenset(value for value, _ in money_in(text))
+
+
+def money_in(text: str) -> frozenset[tuple[Decimal, str | None]]:
+    """Each amount of a text (see `amounts_in`) with the currency written next to it, or None:
+    "50 EUR … 5000 JPY" holds (50, EUR) and (5000, JPY), so "5000 EUR" is not the request's
+    (an amount and a currency checked apart let it through, found by a review)."""
     text = _blank_ibans(GLUED_CODE.sub(r"\1 ", text))
     for pattern in (EMAIL, URL, PATHS_IN):
         text = pattern.sub(lambda m: " " * len(m.group(0)), text)
@@ -192,16 +199,42 @@ def amounts_in(text: str) -> frozenset[Decimal]:
     for match in DIGIT_RUN.finditer(text):
         if _id_like(match.group(0)):
             in_run[match.start():match.end()] = b"\x01" * (match.end() - match.start())
-    found: set[Decimal] = set()
+    found: set[tuple[Decimal, str | None]] = set()
+
+    def add(values: set[Decimal], start: int, end: int) -> None:
+        codes = _marks_around(text, start, end) or {None}
+        found.update((value, code) for value in values for code in codes)
+
     for match in NUMBER.finditer(text):
         start = match.start()
         if in_run[start] or ID_MARK.search(text[max(0, start - 2):start]) or ACCOUNT_MARK.search(text[max(0, start - 14):start]):
             continue
-        found |= readings(match.group(0))
+        add(readings(match.group(0)), start, match.end())
     for match in SPACED_NUMBER.finditer(text):
         if not in_run[match.start()]:
-            found |= readings(match.group(0).replace(" ", ""))
+            add(readings(match.group(0).replace(" ", "")), match.start(), match.end())
     return frozenset(found)
+
+
+def _marks_around(text: str, start: int, end: int) -> set[str]:
+    """The currencies written just before or after the number at `text[start:end]`."""
+    found = set()
+    for mark in (MARK_BEFORE.search(text[max(0, start - 9):start]), MARK_AFTER.search(text[end:end + 9])):
+        if mark is not None:
+            code = _named_currency(mark.group(1))
+            if code is not None:
+                found.add(code)
+    return found
+
+
+def _named_currency(word: str) -> str | None:
+    """The currency a mark next to a number names: a code in capitals, or in lower case when it
+    is a common one (`eur`; not `try`), a symbol or a currency's name."""
+    code = currency_of(word)
+    if code is not None and (word.isupper() or not word.isalpha() or word.lower() in CURRENCY_NAMES
+                             or (word.upper() in COMMON_LOWER_CODES and word.islower())):
+        return code
+    return None
 
 
 def _id_like(run: str) -> bool:
@@ -264,17 +297,9 @@ def currencies_in(text: str) -> frozenset[str]:
     when it is a common one (`eur`; not `try`). A code elsewhere is a word, not a currency the
     user named: "ETH Zurich" let `50 ETH` through (found by a review)."""
     text = GLUED_CODE.sub(r"\1 ", text)
-    found = set()
+    found: set[str] = set()
     for match in NUMBER.finditer(text):
-        start, end = match.span()
-        for mark in (MARK_BEFORE.search(text[max(0, start - 9):start]), MARK_AFTER.search(text[end:end + 9])):
-            if mark is None:
-                continue
-            word = mark.group(1)
-            code = currency_of(word)
-            if code is not None and (word.isupper() or not word.isalpha() or word.lower() in CURRENCY_NAMES
-                                     or (word.upper() in COMMON_LOWER_CODES and word.islower())):
-                found.add(code)
+        found |= _marks_around(text, *match.span())
     return frozenset(found)
 
 
@@ -315,6 +340,7 @@ class Candidate:
     value: str
     kind: str  # email, url, iban, number, digits, path, text
     exact: bool = False  # a JSON number (exactly this value), not one written out in a string
+    currency: str = ""  # an amount's currency given in an argument of its own (`{"amount": 50, "currency": "EUR"}`)
 
 
 def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = ()) -> list[Candidate]:
@@ -346,7 +372,34 @@ def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = ()) -> 
             found.extend(_string_candidates(where, value.strip(), kind))
 
     visit("", arguments, _Kind())
-    return found
+    return _paired(found)
+
+
+def _paired(found: list[Candidate]) -> list[Candidate]:
+    """Amounts tied to the currency their call gives them in an argument of its own, at their
+    level or above (`{"amount": 5000, "currency": "EUR"}`, `{"currency": "EUR", "lines":
+    [{"amount": 50}]}`): the pair must be one the source writes, as for "5000 EUR" in one string."""
+    currencies = [(_parent(c.argument), c.value) for c in found if c.kind == "currency"]
+    if not currencies:
+        return found
+    paired: list[Candidate] = []
+    for c in found:
+        if c.kind == "number":
+            codes = [code for parent, code in currencies if _under(c.argument, parent)]
+            if codes:
+                paired.extend(Candidate(c.argument, c.value, c.kind, c.exact, code) for code in codes)
+                continue
+        paired.append(c)
+    return paired
+
+
+def _parent(argument: str) -> str:
+    """Where an argument sits: `payment` for `payment.currency`, "" for `currency`."""
+    return argument.rpartition(".")[0]
+
+
+def _under(argument: str, parent: str) -> bool:
+    return not parent or argument.startswith(parent + ".") or argument.startswith(parent + "[")
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,6 +451,17 @@ def _string_candidates(where: str, value: str, kind: _Kind) -> list[Candidate]:
         return inner
     inner += [Candidate(where, m.group(0), "iban") for m in IBAN.finditer(value.upper())]
     if inner:
+        if kind.amount or kind.currency or kind.path:
+            return inner
+        # Each piece of a list that holds no address of its own is a value too: a mail tool may
+        # resolve the bare name in `bob@corp.com, mallory` to a contact (found by a review).
+        rest = value
+        for a, b in reversed(tokens):
+            rest = rest[:a] + " " + rest[b:]
+        for piece in re.split(r"[,;\n]", rest):
+            piece = piece.strip().strip(WRAPPERS).strip()
+            if piece and "@" not in piece and not IBAN.search(piece.upper()) and any(c.isalnum() for c in piece):
+                inner.append(_whole(where, piece, kind))
         return inner
     if kind.currency and currency_of(value):
         return [Candidate(where, value, "currency")]
@@ -406,9 +470,12 @@ def _string_candidates(where: str, value: str, kind: _Kind) -> list[Candidate]:
             return [Candidate(where, value, "number")]
     elif kind.path:
         return [Candidate(where, value, "relpath")]
-    elif _digits(value):
-        return [Candidate(where, value, "digits")]
-    return [Candidate(where, value, "text")]
+    return [_whole(where, value, kind)]
+
+
+def _whole(where: str, value: str, kind: _Kind) -> Candidate:
+    """A control value with no address, URL or IBAN in it: a digit string or plain text."""
+    return Candidate(where, value, "digits" if _digits(value) and not kind.amount else "text")
 
 
 def _trim(value: str) -> str:
@@ -663,13 +730,17 @@ def _contains(source: Source, candidate: Candidate) -> bool:
     if kind == "number":
         if candidate.exact:  # a JSON number: exactly this value
             wanted = {Decimal(value).normalize()}
+            marks = []
         else:  # written out ("4,900", "50.000", "1 000 000"): one number, every reading trusted
             number, marks = split_money(value)
             wanted = readings(number.replace(" ", ""))
-            # Its currency too, known or not ("50 BTC", "50 XBT" against a request for 50 EUR).
-            if any(currency_of(mark) not in source.view("currencies", currencies_in) for mark in marks):
-                return False
-        return bool(wanted) and wanted <= source.view("amounts", amounts_in)
+        # Its currency too, known or not ("50 BTC", "50 XBT" against a request for 50 EUR), and
+        # written with this amount ("50 EUR … 5000 JPY" is not a request for 5000 EUR).
+        codes = {currency_of(mark) for mark in marks} | ({currency_of(candidate.currency)} if candidate.currency else set())
+        if not codes:
+            return bool(wanted) and wanted <= source.view("amounts", amounts_in)
+        money = source.view("money", money_in)
+        return bool(wanted) and all((value, code) in money for value in wanted for code in codes)
     if kind == "currency":
         return currency_of(value) in source.view("currencies", currencies_in)
     if kind == "relpath":  # a whole path the text wrote, never a piece of one (nor the root, home or `..`)
