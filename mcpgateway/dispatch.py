@@ -277,15 +277,18 @@ def _request_hash(invocation: ToolInvocation, arguments: dict[str, Any]) -> str:
     """Over the redacted arguments: the same call gets the same hash, and the hash of a short
     secret cannot be confirmed by guessing."""
     p = invocation.principal
+    # The idempotency key names the attempt and the call's place in it: a scripted model's call
+    # ids start again at every attempt, and an unused approval of attempt 1 ran attempt 2's
+    # call unasked (found by a review).
     body = json.dumps({"tool": invocation.name, "arguments": arguments, "run": invocation.run_id,
-                       "step": invocation.step_key, "call": invocation.call_id,
+                       "step": invocation.step_key, "call": invocation.call_id, "key": invocation.idempotency_key,
                        "who": [_principal_key(p), p.user_id]}, sort_keys=True, default=str)
     return hashlib.sha256(body.encode()).hexdigest()
 
 
 def _find_or_request_approval(team_id: int, invocation: ToolInvocation) -> ToolApproval:
-    """The approval for exactly this call of a run (same caller, run, step, call id, tool and
-    arguments: the run paused for it and resumes to it), or a new request. A call from outside
+    """The approval for exactly this call of a run (same caller, run, step, attempt and place in
+    it, call id, tool and arguments: the run paused for it and resumes to it), or a new request. A call from outside
     a run (/mcp) always asks anew: its call id is the client's JSON-RPC id, which every session
     starts again at 0 or 1, so an old decision — anyone's in the team — was taken for it: one
     approval ran other callers' identical calls, and one rejection refused them for ever."""

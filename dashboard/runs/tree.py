@@ -266,7 +266,14 @@ def _read_agent_events(node: StepNode, events: list[RunEvent]) -> None:
             node.output_tokens += turn.output_tokens
             node.cost_usd += turn.cost_usd
         elif kind == "tool.started":
-            call = ToolCallView(str(data.get("call_id", "")), str(data.get("name", "")), data.get("arguments"))
+            call_id = str(data.get("call_id", ""))
+            open_call = calls.get(call_id)
+            if open_call is not None and open_call.content is None:
+                # The same call again, resumed after its approval was decided (or a crash): one
+                # call, its outcome next — it showed twice, once "waiting for approval" for ever.
+                open_call.waiting_approval = False
+                continue
+            call = ToolCallView(call_id, str(data.get("name", "")), data.get("arguments"))
             calls[call.call_id] = call
             if node.turns:
                 node.turns[-1].tool_calls.append(call)

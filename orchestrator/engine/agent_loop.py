@@ -212,7 +212,7 @@ async def _attempt(ctx: AttemptContext, step: AgentStep, key: str, attempt: int,
                 result = await _resume_interrupted(ctx, key, attempt, index, principal, call.id, call.name, call.arguments,
                                                    interrupted, specs.get(call.name),
                                                    confirm=call.name in defences.confirm_tools or verdict.confirm
-                                                   or verdict.refused)
+                                                   or verdict.refused, decided=approved)
             elif tainted and call.name not in defences.taint_allowed_tools:
                 refusal = TAINTED.format(allowed=", ".join(defences.taint_allowed_tools) or "none")
                 # The gateway audits the calls it handles; this one never reaches it.
@@ -298,10 +298,13 @@ async def _call_model(ctx: AttemptContext, step: AgentStep, key: str, attempt: i
 
 async def _resume_interrupted(ctx: AttemptContext, key: str, attempt: int, index: int, principal: Principal, call_id: str,
                               name: str, arguments: dict[str, Any], found: dict[str, Any], spec: ToolSpec | None,
-                              *, confirm: bool) -> ToolResult:
+                              *, confirm: bool, decided: bool = False) -> ToolResult:
     """A call that may have run: a reviewer's decision about it, else retry when safe, else pause.
     One that ran and answered (its audit row says so; the process died before the ledger's
-    commit) gets that answer back: it is not made again."""
+    commit) gets that answer back: it is not made again. `decided`: a person approved or
+    rejected the approval its retry asked for — the gateway holds the verdict, and the call goes
+    to it again (made once if approved; refused and audited if rejected). That decision took
+    the place of the retry's, and the call used to pause as "may have run" for ever."""
     ikey = call_key(ctx.run_id, key, attempt, index)
     if found.get("answered"):
         recorded = found.get("result") or {}
@@ -311,6 +314,12 @@ async def _resume_interrupted(ctx: AttemptContext, key: str, attempt: int, index
         return await _call_tool(ctx, key, attempt, index, principal, call_id, name, arguments, supplied=ToolResult(
             content=str(recorded.get("content", "")), is_error=found["answered"] == "error",
             data={"structured": structured} if structured is not None else None))
+    if decided:
+        if (ctx.decision or {}).get("approved"):
+            ctx.store.emit("tool.retrying_interrupted", {"call_id": call_id, "name": name, "idempotency_key": ikey,
+                                                            "reason": "reviewer approved"}, key)
+        with contextlib.suppress(CallLost):  # lost again: the same decision is asked for again
+            return await _call_tool(ctx, key, attempt, index, principal, call_id, name, arguments, confirm=True)
     decision = (ctx.decision or {}).get("call")
     if isinstance(decision, dict) and decision.get("key") == ikey:
         if decision.get("do") == "skip":
