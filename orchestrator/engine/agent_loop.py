@@ -35,7 +35,8 @@ from orchestrator.engine.defences import (
     SPOTLIGHT_NOTICE,
     DefenceError,
     Defences,
-    get_detector,
+    inspect_off_loop,
+    load_detector,
     spotlight,
 )
 from orchestrator.engine.document_guard import finite_json, loads_finite, scan_data
@@ -165,7 +166,9 @@ async def _attempt(ctx: AttemptContext, step: AgentStep, key: str, attempt: int,
     index = 0
     try:
         defences = Defences.parse(agent.defences)
-        detector = get_detector(defences.detector) if defences.detector != "off" else None
+        detector = defences.detector if defences.detector != "off" else None
+        if detector is not None:
+            await load_detector(detector)
     except DefenceError as exc:
         raise StepError(f"agent {agent.name!r}: {exc}", retryable=False) from None
     tainted = False
@@ -238,7 +241,7 @@ async def _attempt(ctx: AttemptContext, step: AgentStep, key: str, attempt: int,
             content = result.content
             flow.observe(call.name, content, failed=result.is_error, arguments=call.arguments)
             if detector is not None:
-                detection = detector.inspect(call.name, content)
+                detection = await inspect_off_loop(detector, call.name, content)
                 if detection.flagged:
                     tainted = True
                     content = WITHHELD.format(tool=call.name, reasons="; ".join(detection.reasons))

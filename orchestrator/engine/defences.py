@@ -28,9 +28,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -102,6 +105,9 @@ class RulesDetector:
     """Phrases that instruct rather than inform. Cheap, deterministic, and blunt: benign
     text that quotes such phrases is flagged too (the eval suite measures that cost)."""
 
+    # Linear in the text: no two unbounded runs of one class side by side, no `^\s*` that
+    # spans lines (`account\s*…?\s*…?\s*` took 4 s on 1 KB of blanks, `^\s*` under MULTILINE
+    # 2 s on 16 K blank lines; found by a review: tests/orchestrator/test_detector_inputs.py).
     RULES: tuple[tuple[str, str], ...] = (
         ("override of earlier instructions",
          r"\b(ignore|disregard|forget|override)\b[^.\n]{0,40}\b(previous|prior|above|earlier|preceding|original|all|your)\b"
@@ -109,10 +115,10 @@ class RulesDetector:
         ("new instructions", r"\b(new|updated|additional|important|urgent|real)\s+(system\s+)?(instructions?|orders|task)\s*[:!]"),
         ("role or system-prompt manipulation",
          r"\b(you are now|from now on,? you|act as (an? )?(admin|administrator|root|developer)|system prompt|developer mode|jailbreak)\b"),
-        ("chat-template tokens", r"<\|?(im_start|im_end|system|assistant|endoftext)\|?>|^\s*(system|assistant)\s*:"),
+        ("chat-template tokens", r"<\|?(im_start|im_end|system|assistant|endoftext)\|?>|^[^\S\n]*(system|assistant)\s*:"),
         ("instruction to send data elsewhere",
          r"\b(send|forward|email|e-mail|mail|transfer|wire|post|upload|exfiltrate|leak|share)\b[^\n]{0,80}\b(to|into)\b"
-         r"[^\n]{0,40}([\w.+-]+@[\w-]+\.[\w.]+|https?://|\biban\b|account\s*(number|no\.?|#)?\s*[:#]?\s*\w*\d)"),
+         r"[^\n]{0,40}([\w.+-]+@[\w-]+\.[\w.]+|https?://|\biban\b|account\s*(?:(?:number|no\.?|#)\s*)?(?:[:#]\s*)?\w*\d)"),
         ("request for secrets", r"\b(reveal|include|print|output|send|share|append)\b[^.\n]{0,60}\b(password|api[ _-]?key|secret|token|credentials?)\b"),
         ("concealment from the user", r"\b(do not|don't|never)\s+(tell|inform|mention|show|reveal)\b[^.\n]{0,30}\b(the )?user\b"),
         ("addressed to the AI", r"\b(AI|assistant|agent|LLM|model)\s*[,:]\s*(please\s+)?(you must|ignore|now|immediately|call|send|run)\b"),
@@ -278,12 +284,38 @@ DETECTORS: dict[str, type] = {"rules": RulesDetector, "normalised-rules": Normal
                                "classifier": ClassifierDetector, "combined": CombinedDetector,
                                "minilm": MiniLMDetector, "hf-classifier": HFClassifierDetector}
 _instances: dict[str, Detector] = {}
+_instances_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
 
 
 def get_detector(name: str) -> Detector:
-    if name not in _instances:
-        try:
-            _instances[name] = DETECTORS[name]()
-        except KeyError:
-            raise DefenceError(f"unknown detector {name!r}") from None
-    return _instances[name]
+    with _instances_lock:  # (built once, from any thread: `inspect_off_loop` builds them on its own)
+        if name not in _instances:
+            try:
+                _instances[name] = DETECTORS[name]()
+            except KeyError:
+                raise DefenceError(f"unknown detector {name!r}") from None
+        return _instances[name]
+
+
+async def load_detector(name: str) -> None:
+    """`get_detector(name)` on a detector thread (a model detector loads its weights, or trains
+    them, on first use); raises DefenceError where it cannot run."""
+    await _off_loop(get_detector, name)
+
+
+async def inspect_off_loop(name: str, tool: str, text: str) -> Detection:
+    """`get_detector(name).inspect(tool, text)` on a detector thread, not the event loop: a model
+    detector reads a long output for a second or two, and a worker's event loop carries
+    hundreds of runs and their leases (it ran on the loop: found by a review). Two threads:
+    numpy's work releases the interpreter, and one slow output does not hold up every run's."""
+    return await _off_loop(lambda: get_detector(name).inspect(tool, text))
+
+
+async def _off_loop(func, *args):
+    global _pool
+    with _instances_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="agentdeck-detector")
+        pool = _pool
+    return await asyncio.get_running_loop().run_in_executor(pool, func, *args)

@@ -26,6 +26,7 @@ from orchestrator.engine.normalise import Normalised, normalise
 
 TRAIN_FILE = Path(__file__).resolve().parents[1] / "evals" / "detector_data" / "train.jsonl"
 WINDOW, STRIDE, MAX_WINDOWS = 700, 450, 120
+LINE_BUDGET = 60_000  # characters of a view's lines scored one by one (its first lines, as many as fit)
 TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 SENTENCE = re.compile(r"(?<=[.!?。])\s+")
 
@@ -76,7 +77,16 @@ def windows(normalised: Normalised) -> list[str]:
             lines += SENTENCE.split(line) if len(line) > WINDOW // 2 else [line]
         lines = [line.strip() for line in lines if len(line.strip()) >= 12]
         if len(lines) > 1:
-            out += lines[:MAX_WINDOWS]
+            # Every line up to a budget of characters, not the first 120: an injection on line
+            # 121 of a plain 10 KB page was diluted in its 700-character window and missed
+            # (found by a review). Pairs of lines for the first 120.
+            budget, kept = LINE_BUDGET, []
+            for line in lines:
+                budget -= len(line)
+                if budget < 0:
+                    break
+                kept.append(line)
+            out += kept
             out += [a + "\n" + b for a, b in pairwise(lines[:MAX_WINDOWS])]
     return out
 

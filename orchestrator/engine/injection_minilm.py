@@ -114,6 +114,10 @@ class EmbeddingCache:
 
 SENTENCE = re.compile(r"(?<=[.!?。\uff01\uff1f])\s+|(?<=[。\uff01\uff1f])")
 MAX_SEGMENTS = 200
+# What one text may cost, across all its views: a megabyte of small base64 runs made 13,846
+# windows (183 K tokens, minutes of forward passes; found by a review). Plain text stays under
+# it (at most ~264 windows, ~11 K tokens, about 2 s).
+MAX_TEXT_TOKENS = 16_000
 
 
 def segments(view: str) -> list[str]:
@@ -133,14 +137,24 @@ def text_windows(text: str) -> list[tuple[int, ...]]:
     encoder = minilm.encoder()
     views = [*normalised.views, normalised.hidden] if normalised.hidden.strip() else list(normalised.views)
     seen: dict[tuple[int, ...], None] = {}
+    budget = MAX_TEXT_TOKENS
+
+    def take(windows: list[tuple[int, ...]]) -> bool:
+        nonlocal budget
+        for window in windows:
+            if window not in seen:
+                budget -= len(window)
+                if budget < 0:
+                    return False
+                seen[window] = None
+        return True
+
     for view in views:
-        for window in encoder.windows(view[:60000]):
-            seen.setdefault(window, None)
+        if not take(encoder.windows(view[:60000])):
+            break
         parts = segments(view[:60000])
-        if len(parts) > 1:
-            for part in parts:
-                for window in encoder.windows(part):
-                    seen.setdefault(window, None)
+        if len(parts) > 1 and not all(take(encoder.windows(part)) for part in parts):
+            break
     return list(seen)
 
 
@@ -156,6 +170,8 @@ class MiniLMClassifier:
 
     def score(self, text: str, cache: EmbeddingCache | None = None) -> float:
         matrix = cache.for_text(text) if cache is not None else minilm.encoder().embed_ids(text_windows(text))
+        if not len(matrix):  # nothing to read (an empty or invisible output): it raised
+            return 0.0
         return float(self.probabilities(matrix).max())
 
     @classmethod

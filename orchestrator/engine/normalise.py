@@ -35,7 +35,8 @@ CONFUSABLES = str.maketrans({
     # Cyrillic
     "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c",
     "т": "t", "у": "y", "х": "x", "ѕ": "s", "і": "i", "ї": "i", "ј": "j", "һ": "h", "ԁ": "d", "ɡ": "g",
-    "ԛ": "q", "ԝ": "w", "ь": "b", "п": "n", "г": "r", "л": "n", "и": "u",
+    "ԛ": "q", "ԝ": "w", "ь": "b", "п": "n", "г": "r", "л": "n", "и": "u", "ѵ": "v", "ӏ": "l", "ԍ": "g",
+    "Ѵ": "V", "Ӏ": "I", "Ԍ": "G",
     "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P", "С": "C", "Т": "T",
     "У": "Y", "Х": "X", "Ѕ": "S", "І": "I", "Ј": "J", "Ԁ": "D", "Ԛ": "Q", "Ԝ": "W",
     # Greek
@@ -45,18 +46,24 @@ CONFUSABLES = str.maketrans({
     "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
     # Latin extended / IPA look-alikes
     "ı": "i", "ȷ": "j", "ɑ": "a", "ɩ": "i", "ᴀ": "a", "ʀ": "r", "ꜱ": "s", "ᴜ": "u", "ɴ": "n",
+    "ʟ": "l", "ɪ": "i", "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ᴋ": "k", "ᴍ": "m", "ᴏ": "o", "ᴘ": "p", "ᴛ": "t",
+    "ᴠ": "v", "ᴡ": "w", "ᴢ": "z", "ʜ": "h", "ɢ": "g",
+    # Greek lunate sigma and yot, Armenian
+    "ϲ": "c", "Ϲ": "C", "ϳ": "j", "օ": "o", "ս": "u", "հ": "h", "ո": "n", "ց": "g", "զ": "q",
 })
 LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
 
-# "i g n o r e", "i.g.n.o.r.e", "i-g-n-o-r-e", "i_g_n_o_r_e": four or more single letters
-# joined by one separator character.
-SPACED = re.compile(r"(?<![\w])(?:[^\W\d_][ .\-_*·|/]){2,}[^\W\d_](?![^\W_])_?")
+# "i g n o r e", "i.g.n.o.r.e", "i-g-n-o-r-e", "i_g_n_o_r_e": three or more single letters
+# joined by one separator character, the same one throughout the run, so the words of
+# "i.g.n.o.r.e a.l.l" stay apart (with any separator they ran together: found by a review).
+SPACED = re.compile(r"(?<![\w])[^\W\d_]([ .\-_*·|/])(?:[^\W\d_]\1)+[^\W\d_](?![^\W_])_?")
 # Once letter spacing is evident, two-letter words ("t o", "A_I") are collapsed too.
 SPACED_SHORT = re.compile(r"(?<![\w])[^\W\d_][ .\-_*·|/][^\W\d_](?![^\W_])_?")
 BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}")
 HEX_RUN = re.compile(r"(?<![0-9A-Za-z])(?:(?:0x|\\x)?[0-9A-Fa-f]{2}[\s:,]?){8,}")
 PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 ENTITY = re.compile(r"&#(x[0-9A-Fa-f]+|\d+);|&[a-z]+;")
+LONG_ENTITY = re.compile(r"&#(?:x0*[0-9A-Fa-f]{9,}|0*\d{9,});?")  # (no code point has that many digits)
 COMMON_WORDS = frozenset("the and to you your all of a is in for send ignore instructions please now this that with "
                          "from email password user assistant system data file previous".split())
 
@@ -86,8 +93,18 @@ class Normalised:
 def normalise(text: str, *, depth: int = 2) -> Normalised:
     """Every view of `text` worth scanning, decoding nested encodings up to `depth` levels."""
     result = Normalised()
-    _normalise_into(text, result, depth)
+    _normalise_into(_encodable(text), result, depth)
     return result
+
+
+def _encodable(text: str) -> str:
+    """The text with lone surrogates (JSON's `"\\ud800"` parses to one) replaced: tokenizers
+    refuse them, and a detector raised instead of answering (found by a review)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def _normalise_into(text: str, result: Normalised, depth: int) -> None:
@@ -118,11 +135,11 @@ def _normalise_into(text: str, result: Normalised, depth: int) -> None:
         result.add(hidden)
     if depth <= 0:
         return
-    for trick, decoded in _decodings(collapsed if collapsed else folded):
+    for trick, decoded in _decodings(collapsed if collapsed else folded, deeper=depth > 1):
         result.found(trick)
         _normalise_into(decoded, result, depth - 1)
     if hidden:
-        for trick, decoded in _decodings(hidden):
+        for trick, decoded in _decodings(hidden, deeper=depth > 1):
             result.found(trick)
             _normalise_into(decoded, result, depth - 1)
 
@@ -183,7 +200,7 @@ def _map_confusables(text: str) -> str:
 def _unleet(text: str) -> str:
     # Where leetspeak is evident (several words mixing letters with 3/4/5/7/0/1), words with a
     # single letter left ("7h3", "4551574n7") are read too.
-    heavy = len(re.findall(r"(?<![\w@$])(?=\w*[A-Za-z])(?=(?:\w*[013457]){2})\w+", text)) >= 4
+    heavy = len(re.findall(r"(?<![\w@$!])(?=\w*[A-Za-z])(?=(?:\w*[013457]){2})\w+", text)) >= 4
 
     def fix(match: re.Match) -> str:
         word = match.group()
@@ -193,11 +210,17 @@ def _unleet(text: str) -> str:
             return word.translate(LEET)
         return word
 
-    return re.sub(r"(?<![\w@$])[A-Za-z0-9@$!]*[A-Za-z][A-Za-z0-9@$!]*", fix, text)
+    # (Each match starts where a run of these characters starts: `!` missing from the
+    # lookbehind made 20,000 of them take 1.6 s, found by a review.)
+    return re.sub(r"(?<![\w@$!])[A-Za-z0-9@$!]*[A-Za-z][A-Za-z0-9@$!]*", fix, text)
 
 
-def _readable(data: bytes | str) -> str | None:
-    """Decoded text if it reads like language (mostly printable, with words), else None."""
+def _readable(data: bytes | str, *, encoded: bool = False) -> str | None:
+    """Decoded text if it reads like language (mostly printable, with words), else None. With
+    `encoded`, also a run that is itself encoded (base64 of base64, hex of base64, base64 of
+    %-encoding), for the next level to decode: it has no spaces, and the second level was never
+    reached (found by a review). Invisible characters are not counted: between the letters of
+    an encoded payload they made it "unprintable" and it was dropped."""
     if isinstance(data, bytes):
         try:
             data = data.decode("utf-8")
@@ -205,42 +228,65 @@ def _readable(data: bytes | str) -> str | None:
             return None
     if len(data) < 6:
         return None
-    printable = sum(c.isprintable() or c in "\n\t" for c in data)
-    if printable / len(data) < 0.95:
+    if encoded and _encoded_run(data):
+        return data
+    visible = "".join(c for c in data if c not in ZERO_WIDTH and c not in BIDI and not TAG_FIRST <= ord(c) <= TAG_LAST)
+    if not visible:
         return None
-    letters = sum(c.isalpha() for c in data)
-    if letters / len(data) < 0.5 or " " not in data.strip():
+    printable = sum(c.isprintable() or c in "\n\t" for c in visible)
+    if printable / len(visible) < 0.95:
+        return None
+    letters = sum(c.isalpha() for c in visible)
+    if letters / len(visible) < 0.5 or " " not in visible.strip():
         return None
     return data
 
 
-def _decodings(text: str) -> list[tuple[str, str]]:
+def _encoded_run(data: str) -> bool:
+    """Whether `data` is, whole, one more layer of encoding."""
+    bare = data.strip()
+    return len(bare) >= 16 and (BASE64_RUN.fullmatch(bare) is not None or HEX_RUN.fullmatch(bare) is not None
+                                or len(PERCENT.findall(bare)) >= 3)
+
+
+def _decodings(text: str, *, deeper: bool = False) -> list[tuple[str, str]]:
+    """Each kind of encoding found, with everything it decoded to: the runs of one kind joined,
+    one view and one level of recursion per kind — a view per run let a megabyte of small
+    base64 runs make thousands of views (found by a review). `deeper`: a run that decodes to
+    another encoded run is kept for the next level."""
     found: list[tuple[str, str]] = []
+    runs = []
     for match in BASE64_RUN.finditer(text):
         run = match.group().replace("-", "+").replace("_", "/")
         run += "=" * (-len(run) % 4)
         try:
-            decoded = _readable(base64.b64decode(run, validate=True))
+            decoded = _readable(base64.b64decode(run, validate=True), encoded=deeper)
         except (binascii.Error, ValueError):
             decoded = None
         if decoded:
-            found.append(("base64", decoded))
+            runs.append(decoded)
+    if runs:
+        found.append(("base64", "\n".join(runs)))
+    runs = []
     for match in HEX_RUN.finditer(text):
         digits = re.sub(r"0x|\\x|[\s:,]", "", match.group())
         if len(digits) % 2:
             digits = digits[:-1]
         try:
-            decoded = _readable(bytes.fromhex(digits))
+            decoded = _readable(bytes.fromhex(digits), encoded=deeper)
         except ValueError:
             decoded = None
         if decoded:
-            found.append(("hex", decoded))
+            runs.append(decoded)
+    if runs:
+        found.append(("hex", "\n".join(runs)))
     if len(PERCENT.findall(text)) >= 3:
         decoded = unquote(text.replace("+", " "))
         if decoded != text:
             found.append(("url encoding", decoded))
     if ENTITY.search(text):
-        decoded = html.unescape(text)
+        # (`&#` and 5,000 digits: Python's limit on converting long digit strings raised.)
+        decoded = html.unescape(LONG_ENTITY.sub("", text))
         if decoded != text:
             found.append(("html entities", decoded))
     rotated = codecs.encode(text, "rot13")
