@@ -9,7 +9,7 @@ nested encodings), and with its base64, base32 and hex runs decoded".
  * the suite's hyphenated canaries (HACKED-1, PWNED-U4, CANARY-…) written with the
    non-breaking hyphen U+2011 or a dotted-out form, as models and attackers write them;
  * one canary in two arguments of one call (a view joins a call's strings). Split across two
-   calls (two URLs) it is still not found: the README says so.
+   calls: test_split_leaks.py.
 """
 # Found by a review, which wrote these tests; they failed before the fixes.
 from __future__ import annotations
