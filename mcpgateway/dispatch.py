@@ -25,6 +25,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from config import tracing
@@ -277,11 +278,8 @@ def _request_hash(invocation: ToolInvocation, arguments: dict[str, Any]) -> str:
     """Over the redacted arguments: the same call gets the same hash, and the hash of a short
     secret cannot be confirmed by guessing."""
     p = invocation.principal
-    # The idempotency key names the attempt and the call's place in it: a scripted model's call
-    # ids start again at every attempt, and an unused approval of attempt 1 ran attempt 2's
-    # call unasked (found by a review).
     body = json.dumps({"tool": invocation.name, "arguments": arguments, "run": invocation.run_id,
-                       "step": invocation.step_key, "call": invocation.call_id, "key": invocation.idempotency_key,
+                       "step": invocation.step_key, "call": invocation.call_id,
                        "who": [_principal_key(p), p.user_id]}, sort_keys=True, default=str)
     return hashlib.sha256(body.encode()).hexdigest()
 
@@ -294,8 +292,13 @@ def _find_or_request_approval(team_id: int, invocation: ToolInvocation) -> ToolA
     approval ran other callers' identical calls, and one rejection refused them for ever."""
     arguments = storable(get_redactor().redact(invocation.arguments))  # stored: the secrets a model put in them are not
     digest = _request_hash(invocation, arguments)
+    key = storable(invocation.idempotency_key or "")[:300]
     if invocation.run_id is not None:
+        # The idempotency key names the attempt and the call's place in it: a scripted model's
+        # call ids start again at every attempt, and an unused approval of attempt 1 ran attempt
+        # 2's call unasked (found by a review). A row from before the key was kept has none.
         existing = (ToolApproval.objects.filter(team_id=team_id, request_hash=digest)
+                    .filter(Q(idempotency_key=key) | Q(idempotency_key=""))
                     .exclude(status=ToolApproval.Status.USED).first())
         if existing is not None:
             return existing
@@ -303,7 +306,8 @@ def _find_or_request_approval(team_id: int, invocation: ToolInvocation) -> ToolA
     return ToolApproval.objects.create(
         team_id=team_id, principal_kind=PrincipalKind.API_KEY if p.api_key_id else PrincipalKind.AGENT,
         agent_name=p.agent or "", api_key_id=p.api_key_id, run_id=invocation.run_id, step_key=invocation.step_key,
-        call_id=storable(invocation.call_id), tool_name=storable(invocation.name), arguments=arguments, request_hash=digest)
+        call_id=storable(invocation.call_id), tool_name=storable(invocation.name), arguments=arguments, request_hash=digest,
+        idempotency_key=key)
 
 
 class _Audit:

@@ -337,6 +337,9 @@ class ToolApproval(models.Model):
     tool_name = models.CharField(max_length=64)
     arguments = models.JSONField(default=dict)
     request_hash = models.CharField(max_length=64, db_index=True)
+    # The call's attempt and place in it (runs' calls): an approval is for that call only. Empty
+    # on calls from /mcp and on rows written before it was kept.
+    idempotency_key = models.CharField(max_length=300, blank=True, default="")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     note = models.TextField(blank=True)
     decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)

@@ -245,10 +245,19 @@ class _Builder:
 
 def _read_agent_events(node: StepNode, events: list[RunEvent]) -> None:
     """Turns, tool calls, retries and pauses of an agent step, in event order."""
-    calls: dict[str, ToolCallView] = {}
+    # Keyed by attempt and call id: a scripted model's call ids start again in every attempt,
+    # and a retry a reviewer starts has no `step.retrying` to clear them.
+    calls: dict[tuple[int, str], ToolCallView] = {}
+    attempt = 1
+
+    def key(data: dict[str, Any]) -> tuple[int, str]:
+        return _int(data.get("attempt"), attempt), str(data.get("call_id", ""))
+
     for event in events:
         data: dict[str, Any] = event.data or {}
         kind = event.type
+        if kind in ("step.started", "llm.started"):
+            attempt = _int(data.get("attempt"), attempt)
         if kind == "step.started":
             node.prompt = data.get("prompt", node.prompt)
         elif kind == "llm.started":
@@ -266,25 +275,24 @@ def _read_agent_events(node: StepNode, events: list[RunEvent]) -> None:
             node.output_tokens += turn.output_tokens
             node.cost_usd += turn.cost_usd
         elif kind == "tool.started":
-            call_id = str(data.get("call_id", ""))
-            open_call = calls.get(call_id)
+            open_call = calls.get(key(data))
             if open_call is not None and open_call.content is None:
                 # The same call again, resumed after its approval was decided (or a crash): one
                 # call, its outcome next — it showed twice, once "waiting for approval" for ever.
                 open_call.waiting_approval = False
                 continue
-            call = ToolCallView(call_id, str(data.get("name", "")), data.get("arguments"))
-            calls[call.call_id] = call
+            call = ToolCallView(str(data.get("call_id", "")), str(data.get("name", "")), data.get("arguments"))
+            calls[key(data)] = call
             if node.turns:
                 node.turns[-1].tool_calls.append(call)
         elif kind == "tool.finished":
-            call = calls.get(str(data.get("call_id", "")))
+            call = calls.get(key(data))
             if call is not None:
                 call.content = str(data.get("content", ""))
                 call.is_error = bool(data.get("is_error"))
                 call.duration_ms = data.get("duration_ms")
         elif kind == "tool.approval_requested":
-            call = calls.get(str(data.get("call_id", "")))
+            call = calls.get(key(data))
             if call is not None:
                 call.waiting_approval = True
         elif kind == "step.retrying":
@@ -294,6 +302,13 @@ def _read_agent_events(node: StepNode, events: list[RunEvent]) -> None:
             node.review = data
             node.notes.append(Note("review", f"waiting for review ({data.get('reason', '')})"))
     _close_unfinished_turns(node, events)
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
 
 
 def _close_unfinished_turns(node: StepNode, events: list[RunEvent]) -> None:

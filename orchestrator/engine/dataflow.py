@@ -74,8 +74,14 @@ SENSITIVE_WORDS = frozenset({
 # Control arguments that hold an amount: compared by value. Other numbers (accounts, phones)
 # are compared as digit strings ("0012345678" is not "12345678").
 AMOUNT_WORDS = frozenset({"amount", "amounts", "sum", "total", "price", "quantity"})
+# ... of those, the ones that are money (a `quantity` is a count: no currency goes with it)
+MONEY_WORDS = AMOUNT_WORDS - {"quantity"}
 # Control arguments that hold a currency: compared as a currency the request names.
 CURRENCY_WORDS = frozenset({"currency", "currencies", "ccy"})
+# Words of an argument's name that are a currency (`amount_eur`, `EURAmount`); not `try`.
+NAME_CODES = frozenset({"eur", "usd", "gbp", "chf", "jpy", "cad", "aud", "nzd", "sek", "nok", "dkk", "pln", "czk",
+                        "huf", "ron", "inr", "cny", "hkd", "sgd", "krw", "mxn", "brl", "zar", "ils", "aed", "sar",
+                        "rub", "btc", "eth", "usdt", "usdc"})
 # Control arguments that hold a file path: a relative one must be a whole path the request
 # wrote, never a piece of one (`finance` out of `/finance/q3-draft.xlsx`).
 PATH_WORDS = frozenset({"path", "paths", "filename", "filenames", "filepath", "filepaths", "file", "files",
@@ -340,7 +346,11 @@ class Candidate:
     value: str
     kind: str  # email, url, iban, number, digits, path, text
     exact: bool = False  # a JSON number (exactly this value), not one written out in a string
-    currency: str = ""  # an amount's currency given in an argument of its own (`{"amount": 50, "currency": "EUR"}`)
+    # An amount's currency given apart from it — an argument of its own (`{"amount": 50,
+    # "currency": "EUR"}`), a key (`{"amount": {"EUR": 50}}`), a name (`amount_eur`): the
+    # codes it may be in (it must be one of them, written with it by the source).
+    currencies: tuple[str, ...] = ()
+    money: bool = False  # an amount of money (`amount`, `price`, …), not a count (`quantity`)
 
 
 def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = ()) -> list[Candidate]:
@@ -367,39 +377,73 @@ def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = ()) -> 
         elif isinstance(value, int | float):
             if kind.sensitive:
                 number = "digits" if isinstance(value, int) and not kind.amount else "number"
-                found.append(Candidate(where, str(value), number, exact=True))
+                found.append(Candidate(where, str(value), number, exact=True, currencies=kind.codes, money=kind.money))
         elif isinstance(value, str) and value.strip():
-            found.extend(_string_candidates(where, value.strip(), kind))
+            found.extend(c if c.kind != "number" else
+                         Candidate(c.argument, c.value, c.kind, c.exact, kind.codes, kind.money)
+                         for c in _string_candidates(where, value.strip(), kind))
 
     visit("", arguments, _Kind())
     return _paired(found)
 
 
 def _paired(found: list[Candidate]) -> list[Candidate]:
-    """Amounts tied to the currency their call gives them in an argument of its own, at their
-    level or above (`{"amount": 5000, "currency": "EUR"}`, `{"currency": "EUR", "lines":
-    [{"amount": 50}]}`): the pair must be one the source writes, as for "5000 EUR" in one string."""
-    currencies = [(_parent(c.argument), c.value) for c in found if c.kind == "currency"]
-    if not currencies:
+    """Amounts of money tied to the currency their call gives in an argument of its own, at
+    their level or above (`{"amount": 5000, "currency": "EUR"}`, `{"currency": {"code": "EUR"},
+    "lines": [{"amount": 50}]}`): the nearest level that names one decides, and where it names
+    several, the one whose name matches (`sourceAmount` goes with `sourceCurrency`), else any
+    of them. The pair must be one the source writes, as for "5000 EUR" in one string. Linear
+    in the call: currencies are looked up by where they sit, once per enclosing level."""
+    owners: dict[str, dict[str, frozenset[str]]] = {}
+    for c in found:
+        if c.kind == "currency":
+            code = currency_of(c.value)
+            if code is not None:
+                owner, qualifier = _currency_owner(c.argument)
+                owners.setdefault(owner, {}).setdefault(code, qualifier)
+    if not owners:
         return found
     paired: list[Candidate] = []
     for c in found:
-        if c.kind == "number":
-            codes = [code for parent, code in currencies if _under(c.argument, parent)]
+        if c.kind == "number" and c.money and not c.currencies:
+            codes = _currencies_for(c.argument, owners)
             if codes:
-                paired.extend(Candidate(c.argument, c.value, c.kind, c.exact, code) for code in codes)
-                continue
+                c = Candidate(c.argument, c.value, c.kind, c.exact, codes, c.money)
         paired.append(c)
     return paired
 
 
-def _parent(argument: str) -> str:
-    """Where an argument sits: `payment` for `payment.currency`, "" for `currency`."""
-    return argument.rpartition(".")[0]
+def _segments(argument: str) -> list[str]:
+    return argument.split(".") if argument else []
 
 
-def _under(argument: str, parent: str) -> bool:
-    return not parent or argument.startswith(parent + ".") or argument.startswith(parent + "[")
+def _name_of(segment: str) -> str:
+    return segment.split("[", 1)[0]
+
+
+def _currency_owner(argument: str) -> tuple[str, frozenset[str]]:
+    """Where a currency argument applies (the level that holds it: "" for `currency` and for
+    `currency.code`, `payment` for `payment.currency`), and the other words of its name
+    (`source` of `sourceCurrency`)."""
+    segments = _segments(argument)
+    for i in range(len(segments) - 1, -1, -1):
+        words = set(_words(_name_of(segments[i])))
+        if words & CURRENCY_WORDS:
+            return ".".join(segments[:i]), frozenset(words - CURRENCY_WORDS)
+    return ".".join(segments[:-1]), frozenset()
+
+
+def _currencies_for(argument: str, owners: dict[str, dict[str, frozenset[str]]]) -> tuple[str, ...]:
+    segments = _segments(argument)
+    qualifier = frozenset(set(_words(_name_of(segments[-1]))) - MONEY_WORDS) if segments else frozenset()
+    for i in range(len(segments) - 1, -1, -1):
+        at = owners.get(".".join(segments[:i]))
+        if at is None and i and "[" in segments[i - 1]:  # (`lines[0]` holds what `lines` holds)
+            at = owners.get(".".join([*segments[:i - 1], _name_of(segments[i - 1])]))
+        if at:
+            named = tuple(code for code, words in at.items() if words and words == qualifier)
+            return named or tuple(at)
+    return ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,6 +455,8 @@ class _Kind:
     free: bool = False
     path: bool = False
     currency: bool = False
+    money: bool = False
+    codes: tuple[str, ...] = ()  # the currency its name (or an enclosing key) gives an amount
 
     def within(self, name: str, extra: set[str]) -> _Kind:
         """The kind of the value under `name` inside a value of this kind: its own name decides
@@ -421,10 +467,14 @@ class _Kind:
         ends_control = bool(words) and words[-1] in SENSITIVE_WORDS
         own_free = bool(have & FREE_TEXT_WORDS) and not listed and not ends_control
         own = listed or (bool(have & SENSITIVE_WORDS) and not own_free)
+        codes = tuple(dict.fromkeys(w.upper() for w in words if w in NAME_CODES)) or self.codes
         if own:
-            return _Kind(True, bool(have & AMOUNT_WORDS), False, bool(have & PATH_WORDS), bool(have & CURRENCY_WORDS))
+            return _Kind(True, bool(have & AMOUNT_WORDS), False, bool(have & PATH_WORDS), bool(have & CURRENCY_WORDS),
+                         bool(have & MONEY_WORDS), codes)
         if own_free:
             return _Kind(False, False, True, False, False)
+        if codes != self.codes:  # a key that names a currency: `{"amount": {"EUR": 5000}}`
+            return _Kind(self.sensitive, self.amount, self.free, self.path, self.currency, self.money, codes)
         return self
 
 
@@ -453,16 +503,7 @@ def _string_candidates(where: str, value: str, kind: _Kind) -> list[Candidate]:
     if inner:
         if kind.amount or kind.currency or kind.path:
             return inner
-        # Each piece of a list that holds no address of its own is a value too: a mail tool may
-        # resolve the bare name in `bob@corp.com, mallory` to a contact (found by a review).
-        rest = value
-        for a, b in reversed(tokens):
-            rest = rest[:a] + " " + rest[b:]
-        for piece in re.split(r"[,;\n]", rest):
-            piece = piece.strip().strip(WRAPPERS).strip()
-            if piece and "@" not in piece and not IBAN.search(piece.upper()) and any(c.isalnum() for c in piece):
-                inner.append(_whole(where, piece, kind))
-        return inner
+        return inner + [_whole(where, name, kind) for name in _bare_names(value, tokens)]
     if kind.currency and currency_of(value):
         return [Candidate(where, value, "currency")]
     if kind.amount:
@@ -471,6 +512,30 @@ def _string_candidates(where: str, value: str, kind: _Kind) -> list[Candidate]:
     elif kind.path:
         return [Candidate(where, value, "relpath")]
     return [_whole(where, value, kind)]
+
+
+JOINERS = frozenset({"and", "or", "und", "et", "y", "e", "cc", "bcc", "to", "also", "plus", "&", "+"})
+_QUOTED_OR_BRACKETED = re.compile(r'"[^"]*"|<[^<>]*>|\([^()]*\)')
+
+
+def _bare_names(value: str, tokens: list[tuple[int, int]]) -> list[str]:
+    """What a list of recipients holds besides its addresses, URLs and IBANs: the bare name in
+    `bob@corp.com, mallory` (or `… mallory`, `… and mallory`), which a mail tool may resolve to
+    a contact (found by a review). A display name is not one: quoted, or before an address in
+    angle brackets (`"Smith, Bob" <bob@…>`, `Bob Smith <bob@…>`), or a comment in brackets."""
+    rest = value
+    for a, b in reversed(tokens):
+        rest = rest[:a] + " " + rest[b:]
+    names = []
+    for piece in re.split(r"[,;\n]", _QUOTED_OR_BRACKETED.sub(lambda m: "<>" if m.group().startswith("<") else " ", rest)):
+        if "<>" in piece:  # a display name and its address
+            continue
+        piece = LOOSE_ADDRESS.sub(" ", EMAIL.sub(" ", piece))
+        words = [w for w in piece.split() if w.lower() not in JOINERS]
+        name = " ".join(words).strip(WRAPPERS).strip()
+        if name and not IBAN.search(name.upper()) and any(c.isalnum() for c in name):
+            names.append(name)
+    return names
 
 
 def _whole(where: str, value: str, kind: _Kind) -> Candidate:
@@ -734,13 +799,21 @@ def _contains(source: Source, candidate: Candidate) -> bool:
         else:  # written out ("4,900", "50.000", "1 000 000"): one number, every reading trusted
             number, marks = split_money(value)
             wanted = readings(number.replace(" ", ""))
+        if not wanted:
+            return False
+        codes = {currency_of(mark) for mark in marks}
+        if not codes and not candidate.currencies:
+            return wanted <= source.view("amounts", amounts_in)
         # Its currency too, known or not ("50 BTC", "50 XBT" against a request for 50 EUR), and
-        # written with this amount ("50 EUR … 5000 JPY" is not a request for 5000 EUR).
-        codes = {currency_of(mark) for mark in marks} | ({currency_of(candidate.currency)} if candidate.currency else set())
-        if not codes:
-            return bool(wanted) and wanted <= source.view("amounts", amounts_in)
-        money = source.view("money", money_in)
-        return bool(wanted) and all((value, code) in money for value in wanted for code in codes)
+        # written with this amount, or the amount written without one in a request that names
+        # it ("Pay Bob 30 and Carol 70 EUR"): "50 EUR … 5000 JPY" is no request for 5000 EUR.
+        money, named = source.view("money", money_in), source.view("currencies", currencies_in)
+
+        def paired(code: str | None) -> bool:
+            return all((v, code) in money or ((v, None) in money and code in named) for v in wanted)
+
+        return all(paired(code) for code in codes) and (
+            not candidate.currencies or any(paired(currency_of(code)) for code in candidate.currencies))
     if kind == "currency":
         return currency_of(value) in source.view("currencies", currencies_in)
     if kind == "relpath":  # a whole path the text wrote, never a piece of one (nor the root, home or `..`)

@@ -284,17 +284,22 @@ DETECTORS: dict[str, type] = {"rules": RulesDetector, "normalised-rules": Normal
                                "classifier": ClassifierDetector, "combined": CombinedDetector,
                                "minilm": MiniLMDetector, "hf-classifier": HFClassifierDetector}
 _instances: dict[str, Detector] = {}
-_instances_lock = threading.Lock()
+_building: dict[str, threading.Lock] = {}  # one per detector name: a slow one does not hold up the others
+_pool_lock = threading.Lock()  # (only while the pool is made: the event loop's thread takes it)
 _pool: ThreadPoolExecutor | None = None
 
 
 def get_detector(name: str) -> Detector:
-    with _instances_lock:  # (built once, from any thread: `inspect_off_loop` builds them on its own)
+    """The detector of that name, built once, from any thread (`inspect_off_loop` builds them
+    on its own threads; a model detector's first build loads or trains its weights)."""
+    found = _instances.get(name)
+    if found is not None:
+        return found
+    if name not in DETECTORS:
+        raise DefenceError(f"unknown detector {name!r}")
+    with _building.setdefault(name, threading.Lock()):
         if name not in _instances:
-            try:
-                _instances[name] = DETECTORS[name]()
-            except KeyError:
-                raise DefenceError(f"unknown detector {name!r}") from None
+            _instances[name] = DETECTORS[name]()
         return _instances[name]
 
 
@@ -314,7 +319,7 @@ async def inspect_off_loop(name: str, tool: str, text: str) -> Detection:
 
 async def _off_loop(func, *args):
     global _pool
-    with _instances_lock:
+    with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="agentdeck-detector")
         pool = _pool

@@ -53,10 +53,11 @@ CONFUSABLES = str.maketrans({
 })
 LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
 
-# "i g n o r e", "i.g.n.o.r.e", "i-g-n-o-r-e", "i_g_n_o_r_e": three or more single letters
-# joined by one separator character, the same one throughout the run, so the words of
-# "i.g.n.o.r.e a.l.l" stay apart (with any separator they ran together: found by a review).
-SPACED = re.compile(r"(?<![\w])[^\W\d_]([ .\-_*·|/])(?:[^\W\d_]\1)+[^\W\d_](?![^\W_])_?")
+# "i g n o r e", "i.g.n.o.r.e", "i-g.n-o.r-e", "i_g_n_o_r_e": three or more single letters
+# joined by blanks, or by punctuation (one kind or mixed), not both: the words of
+# "i.g.n.o.r.e a.l.l" stay apart (with any separator they ran together, found by a review),
+# and alternating `.` and `-` inside a word does not hide it (found by the next one).
+SPACED = re.compile(r"(?<![\w])[^\W\d_](?:(?:[.\-_*·|/][^\W\d_]){2,}|(?: [^\W\d_]){2,})(?![^\W_])_?")
 # Once letter spacing is evident, two-letter words ("t o", "A_I") are collapsed too.
 SPACED_SHORT = re.compile(r"(?<![\w])[^\W\d_][ .\-_*·|/][^\W\d_](?![^\W_])_?")
 BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}")
