@@ -125,7 +125,7 @@ CURRENCY_NAMES = {"€": "EUR", "$": "USD", "£": "GBP", "¥": "JPY", "euro": "E
 CURRENCY_CODES = frozenset({
     "EUR", "USD", "GBP", "CHF", "JPY", "CAD", "AUD", "NZD", "SEK", "NOK", "DKK", "PLN", "CZK", "HUF", "RON", "INR",
     "CNY", "HKD", "SGD", "KRW", "MXN", "BRL", "ZAR", "TRY", "ILS", "AED", "SAR", "RUB", "BTC", "ETH", "USDT", "USDC"})
-_MARK = r"[€$£¥]|[A-Za-z]{3}(?![A-Za-z])|euros?|dollars?|pounds?|francs?"
+_MARK = r"[€$£¥]|[A-Za-z]{3}(?![A-Za-z])|(?i:euros?|dollars?|pounds?|francs?)"  # ("50 Euro" too)
 MARK_BEFORE = re.compile(rf"(?:^|(?<![A-Za-z]))({_MARK})\s?$")  # (matched on the few characters before a number)
 MARK_AFTER = re.compile(rf"^\s?({_MARK})(?![A-Za-z])")  # (and after it)
 STEP_REF = re.compile(r"\{\{\s*steps\.")
@@ -216,31 +216,45 @@ def money_in(text: str) -> frozenset[tuple[Decimal, str | None]]:
             numbers.append((match.start(), match.end(), readings(match.group(0).replace(" ", ""))))
     numbers.sort(key=lambda n: n[0])
     # A list of amounts shares the currency written with one of them ("Bob 30, Alice 50 and
-    # Carol 70 EUR" is 30 EUR too); a number outside such a list has only its own ("invoice
-    # 12000: 50 EUR" is no request for 12000 EUR, found by a review).
+    # Carol 70 EUR" is 30 EUR too, "Bob 30 EUR, Alice 50"), when it writes exactly one (two
+    # gave a bare amount both, and a crafted list every code times every number: found by a
+    # review); a number outside such a list, or naming an invoice, order or year, has only its
+    # own ("invoice 12000, 50 EUR" is no request for 12000 EUR).
     found: set[tuple[Decimal, str | None]] = set()
     chain: list[tuple[set[Decimal], set[str]]] = []
     previous_end = -1
     for start, end, values in numbers:
-        if chain and not (previous_end <= start and LIST_GAP.fullmatch(text, previous_end, start)):
+        listed = not ID_NOUN.search(text, max(0, start - 24), start)
+        if chain and not (listed and previous_end <= start and LIST_GAP.fullmatch(text, previous_end, start)):
             _add_chain(found, chain)
             chain = []
         chain.append((values, _marks_around(text, start, end)))
+        if not listed:
+            _add_chain(found, chain)
+            chain = []
         previous_end = end
     _add_chain(found, chain)
     return frozenset(found)
 
 
-# What stands between two amounts of one list: a comma or a conjunction, and up to two words
-# (a payee's name): ", Alice ", " and Carol ", ", ". Bounded, so a match is linear.
-LIST_GAP = re.compile(r"[^\S\n]{0,3}(?:,[^\S\n]{0,3}(?:(?:and|or|und|et|y|e|&)[^\S\n]{1,3})?|(?:and|or|und|et|y|e|&)[^\S\n]{1,3})"
+# A number an id noun names is not one of a list of amounts: "invoice 12000", "order 4471", "year 2026".
+ID_NOUN = re.compile(r"(?i:\b(?:invoice|order|ticket|case|po|year|bill|contract|item|sku|room|page|version|"
+                     r"reference|ref|id|no|nr|number)\b)\.?[^\S\n]{0,3}[:#]?[^\S\n]{0,3}\Z")
+
+
+# What stands between two amounts of one list: the first one's currency, up to two words, a
+# comma or a conjunction, and up to two words (a payee's name): ", Alice ", " and Carol ",
+# " EUR, Alice ", " EUR to Bob and ". Bounded, so a match is linear.
+_CONJUNCTION = r"(?:,[^\S\n]{0,3}(?:(?:and|or|und|et|y|e|&)[^\S\n]{1,3})?|(?:and|or|und|et|y|e|&)[^\S\n]{1,3})"
+LIST_GAP = re.compile(r"[^\S\n]{0,3}(?:(?:[€$£¥]|[A-Z]{3}|(?i:euros?|dollars?|pounds?|francs?))[^\S\n]{0,3})?"
+                      r"(?:[^\W\d_]{1,40}[^\S\n]{1,3}){0,2}" + _CONJUNCTION +
                       r"(?:[^\W\d_]{1,40}[^\S\n]{1,3}){0,2}[€$£¥]?[^\S\n]?")
 
 
 def _add_chain(found: set[tuple[Decimal, str | None]], chain: list[tuple[set[Decimal], set[str]]]) -> None:
-    shared = set().union(*(codes for _, codes in chain)) if chain else set()
+    shared = set().union(*(codes for _, codes in chain)) if len(chain) > 1 else set()
     for values, codes in chain:
-        for code in (codes or shared or {None}):
+        for code in (codes or (shared if len(shared) == 1 else {None})):
             found.update((value, code) for value in values)
 
 
@@ -328,10 +342,15 @@ def currencies_in(text: str) -> frozenset[str]:
     found: set[str] = set()
     for match in NUMBER.finditer(text):
         found |= _marks_around(text, *match.span())
+    if found:  # a conversion's target, in a text that gives an amount: "Convert 100 EUR to USD"
+        found |= {m.group(1) for m in TARGET_CODE.finditer(text) if m.group(1) in CURRENCY_CODES}
     return frozenset(found)
 
 
-_LEAD_MARK = re.compile(r"([€$£¥]|[A-Za-z]{3}(?![A-Za-z])|euros?(?![A-Za-z])|dollars?(?![A-Za-z]))\s*")
+TARGET_CODE = re.compile(r"(?<![A-Za-z])(?:to|into)\s+([A-Z]{3,4})(?![A-Za-z])")
+
+
+_LEAD_MARK = re.compile(r"([€$£¥]|[A-Za-z]{3}(?![A-Za-z])|(?i:euros?|dollars?)(?![A-Za-z]))\s*")
 COMMON_LOWER_CODES = frozenset({"EUR", "USD", "GBP", "CHF", "JPY", "CAD", "AUD", "SEK", "NOK", "DKK", "PLN", "CZK", "INR", "CNY"})
 
 
@@ -396,7 +415,8 @@ def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = ()) -> 
                 words = set(_words(str(key)))
                 # A currency argument applies to the object that holds it (`currency` and
                 # `currency.code` to the call, `payment.currency` to `payment`).
-                inner_owner = (inner_level, frozenset(words - CURRENCY_WORDS)) if words & CURRENCY_WORDS else owner
+                # (`amount_currency` goes with `amount`, as django-money writes them)
+                inner_owner = (inner_level, frozenset(words - CURRENCY_WORDS - MONEY_WORDS)) if words & CURRENCY_WORDS else owner
                 visit(f"{where}.{key}" if where else str(key), inner, kind.within(str(key), extra), inner_level,
                       inner_owner, str(key))
         elif isinstance(value, list | tuple):
@@ -482,7 +502,12 @@ class _Kind:
         ends_control = bool(words) and words[-1] in SENSITIVE_WORDS
         own_free = bool(have & FREE_TEXT_WORDS) and not listed and not ends_control
         own = listed or (bool(have & SENSITIVE_WORDS) and not own_free)
-        codes = _name_codes(name) or self.codes
+        if (self.amount or self.currency) and not own and have & MONEY_DATA_WORDS:
+            return _Kind()  # a money object's data: `nanos`, `decimals`, a currency's `name`
+        # A currency in a money argument's name (`amount_eur`, `amountXBT`) or in a key inside
+        # an amount (`{"amount": {"XBT": 5000}}`); not an acronym elsewhere (`priceInclVAT`, `ACH`).
+        codes = (_name_codes(name, whole=not (own and have & MONEY_WORDS)) if (own and have & MONEY_WORDS) or self.amount
+                 else ()) or self.codes
         if own:
             return _Kind(True, bool(have & AMOUNT_WORDS), False, bool(have & PATH_WORDS), bool(have & CURRENCY_WORDS),
                          bool(have & MONEY_WORDS), codes)
@@ -493,15 +518,23 @@ class _Kind:
         return self
 
 
-def _name_codes(name: str) -> tuple[str, ...]:
+MONEY_DATA_WORDS = frozenset({"nanos", "decimals", "decimal", "scale", "precision", "exponent", "name", "symbol",
+                              "minor", "display", "label", "format", "digits"})
+
+
+def _name_codes(name: str, *, whole: bool) -> tuple[str, ...]:
     """The currencies an argument's name or key gives: a common code in its words (`amount_eur`,
-    `EURAmount`), or any code written in capitals (`{"XBT": 5000}`, `amountXBT`, `TRY`): the
-    list alone missed what it does not know, and the amount went unchecked (found by a review)."""
+    `EURAmount`), or any code in capitals — the whole key (`{"XBT": 5000}`, `whole`), or right
+    after a money word (`amountXBT`): the list alone missed what it does not know, and the
+    amount went unchecked (found by a review); any capitals took `VAT` of `priceInclVAT`."""
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
     spaced = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", spaced)
+    words = [w for w in re.split(r"[^A-Za-z0-9]+", spaced) if w]
     codes = []
-    for word in re.split(r"[^A-Za-z0-9]+", spaced):
-        if word.lower() in NAME_CODES or (len(word) == 3 and word.isalpha() and word.isupper() and word.isascii()):
+    for i, word in enumerate(words):
+        capitals = len(word) == 3 and word.isalpha() and word.isupper() and word.isascii()
+        if word.lower() in NAME_CODES or (capitals and (len(words) == 1 if whole else
+                                                        (i > 0 and words[i - 1].lower() in MONEY_WORDS))):
             codes.append(word.upper())
     return tuple(dict.fromkeys(codes))
 
@@ -545,7 +578,8 @@ def _string_candidates(where: str, value: str, kind: _Kind) -> list[Candidate]:
 JOINERS = frozenset({"and", "or", "und", "et", "y", "e", "cc", "bcc", "to", "also", "plus", "&", "+", "mailto"})
 # A display name: quoted, before an address in angle brackets (`"Smith, Bob" <bob@…>`); the
 # address in brackets; a comment in brackets after an address.
-_DISPLAY_NAME = re.compile(r'"[^"]*"(?=\s*<[^<>@]*@[^<>]*>)')
+_DISPLAY_NAME = re.compile(r'(?:"[^"]*"|\u201c[^\u201d]*\u201d|\u00ab[^\u00bb]*\u00bb)(?=\s*<[^<>@]*@[^<>]*>)')
+_COMMENT_AFTER = re.compile(r"(@[^\s,;<>()]{1,300}>?)[^\S\n]{0,3}\([^()\n]{0,200}\)")  # `bob@corp.com (Bob Smith)`
 _ANGLE_ADDRESS = re.compile(r"<[^<>@]*@[^<>]*>")
 
 
@@ -558,9 +592,10 @@ def _bare_names(value: str, tokens: list[tuple[int, int]]) -> list[str]:
     for a, b in reversed(tokens):
         rest = rest[:a] + " " + rest[b:]
     names = []
-    for piece in re.split(r"[,;\n]", _DISPLAY_NAME.sub(" ", rest)):
-        if _ANGLE_ADDRESS.search(piece):  # a display name (or none) and its address
-            continue
+    for piece in re.split(r"[,;\n]", _COMMENT_AFTER.sub(r"\1", _DISPLAY_NAME.sub(" ", rest))):
+        angled = list(_ANGLE_ADDRESS.finditer(piece))
+        if angled:  # a display name before its address is data; what follows the address is not
+            piece = piece[angled[-1].end():]
         piece = LOOSE_ADDRESS.sub(" ", EMAIL.sub(" ", piece))
         words = [w.strip(WRAPPERS) for w in piece.split()]
         name = " ".join(w for w in words if w and w.lower() not in JOINERS)
