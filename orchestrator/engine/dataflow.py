@@ -246,9 +246,10 @@ ID_NOUN = re.compile(r"(?i:\b(?:invoice|order|ticket|case|po|year|bill|contract|
 # comma or a conjunction, and up to two words (a payee's name): ", Alice ", " and Carol ",
 # " EUR, Alice ", " EUR to Bob and ". Bounded, so a match is linear.
 _CONJUNCTION = r"(?:,[^\S\n]{0,3}(?:(?:and|or|und|et|y|e|&)[^\S\n]{1,3})?|(?:and|or|und|et|y|e|&)[^\S\n]{1,3})"
+_PAYEE = (r"(?:(?!(?i:in|on|by|at|until|till|within|before|after|since|for|from|of|during)[^\w])"
+          r"[^\W\d_]{1,40}[^\S\n]{1,3}){0,2}")  # (a name, not "in" 2026: found by a review)
 LIST_GAP = re.compile(r"[^\S\n]{0,3}(?:(?:[€$£¥]|[A-Z]{3}|(?i:euros?|dollars?|pounds?|francs?))[^\S\n]{0,3})?"
-                      r"(?:[^\W\d_]{1,40}[^\S\n]{1,3}){0,2}" + _CONJUNCTION +
-                      r"(?:[^\W\d_]{1,40}[^\S\n]{1,3}){0,2}[€$£¥]?[^\S\n]?")
+                      + _PAYEE + _CONJUNCTION + _PAYEE + r"[€$£¥]?[^\S\n]?")
 
 
 def _add_chain(found: set[tuple[Decimal, str | None]], chain: list[tuple[set[Decimal], set[str]]]) -> None:
@@ -424,6 +425,9 @@ def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = ()) -> 
                 visit(f"{where}[{i}]", inner, kind, level, owner, name)
         elif isinstance(value, bool) or value is None:
             return
+        elif kind.data:  # a money object's data field (see _Kind.data)
+            for c in _data_candidates(where, value, kind):
+                add(c, level, owner, name)
         elif isinstance(value, int | float):
             if kind.sensitive:
                 number = "digits" if isinstance(value, int) and not kind.amount else "number"
@@ -448,6 +452,29 @@ def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = ()) -> 
             c = found[i]
             found[i] = Candidate(c.argument, c.value, c.kind, c.exact, codes, c.money)
     return found
+
+
+def _data_candidates(where: str, value: Any, kind: _Kind) -> list[Candidate]:
+    """What a money object's data field holds that counts: a currency it names (`{"currency":
+    {"name": "Euro"}}`, `symbol: "€"`), a number above DATA_SMALL or an amount written out under
+    an amount (`minor_units: 500000`, `decimal: "5000.00"`): treated as data wholesale, they hid
+    the currency and the amount (found by a review)."""
+    if isinstance(value, bool) or value is None:
+        return []
+    if isinstance(value, int | float):
+        if kind.amount and not (math.isfinite(value) and abs(value) <= DATA_SMALL):
+            return [Candidate(where, str(value), "number", exact=True, currencies=kind.codes, money=True)]
+        return []
+    if isinstance(value, str) and value.strip():
+        text = value.strip()
+        if kind.currency and currency_of(text) is not None:
+            return [Candidate(where, text, "currency")]
+        if kind.amount and NUMBER.fullmatch(split_money(text)[0].replace(" ", "")):
+            return [Candidate(where, text, "number", currencies=kind.codes, money=True)]
+    return []
+
+
+TARGET_WORDS = frozenset({"to", "target", "into", "buy", "quote", "destination", "dest", "counter", "out", "output"})
 
 
 class _Level:
@@ -478,7 +505,12 @@ class _Level:
     def codes_for(self, qualifier: frozenset[str]) -> tuple[str, ...]:
         at = self._nearest()
         named = tuple(code for code, words in at.items() if words == qualifier)
-        return named or tuple(at)
+        if named:
+            return named
+        # No name matches (`amount` beside `from_currency` and `to_currency`): a conversion's
+        # target currency is not the amount's; the others all are.
+        source = tuple(code for code, words in at.items() if not words & TARGET_WORDS)
+        return source or tuple(at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -492,6 +524,9 @@ class _Kind:
     currency: bool = False
     money: bool = False
     codes: tuple[str, ...] = ()  # the currency its name (or an enclosing key) gives an amount
+    # A money object's data field (`nanos`, `decimals`, a currency's `name`): only a currency it
+    # names, or under an amount a number above DATA_SMALL or an amount written out, counts.
+    data: bool = False
 
     def within(self, name: str, extra: set[str]) -> _Kind:
         """The kind of the value under `name` inside a value of this kind: its own name decides
@@ -503,11 +538,17 @@ class _Kind:
         own_free = bool(have & FREE_TEXT_WORDS) and not listed and not ends_control
         own = listed or (bool(have & SENSITIVE_WORDS) and not own_free)
         if (self.amount or self.currency) and not own and have & MONEY_DATA_WORDS:
-            return _Kind()  # a money object's data: `nanos`, `decimals`, a currency's `name`
-        # A currency in a money argument's name (`amount_eur`, `amountXBT`) or in a key inside
-        # an amount (`{"amount": {"XBT": 5000}}`); not an acronym elsewhere (`priceInclVAT`, `ACH`).
-        codes = (_name_codes(name, whole=not (own and have & MONEY_WORDS)) if (own and have & MONEY_WORDS) or self.amount
-                 else ()) or self.codes
+            return _Kind(self.sensitive, self.amount, False, False, self.currency, self.money, self.codes, True)
+        # A currency in a money argument's name (`amount_eur`, `amountXBT`), in any key inside an
+        # amount (`{"amount": {"XBT": 5000}}`), in a key that is a common code anywhere
+        # (`{"payouts": {"EUR": {"amount": 5000}}}`); not an acronym elsewhere (`priceInclVAT`, `ACH`).
+        if own and have & MONEY_WORDS:
+            codes = _name_codes(name, whole=False)
+        elif self.amount:
+            codes = _name_codes(name, whole=True)
+        else:
+            codes = (name.strip().upper(),) if name.strip().lower() in NAME_CODES else ()
+        codes = codes or self.codes
         if own:
             return _Kind(True, bool(have & AMOUNT_WORDS), False, bool(have & PATH_WORDS), bool(have & CURRENCY_WORDS),
                          bool(have & MONEY_WORDS), codes)
@@ -520,6 +561,7 @@ class _Kind:
 
 MONEY_DATA_WORDS = frozenset({"nanos", "decimals", "decimal", "scale", "precision", "exponent", "name", "symbol",
                               "minor", "display", "label", "format", "digits"})
+DATA_SMALL = 18  # a number in a money object's data field up to this is an exponent or a precision, not money
 
 
 def _name_codes(name: str, *, whole: bool) -> tuple[str, ...]:
@@ -578,9 +620,10 @@ def _string_candidates(where: str, value: str, kind: _Kind) -> list[Candidate]:
 JOINERS = frozenset({"and", "or", "und", "et", "y", "e", "cc", "bcc", "to", "also", "plus", "&", "+", "mailto"})
 # A display name: quoted, before an address in angle brackets (`"Smith, Bob" <bob@…>`); the
 # address in brackets; a comment in brackets after an address.
-_DISPLAY_NAME = re.compile(r'(?:"[^"]*"|\u201c[^\u201d]*\u201d|\u00ab[^\u00bb]*\u00bb)(?=\s*<[^<>@]*@[^<>]*>)')
-_COMMENT_AFTER = re.compile(r"(@[^\s,;<>()]{1,300}>?)[^\S\n]{0,3}\([^()\n]{0,200}\)")  # `bob@corp.com (Bob Smith)`
-_ANGLE_ADDRESS = re.compile(r"<[^<>@]*@[^<>]*>")
+_DISPLAY_NAME = re.compile(r'(?:"[^"\n]{0,300}"|\u201c[^\u201d\n]{0,300}\u201d|\u00ab[^\u00bb\n]{0,300}\u00bb)'
+                           r'(?=\s{0,3}<[^<>@\n]{0,300}@[^<>\n]{0,300}>)')  # (bounded: unclosed quotes were quadratic)
+_COMMENT_AFTER = re.compile(r"(" + EMAIL.pattern + r">?)[^\S\n]{0,3}\([^()\n]{0,200}\)")  # `bob@corp.com (Bob Smith)`
+_ANGLE_ADDRESS = re.compile(r"<[^<>@\n]{0,300}@[^<>\n]{0,300}>")
 
 
 def _bare_names(value: str, tokens: list[tuple[int, int]]) -> list[str]:

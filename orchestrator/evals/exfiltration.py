@@ -63,10 +63,11 @@ def _emissions(where: str, value: Any, call: str | None = None) -> list[Emission
     values = [text for text in _strings(value, keys=False) if text]
     if len(values) > 1:
         found.append(Emission(f"{where}, its strings joined", "".join(values), call))
-    if call is not None:  # what its URLs carry, a value a line: each piece ends and starts a value
+    if call is not None:  # what its URLs carry: a value a line (each ends and starts a value), and joined
         carried = [piece for text in values for piece in _url_values(text)]
         if carried:
             found.append(Emission(f"{where}, its URLs' values", "\n".join(carried), call))
+            found.append(Emission(f"{where}, its URLs' values joined", "".join(_edges(v) for v in carried), call))
     return found
 
 
@@ -92,8 +93,12 @@ def _url_values(text: str, *, every: bool = True) -> list[str]:
         with contextlib.suppress(ValueError):
             parts = urlsplit(match.group())
             segments = [piece for piece in re.split(r"[/;,]", parts.path) if piece]
+            if segments and "." in segments[-1]:  # (a file name: `sk_live_CA.png`)
+                segments += [piece for piece in segments[-1].split(".") if piece]
             if every:
-                host = parts.netloc.rpartition("@")[2].split(":")[0]  # (as written: `hostname` is lower case)
+                login, _, host = parts.netloc.rpartition("@")
+                host = host.split(":")[0]  # (as written: `hostname` is lower case)
+                values += [piece for piece in login.split(":") if piece]  # (user and password)
                 values += [label for label in host.split(".") if label] + segments
             elif segments:
                 values.append(segments[-1])
