@@ -70,6 +70,11 @@ SENSITIVE_WORDS = frozenset({
     "amount", "amounts", "sum", "total", "price", "quantity", "currency", "currencies", "ccy",
     "path", "paths", "filename", "filenames", "filepath", "filepaths", "file", "files", "directory", "dir", "folder",
     "destination", "dest", "source", "src", "receiver", "receivers", "wallet", "wallets", "mobile", "msisdn", "fax",
+    # where a message, an issue or a file goes in chat, code and storage tools (Slack's `channel`,
+    # GitHub's `owner`/`repo`: an issue in the attacker's repository is a leak; found by a review)
+    "channel", "channels", "chat", "chats", "conversation", "room", "rooms", "owner", "repo", "repos", "repository",
+    "repositories", "bucket", "buckets", "proxy", "remote", "remotes", "user", "users", "username", "usernames",
+    "assignee", "assignees", "invitee", "invitees", "member", "members",
 })
 # Control arguments that hold an amount: compared by value. Other numbers (accounts, phones)
 # are compared as digit strings ("0012345678" is not "12345678").
@@ -938,10 +943,15 @@ def _contains(source: Source, candidate: Candidate) -> bool:
     bare = normalise(value)
     if len(bare) < SHORT:
         return False
-    return _has_word_run(source.view("normalised", normalise), bare)
+    # A repository's owner and name are written `corp/app`: there the slash parts them.
+    slash = bool(set(_words(candidate.argument.rpartition(".")[2].split("[")[0])) & REPO_WORDS)
+    return _has_word_run(source.view("normalised", normalise), bare, slash_parts=slash)
 
 
-def _has_word_run(text: str, wanted: str) -> bool:
+REPO_WORDS = frozenset({"owner", "repo", "repos", "repository", "repositories"})
+
+
+def _has_word_run(text: str, wanted: str, *, slash_parts: bool = False) -> bool:
     """`wanted` in `text` between non-word characters, by plain search (a pattern built from a
     100 KB argument cost seconds to compile and run). The first `WORD_RUN_TRIES` places it
     occurs are looked at: a value found only past them is refused (`"a" * 50000` in
@@ -951,7 +961,10 @@ def _has_word_run(text: str, wanted: str) -> bool:
         if at == -1:
             return False
         end = at + len(wanted)
-        if (at == 0 or not _word_char(text[at - 1])) and (end == len(text) or not _word_char(text[end])):
+        before, after = (text[at - 1] if at else " "), (text[end] if end < len(text) else " ")
+        if slash_parts and (before == "/" or after == "/"):
+            before, after = (" " if before == "/" else before), (" " if after == "/" else after)
+        if not _word_char(before) and not _word_char(after):
             return True
         at = text.find(wanted, at + 1)
     return False
