@@ -324,3 +324,14 @@ async def _off_loop(func, *args):
             _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="agentdeck-detector")
         pool = _pool
     return await asyncio.get_running_loop().run_in_executor(pool, func, *args)
+
+
+def _forget_pool() -> None:
+    """In a forked child: the parent's detector threads are not there (a pool that believes it
+    has them would queue work for ever), nor are the threads that may hold its locks."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+    _building.clear()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
