@@ -30,7 +30,10 @@ IBANs and account numbers, file paths — are traced back to it.
   `url`, `server`, `host`, `target`, `amount`, `account`, `path`, … and `dataflow_arguments`)
   every email, URL and IBAN, else the whole value; in any other string argument every email
   and URL in it; in free text (FREE_TEXT_WORDS: subject, body, …) only a whole value that is
-  an email, URL, IBAN or absolute path — free text is data.
+  an email, URL, IBAN or absolute path — free text is data. Money has more names: an amount
+  under `fee`/`cost` (FEE_WORDS) or a `value` beside a currency, a currency under `asset`,
+  `coin`, `unit` (SOFT_CURRENCY_WORDS) when it is one, minor units by name (MINOR_WORDS) or by
+  the tool (`dataflow_minor_unit_tools`), and an amount object's `exponent` or `scale`.
 - Side-effecting tools: every tool except those its server marks read-only (MCP's
   `readOnlyHint`, `ToolSpec.read_only`) when that hint can be trusted (`ToolSpec.trusted_hint`:
   a server an instance operator installed — stdio, or from the catalogue — not a remote
@@ -53,7 +56,7 @@ import math
 import posixpath
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, DecimalException
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -81,8 +84,28 @@ SENSITIVE_WORDS = frozenset({
 AMOUNT_WORDS = frozenset({"amount", "amounts", "sum", "total", "price", "quantity"})
 # ... of those, the ones that are money (a `quantity` is a count: no currency goes with it)
 MONEY_WORDS = AMOUNT_WORDS - {"quantity"}
+# Money too when a name ends with one (`fee`, `shipping_cost`, `totalFee`; not `cost_center`).
+FEE_WORDS = frozenset({"fee", "fees", "cost", "costs"})
 # Control arguments that hold a currency: compared as a currency the request names.
 CURRENCY_WORDS = frozenset({"currency", "currencies", "ccy"})
+# A currency when the value is one (`asset: "BTC"`, `unit: "USDC"`), else data (`unit: "pcs"`,
+# `asset: "logo.png"`): an attacker's asset passed under these names (found by a review).
+SOFT_CURRENCY_WORDS = frozenset({"asset", "assets", "coin", "coins", "cur", "unit", "denomination", "denom"})
+# An amount under a name of these words is in its currency's minor units (`amount_cents`,
+# `amountInCents`, `minor_units`): 5000 of them are 50 EUR, 5000 JPY, 5 KWD.
+MINOR_WORDS = frozenset({"cent", "cents", "minor", "pence", "penny", "subunit", "subunits"})
+MINOR_DIGITS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "UGX": 0, "XAF": 0, "XOF": 0, "PYG": 0, "RWF": 0,
+                "KWD": 3, "BHD": 3, "JOD": 3, "OMR": 3, "TND": 3, "IQD": 3, "LYD": 3}  # (others: 2)
+# An integer under one of these in an amount object scales it (`{"value": 50, "exponent": 3}`
+# is 50,000, or 0.05 where it counts decimals): every reading must be the request's.
+SCALE_WORDS = frozenset({"exponent", "scale"})
+# `value` is an amount in an object that gives a currency (`{"value": "50.00", "currency_code":
+# "EUR"}`, PayPal's shape); elsewhere it is too generic to be control (`set_field(value=…)`).
+VALUE_WORDS = frozenset({"value", "values"})
+# A recipient object's name beside its address is data (`{"address": …, "name": "Bob Smith"}`):
+# mail goes to the address; a name alone is still checked.
+NAME_WORDS = frozenset({"name", "display", "full", "first", "last", "given", "family"})
+ADDRESS_WORDS = frozenset({"address", "email", "mail", "addr"})
 # Words of an argument's name that are a currency (`amount_eur`, `EURAmount`); not `try`.
 NAME_CODES = frozenset({"eur", "usd", "gbp", "chf", "jpy", "cad", "aud", "nzd", "sek", "nok", "dkk", "pln", "czk",
                         "huf", "ron", "inr", "cny", "hkd", "sgd", "krw", "mxn", "brl", "zar", "ils", "aed", "sar",
@@ -127,12 +150,32 @@ URL_CLOSERS = TRAILING + ")]>}\u201d\u2019\u00bb\u203a"  # (what may close a URL
 # Currencies a request can name: symbols, common ISO codes, and a few names.
 CURRENCY_NAMES = {"€": "EUR", "$": "USD", "£": "GBP", "¥": "JPY", "euro": "EUR", "euros": "EUR", "dollar": "USD",
                   "dollars": "USD", "pound": "GBP", "pounds": "GBP", "franc": "CHF", "francs": "CHF"}
+CURRENCY_NAMES.update({"yen": "JPY", "us$": "USD", "c$": "CAD", "ca$": "CAD", "a$": "AUD", "au$": "AUD", "nz$": "NZD",
+                       "hk$": "HKD", "s$": "SGD"})
 CURRENCY_CODES = frozenset({
     "EUR", "USD", "GBP", "CHF", "JPY", "CAD", "AUD", "NZD", "SEK", "NOK", "DKK", "PLN", "CZK", "HUF", "RON", "INR",
     "CNY", "HKD", "SGD", "KRW", "MXN", "BRL", "ZAR", "TRY", "ILS", "AED", "SAR", "RUB", "BTC", "ETH", "USDT", "USDC"})
-_MARK = r"[€$£¥]|[A-Za-z]{3}(?![A-Za-z])|(?i:euros?|dollars?|pounds?|francs?)"  # ("50 Euro" too)
+LONG_CODES = frozenset({"USDT", "USDC"})  # codes of four letters (a code is otherwise any three)
+# ISO 4217's codes and common crypto-assets: a key written so is a currency anywhere
+# (`{"payouts": {"KWD": {…}}}`), and so is a value under a name of SOFT_CURRENCY_WORDS.
+MONEY_CODES = frozenset("""
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD CAD CDF CHF
+    CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG
+    HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA
+    MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD
+    RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH
+    UGX USD UYU UZS VES VND VUV WST XAF XAG XAU XCD XDR XOF XPF YER ZAR ZMW ZWL
+    BTC XBT ETH LTC XRP SOL ADA DOT BNB DAI XMR USDT USDC""".split())
+# A currency mark next to a number: a symbol (`US$`, `C$` too), a code (USDC of four letters),
+# a currency's name ("50 Euro").
+_MARK = (r"(?:US|CA|C|AU|A|NZ|HK|S)\$|[€$£¥]|USD[CT](?![A-Za-z])|[A-Za-z]{3}(?![A-Za-z])"
+         r"|(?i:euros?|dollars?|pounds?|francs?|yen)")
 MARK_BEFORE = re.compile(rf"(?:^|(?<![A-Za-z]))({_MARK})\s?$")  # (matched on the few characters before a number)
-MARK_AFTER = re.compile(rf"^\s?({_MARK})(?![A-Za-z])")  # (and after it)
+MARK_AFTER = re.compile(rf"^(?:[.,]-{{1,2}})?\s?({_MARK})(?![A-Za-z])")  # (and after it; `50.- CHF`, `50,- EUR`)
+# Thousands and millions after a number that has a currency (`1.5k EUR`, `€2m`; "5m" alone is
+# no money).
+MULTIPLIER = re.compile(r"(k|K|m|M|mn|bn)(?![A-Za-z])")
+MULTIPLIES = {"k": 3, "K": 3, "m": 6, "M": 6, "mn": 6, "bn": 9}
 STEP_REF = re.compile(r"\{\{\s*steps\.")
 TOKEN = re.compile(r"[^\s\"'<>|`]+")
 # A span the text quotes: a file name with a space in it is a whole value there.
@@ -215,7 +258,11 @@ def money_in(text: str) -> frozenset[tuple[Decimal, str | None]]:
         start = match.start()
         if in_run[start] or ID_MARK.search(text[max(0, start - 2):start]) or ACCOUNT_MARK.search(text[max(0, start - 14):start]):
             continue
-        numbers.append((start, match.end(), readings(match.group(0))))
+        values, end = readings(match.group(0)), match.end()
+        multiplied = MULTIPLIER.match(text, end)
+        if multiplied is not None and _marks_around(text, start, multiplied.end()):  # `1.5k EUR`, `€2m`
+            values, end = {v.scaleb(MULTIPLIES[multiplied.group(1)]).normalize() for v in values}, multiplied.end()
+        numbers.append((start, end, values))
     for match in SPACED_NUMBER.finditer(text):
         if not in_run[match.start()]:
             numbers.append((match.start(), match.end(), readings(match.group(0).replace(" ", ""))))
@@ -233,7 +280,11 @@ def money_in(text: str) -> frozenset[tuple[Decimal, str | None]]:
         if chain and not (listed and previous_end <= start and LIST_GAP.fullmatch(text, previous_end, start)):
             _add_chain(found, chain)
             chain = []
-        chain.append((values, _marks_around(text, start, end)))
+        marks = _marks_around(text, start, end)
+        if not listed and not marks and text[start:end].isdigit() and end - start >= 4:
+            previous_end = end  # an id ("invoice 98000", "customer 88123"): no amount at all ("Order 3 chairs" is one)
+            continue
+        chain.append((values, marks))
         if not listed:
             _add_chain(found, chain)
             chain = []
@@ -242,9 +293,14 @@ def money_in(text: str) -> frozenset[tuple[Decimal, str | None]]:
     return frozenset(found)
 
 
-# A number an id noun names is not one of a list of amounts: "invoice 12000", "order 4471", "year 2026".
+# A number of four digits or more an id noun names is no amount, unless a currency is written
+# with it ("bill 5000 EUR"; a short one may be a count: "Order 3 chairs"), and no number an id
+# noun names is one of a list: "invoice 12000", "order 4471", "customer 88123", "year 2026" (after a
+# payment, "Pay 50 EUR, customer 88123" gave 88123 EUR; found by a review).
 ID_NOUN = re.compile(r"(?i:\b(?:invoice|order|ticket|case|po|year|bill|contract|item|sku|room|page|version|"
-                     r"reference|ref|id|no|nr|number)\b)\.?[^\S\n]{0,3}[:#]?[^\S\n]{0,3}\Z")
+                     r"reference|ref|id|no|nr|number|customer|client|member|employee|user|account|acct|code|pin|"
+                     r"zip|postcode|phone|tel|ext|batch|lot|serial|tracking|booking|reservation|flight|patient|"
+                     r"student|project|request|claim|policy|loan|shipment|parcel)\b)\.?[^\S\n]{0,3}[:#]?[^\S\n]{0,3}\Z")
 
 
 # What stands between two amounts of one list: the first one's currency, up to two words, a
@@ -336,7 +392,23 @@ def currency_of(value: str) -> str | None:
     named = CURRENCY_NAMES.get(bare.lower())
     if named is not None:
         return named
+    if bare.upper() in LONG_CODES:
+        return bare.upper()
     return bare.upper() if len(bare) == 3 and bare.isalpha() and bare.isascii() else None
+
+
+def money_code(value: str) -> str | None:
+    """The currency a value under an asset's or a unit's name is, when it is one: a symbol, a
+    currency's name, or a code of MONEY_CODES in capitals (or a common one in lower case) —
+    not any three letters (`pcs`, `all`)."""
+    bare = value.strip()
+    named = CURRENCY_NAMES.get(bare.lower())
+    if named is not None:
+        return named
+    code = bare.upper()
+    if code in MONEY_CODES and (bare.isupper() or code in COMMON_LOWER_CODES or code in LONG_CODES):
+        return code
+    return None
 
 
 def currencies_in(text: str) -> frozenset[str]:
@@ -348,15 +420,22 @@ def currencies_in(text: str) -> frozenset[str]:
     found: set[str] = set()
     for match in NUMBER.finditer(text):
         found |= _marks_around(text, *match.span())
-    if found:  # a conversion's target, in a text that gives an amount: "Convert 100 EUR to USD"
-        found |= {m.group(1) for m in TARGET_CODE.finditer(text) if m.group(1) in CURRENCY_CODES}
+        multiplied = MULTIPLIER.match(text, match.end())
+        if multiplied is not None:  # `1.5k EUR`
+            found |= _marks_around(text, match.start(), multiplied.end())
+    if found:  # a conversion's target, in a text that gives an amount: "Convert 100 EUR to USD", "… into dollars"
+        for target in TARGET_CODE.finditer(text):
+            code = target.group(1) if target.group(1) in CURRENCY_CODES else CURRENCY_NAMES.get(target.group(1).lower())
+            if code is not None:
+                found.add(code)
     return frozenset(found)
 
 
-TARGET_CODE = re.compile(r"(?<![A-Za-z])(?:to|into)\s+([A-Z]{3,4})(?![A-Za-z])")
+TARGET_CODE = re.compile(r"(?<![A-Za-z])(?:to|into)\s+([A-Z]{3,4}|(?i:euros|dollars|pounds|francs|yen))(?![A-Za-z])")
 
 
-_LEAD_MARK = re.compile(r"([€$£¥]|[A-Za-z]{3}(?![A-Za-z])|(?i:euros?|dollars?)(?![A-Za-z]))\s*")
+_LEAD_MARK = re.compile(r"((?:US|CA|C|AU|A|NZ|HK|S)\$|[€$£¥]|USD[CT](?![A-Za-z])|[A-Za-z]{3}(?![A-Za-z])"
+                        r"|(?i:euros?|dollars?|yen)(?![A-Za-z]))\s*")
 COMMON_LOWER_CODES = frozenset({"EUR", "USD", "GBP", "CHF", "JPY", "CAD", "AUD", "SEK", "NOK", "DKK", "PLN", "CZK", "INR", "CNY"})
 
 
@@ -398,14 +477,19 @@ class Candidate:
     # codes it may be in (it must be one of them, written with it by the source).
     currencies: tuple[str, ...] = ()
     money: bool = False  # an amount of money (`amount`, `price`, …), not a count (`quantity`)
+    minor: bool = False  # in its currency's minor units (`amount_cents`; see MINOR_WORDS)
+    shift: tuple[int, ...] = ()  # powers of ten it may be scaled by (an amount object's `exponent`)
 
 
-def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = ()) -> list[Candidate]:
+def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = (), *, minor_units: bool = False) -> list[Candidate]:
     """The control values of a call: in control arguments (see SENSITIVE_WORDS) every URL, email
     and IBAN — and anything else with an `@` a mail stack could read as a recipient — else the
     whole value as an amount, a currency, a path, a digit string or plain text; in any other
     string argument every URL and address it contains; in free text (subject, body: see
-    FREE_TEXT_WORDS) only a whole value that *is* an email, URL, IBAN or absolute path."""
+    FREE_TEXT_WORDS) only a whole value that *is* an email, URL, IBAN or absolute path. With
+    `minor_units` (a tool listed in `dataflow_minor_unit_tools`, such as Stripe's), its amounts
+    of money are in minor units. An amount of nothing, and a count of one, move nothing: they
+    are no control values."""
     found: list[Candidate] = []
     extra = {n.lower() for n in extra_names}
     amounts: list[tuple[int, _Level, frozenset[str]]] = []  # money without a currency of its own, where it sits
@@ -414,17 +498,25 @@ def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = ()) -> 
               name: str) -> None:
         if isinstance(value, dict):
             inner_level = _Level(level)
-            for key, inner in value.items():
+            keys = [set(_words(str(key))) for key in value]
+            soft_codes = [_soft_currency(str(key)) and isinstance(inner, str) and money_code(inner) is not None
+                          for key, inner in value.items()]
+            beside_address = any(words & ADDRESS_WORDS for words in keys)
+            money_here = any(bool(words & CURRENCY_WORDS) or soft for words, soft in zip(keys, soft_codes, strict=True))
+            shift = _shift(value, keys) if kind.amount or any(words & MONEY_WORDS for words in keys) else ()
+            for (key, inner), words, soft in zip(value.items(), keys, soft_codes, strict=True):
                 if isinstance(key, str) and key.strip():  # a key can carry an address too: {"to": {"eve@…": "Bob"}}
                     found.extend(c for c in _string_candidates(f"{where or 'arguments'} key", key.strip(), _Kind())
                                  if c.kind in ("email", "url", "iban", "path"))
-                words = set(_words(str(key)))
                 # A currency argument applies to the object that holds it (`currency` and
                 # `currency.code` to the call, `payment.currency` to `payment`).
                 # (`amount_currency` goes with `amount`, as django-money writes them)
-                inner_owner = (inner_level, frozenset(words - CURRENCY_WORDS - MONEY_WORDS)) if words & CURRENCY_WORDS else owner
-                visit(f"{where}.{key}" if where else str(key), inner, kind.within(str(key), extra), inner_level,
-                      inner_owner, str(key))
+                inner_owner = ((inner_level, frozenset(words - CURRENCY_WORDS - SOFT_CURRENCY_WORDS - MONEY_WORDS))
+                               if words & CURRENCY_WORDS or soft else owner)
+                inner_kind = kind.within(str(key), extra, money_here=money_here, beside_address=beside_address)
+                if shift and not words & SCALE_WORDS:
+                    inner_kind = replace(inner_kind, shift=shift)
+                visit(f"{where}.{key}" if where else str(key), inner, inner_kind, inner_level, inner_owner, str(key))
         elif isinstance(value, list | tuple):
             for i, inner in enumerate(value):
                 visit(f"{where}[{i}]", inner, kind, level, owner, name)
@@ -432,31 +524,62 @@ def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = ()) -> 
             return
         elif kind.data:  # a money object's data field (see _Kind.data)
             for c in _data_candidates(where, value, kind):
-                add(c, level, owner, name)
+                add(replace(c, minor=kind.minor, shift=kind.shift) if c.kind == "number" else c, level, owner, name)
         elif isinstance(value, int | float):
-            if kind.sensitive:
+            if kind.sensitive and (kind.amount or not kind.soft):
                 number = "digits" if isinstance(value, int) and not kind.amount else "number"
-                add(Candidate(where, str(value), number, exact=True, currencies=kind.codes, money=kind.money),
-                    level, owner, name)
+                add(Candidate(where, str(value), number, exact=True, currencies=kind.codes, money=kind.money,
+                              minor=kind.minor, shift=kind.shift), level, owner, name)
         elif isinstance(value, str) and value.strip():
             for c in _string_candidates(where, value.strip(), kind):
-                add(c if c.kind != "number" else Candidate(c.argument, c.value, c.kind, c.exact, kind.codes, kind.money),
-                    level, owner, name)
+                add(c if c.kind != "number" else replace(c, currencies=kind.codes, money=kind.money, minor=kind.minor,
+                                                         shift=kind.shift), level, owner, name)
 
     def add(c: Candidate, level: _Level, owner: tuple[_Level, frozenset[str]] | None, name: str) -> None:
         if c.kind == "currency" and owner is not None and (code := currency_of(c.value)) is not None:
             owner[0].currencies.setdefault(code, owner[1])
         elif c.kind == "number" and c.money and not c.currencies:
-            amounts.append((len(found), level, frozenset(set(_words(name)) - MONEY_WORDS)))
+            amounts.append((len(found), level, frozenset(set(_words(name)) - MONEY_WORDS - FEE_WORDS - VALUE_WORDS
+                                                         - MINOR_WORDS)))
         found.append(c)
 
     visit("", arguments, _Kind(), _Level(None), None, "")
     for i, level, qualifier in amounts:  # (once every currency of the call is known: it may come after the amount)
         codes = level.codes_for(qualifier)
         if codes:
-            c = found[i]
-            found[i] = Candidate(c.argument, c.value, c.kind, c.exact, codes, c.money)
-    return found
+            found[i] = replace(found[i], currencies=codes)
+    if minor_units:
+        found = [replace(c, minor=True) if c.kind == "number" and c.money else c for c in found]
+    return [c for c in found if not _moves_nothing(c)]
+
+
+def _soft_currency(name: str) -> bool:
+    """Whether a name is an asset's or a unit's (see SOFT_CURRENCY_WORDS): it ends with one."""
+    words = _words(name)
+    return bool(words) and words[-1] in SOFT_CURRENCY_WORDS and not set(words) & (SENSITIVE_WORDS | FREE_TEXT_WORDS)
+
+
+def _shift(value: dict[Any, Any], keys: list[set[str]]) -> tuple[int, ...]:
+    """The powers of ten an amount object's `exponent` or `scale` may scale its amount by (both
+    ways: which way it goes depends on the tool), or () when it gives none, or 0. One above
+    DATA_SMALL is a value checked on its own (and a string one is checked as an amount)."""
+    for inner, words in zip(value.values(), keys, strict=True):
+        if (words & SCALE_WORDS and isinstance(inner, int) and not isinstance(inner, bool)
+                and 0 < abs(inner) <= DATA_SMALL):
+            return (inner, -inner)
+    return ()
+
+
+def _moves_nothing(candidate: Candidate) -> bool:
+    """An amount of nothing (`fee: 0`) or a count of one (`quantity: 1`): no attacker gains by it."""
+    if candidate.kind != "number":
+        return False
+    try:
+        values = ({Decimal(candidate.value)} if candidate.exact
+                  else readings(split_money(candidate.value)[0].replace(" ", "")))
+        return values == {Decimal(0)} or (not candidate.money and values == {Decimal(1)})
+    except (DecimalException, TypeError):
+        return False
 
 
 def _data_candidates(where: str, value: Any, kind: _Kind) -> list[Candidate]:
@@ -532,18 +655,35 @@ class _Kind:
     # A money object's data field (`nanos`, `decimals`, a currency's `name`): only a currency it
     # names, or under an amount a number above DATA_SMALL or an amount written out, counts.
     data: bool = False
+    # Control only in its own shape: an amount under `fee` or `value` beside a currency, only a
+    # number; a currency under `asset` or `unit`, only a currency (MONEY_CODES); else data.
+    soft: bool = False
+    minor: bool = False  # an amount in minor units (MINOR_WORDS)
+    shift: tuple[int, ...] = ()  # an amount object's scale (see `_shift`)
 
-    def within(self, name: str, extra: set[str]) -> _Kind:
+    def within(self, name: str, extra: set[str], *, money_here: bool = False, beside_address: bool = False) -> _Kind:
         """The kind of the value under `name` inside a value of this kind: its own name decides
-        where it says something, else the enclosing kind holds."""
+        where it says something, else the enclosing kind holds. `money_here`: the object gives a
+        currency (so its `value` is an amount); `beside_address`: it gives an address (so its
+        `name` is a display name)."""
         words = _words(name)
         have = set(words)
         listed = name.lower() in extra
         ends_control = bool(words) and words[-1] in SENSITIVE_WORDS
         own_free = bool(have & FREE_TEXT_WORDS) and not listed and not ends_control
         own = listed or (bool(have & SENSITIVE_WORDS) and not own_free)
+        minor = self.minor or bool(have & MINOR_WORDS)
+        if beside_address and not listed and words and words[-1] == "name" and have <= NAME_WORDS:
+            return _Kind(free=True)
+        if not own and not own_free and words:
+            if words[-1] in FEE_WORDS or (money_here and have <= VALUE_WORDS):
+                codes = _name_codes(name, whole=False) or self.codes
+                return _Kind(True, True, False, False, False, True, codes, soft=True, minor=minor)
+            if _soft_currency(name) and not (self.amount or self.currency):
+                return _Kind(True, False, False, False, True, False, soft=True)
         if (self.amount or self.currency) and not own and have & MONEY_DATA_WORDS:
-            return _Kind(self.sensitive, self.amount, False, False, self.currency, self.money, self.codes, True)
+            return _Kind(self.sensitive, self.amount, False, False, self.currency, self.money, self.codes, True,
+                         minor=minor and self.amount)
         # A currency in a money argument's name (`amount_eur`, `amountXBT`), in any key inside an
         # amount (`{"amount": {"XBT": 5000}}`), in a key that is a common code anywhere
         # (`{"payouts": {"EUR": {"amount": 5000}}}`); not an acronym elsewhere (`priceInclVAT`, `ACH`).
@@ -552,15 +692,17 @@ class _Kind:
         elif self.amount:
             codes = _name_codes(name, whole=True)
         else:
-            codes = (name.strip().upper(),) if name.strip().lower() in NAME_CODES else ()
+            bare = name.strip()
+            codes = (bare.upper(),) if bare.lower() in NAME_CODES or (bare.isupper() and bare in MONEY_CODES) else ()
         codes = codes or self.codes
         if own:
+            money = bool(have & MONEY_WORDS)
             return _Kind(True, bool(have & AMOUNT_WORDS), False, bool(have & PATH_WORDS), bool(have & CURRENCY_WORDS),
-                         bool(have & MONEY_WORDS), codes)
+                         money, codes, minor=minor and money)
         if own_free:
             return _Kind(False, False, True, False, False)
-        if codes != self.codes:  # a key that names a currency: `{"amount": {"EUR": 5000}}`
-            return _Kind(self.sensitive, self.amount, self.free, self.path, self.currency, self.money, codes)
+        if codes != self.codes or minor != self.minor:  # a key that names a currency: `{"amount": {"EUR": 5000}}`
+            return replace(self, codes=codes, minor=minor and self.amount)
         return self
 
 
@@ -607,6 +749,12 @@ def _string_candidates(where: str, value: str, kind: _Kind) -> list[Candidate]:
             inner += [Candidate(where, m.group(0).strip(WRAPPERS), "email") for m in LOOSE_ADDRESS.finditer(rest)]
     if not kind.sensitive:
         return inner
+    if kind.soft:  # only its own shape counts (see _Kind.soft)
+        if inner or not (kind.currency or kind.amount):
+            return inner
+        if kind.currency:
+            return [Candidate(where, value, "currency")] if money_code(value) is not None else []
+        return [Candidate(where, value, "number")] if NUMBER.fullmatch(split_money(value)[0].replace(" ", "")) else []
     inner += [Candidate(where, m.group(0), "iban") for m in IBAN.finditer(value.upper())]
     if inner:
         if kind.amount or kind.currency or kind.path:
@@ -747,8 +895,9 @@ class StepFlow:
 
     def __init__(self, mode: str = "off", *, trusted: list[Source] | None = None, untrusted: list[Source] | None = None,
                  trusted_tools: tuple[str, ...] = (), checked_tools: tuple[str, ...] = (),
-                 sensitive_arguments: tuple[str, ...] = ()):
+                 sensitive_arguments: tuple[str, ...] = (), minor_unit_tools: tuple[str, ...] = ()):
         self.mode = mode
+        self.minor_unit_tools = minor_unit_tools
         self.trusted = list(trusted or [])
         self.untrusted = list(untrusted or [])
         self.trusted_tools = trusted_tools
@@ -771,7 +920,8 @@ class StepFlow:
             trusted.append(Source("the step's prompt", prompt))
         return cls(defences.dataflow, trusted=trusted, untrusted=untrusted,
                    trusted_tools=tuple(defences.dataflow_trusted_tools), checked_tools=tuple(defences.dataflow_tools),
-                   sensitive_arguments=tuple(defences.dataflow_arguments))
+                   sensitive_arguments=tuple(defences.dataflow_arguments),
+                   minor_unit_tools=tuple(defences.dataflow_minor_unit_tools))
 
     def observe(self, tool: str, content: str, *, failed: bool = False, arguments: dict[str, Any] | None = None) -> None:
         """A tool result the step read (fresh or replayed from the ledger). A trusted tool's
@@ -829,7 +979,7 @@ class StepFlow:
         if self.mode == "off" or not self.untrusted or not self.side_effecting(tool, spec):
             return Verdict()
         findings = []
-        for candidate in candidates(arguments, self.sensitive_arguments):
+        for candidate in candidates(arguments, self.sensitive_arguments, minor_units=tool in self.minor_unit_tools):
             if self._appears(candidate, self.trusted) is None:
                 origin = self._appears(candidate, self.untrusted)
                 where = origin.label if origin is not None else (
@@ -915,16 +1065,21 @@ def _contains(source: Source, candidate: Candidate) -> bool:
             wanted = readings(number.replace(" ", ""))
         if not wanted:
             return False
-        codes = {currency_of(mark) for mark in marks}
-        if not codes and not candidate.currencies:
-            return wanted <= source.view("amounts", amounts_in)
-        # Its currency too, known or not ("50 BTC", "50 XBT" against a request for 50 EUR), and
-        # written with this amount, or with the list it stands in ("Pay Bob 30 and Carol 70
-        # EUR"): "50 EUR … 5000 JPY" is no request for 5000 EUR. Every currency the call gives
-        # it must pair: a second, decoy currency argument does not let the first through.
-        money = source.view("money", money_in)
-        codes |= {currency_of(code) for code in candidate.currencies}
-        return all((v, code) in money for v in wanted for code in codes)
+        try:
+            if candidate.shift:  # every reading of a scaled amount (`exponent: 3`: 50,000 or 0.05)
+                wanted = {w.scaleb(s) for w in wanted for s in candidate.shift}
+            codes = {currency_of(mark) for mark in marks}
+            if not codes and not candidate.currencies:
+                return _in_major(wanted, None, candidate.minor) <= source.view("amounts", amounts_in)
+            # Its currency too, known or not ("50 BTC", "50 XBT" against a request for 50 EUR), and
+            # written with this amount, or with the list it stands in ("Pay Bob 30 and Carol 70
+            # EUR"): "50 EUR … 5000 JPY" is no request for 5000 EUR. Every currency the call gives
+            # it must pair: a second, decoy currency argument does not let the first through.
+            money = source.view("money", money_in)
+            codes |= {currency_of(code) for code in candidate.currencies}
+            return all((v, code) in money for code in codes for v in _in_major(wanted, code, candidate.minor))
+        except DecimalException:  # (scaled out of range)
+            return False
     if kind == "currency":
         return currency_of(value) in source.view("currencies", currencies_in)
     if kind == "relpath":  # a whole path the text wrote, never a piece of one (nor the root, home or `..`)
@@ -946,6 +1101,15 @@ def _contains(source: Source, candidate: Candidate) -> bool:
     # A repository's owner and name are written `corp/app`: there the slash parts them.
     slash = bool(set(_words(candidate.argument.rpartition(".")[2].split("[")[0])) & REPO_WORDS)
     return _has_word_run(source.view("normalised", normalise), bare, slash_parts=slash)
+
+
+def _in_major(values: set[Decimal], code: str | None, minor: bool) -> set[Decimal]:
+    """Amounts in major units: minor units divided by 10 to the currency's digits (2 unless
+    MINOR_DIGITS says otherwise)."""
+    if not minor:
+        return values
+    digits = MINOR_DIGITS.get(code or "", 2)
+    return {v.scaleb(-digits) for v in values}
 
 
 REPO_WORDS = frozenset({"owner", "repo", "repos", "repository", "repositories"})

@@ -21,7 +21,8 @@
   user's request is refused or waits for a human (`dataflow.py`; `dataflow_trusted_tools`
   are sources as trusted as the request, `dataflow_tools` are checked even when read-only
   (a read-only hint exempts a tool only from an operator-installed server),
-  `dataflow_arguments` are argument names treated as control arguments).
+  `dataflow_arguments` are argument names treated as control arguments,
+  `dataflow_minor_unit_tools` take their amounts of money in minor units, as Stripe's do).
 - Least privilege is the gateway's grants; the eval harness switches it by granting
   only a suite's `least_privilege_tools`.
 """
@@ -68,6 +69,7 @@ class Defences(BaseModel):
     dataflow_trusted_tools: tuple[str, ...] = ()
     dataflow_tools: tuple[str, ...] = ()
     dataflow_arguments: tuple[str, ...] = ()
+    dataflow_minor_unit_tools: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, data: dict | None) -> Defences:
