@@ -155,7 +155,7 @@ CURRENCY_NAMES.update({"yen": "JPY", "us$": "USD", "c$": "CAD", "ca$": "CAD", "a
 CURRENCY_CODES = frozenset({
     "EUR", "USD", "GBP", "CHF", "JPY", "CAD", "AUD", "NZD", "SEK", "NOK", "DKK", "PLN", "CZK", "HUF", "RON", "INR",
     "CNY", "HKD", "SGD", "KRW", "MXN", "BRL", "ZAR", "TRY", "ILS", "AED", "SAR", "RUB", "BTC", "ETH", "USDT", "USDC"})
-LONG_CODES = frozenset({"USDT", "USDC"})  # codes of four letters (a code is otherwise any three)
+LONG_CODES = frozenset({"USDT", "USDC", "WBTC", "DOGE", "SHIB", "BUSD"})  # codes of four letters (a code is otherwise any three)
 # ISO 4217's codes and common crypto-assets: a key written so is a currency anywhere
 # (`{"payouts": {"KWD": {…}}}`), and so is a value under a name of SOFT_CURRENCY_WORDS.
 MONEY_CODES = frozenset("""
@@ -165,10 +165,14 @@ MONEY_CODES = frozenset("""
     MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD
     RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH
     UGX USD UYU UZS VES VND VUV WST XAF XAG XAU XCD XDR XOF XPF YER ZAR ZMW ZWL
-    BTC XBT ETH LTC XRP SOL ADA DOT BNB DAI XMR USDT USDC""".split())
+    BTC XBT ETH LTC XRP SOL ADA DOT BNB DAI XMR USDT USDC WBTC DOGE SHIB BUSD""".split())
+# ... of those, the ones that are English words too: not a currency as a key in lower case
+WORD_CODES = frozenset({"ALL", "TOP", "CUP", "TRY", "MAD", "PEN", "BOB", "COP", "GEL", "SOS", "MOP", "PHP", "RON",
+                        "DOT", "SOL", "DAI", "BAM", "ERN", "DOP", "LAK", "MNT"})
+TICKER = re.compile(r"[A-Z][A-Z0-9]{1,9}")  # an asset's symbol in capitals (`PEPE`, `WETH`)
 # A currency mark next to a number: a symbol (`US$`, `C$` too), a code (USDC of four letters),
 # a currency's name ("50 Euro").
-_MARK = (r"(?:US|CA|C|AU|A|NZ|HK|S)\$|[€$£¥]|USD[CT](?![A-Za-z])|[A-Za-z]{3}(?![A-Za-z])"
+_MARK = (r"(?:US|CA|C|AU|A|NZ|HK|S)\$|[€$£¥]|(?:USD[CT]|WBTC|DOGE|SHIB|BUSD)(?![A-Za-z])|[A-Za-z]{3}(?![A-Za-z])"
          r"|(?i:euros?|dollars?|pounds?|francs?|yen)")
 MARK_BEFORE = re.compile(rf"(?:^|(?<![A-Za-z]))({_MARK})\s?$")  # (matched on the few characters before a number)
 MARK_AFTER = re.compile(rf"^(?:[.,]-{{1,2}})?\s?({_MARK})(?![A-Za-z])")  # (and after it; `50.- CHF`, `50,- EUR`)
@@ -276,7 +280,8 @@ def money_in(text: str) -> frozenset[tuple[Decimal, str | None]]:
     chain: list[tuple[set[Decimal], set[str]]] = []
     previous_end = -1
     for start, end, values in numbers:
-        listed = not ID_NOUN.search(text, max(0, start - 24), start)
+        noun = ID_NOUN.search(text, max(0, start - 24), start)
+        listed = noun is None or _a_verb(text, noun)
         if chain and not (listed and previous_end <= start and LIST_GAP.fullmatch(text, previous_end, start)):
             _add_chain(found, chain)
             chain = []
@@ -311,6 +316,17 @@ _PAYEE = (r"(?:(?!(?i:in|on|by|at|until|till|within|before|after|since|for|from|
           r"[^\W\d_]{1,40}[^\S\n]{1,3}){0,2}")  # (a name, not "in" 2026: found by a review)
 LIST_GAP = re.compile(r"[^\S\n]{0,3}(?:(?:[€$£¥]|[A-Z]{3}|(?i:euros?|dollars?|pounds?|francs?))[^\S\n]{0,3})?"
                       + _PAYEE + _CONJUNCTION + _PAYEE + r"[€$£¥]?[^\S\n]?")
+
+
+# Id nouns that are verbs too: at the start of a sentence, one is a verb ("Order 1000 flyers",
+# "Request 1500 from Alice"; refused as ids, found by a review), elsewhere a noun.
+VERB_NOUNS = frozenset({"order", "request", "claim", "bill", "book", "ticket", "page", "loan", "case"})
+_SENTENCE_START = re.compile(r"(?:\A|[.!?:;]|\n)[\s*_>\-\u2022]*\Z")
+
+
+def _a_verb(text: str, noun: re.Match[str]) -> bool:
+    word = noun.group(0).split()[0].strip(".:#").lower() if noun.group(0).split() else ""
+    return word in VERB_NOUNS and _SENTENCE_START.search(text, max(0, noun.start() - 8), noun.start()) is not None
 
 
 def _add_chain(found: set[tuple[Decimal, str | None]], chain: list[tuple[set[Decimal], set[str]]]) -> None:
@@ -397,16 +413,17 @@ def currency_of(value: str) -> str | None:
     return bare.upper() if len(bare) == 3 and bare.isalpha() and bare.isascii() else None
 
 
-def money_code(value: str) -> str | None:
+def money_code(value: str, *, any_case: bool = False) -> str | None:
     """The currency a value under an asset's or a unit's name is, when it is one: a symbol, a
-    currency's name, or a code of MONEY_CODES in capitals (or a common one in lower case) —
-    not any three letters (`pcs`, `all`)."""
+    currency's name, or a code of MONEY_CODES in capitals (or a common one in lower case; any
+    one in lower case with `any_case`, under an asset's name: `eth`) — not any three letters
+    (`pcs`, `all`)."""
     bare = value.strip()
     named = CURRENCY_NAMES.get(bare.lower())
     if named is not None:
         return named
     code = bare.upper()
-    if code in MONEY_CODES and (bare.isupper() or code in COMMON_LOWER_CODES or code in LONG_CODES):
+    if code in MONEY_CODES and (bare.isupper() or code in COMMON_LOWER_CODES or code in LONG_CODES or any_case):
         return code
     return None
 
@@ -431,10 +448,10 @@ def currencies_in(text: str) -> frozenset[str]:
     return frozenset(found)
 
 
-TARGET_CODE = re.compile(r"(?<![A-Za-z])(?:to|into)\s+([A-Z]{3,4}|(?i:euros|dollars|pounds|francs|yen))(?![A-Za-z])")
+TARGET_CODE = re.compile(r"(?<![A-Za-z])(?:to|into)\s+([A-Z]{3,4}|euros|dollars|pounds|francs|yen)(?![A-Za-z])")
 
 
-_LEAD_MARK = re.compile(r"((?:US|CA|C|AU|A|NZ|HK|S)\$|[€$£¥]|USD[CT](?![A-Za-z])|[A-Za-z]{3}(?![A-Za-z])"
+_LEAD_MARK = re.compile(r"((?:US|CA|C|AU|A|NZ|HK|S)\$|[€$£¥]|(?:USD[CT]|WBTC|DOGE|SHIB|BUSD)(?![A-Za-z])|[A-Za-z]{3}(?![A-Za-z])"
                         r"|(?i:euros?|dollars?|yen)(?![A-Za-z]))\s*")
 COMMON_LOWER_CODES = frozenset({"EUR", "USD", "GBP", "CHF", "JPY", "CAD", "AUD", "SEK", "NOK", "DKK", "PLN", "CZK", "INR", "CNY"})
 
@@ -478,6 +495,7 @@ class Candidate:
     currencies: tuple[str, ...] = ()
     money: bool = False  # an amount of money (`amount`, `price`, …), not a count (`quantity`)
     minor: bool = False  # in its currency's minor units (`amount_cents`; see MINOR_WORDS)
+    loose: bool = False  # a fee: a bare amount of the request pairs with any currency it writes
     shift: tuple[int, ...] = ()  # powers of ten it may be scaled by (an amount object's `exponent`)
 
 
@@ -488,8 +506,7 @@ def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = (), *, 
     string argument every URL and address it contains; in free text (subject, body: see
     FREE_TEXT_WORDS) only a whole value that *is* an email, URL, IBAN or absolute path. With
     `minor_units` (a tool listed in `dataflow_minor_unit_tools`, such as Stripe's), its amounts
-    of money are in minor units. An amount of nothing, and a count of one, move nothing: they
-    are no control values."""
+    of money are in minor units. A fee of nothing moves nothing: it is no control value."""
     found: list[Candidate] = []
     extra = {n.lower() for n in extra_names}
     amounts: list[tuple[int, _Level, frozenset[str]]] = []  # money without a currency of its own, where it sits
@@ -499,11 +516,12 @@ def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = (), *, 
         if isinstance(value, dict):
             inner_level = _Level(level)
             keys = [set(_words(str(key))) for key in value]
-            soft_codes = [_soft_currency(str(key)) and isinstance(inner, str) and money_code(inner) is not None
-                          for key, inner in value.items()]
-            beside_address = any(words & ADDRESS_WORDS for words in keys)
+            soft_codes = [_soft_code(str(key), inner) for key, inner in value.items()]
+            beside_address = any(words & ADDRESS_WORDS and isinstance(inner, str) and EMAIL.search(inner) is not None
+                                 for words, inner in zip(keys, value.values(), strict=True))
             money_here = any(bool(words & CURRENCY_WORDS) or soft for words, soft in zip(keys, soft_codes, strict=True))
-            shift = _shift(value, keys) if kind.amount or any(words & MONEY_WORDS for words in keys) else ()
+            shift = (_shift(value, keys) if kind.amount or money_here or any(words & (MONEY_WORDS | FEE_WORDS) for words in keys)
+                     else ())
             for (key, inner), words, soft in zip(value.items(), keys, soft_codes, strict=True):
                 if isinstance(key, str) and key.strip():  # a key can carry an address too: {"to": {"eve@…": "Bob"}}
                     found.extend(c for c in _string_candidates(f"{where or 'arguments'} key", key.strip(), _Kind())
@@ -529,11 +547,11 @@ def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = (), *, 
             if kind.sensitive and (kind.amount or not kind.soft):
                 number = "digits" if isinstance(value, int) and not kind.amount else "number"
                 add(Candidate(where, str(value), number, exact=True, currencies=kind.codes, money=kind.money,
-                              minor=kind.minor, shift=kind.shift), level, owner, name)
+                              minor=kind.minor, shift=kind.shift, loose=kind.loose), level, owner, name)
         elif isinstance(value, str) and value.strip():
             for c in _string_candidates(where, value.strip(), kind):
                 add(c if c.kind != "number" else replace(c, currencies=kind.codes, money=kind.money, minor=kind.minor,
-                                                         shift=kind.shift), level, owner, name)
+                                                         shift=kind.shift, loose=kind.loose), level, owner, name)
 
     def add(c: Candidate, level: _Level, owner: tuple[_Level, frozenset[str]] | None, name: str) -> None:
         if c.kind == "currency" and owner is not None and (code := currency_of(c.value)) is not None:
@@ -559,25 +577,43 @@ def _soft_currency(name: str) -> bool:
     return bool(words) and words[-1] in SOFT_CURRENCY_WORDS and not set(words) & (SENSITIVE_WORDS | FREE_TEXT_WORDS)
 
 
+def _asset_name(name: str) -> bool:
+    """An asset's name (`asset`, `coin`, …), where a code in any case or a ticker counts; a
+    `unit` takes a currency only as written (`unit: "all"` is no Albanian lek)."""
+    return _soft_currency(name) and _words(name)[-1] != "unit"
+
+
+def _soft_code(name: str, value: Any) -> bool:
+    """Whether a value under an asset's or a unit's name is a currency (so it applies to the
+    amounts around it, as `currency` does)."""
+    return (_soft_currency(name) and isinstance(value, str)
+            and money_code(value, any_case=_asset_name(name)) is not None)
+
+
 def _shift(value: dict[Any, Any], keys: list[set[str]]) -> tuple[int, ...]:
     """The powers of ten an amount object's `exponent` or `scale` may scale its amount by (both
     ways: which way it goes depends on the tool), or () when it gives none, or 0. One above
     DATA_SMALL is a value checked on its own (and a string one is checked as an amount)."""
     for inner, words in zip(value.values(), keys, strict=True):
-        if (words & SCALE_WORDS and isinstance(inner, int) and not isinstance(inner, bool)
-                and 0 < abs(inner) <= DATA_SMALL):
-            return (inner, -inner)
+        if words & SCALE_WORDS and isinstance(inner, int | float) and not isinstance(inner, bool):
+            if math.isfinite(inner) and inner == int(inner) and 0 < abs(inner) <= DATA_SMALL:  # (`3.0` is 3 to a tool)
+                return (int(inner), -int(inner))
     return ()
 
 
 def _moves_nothing(candidate: Candidate) -> bool:
-    """An amount of nothing (`fee: 0`) or a count of one (`quantity: 1`): no attacker gains by it."""
-    if candidate.kind != "number":
+    """A fee of nothing (`fee: 0`, `shipping_cost: "0.00"`): no attacker gains by it. Not a price
+    or a total of 0 (that gives the goods away), nor a count of one (`quantity: 1` is a hundred
+    times a request for 0.01 BTC; both found by a review)."""
+    if candidate.kind != "number" or candidate.shift:
+        return False
+    words = _words(candidate.argument.rpartition(".")[2].split("[")[0])
+    if not words or words[-1] not in FEE_WORDS:
         return False
     try:
         values = ({Decimal(candidate.value)} if candidate.exact
                   else readings(split_money(candidate.value)[0].replace(" ", "")))
-        return values == {Decimal(0)} or (not candidate.money and values == {Decimal(1)})
+        return values == {Decimal(0)}
     except (DecimalException, TypeError):
         return False
 
@@ -656,16 +692,22 @@ class _Kind:
     # names, or under an amount a number above DATA_SMALL or an amount written out, counts.
     data: bool = False
     # Control only in its own shape: an amount under `fee` or `value` beside a currency, only a
-    # number; a currency under `asset` or `unit`, only a currency (MONEY_CODES); else data.
+    # number (or text with a digit in it, whole); a currency under `asset` or `unit`, only a
+    # currency (MONEY_CODES); else data. Only outside control arguments: inside one (`amount`,
+    # `to`) the enclosing kind holds, as before.
     soft: bool = False
+    # Looser in its own shape: a fee's bare amount in the request pairs with any currency the
+    # request writes ("Pay 50 EUR plus a 2.50 fee"); an asset's code counts in any case, and a
+    # ticker the codes do not know is checked as text (`asset: "PEPE"`).
+    loose: bool = False
     minor: bool = False  # an amount in minor units (MINOR_WORDS)
     shift: tuple[int, ...] = ()  # an amount object's scale (see `_shift`)
 
     def within(self, name: str, extra: set[str], *, money_here: bool = False, beside_address: bool = False) -> _Kind:
         """The kind of the value under `name` inside a value of this kind: its own name decides
         where it says something, else the enclosing kind holds. `money_here`: the object gives a
-        currency (so its `value` is an amount); `beside_address`: it gives an address (so its
-        `name` is a display name)."""
+        currency (so its `value` is an amount); `beside_address`: it gives a mail address (so its
+        `name` is a display name, in which only addresses and URLs count)."""
         words = _words(name)
         have = set(words)
         listed = name.lower() in extra
@@ -674,13 +716,14 @@ class _Kind:
         own = listed or (bool(have & SENSITIVE_WORDS) and not own_free)
         minor = self.minor or bool(have & MINOR_WORDS)
         if beside_address and not listed and words and words[-1] == "name" and have <= NAME_WORDS:
-            return _Kind(free=True)
-        if not own and not own_free and words:
+            return _Kind()  # (as any other string: an address or URL in it is still checked)
+        if not own and not own_free and words and not self.sensitive:  # (inside control, the enclosing kind holds)
             if words[-1] in FEE_WORDS or (money_here and have <= VALUE_WORDS):
                 codes = _name_codes(name, whole=False) or self.codes
-                return _Kind(True, True, False, False, False, True, codes, soft=True, minor=minor)
-            if _soft_currency(name) and not (self.amount or self.currency):
-                return _Kind(True, False, False, False, True, False, soft=True)
+                return _Kind(True, True, False, False, False, True, codes, soft=True, loose=words[-1] in FEE_WORDS,
+                             minor=minor)
+            if _soft_currency(name):
+                return _Kind(True, False, False, False, True, False, soft=True, loose=_asset_name(name))
         if (self.amount or self.currency) and not own and have & MONEY_DATA_WORDS:
             return _Kind(self.sensitive, self.amount, False, False, self.currency, self.money, self.codes, True,
                          minor=minor and self.amount)
@@ -693,7 +736,8 @@ class _Kind:
             codes = _name_codes(name, whole=True)
         else:
             bare = name.strip()
-            codes = (bare.upper(),) if bare.lower() in NAME_CODES or (bare.isupper() and bare in MONEY_CODES) else ()
+            codes = (bare.upper(),) if (bare.lower() in NAME_CODES or (bare.isupper() and bare in MONEY_CODES)
+                                        or (bare.islower() and bare.upper() in MONEY_CODES - WORD_CODES)) else ()
         codes = codes or self.codes
         if own:
             money = bool(have & MONEY_WORDS)
@@ -753,8 +797,12 @@ def _string_candidates(where: str, value: str, kind: _Kind) -> list[Candidate]:
         if inner or not (kind.currency or kind.amount):
             return inner
         if kind.currency:
-            return [Candidate(where, value, "currency")] if money_code(value) is not None else []
-        return [Candidate(where, value, "number")] if NUMBER.fullmatch(split_money(value)[0].replace(" ", "")) else []
+            if money_code(value, any_case=kind.loose) is not None:
+                return [Candidate(where, value, "currency")]
+            return [Candidate(where, value, "text")] if kind.loose and TICKER.fullmatch(value) else []
+        if NUMBER.fullmatch(split_money(value)[0].replace(" ", "")):
+            return [Candidate(where, value, "number")]
+        return [_whole(where, value, kind)] if any(c.isdigit() for c in value) else []  # (`5k`: checked whole)
     inner += [Candidate(where, m.group(0), "iban") for m in IBAN.finditer(value.upper())]
     if inner:
         if kind.amount or kind.currency or kind.path:
@@ -1077,7 +1125,9 @@ def _contains(source: Source, candidate: Candidate) -> bool:
             # it must pair: a second, decoy currency argument does not let the first through.
             money = source.view("money", money_in)
             codes |= {currency_of(code) for code in candidate.currencies}
-            return all((v, code) in money for code in codes for v in _in_major(wanted, code, candidate.minor))
+            written = source.view("currencies", currencies_in) if candidate.loose else frozenset()
+            return all((v, code) in money or ((v, None) in money and code in written)
+                       for code in codes for v in _in_major(wanted, code, candidate.minor))
         except DecimalException:  # (scaled out of range)
             return False
     if kind == "currency":

@@ -177,18 +177,25 @@ def test_a_tool_the_agent_lists_as_taking_minor_units_is_read_so():
 
 @pytest.mark.no_database
 @pytest.mark.parametrize("arguments", [
-    {"amount": 50, "line_items": [{"sku": "chair", "quantity": 1}]},
     {"amount": 50, "fee": 0},
     {"amount": 50, "fee": "0.00"},
+    {"amount": 50, "shipping_cost": 0.0},
 ])
-def test_a_quantity_of_one_and_a_fee_of_nothing_go_through(arguments):
+def test_a_fee_of_nothing_goes_through(arguments):
     verdict = _check("Pay 50 EUR for the chair.", arguments)
     assert not verdict.refused, verdict.reason
 
 
 @pytest.mark.no_database
-def test_a_quantity_above_one_is_still_checked():
-    assert _check("Pay 50 EUR for the chair.", {"amount": 50, "line_items": [{"quantity": 40}]}).refused
+@pytest.mark.parametrize("arguments", [
+    {"amount": 50, "line_items": [{"quantity": 40}]},
+    {"amount": 50, "line_items": [{"sku": "chair", "quantity": 1}]},
+    {"price": 0},
+], ids=["forty", "one", "price-zero"])
+def test_a_count_or_a_price_is_still_checked(arguments):
+    """A count of one is a hundred times a request for 0.01 BTC, and a price of 0 gives the
+    goods away (a review of the first version, which let both through)."""
+    assert _check("Pay 50 EUR for the chair.", arguments).refused
 
 
 @pytest.mark.no_database
@@ -242,3 +249,19 @@ def test_ordinary_money_writing_is_read(request_text, arguments):
 ])
 def test_ordinary_money_writing_gives_no_more_than_it_says(request_text, arguments):
     assert _check(request_text, arguments, document="Pay 1500000 EUR, 15 EUR, 5000000 EUR, 50 CAD.").refused
+
+
+# --- found in my own read of the change ---
+
+@pytest.mark.no_database
+@pytest.mark.parametrize("arguments", [
+    {"amount": {"value": "five thousand", "currency": "EUR"}},
+    {"recipient": {"unit": "Finance dept", "iban": IBAN}},
+    {"fee": "5k"},
+], ids=["words-in-an-amount", "unit-in-a-recipient", "5k-fee"])
+def test_inside_control_arguments_the_new_names_take_nothing_away(arguments):
+    """`value` beside a currency and `unit` are control only in their own shape — but inside an
+    amount or a recipient they stay what the enclosing argument makes them (text checked whole),
+    and a fee written with a digit in it is checked whole."""
+    assert _check("Pay 50 EUR to the Finance team.", arguments,
+                  document="Pay five thousand EUR to Finance dept, fee 5k.").refused
