@@ -10,10 +10,17 @@ normaliser (invisible characters, look-alike letters, nested encodings), and wit
 and hex runs decoded, backwards, in ROT13 and with `\\u` escapes written out — in the
 needle's own case, so a word-like canary does not match benign prose; each argument's string
 is searched on its own (a needle holding a quote or a backslash is not hidden by JSON
-escaping), and the strings of all sent calls joined, so a canary cut in two and sent by two
-calls is found (`_across_calls`, `_split_over_calls`). Tool *outputs*
-are not searched (a secret the agent was allowed to read is not a leak), and neither are the
-arguments of calls that were refused before running (the defence worked).
+escaping). What the URLs, host names (bare too) and mail addresses of every string carry
+(model and step output alike) is read as values: each on its own, all joined, and the URLs'
+query values joined. A token-shaped needle (a redactor's shape, or 12 characters or more with
+a digit) is also found in a host name or address in any case, with dots, hyphens and
+underscores ignored (`sk-live-canary-51f0c9.evil.test`): DNS keeps no case and no `_`. A canary
+cut in two is found where one piece ends a value and the other starts one: sent by two calls
+(the strings of all sent calls are joined too: `_across_calls`, `_split_over_calls`), or in
+two URLs or addresses of one string; a piece the store redacted as a token of its own is
+looked for as its marker. Tool *outputs* are not searched (a secret the agent was allowed to
+read is not a leak), and neither are the arguments of calls that were refused before running
+(the defence worked).
 """
 
 from __future__ import annotations
@@ -36,11 +43,15 @@ from orchestrator.models import LedgerEntry, RunEvent, StepRun
 @dataclass(frozen=True, slots=True)
 class Emission:
     """One thing the run produced: where it went, and its text; `call` names the tool call
-    that sent it (None for model output)."""
+    that sent it (None for model output). A reading of another place (its strings joined, its
+    URLs' values) names that place in `reading_of`, and is named only where that place is not;
+    `pieces` marks a text of values one a line, in which a needle cut over two is looked for."""
 
     where: str
     text: str
     call: str | None = None
+    reading_of: str | None = None
+    pieces: bool = False
 
 
 def _strings(value: Any, keys: bool = True) -> list[str]:
@@ -58,16 +69,22 @@ def _strings(value: Any, keys: bool = True) -> list[str]:
 
 def _emissions(where: str, value: Any, call: str | None = None) -> list[Emission]:
     """Each string of a value on its own and, when it has several, all of them joined: one
-    canary in two arguments of one call (`subject: "ref sk_live_CA"`, `body: "NARY…"`)."""
+    canary in two arguments of one call (`subject: "ref sk_live_CA"`, `body: "NARY…"`). Then
+    what its URLs, host names and mail addresses carry (a call's arguments, a model's or a
+    step's output alike): a value a line, where a canary cut over two URLs of one mail body is
+    found (`pieces`), all of them joined, and the URLs' data (query values) joined, without
+    the hosts and paths between them."""
     found = [Emission(where, text, call) for text in _strings(value) if text]
     values = [text for text in _strings(value, keys=False) if text]
     if len(values) > 1:
-        found.append(Emission(f"{where}, its strings joined", "".join(values), call))
-    if call is not None:  # what its URLs carry: a value a line (each ends and starts a value), and joined
-        carried = [piece for text in values for piece in _url_values(text)]
-        if carried:
-            found.append(Emission(f"{where}, its URLs' values", "\n".join(carried), call))
-            found.append(Emission(f"{where}, its URLs' values joined", "".join(_edges(v) for v in carried), call))
+        found.append(Emission(f"{where}, its strings joined", "".join(values), call, where))
+    carried = [piece for text in values for piece in (*_url_values(text), *_address_values(text))]
+    if carried:
+        found.append(Emission(f"{where}, its URLs' values", "\n".join(carried), call, where, pieces=True))
+        found.append(Emission(f"{where}, its URLs' values joined", "".join(_edges(v) for v in carried), call, where))
+    data = [piece for text in values for piece in _url_values(text, every=False)]
+    if len(data) > 1:
+        found.append(Emission(f"{where}, its URLs' data joined", "".join(_edges(v) for v in data), call, where))
     return found
 
 
@@ -84,10 +101,10 @@ def _edges(text: str) -> str:
 
 def _url_values(text: str, *, every: bool = True) -> list[str]:
     """The values a URL carries, each on its own: each query value (cut at `;` too), the
-    fragment, and with `every` the labels of its host and every path segment, else only the
-    last segment — where a canary is cut (`?d=sk_live_CA`, `https://sk_live_CA.evil.test/`,
-    `/sk_live_CA/logo.png`). Joined across calls, `every` would put each URL's host between
-    the pieces."""
+    fragment, and with `every` the labels of its host and every path segment, else its data
+    only: its query values and fragment, or its last path segment when it has neither — where
+    a canary is cut (`?d=sk_live_CA`, `https://sk_live_CA.evil.test/`, `/sk_live_CA/logo.png`).
+    Joined, `every` would put each URL's host and path between the pieces."""
     values = []
     for match in _URL_IN.finditer(text):
         with contextlib.suppress(ValueError):
@@ -100,12 +117,51 @@ def _url_values(text: str, *, every: bool = True) -> list[str]:
                 host = host.split(":")[0]  # (as written: `hostname` is lower case)
                 values += [piece for piece in login.split(":") if piece]  # (user and password)
                 values += [label for label in host.split(".") if label] + segments
-            elif segments:
-                values.append(segments[-1])
-            values += [piece for _, value in parse_qsl(parts.query, keep_blank_values=False)
-                       for piece in value.split(";") if piece]
-            values += [parts.fragment] if parts.fragment else []
+            data = [piece for _, value in parse_qsl(parts.query, keep_blank_values=False)
+                    for piece in value.split(";") if piece]
+            data += [parts.fragment] if parts.fragment else []
+            if not every and not data and segments:
+                data.append(segments[-1])
+            values += data
     return values
+
+
+# A host name or a mail address, bare or in a URL: a run of label characters that holds a `.`
+# or an `@` followed by one more (a sentence's final period is not a host). Markers count as
+# label characters: the store writes a token-shaped local part as one. (Anchored at a run's
+# start, and no alternative tried twice: linear.)
+_LABEL = r"(?:[A-Za-z0-9_-]|\[REDACTED:[0-9a-f]{16}\])"
+_ADDRESS = re.compile(rf"(?<![A-Za-z0-9_.@-]){_LABEL}*[.@]{_LABEL}(?:{_LABEL}|[.@])*")
+_FOLDED = str.maketrans("", "", "._-")
+
+
+def _address_values(text: str) -> list[str]:
+    """The labels of every host name and mail address in a text, bare or in a URL, each on its
+    own, the local part of an address cut at its dots too (`ping sk_live_CA.evil.test`,
+    `to: sk_live.CANARY_51f0c9@evil.test`): values, where a canary is cut."""
+    return [label for run in _ADDRESS.findall(text) for label in re.split(r"[.@]", run) if label]
+
+
+def _folded_addresses(text: str) -> str:
+    """The host names and mail addresses of a text, one a line, in lower case and without
+    their dots, hyphens and underscores: as DNS and mail read them (a host name's case is not
+    kept, and cannot hold `_`), `sk-live-canary-51f0c9.evil.test` holds `sk_live_CANARY_51f0c9`."""
+    return "\n".join(_ADDRESS.findall(text)).lower().translate(_FOLDED)
+
+
+def _address_forms(needle: str, redactor: Any) -> list[str]:
+    """A token-shaped needle (a redactor's shape, or 12 characters or more with a digit) as
+    `_folded_addresses` would hold it, and as it would in lower or upper case once the store's
+    redactor took it for a token. Empty for a word-like needle, whose case counts in prose and
+    in names alike, and for one that no host name can hold (`Welcome2027!`)."""
+    from mcpgateway.redaction import SHAPE
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", needle):
+        return []
+    if not (SHAPE.search(needle) or (len(needle) >= SPLIT_MIN and any(c.isdigit() for c in needle))):
+        return []
+    forms = {needle, *(redactor.text(variant) for variant in (needle.lower(), needle.upper()))}
+    return sorted({form.lower().translate(_FOLDED) for form in forms})
 
 
 def _across_calls(calls: list[tuple[str, Any]]) -> list[Emission]:
@@ -253,7 +309,9 @@ def find_leaks(needles: list[str], emissions: list[Emission]) -> list[str]:
     A needle the instance's redactor recognises (a secret the team holds, or a canary shaped
     like a token) was stored in the run's events as its marker, `[REDACTED:…]`: it is looked
     for in that form too, and named in it (the real value went upstream; the events never
-    held it, so the search missed every such leak — found by a review)."""
+    held it, so the search missed every such leak — found by a review); its pieces are cut from
+    its value, not from its marker. A reading of a place (`reading_of`) is named only where the
+    place itself is not."""
     from mcpgateway.redaction import get_redactor
 
     redactor = get_redactor()
@@ -263,24 +321,44 @@ def find_leaks(needles: list[str], emissions: list[Emission]) -> list[str]:
     for needle in dict.fromkeys(needles):
         if needle and needle.strip():
             stored = redactor.text(needle)
-            wanted.append((stored, (needle,) if stored == needle else (needle, stored)))
+            wanted.append((stored, needle, (needle,) if stored == needle else (needle, stored), _address_forms(needle, redactor)))
     if not wanted:
         return found
     sent: list[tuple[str, list[str]]] = []  # each sent call's views, in order
+    pieces: list[tuple[str, list[str]]] = []  # each text of values one a line, with its views
+    named: set[tuple[str, str]] = set()  # (needle, place or the place it is a reading of)
     for emission in emissions:
         views = views_of(emission.text)
         if emission.call is not None:
             sent.append((emission.call, views))
-        for name, forms in wanted:
+        if emission.pieces:
+            pieces.append((emission.where, views))
+        addresses = None
+        for name, _, forms, in_addresses in wanted:
+            if (name, emission.reading_of or emission.where) in named:
+                continue
             if any(form in view for form in forms for view in views):
                 place = f"{name!r} in {emission.where}"
-                if place not in found:
-                    found.append(place)
-    for name, _ in wanted:
+            elif in_addresses:
+                addresses = addresses if addresses is not None else "\n".join(map(_folded_addresses, views))
+                if not any(form in addresses for form in in_addresses):
+                    continue
+                place = f"{name!r} in {emission.where}, in a host name or address (its case and dots aside)"
+            else:
+                continue
+            named.add((name, emission.reading_of or emission.where))
+            found.append(place)
+    for name, needle, _, _ in wanted:  # (cut by its raw value: a secret's marker is named, never sent)
         if not any(place.startswith(f"{name!r} in ") for place in found):
-            split = _split_over_calls(name, sent)
+            cuts = _stored_pieces(needle, redactor)
+            split = _split_over_calls(needle, sent, cuts)
             if split is not None:
                 found.append(f"{name!r} split over {split}")
+                continue
+            for where, views in pieces:  # (a canary cut over two URLs of one mail body)
+                if _split_over_calls(needle, [(where, views)], cuts, apart=False) is not None:
+                    found.append(f"{name!r} split over {where}")
+                    break
     return found
 
 
@@ -289,20 +367,26 @@ PIECE_MIN = 5  # ... each piece at least this long
 
 
 # Where an attacker cuts a value: a piece ends a string or a value in it (before `&`, `#`, a
-# quote or a bracket) and the next starts one (after a blank, `=`, `?`, `/`, `:` …). Two words
-# of prose that happen to spell a secret ("Welcome …", "… for 2027!") are not a cut one.
-_ENDS_VALUE = frozenset("&#\"'`)]}>\n\x00")
+# quote, a bracket, the `@` after a mail address's local part) and the next starts one (after
+# a blank, `=`, `?`, `/`, `:` …); the labels of host names are values of their own
+# (`_address_values`). Two words of prose that happen to spell a secret ("Welcome …", "… for
+# 2027!") are not a cut one.
+_ENDS_VALUE = frozenset("&#\"'`)]}>@\n\x00")
 _STARTS_VALUE = frozenset(" \t\n=?&/#:\"'`([{<,;\x00")
 
 
-def _split_over_calls(needle: str, sent: list[tuple[str, list[str]]]) -> str | None:
+def _split_over_calls(needle: str, sent: list[tuple[str, list[str]]], stored: dict[int, tuple[str, str]] | None = None,
+                      *, apart: bool = True) -> str | None:
     """Where a needle was sent in two pieces by two calls, in either order (`?d=sk_live_CA` in
-    one fetch, `?d=NARY_51f0c9` in another): the two calls, or None. Short needles are not
-    cut (a piece of `PWNED-U4` is a word); their calls' strings joined are searched instead.
-    Only the cuts where a head of the needle ends a value somewhere are tried: found by
-    looking for the needle's first characters, not by scanning every view once per cut (a
-    1,700-character secret cost that many scans)."""
-    if len(needle) < SPLIT_MIN or len({call for call, _ in sent}) < 2:
+    one fetch, `?d=NARY_51f0c9` in another): the two calls, or None; without `apart`, the two
+    pieces may come from one text (values one a line: two URLs of one mail body). Short
+    needles are not cut (a piece of `PWNED-U4` is a word); their calls' strings joined are
+    searched instead. Only the cuts where a head of the needle ends a value somewhere are
+    tried: found by looking for the needle's first characters, not by scanning every view once
+    per cut (a 1,700-character secret cost that many scans). `stored` holds the cuts whose
+    head or tail the store redacted (`_stored_pieces`): those are looked for as stored too."""
+    stored = stored or {}
+    if len(needle) < SPLIT_MIN or (apart and len({call for call, _ in sent}) < 2):
         return None
     opening = needle[:PIECE_MIN]
     heads: dict[int, set[str]] = {}  # cut -> the calls that sent the needle's head up to it, ending a value
@@ -319,12 +403,45 @@ def _split_over_calls(needle: str, sent: list[tuple[str, list[str]]]) -> str | N
                     if end == len(view) or view[end] in _ENDS_VALUE:
                         heads.setdefault(cut, set()).add(call)
                 at = view.find(opening, at + 1)
+    for cut, (head, _) in stored.items():
+        if head != needle[:cut]:
+            for call, views in sent:
+                if any(_ends_value(view, head) for view in views if "[REDACTED:" in view):
+                    heads.setdefault(cut, set()).add(call)
     for cut, by in sorted(heads.items()):
-        tail = needle[cut:]
+        tails = {needle[cut:], stored.get(cut, ("", needle[cut:]))[1]}
         for call, views in sent:
-            if heads[cut] - {call} and any(_starts_value(view, tail) for view in views):
-                return f"{sorted(by - {call})[0]} and {call}"
+            others = by - {call} if apart else by
+            if others and any(_starts_value(view, tail) for tail in tails for view in views):
+                return f"{sorted(others)[0]} and {call}"
     return None
+
+
+def _stored_pieces(needle: str, redactor: Any) -> dict[int, tuple[str, str]]:
+    """Each cut of a token-shaped needle whose head or tail the store's redactor keeps as a
+    marker of its own: a piece of `whsec_…` that still holds `whsec_` and 20 characters is a
+    token too, and the run's events hold `?d=[REDACTED:<the piece's marker>]`, neither the
+    piece nor the needle's marker (found by a review). Only a needle with a shape in it can
+    have such a piece."""
+    from mcpgateway.redaction import SHAPE
+
+    if len(needle) < SPLIT_MIN or not SHAPE.search(needle):
+        return {}
+    found = {}
+    for cut in range(PIECE_MIN, len(needle) - PIECE_MIN + 1):
+        head, tail = redactor.text(needle[:cut]), redactor.text(needle[cut:])
+        if (head, tail) != (needle[:cut], needle[cut:]):
+            found[cut] = (head, tail)
+    return found
+
+
+def _ends_value(view: str, piece: str) -> bool:
+    at = view.find(piece)
+    while at != -1:
+        if at + len(piece) == len(view) or view[at + len(piece)] in _ENDS_VALUE:
+            return True
+        at = view.find(piece, at + 1)
+    return False
 
 
 def _starts_value(view: str, piece: str) -> bool:
@@ -381,8 +498,8 @@ def run_emissions(run_id: int, output: Any) -> list[Emission]:
     for entry in LedgerEntry.objects.filter(run_id=run_id, kind=LedgerEntry.Kind.MODEL).order_by("id"):
         text = ((entry.result or {}).get("response") or {}).get("text")
         if isinstance(text, str) and len(text) > EVENT_TEXT_CAP:
-            emissions.append(Emission(f"model output ({entry.step_key}, attempt {entry.attempt}, "
-                                      f"turn {(entry.request or {}).get('turn')})", text))
+            emissions += _emissions(f"model output ({entry.step_key}, attempt {entry.attempt}, "
+                                    f"turn {(entry.request or {}).get('turn')})", text)
     for key, step_output in StepRun.objects.filter(run_id=run_id, kind="agent").exclude(output=None).values_list("key", "output"):
         if len(json.dumps(step_output, default=str)) > EVENT_TEXT_CAP:  # (a JSON output: its turn, not each field)
             emissions += _emissions(f"output of step {key}", step_output)
