@@ -95,6 +95,7 @@ SOFT_CURRENCY_WORDS = frozenset({"asset", "assets", "coin", "coins", "cur", "uni
 # `amountInCents`, `minor_units`): 5000 of them are 50 EUR, 5000 JPY, 5 KWD.
 MINOR_WORDS = frozenset({"cent", "cents", "minor", "pence", "penny", "subunit", "subunits"})
 MINOR_DIGITS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "UGX": 0, "XAF": 0, "XOF": 0, "PYG": 0, "RWF": 0,
+                "XPF": 0, "BIF": 0, "DJF": 0, "GNF": 0, "KMF": 0, "VUV": 0, "MGA": 0,
                 "KWD": 3, "BHD": 3, "JOD": 3, "OMR": 3, "TND": 3, "IQD": 3, "LYD": 3}  # (others: 2)
 # An integer under one of these in an amount object scales it (`{"value": 50, "exponent": 3}`
 # is 50,000, or 0.05 where it counts decimals): every reading must be the request's.
@@ -168,8 +169,10 @@ MONEY_CODES = frozenset("""
     BTC XBT ETH LTC XRP SOL ADA DOT BNB DAI XMR USDT USDC WBTC DOGE SHIB BUSD""".split())
 # ... of those, the ones that are English words too: not a currency as a key in lower case
 WORD_CODES = frozenset({"ALL", "TOP", "CUP", "TRY", "MAD", "PEN", "BOB", "COP", "GEL", "SOS", "MOP", "PHP", "RON",
-                        "DOT", "SOL", "DAI", "BAM", "ERN", "DOP", "LAK", "MNT"})
-TICKER = re.compile(r"[A-Z][A-Z0-9]{1,9}")  # an asset's symbol in capitals (`PEPE`, `WETH`)
+                        "DOT", "SOL", "DAI", "BAM", "ERN", "DOP", "LAK", "MNT", "ADA", "RUB", "AMD", "BIF", "ANG"})
+# An asset's symbol the codes do not know, with a capital or a digit in it (`PEPE`, `Pepe`,
+# `stETH`, `1INCH`, `USDC.e`): a lower-case word is data (`pen`, and so `pepe` too).
+TICKER = re.compile(r"(?=[^A-Z0-9]*[A-Z0-9])[A-Za-z0-9]{2,10}(?:\.[A-Za-z])?")
 # A currency mark next to a number: a symbol (`US$`, `C$` too), a code (USDC of four letters),
 # a currency's name ("50 Euro").
 _MARK = (r"(?:US|CA|C|AU|A|NZ|HK|S)\$|[€$£¥]|(?:USD[CT]|WBTC|DOGE|SHIB|BUSD)(?![A-Za-z])|[A-Za-z]{3}(?![A-Za-z])"
@@ -281,12 +284,13 @@ def money_in(text: str) -> frozenset[tuple[Decimal, str | None]]:
     previous_end = -1
     for start, end, values in numbers:
         noun = ID_NOUN.search(text, max(0, start - 24), start)
-        listed = noun is None or _a_verb(text, noun)
+        listed = noun is None
         if chain and not (listed and previous_end <= start and LIST_GAP.fullmatch(text, previous_end, start)):
             _add_chain(found, chain)
             chain = []
         marks = _marks_around(text, start, end)
-        if not listed and not marks and text[start:end].isdigit() and end - start >= 4:
+        if (not listed and not marks and text[start:end].isdigit() and end - start >= 4
+                and not _a_verb(text, noun)):  # (a verb's number counts, alone: "Order 1000 flyers")
             previous_end = end  # an id ("invoice 98000", "customer 88123"): no amount at all ("Order 3 chairs" is one)
             continue
         chain.append((values, marks))
@@ -318,9 +322,11 @@ LIST_GAP = re.compile(r"[^\S\n]{0,3}(?:(?:[€$£¥]|[A-Z]{3}|(?i:euros?|dollars
                       + _PAYEE + _CONJUNCTION + _PAYEE + r"[€$£¥]?[^\S\n]?")
 
 
-# Id nouns that are verbs too: at the start of a sentence, one is a verb ("Order 1000 flyers",
-# "Request 1500 from Alice"; refused as ids, found by a review), elsewhere a noun.
-VERB_NOUNS = frozenset({"order", "request", "claim", "bill", "book", "ticket", "page", "loan", "case"})
+# Id nouns that are verbs too: at the start of a sentence, one may be a verb ("Order 1000
+# flyers", "Request 1500 from Alice"; refused as ids, found by a review), so its number is an
+# amount — but of its own, in no list and with no currency but its own ("Order 98000, 120
+# EUR, …" gave 98000 EUR: a second review).
+VERB_NOUNS = frozenset({"order", "request", "claim", "bill"})
 _SENTENCE_START = re.compile(r"(?:\A|[.!?:;]|\n)[\s*_>\-\u2022]*\Z")
 
 
@@ -423,12 +429,34 @@ def money_code(value: str, *, any_case: bool = False) -> str | None:
     if named is not None:
         return named
     code = bare.upper()
-    if code in MONEY_CODES and (bare.isupper() or code in COMMON_LOWER_CODES or code in LONG_CODES or any_case):
+    if code in MONEY_CODES and (bare.isupper() or code in COMMON_LOWER_CODES or code in LONG_CODES
+                                or (any_case and code not in WORD_CODES)):
         return code
     return None
 
 
-def currencies_in(text: str) -> frozenset[str]:
+# A fee the request writes: "a 2.50 fee", "2.50 shipping fee", "fee of 2.50", "shipping cost is 4.99".
+_FEE_NUMBER = r"(?<![\w.,])(\d+(?:[.,']\d+)*)"
+FEE_BEFORE = re.compile(r"(?i:\b(?:fees?|costs?|charges?)\b)[^\S\n]{0,3}(?:(?:is|are|of|at|:|=)[^\S\n]{0,3})?"
+                        r"(?:[€$£¥][^\S\n]?)?" + _FEE_NUMBER)
+FEE_AFTER = re.compile(_FEE_NUMBER + r"[^\S\n]{0,3}(?:[A-Za-z-]{1,20}[^\S\n]{1,3})?(?i:fees?|costs?|charges?)\b")
+
+
+def fees_in(text: str) -> frozenset[Decimal]:
+    """The numbers a text writes as a fee or a cost (see FEE_BEFORE, FEE_AFTER)."""
+    found: set[Decimal] = set()
+    for pattern in (FEE_BEFORE, FEE_AFTER):
+        for match in pattern.finditer(text):
+            found |= readings(match.group(1))
+    return frozenset(found)
+
+
+def marked_currencies_in(text: str) -> frozenset[str]:
+    """The currencies a text writes next to an amount (not a conversion's target)."""
+    return currencies_in(text, targets=False)
+
+
+def currencies_in(text: str, *, targets: bool = True) -> frozenset[str]:
     """The currencies a text gives an amount in: a symbol, name or code written next to a
     number (`50 EUR`, `€50`, `EUR50`, `50 euros`). A code counts in capitals, or in lower case
     when it is a common one (`eur`; not `try`). A code elsewhere is a word, not a currency the
@@ -440,7 +468,7 @@ def currencies_in(text: str) -> frozenset[str]:
         multiplied = MULTIPLIER.match(text, match.end())
         if multiplied is not None:  # `1.5k EUR`
             found |= _marks_around(text, match.start(), multiplied.end())
-    if found:  # a conversion's target, in a text that gives an amount: "Convert 100 EUR to USD", "… into dollars"
+    if found and targets:  # a conversion's target, in a text that gives an amount: "Convert 100 EUR to USD", "… into dollars"
         for target in TARGET_CODE.finditer(text):
             code = target.group(1) if target.group(1) in CURRENCY_CODES else CURRENCY_NAMES.get(target.group(1).lower())
             if code is not None:
@@ -453,7 +481,8 @@ TARGET_CODE = re.compile(r"(?<![A-Za-z])(?:to|into)\s+([A-Z]{3,4}|euros|dollars|
 
 _LEAD_MARK = re.compile(r"((?:US|CA|C|AU|A|NZ|HK|S)\$|[€$£¥]|(?:USD[CT]|WBTC|DOGE|SHIB|BUSD)(?![A-Za-z])|[A-Za-z]{3}(?![A-Za-z])"
                         r"|(?i:euros?|dollars?|yen)(?![A-Za-z]))\s*")
-COMMON_LOWER_CODES = frozenset({"EUR", "USD", "GBP", "CHF", "JPY", "CAD", "AUD", "SEK", "NOK", "DKK", "PLN", "CZK", "INR", "CNY"})
+COMMON_LOWER_CODES = frozenset({"EUR", "USD", "GBP", "CHF", "JPY", "CAD", "AUD", "SEK", "NOK", "DKK", "PLN", "CZK", "INR", "CNY",
+                                "BTC", "ETH", "LTC", "XRP"})
 
 
 def split_money(value: str) -> tuple[str, list[str]]:
@@ -495,7 +524,7 @@ class Candidate:
     currencies: tuple[str, ...] = ()
     money: bool = False  # an amount of money (`amount`, `price`, …), not a count (`quantity`)
     minor: bool = False  # in its currency's minor units (`amount_cents`; see MINOR_WORDS)
-    loose: bool = False  # a fee: a bare amount of the request pairs with any currency it writes
+    loose: bool = False  # a fee: a bare fee of the request pairs with a currency it writes next to an amount
     shift: tuple[int, ...] = ()  # powers of ten it may be scaled by (an amount object's `exponent`)
 
 
@@ -520,8 +549,10 @@ def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = (), *, 
             beside_address = any(words & ADDRESS_WORDS and isinstance(inner, str) and EMAIL.search(inner) is not None
                                  for words, inner in zip(keys, value.values(), strict=True))
             money_here = any(bool(words & CURRENCY_WORDS) or soft for words, soft in zip(keys, soft_codes, strict=True))
-            shift = (_shift(value, keys) if kind.amount or money_here or any(words & (MONEY_WORDS | FEE_WORDS) for words in keys)
-                     else ())
+            shift: tuple[int, ...] = ()
+            if kind.amount or money_here or any(words & (MONEY_WORDS | FEE_WORDS) for words in keys):
+                shift, odd = _shift(value, keys)
+                found.extend(Candidate(f"{where}.{key}" if where else key, str(value[key])[:200], "scale") for key in odd)
             for (key, inner), words, soft in zip(value.items(), keys, soft_codes, strict=True):
                 if isinstance(key, str) and key.strip():  # a key can carry an address too: {"to": {"eve@…": "Bob"}}
                     found.extend(c for c in _string_candidates(f"{where or 'arguments'} key", key.strip(), _Kind())
@@ -556,16 +587,20 @@ def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = (), *, 
     def add(c: Candidate, level: _Level, owner: tuple[_Level, frozenset[str]] | None, name: str) -> None:
         if c.kind == "currency" and owner is not None and (code := currency_of(c.value)) is not None:
             owner[0].currencies.setdefault(code, owner[1])
-        elif c.kind == "number" and c.money and not c.currencies:
+        elif c.kind == "number" and c.money:
             amounts.append((len(found), level, frozenset(set(_words(name)) - MONEY_WORDS - FEE_WORDS - VALUE_WORDS
                                                          - MINOR_WORDS)))
         found.append(c)
 
     visit("", arguments, _Kind(), _Level(None), None, "")
     for i, level, qualifier in amounts:  # (once every currency of the call is known: it may come after the amount)
-        codes = level.codes_for(qualifier)
+        # An amount whose key or name gives its currency (`{"JPY": {"amount": …}}`, `amount_jpy`)
+        # must pair with the object's currency too, but a conversion's target: an explicit
+        # `currency: "EUR"` beside it went unchecked, and the tool paid in it (a second review).
+        own = found[i].currencies
+        codes = level.codes_for(qualifier, targets=not own)
         if codes:
-            found[i] = replace(found[i], currencies=codes)
+            found[i] = replace(found[i], currencies=tuple(dict.fromkeys((*own, *codes))))
     if minor_units:
         found = [replace(c, minor=True) if c.kind == "number" and c.money else c for c in found]
     return [c for c in found if not _moves_nothing(c)]
@@ -590,15 +625,34 @@ def _soft_code(name: str, value: Any) -> bool:
             and money_code(value, any_case=_asset_name(name)) is not None)
 
 
-def _shift(value: dict[Any, Any], keys: list[set[str]]) -> tuple[int, ...]:
-    """The powers of ten an amount object's `exponent` or `scale` may scale its amount by (both
-    ways: which way it goes depends on the tool), or () when it gives none, or 0. One above
-    DATA_SMALL is a value checked on its own (and a string one is checked as an amount)."""
-    for inner, words in zip(value.values(), keys, strict=True):
-        if words & SCALE_WORDS and isinstance(inner, int | float) and not isinstance(inner, bool):
-            if math.isfinite(inner) and inner == int(inner) and 0 < abs(inner) <= DATA_SMALL:  # (`3.0` is 3 to a tool)
-                return (int(inner), -int(inner))
-    return ()
+def _shift(value: dict[Any, Any], keys: list[set[str]]) -> tuple[tuple[int, ...], list[str]]:
+    """The powers of ten a money object's `exponent` or `scale` may scale its amount by (both
+    ways: which way it goes depends on the tool), or () when it gives none, or 0; and the keys of
+    those it cannot apply (not a whole number up to DATA_SMALL: `"3x"`, `20`, `2.5`), each then a
+    control value of its own that the request never gives (a second review found them ignored)."""
+    shift: tuple[int, ...] = ()
+    odd = []
+    for key, inner, words in zip(value.keys(), value.values(), keys, strict=True):
+        if not words & SCALE_WORDS or inner is None or isinstance(inner, bool):
+            continue
+        number = _whole_number(inner)
+        if number == 0:
+            continue
+        if number is not None and abs(number) <= DATA_SMALL and not shift:  # (`3.0` and `"3"` are 3 to a tool)
+            shift = (number, -number)
+        else:
+            odd.append(str(key))
+    return shift, odd
+
+
+def _whole_number(value: Any) -> int | None:
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) and value == int(value) else None
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,4}\s*", value):
+        return int(value)
+    return None
 
 
 def _moves_nothing(candidate: Candidate) -> bool:
@@ -607,15 +661,22 @@ def _moves_nothing(candidate: Candidate) -> bool:
     times a request for 0.01 BTC; both found by a review)."""
     if candidate.kind != "number" or candidate.shift:
         return False
-    words = _words(candidate.argument.rpartition(".")[2].split("[")[0])
-    if not words or words[-1] not in FEE_WORDS:
-        return False
     try:
         values = ({Decimal(candidate.value)} if candidate.exact
                   else readings(split_money(candidate.value)[0].replace(" ", "")))
-        return values == {Decimal(0)}
     except (DecimalException, TypeError):
         return False
+    if values != {Decimal(0)}:
+        return False
+    path = candidate.argument
+    for _ in range(8):  # the nearest name that is not a value's or an amount's (`network_fee.value`)
+        path, _, last = path.rpartition(".")
+        words = _words(last.split("[")[0])
+        if words and not set(words) <= VALUE_WORDS | MONEY_WORDS:
+            return words[-1] in FEE_WORDS
+        if not path:
+            break
+    return False
 
 
 def _data_candidates(where: str, value: Any, kind: _Kind) -> list[Candidate]:
@@ -666,15 +727,16 @@ class _Level:
             walked._resolved = found
         return found
 
-    def codes_for(self, qualifier: frozenset[str]) -> tuple[str, ...]:
+    def codes_for(self, qualifier: frozenset[str], *, targets: bool = True) -> tuple[str, ...]:
         at = self._nearest()
         named = tuple(code for code, words in at.items() if words == qualifier)
         if named:
             return named
         # No name matches (`amount` beside `from_currency` and `to_currency`): a conversion's
-        # target currency is not the amount's; the others all are.
+        # target currency is not the amount's; the others all are (and, with `targets`, the
+        # target when it is the only one).
         source = tuple(code for code, words in at.items() if not words & TARGET_WORDS)
-        return source or tuple(at)
+        return source or (tuple(at) if targets else ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -696,9 +758,10 @@ class _Kind:
     # currency (MONEY_CODES); else data. Only outside control arguments: inside one (`amount`,
     # `to`) the enclosing kind holds, as before.
     soft: bool = False
-    # Looser in its own shape: a fee's bare amount in the request pairs with any currency the
-    # request writes ("Pay 50 EUR plus a 2.50 fee"); an asset's code counts in any case, and a
-    # ticker the codes do not know is checked as text (`asset: "PEPE"`).
+    # Looser in its own shape: a fee's bare amount the request writes as a fee pairs with a
+    # currency the request writes next to an amount ("Pay 50 EUR plus a 2.50 fee"); an asset's
+    # code counts in any case (not a word: `all`, `pen`), and a ticker the codes do not know is
+    # checked as text (`asset: "PEPE"`, `stETH`, `1INCH`, `USDC.e`).
     loose: bool = False
     minor: bool = False  # an amount in minor units (MINOR_WORDS)
     shift: tuple[int, ...] = ()  # an amount object's scale (see `_shift`)
@@ -717,7 +780,7 @@ class _Kind:
         minor = self.minor or bool(have & MINOR_WORDS)
         if beside_address and not listed and words and words[-1] == "name" and have <= NAME_WORDS:
             return _Kind()  # (as any other string: an address or URL in it is still checked)
-        if not own and not own_free and words and not self.sensitive:  # (inside control, the enclosing kind holds)
+        if not own and not own_free and words and (not self.sensitive or self.soft):  # (inside control, the enclosing kind holds)
             if words[-1] in FEE_WORDS or (money_here and have <= VALUE_WORDS):
                 codes = _name_codes(name, whole=False) or self.codes
                 return _Kind(True, True, False, False, False, True, codes, soft=True, loose=words[-1] in FEE_WORDS,
@@ -1125,13 +1188,16 @@ def _contains(source: Source, candidate: Candidate) -> bool:
             # it must pair: a second, decoy currency argument does not let the first through.
             money = source.view("money", money_in)
             codes |= {currency_of(code) for code in candidate.currencies}
-            written = source.view("currencies", currencies_in) if candidate.loose else frozenset()
-            return all((v, code) in money or ((v, None) in money and code in written)
+            fees = source.view("fees", fees_in) if candidate.loose else frozenset()
+            written = source.view("marked currencies", marked_currencies_in) if candidate.loose else frozenset()
+            return all((v, code) in money or ((v, None) in money and v in fees and code in written)
                        for code in codes for v in _in_major(wanted, code, candidate.minor))
         except DecimalException:  # (scaled out of range)
             return False
     if kind == "currency":
         return currency_of(value) in source.view("currencies", currencies_in)
+    if kind == "scale":  # a scale the policy cannot apply: no request gives one
+        return False
     if kind == "relpath":  # a whole path the text wrote, never a piece of one (nor the root, home or `..`)
         wanted = posixpath.normpath(value.strip().replace("\\", "/"))
         return wanted not in BARE_PATHS and wanted in source.view("paths written", _paths_written)
