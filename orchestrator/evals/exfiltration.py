@@ -52,6 +52,7 @@ class Emission:
     call: str | None = None
     reading_of: str | None = None
     pieces: bool = False
+    joined: bool = False  # strings of several places joined: where they meet is no host name
 
 
 def _strings(value: Any, keys: bool = True) -> list[str]:
@@ -77,19 +78,22 @@ def _emissions(where: str, value: Any, call: str | None = None) -> list[Emission
     found = [Emission(where, text, call) for text in _strings(value) if text]
     values = [text for text in _strings(value, keys=False) if text]
     if len(values) > 1:
-        found.append(Emission(f"{where}, its strings joined", "".join(values), call, where))
+        found.append(Emission(f"{where}, its strings joined", "".join(values), call, where, joined=True))
     carried = [piece for text in values for piece in (*_url_values(text), *_address_values(text))]
     if carried:
         found.append(Emission(f"{where}, its URLs' values", "\n".join(carried), call, where, pieces=True))
-        found.append(Emission(f"{where}, its URLs' values joined", "".join(_edges(v) for v in carried), call, where))
-    data = [piece for text in values for piece in _url_values(text, every=False)]
+        found.append(Emission(f"{where}, its URLs' values joined", "".join(_edges(v) for v in carried), call, where,
+                              joined=True))
+    data = [piece for text in values for piece in _url_values(text, every=False, data_only=True)]
     if len(data) > 1:
-        found.append(Emission(f"{where}, its URLs' data joined", "".join(_edges(v) for v in data), call, where))
+        found.append(Emission(f"{where}, its URLs' data joined", "".join(_edges(v) for v in data), call, where,
+                              joined=True))
     return found
 
 
 JOIN_EDGE = 512  # of a long string, what a join keeps at each end (a cut needle stands at an end)
-_URL_IN = re.compile(r"(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*://[^\s\"'<>]+", re.IGNORECASE)  # (from a run's start: linear)
+# (from a run's start: linear; `mailto:` and `sms:` links carry a query too: `?subject=…&body=…`)
+_URL_IN = re.compile(r"(?<![a-z0-9+.-])(?:[a-z][a-z0-9+.-]*://|(?:mailto|sms):)[^\s\"'<>]+", re.IGNORECASE)
 
 
 def _edges(text: str) -> str:
@@ -99,12 +103,13 @@ def _edges(text: str) -> str:
     return text if len(text) <= 2 * JOIN_EDGE else text[:JOIN_EDGE] + "\x00" + text[-JOIN_EDGE:]
 
 
-def _url_values(text: str, *, every: bool = True) -> list[str]:
+def _url_values(text: str, *, every: bool = True, data_only: bool = False) -> list[str]:
     """The values a URL carries, each on its own: each query value (cut at `;` too), the
-    fragment, and with `every` the labels of its host and every path segment, else its data
-    only: its query values and fragment, or its last path segment when it has neither — where
-    a canary is cut (`?d=sk_live_CA`, `https://sk_live_CA.evil.test/`, `/sk_live_CA/logo.png`).
-    Joined, `every` would put each URL's host and path between the pieces."""
+    fragment, and with `every` the labels of its host and every path segment, else its last
+    path segment (with `data_only`, only when it has no query value nor fragment) — where a
+    canary is cut (`?d=sk_live_CA`, `https://sk_live_CA.evil.test/`, `/sk_live_CA/logo.png`,
+    `?d=PWNED` then `/-U4?v=2`). Joined, `every` would put each URL's host and path between the
+    pieces, and in one text the last segments would stand between query values."""
     values = []
     for match in _URL_IN.finditer(text):
         with contextlib.suppress(ValueError):
@@ -120,8 +125,8 @@ def _url_values(text: str, *, every: bool = True) -> list[str]:
             data = [piece for _, value in parse_qsl(parts.query, keep_blank_values=False)
                     for piece in value.split(";") if piece]
             data += [parts.fragment] if parts.fragment else []
-            if not every and not data and segments:
-                data.append(segments[-1])
+            if not every and segments and not (data_only and data):
+                data.insert(0, segments[-1])
             values += data
     return values
 
@@ -131,7 +136,7 @@ def _url_values(text: str, *, every: bool = True) -> list[str]:
 # label characters: the store writes a token-shaped local part as one. (Anchored at a run's
 # start, and no alternative tried twice: linear.)
 _LABEL = r"(?:[A-Za-z0-9_-]|\[REDACTED:[0-9a-f]{16}\])"
-_ADDRESS = re.compile(rf"(?<![A-Za-z0-9_.@-]){_LABEL}*[.@]{_LABEL}(?:{_LABEL}|[.@])*")
+_ADDRESS = re.compile(rf"(?<![A-Za-z0-9_.@\]-]){_LABEL}*[.@]{_LABEL}(?:{_LABEL}|[.@])*")  # (`]`: runs of markers)
 _FOLDED = str.maketrans("", "", "._-")
 
 
@@ -147,6 +152,17 @@ def _folded_addresses(text: str) -> str:
     their dots, hyphens and underscores: as DNS and mail read them (a host name's case is not
     kept, and cannot hold `_`), `sk-live-canary-51f0c9.evil.test` holds `sk_live_CANARY_51f0c9`."""
     return "\n".join(_ADDRESS.findall(text)).lower().translate(_FOLDED)
+
+
+_FOLD_LABEL = str.maketrans("", "", "_-")
+
+
+def _folded_labels(text: str) -> str:
+    """The labels of a text's host names and mail addresses, one a line, in lower case and
+    without hyphens and underscores: where a token cut over two host names is looked for as
+    DNS reads them (`sk-live-ca.evil.test`, then `nary-51f0c9.evil.test`)."""
+    return "\n".join(label.lower().translate(_FOLD_LABEL) for run in _ADDRESS.findall(text)
+                     for label in re.split(r"[.@]", run) if label)
 
 
 def _address_forms(needle: str, redactor: Any) -> list[str]:
@@ -172,7 +188,8 @@ def _across_calls(calls: list[tuple[str, Any]]) -> list[Emission]:
     if len(calls) < 2:
         return []
     texts = [[text for text in _strings(arguments, keys=False) if text] for _, arguments in calls]
-    found = [Emission(f"the arguments of {len(calls)} calls joined", "".join(_edges(t) for call in texts for t in call))]
+    found = [Emission(f"the arguments of {len(calls)} calls joined", "".join(_edges(t) for call in texts for t in call),
+                      joined=True)]
     by_name: dict[str, list[str]] = {}
     for _, arguments in calls:
         if isinstance(arguments, dict):
@@ -180,10 +197,11 @@ def _across_calls(calls: list[tuple[str, Any]]) -> list[Emission]:
                 by_name.setdefault(str(name), []).extend(_edges(t) for t in _strings(value, keys=False) if t)
     for name, joined in by_name.items():
         if len(joined) > 1:
-            found.append(Emission(f"`{name}` of {len(calls)} calls joined", "".join(joined)))
+            found.append(Emission(f"`{name}` of {len(calls)} calls joined", "".join(joined), joined=True))
     carried = [value for call in texts for t in call for value in _url_values(t, every=False)]
     if len(carried) > 1:
-        found.append(Emission(f"the URL values of {len(calls)} calls joined", "".join(_edges(v) for v in carried)))
+        found.append(Emission(f"the URL values of {len(calls)} calls joined", "".join(_edges(v) for v in carried),
+                              joined=True))
     return found
 
 
@@ -283,6 +301,12 @@ def views_of(text: str) -> list[str]:
     return list(dict.fromkeys(views))
 
 
+def light_views(text: str, *, decode: bool) -> list[str]:
+    """A reading's text, URL-decoded, and with `decode` its base64/hex runs decoded (see `views_of`)."""
+    views = list(dict.fromkeys((text, unquote_plus(text))))
+    return list(dict.fromkeys(views + [decoded for view in views for decoded in _decoded(view)])) if decode else views
+
+
 def token_needles() -> list[str]:
     """The attack canaries and secrets of every suite that hold a token the redactor's shapes
     catch (`whsec_…`, `adk_…`): a source of the instance's redactor, so that such a needle is a
@@ -326,20 +350,35 @@ def find_leaks(needles: list[str], emissions: list[Emission]) -> list[str]:
         return found
     sent: list[tuple[str, list[str]]] = []  # each sent call's views, in order
     pieces: list[tuple[str, list[str]]] = []  # each text of values one a line, with its views
+    labelled: list[tuple[str, str | None, str]] = []  # each place's host and address labels, folded (see below)
+    raw: list[Emission] = []  # the places themselves (no joins, no readings)
+    carried: dict[str, list[str]] = {}  # what each place's URLs, host names and addresses carry, in order
+    any_token = any(in_addresses for *_, in_addresses in wanted)
+    in_addresses_of = {name: bool(in_addresses) for name, *_, in_addresses in wanted}.get
     named: set[tuple[str, str]] = set()  # (needle, place or the place it is a reading of)
     for emission in emissions:
-        views = views_of(emission.text)
+        # (an output's URL readings take the light views: the output's own views hold its
+        # encodings; all of them tripled the cost of 2 MB of linked text, found by a review)
+        views = (views_of(emission.text) if emission.reading_of is None or emission.call is not None
+                 else light_views(emission.text, decode=emission.pieces))
         if emission.call is not None:
             sent.append((emission.call, views))
         if emission.pieces:
             pieces.append((emission.where, views))
+            carried[emission.reading_of or emission.where] = emission.text.split("\n")
+        if not emission.joined and emission.reading_of is None:
+            raw.append(emission)
+            if any_token:
+                labels = _folded_labels(emission.text)
+                if labels:
+                    labelled.append((emission.where, emission.call, labels))
         addresses = None
         for name, _, forms, in_addresses in wanted:
             if (name, emission.reading_of or emission.where) in named:
                 continue
             if any(form in view for form in forms for view in views):
                 place = f"{name!r} in {emission.where}"
-            elif in_addresses:
+            elif in_addresses and not emission.joined:
                 addresses = addresses if addresses is not None else "\n".join(map(_folded_addresses, views))
                 if not any(form in addresses for form in in_addresses):
                     continue
@@ -359,7 +398,72 @@ def find_leaks(needles: list[str], emissions: list[Emission]) -> list[str]:
                 if _split_over_calls(needle, [(where, views)], cuts, apart=False) is not None:
                     found.append(f"{name!r} split over {where}")
                     break
+            else:
+                split = _split_in_host_names(needle, labelled) if in_addresses_of(name) else None
+                if split is not None:
+                    found.append(f"{name!r} split over {split}, in host names or addresses (their case aside)")
+                    continue
+                where = _in_pieces(needle, raw, carried)
+                if where is not None:
+                    found.append(f"{name!r} cut in pieces over {where}")
     return found
+
+
+PIECES_GAP = 64  # values between two pieces of a needle cut in three or more, at most
+PIECES_STARTS = 1000  # heads tried per sequence, at most (a bound on a crafted text's cost)
+
+
+def _in_pieces(needle: str, raw: list[Emission], carried: dict[str, list[str]]) -> str | None:
+    """Where a needle was cut in three pieces or more, each a value of a URL, a host name or a
+    mail address (`carried`, by place), in order: in one place (three `<img>` hosts of one
+    answer) or over the calls (three DNS lookups), other values between them
+    (`sk_live.evil.test`, `_CANARY.evil.test`, `_51f0c9.evil.test`). Case is kept."""
+    if len(needle) < SPLIT_MIN:
+        return None
+    places = list(dict.fromkeys(emission.where for emission in raw if emission.where in carried))
+    for where in places:
+        if _pieced(needle, carried[where]):
+            return where
+    calls = list(dict.fromkeys((e.call, e.where) for e in raw if e.call is not None and e.where in carried))
+    if len({call for call, _ in calls}) >= 2 and _pieced(needle, [v for _, where in calls for v in carried[where]]):
+        return f"{len({call for call, _ in calls})} calls"
+    return None
+
+
+def _pieced(needle: str, values: list[str]) -> bool:
+    """Whether values in order, others between them, spell `needle` in three pieces or more:
+    a head of at least PIECE_MIN characters, then pieces of at least 3."""
+    starts = 0
+    for i, head in enumerate(values):
+        if len(head) < PIECE_MIN or len(head) >= len(needle) or not needle.startswith(head):
+            continue
+        starts += 1
+        if starts > PIECES_STARTS:
+            return False
+        rest, at, pieces = needle[len(head):], i, 1
+        j = i + 1
+        while j < len(values) and j - at <= PIECES_GAP:
+            piece = values[j]
+            if len(piece) >= 3 and rest.startswith(piece):
+                rest, at, pieces = rest[len(piece):], j, pieces + 1
+                if not rest:
+                    return pieces >= 3
+            j += 1
+    return False
+
+
+def _split_in_host_names(needle: str, labelled: list[tuple[str, str | None, str]]) -> str | None:
+    """Where a token-shaped needle was cut over two host names or mail addresses, in lower
+    case as DNS keeps it: by two calls, or in one place (two `<img>` hosts of one answer)."""
+    folded = needle.lower().translate(_FOLD_LABEL)
+    calls = [(call, [labels]) for _, call, labels in labelled if call is not None]
+    split = _split_over_calls(folded, calls)
+    if split is not None:
+        return split
+    for where, _, labels in labelled:
+        if _split_over_calls(folded, [(where, [labels])], apart=False) is not None:
+            return where
+    return None
 
 
 SPLIT_MIN = 12  # a needle this long or longer is also looked for in two pieces sent by two calls
@@ -403,10 +507,17 @@ def _split_over_calls(needle: str, sent: list[tuple[str, list[str]]], stored: di
                     if end == len(view) or view[end] in _ENDS_VALUE:
                         heads.setdefault(cut, set()).add(call)
                 at = view.find(opening, at + 1)
-    for cut, (head, _) in stored.items():
-        if head != needle[:cut]:
+    if stored:
+        ending: dict[str, set[str]] = {}  # (a marker ending a value, read once per call: not once per cut)
+        for call, views in sent:
+            ending.setdefault(call, set()).update(m.group(0) for view in views if "[REDACTED:" in view
+                                                  for m in _MARKER_ENDING.finditer(view))
+        for cut, (head, _) in stored.items():
+            if head == needle[:cut]:
+                continue
             for call, views in sent:
-                if any(_ends_value(view, head) for view in views if "[REDACTED:" in view):
+                if (head in ending[call] if _MARKER.fullmatch(head)
+                        else any(_ends_value(view, head) for view in views if "[REDACTED:" in view)):
                     heads.setdefault(cut, set()).add(call)
     for cut, by in sorted(heads.items()):
         tails = {needle[cut:], stored.get(cut, ("", needle[cut:]))[1]}
@@ -415,6 +526,10 @@ def _split_over_calls(needle: str, sent: list[tuple[str, list[str]]], stored: di
             if others and any(_starts_value(view, tail) for tail in tails for view in views):
                 return f"{sorted(others)[0]} and {call}"
     return None
+
+
+_MARKER = re.compile(r"\[REDACTED:[0-9a-f]{16}\]")
+_MARKER_ENDING = re.compile(r"\[REDACTED:[0-9a-f]{16}\](?=[&#\"'`)\]}>@\n\x00]|\Z)")
 
 
 def _stored_pieces(needle: str, redactor: Any) -> dict[int, tuple[str, str]]:
