@@ -170,6 +170,10 @@ MONEY_CODES = frozenset("""
 # ... of those, the ones that are English words too: not a currency as a key in lower case
 WORD_CODES = frozenset({"ALL", "TOP", "CUP", "TRY", "MAD", "PEN", "BOB", "COP", "GEL", "SOS", "MOP", "PHP", "RON",
                         "DOT", "SOL", "DAI", "BAM", "ERN", "DOP", "LAK", "MNT", "ADA", "RUB", "AMD", "BIF", "ANG"})
+# ... of those, the ones an asset's name takes as words (`asset: "all"`, `pen`, `cup`): not the
+# crypto-assets and currencies that are words too (`sol`, `ada`, `dot`, `dai`, `rub` are money
+# there: a review of the first version found `asset: "sol"` let through).
+ASSET_WORDS = WORD_CODES - {"SOL", "ADA", "DOT", "DAI", "RUB"}
 # An asset's symbol the codes do not know, with a capital or a digit in it (`PEPE`, `Pepe`,
 # `stETH`, `1INCH`, `USDC.e`): a lower-case word is data (`pen`, and so `pepe` too).
 TICKER = re.compile(r"(?=[^A-Z0-9]*[A-Z0-9])[A-Za-z0-9]{2,10}(?:\.[A-Za-z])?")
@@ -430,7 +434,7 @@ def money_code(value: str, *, any_case: bool = False) -> str | None:
         return named
     code = bare.upper()
     if code in MONEY_CODES and (bare.isupper() or code in COMMON_LOWER_CODES or code in LONG_CODES
-                                or (any_case and code not in WORD_CODES)):
+                                or (any_case and code not in ASSET_WORDS)):
         return code
     return None
 
@@ -439,14 +443,19 @@ def money_code(value: str, *, any_case: bool = False) -> str | None:
 _FEE_NUMBER = r"(?<![\w.,])(\d+(?:[.,']\d+)*)"
 FEE_BEFORE = re.compile(r"(?i:\b(?:fees?|costs?|charges?)\b)[^\S\n]{0,3}(?:(?:is|are|of|at|:|=)[^\S\n]{0,3})?"
                         r"(?:[€$£¥][^\S\n]?)?" + _FEE_NUMBER)
-FEE_AFTER = re.compile(_FEE_NUMBER + r"[^\S\n]{0,3}(?:[A-Za-z-]{1,20}[^\S\n]{1,3})?(?i:fees?|costs?|charges?)\b")
+FEE_AFTER = re.compile(_FEE_NUMBER + r"[^\S\n]{0,3}(?:[€$£¥][^\S\n]{0,3})?([A-Za-z-]{1,20}[^\S\n]{1,3})?"
+                                    r"(?i:fee|cost|charge)(?![\w-])")
 
 
 def fees_in(text: str) -> frozenset[Decimal]:
-    """The numbers a text writes as a fee or a cost (see FEE_BEFORE, FEE_AFTER)."""
+    """The numbers a text writes as a fee or a cost (see FEE_BEFORE, FEE_AFTER): "a 2.50 fee",
+    "a 2.50 shipping fee", but not "the 2026 membership fee" (a whole number with a word before
+    the fee qualifies it) nor "1000 transaction fees" (a count)."""
     found: set[Decimal] = set()
-    for pattern in (FEE_BEFORE, FEE_AFTER):
-        for match in pattern.finditer(text):
+    for match in FEE_BEFORE.finditer(text):
+        found |= readings(match.group(1))
+    for match in FEE_AFTER.finditer(text):
+        if match.group(2) is None or not match.group(1).isdigit():
             found |= readings(match.group(1))
     return frozenset(found)
 
@@ -552,7 +561,7 @@ def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = (), *, 
             shift: tuple[int, ...] = ()
             if kind.amount or money_here or any(words & (MONEY_WORDS | FEE_WORDS) for words in keys):
                 shift, odd = _shift(value, keys)
-                found.extend(Candidate(f"{where}.{key}" if where else key, str(value[key])[:200], "scale") for key in odd)
+                found.extend(Candidate(f"{where}.{key}" if where else key, _short(value[key]), "scale") for key in odd)
             for (key, inner), words, soft in zip(value.items(), keys, soft_codes, strict=True):
                 if isinstance(key, str) and key.strip():  # a key can carry an address too: {"to": {"eve@…": "Bob"}}
                     found.extend(c for c in _string_candidates(f"{where or 'arguments'} key", key.strip(), _Kind())
@@ -593,12 +602,25 @@ def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = (), *, 
         found.append(c)
 
     visit("", arguments, _Kind(), _Level(None), None, "")
-    for i, level, qualifier in amounts:  # (once every currency of the call is known: it may come after the amount)
+    # (once every currency of the call is known: it may come after the amount)
+    for i, level, _ in amounts:  # the currencies an amount that names none takes are claimed by it
+        at = level.nearest() if not found[i].currencies else None
+        if at is not None:
+            at.claimed = True
+    for i, level, qualifier in amounts:
         # An amount whose key or name gives its currency (`{"JPY": {"amount": …}}`, `amount_jpy`)
-        # must pair with the object's currency too, but a conversion's target: an explicit
-        # `currency: "EUR"` beside it went unchecked, and the tool paid in it (a second review).
+        # must pair with the currency of the nearest object that gives one too — an explicit
+        # `currency: "EUR"` went unchecked, and the tool paid in it (a second review) — unless
+        # that object gives the amount's own code as well (a conversion's target), names it a
+        # default, or an amount naming no currency claims it (`{"amount": 46, "currency": "EUR",
+        # "amount_usd": 50}`, a batch's other payouts: a third review found such calls refused).
         own = found[i].currencies
-        codes = level.codes_for(qualifier, targets=not own)
+        if own:
+            at = level.nearest()
+            codes = () if at is None or at.claimed or set(own) & set(at.currencies) else tuple(
+                code for code, words in at.currencies.items() if not words & (TARGET_WORDS | DEFAULT_WORDS))
+        else:
+            codes = level.codes_for(qualifier)
         if codes:
             found[i] = replace(found[i], currencies=tuple(dict.fromkeys((*own, *codes))))
     if minor_units:
@@ -643,6 +665,16 @@ def _shift(value: dict[Any, Any], keys: list[set[str]]) -> tuple[tuple[int, ...]
         else:
             odd.append(str(key))
     return shift, odd
+
+
+def _short(value: Any) -> str:
+    """A value as a finding shows it, without rendering what it holds (a nested object's text,
+    once per level, was quadratic in a crafted call: a review)."""
+    if isinstance(value, dict):
+        return "{…}"
+    if isinstance(value, list | tuple):
+        return "[…]"
+    return value[:200] if isinstance(value, str) else str(value)[:200]
 
 
 def _whole_number(value: Any) -> int | None:
@@ -699,6 +731,7 @@ def _data_candidates(where: str, value: Any, kind: _Kind) -> list[Candidate]:
     return []
 
 
+DEFAULT_WORDS = frozenset({"default", "fallback"})  # a currency for the amounts that name none
 TARGET_WORDS = frozenset({"to", "target", "into", "buy", "quote", "destination", "dest", "counter", "out", "output"})
 
 
@@ -710,33 +743,41 @@ class _Level:
     once per object, walking up (linear in the call, however deep: a first version re-joined
     the path at every level, seconds for a 26 KB call, found by a review)."""
 
-    __slots__ = ("_resolved", "currencies", "parent")
+    __slots__ = ("_resolved", "claimed", "currencies", "parent")
 
     def __init__(self, parent: _Level | None) -> None:
         self.parent = parent
         self.currencies: dict[str, frozenset[str]] = {}
-        self._resolved: dict[str, frozenset[str]] | None = None
+        self._resolved: _Level | bool | None = False  # (False: not looked for yet)
+        self.claimed = False  # an amount that names no currency takes this object's currencies
 
-    def _nearest(self) -> dict[str, frozenset[str]]:
-        chain, level = [], self
-        while level is not None and level._resolved is None and not level.currencies:
+    def nearest(self) -> _Level | None:
+        """The nearest object, this one or one around it, that gives currencies."""
+        chain: list[_Level] = []
+        level: _Level | None = self
+        while level is not None and level._resolved is False and not level.currencies:
             chain.append(level)
             level = level.parent
-        found = {} if level is None else (level._resolved if level._resolved is not None else level.currencies)
+        found = None if level is None else (level if level.currencies else level._resolved)
+        assert found is not False
         for walked in chain:
             walked._resolved = found
         return found
 
-    def codes_for(self, qualifier: frozenset[str], *, targets: bool = True) -> tuple[str, ...]:
+    def _nearest(self) -> dict[str, frozenset[str]]:
+        at = self.nearest()
+        return {} if at is None else at.currencies
+
+    def codes_for(self, qualifier: frozenset[str]) -> tuple[str, ...]:
         at = self._nearest()
         named = tuple(code for code, words in at.items() if words == qualifier)
         if named:
             return named
         # No name matches (`amount` beside `from_currency` and `to_currency`): a conversion's
-        # target currency is not the amount's; the others all are (and, with `targets`, the
-        # target when it is the only one).
+        # target currency is not the amount's; the others all are (and the target when it is
+        # the only one).
         source = tuple(code for code, words in at.items() if not words & TARGET_WORDS)
-        return source or (tuple(at) if targets else ())
+        return source or tuple(at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -783,8 +824,8 @@ class _Kind:
         if not own and not own_free and words and (not self.sensitive or self.soft):  # (inside control, the enclosing kind holds)
             if words[-1] in FEE_WORDS or (money_here and have <= VALUE_WORDS):
                 codes = _name_codes(name, whole=False) or self.codes
-                return _Kind(True, True, False, False, False, True, codes, soft=True, loose=words[-1] in FEE_WORDS,
-                             minor=minor)
+                return _Kind(True, True, False, False, False, True, codes, soft=True,
+                             loose=words[-1] in FEE_WORDS or (self.loose and self.amount), minor=minor)
             if _soft_currency(name):
                 return _Kind(True, False, False, False, True, False, soft=True, loose=_asset_name(name))
         if (self.amount or self.currency) and not own and have & MONEY_DATA_WORDS:
