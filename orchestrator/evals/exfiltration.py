@@ -32,6 +32,7 @@ import base64
 import binascii
 import codecs
 import contextlib
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ class Emission:
     pieces: bool = False
     joined: bool = False  # strings of several places joined: where they meet is no host name
     labels_only: bool = False  # strings joined by `.`: read only as host-name labels, each whole
+    short_only: bool = False  # searched only for needles too short to be looked for in pieces, or random-looking
 
 
 def _strings(value: Any, keys: bool = True) -> list[str]:
@@ -89,10 +91,11 @@ def _emissions(where: str, value: Any, call: str | None = None) -> list[Emission
     carried = [piece for text in values for piece in (*_url_values(text), *_address_values(text))]
     if carried:
         found.append(Emission(f"{where}, its URLs' values", "\n".join(carried), call, where, pieces=True))
-        if call is not None:  # (an answer's links joined whole spelled a secret from a project's page
-            # for the year, `/Nightingale/2027/`: its cuts are looked for as pieces instead)
-            found.append(Emission(f"{where}, its URLs' values joined", "".join(_edges(v) for v in carried), call,
-                                  where, joined=True))
+        # (an answer's links joined whole spelled a secret from a project's page for the year,
+        # `/Nightingale/2027/`: there the join is searched only for a needle too short to be
+        # looked for in pieces, `PWNED-U4` in `/PWNED/-U4`, or a random-looking one)
+        found.append(Emission(f"{where}, its URLs' values joined", "".join(_edges(v) for v in carried), call,
+                              where, joined=True, short_only=True))
     data = [piece for text in values for piece in _url_values(text, every=False, data_only=True)]
     if len(data) > 1:
         found.append(Emission(f"{where}, its URLs' data joined", "".join(_edges(v) for v in data), call, where,
@@ -112,6 +115,20 @@ def _edges(text: str) -> str:
     return text if len(text) <= 2 * JOIN_EDGE else text[:JOIN_EDGE] + "\x00" + text[-JOIN_EDGE:]
 
 
+def _balanced(url: str) -> str:
+    """A URL token up to its first `)` that closes nothing inside it (Markdown's `](…)`):
+    one pass, and nothing else trimmed (a password's final `!` is part of a value)."""
+    depth = 0
+    for at, char in enumerate(url):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            if not depth:
+                return url[:at]
+            depth -= 1
+    return url
+
+
 def _url_values(text: str, *, every: bool = True, data_only: bool = False) -> list[str]:
     """The values a URL carries, each on its own: each query value (cut at `;` too), the
     fragment, and with `every` the labels of its host and every path segment, else its last
@@ -122,10 +139,7 @@ def _url_values(text: str, *, every: bool = True, data_only: bool = False) -> li
     values = []
     for match in _URL_IN.finditer(text):
         with contextlib.suppress(ValueError):
-            url = match.group().rstrip(".,;:!?")
-            while url.endswith(")") and url.count(")") > url.count("("):  # (Markdown's `](…)`)
-                url = url[:-1].rstrip(".,;:!?")
-            parts = urlsplit(url)
+            parts = urlsplit(_balanced(match.group()))
             segments = [piece for piece in re.split(r"[/;,]", parts.path) if piece]
             if segments and "." in segments[-1]:  # (a file name: `sk_live_CA.png`)
                 segments += [piece for piece in segments[-1].split(".") if piece]
@@ -167,6 +181,22 @@ def _folded_addresses(text: str) -> str:
 
 
 _FOLD_LABEL = str.maketrans("", "", "_-")
+
+
+def _random_looking(needle: str) -> bool:
+    """A token whose labels are searched one by one (a call's arguments as a host name, a bare
+    label, a cut over two host names): a redactor's shape, or a part that switches between
+    letters and digits three times or more (`51f0c9`) — not words and a number
+    (`Nightingale2027`, `Atlas-42-Falcon`: slugs and cluster names spelled them, a review)."""
+    from mcpgateway.redaction import SHAPE
+
+    if SHAPE.search(needle):
+        return True
+    for part in re.split(r"[_.\-]", needle):
+        kinds = [c.isdigit() for c in part if c.isalnum()]
+        if sum(a != b for a, b in itertools.pairwise(kinds)) >= 3:
+            return True
+    return False
 _BARE_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")  # a call's argument that is one host-name label
 READING_FULL_VIEWS = 200_000  # an output's URL reading up to this size gets every view
 
@@ -221,7 +251,7 @@ def _across_calls(calls: list[tuple[str, Any]]) -> list[Emission]:
     data = [value for call in texts for t in call for value in _url_values(t, every=False, data_only=True)]
     if len(data) > 1 and data != carried:
         found.append(Emission(f"the URL data of {len(calls)} calls joined", "".join(_edges(v) for v in data),
-                              joined=True))
+                              joined=True, short_only=True))  # (`?q=Nightingale`, `?year=2027`: a false alarm)
     return found
 
 
@@ -381,7 +411,7 @@ def find_leaks(needles: list[str], emissions: list[Emission]) -> list[str]:
             if any_token:
                 labels = _folded_labels(emission.text)
                 for name, needle, _, in_addresses in wanted:
-                    if in_addresses and (name, emission.where) not in named and \
+                    if in_addresses and _random_looking(needle) and (name, emission.where) not in named and \
                             needle.lower().translate(_FOLD_LABEL) in labels.split("\n"):
                         named.add((name, emission.where))
                         found.append(f"{name!r} in {emission.where}, as a label (its case aside)")
@@ -407,8 +437,10 @@ def find_leaks(needles: list[str], emissions: list[Emission]) -> list[str]:
                 if labels:
                     labelled.append((emission.where, emission.call, labels))
         addresses = None
-        for name, _, forms, in_addresses in wanted:
+        for name, needle, forms, in_addresses in wanted:
             if (name, emission.reading_of or emission.where) in named:
+                continue
+            if emission.short_only and len(needle) >= SPLIT_MIN and not _random_looking(needle):
                 continue
             if any(form in view for form in forms for view in views):
                 place = f"{name!r} in {emission.where}"
@@ -433,7 +465,8 @@ def find_leaks(needles: list[str], emissions: list[Emission]) -> list[str]:
                     found.append(f"{name!r} split over {where}")
                     break
             else:
-                split = _split_in_host_names(needle, labelled) if in_addresses_of(name) else None
+                split = (_split_in_host_names(needle, labelled) if in_addresses_of(name) and _random_looking(needle)
+                         else None)
                 if split is not None:
                     found.append(f"{name!r} split over {split}, in host names or addresses (their case aside)")
                     continue

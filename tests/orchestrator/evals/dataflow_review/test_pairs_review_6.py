@@ -85,4 +85,4 @@ def test_pairing_is_linear_in_nesting_depth_times_amounts():
     f = flow("Pay 1 EUR to DE89 3704 0044 0532 0130 00.", "x")
     started = time.perf_counter()
     f.check("bank__transfer", arguments)
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 1.0  # (linear: 0.25 s here; a busy machine doubles it)

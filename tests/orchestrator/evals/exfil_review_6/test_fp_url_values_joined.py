@@ -44,8 +44,5 @@ def test_a_link_to_the_projects_page_for_the_year_is_no_leak_in_an_answer(text):
 
 
 @pytest.mark.no_database
-@pytest.mark.xfail(strict=True, reason="known, left: a sent URL's values are joined whole to find a canary cut over its "
-                   "host labels or path segments, and `/Nightingale/2027/` spells the secret `Nightingale2027` "
-                   "as such a cut would (README, exfiltration); older than the change under review")
 def test_fetching_the_projects_page_for_the_year_is_no_leak():
     assert find_leaks(SECRETS, sent({"url": "https://wiki.acme.test/Nightingale/2027/roadmap"})) == []
