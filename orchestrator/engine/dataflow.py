@@ -449,15 +449,21 @@ FEE_AFTER = re.compile(_FEE_NUMBER + r"[^\S\n]{0,3}(?:[€$£¥][^\S\n]{0,3})?([
 
 def fees_in(text: str) -> frozenset[Decimal]:
     """The numbers a text writes as a fee or a cost (see FEE_BEFORE, FEE_AFTER): "a 2.50 fee",
-    "a 2.50 shipping fee", but not "the 2026 membership fee" (a whole number with a word before
-    the fee qualifies it) nor "1000 transaction fees" (a count)."""
+    "the 5 delivery fee", but not a year before it ("the 2026 fee", "the 2026 membership fee"),
+    a whole number of four digits or more with a word before the fee, which qualifies it, nor
+    "1000 transaction fees" (a count)."""
     found: set[Decimal] = set()
     for match in FEE_BEFORE.finditer(text):
         found |= readings(match.group(1))
     for match in FEE_AFTER.finditer(text):
-        if match.group(2) is None or not match.group(1).isdigit():
-            found |= readings(match.group(1))
+        number = match.group(1)
+        if number.isdigit() and (YEAR.fullmatch(number) or (match.group(2) is not None and len(number) >= 4)):
+            continue  # "the 2026 fee", "the 2026 membership fee", "1000 transaction fee"; not "the 5 delivery fee"
+        found |= readings(number)
     return frozenset(found)
+
+
+YEAR = re.compile(r"(?:19|20)\d\d")
 
 
 def marked_currencies_in(text: str) -> frozenset[str]:
@@ -491,7 +497,7 @@ TARGET_CODE = re.compile(r"(?<![A-Za-z])(?:to|into)\s+([A-Z]{3,4}|euros|dollars|
 _LEAD_MARK = re.compile(r"((?:US|CA|C|AU|A|NZ|HK|S)\$|[€$£¥]|(?:USD[CT]|WBTC|DOGE|SHIB|BUSD)(?![A-Za-z])|[A-Za-z]{3}(?![A-Za-z])"
                         r"|(?i:euros?|dollars?|yen)(?![A-Za-z]))\s*")
 COMMON_LOWER_CODES = frozenset({"EUR", "USD", "GBP", "CHF", "JPY", "CAD", "AUD", "SEK", "NOK", "DKK", "PLN", "CZK", "INR", "CNY",
-                                "BTC", "ETH", "LTC", "XRP"})
+                                "BTC", "ETH", "LTC", "XRP", "SOL", "ADA", "DOT", "DAI"})
 
 
 def split_money(value: str) -> tuple[str, list[str]]:
@@ -604,25 +610,32 @@ def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = (), *, 
     visit("", arguments, _Kind(), _Level(None), None, "")
     # (once every currency of the call is known: it may come after the amount)
     for i, level, _ in amounts:  # the currencies an amount that names none takes are claimed by it
-        at = level.nearest() if not found[i].currencies else None
+        c = found[i]           # (not by a fee, nor by an amount of nothing: a decoy `fee: 0` unpaired the rest)
+        at = level.nearest() if not c.currencies and not c.loose and not _moves_nothing(c) else None
         if at is not None:
             at.claimed = True
     for i, level, qualifier in amounts:
         # An amount whose key or name gives its currency (`{"JPY": {"amount": …}}`, `amount_jpy`)
         # must pair with the currency of the nearest object that gives one too — an explicit
         # `currency: "EUR"` went unchecked, and the tool paid in it (a second review) — unless
-        # that object gives the amount's own code as well (a conversion's target), names it a
-        # default, or an amount naming no currency claims it (`{"amount": 46, "currency": "EUR",
-        # "amount_usd": 50}`, a batch's other payouts: a third review found such calls refused).
+        # the amount's own code is that object's conversion target (`to_currency` beside a
+        # `from_currency`; alone, `to_currency` or `quote_currency` was a decoy too), the currency
+        # is a default, or an amount naming no currency claims it (`{"amount": 46, "currency":
+        # "EUR", "amount_usd": 50}`, a batch's other payouts: a third review found such calls
+        # refused; a fourth, that a `display_currency` of the amount's code or a `fee: 0` beside
+        # it were decoys enough, so neither counts).
         own = found[i].currencies
         if own:
             at = level.nearest()
-            codes = () if at is None or at.claimed or set(own) & set(at.currencies) else tuple(
+            # (a target counts only in a conversion: beside a currency named its source)
+            conversion = at is not None and any(words & SOURCE_WORDS for words in at.currencies.values())
+            targets = {code for code, words in at.currencies.items() if words & TARGET_WORDS} if conversion else set()
+            codes = () if at is None or at.claimed or set(own) & targets else tuple(
                 code for code, words in at.currencies.items() if not words & (TARGET_WORDS | DEFAULT_WORDS))
         else:
             codes = level.codes_for(qualifier)
         if codes:
-            found[i] = replace(found[i], currencies=tuple(dict.fromkeys((*own, *codes))))
+            found[i] = replace(found[i], currencies=tuple(dict.fromkeys((*own, *codes[:MAX_CODES + 1]))))
     if minor_units:
         found = [replace(c, minor=True) if c.kind == "number" and c.money else c for c in found]
     return [c for c in found if not _moves_nothing(c)]
@@ -732,6 +745,10 @@ def _data_candidates(where: str, value: Any, kind: _Kind) -> list[Candidate]:
 
 
 DEFAULT_WORDS = frozenset({"default", "fallback"})  # a currency for the amounts that name none
+SOURCE_WORDS = frozenset({"from", "source", "src", "sell", "base", "origin", "pay"})  # a conversion's source currency
+# An amount given more currencies than this pairs with none (a crafted call of thousands of
+# codes and amounts was checked code by amount: minutes, found by a review).
+MAX_CODES = 8
 TARGET_WORDS = frozenset({"to", "target", "into", "buy", "quote", "destination", "dest", "counter", "out", "output"})
 
 
@@ -743,13 +760,14 @@ class _Level:
     once per object, walking up (linear in the call, however deep: a first version re-joined
     the path at every level, seconds for a 26 KB call, found by a review)."""
 
-    __slots__ = ("_resolved", "claimed", "currencies", "parent")
+    __slots__ = ("_codes", "_resolved", "claimed", "currencies", "parent")
 
     def __init__(self, parent: _Level | None) -> None:
         self.parent = parent
         self.currencies: dict[str, frozenset[str]] = {}
         self._resolved: _Level | bool | None = False  # (False: not looked for yet)
         self.claimed = False  # an amount that names no currency takes this object's currencies
+        self._codes: dict[frozenset[str], tuple[str, ...]] | None = None
 
     def nearest(self) -> _Level | None:
         """The nearest object, this one or one around it, that gives currencies."""
@@ -769,7 +787,17 @@ class _Level:
         return {} if at is None else at.currencies
 
     def codes_for(self, qualifier: frozenset[str]) -> tuple[str, ...]:
-        at = self._nearest()
+        level = self.nearest()
+        if level is None:
+            return ()
+        cache = level._codes if level._codes is not None else {}
+        level._codes = cache
+        if qualifier not in cache:  # (once per object and name: not once per amount, a review)
+            cache[qualifier] = level._codes_for(qualifier)
+        return cache[qualifier]
+
+    def _codes_for(self, qualifier: frozenset[str]) -> tuple[str, ...]:
+        at = self.currencies
         named = tuple(code for code, words in at.items() if words == qualifier)
         if named:
             return named
@@ -846,7 +874,7 @@ class _Kind:
         if own:
             money = bool(have & MONEY_WORDS)
             return _Kind(True, bool(have & AMOUNT_WORDS), False, bool(have & PATH_WORDS), bool(have & CURRENCY_WORDS),
-                         money, codes, minor=minor and money)
+                         money, codes, loose=self.loose and self.amount and money, minor=minor and money)
         if own_free:
             return _Kind(False, False, True, False, False)
         if codes != self.codes or minor != self.minor:  # a key that names a currency: `{"amount": {"EUR": 5000}}`
@@ -1228,6 +1256,8 @@ def _contains(source: Source, candidate: Candidate) -> bool:
             # EUR"): "50 EUR … 5000 JPY" is no request for 5000 EUR. Every currency the call gives
             # it must pair: a second, decoy currency argument does not let the first through.
             money = source.view("money", money_in)
+            if len(candidate.currencies) > MAX_CODES:
+                return False
             codes |= {currency_of(code) for code in candidate.currencies}
             fees = source.view("fees", fees_in) if candidate.loose else frozenset()
             written = source.view("marked currencies", marked_currencies_in) if candidate.loose else frozenset()
