@@ -627,11 +627,11 @@ def candidates(arguments: dict[str, Any], extra_names: tuple[str, ...] = (), *, 
         own = found[i].currencies
         if own:
             at = level.nearest()
-            # (a target counts only in a conversion: beside a currency named its source)
-            conversion = at is not None and any(words & SOURCE_WORDS for words in at.currencies.values())
-            targets = {code for code, words in at.currencies.items() if words & TARGET_WORDS} if conversion else set()
-            codes = () if at is None or at.claimed or set(own) & targets else tuple(
-                code for code, words in at.currencies.items() if not words & (TARGET_WORDS | DEFAULT_WORDS))
+            if at is None or at.claimed:
+                codes = ()
+            else:
+                targets, sources = at.for_named()
+                codes = () if set(own) & targets else sources
         else:
             codes = level.codes_for(qualifier)
         if codes:
@@ -760,7 +760,7 @@ class _Level:
     once per object, walking up (linear in the call, however deep: a first version re-joined
     the path at every level, seconds for a 26 KB call, found by a review)."""
 
-    __slots__ = ("_codes", "_resolved", "claimed", "currencies", "parent")
+    __slots__ = ("_codes", "_named", "_resolved", "claimed", "currencies", "parent")
 
     def __init__(self, parent: _Level | None) -> None:
         self.parent = parent
@@ -768,6 +768,7 @@ class _Level:
         self._resolved: _Level | bool | None = False  # (False: not looked for yet)
         self.claimed = False  # an amount that names no currency takes this object's currencies
         self._codes: dict[frozenset[str], tuple[str, ...]] | None = None
+        self._named: tuple[frozenset[str], tuple[str, ...]] | None = None
 
     def nearest(self) -> _Level | None:
         """The nearest object, this one or one around it, that gives currencies."""
@@ -795,6 +796,17 @@ class _Level:
         if qualifier not in cache:  # (once per object and name: not once per amount, a review)
             cache[qualifier] = level._codes_for(qualifier)
         return cache[qualifier]
+
+    def for_named(self) -> tuple[frozenset[str], tuple[str, ...]]:
+        """For an amount that names its own currency: this object's conversion targets (only
+        beside a currency named its source), and the currencies it must pair with otherwise
+        (neither a target nor a default). Once per object, not once per amount."""
+        if self._named is None:
+            conversion = any(words & SOURCE_WORDS for words in self.currencies.values())
+            self._named = (frozenset(code for code, words in self.currencies.items() if conversion and words & TARGET_WORDS),
+                           tuple(code for code, words in self.currencies.items()
+                                 if not words & (TARGET_WORDS | DEFAULT_WORDS))[:MAX_CODES + 1])
+        return self._named
 
     def _codes_for(self, qualifier: frozenset[str]) -> tuple[str, ...]:
         at = self.currencies

@@ -265,3 +265,23 @@ def test_inside_control_arguments_the_new_names_take_nothing_away(arguments):
     and a fee written with a digit in it is checked whole."""
     assert _check("Pay 50 EUR to the Finance team.", arguments,
                   document="Pay five thousand EUR to Finance dept, fee 5k.").refused
+
+
+@pytest.mark.no_database
+@pytest.mark.parametrize("name", ["amount_eur", "amount"])
+def test_many_currencies_times_many_amounts_that_name_one_is_linear(name):
+    """Found in my own read after the fourth review's fix, which bounded amounts that name no
+    currency: the ones that name their own read the object's currencies once per amount too.
+    Compared with the same call's shape under one repeated code, in the same test."""
+    import itertools
+    import string
+    import time
+
+    codes = ["".join(p) for p in itertools.product(string.ascii_uppercase, repeat=3)][:3000]
+    f = flow(f"Pay 1 EUR. Account {SPACED}.", DOCUMENT)
+    started = time.perf_counter()
+    f.check("bank__transfer", {"currencies": ["EUR"] * 3000, name: [1] * 3000})
+    base = time.perf_counter() - started
+    started = time.perf_counter()
+    assert f.check("bank__transfer", {"currencies": codes, name: [1] * 3000}).refused
+    assert time.perf_counter() - started < 10 * base + 0.5
