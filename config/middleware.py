@@ -1,12 +1,14 @@
 """Project-wide HTTP middleware: a server span per request when tracing is on (continuing an
-incoming `traceparent`), the input guard (NUL characters, over-deep JSON) and the
-Content-Security-Policy header."""
+incoming `traceparent`), the input guard (NUL characters, over-deep JSON), the
+Content-Security-Policy header, and a 503 for a page whose database is out of reach."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from django.core.exceptions import DisallowedHost
+from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from config import tracing
@@ -97,6 +99,32 @@ class InputGuardMiddleware:
             return JsonResponse({"error": error, "valid": False, "form_errors": {},
                                  "errors": [{"path": relative, "message": problem.message}]}, status=422)
         return HttpResponse(f"Refused: {message}\n", status=422, content_type="text/plain; charset=utf-8")
+
+
+class DatabaseUnavailableMiddleware:
+    """A view that could not reach the database (the server is down or restarting, or every
+    pooled connection stayed busy for `DB_POOL_TIMEOUT_S`) answers 503 with `Retry-After`, as
+    the API does (config/api.py), instead of a 500: nothing was committed, and retrying shortly
+    is the right thing to do. Last in MIDDLEWARE, so it sees what views raise."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
+        if not isinstance(exc, OperationalError):
+            return None
+        logging.getLogger(__name__).warning("database unavailable for %s: %s: %s", request.path, type(exc).__name__, exc)
+        message = "the database is busy or unreachable; retry shortly"
+        if request.path.startswith("/api/") or (request.content_type or "").endswith("json"):
+            response: HttpResponse = JsonResponse({"error": {"code": "unavailable", "message": message}}, status=503)
+        else:
+            response = HttpResponse(f"Service unavailable: {message}.\n", status=503,
+                                    content_type="text/plain; charset=utf-8")
+        response["Retry-After"] = "5"
+        return response
 
 
 # ---------------------------------------------------------------------------- CSP
