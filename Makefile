@@ -57,9 +57,9 @@ run: seed
 lint: install
 	$(BIN)/ruff check .
 
-# TEST_WORKERS=2 runs test files on two processes (pytest-xdist; a file, its fixtures and its
-# Celery workers stay on one, in collection order; tests/conftest.py). Opt-in: README, "Tests".
-TEST_WORKERS ?= 0
+# TEST_WORKERS=2 (the default) runs test files on two processes (pytest-xdist; a file, its fixtures and its
+# Celery workers stay on one, in collection order; tests/conftest.py); 0 runs them on one. README, "Tests".
+TEST_WORKERS ?= 2
 XDIST = $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 # The whole suite, slow end-to-end tests included (CI runs this): once on the embedded

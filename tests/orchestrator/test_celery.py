@@ -20,7 +20,14 @@ from orchestrator.models import Run, RunEvent, StepRun, UsageRecord
 from tests.conftest import pipeline, scripted, start
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-BROKER = "redis://127.0.0.1:6379/14"
+# This file's broker (also test_hand_back.py's and test_interrupted_calls.py's): Redis database
+# 14, or one of its own per pytest-xdist worker. Two processes of one test session (or two
+# sessions) on one database flush each other's queues and run each other's tasks: with
+# TEST_WORKERS=2, four hand-back tests timed out that way while test_celery.py ran beside them.
+_SPARE_DBS = (5, 4, 3, 2, 1)  # (no other test or benchmark uses these)
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_INDEX = int(_WORKER[2:]) if _WORKER.startswith("gw") and _WORKER[2:].isdigit() else 0
+BROKER = f"redis://127.0.0.1:6379/{14 if _INDEX == 0 else _SPARE_DBS[(_INDEX - 1) % len(_SPARE_DBS)]}"
 
 
 def _redis_or_skip() -> None:
