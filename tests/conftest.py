@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,12 +80,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return 2 if "tests/e2e/" in path else 0 if parallel and path.endswith(MINILM_FILES) else 1
 
     items.sort(key=rank)
+    _unique_node_ids(items)
     for item in items:
         if item.get_closest_marker("no_database"):
             uses = _database_use(item)
             if uses:
                 raise pytest.UsageError(f"{item.nodeid} is marked no_database (the PostgreSQL pass skips it) but "
                                         f"uses the database ({uses})")
+
+
+def _unique_node_ids(items: list[pytest.Item]) -> None:
+    """Give every item a node id of its own. Schemathesis (4.x, under pytest 9) gives each API
+    operation's test the same node id (its name holds the operation: `test_…[GET /api/v1/runs]`,
+    its node id does not), and xdist's file scheduling keys tests by node id: under
+    `make test`'s two processes the 61 operations of tests/api/test_openapi_fuzz.py collapsed
+    into one, and 60 of them never ran, silently. Any other duplicate stops the collection."""
+    from _pytest.nodeid import NodeId  # (pytest 9 keeps a node's id as `Node._id`; the guard below
+    #                                     stops the collection should that ever change)
+
+    counts = Counter(item.nodeid for item in items)
+    for item in items:
+        if counts[item.nodeid] > 1:
+            head, _, last = item.nodeid.rpartition("::")
+            if item.name != last and head:
+                item._id = NodeId.parse(f"{head}::{item.name}")
+    duplicates = [nodeid for nodeid, count in Counter(item.nodeid for item in items).items() if count > 1]
+    if duplicates:
+        raise pytest.UsageError(f"{len(duplicates)} node ids name more than one test (e.g. {duplicates[0]}): "
+                                "under several processes only one of each would run")
 
 
 def _database_use(item: pytest.Item) -> str:
