@@ -64,7 +64,8 @@ if _known_loop is not None:
 # Not known yet (uvicorn): the background work waits for the server's loop.
 _waiting_for_loop = settings.GATEWAY_ON_SERVER_LOOP and _known_loop is None
 
-mcp_endpoint = build_mcp_app(authenticate=authenticate_mcp, toolbox=Gateway(defer_audit=True), allowed_hosts=settings.ALLOWED_HOSTS)
+mcp_endpoint = build_mcp_app(authenticate=authenticate_mcp, toolbox=Gateway(defer_audit=True), allowed_hosts=settings.ALLOWED_HOSTS,
+                             sessions_per_team=settings.MCP_SESSIONS_PER_TEAM)
 
 install_access_log_redaction()  # daphne's access log prints query strings (`?token=…`)
 exit_watchdog.install(settings.AGENTDECK_WEB_EXIT_GRACE_S)  # a request cut off by a shutdown cannot hang the exit

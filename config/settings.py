@@ -260,6 +260,11 @@ GATEWAY_AUTOSTART = envbool("GATEWAY_AUTOSTART", "true")
 GATEWAY_ON_SERVER_LOOP = envbool("GATEWAY_ON_SERVER_LOOP", "false")
 # /mcp fast path: a bearer key's principal is cached this long (a revoked key stops working within it).
 MCP_KEY_CACHE_TTL_S = float(envstr("MCP_KEY_CACHE_TTL_S", "5.0"))
+# /mcp: open 2025-11-25 sessions one team may hold at once (the SDK's own cap, 10,000, is
+# for the whole process: one team's leaky client would lock the others out).
+MCP_SESSIONS_PER_TEAM = envint("MCP_SESSIONS_PER_TEAM", "200")
+if MCP_SESSIONS_PER_TEAM <= 0:
+    raise ImproperlyConfigured(f"MCP_SESSIONS_PER_TEAM must be a positive number, got {MCP_SESSIONS_PER_TEAM}")
 # /mcp calls outside a run: audit rows are committed in batches, this long after the first
 # queued row or at this many rows, off the request path (a normal stop flushes them).
 GATEWAY_AUDIT_FLUSH_MS = envint("GATEWAY_AUDIT_FLUSH_MS", "20")

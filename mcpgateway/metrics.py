@@ -41,8 +41,14 @@ def _child(cache: dict[Any, Any], metric: Any, key: tuple[str, ...]) -> Any:
     return child
 
 
+UNKNOWN_TOOL = "(unknown)"  # the label of a call of a name no catalogue has
+
+
 def _observe(server: str, tool: str, status: str, latency_ms: float) -> None:
-    server = server or "-"
+    if not server:
+        # A name no catalogue has is the caller's own text: as a label value it would add
+        # series (kept for the process's life, and in its multiprocess file) without bound.
+        server, tool = "-", UNKNOWN_TOOL
     _child(_counters, TOOL_CALLS, (server, tool, status)).inc()
     _child(_histograms, TOOL_SECONDS, (server, tool)).observe(latency_ms / 1000)
     if status == CallStatus.DENIED:

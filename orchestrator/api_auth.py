@@ -16,6 +16,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest
 from ninja.security import HttpBearer, SessionAuth
 
@@ -26,6 +27,7 @@ from mcpgateway import catalogue
 from mcpgateway.actions.access import authenticate_token
 from mcpgateway.api_caller import Caller
 from mcpgateway.authority import is_instance_operator, key_is_operator
+from mcpgateway.downstream.access import AuthenticationUnavailable
 from mcpgateway.models import ApiKey
 from mcpgateway.types import Principal
 from orchestrator.limits import check_request_rate
@@ -96,7 +98,10 @@ async def authenticate_mcp(token: str) -> Principal | None:
     digest = hashlib.sha256(token.encode()).hexdigest()
     generation = catalogue._generation
     ttl = settings.MCP_KEY_CACHE_TTL_S
-    principal = await sync_to_async(releasing(_mcp_principal), thread_sensitive=False)(token)
+    try:
+        principal = await sync_to_async(releasing(_mcp_principal), thread_sensitive=False)(token)
+    except (OperationalError, InterfaceError) as exc:  # unreachable, or no pooled connection in time
+        raise AuthenticationUnavailable("the database is busy or unreachable") from exc
     if principal is None:
         _mcp_key_cache.pop(digest, None)
     elif ttl > 0:

@@ -31,6 +31,12 @@ PRINCIPAL_SCOPE_KEY = "agentdeck.principal"
 """ASGI scope key under which the authenticated `Principal` reaches the MCP handlers."""
 
 AUTHENTICATE_TIMEOUT_S = 10.0
+RETRY_AFTER_S = "5"
+
+
+class AuthenticationUnavailable(Exception):
+    """An authenticator could not decide (its database is unreachable or busy): the request
+    is answered 503 with Retry-After, as every other request then is, not 401 nor a 500."""
 _HOSTS_SEEN_MAX = 256
 _HOST_MEMO_CHARS = 300
 
@@ -92,7 +98,12 @@ class RequestGuard:
                 principal = await self._authenticate(token)
         except TimeoutError:
             logger.warning("MCP authentication timed out after %ss", AUTHENTICATE_TIMEOUT_S)
-            return error_response(503, "unavailable", "Authentication is unavailable; try again.")
+            return error_response(503, "unavailable", "Authentication is unavailable; try again.",
+                                  {"Retry-After": RETRY_AFTER_S})
+        except AuthenticationUnavailable as exc:
+            logger.warning("MCP authentication unavailable: %s", exc.__cause__ or exc)
+            return error_response(503, "unavailable", "Authentication is unavailable; try again.",
+                                  {"Retry-After": RETRY_AFTER_S})
         if principal is None:
             return self._unauthorized("invalid_token", "The bearer token is invalid or revoked.")
         return principal

@@ -10,6 +10,8 @@ comes from a short-lived cache (`authenticate`, see orchestrator/api_auth.py), s
 2026-07-28 requests are answered as JSON, a `tools/call` gets its one tool's schema from
 the cached catalogue (`schema_lookup`), and audit rows are committed in batches
 (mcpgateway/audit_batch.py); `aclose()` flushes them.
+A team holds at most `sessions_per_team` open 2025-11-25 sessions (`SessionQuota`): the SDK's
+own cap is process-wide, so one team's leaky client could otherwise lock every other team out.
 A valid modern `tools/call` is answered by `lean.LeanCall` (the SDK's checks, one function, no
 per-request server runner); anything else reaches the SDK's manager with its body replayed.
 
@@ -28,8 +30,9 @@ from typing import Any
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcpgateway.downstream.access import (
     Authenticate,
@@ -50,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 MANAGER_START_TIMEOUT_S = 10.0
 MANAGER_STOP_TIMEOUT_S = 10.0
+DEFAULT_SESSIONS_PER_TEAM = 200
+SESSION_QUOTA_RETRY_AFTER_S = "60"
 
 
 def build_mcp_app(
@@ -59,20 +64,90 @@ def build_mcp_app(
     allowed_hosts: list[str],
     server_name: str = "agentdeck",
     allowed_origins: list[str] | None = None,
+    sessions_per_team: int | None = DEFAULT_SESSIONS_PER_TEAM,
 ) -> McpEndpoint:
     """Build the downstream MCP endpoint, an ASGI app serving one MCP URL.
 
     `authenticate(token)` maps a bearer token to its principal (None: refused).
     `toolbox` is the gateway's `Toolbox`, or a zero-argument factory called per MCP
     request. `allowed_hosts` takes Django's `ALLOWED_HOSTS` forms. A browser `Origin`
-    must be in `allowed_origins`, or by default name one of the allowed hosts.
+    must be in `allowed_origins`, or by default name one of the allowed hosts. A team may
+    hold `sessions_per_team` open 2025-11-25 sessions at once (None: no limit of its own).
     """
     if not allowed_hosts:
         raise ValueError("allowed_hosts must name at least one host (or '*')")
     guard = RequestGuard(
         authenticate=authenticate, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins, realm=server_name
     )
-    return McpEndpoint(build_tool_server(toolbox, server_name), guard, toolbox)
+    quota = SessionQuota(sessions_per_team) if sessions_per_team is not None else None
+    return McpEndpoint(build_tool_server(toolbox, server_name), guard, toolbox, quota)
+
+
+def opens_session(scope: Scope, headers: Headers) -> bool:
+    """Whether the SDK's manager would admit a new 2025-11-25 session for this request: a POST
+    without `Mcp-Session-Id` that is not routed to the 2026-07-28 (stateless) entry, i.e. one
+    with no protocol version header or a handshake era's (the manager's own routing)."""
+    if scope.get("method") != "POST" or headers.get("mcp-session-id") is not None:
+        return False
+    version = headers.get("mcp-protocol-version")
+    return version is None or version in HANDSHAKE_PROTOCOL_VERSIONS
+
+
+class SessionQuota:
+    """At most `limit` open 2025-11-25 sessions per team.
+
+    A session is counted from the answer that opened it (its `Mcp-Session-Id`) until the
+    manager no longer holds it (closed with DELETE, idle past its timeout, crashed); the
+    openings in flight count too, so concurrent `initialize` requests cannot overshoot. A
+    team at its limit gets 429 with Retry-After; other teams are unaffected. Memory: at most
+    `limit` ids per team that opened sessions."""
+
+    def __init__(self, limit: int) -> None:
+        if limit <= 0:
+            raise ValueError("sessions_per_team must be a positive number of sessions or None")
+        self.limit = limit
+        self._open: dict[int, set[str]] = {}
+        self._opening: dict[int, int] = {}
+
+    def held(self, team_id: int, manager: StreamableHTTPSessionManager) -> int:
+        """The team's sessions the manager still holds (forgetting the others), with those opening."""
+        ids = self._open.get(team_id)
+        if ids:
+            live = manager._server_instances  # (the SDK's table of open sessions; no public view of it)
+            ids.intersection_update(live.keys())
+            if not ids:
+                del self._open[team_id]
+        return len(ids or ()) + self._opening.get(team_id, 0)
+
+    async def serve(self, team_id: int, manager: StreamableHTTPSessionManager, scope: Scope, receive: Receive,
+                    send: Send) -> None:
+        if self.held(team_id, manager) >= self.limit:
+            logger.warning("team %s: refused a new MCP session, %s are open", team_id, self.limit)
+            await error_response(
+                429, "too_many_sessions",
+                f"This team has {self.limit} open MCP sessions; end one (DELETE) or let it expire, then retry.",
+                {"Retry-After": SESSION_QUOTA_RETRY_AFTER_S})(scope, receive, send)
+            return
+        self._opening[team_id] = self._opening.get(team_id, 0) + 1
+        opened: list[str] = []
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start" and message.get("status", 500) < 400:
+                for name, value in message.get("headers", ()):
+                    if name.lower() == b"mcp-session-id":
+                        opened.append(value.decode("latin-1"))
+            await send(message)
+
+        try:
+            await manager.handle_request(scope, receive, sending)
+        finally:
+            left = self._opening[team_id] - 1
+            if left:
+                self._opening[team_id] = left
+            else:
+                del self._opening[team_id]
+            if opened:
+                self._open.setdefault(team_id, set()).update(opened)
 
 
 def route_mcp_path(endpoint: ASGIApp, fallback: ASGIApp, *, path: str = "/mcp") -> ASGIApp:
@@ -98,9 +173,11 @@ class _EndpointClosed(Exception):
 class McpEndpoint:
     """ASGI app for the MCP URL: host check → bearer auth → the SDK's session manager."""
 
-    def __init__(self, server: Server[Any], guard: RequestGuard, toolbox: ToolboxSource | None = None) -> None:
+    def __init__(self, server: Server[Any], guard: RequestGuard, toolbox: ToolboxSource | None = None,
+                 quota: SessionQuota | None = None) -> None:
         self.server = server
         self._guard = guard
+        self._quota = quota
         self._toolbox = toolbox if toolbox is not None and server.get_tool_input_schema is not None else None
         # A modern `tools/call` answered without the SDK's per-request machinery (`lean`).
         self._lean = None if self._toolbox is None else LeanCall(
@@ -153,6 +230,10 @@ class McpEndpoint:
                 if replay is None:
                     return
                 receive = replay  # not the plain success of a valid call: the SDK answers it
+        if self._quota is not None and opens_session(scope, headers):
+            await self._quota.serve(principal.team_id, manager, authenticated_scope(scope, principal, headers),
+                                    receive, send)
+            return
         await manager.handle_request(authenticated_scope(scope, principal, headers), receive, send)
 
     @property

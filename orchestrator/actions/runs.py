@@ -150,6 +150,16 @@ def do_resume_run(run: Run, user: AbstractBaseUser | None = None, submit: bool =
             raise Conflict(f"run {run.pk} has {locked.status}; it cannot be resumed")
         if locked.review_items.filter(status="pending").exists():
             raise Conflict(f"run {run.pk} still has undecided review items")
+        if locked.status == RunStatus.RUNNING and locked.lease_until is not None and locked.lease_until >= lease_clock.now():
+            # Held by a live lease: its holder is executing it, or died and the stuck-runs sweep
+            # sends it on once the lease runs out (running, lease expired). Nothing to change:
+            # set queued, it lost its holder's lease renewals (they renew running rows only),
+            # and once the lease ran out another worker took it over while the first still ran
+            # it — two executions at once, its model call made twice (found by a review).
+            send_event_on_commit(run, "run.resume_requested", {"by": user.get_username() if user else None,
+                                                                 "held_by": locked.lease_owner})
+            run.refresh_from_db()
+            return run
         if check_budget:
             from orchestrator.actions.budget_room import check_budget_room
 
@@ -163,16 +173,14 @@ def do_resume_run(run: Run, user: AbstractBaseUser | None = None, submit: bool =
             check_concurrent_runs(locked.pipeline_version, locked.created_by_id, locked.api_key_id)
         fields: dict[str, Any] = {"status": RunStatus.QUEUED, "finished_at": None, "error": "",
                                   "dispatched_at": timezone.now()}
-        if locked.status != RunStatus.RUNNING or locked.lease_until is None or locked.lease_until < lease_clock.now():
-            # Nobody holds a run that stopped, or one whose lease ran out (its worker died): a
-            # lease left on it (a run failed at its claim kept its claimant's) would make the
-            # claim take it for held. A live lease is left to its holder; should the holder be
-            # gone, the stuck-runs sweep sends the run on once the lease runs out.
-            fields.update(lease_owner="", lease_until=None)
-            if locked.lease_owner:
-                # What its last holder reserved and never settled: a claim with no owner to
-                # take over from gives nothing back, so it would wait for the sweep.
-                release_run(locked.pk)
+        # Nobody holds a run that stopped, or a running one whose lease ran out (its worker
+        # died): a lease left on it (a run failed at its claim kept its claimant's) would make
+        # the claim take it for held. (A live lease returned above.)
+        fields.update(lease_owner="", lease_until=None)
+        if locked.lease_owner:
+            # What its last holder reserved and never settled: a claim with no owner to take
+            # over from gives nothing back, so it would wait for the sweep.
+            release_run(locked.pk)
         Run.objects.filter(pk=run.pk).update(**fields)
         send_event_on_commit(run, "run.resume_requested", {"by": user.get_username() if user else None})
         if submit:

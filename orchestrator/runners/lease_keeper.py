@@ -121,12 +121,16 @@ def _look(owners: dict[int, str], due: dict[int, str]) -> tuple[dict[int, tuple[
         with transaction.atomic(), connection.cursor() as cursor:
             where, params = ids_in(pk, due)
             lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+            # Only a lease still live: one handed back (`execution._hand_back` sets it to now, at
+            # a shutdown, while this look was on its way) or run out is not the holder's to
+            # extend — renewed, the next worker would wait a whole lease for it (found by a review).
+            now = lease_clock.now()
             cursor.execute(f"SELECT {pk}, {quote('lease_owner')} FROM {table} WHERE {where} AND {quote('status')} = %s"
-                           f" ORDER BY {pk}{lock}", [*params, RunStatus.RUNNING])
+                           f" AND {quote('lease_until')} > %s ORDER BY {pk}{lock}",
+                           [*params, RunStatus.RUNNING, connection.ops.adapt_datetimefield_value(now)])
             renewed = [run_id for run_id, holder in cursor.fetchall() if holder == due[run_id]]
             if renewed:
-                until = connection.ops.adapt_datetimefield_value(
-                    lease_clock.now() + timedelta(seconds=settings.RUN_LEASE_S))
+                until = connection.ops.adapt_datetimefield_value(now + timedelta(seconds=settings.RUN_LEASE_S))
                 where, params = ids_in(pk, renewed)
                 cursor.execute(f"UPDATE {table} SET {quote('lease_until')} = %s WHERE {where}", [until, *params])
     with connection.cursor() as cursor:

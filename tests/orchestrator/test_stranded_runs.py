@@ -215,22 +215,21 @@ def test_a_crashed_execution_fails_only_a_run_it_still_holds(team):
 
 def test_a_run_resumed_while_a_dead_worker_still_held_it_is_sent_on_once_the_lease_runs_out(team):
     """The user resumes a running run whose worker just died: its lease is still live, so the
-    resume's message finds it held and is done with. Once the lease runs out the sweep (and a
-    redispatch after a broker outage) sends it on, and it runs to the end."""
-    from orchestrator.runners.celery import Redispatcher
-
+    resume changes nothing (its holder may as well be executing it: set queued, it lost its
+    lease renewals and ran twice, tests/orchestrator/test_resume_while_running.py).
+    Once the lease runs out the sweep sends it on, and it runs to the end."""
     run = start(_one_step(team, "resumed-held"))
     Run.objects.filter(pk=run.pk).update(status="running", lease_owner=ELSEWHERE,
                                          lease_until=timezone.now() + timedelta(seconds=25))
     do_resume_run(Run.objects.get(pk=run.pk), submit=False)
     run.refresh_from_db()
-    assert (run.status, run.lease_owner) == ("queued", ELSEWHERE)  # a live lease is left to its holder
+    assert (run.status, run.lease_owner) == ("running", ELSEWHERE)  # a live lease is left to its holder
+    assert RunEvent.objects.filter(run=run, type="run.resume_requested").exists()
     assert async_to_sync(execute_run)(run.pk, toolbox=InProcessToolbox()) is None  # held: not claimed
     assert not stuck_runs(queued_for_s=0).filter(pk=run.pk).exists()  # not while the lease is live
 
     Run.objects.filter(pk=run.pk).update(lease_until=timezone.now() - timedelta(seconds=1))  # it runs out
     assert stuck_runs(queued_for_s=0).filter(pk=run.pk).exists()
-    assert Redispatcher._still_waiting(run.pk)
     assert async_to_sync(execute_run)(run.pk, toolbox=InProcessToolbox()).status == "succeeded"
 
 
