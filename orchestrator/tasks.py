@@ -13,6 +13,13 @@ log = logging.getLogger(__name__)
 
 # How often a task that found its run held looks again (seconds).
 HELD_RECHECK_S = 2.0
+# The longest wait before a task whose database failed tries again (seconds; doubling from
+# HELD_RECHECK_S).
+DATABASE_RETRY_MAX_S = 30.0
+
+
+def _database_retry_s(retries: int) -> float:
+    return min(HELD_RECHECK_S * 2 ** min(retries, 8), DATABASE_RETRY_MAX_S)
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True, max_retries=None)
@@ -28,9 +35,20 @@ def execute_run_task(self, run_id: int, seen_lease: str | None = None) -> str:
     becomes claimable: its holder died on this host, or its lease ran out. A task restored
     after a cold shutdown thus takes the run within seconds, not after the stuck-runs sweep.
     """
+    from django.db import InterfaceError, OperationalError
+
     from orchestrator.runners import worker_pool
 
-    stop = worker_pool.execute(run_id)
+    try:
+        stop = worker_pool.execute(run_id)
+    except (OperationalError, InterfaceError) as exc:
+        # The database failed (a restart, a blip, no pooled connection in time), e.g. as the
+        # run was claimed: try again shortly. Raised, the message was acknowledged as done and
+        # the run sat queued until the stuck-runs sweep, a minute or more (found by a review).
+        # Safe twice: the run's lease lets one execution at a time take it.
+        countdown = _database_retry_s(self.request.retries)
+        log.warning("run %s: the database failed (%s); trying again in %.0f s", run_id, exc, countdown)
+        raise self.retry(args=[run_id, seen_lease], countdown=countdown, exc=exc) from exc
     if stop.handed_back:
         raise Reject(f"run {run_id} handed back at shutdown", requeue=True)
     if stop.status is not None:
