@@ -33,7 +33,7 @@ from orchestrator.model_door import ModelDoor
 from orchestrator.models import Run, RunStatus
 from orchestrator.runners import claims
 from orchestrator.runners.claims import Prepared, claim_runs
-from orchestrator.runners.lease_keeper import KeptRunStore, keeper
+from orchestrator.runners.lease_keeper import KeptRunStore, keeper, mark_handed_back
 from orchestrator.runners.tool_gate import GatedToolbox
 from orchestrator.store import Listener
 
@@ -246,4 +246,5 @@ async def _despite_cancel(aw: Awaitable[T]) -> T:
 
 
 def _hand_back(run_id: int, owner: str) -> None:
+    mark_handed_back(run_id, owner)  # (first: a keeper's look must not renew what is given back)
     Run.objects.filter(pk=run_id, lease_owner=owner, status=RunStatus.RUNNING).update(lease_until=lease_clock.now())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import weakref
 from datetime import timedelta
@@ -36,6 +37,34 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POLL_S = 0.5  # as often as the engine looked by itself (its default cancel poll)
+
+
+# Leases given back (`execution._hand_back`, at a shutdown or a failed claim): their execution
+# leaves the keeper only once the hand-back has answered, and a look whose list of due leases
+# was taken before that (on the loop) and that reached a writer thread after the hand-back
+# renewed the lease again, so the next worker waited a whole lease for the run (found by a
+# review). Marked on the writer thread before the hand-back's UPDATE, read by every look
+# there. A lease owner names one execution (never reused), so a mark is never wrong later; the
+# newest HANDED_BACK_KEPT are kept, far more than the looks under way can need. An expired
+# lease whose owner still holds the row is renewed as before: it is still its holder's.
+HANDED_BACK_KEPT = 10_000
+_handed_back: dict[tuple[int, str], None] = {}  # (insertion-ordered: the oldest go first)
+_handed_back_lock = threading.Lock()
+
+
+def mark_handed_back(run_id: int, owner: str) -> None:
+    """`owner` gives the run's lease back: no look renews it from now on."""
+    with _handed_back_lock:
+        _handed_back[(run_id, owner)] = None
+        while len(_handed_back) > HANDED_BACK_KEPT:
+            del _handed_back[next(iter(_handed_back))]
+
+
+def _not_handed_back(due: dict[int, str]) -> dict[int, str]:
+    with _handed_back_lock:
+        if not _handed_back:
+            return due
+        return {run_id: owner for run_id, owner in due.items() if (run_id, owner) not in _handed_back}
 
 
 class LeaseKeeper:
@@ -117,20 +146,17 @@ def _look(owners: dict[int, str], due: dict[int, str]) -> tuple[dict[int, tuple[
     quote = connection.ops.quote_name
     table, pk = quote(Run._meta.db_table), quote(Run._meta.pk.column)
     renewed: list[int] = []
+    due = _not_handed_back(due)
     if due:
         with transaction.atomic(), connection.cursor() as cursor:
             where, params = ids_in(pk, due)
             lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-            # Only a lease still live: one handed back (`execution._hand_back` sets it to now, at
-            # a shutdown, while this look was on its way) or run out is not the holder's to
-            # extend — renewed, the next worker would wait a whole lease for it (found by a review).
-            now = lease_clock.now()
             cursor.execute(f"SELECT {pk}, {quote('lease_owner')} FROM {table} WHERE {where} AND {quote('status')} = %s"
-                           f" AND {quote('lease_until')} > %s ORDER BY {pk}{lock}",
-                           [*params, RunStatus.RUNNING, connection.ops.adapt_datetimefield_value(now)])
+                           f" ORDER BY {pk}{lock}", [*params, RunStatus.RUNNING])
             renewed = [run_id for run_id, holder in cursor.fetchall() if holder == due[run_id]]
             if renewed:
-                until = connection.ops.adapt_datetimefield_value(now + timedelta(seconds=settings.RUN_LEASE_S))
+                until = connection.ops.adapt_datetimefield_value(
+                    lease_clock.now() + timedelta(seconds=settings.RUN_LEASE_S))
                 where, params = ids_in(pk, renewed)
                 cursor.execute(f"UPDATE {table} SET {quote('lease_until')} = %s WHERE {where}", [until, *params])
     with connection.cursor() as cursor:
