@@ -95,19 +95,27 @@ def _unique_node_ids(items: list[pytest.Item]) -> None:
     its node id does not), and xdist's file scheduling keys tests by node id: under
     `make test`'s two processes the 61 operations of tests/api/test_openapi_fuzz.py collapsed
     into one, and 60 of them never ran, silently. Any other duplicate stops the collection."""
-    from _pytest.nodeid import NodeId  # (pytest 9 keeps a node's id as `Node._id`; the guard below
-    #                                     stops the collection should that ever change)
-
     counts = Counter(item.nodeid for item in items)
     for item in items:
         if counts[item.nodeid] > 1:
             head, _, last = item.nodeid.rpartition("::")
             if item.name != last and head:
-                item._id = NodeId.parse(f"{head}::{item.name}")
+                _set_node_id(item, f"{head}::{item.name}")
     duplicates = [nodeid for nodeid, count in Counter(item.nodeid for item in items).items() if count > 1]
     if duplicates:
         raise pytest.UsageError(f"{len(duplicates)} node ids name more than one test (e.g. {duplicates[0]}): "
                                 "under several processes only one of each would run")
+
+
+def _set_node_id(item: pytest.Item, nodeid: str) -> None:
+    """Pytest keeps a node's id as `Node._id` (a `NodeId`) from 9 on, as `Node._nodeid` before;
+    `_unique_node_ids`' guard stops the collection should neither take."""
+    if hasattr(item, "_id"):
+        from _pytest.nodeid import NodeId
+
+        item._id = NodeId.parse(nodeid)
+    else:
+        item._nodeid = nodeid
 
 
 def _database_use(item: pytest.Item) -> str:
