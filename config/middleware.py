@@ -5,11 +5,14 @@ Content-Security-Policy header, and a 503 for a page whose database is out of re
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 
+from django.contrib.sessions.exceptions import SessionInterrupted
 from django.core.exceptions import DisallowedHost
 from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 
 from config import tracing
 from mcpgateway.documents import DuplicateKey, loads_json_unique
@@ -101,11 +104,34 @@ class InputGuardMiddleware:
         return HttpResponse(f"Refused: {message}\n", status=422, content_type="text/plain; charset=utf-8")
 
 
+def database_unavailable(exc: BaseException | None) -> bool:
+    """Whether an error means the database is out of reach (down, restarting, locked, no pooled
+    connection in time) rather than a fault of the request or the schema: SQLite reports a
+    missing table or column (migrations not run) as an OperationalError too, and that is a 500."""
+    if not isinstance(exc, OperationalError):
+        return False
+    return not str(exc).lower().startswith(("no such table", "no such column"))
+
+
+def unavailable_response(request: HttpRequest, exc: BaseException) -> HttpResponse:
+    """503 with Retry-After: JSON for the API and JSON requests, plain text for pages."""
+    logging.getLogger(__name__).warning("database unavailable for %s: %s: %s", request.path, type(exc).__name__, exc)
+    message = "the database is busy or unreachable; retry shortly"
+    if request.path.startswith("/api/") or (request.content_type or "").endswith("json"):
+        response: HttpResponse = JsonResponse({"error": {"code": "unavailable", "message": message}}, status=503)
+    else:
+        response = HttpResponse(f"Service unavailable: {message}.\n", status=503,
+                                content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = "5"
+    return response
+
+
 class DatabaseUnavailableMiddleware:
     """A view that could not reach the database (the server is down or restarting, or every
     pooled connection stayed busy for `DB_POOL_TIMEOUT_S`) answers 503 with `Retry-After`, as
     the API does (config/api.py), instead of a 500: nothing was committed, and retrying shortly
-    is the right thing to do. Last in MIDDLEWARE, so it sees what views raise."""
+    is the right thing to do. Last in MIDDLEWARE, so it sees what views raise; what a
+    middleware raises reaches `bad_request` (the session saved after the view) or `server_error` below."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
@@ -114,17 +140,32 @@ class DatabaseUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
-        if not isinstance(exc, OperationalError):
-            return None
-        logging.getLogger(__name__).warning("database unavailable for %s: %s: %s", request.path, type(exc).__name__, exc)
-        message = "the database is busy or unreachable; retry shortly"
-        if request.path.startswith("/api/") or (request.content_type or "").endswith("json"):
-            response: HttpResponse = JsonResponse({"error": {"code": "unavailable", "message": message}}, status=503)
-        else:
-            response = HttpResponse(f"Service unavailable: {message}.\n", status=503,
-                                    content_type="text/plain; charset=utf-8")
-        response["Retry-After"] = "5"
-        return response
+        return unavailable_response(request, exc) if database_unavailable(exc) else None
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """`handler400`: Django's database session store turns a failed save into `UpdateError`
+    and its middleware into `SessionInterrupted` ("the user may have logged out in a concurrent
+    request"), a 400; when what failed was the database itself, that is the 503 above."""
+    cause: BaseException | None = exception
+    for _ in range(5):  # SessionInterrupted <- UpdateError <- OperationalError
+        if cause is None or database_unavailable(cause):
+            break
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exception, SessionInterrupted) and cause is not None and database_unavailable(cause):
+        return unavailable_response(request, cause)
+    return defaults.bad_request(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """`handler500`: Django calls it inside the `except` of the layer that caught the error, so
+    an unreachable database met by a middleware (SessionMiddleware saving the session after the
+    view, a lazy user loaded outside a view) gets the same 503 as a view's; anything else gets
+    Django's own 500 page."""
+    exc = sys.exc_info()[1]
+    if database_unavailable(exc):
+        return unavailable_response(request, exc)
+    return defaults.server_error(request)
 
 
 # ---------------------------------------------------------------------------- CSP

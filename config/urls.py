@@ -10,3 +10,8 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("", include("dashboard.urls")),
 ]
+
+# A database out of reach in a middleware (the session's save after the view) answers 503 like
+# a view's, not a 400 or 500 (config/middleware.py).
+handler400 = "config.middleware.bad_request"
+handler500 = "config.middleware.server_error"

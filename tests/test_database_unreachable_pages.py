@@ -8,12 +8,18 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import re
+import sqlite3
 import urllib.error
 import urllib.parse
 import urllib.request
 
 import pytest
+from django.conf import settings
+from django.db import OperationalError, connection
+from django.test import Client
 
+from config.middleware import database_unavailable
+from orchestrator.actions.teams import do_create_team
 from tests.conftest import _free_port, serving
 
 pytestmark = [pytest.mark.slow]
@@ -48,3 +54,35 @@ def test_a_page_and_the_api_answer_503_when_the_database_is_unreachable():
         assert status == 503, body[:500]
         assert headers.get("Retry-After") == "5"
         assert json.loads(body)["error"]["code"] == "unavailable"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="holds SQLite's write lock; readers go on in WAL mode")
+def test_a_database_error_in_a_middleware_answers_503_too(team, owner):
+    """Switching team only reads in the view; SessionMiddleware saves the session after it. With
+    the database's write lock held elsewhere that save fails ("database is locked") outside any
+    view, where the middleware's `process_exception` never sees it: Django's 500 page, until
+    `handler500` recognised it. A schema error (no such table) stays a 500."""
+    client = Client(raise_request_exception=False)
+    client.force_login(owner)
+    other = do_create_team("Other", owner)
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA busy_timeout=200")  # this thread's connection: the client's requests
+    blocker = sqlite3.connect(str(settings.DATABASES["default"]["NAME"]), isolation_level=None, timeout=30)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")  # writers wait, then get "database is locked"; readers read
+        response = client.post("/teams/switch/", {"team": other.pk, "next": "/"})
+        assert response.status_code == 503, response.content[:300]
+        assert response["Retry-After"] == "5"
+        assert b"retry shortly" in response.content
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    response = client.post("/teams/switch/", {"team": other.pk, "next": "/"})
+    assert response.status_code == 302
+
+
+def test_a_missing_table_is_not_an_outage():
+    assert not database_unavailable(OperationalError("no such table: orchestrator_run"))
+    assert database_unavailable(OperationalError("database is locked"))
+    assert not database_unavailable(ValueError("database is locked"))
