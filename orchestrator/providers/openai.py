@@ -120,6 +120,10 @@ async def _stream(
                 yield chunk
     except openai.APIError as exc:
         raise to_provider_error(exc) from exc
+    except ValueError as exc:
+        # A `data:` line that is not JSON (a proxy's error page spliced in, a truncated line):
+        # the SDK's json.JSONDecodeError. Retryable like any garbled answer, as Anthropic's.
+        raise ProviderError(f"OpenAI-compatible endpoint returned an unparseable stream: {exc}") from exc
 
 
 def build_params(request: ModelRequest, *, max_tokens_field: str) -> dict[str, Any]:
