@@ -18,7 +18,7 @@ from django.db import models
 
 from mcpgateway import crypto
 
-SERVER_NAME = RegexValidator(r"^[a-zA-Z0-9-]{1,32}$", "letters, digits and dashes, at most 32 (no underscores: `__` separates server and tool)")
+SERVER_NAME = RegexValidator(r"^[a-zA-Z0-9-]{1,32}\Z", "letters, digits and dashes, at most 32 (no underscores: `__` separates server and tool)")
 
 
 class Transport(models.TextChoices):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-SERVER_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,32}$")
+SERVER_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,32}\Z")  # (\Z: `$` also matches before a final newline)
 
 Transport = Literal["stdio", "http", "sse"]
 HealthState = Literal["starting", "up", "down", "stopped"]

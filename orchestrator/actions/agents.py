@@ -23,7 +23,7 @@ from orchestrator.providers import PROVIDERS
 
 AGENT_FIELDS = ("name", "description", "provider", "model", "system_prompt", "temperature", "max_tokens", "max_turns",
                 "options", "defences", "credential")
-NAME = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
+NAME = re.compile(r"^[-a-zA-Z0-9_]{1,64}\Z")  # (\Z: `$` also matches before a final newline)
 # Options that read the host's environment or pick where keys are sent: instance operators only.
 OPERATOR_OPTIONS = ("api_key_env", "base_url")
 

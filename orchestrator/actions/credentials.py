@@ -24,7 +24,7 @@ from orchestrator.models import ModelCredential, Team
 # Providers that take a key; the scripted provider needs none.
 KEYED_PROVIDERS = ("anthropic", "openai")
 CREDENTIAL_FIELDS = ("name", "provider", "key", "base_url")
-ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,99}$")
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,99}\Z")
 
 
 class OutboundRefusedError(ActionError):

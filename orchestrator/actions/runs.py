@@ -14,15 +14,12 @@ from orchestrator import lease_clock
 from orchestrator.actions.errors import ActionError, Conflict
 from orchestrator.budgets import release_run
 from orchestrator.engine.document_guard import scan_data
-from orchestrator.engine.spec import PipelineSpec, parse_spec
+from orchestrator.engine.spec import PipelineSpec, has_input_type, parse_spec
 from orchestrator.events import send_event_on_commit
 from orchestrator.models import ACTIVE_RUN_STATUSES, PipelineVersion, Run, RunStatus, Team
 from orchestrator.runners import get_runner
 
 log = logging.getLogger(__name__)
-_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,), "number": (int, float), "integer": (int,), "boolean": (bool,), "object": (dict,), "array": (list,),
-}
 
 CANCEL_NOTE = "run cancelled"  # the decision note of the reviews a cancel closed
 
@@ -45,8 +42,7 @@ def check_run_input(spec: PipelineSpec, data: Any) -> dict[str, Any]:
                 raise ActionError(f"input {name!r} is required", f"input.{name}")
             continue
         value = result[name]
-        ok = isinstance(value, _TYPES[field.type]) and not (field.type in ("number", "integer") and isinstance(value, bool))
-        if not ok:
+        if not has_input_type(value, field.type):
             raise ActionError(f"input {name!r} must be of type {field.type}", f"input.{name}")
     return result
 

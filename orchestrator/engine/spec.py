@@ -32,7 +32,10 @@ from orchestrator.engine.errors import SpecError
 from orchestrator.engine.spec_bounds import load_spec_text, nesting_errors
 
 STEP_ID = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
-REF_RE = re.compile(r"^(input(\.[A-Za-z0-9_]+)*|steps\.[A-Za-z][A-Za-z0-9_]*\.(output|error|status)(\.[A-Za-z0-9_]+)*)$")
+# `\Z`, not `$`: `$` also matches before a final newline, and "steps.a.output\n" (YAML's block
+# scalar gives one) passed the check, then resolved to nothing at run time (found by a review).
+REF_RE = re.compile(r"^(input(\.[A-Za-z0-9_]+)*|steps\.[A-Za-z][A-Za-z0-9_]*\.(output|error|status)(\.[A-Za-z0-9_]+)*)\Z")
+FILTERS = ("json",)  # what `{{ ref | <filter> }}` may name (`Scope.render`)
 TEMPLATE_RE = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 
 
@@ -162,11 +165,29 @@ Step = Annotated[
 ]
 
 
+INPUT_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "number": (int, float), "integer": (int,), "boolean": (bool,), "object": (dict,), "array": (list,),
+}
+
+
+def has_input_type(value: Any, kind: str) -> bool:
+    """Whether a run input value is of a declared input type (a bool is no number)."""
+    return isinstance(value, INPUT_TYPES[kind]) and not (kind in ("number", "integer") and isinstance(value, bool))
+
+
 class InputField(_Strict):
     type: Literal["string", "number", "integer", "boolean", "object", "array"] = "string"
     description: str = ""
     required: bool = True
     default: Any = None
+
+    @model_validator(mode="after")
+    def _default_has_the_type(self) -> InputField:
+        # A run without the input starts with the default, unchecked: `{type: integer,
+        # default: "abc"}` gave every such run a string (found by a review).
+        if self.default is not None and not has_input_type(self.default, self.type):
+            raise ValueError(f"default {self.default!r} is not of type {self.type}")
+        return self
 
 
 class Limits(_Strict):
@@ -231,6 +252,18 @@ def template_refs(template: str) -> list[str]:
     return [m.group(1).split("|")[0].strip() for m in TEMPLATE_RE.finditer(template)]
 
 
+def _filter_errors(path: str, template: str) -> list[dict[str, str]]:
+    """`{{ ref | jsno }}` was accepted and rendered as text: only the filters `Scope.render`
+    knows may be named (found by a review)."""
+    errors = []
+    for match in TEMPLATE_RE.finditer(template):
+        _, bar, flt = (part.strip() for part in match.group(1).partition("|"))
+        if bar and flt not in FILTERS:
+            errors.append({"path": path, "message": f"unknown filter {flt!r} in {{{{ {match.group(1)} }}}}: "
+                                                    f"use {' or '.join(FILTERS)}, or none"})
+    return errors
+
+
 def _cross_checks(spec: PipelineSpec, agent_names: set[str] | None) -> list[dict[str, str]]:
     errors: list[dict[str, str]] = []
     seen: dict[str, str] = {}
@@ -246,8 +279,10 @@ def _cross_checks(spec: PipelineSpec, agent_names: set[str] | None) -> list[dict
         checks: list[tuple[str, list[str]]] = []
         if isinstance(step, AgentStep):
             checks.append((f"{path}.prompt", template_refs(step.prompt)))
+            errors.extend(_filter_errors(f"{path}.prompt", step.prompt))
         if isinstance(step, ReviewStep) and step.show:
             checks.append((f"{path}.show", template_refs(step.show)))
+            errors.extend(_filter_errors(f"{path}.show", step.show))
         if isinstance(step, LoopStep):
             checks.append((f"{path}.until", step.until.refs()))
         if isinstance(step, BranchStep):
