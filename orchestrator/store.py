@@ -18,12 +18,13 @@ import dataclasses
 import functools
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from django.db import DataError, connection, transaction
+from django.db import DataError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from config.db_writer import commit_alone, count_lone_commit, group_write, run_write
@@ -72,6 +73,8 @@ from orchestrator.models import (
 Listener = Callable[[dict[str, Any]], None]
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+# How long a commit is tried again while the database is out of reach (`DjangoRunStore.commit`).
+COMMIT_RETRY_S = 30.0
 
 engine_wiring.install()  # engines this process runs trace and log through config/
 
@@ -294,6 +297,29 @@ class DjangoRunStore:
     # --- committing ------------------------------------------------------------------------
 
     async def commit(self, *, final: bool = False) -> None:
+        """`_commit_once`, tried again while the database is out of reach.
+
+        A connection cut while a commit is on the wire (a server restart, a failover, a proxy
+        dropping it) or a database that stays locked used to raise out of the engine, and the
+        run was failed as crashed, its writes with it (found by a review). The writes are back in
+        the buffers after a failed attempt, and the next attempt goes the locked path, which
+        recognises an attempt whose answer was lost (`_settle`) and refuses a lease another
+        worker took meanwhile (`LeaseLost`); so it is tried again after 0.25 s, doubling to 5 s,
+        for up to `COMMIT_RETRY_S` — about a lease, after which the run is another worker's."""
+        delay, deadline = 0.25, time.monotonic() + COMMIT_RETRY_S
+        while True:
+            try:
+                await self._commit_once(final=final)
+                return
+            except (OperationalError, InterfaceError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("run %s: commit failed (%s: %s); trying again in %.2f s", self.run_id,
+                               type(exc).__name__, str(exc).strip().splitlines()[0] if str(exc).strip() else "", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _commit_once(self, *, final: bool = False) -> None:
         """Write what is buffered (see the protocol), in the process's next group commit.
 
         Concurrent commits of one run (parallel branches) share a transaction: a caller whose

@@ -23,6 +23,13 @@ from tests.conftest import pipeline, scripted, start
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def _one_attempt_per_commit(monkeypatch):
+    """These tests drive the store's attempts one at a time (a lost answer, then its retry):
+    `commit` does not try again by itself here (`test_commit_retried.py` covers that)."""
+    monkeypatch.setattr("orchestrator.store.COMMIT_RETRY_S", 0.0)
+
+
 @pytest.fixture
 def run(team) -> Run:
     if connection.vendor != "postgresql":
