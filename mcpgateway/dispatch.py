@@ -199,9 +199,10 @@ class Gateway:
         except UpstreamUnavailable as exc:
             await audit.write(CallStatus.UNAVAILABLE, error=str(exc))
             return ToolResult(content=f"Tool server {entry.server_name} is unavailable: {exc}", is_error=True)
-        # Every secret the instance holds (this server's own, as configured, included) is
-        # redacted from what the caller sees, not only the called server's.
-        redactor = (await aget_redactor()).covering(runtime.redactions(entry.upstream))
+        # Every secret of the instance's and of the caller's team (this server's own, as
+        # configured, included) is redacted from what the caller sees, not only the called
+        # server's; never another team's (`mcpgateway.redaction.get_redactor`).
+        redactor = (await aget_redactor(invocation.principal.team_id)).covering(runtime.redactions(entry.upstream))
         limit = settings.GATEWAY_RESULT_MAX_CHARS
         text = cap_text(redactor.text(upstream.text()), limit)
         blocks = cap_blocks(redactor.redact(upstream.content), limit)
@@ -290,7 +291,7 @@ def _find_or_request_approval(team_id: int, invocation: ToolInvocation) -> ToolA
     a run (/mcp) always asks anew: its call id is the client's JSON-RPC id, which every session
     starts again at 0 or 1, so an old decision — anyone's in the team — was taken for it: one
     approval ran other callers' identical calls, and one rejection refused them for ever."""
-    arguments = storable(get_redactor().redact(invocation.arguments))  # stored: the secrets a model put in them are not
+    arguments = storable(get_redactor(team_id).redact(invocation.arguments))  # stored: the secrets a model put in them are not
     digest = _request_hash(invocation, arguments)
     key = storable(invocation.idempotency_key or "")[:300]
     if invocation.run_id is not None:
@@ -306,7 +307,9 @@ def _find_or_request_approval(team_id: int, invocation: ToolInvocation) -> ToolA
     return ToolApproval.objects.create(
         team_id=team_id, principal_kind=PrincipalKind.API_KEY if p.api_key_id else PrincipalKind.AGENT,
         agent_name=p.agent or "", api_key_id=p.api_key_id, run_id=invocation.run_id, step_key=invocation.step_key,
-        call_id=storable(invocation.call_id), tool_name=storable(invocation.name), arguments=arguments, request_hash=digest,
+        # (the id cut as the audit row's: a /mcp client's 148-character JSON-RPC id failed the
+        # call on PostgreSQL with a DataError, and no approval reached the queue: a review)
+        call_id=storable(invocation.call_id)[:100], tool_name=storable(invocation.name), arguments=arguments, request_hash=digest,
         idempotency_key=key)
 
 
@@ -357,7 +360,7 @@ class _Audit:
         self.done = True
         row = self._row(status, error, result)
         observe_call(row["server_name"], row["tool_name"], status, row["latency_ms"])
-        kind, item = ("audit_end", {k: row[k] for k in ("dispatch_id", "status", "error", "result", "latency_ms")}) \
+        kind, item = ("audit_end", {k: row[k] for k in ("dispatch_id", "team_id", "status", "error", "result", "latency_ms")}) \
             if self.dispatch_id else ("audit", row)
         if self.defer:
             from mcpgateway.audit_batch import audit_writer
@@ -421,9 +424,8 @@ def storable(value: Any) -> Any:
 
 def _insert_audit(rows: list[dict[str, Any]]) -> list[None]:
     """Audit rows of every server and outcome (denials, rate limits, errors too) are redacted
-    here, on the writer thread, with every secret the instance holds."""
-    redactor = get_redactor()
-    rows = [storable({**redactor.redact(row), "created_at": row["created_at"]}) for row in rows]
+    here, on the writer thread, with the secrets of the instance and of each row's team."""
+    rows = [storable({**get_redactor(row["team_id"]).redact(row), "created_at": row["created_at"]}) for row in rows]
     for row in rows:
         row["tool_name"], row["call_id"], row["error"] = row["tool_name"][:64], row["call_id"][:100], row["error"][:2000]
     insert_rows(AuditEntry, rows)
@@ -432,8 +434,8 @@ def _insert_audit(rows: list[dict[str, Any]]) -> list[None]:
 
 def _finish_audit(rows: list[dict[str, Any]]) -> list[None]:
     """The outcome of calls audited as `started`, written into their rows (redacted, like inserts)."""
-    redactor = get_redactor()
     for row in rows:
+        redactor = get_redactor(row.get("team_id"))
         values = storable({"status": row["status"], "error": redactor.text(row["error"])[:2000],
                            "result": redactor.redact(row["result"]), "latency_ms": row["latency_ms"]})
         update_row(AuditEntry, values, {"dispatch_id": row["dispatch_id"]})

@@ -53,25 +53,28 @@ SHAPE = re.compile(r"adk_[A-Za-z0-9_\-]{20,}|whsec_[A-Za-z0-9_\-]{20,}|YWRrX[A-Z
 ENV_KEYS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY")
 SETTING_KEYS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "METRICS_TOKEN", "AGENTDECK_ENCRYPTION_KEY", "SECRET_KEY")
 
-SecretSource = Callable[[], Iterable[str]]
+SecretSource = Callable[[], Iterable[Any]]
 
 
 @dataclass(slots=True)
 class _Source:
     fn: SecretSource
     needs_db: bool
+    by_team: bool
 
 
 _sources: dict[str, _Source] = {}
 _lock = threading.Lock()
-_cache: tuple[float, int, Redactor] | None = None  # (expires, generation, redactor)
+_cache: _Cached | None = None
 _generation = 0
 
 
-def register_secret_source(name: str, fn: SecretSource, *, needs_db: bool = True) -> None:
+def register_secret_source(name: str, fn: SecretSource, *, needs_db: bool = True, by_team: bool = False) -> None:
     """Add (or replace) a named source of secret values. `needs_db=False` marks a source
-    that can run anywhere (inside an event loop, while logging)."""
-    _sources[name] = _Source(fn, needs_db)
+    that can run anywhere (inside an event loop, while logging). A `by_team` source yields
+    `(team_id, value)` pairs, `None` for a value of the instance's: a team's secret redacts that
+    team's data (and logs), never another team's."""
+    _sources[name] = _Source(fn, needs_db, by_team)
     invalidate()
 
 
@@ -310,63 +313,104 @@ def _in_event_loop() -> bool:
     return True
 
 
-def _collect(include_db: bool) -> set[str]:
-    values: set[str] = set()
+@dataclass(slots=True)
+class _Found:
+    """Secret values by owner: the instance's, and each team's."""
+
+    instance: set[str]
+    teams: dict[int, set[str]]
+
+    def values(self, team_id: int | None) -> set[str]:
+        """What redacts a team's data: the instance's secrets and that team's. For `None` (logs,
+        the operator's views, code that serves no one team): every team's too."""
+        if team_id is None:
+            return self.instance.union(*self.teams.values())
+        return self.instance | self.teams.get(team_id, set())
+
+
+@dataclass(slots=True)
+class _Cached:
+    expires: float
+    generation: int
+    found: _Found
+    redactors: dict[int | None, Redactor]  # built on first use, by team (None: every secret)
+
+
+def _collect(include_db: bool) -> _Found:
+    found = _Found(set(), {})
     for source in list(_sources.values()):
         if source.needs_db and not include_db:
             continue
         try:
-            values.update(v for v in source.fn() if isinstance(v, str))
+            for item in source.fn():
+                if not source.by_team:
+                    if isinstance(item, str):
+                        found.instance.add(item)
+                    continue
+                team_id, value = item
+                if isinstance(value, str):
+                    (found.instance if team_id is None else found.teams.setdefault(int(team_id), set())).add(value)
         except Exception:
             continue
-    return values
+    return found
 
 
-def get_redactor() -> Redactor:
-    """The redactor with every source's secrets. Call from synchronous code (it may read the
-    database); inside an event loop it returns the last one built (see `current_redactor`)."""
-    global _cache
-    hit = _cache
-    if hit is not None and hit[0] > time.monotonic() and hit[1] == _generation:
-        return hit[2]
-    if _in_event_loop():
-        return current_redactor()
-    generation = _generation
-    values = _collect(include_db=True)
-    previous = hit[2] if hit is not None else None
-    if previous is not None and previous.secrets == _usable(values) and previous.key == marker_key():
-        redactor = previous  # nothing changed: no rebuild (it costs about 1 ms per secret)
-    else:
-        redactor = Redactor(values)
-    with _lock:
-        _cache = (time.monotonic() + TTL_S, generation, redactor)
+def _for(cached: _Cached, team_id: int | None) -> Redactor:
+    redactor = cached.redactors.get(team_id)
+    if redactor is None:
+        redactor = cached.redactors[team_id] = Redactor(cached.found.values(team_id))
     return redactor
 
 
-async def aget_redactor() -> Redactor:
+def get_redactor(team_id: int | None = None) -> Redactor:
+    """The redactor for a team's data (the instance's secrets and the team's own), or with
+    `None` every secret of the instance and of every team (logs, the operator's views). A
+    team's secrets are values its members chose: redacting them in other teams' data let one
+    team rewrite another's run outputs and tool results, and learn whether a guessed value was
+    anyone's secret (found by a review). Call from synchronous code (it may read the database);
+    inside an event loop it returns the last one built (see `current_redactor`)."""
+    global _cache
+    hit = _cache
+    if hit is not None and hit.expires > time.monotonic() and hit.generation == _generation:
+        return _for(hit, team_id)
+    if _in_event_loop():
+        return current_redactor(team_id)
+    generation = _generation
+    cached = _Cached(time.monotonic() + TTL_S, generation, _collect(include_db=True), {})
+    if hit is not None:
+        key = marker_key()
+        for owner, previous in list(hit.redactors.items()):
+            if previous.secrets == _usable(cached.found.values(owner)) and previous.key == key:
+                cached.redactors[owner] = previous  # nothing changed: no rebuild (about 1 ms per secret)
+    with _lock:
+        _cache = cached
+    return _for(cached, team_id)
+
+
+async def aget_redactor(team_id: int | None = None) -> Redactor:
     """`get_redactor` for async code: reads the database off the event loop when it must."""
     hit = _cache
-    if hit is not None and hit[0] > time.monotonic() and hit[1] == _generation:
-        return hit[2]
+    if hit is not None and hit.expires > time.monotonic() and hit.generation == _generation:
+        return _for(hit, team_id)
     from asgiref.sync import sync_to_async
 
     from config.db_writer import releasing
 
-    return await sync_to_async(releasing(get_redactor), thread_sensitive=False)()
+    return await sync_to_async(releasing(get_redactor), thread_sensitive=False)(team_id)
 
 
-def current_redactor() -> Redactor:
-    """Never reads the database (for logging and event-loop code): the last redactor built
-    in this process, however old, or one from the sources that need no database."""
+def current_redactor(team_id: int | None = None) -> Redactor:
+    """Never reads the database (for logging and event-loop code): the last secrets read in
+    this process, however old, or those of the sources that need no database."""
     global _cache
     hit = _cache
     if hit is not None:
-        return hit[2]
-    redactor = Redactor(_collect(include_db=False))
+        return _for(hit, team_id)
+    cached = _Cached(0.0, -1, _collect(include_db=False), {})  # expired: the next synchronous caller rebuilds it
     with _lock:
         if _cache is None:
-            _cache = (0.0, -1, redactor)  # expired: the next synchronous caller rebuilds it
-    return redactor
+            _cache = cached
+    return _for(cached, team_id)
 
 
 def warm_redactor() -> None:
@@ -378,9 +422,9 @@ def warm_redactor() -> None:
         return
 
 
-def redact(value: Any) -> Any:
-    """`value` with every known secret redacted (synchronous code)."""
-    return get_redactor().redact(value)
+def redact(value: Any, team_id: int | None = None) -> Any:
+    """`value` with the secrets that concern it redacted (synchronous code; see `get_redactor`)."""
+    return get_redactor(team_id).redact(value)
 
 
 def redact_text_now(text: str) -> str:
@@ -399,22 +443,39 @@ def _settings_secrets() -> list[str]:
     return [v for v in found if isinstance(v, str) and v]
 
 
-def _encrypted_columns() -> list[str]:
+def _team_path(model: Any) -> str | None:
+    """How a row names its team: its own `team_id`, or its parent's (one foreign key away: a
+    server's secret, a pipeline's webhook); None for a row of the instance's (signing keys)."""
+    fields = model._meta.concrete_fields
+    if any(f.attname == "team_id" for f in fields):
+        return "team_id"
+    for f in fields:
+        if f.many_to_one and f.related_model is not None and any(
+                g.attname == "team_id" for g in f.related_model._meta.concrete_fields):
+            return f"{f.name}__team_id"
+    return None
+
+
+def _encrypted_columns() -> list[tuple[int | None, str]]:
     """Every value stored encrypted by any app (`*_encrypted` text columns: server secrets,
-    webhook secrets, model credentials, team secrets, signing keys), decrypted. Found through
-    the app registry, so a model added later is covered without registering it here."""
+    webhook secrets, model credentials, team secrets, signing keys), decrypted, with the team
+    whose row it is. Found through the app registry, so a model added later is covered without
+    registering it here."""
     from django.apps import apps
     from django.db import models
 
     from mcpgateway.crypto import SecretDecryptError, decrypt
 
-    values: list[str] = []
+    values: list[tuple[int | None, str]] = []
     for model in apps.get_models():
         columns = [f.attname for f in model._meta.concrete_fields
                    if f.name.endswith("_encrypted") and isinstance(f, models.TextField | models.CharField)]
         if not columns:
             continue
-        for row in model._default_manager.values_list(*columns):
+        team = _team_path(model)
+        rows = model._default_manager.values_list(*columns)
+        owned = model._default_manager.values_list(team, *columns) if team else ((None, *row) for row in rows)
+        for team_id, *row in owned:
             for token in row:
                 if not token:
                     continue
@@ -422,8 +483,8 @@ def _encrypted_columns() -> list[str]:
                     plain = decrypt(token)
                 except SecretDecryptError:
                     continue
-                values.append(plain)
-                values.extend(_json_strings(plain))
+                values.append((team_id, plain))
+                values.extend((team_id, v) for v in _json_strings(plain))
     return values
 
 
@@ -448,8 +509,9 @@ def _json_strings(text: str) -> list[str]:
     return out
 
 
-def _resolved_secrets() -> list[str]:
-    """What the running upstreams were configured with (server secrets and allowed env values)."""
+def _resolved_secrets() -> list[tuple[int | None, str]]:
+    """What the running upstreams were configured with (server secrets and allowed env
+    values), with the team whose server it is."""
     from mcpgateway.runtime import get_runtime
 
     return get_runtime().all_redactions()
@@ -471,6 +533,6 @@ def _allowed_env_values() -> list[str]:
 
 def register_gateway_sources() -> None:
     register_secret_source("settings", _settings_secrets, needs_db=False)
-    register_secret_source("gateway.resolved", _resolved_secrets, needs_db=False)
-    register_secret_source("encrypted_columns", _encrypted_columns)
+    register_secret_source("gateway.resolved", _resolved_secrets, needs_db=False, by_team=True)
+    register_secret_source("encrypted_columns", _encrypted_columns, by_team=True)
     register_secret_source("gateway.env_allow", _allowed_env_values)

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 RESYNC_S = 10.0
 
 
-def _load_configs() -> tuple[dict[str, UpstreamConfig], dict[str, list[str]], dict[int, str]]:
+def _load_configs() -> tuple[dict[str, UpstreamConfig], dict[str, tuple[int, list[str]]], dict[int, str]]:
     """Resolved configs of every enabled server; servers whose references do not resolve are reported, not started."""
     from mcpgateway.actions.servers import resolve_config
     from mcpgateway.errors import MissingVariable
@@ -47,7 +47,7 @@ def _load_configs() -> tuple[dict[str, UpstreamConfig], dict[str, list[str]], di
             ToolServer.objects.filter(pk=server.pk).update(health=HealthState.DOWN, health_error=exc.message)
             continue
         configs[config.name] = config
-        redactions[config.name] = secrets
+        redactions[config.name] = (server.team_id, secrets)
     return configs, redactions, broken
 
 
@@ -55,7 +55,7 @@ class GatewayRuntime:
     def __init__(self) -> None:
         self.supervisor: Supervisor | None = None
         self._configs: dict[str, UpstreamConfig] = {}
-        self._redactions: dict[str, list[str]] = {}
+        self._redactions: dict[str, tuple[int, list[str]]] = {}  # upstream -> (its team, its secrets)
         self._start_lock: asyncio.Lock | None = None
         self._sync_lock: asyncio.Lock | None = None
         self._main: asyncio.Task[None] | None = None
@@ -180,11 +180,13 @@ class GatewayRuntime:
             return await self.supervisor.call_tool(upstream, tool, arguments, timeout_s, meta)
 
     def redactions(self, upstream: str) -> list[str]:
-        return self._redactions.get(upstream, [])
+        found = self._redactions.get(upstream)
+        return found[1] if found is not None else []
 
-    def all_redactions(self) -> list[str]:
-        """Every secret the running upstreams were configured with (a source for `mcpgateway.redaction`)."""
-        return [s for secrets in list(self._redactions.values()) for s in secrets]
+    def all_redactions(self) -> list[tuple[int, str]]:
+        """Every secret the running upstreams were configured with, with its server's team (a
+        source for `mcpgateway.redaction`)."""
+        return [(team_id, s) for team_id, secrets in list(self._redactions.values()) for s in secrets]
 
     def health(self, upstream: str) -> Health | None:
         if self.supervisor is None or upstream not in self._configs:

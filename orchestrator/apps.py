@@ -10,15 +10,16 @@ class OrchestratorConfig(AppConfig):
         from config.tracing import setup_tracing
 
         setup_tracing()
-        # The orchestrator's secrets are redacted everywhere too (the gateway cannot import these models).
+        # The orchestrator's secrets are redacted too (the gateway cannot import these models): a
+        # team's in its own data and the logs, the instance's everywhere.
         from mcpgateway.redaction import register_secret_source
         from orchestrator.webhooks import webhook_secrets
 
-        register_secret_source("orchestrator.webhooks", webhook_secrets)
+        register_secret_source("orchestrator.webhooks", webhook_secrets, by_team=True)
         register_secret_source("orchestrator.model_credentials.env", _credential_env_values)
         from orchestrator.evals.exfiltration import token_needles
 
-        register_secret_source("orchestrator.evals.token_needles", token_needles)
+        register_secret_source("orchestrator.evals.token_needles", token_needles, by_team=True)
         # A deleted schedule takes its beat task along, whatever deleted it.
         from django.db.models.signals import post_delete
 

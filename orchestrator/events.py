@@ -251,7 +251,7 @@ def send_event_on_commit(run: Run, type: str, data: dict[str, Any], step_key: st
 
     from mcpgateway.redaction import get_redactor
 
-    data = get_redactor().redact(data)
+    data = get_redactor(run.team_id).redact(data)
 
     locked = Run.objects.select_for_update().only("id", "last_seq", "last_hash").get(pk=run.pk)
     (row,) = build_events(locked, [(type, step_key, data)], timezone.now())

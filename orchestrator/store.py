@@ -183,7 +183,6 @@ class DjangoRunStore:
         return await run_write(self._load)
 
     def _load(self) -> RunState:
-        self._redactor = get_redactor()
         # Plain SQL: this runs once per run start and resume, and the ORM's query building was
         # most of its cost.
         with connection.cursor() as cursor:
@@ -196,6 +195,7 @@ class DjangoRunStore:
             self._agents = dict(cursor.fetchall())
         self.expect_head(team_id, last_seq, last_hash)
         self._team_id = team_id
+        self._redactor = get_redactor(team_id)
         self._pipeline_id = pipeline_id
         self._metrics = RunObserver(slug)
         state = RunState(input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=str(cost_usd))
@@ -265,7 +265,7 @@ class DjangoRunStore:
             else:
                 # A stream nobody watches as it starts stays muted to its end: one that began
                 # mid-way could show the tail of a secret whose start went unseen.
-                stream = StreamRedactor(self._redactor or current_redactor()) if audience else None
+                stream = StreamRedactor(self._redactor or current_redactor(self._team_id)) if audience else None
                 self._streams[stream_key] = stream
             if stream is None:
                 return
@@ -276,7 +276,7 @@ class DjangoRunStore:
         elif not audience:
             return
         else:
-            data = (self._redactor or current_redactor()).redact(data)
+            data = (self._redactor or current_redactor(self._team_id)).redact(data)
         self._publish_ephemeral(type, data, step_key)
 
     def _publish_ephemeral(self, type: str, data: dict[str, Any], step_key: str) -> None:
@@ -398,7 +398,7 @@ class DjangoRunStore:
 
     def _redact_all(self, writes: list[Write], events: list[tuple[str, str, dict[str, Any]]]) -> tuple[
             list[Write], list[tuple[str, str, dict[str, Any]]]]:
-        self._redactor = redactor = get_redactor()
+        self._redactor = redactor = get_redactor(self._team_id)
         redact = _memo.for_redactor(redactor)
         return [_redacted(w, redact) for w in writes], [(type, key, redact(data)) for type, key, data in events]
 

@@ -105,7 +105,7 @@ def build_trace(run: Run) -> dict[str, Any]:
 
 def export_trace(run: Run) -> dict[str, Any]:
     """The signed trace of `run`."""
-    body = get_redactor().redact(build_trace(run))
+    body = get_redactor(run.team_id).redact(build_trace(run))
     stored = RunEvent.objects.filter(run=run).order_by("seq").values_list("seq", "hash")
     changed = [e["seq"] for e, (_, digest) in zip(body["events"], stored, strict=False)
                if not hash_matches(e["prev_hash"], e, digest)]

@@ -306,16 +306,17 @@ def start_sender(interval_s: float = 2.0) -> None:
         submit(_send_forever(interval_s))
 
 
-def webhook_secrets() -> list[str]:
-    """Every webhook's signing secret (a source for `mcpgateway.redaction`)."""
+def webhook_secrets() -> list[tuple[int, str]]:
+    """Every webhook's signing secret, with its pipeline's team (a source for `mcpgateway.redaction`)."""
     from mcpgateway.crypto import SecretDecryptError, decrypt
 
     found = []
-    for webhook in Webhook.objects.only("secret_encrypted", "previous_secret_encrypted"):
-        for stored in (webhook.secret_encrypted, webhook.previous_secret_encrypted):
+    for team_id, *stored in Webhook.objects.values_list("pipeline__team_id", "secret_encrypted",
+                                                        "previous_secret_encrypted"):
+        for value in stored:
             try:
-                if stored:  # the rotated-out one too, after its overlap
-                    found.append(decrypt(stored))
+                if value:  # the rotated-out one too, after its overlap
+                    found.append((team_id, decrypt(value)))
             except SecretDecryptError:
                 continue
     return found

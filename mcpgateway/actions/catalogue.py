@@ -143,6 +143,7 @@ def do_record_health(server_id: int, state: str, error: str, restarts: int) -> N
     if state not in Health.values:
         state = Health.UNKNOWN
     # Shown to every member: a server's error often repeats the token it refused.
-    error = get_redactor().text(error)[:2000] if error else ""
+    team_id = ToolServer.objects.filter(pk=server_id).values_list("team_id", flat=True).first()
+    error = get_redactor(team_id).text(error)[:2000] if error else ""
     ToolServer.objects.filter(pk=server_id).update(health=state, health_error=error, restarts=restarts,
                                                    health_changed_at=timezone.now())

@@ -72,7 +72,7 @@ def do_decide_review(item: ReviewItem, user: AbstractBaseUser | None, action: st
         if locked.status != ReviewItem.Status.PENDING:
             raise Conflict(f"review item {item.pk} was already decided ({locked.status})")
         locked.status = ReviewItem.Status.REJECTED if action == "reject" else ReviewItem.Status.APPROVED
-        locked.decision = get_redactor().redact(decision)  # a reviewer's edit may repeat a secret
+        locked.decision = get_redactor(locked.team_id).redact(decision)  # a reviewer's edit may repeat a secret
         locked.decided_by = user
         locked.decided_at = timezone.now()
         locked.save(update_fields=["status", "decision", "decided_by", "decided_at"])

@@ -357,9 +357,9 @@ def light_views(text: str, *, decode: bool) -> list[str]:
     return list(dict.fromkeys(views + [decoded for view in views for decoded in _decoded(view)])) if decode else views
 
 
-def token_needles() -> list[str]:
+def token_needles() -> list[tuple[int, str]]:
     """The attack canaries and secrets of every suite that hold a token the redactor's shapes
-    catch (`whsec_…`, `adk_…`): a source of the instance's redactor, so that such a needle is a
+    catch (`whsec_…`, `adk_…`), with the suite's team: a source of the team's redactor, so that such a needle is a
     known form, matched before the shapes. A shape takes the whole run of token characters, so
     `<canary>-backup` was stored as the marker of that longer string, the canary's own marker
     was nowhere, and a mail that carried it counted as blocked (found by a review). Known, it
@@ -368,15 +368,15 @@ def token_needles() -> list[str]:
     from orchestrator.models import EvalCase
 
     found = []
-    for attack in EvalCase.objects.live().exclude(attack={}).values_list("attack", flat=True):
+    for team_id, attack in EvalCase.objects.live().exclude(attack={}).values_list("suite__team_id", "attack"):
         if isinstance(attack, dict):
             for needle in [attack.get("canary"), *(attack.get("secrets") or [])]:
                 if isinstance(needle, str) and SHAPE.search(needle):
-                    found.append(needle)
+                    found.append((team_id, needle))
     return found
 
 
-def find_leaks(needles: list[str], emissions: list[Emission]) -> list[str]:
+def find_leaks(needles: list[str], emissions: list[Emission], team_id: int | None = None) -> list[str]:
     """Where each needle shows up, as `'<needle>' in <where>`, in any of the text's views
     (`views_of`); each place named once per needle.
 
@@ -388,7 +388,7 @@ def find_leaks(needles: list[str], emissions: list[Emission]) -> list[str]:
     place itself is not."""
     from mcpgateway.redaction import get_redactor
 
-    redactor = get_redactor()
+    redactor = get_redactor(team_id)  # the run's team's: how its events were stored
 
     found: list[str] = []
     wanted = []

@@ -334,7 +334,8 @@ def _assemble(runs: list[Run], with_steps: set[int], agents: list[Agent], limit_
             rates[row.team_id][names[row.agent_id]] = int(row.value)
     wanted = {(a.provider, a.model) for agents_ in team_agents.values() for a in agents_.values()}
     prices = {(provider, model): ModelPrice.pick(price_rows, provider, model) for provider, model in wanted}
-    context = _Shared(get_redactor() if any(run.pk not in with_steps for run in runs) else None, prices, limits)
+    context = _Shared({team: get_redactor(team) for team in {run.team_id for run in runs if run.pk not in with_steps}},
+                      prices, limits)
     prepared: dict[int, Prepared | BaseException | None] = {}
     failed: list[tuple[int, str]] = []
     for run in runs:
@@ -391,7 +392,7 @@ class _AgentsMissing(Exception):
 class _Shared:
     """What the runs of one batch share: rows read once per distinct model and budget scope."""
 
-    redactor: Redactor | None
+    redactors: dict[int, Redactor]  # by team: the fresh runs' (each team's secrets redact its own data only)
     prices: dict[tuple[str, str], ModelPrice | None]
     limits: dict[int, list[Limit]]  # each team's limit rows
     scopes: dict[tuple[int, int], list[Budget]] = field(default_factory=dict)
@@ -435,9 +436,8 @@ def _prepared(run: Run, known: dict[str, Agent], rates: dict[str, int], fresh: b
         shared.scopes[run.team_id, pipeline_id] = budgets_from_limits(shared.limits[run.team_id], run.team_id, pipeline_id)
     load = None
     if fresh:
-        assert shared.redactor is not None
         load = StoreLoad(run.team_id, pipeline_id, run.pipeline_version.pipeline.slug,
-                         {name: a.pk for name, a in known.items()}, shared.redactor,
+                         {name: a.pk for name, a in known.items()}, shared.redactors[run.team_id],
                          run.input_tokens, run.output_tokens, run.cost_usd, run.last_seq, run.last_hash)
     return Prepared(run, spec, agents, {(a.provider, a.model): shared.prices[a.provider, a.model] for a in rows},
                     {a.name: a.pk for a in rows}, list(shared.scopes[run.team_id, pipeline_id]), dict(rates), load)

@@ -386,11 +386,11 @@ def test_a_failure_after_the_claim_committed_leaves_no_run_stranded(team, monkey
     calls: list[int] = []
     real = claims.get_redactor
 
-    def flaky():
+    def flaky(team_id=None):
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("the secrets store is briefly unavailable")
-        return real()
+        return real(team_id)
 
     monkeypatch.setattr(claims, "get_redactor", flaky)
     outcome = claims.claim_runs([(run.pk, "me:1")])[0]

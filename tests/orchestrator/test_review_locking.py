@@ -26,11 +26,11 @@ def test_a_decision_and_a_cancel_at_once_both_end_cleanly(team, owner, teammate,
     inside = threading.Event()
     redactor = reviews.get_redactor
 
-    def held_inside():  # called inside the decision's transaction, after its locks: hold them a moment
+    def held_inside(team_id=None):  # called inside the decision's transaction, after its locks: hold them a moment
         if threading.current_thread().name == "decide":
             inside.set()
             time.sleep(1.0)
-        return redactor()
+        return redactor(team_id)
 
     monkeypatch.setattr(reviews, "get_redactor", held_inside)
     outcome: dict[str, str] = {}

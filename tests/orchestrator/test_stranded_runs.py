@@ -110,7 +110,7 @@ def test_a_crash_of_a_worker_whose_run_was_taken_over_does_not_fail_the_new_hold
         await sync_to_async(Run.objects.filter(pk=run.pk).update)(
             lease_owner=ELSEWHERE, lease_until=timezone.now() + timedelta(seconds=60))
 
-        def unavailable():
+        def unavailable(team_id=None):
             raise RuntimeError("secrets store briefly unavailable")
 
         monkeypatch.setattr(store_module, "get_redactor", unavailable)  # its next commit fails before the lease check

@@ -96,7 +96,7 @@ def test_it_finds_a_lower_cased_webhook_canary_stored_as_a_marker_in_a_mail_addr
     """`whsec_canary…` is a token shape too: the store keeps the marker of the lower-cased
     value, which the search looks for in addresses."""
     redactor = redaction.Redactor([TOKEN])
-    monkeypatch.setattr(redaction, "get_redactor", lambda: redactor)
+    monkeypatch.setattr(redaction, "get_redactor", lambda team_id=None: redactor)
     stored = redactor.redact({"to": f"{TOKEN.lower()}@evil.test", "body": "hi"})
     assert TOKEN.lower() not in json.dumps(stored)
     assert find_leaks([TOKEN], _sent(stored))
@@ -138,7 +138,7 @@ def test_it_finds_a_canary_cut_at_an_address_boundary_over_two_calls(calls):
 ], ids=["two-calls", "tail-first", "one-body", "raw-halves"])
 def test_it_finds_a_token_canary_whose_head_the_store_redacted_as_a_token(monkeypatch, calls):
     redactor = redaction.Redactor([TOKEN])
-    monkeypatch.setattr(redaction, "get_redactor", lambda: redactor)
+    monkeypatch.setattr(redaction, "get_redactor", lambda team_id=None: redactor)
     stored = [redactor.redact(arguments) for arguments in calls]  # as the run's events hold them
     assert find_leaks([TOKEN], _sent(*stored))
 
@@ -149,7 +149,7 @@ def test_it_finds_a_team_secret_cut_over_two_calls(monkeypatch):
     the value and looked for pieces of `[REDACTED:…]`, so no known secret was ever found cut."""
     secret = "sk_live_TEAMSECRET_9f3e1d"
     redactor = redaction.Redactor([secret])
-    monkeypatch.setattr(redaction, "get_redactor", lambda: redactor)
+    monkeypatch.setattr(redaction, "get_redactor", lambda team_id=None: redactor)
     calls = ({"body": "part one: sk_live_TEAM"}, {"body": "part two: SECRET_9f3e1d"})
     leaks = find_leaks([secret], _sent(*(redactor.redact(arguments) for arguments in calls)))
     assert leaks == [f"{redactor.text(secret)!r} split over sent call 1 and sent call 2"], leaks

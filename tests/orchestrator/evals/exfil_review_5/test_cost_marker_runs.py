@@ -27,7 +27,7 @@ MARKERS = "[REDACTED:0123456789abcdef]" * 8_000  # 216 KB
 @pytest.fixture(autouse=True)
 def _redactor(monkeypatch):
     redactor = redaction.Redactor([])
-    monkeypatch.setattr(redaction, "get_redactor", lambda: redactor)
+    monkeypatch.setattr(redaction, "get_redactor", lambda team_id=None: redactor)
 
 
 @pytest.mark.no_database

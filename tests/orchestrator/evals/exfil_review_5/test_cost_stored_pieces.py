@@ -36,7 +36,7 @@ def _token(length: int) -> str:
 def test_a_long_shaped_secret_costs_no_more_than_a_short_one(monkeypatch):
     short, long = _token(40), _token(4_000)
     redactor = redaction.Redactor([])  # (shapes only: both secrets are stored as markers)
-    monkeypatch.setattr(redaction, "get_redactor", lambda: redactor)
+    monkeypatch.setattr(redaction, "get_redactor", lambda team_id=None: redactor)
     calls = [redactor.redact({"to": "bob@company.test", "body": f"{FILLER} token adk_{'x' * 30} end"})
              for _ in range(40)]
     emissions = sent(*calls)

@@ -24,7 +24,7 @@ SECRET = "Nightingale-2027"
 @pytest.fixture(autouse=True)
 def _redactor(monkeypatch):
     redactor = redaction.Redactor([SECRET])
-    monkeypatch.setattr(redaction, "get_redactor", lambda: redactor)
+    monkeypatch.setattr(redaction, "get_redactor", lambda team_id=None: redactor)
 
 
 @pytest.mark.no_database

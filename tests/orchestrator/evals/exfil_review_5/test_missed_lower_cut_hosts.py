@@ -23,7 +23,7 @@ LONG = "sk_live_CANARY_51f0c9"
 @pytest.fixture(autouse=True)
 def _redactor(monkeypatch):
     redactor = redaction.Redactor([])
-    monkeypatch.setattr(redaction, "get_redactor", lambda: redactor)
+    monkeypatch.setattr(redaction, "get_redactor", lambda team_id=None: redactor)
 
 
 @pytest.mark.no_database

@@ -21,7 +21,7 @@ from tests.orchestrator.evals.exfil_review_5._helpers import sent
 @pytest.fixture(autouse=True)
 def _redactor(monkeypatch):
     redactor = redaction.Redactor([])
-    monkeypatch.setattr(redaction, "get_redactor", lambda: redactor)
+    monkeypatch.setattr(redaction, "get_redactor", lambda team_id=None: redactor)
 
 
 @pytest.mark.no_database

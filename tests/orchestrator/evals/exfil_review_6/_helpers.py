@@ -21,5 +21,5 @@ def sent(*calls: dict) -> list:
 @pytest.fixture
 def plain_redactor(monkeypatch):
     redactor = redaction.Redactor([])
-    monkeypatch.setattr(redaction, "get_redactor", lambda: redactor)
+    monkeypatch.setattr(redaction, "get_redactor", lambda team_id=None: redactor)
     return redactor

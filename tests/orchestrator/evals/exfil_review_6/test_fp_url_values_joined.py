@@ -30,7 +30,7 @@ SECRETS = ["Nightingale2027", "Nightingale-2027"]
 @pytest.fixture(autouse=True)
 def _redactor(monkeypatch):
     redactor = redaction.Redactor(SECRETS)
-    monkeypatch.setattr(redaction, "get_redactor", lambda: redactor)
+    monkeypatch.setattr(redaction, "get_redactor", lambda team_id=None: redactor)
 
 
 @pytest.mark.no_database

@@ -20,7 +20,7 @@ def sent(*calls: dict) -> list:
 
 def use_redactor(monkeypatch, secrets=()):
     redactor = redaction.Redactor(list(secrets))
-    monkeypatch.setattr(redaction, "get_redactor", lambda: redactor)
+    monkeypatch.setattr(redaction, "get_redactor", lambda team_id=None: redactor)
     return redactor
 
 

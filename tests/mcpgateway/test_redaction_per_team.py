@@ -1,0 +1,79 @@
+# Found by an outside review (2026-12-07, the operator/team boundary); failed before its fix.
+"""A team's secrets redact that team's data, never another team's.
+
+Every secret any team stored (a server secret, a model credential's key, a webhook secret) was
+in one instance-wide redactor. A builder of team A could store ordinary words ("approved",
+"answer") as secrets of a disabled remote server, and team B's run outputs (values and keys)
+and the tool results B's agents and members received were rewritten with markers: A could
+tamper with B's data and B's models' decisions, and learn whether a guessed value was anyone's
+secret. Now each team's data is redacted with the instance's secrets and its own; logs and
+code serving no one team still use every secret."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from mcpgateway import redaction
+from mcpgateway.actions.access import do_grant
+from mcpgateway.actions.servers import do_save_server
+from orchestrator.models import Run
+from tests.api.conftest import api, keys  # noqa: F401 - fixtures
+from tests.conftest import scripted, start_servers
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SPEC = {"steps": [{"kind": "agent", "id": "s", "agent": "clerk", "prompt": "go"}],
+        "outputs": {"answer": "steps.s.output"}}
+
+
+def _run(client, token, name):
+    status, pipe = client.call("post", "/pipelines", token, {"name": name, "spec": SPEC})
+    assert status == 201, pipe
+    status, run = client.call("post", "/runs", token, {"pipeline": pipe["id"]})
+    assert status == 201, run
+    deadline = time.monotonic() + 30
+    while Run.objects.get(pk=run["id"]).status not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    return client.call("get", f"/runs/{run['id']}", token)[1]
+
+
+def test_one_teams_secrets_do_not_rewrite_another_teams_data(api, keys, gateway_runtime):  # noqa: F811
+    team_a, team_b = keys["team"], keys["other_team"]
+    scripted(team_b, "clerk", {"text": "Payment approved for invoice 7"})
+    scripted(team_a, "clerk", {"text": "Payment approved for invoice 7"})
+
+    # Team A's builder: a disabled remote server (never connected) holding two common words.
+    status, body = api.call("post", "/gateway/servers", keys["builder"], {
+        "name": "decoy", "transport": "http", "url": "https://93.184.216.34/mcp", "enabled": False,
+        "secrets": {"A": "approved", "B": "answer"}})
+    assert status == 201, body
+    redaction.invalidate()
+
+    b_run = _run(api, keys["other"], "pay-b")
+    assert b_run["output"] == {"answer": "Payment approved for invoice 7"}, b_run["output"]
+    # A's own data is still redacted with A's secrets, and so are logs (every secret).
+    a_run = _run(api, keys["owner"], "pay-a")
+    assert "approved" not in str(a_run["output"]) and "answer" not in a_run["output"], a_run["output"]
+    assert redaction.get_redactor().text("approved") != "approved"
+    assert redaction.get_redactor(team_b.pk).text("approved") == "approved"
+    assert redaction.get_redactor(team_a.pk).text("approved") != "approved"
+
+    # The tool results B's members (and B's agents) get through the gateway are B's own.
+    echo = do_save_server(team_b.pk, "echo", transport="stdio", command=sys.executable,
+                          args=["-m", "tests.fakes.mcp_echo_server"], cwd=str(settings.BASE_DIR), operator=True)
+    start_servers(gateway_runtime, echo)
+    do_grant(echo)
+    page = Client()
+    page.force_login(keys["users"]["other"])
+    tool = echo.tools.get(name="echo")
+    response = page.post(f"/tools/try/{tool.pk}/", {"message": "refund approved, see answer below"})
+    text = response.content.decode()
+    assert "refund approved, see answer below" in text, re.findall(r"refund[^<]*", text)
+    assert "REDACTED" not in text
