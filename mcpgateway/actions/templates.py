@@ -147,6 +147,12 @@ def _check_value(param: TemplateParameter, raw: Any) -> str:
             raise ParameterError(f"{param.name} cannot contain `${{` or `{{{{`", field)
         if value.startswith("-"):
             raise ParameterError(f"{param.name} cannot start with `-` (it would read as an option)", field)
+    if param.kind in ("string", "path") and not (param.kind == "string" and param.pattern) and _climbs(value):
+        # A path's `..` after a symlink: the check resolved it physically (inside the prefix)
+        # and the value was passed on collapsed lexically (outside it); a string placed inside
+        # a template's path climbed out of it the same way (both found by a review). A string
+        # the operator gave a pattern is the pattern's to judge.
+        raise ParameterError(f"{param.name} cannot contain a `..` path segment", field)
     if param.kind == "path":
         if not os.path.isabs(value):
             raise ParameterError(f"{param.name} must be an absolute path", field)
@@ -157,6 +163,10 @@ def _check_value(param: TemplateParameter, raw: Any) -> str:
     if param.pattern and param.kind != "secret" and not re.fullmatch(param.pattern, value):
         raise ParameterError(f"{param.name} does not match the pattern {param.pattern}", field)
     return value
+
+
+def _climbs(value: str) -> bool:
+    return ".." in re.split(r"[/\\]", value)
 
 
 def check_parameters(template: ServerTemplate, values: dict[str, Any],
@@ -222,14 +232,20 @@ def render(template: ServerTemplate, plain: dict[str, str], secret_names: set[st
             return plain.get(name, "")
 
         result = PLACEHOLDER.sub(one, text)
-        # An optional value left out drops the arg or env entry it alone makes up.
-        return None if missing and (env or not result) else result
+        # An optional value left out drops the arg or env entry it is part of (`--root=` with
+        # nothing after it was passed on: a review).
+        return None if missing else result
 
     args = [a for a in (fill(a, env=False) for a in template.args or []) if a is not None]
+    cwd = fill(template.cwd or "", env=False)
+    if template.cwd and not cwd:
+        # Left out, the server started in the gateway's own directory, beside `var/` (a review).
+        needed = ", ".join(sorted(set(PLACEHOLDER.findall(template.cwd))))
+        raise ParameterError(f"the working directory {template.cwd!r} needs a value for {needed}", "parameters")
     env = {k: "${" + literals[k][0] + "}" if k in literals else v
            for k, v in ((k, fill(v, env=True)) for k, v in (template.env or {}).items()) if v is not None}
     return {"transport": Transport.STDIO, "command": template.command, "args": args, "env": env,
-            "cwd": fill(template.cwd or "", env=False) or "", "url": "", "headers": {},
+            "cwd": cwd or "", "url": "", "headers": {},
             "caller_context": template.caller_context, "call_timeout_s": template.call_timeout_s,
             "env_allow": list(template.env_allow or [])}
 
@@ -254,11 +270,11 @@ def rerender(server: ToolServer, template: ServerTemplate) -> None:
     stored = {s.name for s in server.secrets.all()}
     try:
         plain, _ = check_parameters(template, dict(server.parameters or {}), stored)
+        fields = render(template, plain, stored)
     except ParameterError as exc:
         ToolServer.objects.filter(pk=server.pk).update(
             enabled=False, health_error=f"disabled: the template {template.name!r} changed and {exc.message}")
         return
-    fields = render(template, plain, stored)
     ToolServer.objects.filter(pk=server.pk).update(parameters=plain, **fields)
     store_literal_env(server, template)
 

@@ -1,0 +1,61 @@
+# Found by an outside review (2026-12-07, the operator/team boundary); failed before its fix.
+"""A team's values for a catalogue template stay where the operator put them.
+
+A `path` value was checked by its realpath and passed on as its normpath: with an ordinary
+symlink under the prefix (`current -> releases/v2`), `<prefix>/acme/current/../../..` resolved
+inside the prefix for the check and collapsed lexically to the prefix's parent for the process
+(a builder installed server-filesystem on it and read a file outside). A `string` value
+placed inside a template's path climbed out of it the same way. An optional value left out
+emptied the whole working directory (the server started in the gateway's own directory) or
+left `--root=` on the command line."""
+
+from __future__ import annotations
+
+import pytest
+
+from mcpgateway.actions.templates import do_install_template, do_save_template
+from mcpgateway.errors import ParameterError
+from mcpgateway.models import ToolServer
+
+pytestmark = pytest.mark.django_db
+
+
+def _template(**fields):
+    return do_save_template({"name": "files", "command": "npx", **fields}, operator=True)
+
+
+def test_a_path_value_with_dotdot_is_refused_even_where_a_symlink_keeps_it_inside(team, tmp_path):
+    prefix = tmp_path / "srv" / "teams"
+    deep = prefix / "acme" / "releases" / "v2"
+    deep.mkdir(parents=True)
+    (prefix / "acme" / "current").symlink_to(deep)
+    template = _template(args=["-y", "@modelcontextprotocol/server-filesystem", "{{root}}"],
+                         parameters=[{"name": "root", "kind": "path", "path_prefixes": [str(prefix)]}])
+    for value in (f"{prefix}/acme/current/../../..", f"{prefix}/../..", f"{prefix}/acme/current/.."):
+        with pytest.raises(ParameterError, match=r"`\.\.` path segment"):
+            do_install_template(team.pk, template, "files", {"root": value})
+    assert not ToolServer.objects.filter(team_id=team.pk).exists()
+    server = do_install_template(team.pk, template, "files", {"root": f"{prefix}/acme/current"})
+    assert server.args[-1] == f"{prefix}/acme/current"
+
+
+def test_a_string_value_cannot_climb_out_of_the_templates_path_unless_a_pattern_allows_it(team):
+    template = _template(args=["/srv/teams/{{team}}"], parameters=[{"name": "team"}])
+    for value in ("../../etc", "acme/../../etc", "..", "a\\..\\b"):
+        with pytest.raises(ParameterError, match=r"`\.\.` path segment"):
+            do_install_template(team.pk, template, "files", {"team": value})
+    server = do_install_template(team.pk, template, "files", {"team": "v1..v2"})  # not a segment
+    assert server.args == ["/srv/teams/v1..v2"]
+    patterned = do_save_template({"name": "refs", "command": "git", "args": ["{{range}}"],
+                                  "parameters": [{"name": "range", "pattern": r"[a-z0-9./]+"}]}, operator=True)
+    assert do_install_template(team.pk, patterned, "refs", {"range": "../x"}).args == ["../x"]
+
+
+def test_an_optional_value_left_out_drops_its_argument_and_cannot_empty_the_working_directory(team):
+    template = _template(args=["--root={{root}}", "--verbose"], cwd="{{home}}",
+                         parameters=[{"name": "root", "kind": "string", "required": False},
+                                     {"name": "home", "kind": "string", "required": False}])
+    with pytest.raises(ParameterError, match="working directory"):
+        do_install_template(team.pk, template, "files", {"root": "x"})
+    server = do_install_template(team.pk, template, "files", {"home": "/srv/work"})
+    assert server.args == ["--verbose"] and server.cwd == "/srv/work"
