@@ -22,12 +22,14 @@ from orchestrator.providers.base import (
     ClientCache,
     DeltaCallback,
     EndpointOptions,
+    IdleDeadline,
     byte_bound_tokens,
     guarded_http_client,
     model_timeout_s,
     parse_options,
     resolve_endpoint,
     retryable_status,
+    timed_out,
 )
 
 log = logging.getLogger(__name__)
@@ -122,7 +124,7 @@ async def _stream(
     """
     try:
         async with client.messages.stream(**params, timeout=model_timeout_s()) as stream:
-            async for event in stream:
+            async for event in IdleDeadline(stream, "Anthropic"):
                 if event.type == "text":
                     yield event.text
             yield await stream.get_final_message()
@@ -225,9 +227,7 @@ def to_response(message: WireMessage, requested_model: str) -> ModelResponse:
 def to_provider_error(exc: anthropic.APIError) -> ProviderError:
     """An SDK error -> ProviderError, retryable for timeouts, connection loss, 429, 5xx."""
     if isinstance(exc, anthropic.APITimeoutError):
-        return ProviderError(
-            f"Anthropic call timed out (MODEL_TIMEOUT_S={model_timeout_s():g})", retryable=True
-        )
+        return timed_out("Anthropic")
     if isinstance(exc, anthropic.APIConnectionError):
         return ProviderError(f"cannot reach Anthropic at {exc.request.url}: {exc}", retryable=True)
     if isinstance(exc, anthropic.APIStatusError):

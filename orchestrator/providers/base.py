@@ -12,7 +12,7 @@ import asyncio
 import json
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -161,10 +161,47 @@ def guarded_http_client(guarded: bool) -> Any:
 
 
 def model_timeout_s() -> float:
-    """Seconds a model call may wait on the network, from `settings.MODEL_TIMEOUT_S`."""
+    """Seconds a model call may wait on the network, and a streamed answer for its next part
+    (`IdleDeadline`), from `settings.MODEL_TIMEOUT_S`."""
     from django.conf import settings
 
     return float(settings.MODEL_TIMEOUT_S)
+
+
+def timed_out(what: str) -> ProviderError:
+    """The retryable error of a model call that took longer than `MODEL_TIMEOUT_S` allows."""
+    return ProviderError(f"{what} call timed out (MODEL_TIMEOUT_S={model_timeout_s():g})", retryable=True)
+
+
+T = TypeVar("T")
+
+
+class IdleDeadline(Generic[T]):
+    """The items of a streamed answer, each of which must arrive within `MODEL_TIMEOUT_S` of the one
+    before (the first, of the response's headers); else `timed_out(what)`.
+
+    The timeout the SDKs get bounds each socket read, not progress: a server or proxy sending SSE
+    keep-alives (`: PROCESSING` comments, Anthropic's `ping` events), which the SDKs read and skip,
+    never tripped it and held a run streaming for ever. Only an item the SDK yields resets this one.
+    """
+
+    def __init__(self, items: AsyncIterable[T], what: str) -> None:
+        self._items: AsyncIterator[T] = aiter(items)
+        self._what = what
+        self._timeout_s = model_timeout_s()
+
+    def __aiter__(self) -> IdleDeadline[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        deadline = asyncio.timeout(self._timeout_s)
+        try:
+            async with deadline:
+                return await anext(self._items)
+        except TimeoutError:
+            if not deadline.expired():  # the stream's own TimeoutError, not this deadline's
+                raise
+            raise timed_out(self._what) from None
 
 
 def setting(name: str) -> str | None:

@@ -28,12 +28,14 @@ from orchestrator.providers.base import (
     ClientCache,
     DeltaCallback,
     EndpointOptions,
+    IdleDeadline,
     byte_bound_tokens,
     guarded_http_client,
     model_timeout_s,
     parse_options,
     resolve_endpoint,
     retryable_status,
+    timed_out,
 )
 
 PLACEHOLDER_API_KEY = "not-needed"
@@ -116,7 +118,7 @@ async def _stream(
     try:
         stream = await client.chat.completions.create(**params, timeout=model_timeout_s())
         async with stream:
-            async for chunk in stream:
+            async for chunk in IdleDeadline(stream, "OpenAI-compatible"):
                 yield chunk
     except openai.APIError as exc:
         raise to_provider_error(exc) from exc
@@ -270,10 +272,7 @@ def _parse_arguments(call: _PartialCall) -> dict[str, Any]:
 def to_provider_error(exc: openai.APIError) -> ProviderError:
     """An SDK error -> ProviderError, retryable for timeouts, connection loss, 429, 5xx."""
     if isinstance(exc, openai.APITimeoutError):
-        return ProviderError(
-            f"OpenAI-compatible call timed out (MODEL_TIMEOUT_S={model_timeout_s():g})",
-            retryable=True,
-        )
+        return timed_out("OpenAI-compatible")
     if isinstance(exc, openai.APIConnectionError):
         return ProviderError(
             f"cannot reach the OpenAI-compatible server at {exc.request.url}: {exc}",
