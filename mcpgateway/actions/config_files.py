@@ -30,6 +30,7 @@ from mcpgateway.documents import DuplicateKey, load_yaml_unique, loads_json_uniq
 from mcpgateway.errors import ConfigError, GatewayError, NotOperator
 from mcpgateway.models import ServerSecret, ToolServer
 
+DEFAULT_CALL_TIMEOUT_S = ToolServer._meta.get_field("call_timeout_s").default
 TRANSPORT_ALIASES = {"http": "http", "streamable-http": "http", "streamable_http": "http", "streamableHttp": "http",
                      "sse": "sse", "stdio": "stdio"}
 
@@ -85,10 +86,14 @@ class ServerEntry(BaseModel):
         return self
 
     def fields(self) -> dict[str, Any]:
+        """The server's fields; a `description`, `caller_context` or `timeout` the entry leaves out is
+        left out too, so re-importing a file updates a server without wiping what it does not say."""
         transport = self.transport or (TRANSPORT_ALIASES[self.type] if self.type else None)
         transport = transport or ("stdio" if self.command else "http")
-        result: dict[str, Any] = {"transport": transport, "description": self.description,
-                                  "enabled": self.enabled and not self.disabled, "caller_context": self.caller_context}
+        result: dict[str, Any] = {"transport": transport, "enabled": self.enabled and not self.disabled}
+        for name in ("description", "caller_context"):
+            if name in self.model_fields_set:
+                result[name] = getattr(self, name)
         if self.timeout:
             result["call_timeout_s"] = self.timeout
         if transport == "stdio":
@@ -186,7 +191,10 @@ def do_import_config(team_id: int, text: str, secrets: dict[str, str] | None = N
 
 
 def export_config(team_id: int, style: Literal["yaml", "claude"] = "yaml") -> str:
-    """The team's servers in either format, with `${NAME}` references instead of secrets."""
+    """The team's servers in either format, with `${NAME}` references instead of secrets.
+
+    Every setting the import reads is written (in both styles; Claude clients ignore the keys
+    they do not know), so export -> import -> export gives the same file."""
     servers: dict[str, dict[str, Any]] = {}
     for server in ToolServer.objects.filter(team_id=team_id).order_by("name"):
         entry: dict[str, Any]
@@ -205,10 +213,12 @@ def export_config(team_id: int, style: Literal["yaml", "claude"] = "yaml") -> st
                 entry["headers"] = dict(server.headers)
         if not server.enabled:
             entry["disabled" if style == "claude" else "enabled"] = True if style == "claude" else False
-        if server.description and style == "yaml":
+        if server.description:
             entry["description"] = server.description
-        if server.caller_context and style == "yaml":
+        if server.caller_context:
             entry["caller_context"] = True
+        if server.call_timeout_s != DEFAULT_CALL_TIMEOUT_S:
+            entry["timeout"] = server.call_timeout_s
         servers[server.name] = entry
     if style == "claude":
         return json.dumps({"mcpServers": servers}, indent=2)
