@@ -5,6 +5,7 @@ credentials page itself is `dashboard.views.credentials`)."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from django import forms
@@ -29,7 +30,7 @@ from dashboard.views.agent_fields import (
 )
 from mcpgateway.authority import is_instance_operator
 from orchestrator.actions.agents import do_save_agent
-from orchestrator.actions.errors import ActionError
+from orchestrator.actions.errors import ActionError, Conflict
 from orchestrator.actions.try_runs import do_start_try_run
 from orchestrator.models import Agent, ModelCredential
 from orchestrator.providers import provider_choices
@@ -66,6 +67,9 @@ class AgentForm(forms.Form):
     options = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}), required=False,
                               initial="{}", label="Other options (JSON)",
                               help_text="Anything else the provider reads, as a JSON object; usually {}.")
+    # The agent's `updated_at` when the edit page was opened: a save from a page opened before
+    # another builder's save is refused instead of writing back the older values it shows.
+    base_updated_at = forms.CharField(widget=forms.HiddenInput, required=False)
 
     def __init__(self, *args: Any, editing: Agent | None = None, team_id: int | None = None, operator: bool = False,
                  **kwargs: Any):
@@ -78,7 +82,9 @@ class AgentForm(forms.Form):
         if not operator:
             del self.fields["base_url"], self.fields["api_key_env"]
         self.fields.update(defence_fields())
-        if editing is not None:
+        if editing is None:
+            del self.fields["base_updated_at"]
+        else:
             self.fields["name"].disabled = True
             self.fields["name"].help_text = "Pipelines and grants refer to the agent by name; it cannot change."
 
@@ -87,6 +93,16 @@ class AgentForm(forms.Form):
 
     def clean_options(self) -> Any:
         return self._json("options", self.cleaned_data["options"].strip() or "{}")
+
+    def clean_base_updated_at(self) -> datetime | None:
+        text = self.cleaned_data["base_updated_at"].strip()
+        try:
+            opened = datetime.fromisoformat(text) if text else None
+        except ValueError:
+            opened = None
+        if text and (opened is None or opened.tzinfo is None):  # a hidden field: its error shows at the top
+            self.add_error(None, "this page's version of the agent is unreadable: open the agent again")
+        return opened
 
     def clean_script(self) -> Any:
         text = self.cleaned_data["script"].strip()
@@ -140,7 +156,7 @@ def _initial(agent: Agent) -> dict[str, Any]:
     return {"name": agent.name, "description": agent.description, "provider": agent.provider,
             "model_choice": choice if choice in known else OTHER, "model": "" if choice in known else agent.model,
             "system_prompt": agent.system_prompt, "temperature": agent.temperature, "max_tokens": agent.max_tokens,
-            "max_turns": agent.max_turns, "credential": agent.credential_id,
+            "max_turns": agent.max_turns, "credential": agent.credential_id, "base_updated_at": agent.updated_at.isoformat(),
             **split_options(agent.options), **defence_initial(agent.defences)}
 
 
@@ -209,19 +225,23 @@ def _form_page(request: HttpRequest, agent: Agent | None) -> HttpResponse:
     if request.method == "POST":
         form = AgentForm(request.POST, editing=agent, initial=_initial(agent) if agent else None, team_id=request.team.pk,
                          operator=operator)
+        status = 400
         if form.is_valid():
             fields = form.agent_fields(agent)
             if agent is not None:
                 fields.pop("name")
             try:
-                saved = do_save_agent(request.team, fields, agent, operator=operator)
+                saved = do_save_agent(request.team, fields, agent, operator=operator,
+                                      base_updated_at=form.cleaned_data.get("base_updated_at"))
+            except Conflict as exc:  # the page keeps what the user typed, to copy into a fresh one
+                form.add_error(None, exc.message)
+                status = 409
             except ActionError as exc:
                 field = _field_for(form, exc, form.cleaned_data.get("script") is not None)
                 form.add_error(field, f"{exc.field}: {exc.message}" if "." in exc.field else exc.message)
             else:
                 messages.success(request, f"Saved agent {saved.name}.")
                 return redirect("agent-detail", pk=saved.pk)
-        status = 400
     else:
         form = AgentForm(editing=agent, initial=_initial(agent) if agent else {
             "provider": "scripted", "model_choice": "scripted:scripted-1",

@@ -10,11 +10,12 @@ where keys go, so only instance operators set them; teams use credentials.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
 
-from orchestrator.actions.errors import ActionError
+from orchestrator.actions.errors import ActionError, Conflict
 from orchestrator.actions.teams import do_create_agent
 from orchestrator.engine.defences import DefenceError, Defences
 from orchestrator.engine.errors import ProviderError
@@ -112,15 +113,33 @@ def check_agent(team: Team, fields: dict[str, Any], agent: Agent | None = None, 
     return fields
 
 
+def check_agent_unchanged(agent: Agent, base_updated_at: datetime) -> None:
+    """Conflict unless the agent is still as it was at `base_updated_at` (locked until the transaction ends)."""
+    current = Agent.objects.select_for_update().filter(pk=agent.pk).values_list("updated_at", flat=True).first()
+    if current is None:
+        raise Conflict(f"agent {agent.name!r} was deleted after this edit started: nothing was saved", "base_updated_at")
+    if current != base_updated_at:
+        raise Conflict(f"agent {agent.name!r} was saved by someone else at {current:%Y-%m-%d %H:%M:%S} UTC, after this "
+                       "edit started: nothing was saved; open the agent again and apply your changes there",
+                       "base_updated_at")
+
+
 @transaction.atomic
-def do_save_agent(team: Team, fields: dict[str, Any], agent: Agent | None = None, *, operator: bool = False) -> Agent:
+def do_save_agent(team: Team, fields: dict[str, Any], agent: Agent | None = None, *, operator: bool = False,
+                  base_updated_at: datetime | None = None) -> Agent:
     """Create an agent, or update `agent` (which must belong to `team`). Runs already started
-    keep the configuration they loaded; the next run uses the new one."""
+    keep the configuration they loaded; the next run uses the new one.
+
+    `base_updated_at`: the agent's `updated_at` when the edit started. If it was saved since,
+    Conflict, and nothing is saved: an edit page opened before another builder's save wrote
+    back every field it showed, silently undoing that save."""
     if agent is not None and agent.team_id != team.pk:
         raise ActionError("no such agent in this team", "name")
     checked = check_agent(team, fields, agent, operator=operator)
     if agent is None:
         return do_create_agent(team, checked.pop("name"), **checked)
+    if base_updated_at is not None:
+        check_agent_unchanged(agent, base_updated_at)
     for field, value in checked.items():
         setattr(agent, field, value)
     agent.save()
