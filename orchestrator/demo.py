@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import sys
 from decimal import Decimal
 from typing import Any
 
@@ -165,9 +164,9 @@ def create_demo_agents(team: Team, use_anthropic: bool) -> None:
 def create_demo_tools(team: Team) -> None:
     """The built-in code-tools and sandbox MCP servers, installed from the server catalogue (instance-level
     templates the seed offers), and grants for the agents that use them."""
-    server = do_install_builtin(team.pk, {
-        "name": "code", "description": "Built-in code checks (lint, scan, word count)",
-        "command": sys.executable, "args": ["-m", "mcpgateway.builtin.code_tools"], "cwd": str(settings.BASE_DIR)})
+    from orchestrator.pipeline_templates import builtin_template
+
+    server = do_install_builtin(team.pk, builtin_template("code"))
     for agent in ("security", "reviewer"):
         if not Grant.objects.filter(server=server, agent_name=agent, tool__isnull=True).exists():
             do_grant(server, agent=agent)

@@ -197,37 +197,43 @@ def _free_name(team: Team, name: str) -> tuple[str, str]:
     raise ActionError("too many pipelines from this template; rename some", "template")
 
 
-def _install_tool(team: Team, server: str) -> Any:
+def _install_tool(team: Team, server: str, offer: bool) -> Any:
     """A built-in server, the way shipped eval suites install theirs: from the instance's template,
     never rewriting one an operator changed, and never converting a team's own server of the same
     name (the template is refused instead: its pipeline calls the tools by that server name)."""
     from mcpgateway.errors import GatewayError
 
     try:
-        return _install_builtin(team, server)
+        return _install_builtin(team, server, offer)
     except GatewayError as exc:
         raise ActionError(f"cannot create this template's pipeline: {exc.message}", "template") from None
 
 
-def _install_builtin(team: Team, server: str) -> Any:
-    from mcpgateway.actions.templates import do_install_builtin
-
+def builtin_template(server: str) -> dict[str, Any]:
+    """The code-defined catalogue template of a built-in server the templates use."""
     if server == "sandbox":
         from mcpgateway.actions.sandbox import sandbox_template
 
-        return do_install_builtin(team.pk, sandbox_template(), overwrite=False)
+        return sandbox_template()
     if server == "code":
-        return do_install_builtin(team.pk, {
-            "name": "code", "description": "Built-in code checks (lint, scan, word count)",
-            "command": sys.executable, "args": ["-m", "mcpgateway.builtin.code_tools"],
-            "cwd": str(settings.BASE_DIR)}, overwrite=False)
+        return {"name": "code", "description": "Built-in code checks (lint, scan, word count)",
+                "command": sys.executable, "args": ["-m", "mcpgateway.builtin.code_tools"], "cwd": str(settings.BASE_DIR)}
     raise ActionError(f"unknown built-in server {server!r}", "template")
+
+
+def _install_builtin(team: Team, server: str, offer: bool) -> Any:
+    from mcpgateway.actions.templates import do_install_builtin
+
+    return do_install_builtin(team.pk, builtin_template(server), overwrite=False, offer=offer)
 
 
 @transaction.atomic
 def do_create_from_template(team: Team, slug: str, user: AbstractBaseUser | None = None) -> tuple[Pipeline, list[str]]:
     """Create the template's missing agents, tools and grants and a pipeline from it; returns the
-    pipeline and notes for the user (agents reused, grants missing)."""
+    pipeline and notes for the user (agents reused, grants missing). A built-in tool server the
+    template needs is installed from the instance's catalogue; only an instance operator (or the
+    command line, `user` None) adds it to the catalogue when it is not there."""
+    from authz.policy import is_instance_operator
     from mcpgateway.actions.access import do_grant
     from mcpgateway.models import Grant
 
@@ -244,7 +250,7 @@ def do_create_from_template(team: Team, slug: str, user: AbstractBaseUser | None
         else:
             notes.append(f"reused the team's agent {name}")
     for server_name, agents in template.tools.items():
-        server = _install_tool(team, server_name)
+        server = _install_tool(team, server_name, offer=user is None or is_instance_operator(user))
         for agent in agents:
             if Grant.objects.filter(server=server, agent_name=agent).exists():
                 continue

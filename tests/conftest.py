@@ -194,6 +194,19 @@ def team(owner, teammate) -> Team:
 
 
 @pytest.fixture
+def builtins_offered(db) -> None:
+    """The built-in servers' catalogue templates (code, sandbox, office), offered as an operator
+    or `make run`'s seed offers them: a team member's "create from template" or "install the
+    injection suite" only uses what the catalogue offers."""
+    from mcpgateway.actions.templates import do_save_template
+    from orchestrator.evals.suite_files import office_template
+    from orchestrator.pipeline_templates import builtin_template
+
+    for spec in (builtin_template("code"), builtin_template("sandbox"), office_template()):
+        do_save_template(spec, operator=True)
+
+
+@pytest.fixture
 def outbound_allows_loopback(settings) -> None:
     """Tests whose team-set URLs (webhooks, remote servers, base URLs) point at loopback fakes:
     the instance allows loopback for them, explicitly (the default refuses it)."""

@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.views.decorators.http import require_POST
 
+from authz.policy import is_instance_operator
 from dashboard import evals_display
 from dashboard.access import can, team_view
 from mcpgateway.errors import GatewayError
@@ -53,7 +54,7 @@ def import_suite(request: HttpRequest) -> HttpResponse:
 @team_view("eval.edit")
 def install_injection(request: HttpRequest) -> HttpResponse:
     try:
-        suite = install_injection_suite(request.team)
+        suite = install_injection_suite(request.team, offer=is_instance_operator(request.user))
     except GatewayError as exc:  # e.g. the team has its own server named like the suite's
         messages.error(request, exc.message)
         return redirect("evals")

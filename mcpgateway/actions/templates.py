@@ -28,7 +28,7 @@ from mcpgateway.actions.servers import (
     secret_name,
 )
 from mcpgateway.authority import check_operator
-from mcpgateway.errors import GatewayError, ParameterError
+from mcpgateway.errors import GatewayError, NotOperator, ParameterError
 from mcpgateway.models import ServerTemplate, ToolServer, Transport
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -335,13 +335,19 @@ def do_update_installed(server: ToolServer, values: dict[str, Any], description:
 
 
 @transaction.atomic
-def do_install_builtin(team_id: int, spec: dict[str, Any], *, overwrite: bool = True) -> ToolServer:
+def do_install_builtin(team_id: int, spec: dict[str, Any], *, overwrite: bool = True, offer: bool = True) -> ToolServer:
     """Instance-level code (seeding, shipped suites, the sandbox): offer a fixed, parameterless template
     written in code and give the team its server from it, named like the template. With `overwrite`
     (instance-level code), a team's existing server of that name becomes the template's (its grants
     are kept); without it (a team member's action), an existing server of that name that is not
-    already this install is never changed: Conflict."""
+    already this install is never changed: Conflict. Without `offer` (a team member's action: only
+    an operator, or instance code, decides what the catalogue offers) the template must exist: a
+    builder's "create from template" and "install the injection suite" wrote back the sandbox,
+    code and office templates an operator had removed, and started their processes (a review)."""
     existing = ServerTemplate.objects.filter(name=spec["name"]).first()
+    if existing is None and not offer:
+        raise NotOperator(f"the built-in {spec['name']!r} tool server is not offered on this instance: ask an instance "
+                          f"operator to offer it (the same action, done once by an operator, offers it)", "name")
     if existing is not None and not overwrite:
         # A team-level action (installing a shipped eval suite) never rewrites what an operator
         # installed for every team: an existing template of that name is used as it is.

@@ -16,7 +16,10 @@ from mcpgateway.actions.templates import do_install_builtin
 from mcpgateway.models import Grant
 from mcpgateway.redaction import invalidate as invalidate_redactor
 from orchestrator.actions.errors import ActionError
-from orchestrator.evals.spec import SuiteSpec, parse_suite
+from orchestrator.actions.runs import check_run_input
+from orchestrator.engine.spec import parse_spec
+from orchestrator.evals.harness import agent_target_spec
+from orchestrator.evals.spec import SuiteFileError, SuiteSpec, parse_suite
 from orchestrator.models import Agent, EvalCase, EvalSuite, Pipeline, Team
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
@@ -45,6 +48,7 @@ def _save_suite(team: Team, spec: SuiteSpec) -> EvalSuite:
         if version is None:
             raise ActionError(f"target.version: pipeline {pipeline.slug} has no version {spec.target.version}", "target.version")
         target["pipeline_version"] = version
+    _check_case_inputs(spec, target)
     judge = None
     if spec.judge_agent:
         judge = Agent.objects.filter(team=team, name=spec.judge_agent).first()
@@ -64,6 +68,21 @@ def _save_suite(team: Team, spec: SuiteSpec) -> EvalSuite:
             "attack": c.attack.model_dump(exclude_none=True) if c.attack else {}, "tags": c.tags, "archived_at": None})
     transaction.on_commit(invalidate_redactor)  # its token-shaped canaries are known forms from now on
     return suite
+
+
+def _check_case_inputs(spec: SuiteSpec, target: dict[str, Any]) -> None:
+    """Refuse (SuiteFileError naming `cases.<N>.input...`) a case input its target cannot take, by the
+    rule its run will meet (`check_run_input`): a bad case used to be stored, then fail the whole eval run."""
+    version = target["pipeline_version"]
+    pipeline_spec = parse_spec(version.spec if version is not None else agent_target_spec(target["agent"].name))
+    errors = []
+    for i, case in enumerate(spec.cases):
+        try:
+            check_run_input(pipeline_spec, case.input)
+        except ActionError as exc:
+            errors.append({"field": f"cases.{i}.{exc.field}", "message": exc.message})
+    if errors:
+        raise SuiteFileError(errors)
 
 
 def export_suite(suite: EvalSuite) -> str:
@@ -90,18 +109,25 @@ def export_suite(suite: EvalSuite) -> str:
 
 
 @transaction.atomic
-def install_injection_suite(team: Team, *, use_anthropic: bool | None = None, model: str = "claude-sonnet-4-5") -> EvalSuite:
+def office_template() -> dict[str, Any]:
+    """The code-defined catalogue template of the injection suite's simulated office."""
+    return {"name": "office", "description": "Simulated office for evaluations (documents, mail, web, bank)",
+            "command": sys.executable, "args": ["-m", "mcpgateway.builtin.office_tools", "--data", str(INJECTION_SUITE)],
+            "cwd": str(settings.BASE_DIR)}
+
+
+def install_injection_suite(team: Team, *, use_anthropic: bool | None = None, model: str = "claude-sonnet-4-5",
+                            offer: bool = True) -> EvalSuite:
     """The shipped prompt-injection suite for `team`: the `office` tool server with the
     suite's environment, the agent `office-assistant` (scripted: a naive agent that follows
-    injected text; with `use_anthropic`, a real model), its grants to every office tool."""
+    injected text; with `use_anthropic`, a real model), its grants to every office tool.
+    Without `offer` (a team member's action) the `office` template must be in the instance's
+    catalogue already (`do_install_builtin`)."""
     text = INJECTION_SUITE.read_text()
     spec = parse_suite(text)
     # The office server is a fixed, code-defined catalogue template: a team member installing the suite
     # starts no command of their own choosing.
-    server = do_install_builtin(team.pk, {
-        "name": "office", "description": "Simulated office for evaluations (documents, mail, web, bank)",
-        "command": sys.executable, "args": ["-m", "mcpgateway.builtin.office_tools", "--data", str(INJECTION_SUITE)],
-        "cwd": str(settings.BASE_DIR)}, overwrite=False)
+    server = do_install_builtin(team.pk, office_template(), overwrite=False, offer=offer)
     use_anthropic = bool(settings.ANTHROPIC_API_KEY) if use_anthropic is None else use_anthropic
     rules = [{"if_contains": c.scripted["if_contains"], "replies": c.scripted["replies"]} for c in spec.cases if c.scripted]
     fields: dict[str, Any] = {

@@ -35,7 +35,7 @@ def test_it_shows_inputs_defences_and_metrics_readably(team, owner, gateway_runt
     assert "100%" in compare and "<td>tool_accuracy</td>" not in compare
 
 
-def test_it_explains_why_the_injection_suite_cannot_be_installed(team, owner):
+def test_it_explains_why_the_injection_suite_cannot_be_installed(team, owner, builtins_offered):
     from mcpgateway.actions.servers import do_save_server
 
     do_save_server(team.pk, "office", transport="http", url="https://mcp.example.com/mcp", operator=False)

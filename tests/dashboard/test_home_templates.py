@@ -16,7 +16,7 @@ from orchestrator.models import Agent, Pipeline, ReviewItem
 from orchestrator.pipeline_templates import TEMPLATES, do_create_from_template
 from tests.conftest import execute, start, start_servers
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("builtins_offered")]
 
 
 def login(user) -> Client:
