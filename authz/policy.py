@@ -77,8 +77,9 @@ POLICY: dict[str, Rule] = {
     "apikey.view": _team("owner", "admin", "list the team's API keys"),
     "credential.view": _team("viewer", "read", "list the team's model credentials (never their keys)"),
     "catalogue.view": _team("viewer", "read", "browse the operators' server templates"),
-    "mcp.call": Rule(role=None, scope=None, summary="call tools over /mcp: any live key or agent token of the team; "
-                     "each call is then checked against the team's grants (mcpgateway.actions.access)"),
+    # (A read key, or a viewer's, called tools that act over /mcp: a review. As `tool.try`.)
+    "mcp.call": _team("builder", "run", "call tools over /mcp: a live key with the `run` scope of a builder or above "
+                      "(or such a service account); each call is then checked against the team's grants"),
     # changing the team's objects
     "agent.edit": _team("builder", "admin", "create, change and delete agents"),
     "pipeline.edit": _team("builder", "admin", "create pipelines and save versions"),

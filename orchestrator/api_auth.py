@@ -27,7 +27,7 @@ from mcpgateway import catalogue
 from mcpgateway.actions.access import authenticate_token
 from mcpgateway.api_caller import Caller
 from mcpgateway.authority import is_instance_operator, key_is_operator
-from mcpgateway.downstream.access import AuthenticationUnavailable
+from mcpgateway.downstream.access import AuthenticationUnavailable, KeyNotAllowed
 from mcpgateway.models import ApiKey
 from mcpgateway.types import Principal
 from orchestrator.limits import check_request_rate
@@ -70,8 +70,11 @@ def _mcp_principal(token: str) -> Principal | None:
         return None
     key, principal = found
     caller = caller_for_key(key)
-    if caller is None or not allows(caller.actor, MCP_ENDPOINT_ACTION):
+    if caller is None:
         return None
+    if not allows(caller.actor, MCP_ENDPOINT_ACTION):
+        raise KeyNotAllowed("This key cannot call tools: /mcp needs a key with the `run` scope whose user is a "
+                            "builder or owner of the team (or a service account with `run`).")
     return principal
 
 

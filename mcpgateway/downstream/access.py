@@ -34,6 +34,11 @@ AUTHENTICATE_TIMEOUT_S = 10.0
 RETRY_AFTER_S = "5"
 
 
+class KeyNotAllowed(Exception):
+    """A live key whose scope (or whose user's role) does not allow calling tools: 403
+    `insufficient_scope` naming what it lacks, not the 401 of an invalid key."""
+
+
 class AuthenticationUnavailable(Exception):
     """An authenticator could not decide (its database is unreachable or busy): the request
     is answered 503 with Retry-After, as every other request then is, not 401 nor a 500."""
@@ -104,6 +109,9 @@ class RequestGuard:
             logger.warning("MCP authentication unavailable: %s", exc.__cause__ or exc)
             return error_response(503, "unavailable", "Authentication is unavailable; try again.",
                                   {"Retry-After": RETRY_AFTER_S})
+        except KeyNotAllowed as exc:
+            challenge = f'Bearer realm="{self._realm}", error="insufficient_scope", scope="run"'
+            return error_response(403, "insufficient_scope", str(exc), {"WWW-Authenticate": challenge})
         if principal is None:
             return self._unauthorized("invalid_token", "The bearer token is invalid or revoked.")
         return principal
