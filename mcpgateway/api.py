@@ -180,7 +180,7 @@ def create_grant(request: HttpRequest, body: GrantIn):
     tool = get_object_or_404(Tool, pk=body.tool, server=server) if body.tool else None
     key = get_object_or_404(ApiKey, pk=body.api_key, team_id=c.team_id) if body.api_key else None
     grant = do_grant(server, agent=body.agent, api_key=key, tool=tool, require_approval=body.require_approval,
-                     calls_per_minute=body.calls_per_minute, network_access=body.network_access)
+                     calls_per_minute=body.calls_per_minute, network_access=body.network_access, operator=c.operator)
     return Status(201, _grant_out(grant))
 
 

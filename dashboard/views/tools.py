@@ -159,7 +159,7 @@ def _grant_args(request: HttpRequest) -> dict[str, Any]:
 def grant_add(request: HttpRequest) -> HttpResponse:
     try:
         args = _grant_args(request)
-        grant = do_grant(args.pop("server"), **args)
+        grant = do_grant(args.pop("server"), **args, operator=is_instance_operator(request.user))
     except GatewayError as exc:
         return _access(request, status=400, grant_error=exc.message, grant_error_field=exc.field,
                        grant_form=request.POST.dict())

@@ -6,7 +6,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from mcpgateway.errors import GatewayError
+from mcpgateway.errors import GatewayError, NotOperator
 from mcpgateway.models import ApiKey, Grant, PrincipalKind, Tool, ToolServer
 from mcpgateway.types import Principal
 
@@ -60,8 +60,17 @@ def authenticate_token(token: str) -> tuple[ApiKey, Principal] | None:
 
 
 def do_grant(server: ToolServer, *, agent: str = "", api_key: ApiKey | None = None, tool: Tool | None = None,
-             require_approval: bool = False, calls_per_minute: int | None = None, network_access: bool = False) -> Grant:
-    """Allow an agent, an API key, or (neither given) everyone in the team a server or one tool."""
+             require_approval: bool = False, calls_per_minute: int | None = None, network_access: bool = False,
+             operator: bool = True) -> Grant:
+    """Allow an agent, an API key, or (neither given) everyone in the team a server or one tool.
+
+    `network_access` (a sandbox container on the network the operator configured, Docker's
+    `bridge` by default, from which the host, private ranges and metadata addresses are
+    reachable) is an operator's to give: a team member's grant (`operator=False`) with it is
+    refused (a builder's grant reached private addresses that way: a review)."""
+    if network_access and not operator:
+        raise NotOperator("network access for sandbox containers is granted by an instance operator: the sandbox's "
+                          "network is the operator's, and can reach the host and private addresses", "network_access")
     if agent and api_key:
         raise GatewayError("a grant is for an agent or an API key, not both", "principal")
     if tool is not None and tool.server_id != server.pk:
