@@ -70,8 +70,11 @@ def _new_secret() -> str:
 
 
 def do_create_webhook(pipeline: Pipeline, url: str, events: list[str] | None = None) -> tuple[Webhook, str]:
-    """A webhook and its signing secret (shown once)."""
-    events = _check_events(events or list(Webhook.EVENTS))
+    """A webhook and its signing secret (shown once). No `events`: all of them; an empty list is
+    refused, as on update (it was widened to every event: a review)."""
+    if events is not None and not events:
+        raise ActionError("a webhook needs at least one event", "events")
+    events = _check_events(list(Webhook.EVENTS) if events is None else events)
     _check_url(url)
     secret = _new_secret()
     webhook = Webhook.objects.create(pipeline=pipeline, url=url, events=events, secret_encrypted=encrypt(secret))
