@@ -411,7 +411,14 @@ class DjangoRunStore:
             head = self._run_head()
             if sent.doubt is not None:
                 writes, events = self._settle(sent, writes, events)
-                if sent.made is not None and not writes and not events:  # (it may have ended the run: no lease to check)
+                if sent.made is not None and not writes and not events:
+                    # Made, and nothing else to write. Unless the made attempt itself ended or
+                    # paused the run (and so let its lease go), the lease is checked as for any
+                    # commit: a retry after another worker took the run over returned as if all
+                    # were well, and the engine went on beside that worker (a review).
+                    ended = any(isinstance(w, RunWrite) and w.status != RunStatus.RUNNING for w in sent.made.writes)
+                    if self.lease_owner and not ended and head.lease_owner != self.lease_owner:
+                        raise LeaseLost(f"run {self.run_id} is now held by {head.lease_owner or 'nobody'}")
                     self._next_head = self._known_head(head)
                     return [], head.cancel_requested
                 writes, events = self._redact_all(writes, events)
