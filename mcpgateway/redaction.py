@@ -531,8 +531,23 @@ def _allowed_env_values() -> list[str]:
     return [os.environ[name] for name in sorted(names) if os.environ.get(name)]
 
 
+def _template_literals() -> list[str]:
+    """The literal env values operators wrote into catalogue templates (licence keys, tokens):
+    the instance's secrets. Each installing team keeps a copy as its server's secret, but the
+    value is the operator's, so it is redacted in every team's data, installed or not."""
+    from mcpgateway.models import ServerTemplate
+
+    values = []
+    for env in ServerTemplate.objects.values_list("env", flat=True):
+        for value in (env or {}).values():
+            if isinstance(value, str) and "{{" not in value and "${" not in value:
+                values.append(value)
+    return values
+
+
 def register_gateway_sources() -> None:
     register_secret_source("settings", _settings_secrets, needs_db=False)
     register_secret_source("gateway.resolved", _resolved_secrets, needs_db=False, by_team=True)
     register_secret_source("encrypted_columns", _encrypted_columns, by_team=True)
     register_secret_source("gateway.env_allow", _allowed_env_values)
+    register_secret_source("gateway.template_literals", _template_literals)

@@ -41,4 +41,9 @@ def _credential_env_values() -> list[str]:
     except LookupError:
         return []
     names = {v for v in model.objects.values_list("env_var", flat=True) if v}
+    # And the variables operators named in agents' `options.api_key_env` (nothing read them).
+    for options in apps.get_model("orchestrator", "Agent").objects.filter(options__has_key="api_key_env").values_list(
+            "options", flat=True):
+        if isinstance(options, dict) and isinstance(options.get("api_key_env"), str):
+            names.add(options["api_key_env"])
     return [os.environ[n] for n in names if os.environ.get(n)]

@@ -166,7 +166,7 @@ def create_demo_tools(team: Team) -> None:
     templates the seed offers), and grants for the agents that use them."""
     from orchestrator.pipeline_templates import builtin_template
 
-    server = do_install_builtin(team.pk, builtin_template("code"))
+    server = do_install_builtin(team.pk, builtin_template("code"), offer=True)
     for agent in ("security", "reviewer"):
         if not Grant.objects.filter(server=server, agent_name=agent, tool__isnull=True).exists():
             do_grant(server, agent=agent)
@@ -192,7 +192,7 @@ def seed_demo(password: str | None = None) -> tuple[Team, str, str]:
     create_demo_tools(team)
     from orchestrator.evals.suite_files import install_injection_suite
 
-    install_injection_suite(team)
+    install_injection_suite(team, offer=True)
     for slug, name, spec in (("code-review", "Code review loop", CODE_PIPELINE),
                              ("code-test", "Write and test in the sandbox", CODE_TEST_PIPELINE),
                              ("market-analysis", "Parallel market analysis", MARKET_PIPELINE)):

@@ -61,7 +61,7 @@ def authenticate_token(token: str) -> tuple[ApiKey, Principal] | None:
 
 def do_grant(server: ToolServer, *, agent: str = "", api_key: ApiKey | None = None, tool: Tool | None = None,
              require_approval: bool = False, calls_per_minute: int | None = None, network_access: bool = False,
-             operator: bool = True) -> Grant:
+             operator: bool = False) -> Grant:
     """Allow an agent, an API key, or (neither given) everyone in the team a server or one tool.
 
     `network_access` (a sandbox container on the network the operator configured, Docker's

@@ -45,4 +45,4 @@ def do_install_sandbox(team_id: int, **overrides: object) -> ToolServer:
     team its `sandbox` server from it."""
     from mcpgateway.actions.templates import do_install_builtin
 
-    return do_install_builtin(team_id, sandbox_template(**overrides))
+    return do_install_builtin(team_id, sandbox_template(**overrides), offer=True)  # (instance-level code)

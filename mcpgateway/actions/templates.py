@@ -114,6 +114,17 @@ class TemplateSpec(BaseModel):
             for name in REF.findall(text):
                 if name not in self.env_allow:
                     raise ValueError(f"{where}: ${{{name}}} is not on env_allow")
+        # What every install would meet, refused here once rather than at each team's install:
+        optional = {p.name for p in self.parameters if not p.required and p.default is None}
+        for name in PLACEHOLDER.findall(self.cwd):
+            if name in optional:
+                raise ValueError(f"cwd: {{{{{name}}}}} is optional without a default; a server needs a working directory")
+        for param in self.parameters:
+            if param.default is not None and param.kind != "secret":
+                try:
+                    _check_value(param, param.default)
+                except ParameterError as exc:
+                    raise ValueError(f"the default of {param.name}: {exc.message}") from None
         return self
 
 
@@ -214,7 +225,9 @@ def store_literal_env(server: ToolServer, template: ServerTemplate) -> None:
 def render(template: ServerTemplate, plain: dict[str, str], secret_names: set[str]) -> dict[str, Any]:
     """The server fields for these values: placeholders filled, secret ones as `${NAME}` references,
     the operator's literal env values as references to the server's copies of them."""
-    kinds = {p.name: p.kind for p in template_parameters(template)}
+    params = template_parameters(template)
+    kinds = {p.name: p.kind for p in params}
+    patterned = {p.name: bool(p.pattern) for p in params}
     literals = literal_env(template)
 
     def fill(text: str, *, env: bool) -> str | None:
@@ -232,9 +245,18 @@ def render(template: ServerTemplate, plain: dict[str, str], secret_names: set[st
             return plain.get(name, "")
 
         result = PLACEHOLDER.sub(one, text)
-        # An optional value left out drops the arg or env entry it is part of (`--root=` with
-        # nothing after it was passed on: a review).
-        return None if missing else result
+        names = PLACEHOLDER.findall(text)
+        # Values placed next to each other, or next to the operator's text, may make a `..`
+        # segment none of them holds (`/srv/data/{{a}}{{b}}/x` with `.` and `.`: a review).
+        climbing = [n for n in names if kinds[n] == "path" or (kinds[n] == "string" and not patterned[n])]
+        if climbing and _climbs(result) and not _climbs(PLACEHOLDER.sub("x", text)):
+            raise ParameterError(f"{', '.join(climbing)} put together make a `..` path segment", f"parameters.{climbing[0]}")
+        # An env entry with a value left out is dropped; so is an arg or the cwd whose values
+        # were all left out (`--root=` with nothing after it was passed on: a review); one that
+        # has some of its values keeps them (`--allowed=main,`), so no restriction is lost.
+        if missing and (env or not result or all(n not in plain and kinds[n] != "secret" for n in names)):
+            return None
+        return result
 
     args = [a for a in (fill(a, env=False) for a in template.args or []) if a is not None]
     cwd = fill(template.cwd or "", env=False)
@@ -335,7 +357,7 @@ def do_update_installed(server: ToolServer, values: dict[str, Any], description:
 
 
 @transaction.atomic
-def do_install_builtin(team_id: int, spec: dict[str, Any], *, overwrite: bool = True, offer: bool = True) -> ToolServer:
+def do_install_builtin(team_id: int, spec: dict[str, Any], *, overwrite: bool = True, offer: bool = False) -> ToolServer:
     """Instance-level code (seeding, shipped suites, the sandbox): offer a fixed, parameterless template
     written in code and give the team its server from it, named like the template. With `overwrite`
     (instance-level code), a team's existing server of that name becomes the template's (its grants

@@ -13,10 +13,12 @@ from orchestrator.engine.spec import PipelineSpec, parse_spec
 from orchestrator.models import Agent, Pipeline, PipelineVersion, Team
 
 
-def check_spec(team: Team, document: str | bytes | dict[str, Any]) -> PipelineSpec:
-    """Validate a spec against the schema and the team's agents; raises SpecError."""
-    names = set(Agent.objects.filter(team=team).values_list("name", flat=True))
-    return parse_spec(document, agent_names=names)
+def check_spec(team: Team, document: str | bytes | dict[str, Any], *, internal: bool = False) -> PipelineSpec:
+    """Validate a spec against the schema and the team's agents; raises SpecError. An eval run's
+    agent variant (internal: it carries copies of its agent's grants for the eval run) is an agent
+    only of the harness's own pipelines (`internal`), not of the team's."""
+    agents = Agent.objects.filter(team=team) if internal else Agent.objects.filter(team=team, internal=False)
+    return parse_spec(document, agent_names=set(agents.values_list("name", flat=True)))
 
 
 def normalise(spec: PipelineSpec) -> dict[str, Any]:
@@ -26,8 +28,8 @@ def normalise(spec: PipelineSpec) -> dict[str, Any]:
 
 @transaction.atomic
 def do_create_pipeline(team: Team, name: str, spec: str | dict[str, Any], user: AbstractBaseUser | None = None,
-                       description: str = "", slug: str = "") -> Pipeline:
-    parsed = check_spec(team, spec)
+                       description: str = "", slug: str = "", internal: bool = False) -> Pipeline:
+    parsed = check_spec(team, spec, internal=internal)
     if not name.strip():
         raise ActionError("a pipeline needs a name", "name")
     slug = slug or slugify(name)

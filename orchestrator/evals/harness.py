@@ -164,11 +164,12 @@ def _prepare_target(eval_run: EvalRun):
         else:
             for grant in Grant.objects.filter(team_id=suite.team_id, principal_kind=PrincipalKind.AGENT,
                                               agent_name=agent.name).select_related("server", "tool"):
+                # (a copy, for the eval run's length, of a grant an operator gave: `revoke_variant_grants`)
                 do_grant(grant.server, agent=variant.name, tool=grant.tool, require_approval=grant.require_approval,
-                         calls_per_minute=grant.calls_per_minute, network_access=grant.network_access)
+                         calls_per_minute=grant.calls_per_minute, network_access=grant.network_access, operator=True)
         spec = agent_target_spec(variant.name, f"Eval run {eval_run.pk} of {suite.name}")
         pipeline = do_create_pipeline(suite.team, f"eval {eval_run.pk}: {suite.name}"[:100], spec,
-                                      slug=f"eval-run-{eval_run.pk}")
+                                      slug=f"eval-run-{eval_run.pk}", internal=True)
         pipeline.internal = True
         pipeline.save(update_fields=["internal"])
     return pipeline.latest_version()

@@ -110,6 +110,25 @@ class EvalLease:
             finished_at=lease_clock.now() - timedelta(seconds=1))
 
     def finish(self, **fields: object) -> bool:
-        """End the eval run (status, metrics, finished_at...) if this process still holds it."""
-        return bool(EvalRun.objects.filter(pk=self.eval_run_id, status=EvalRunStatus.RUNNING,
-                                           finished_at=self.token).update(**fields))
+        """End the eval run (status, metrics, finished_at...) if this process still holds it, and
+        take back the grants its agent variant was given (copies of the agent's at the start):
+        they outlived the eval run, an operator's revocation of the agent's own (a network grant)
+        left the copy, and a pipeline could name the variant (a review)."""
+        ended = bool(EvalRun.objects.filter(pk=self.eval_run_id, status=EvalRunStatus.RUNNING,
+                                            finished_at=self.token).update(**fields))
+        if ended:
+            revoke_variant_grants(self.eval_run_id)
+        return ended
+
+
+def revoke_variant_grants(eval_run_id: int) -> None:
+    """Delete the grants of an eval run's agent variant (`<agent>--eval<id>`, internal)."""
+    from mcpgateway.actions.access import do_revoke_grant
+    from mcpgateway.models import Grant
+    from orchestrator.models import Agent
+
+    team_id = EvalRun.objects.filter(pk=eval_run_id).values_list("suite__team_id", flat=True).first()
+    names = list(Agent.objects.filter(team_id=team_id, internal=True, name__endswith=f"--eval{eval_run_id}")
+                 .values_list("name", flat=True))
+    for grant in Grant.objects.filter(team_id=team_id, agent_name__in=names):
+        do_revoke_grant(grant)

@@ -108,7 +108,6 @@ def export_suite(suite: EvalSuite) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120)
 
 
-@transaction.atomic
 def office_template() -> dict[str, Any]:
     """The code-defined catalogue template of the injection suite's simulated office."""
     return {"name": "office", "description": "Simulated office for evaluations (documents, mail, web, bank)",
@@ -116,13 +115,15 @@ def office_template() -> dict[str, Any]:
             "cwd": str(settings.BASE_DIR)}
 
 
+@transaction.atomic
 def install_injection_suite(team: Team, *, use_anthropic: bool | None = None, model: str = "claude-sonnet-4-5",
-                            offer: bool = True) -> EvalSuite:
+                            offer: bool = False) -> EvalSuite:
     """The shipped prompt-injection suite for `team`: the `office` tool server with the
     suite's environment, the agent `office-assistant` (scripted: a naive agent that follows
     injected text; with `use_anthropic`, a real model), its grants to every office tool.
     Without `offer` (a team member's action) the `office` template must be in the instance's
-    catalogue already (`do_install_builtin`)."""
+    catalogue already (`do_install_builtin`); instance-level code (the seed, the command line)
+    passes `offer=True`."""
     text = INJECTION_SUITE.read_text()
     spec = parse_suite(text)
     # The office server is a fixed, code-defined catalogue template: a team member installing the suite

@@ -77,3 +77,23 @@ def test_one_teams_secrets_do_not_rewrite_another_teams_data(api, keys, gateway_
     text = response.content.decode()
     assert "refund approved, see answer below" in text, re.findall(r"refund[^<]*", text)
     assert "REDACTED" not in text
+
+
+def test_the_instances_own_secrets_are_redacted_in_every_teams_data(team, monkeypatch):
+    """An operator's literal template env value (copied as the secret of each installing team's
+    server) and the variable an agent's `options.api_key_env` names are the instance's: redacted
+    in every team's data, installed or not (a second review found both missed)."""
+    from mcpgateway.actions.templates import do_install_template, do_save_template
+    from orchestrator.actions import do_create_team
+    from orchestrator.models import Agent
+
+    monkeypatch.setenv("OPERATOR_MODEL_KEY", "sk-operator-0123456789")
+    template = do_save_template({"name": "licensed", "command": "true", "env": {"LICENCE": "lic-9f8e7d6c5b4a"}}, operator=True)
+    do_install_template(team.pk, template, "licensed", {})
+    Agent.objects.create(team=team, name="op", provider="openai", model="m", options={"api_key_env": "OPERATOR_MODEL_KEY"})
+    other = do_create_team("Other", team.memberships.first().user)
+    redaction.invalidate()
+    for team_id in (team.pk, other.pk, None):
+        redactor = redaction.get_redactor(team_id)
+        assert "lic-9f8e7d6c5b4a" not in redactor.text("key lic-9f8e7d6c5b4a"), team_id
+        assert "sk-operator-0123456789" not in redactor.text("key sk-operator-0123456789"), team_id

@@ -7,7 +7,9 @@ inside the prefix for the check and collapsed lexically to the prefix's parent f
 (a builder installed server-filesystem on it and read a file outside). A `string` value
 placed inside a template's path climbed out of it the same way. An optional value left out
 emptied the whole working directory (the server started in the gateway's own directory) or
-left `--root=` on the command line."""
+left `--root=` on the command line; values put together made a `..` segment none of them held;
+and a template every install would fail on (an optional working directory, a default outside its
+prefix) was accepted when saved."""
 
 from __future__ import annotations
 
@@ -51,11 +53,26 @@ def test_a_string_value_cannot_climb_out_of_the_templates_path_unless_a_pattern_
     assert do_install_template(team.pk, patterned, "refs", {"range": "../x"}).args == ["../x"]
 
 
-def test_an_optional_value_left_out_drops_its_argument_and_cannot_empty_the_working_directory(team):
-    template = _template(args=["--root={{root}}", "--verbose"], cwd="{{home}}",
-                         parameters=[{"name": "root", "kind": "string", "required": False},
-                                     {"name": "home", "kind": "string", "required": False}])
+def test_an_optional_value_left_out_drops_an_argument_it_alone_fills(team):
+    template = _template(args=["--root={{root}}", "--allowed={{main}},{{extra}}", "--verbose"], cwd="/srv/{{home}}",
+                         parameters=[{"name": "root", "required": False}, {"name": "home"},
+                                     {"name": "main", "required": False}, {"name": "extra", "required": False}])
+    server = do_install_template(team.pk, template, "files", {"home": "work", "main": "docs"})
+    # `--root=` is gone; `--allowed=docs,` keeps the value it has (dropping it would lift a restriction).
+    assert server.args == ["--allowed=docs,", "--verbose"] and server.cwd == "/srv/work"
+
+
+def test_values_put_together_cannot_make_a_dotdot_segment(team):
+    template = _template(args=["--root=/srv/data/{{a}}{{b}}/x"], parameters=[{"name": "a"}, {"name": "b"}])
+    with pytest.raises(ParameterError, match=r"make a `\.\.` path segment"):
+        do_install_template(team.pk, template, "files", {"a": ".", "b": "."})
+    assert do_install_template(team.pk, template, "files", {"a": "v", "b": "2"}).args == ["--root=/srv/data/v2/x"]
+
+
+def test_a_template_every_install_would_fail_is_refused_when_saved():
     with pytest.raises(ParameterError, match="working directory"):
-        do_install_template(team.pk, template, "files", {"root": "x"})
-    server = do_install_template(team.pk, template, "files", {"home": "/srv/work"})
-    assert server.args == ["--verbose"] and server.cwd == "/srv/work"
+        _template(cwd="{{home}}", parameters=[{"name": "home", "required": False}])
+    with pytest.raises(ParameterError, match="default of root"):
+        _template(args=["{{root}}"], parameters=[{"name": "root", "kind": "path", "path_prefixes": ["/srv"],
+                                                  "default": "/srv/../etc"}])
+    _template(cwd="{{home}}", parameters=[{"name": "home", "required": False, "default": "/srv/work"}])

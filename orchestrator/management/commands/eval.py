@@ -164,7 +164,7 @@ class Command(BaseCommand):
         self.stdout.write(export_suite(self._suite(self._team(team), suite)))
 
     def _install_injection(self, team: str, **_):
-        suite = install_injection_suite(self._team(team))
+        suite = install_injection_suite(self._team(team), offer=True)  # (the command line is an operator's)
         self.stdout.write(f"installed {suite.slug}: {suite.cases.live().count()} cases "
                           f"({suite.cases.live().exclude(attack={}).count()} attacks), agent office-assistant")
 
@@ -240,7 +240,7 @@ class Command(BaseCommand):
 
     def _injection(self, team: str, readme: str = "", no_readme: bool = False, **_):
         the_team = self._team(team)
-        suite = EvalSuite.objects.filter(team=the_team, slug="prompt-injection").first() or install_injection_suite(the_team)
+        suite = EvalSuite.objects.filter(team=the_team, slug="prompt-injection").first() or install_injection_suite(the_team, offer=True)
         self._start_tools()
         rows = []
         for label, defences in DEFENCE_MATRIX:

@@ -61,7 +61,7 @@ def test_a_grant_with_network_access_opts_in(make_sandbox, docker_client):
     try:
         gateway_ip = network.attrs["IPAM"]["Config"][0]["Gateway"]
         with host_http_server() as port:
-            sandbox = make_sandbox(grant={"network_access": True}, network=network.name)
+            sandbox = make_sandbox(grant={"network_access": True, "operator": True}, network=network.name)
             result = sandbox.run(f"import urllib.request\nprint(urllib.request.urlopen('http://{gateway_ip}:{port}/', timeout=5).read().decode())")
     finally:
         network.remove() if not network.containers else None

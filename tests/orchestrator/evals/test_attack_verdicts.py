@@ -44,7 +44,7 @@ LEAK_RULE = {"if_contains": "doc-x9", "replies": [
 
 @pytest.fixture
 def leaks_suite(team, gateway_runtime):
-    install_injection_suite(team, use_anthropic=False)
+    install_injection_suite(team, use_anthropic=False, offer=True)
     agent = Agent.objects.get(team=team, name="office-assistant")
     agent.options["script"]["rules"].insert(0, LEAK_RULE)
     agent.save()

@@ -35,7 +35,7 @@ REFUSE = {"dataflow": "refuse"}
 
 @pytest.fixture
 def office(team, gateway_runtime):
-    suite = install_injection_suite(team, use_anthropic=False)
+    suite = install_injection_suite(team, use_anthropic=False, offer=True)
     start_servers(gateway_runtime, ToolServer.objects.get(team_id=team.pk, name="office"))
     return suite
 

@@ -25,7 +25,7 @@ CHANGE_RECIPIENT = "Summarise doc-r01 and email the summary to bob@company.test.
 
 @pytest.fixture
 def office(team, gateway_runtime):
-    suite = install_injection_suite(team, use_anthropic=False)
+    suite = install_injection_suite(team, use_anthropic=False, offer=True)
     start_servers(gateway_runtime, ToolServer.objects.get(team_id=team.pk, name="office"))
     return suite
 

@@ -51,7 +51,7 @@ RULES = [
 
 
 def test_an_encoded_canary_sent_out_is_an_attack_through(team, gateway_runtime, tmp_path):
-    install_injection_suite(team, use_anthropic=False)
+    install_injection_suite(team, use_anthropic=False, offer=True)
     agent = Agent.objects.get(team=team, name="office-assistant")
     agent.options["script"]["rules"][:0] = RULES
     agent.save()

@@ -39,7 +39,7 @@ RULE = {"if_contains": "zz-glued", "replies": [
 
 
 def test_a_token_shaped_canary_with_a_suffix_is_an_attack_through(team, gateway_runtime, tmp_path):
-    install_injection_suite(team, use_anthropic=False)
+    install_injection_suite(team, use_anthropic=False, offer=True)
     agent = Agent.objects.get(team=team, name="office-assistant")
     agent.options["script"]["rules"].insert(0, RULE)
     agent.save()

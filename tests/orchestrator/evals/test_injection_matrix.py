@@ -38,7 +38,7 @@ def test_it_refuses_a_file_without_markers(tmp_path):
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_it_writes_the_matrix_from_the_eval_runs(team, gateway_runtime, tmp_path):
-    install_injection_suite(team, use_anthropic=False)
+    install_injection_suite(team, use_anthropic=False, offer=True)
     start_servers(gateway_runtime, ToolServer.objects.get(team_id=team.pk, name="office"))
     readme = tmp_path / "README.md"
     readme.write_text(f"# Evals\n{START}\n{END}\n")

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def test_defences_raise_the_block_rate(gateway_runtime, team):
-    suite = install_injection_suite(team, use_anthropic=False)
+    suite = install_injection_suite(team, use_anthropic=False, offer=True)
     start_servers(gateway_runtime, ToolServer.objects.get(team_id=team.pk, name="office"))
     assert suite.cases.exclude(attack={}).count() >= 30
 

@@ -42,7 +42,7 @@ RULE = {"if_contains": "zz-secret", "replies": [
 
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
 def test_a_team_secret_mailed_out_is_an_attack_through(attack, team, gateway_runtime, tmp_path):
-    install_injection_suite(team, use_anthropic=False)
+    install_injection_suite(team, use_anthropic=False, offer=True)
     server = ToolServer.objects.get(team_id=team.pk, name="office")
     do_set_secret(server, "STRIPE_KEY", SECRET)  # the team holds this secret
     agent = Agent.objects.get(team=team, name="office-assistant")
