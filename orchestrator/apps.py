@@ -27,6 +27,21 @@ class OrchestratorConfig(AppConfig):
         from orchestrator.models import Schedule
 
         post_delete.connect(drop_beat_task, sender=Schedule, dispatch_uid="agentdeck.schedule.beat_task")
+        # A member's role (or their leaving) decides what their keys may do on /mcp: its key
+        # cache is dropped in this process when it commits, as for keys and grants
+        # (mcpgateway.apps); a demoted builder's key called tools for the cache's TTL (a review).
+        from django.db import transaction
+        from django.db.models.signals import post_save
+
+        from mcpgateway import catalogue
+        from orchestrator.models import Membership
+
+        def membership_changed(**_: object) -> None:
+            transaction.on_commit(catalogue.invalidate)
+
+        for signal in (post_save, post_delete):
+            signal.connect(membership_changed, sender=Membership, weak=False,
+                           dispatch_uid=f"agentdeck.membership.{signal is post_save}")
 
 
 def _credential_env_values() -> list[str]:

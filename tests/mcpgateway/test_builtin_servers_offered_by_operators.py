@@ -49,3 +49,18 @@ def test_a_builder_cannot_bring_back_built_in_servers_an_operator_removed(keys):
     assert ToolServer.objects.filter(team_id=team.pk, name="office", enabled=True).exists()
     assert builder.post("/templates/code-review/create/", follow=True).status_code == 200
     assert not ServerTemplate.objects.filter(name="code").exists()  # not offered: refused again
+
+
+def test_an_operator_offers_the_built_ins_from_the_command_line(keys):  # noqa: F811
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("offer_builtin_servers", stdout=out)
+    assert set(ServerTemplate.objects.values_list("name", flat=True)) == {"code", "sandbox", "office"}
+    builder = Client()
+    builder.force_login(keys["users"]["builder"])
+    response = builder.post("/evals/install-injection/", follow=True)
+    assert "not offered" not in response.content.decode()
+    assert ToolServer.objects.filter(team_id=keys["team"].pk, name="office").exists()

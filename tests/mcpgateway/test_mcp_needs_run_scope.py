@@ -21,6 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from mcpgateway.actions.access import do_create_api_key, do_grant
 from mcpgateway.actions.servers import do_save_server
+from mcpgateway.downstream.access import KeyNotAllowed
 from mcpgateway.models import AuditEntry
 from orchestrator.actions import do_add_member, do_create_team
 from tests.conftest import serving, start_servers
@@ -68,3 +69,25 @@ def test_only_a_run_key_of_a_builder_calls_tools_over_mcp(gateway_runtime):
             result = asyncio.run(_call(url, token, "echo__echo", {"message": f"called by {label}"}))
             assert not result.is_error, (label, result.content)
     assert AuditEntry.objects.filter(tool_name="echo__echo", status="ok").count() == 2
+
+
+def test_a_demoted_members_key_is_dropped_from_the_key_cache_at_once(settings):
+    """The key cache (MCP_KEY_CACHE_TTL_S) kept a demoted builder's key calling tools until its
+    entry expired: a role change now drops the cache in the process where it commits, as a key's
+    or a grant's change does (a second review)."""
+    from orchestrator.api_auth import authenticate_mcp, known_mcp_principal
+
+    settings.MCP_KEY_CACHE_TTL_S = 300.0  # long: only the role change can end the key's entry
+    users = get_user_model().objects
+    owner, builder = users.create_user("own"), users.create_user("build")
+    team = do_create_team("Acme", owner)
+    do_add_member(team, builder, "builder")
+    token = do_create_api_key(team.pk, "builder-run", builder, scopes=["read", "run"])[1]
+    assert asyncio.run(authenticate_mcp(token)) is not None
+    assert known_mcp_principal(token) is not None  # answered from memory from now on
+
+    do_add_member(team, builder, "viewer")
+
+    assert known_mcp_principal(token) is None
+    with pytest.raises(KeyNotAllowed):
+        asyncio.run(authenticate_mcp(token))
