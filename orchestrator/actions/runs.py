@@ -195,6 +195,7 @@ def do_fail_run(run_id: int, error: str, owner: str | None = None) -> bool:
     fail the run the other is executing, nor one that stopped meanwhile (paused for a review).
     Returns whether the run was failed.
     """
+    from mcpgateway.redaction import get_redactor
     from orchestrator import webhooks
     from orchestrator.models import StepRun, StepStatus
 
@@ -209,6 +210,9 @@ def do_fail_run(run_id: int, error: str, owner: str | None = None) -> bool:
                         run.status, run.lease_owner or "nobody")
             return False
         now = timezone.now()
+        # (An internal error's text may quote a secret: the run's error, its steps' and its
+        # webhook's payload are redacted as its event is; they were stored raw: a review.)
+        error = get_redactor(run.team_id).text(error)
         StepRun.objects.filter(run_id=run_id, status=StepStatus.RUNNING).update(
             status=StepStatus.FAILED, error=f"run ended: {error}"[:2000], finished_at=now)
         Run.objects.filter(pk=run_id).update(status=RunStatus.FAILED, error=error, finished_at=now,

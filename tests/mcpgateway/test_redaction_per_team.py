@@ -97,3 +97,28 @@ def test_the_instances_own_secrets_are_redacted_in_every_teams_data(team, monkey
         redactor = redaction.get_redactor(team_id)
         assert "lic-9f8e7d6c5b4a" not in redactor.text("key lic-9f8e7d6c5b4a"), team_id
         assert "sk-operator-0123456789" not in redactor.text("key sk-operator-0123456789"), team_id
+
+
+def test_a_failed_runs_error_and_an_approval_note_are_redacted(team):
+    """A crash's error text (the run's error, its steps', its webhook's payload) and a reviewer's
+    approval note were stored as they came, while the run's events were redacted (a second review)."""
+    from mcpgateway.actions.approvals import do_decide_approval
+    from mcpgateway.models import ToolApproval
+    from orchestrator.actions.runs import do_fail_run
+    from tests.conftest import pipeline, start
+
+    secret = "team-secret-4242-abcd"
+    server = do_save_server(team.pk, "vault", transport="http", url="https://93.184.216.34/mcp", enabled=False,
+                            secrets={"TOKEN": secret}, operator=False)
+    redaction.invalidate()
+    scripted(team, "w", {"text": "ok"})
+    run = start(pipeline(team, {"steps": [{"kind": "agent", "id": "a", "agent": "w", "prompt": "go"}]}))
+    assert do_fail_run(run.pk, f"internal error: connect failed with token {secret}")
+    run.refresh_from_db()
+    assert secret not in run.error and "REDACTED" in run.error
+
+    approval = ToolApproval.objects.create(team_id=team.pk, tool_name="vault__x", arguments={}, request_hash="h")
+    do_decide_approval(approval.pk, True, None, note=f"ok, it used {secret}")
+    approval.refresh_from_db()
+    assert secret not in approval.note
+    assert server.pk
