@@ -55,11 +55,32 @@ def _watchable_run(user: Any, run_id: int) -> bool:
 
 
 @database_sync_to_async
-def _still_allowed(user_id: int, team_id: int, consumer: str) -> bool:
+def _still_allowed(user_id: int, team_id: int, consumer: str, session_key: str | None) -> bool:
     """Whether the user may still watch (re-read: an operator may have deactivated them, an
-    owner removed them from the team or changed their role, since the socket opened)."""
-    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    owner removed them from the team or changed their role, since the socket opened), and
+    whether the browser session the socket opened with still signs them in: a socket kept
+    streaming after its session logged out or its password changed (a review)."""
+    if session_key is None:
+        user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    else:
+        user = _session_user(session_key)
+        user = user if user is not None and user.pk == user_id else None
     return user is not None and _allowed(user, team_id, consumer)
+
+
+def _session_user(session_key: str) -> Any:
+    """The user the session `session_key` signs in now, as a page request would find it
+    (`django.contrib.auth.get_user`: the session exists, names an active user, and its auth
+    hash still matches theirs), or None."""
+    from importlib import import_module
+
+    from django.contrib.auth import get_user
+
+    class _Request:
+        session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+
+    user = get_user(_Request())
+    return user if user.is_authenticated else None
 
 
 @database_sync_to_async
@@ -112,11 +133,13 @@ class _Watched(AsyncJsonWebsocketConsumer):
     watcher: asyncio.Task | None = None
     consumer = ""
     watched: tuple[int, int] | None = None  # (user id, team id), once accepted
+    session_key: str | None = None  # the browser session it opened with (None: no session, e.g. tests' scopes)
     checked_at = 0.0
     revoked = False
 
     def _watch(self, user_id: int, team_id: int) -> None:
         self.watched, self.checked_at = (user_id, team_id), time.monotonic()
+        self.session_key = getattr(self.scope.get("session"), "session_key", None)
         self.watcher = asyncio.ensure_future(self._watching())
 
     async def _allowed_now(self, max_age: float) -> bool:
@@ -126,7 +149,7 @@ class _Watched(AsyncJsonWebsocketConsumer):
         if self.watched is None or time.monotonic() - self.checked_at < max_age:
             return True
         self.checked_at = time.monotonic()
-        if await _still_allowed(*self.watched, self.consumer):
+        if await _still_allowed(*self.watched, self.consumer, self.session_key):
             return True
         self.revoked = True
         await self.close(code=REJECTED)

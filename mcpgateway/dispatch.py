@@ -14,6 +14,7 @@ its outcome after. A crash in between leaves the row `started`; the run's resume
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -235,13 +236,22 @@ class Gateway:
         """None once approved; the reason when rejected; raises ApprovalRequired for runs that can pause."""
         approval = await sync_to_async(releasing(_find_or_request_approval), thread_sensitive=False)(invocation.principal.team_id, invocation)
         deadline = time.monotonic() + settings.GATEWAY_APPROVAL_WAIT_S
-        while approval.status == ToolApproval.Status.PENDING:
-            if invocation.run_id is not None:
-                raise ApprovalRequired(approval.pk, invocation.name)
-            if time.monotonic() > deadline:
-                return "no decision in time"
-            await asyncio.sleep(0.5)
-            approval = await sync_to_async(releasing(ToolApproval.objects.get), thread_sensitive=False)(pk=approval.pk)
+        try:
+            while approval.status == ToolApproval.Status.PENDING:
+                if invocation.run_id is not None:
+                    raise ApprovalRequired(approval.pk, invocation.name)
+                if time.monotonic() > deadline:
+                    if await _unanswered(approval.pk, "no decision in time"):
+                        return "no decision in time"
+                else:
+                    await asyncio.sleep(0.5)
+                approval = await sync_to_async(releasing(ToolApproval.objects.get), thread_sensitive=False)(pk=approval.pk)
+        except asyncio.CancelledError:
+            # The caller went away: nothing waits on this approval any more (left pending, a
+            # later "approve" was accepted and changed nothing: a review).
+            with contextlib.suppress(Exception):
+                await asyncio.shield(_unanswered(approval.pk, "the caller stopped waiting"))
+            raise
         if approval.status == ToolApproval.Status.REJECTED:
             return approval.note or "rejected by a reviewer"
         # Consumed once: only the caller whose update finds it still `approved` goes ahead.
@@ -250,6 +260,14 @@ class Gateway:
         if not taken:
             return "this approval was already used by another call"
         return None
+
+
+async def _unanswered(approval_id: int, note: str) -> bool:
+    """Close a pending approval nobody answered (True), unless a decision came meanwhile (False:
+    the caller reads it)."""
+    from mcpgateway.actions.approvals import reject_unanswered_approval
+
+    return await sync_to_async(releasing(reject_unanswered_approval), thread_sensitive=False)(approval_id, note)
 
 
 CALLER_META_KEY = "agentdeck.dev/sandbox"

@@ -34,12 +34,18 @@ RESYNC_S = 10.0
 def _load_configs() -> tuple[dict[str, UpstreamConfig], dict[str, tuple[int, list[str]]], dict[int, str]]:
     """Resolved configs of every enabled server; servers whose references do not resolve are reported, not started."""
     from mcpgateway.actions.servers import resolve_config
+    from mcpgateway.actions.templates import installed_values_problem
     from mcpgateway.errors import MissingVariable
     from mcpgateway.models import Health as HealthState
     from mcpgateway.models import ToolServer
 
     configs, redactions, broken = {}, {}, {}
-    for server in ToolServer.objects.filter(enabled=True).prefetch_related("secrets"):
+    for server in ToolServer.objects.filter(enabled=True).select_related("template").prefetch_related("secrets"):
+        problem = installed_values_problem(server)
+        if problem is not None:
+            broken[server.pk] = problem
+            ToolServer.objects.filter(pk=server.pk).update(health=HealthState.DOWN, health_error=problem)
+            continue
         try:
             config, secrets = resolve_config(server)
         except MissingVariable as exc:

@@ -50,6 +50,7 @@ from orchestrator.models import (
     ModelCredential,
     Pipeline,
     ReviewItem,
+    ReviewReason,
     Run,
     RunEvent,
     Team,
@@ -321,6 +322,16 @@ def start_run(request: HttpRequest, body: RunIn, idempotency_key: str | None = H
             return _replay(existing, digest)
     try:
         with transaction.atomic():
+            if idempotency_key:
+                # The lock every start takes, taken before the key is looked at again: a retry
+                # sent while the first request was starting found no key, waited on this lock,
+                # and was refused by a concurrent-runs limit (429) for the very run it asked for
+                # (a review). Now it waits here and finds the first request's key.
+                Team.objects.select_for_update().filter(pk=c.team_id).first()
+                existing = IdempotencyKey.objects.filter(team_id=c.team_id, caller=c.principal_key,
+                                                         key=idempotency_key).first()
+                if existing is not None:
+                    return _replay(existing, digest)
             run = do_start_run(version, body.input, _user(c), api_key_id=c.api_key_id)
             if idempotency_key:
                 IdempotencyKey.objects.create(team_id=c.team_id, caller=c.principal_key, key=idempotency_key,
@@ -528,16 +539,35 @@ def fork_run(request: HttpRequest, run_id: int, body: ForkIn):
 
 # --- review queue ---------------------------------------------------------------------------
 
-def _review_out(item: ReviewItem) -> dict[str, Any]:
+def _review_out(item: ReviewItem, approvals: dict[int, Any] | None = None) -> dict[str, Any]:
     return {"id": item.pk, "run": item.run_id, "step_key": item.step_key, "reason": item.reason, "status": item.status,
             "context": item.context, "decision": item.decision, "assigned_to": item.assigned_to_id,
-            "decided_by": item.decided_by_id, "created_at": item.created_at, "decided_at": item.decided_at}
+            "decided_by": item.decided_by_id, "created_at": item.created_at, "decided_at": item.decided_at,
+            "approval": _approvals_of([item]).get(item.pk) if approvals is None else approvals.get(item.pk)}
+
+
+def _approvals_of(items: list[ReviewItem]) -> dict[int, dict[str, Any]]:
+    """The tool call each approval item asks about (tool, arguments as stored: redacted), by
+    item: what the dashboard shows the reviewer, so that a reviewer deciding over the API does
+    not approve a call unseen (a review). One query for the page."""
+    from mcpgateway.models import ToolApproval
+
+    wanted = {item.pk: item.context.get("approval_id") for item in items
+              if item.reason == ReviewReason.APPROVAL and isinstance(item.context.get("approval_id"), int)}
+    if not wanted:
+        return {}
+    team_ids = {item.team_id for item in items}
+    rows = {a.pk: a for a in ToolApproval.objects.filter(pk__in=set(wanted.values()), team_id__in=team_ids)}
+    return {item_id: {"id": row.pk, "tool": row.tool_name, "arguments": row.arguments, "status": row.status}
+            for item_id, approval_id in wanted.items() if (row := rows.get(approval_id)) is not None}
 
 
 @router.get("/reviews", response=list[ReviewOut], tags=["reviews"])
 def list_reviews(request: HttpRequest, status: str = "pending", limit: int = Query(100, ge=1, le=500)):
     team_id = caller(request).require("read").team_id
-    return [_review_out(i) for i in ReviewItem.objects.filter(team_id=team_id, status=status).order_by("-id")[:limit]]
+    items = list(ReviewItem.objects.filter(team_id=team_id, status=status).order_by("-id")[:limit])
+    approvals = _approvals_of(items)
+    return [_review_out(i, approvals) for i in items]
 
 
 @router.post("/reviews/{item_id}/claim", response=ReviewOut, tags=["reviews"])
@@ -556,7 +586,8 @@ def decide_review(request: HttpRequest, item_id: int, body: DecisionIn):
     """approve (optionally with an edited `output`), reject, retry, or resume (optionally with `raise_budget`)."""
     c = caller(request).require("run", "reviewer")
     item = get_object_or_404(ReviewItem, pk=item_id, team_id=c.team_id)
-    return _review_out(do_decide_review(item, _user(c), body.action, body.output, body.note, body.raise_budget))
+    return _review_out(do_decide_review(item, _user(c), body.action, body.output, body.note, body.raise_budget,
+                                        api_key_id=c.api_key_id))
 
 
 # --- limits -------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from django.conf import settings
+from django.db import transaction
 from django.utils.module_loading import import_string
 
 from config import log_context, tracing
@@ -203,7 +204,8 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
             outcome = await engine.run(run_input)
             tracing.set_attributes(run_span, {"agentdeck.run.status": outcome.status if outcome else None})
         _in_hand.discard(owner)  # only a finished stop lets go; a shutdown leaves it for hand_back_runs
-        return outcome
+        if outcome is None or outcome.status != RunStatus.WAITING_REVIEW or not await _resumed_if_decided(run.pk):
+            return outcome
     except asyncio.CancelledError:
         # This process stops executing the run (its worker shuts down, a runner cancelled it):
         # give the lease back now so another worker resumes it at once, not a lease later.
@@ -229,6 +231,8 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
         raise
     finally:
         leases.release(run.pk, owner)
+    # Its reviews were all decided while it ran: it goes on here, claimed again (queued).
+    return await execute_run(run_id, toolbox=toolbox, listeners=listeners, flush_interval=flush_interval)
 
 
 async def _despite_cancel(aw: Awaitable[T]) -> T:
@@ -243,6 +247,36 @@ async def _despite_cancel(aw: Awaitable[T]) -> T:
                 raise
             if inner.done():
                 return inner.result()
+
+
+async def _resumed_if_decided(run_id: int) -> bool:
+    try:
+        return await run_write(_resume_if_decided, run_id)
+    except Exception:  # (the database failing): the run stays paused, as before; a resume sends it on
+        log.exception("run %s: could not check whether its reviews were decided while it ran", run_id)
+        return False
+
+
+def _resume_if_decided(run_id: int) -> bool:
+    """A run that paused with every review item already decided goes on. Its items were decided
+    while it still ran (a parallel branch paused and was announced; a sibling had not ended), when
+    there was nothing to resume; it then paused with nothing left to decide, for ever (a review).
+    The run held its place among the active runs all along: no limit is checked again. Queued,
+    not submitted: the execution that paused it claims it again (an inline runner would not
+    start a run it is still executing)."""
+    from orchestrator.actions.errors import ActionError
+    from orchestrator.actions.runs import do_resume_run
+
+    with transaction.atomic():
+        run = Run.objects.select_for_update().filter(pk=run_id, status=RunStatus.WAITING_REVIEW).first()
+        if run is None or run.review_items.filter(status="pending").exists():
+            return False
+        try:
+            do_resume_run(run, None, submit=False, check_budget=False, check_concurrency=False)
+        except ActionError:
+            log.exception("run %s: decided while running, and could not be resumed", run_id)
+            return False
+    return True
 
 
 def _hand_back(run_id: int, owner: str) -> None:

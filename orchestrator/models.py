@@ -481,6 +481,21 @@ class Limit(models.Model):
 
     class Meta:
         ordering = ["team", "scope", "kind"]
+        # One limit per (team, scope, kind, target): two concurrent creates both passed the
+        # action's check, and then neither could be edited. One partial constraint per scope,
+        # since the scope's target column is its only non-null one (NULLs never collide).
+        constraints = [
+            models.UniqueConstraint(fields=["team", "kind"], condition=models.Q(scope="team"),
+                                    name="uniq_limit_team"),
+            models.UniqueConstraint(fields=["team", "kind", "agent"], condition=models.Q(scope="agent"),
+                                    name="uniq_limit_agent"),
+            models.UniqueConstraint(fields=["team", "kind", "pipeline"], condition=models.Q(scope="pipeline"),
+                                    name="uniq_limit_pipeline"),
+            models.UniqueConstraint(fields=["team", "kind", "api_key_id"], condition=models.Q(scope="api_key"),
+                                    name="uniq_limit_api_key"),
+            models.UniqueConstraint(fields=["team", "kind", "user"], condition=models.Q(scope="user"),
+                                    name="uniq_limit_user"),
+        ]
 
     def __str__(self) -> str:
         target = {"team": "team", "agent": f"agent {self.agent_id}", "pipeline": f"pipeline {self.pipeline_id}",

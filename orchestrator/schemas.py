@@ -192,6 +192,8 @@ class ReviewOut(Schema):
     decided_by: int | None
     created_at: datetime
     decided_at: datetime | None
+    approval: dict[str, Any] | None = Field(None, description="An approval item's tool call as the reviewer decides "
+                                            "it: `{id, tool, arguments, status}` (arguments redacted).")
 
 
 class DecisionIn(Schema):

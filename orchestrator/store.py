@@ -455,6 +455,12 @@ class DjangoRunStore:
                 budgets.record([u.receipt for u in usage if u.receipt is not None])
             if update.get("status", RunStatus.RUNNING) != RunStatus.RUNNING:
                 budgets.release_run(self.run_id)  # paused or ended: nothing of it is in flight any more
+            if update.get("status") == RunStatus.CANCELLED:
+                # Ended: nothing of it waits for a reviewer any more (no new item, none left pending).
+                from orchestrator.actions.runs import close_pending_reviews
+
+                reviews = []
+                close_pending_reviews(self.run_id)
             for r in reviews:
                 if not ReviewItem.objects.filter(run_id=self.run_id, step_key=r.step_key, status=ReviewItem.Status.PENDING).exists():
                     item = ReviewItem.objects.create(team_id=head.team_id, run_id=self.run_id, step_key=r.step_key,

@@ -43,7 +43,10 @@ class Cursor:
         micros, _, pk = text.partition("-")
         if not (is_whole(micros) and is_whole(pk)):
             return None
-        return cls(_EPOCH + timedelta(microseconds=int(micros)), int(pk))
+        try:
+            return cls(_EPOCH + timedelta(microseconds=int(micros)), int(pk))
+        except OverflowError:  # a whole number past year 9999 (a review: it was a 500)
+            return None
 
     def encode(self) -> str:
         return f"{(self.created_at - _EPOCH) // timedelta(microseconds=1)}-{self.id}"

@@ -6,7 +6,6 @@ decision goes through `do_decide_review`, which resumes the run.
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -23,7 +22,7 @@ from dashboard.access import can, team_view
 from mcpgateway.whole_numbers import is_whole
 from orchestrator.actions.errors import ActionError
 from orchestrator.actions.reviews import do_assign_review, do_claim_review, do_decide_review
-from orchestrator.engine.document_guard import loads_finite
+from orchestrator.engine.document_guard import DocumentError, load_typed_json
 from orchestrator.models import ReviewItem
 
 # The decide form's buttons and how a success is announced.
@@ -126,11 +125,9 @@ def _decision(post: Any, original_text: str | None = None) -> dict[str, Any]:
         text = post.get("output", "").replace("\r\n", "\n")  # what the reviewer typed, not the browser's line ends
         if post.get("output_json") == "1":
             try:
-                args["output"] = loads_finite(text)
-            except json.JSONDecodeError as exc:
-                raise ActionError(f"the output is not valid JSON: {exc.msg} (line {exc.lineno})", "output") from None
-            except ValueError as exc:  # NaN, Infinity, 1e400
-                raise ActionError(f"the output is not valid JSON: {exc}", "output") from None
+                args["output"] = load_typed_json(text)
+            except DocumentError as exc:  # a syntax error, NaN or 1e400, a repeated key, too deep
+                raise ActionError(f"the output is not valid JSON: {exc.problem.message}", "output") from None
         else:
             args["output"] = text
     if submit == "edit_result":

@@ -29,6 +29,7 @@ from orchestrator.actions import do_cancel_run, do_resume_run, do_start_run
 from orchestrator.actions.budget_room import budget_blocker
 from orchestrator.actions.errors import ActionError
 from orchestrator.actions.fork import do_fork_run
+from orchestrator.engine.document_guard import DocumentError, load_typed_json
 from orchestrator.engine.errors import SpecError
 from orchestrator.engine.spec import parse_spec
 from orchestrator.events import verify_chain
@@ -247,9 +248,9 @@ def run_fork(request: HttpRequest, pk: int) -> HttpResponse:
             edited = text
         else:
             try:
-                edited = json.loads(text)
-            except json.JSONDecodeError as exc:
-                messages.error(request, f"The edited output is not valid JSON: {exc.msg} (line {exc.lineno}).")
+                edited = load_typed_json(text)
+            except DocumentError as exc:  # a syntax error, NaN or 1e400 (no database stores them), too deep
+                messages.error(request, f"The edited output is not valid JSON: {exc.problem.message}.")
                 return redirect("run-detail", pk=run.pk)
     try:
         new = do_fork_run(run, key, edited_output=edited, user=request.user)

@@ -7,7 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from mcpgateway.errors import GatewayError
-from mcpgateway.models import ToolApproval
+from mcpgateway.models import AuditEntry, CallStatus, ToolApproval
 from mcpgateway.redaction import get_redactor
 
 
@@ -22,3 +22,29 @@ def do_decide_approval(approval_id: int, approve: bool, user: AbstractBaseUser |
     approval.decided_at = timezone.now()
     approval.save(update_fields=["status", "note", "decided_by", "decided_at"])
     return approval
+
+
+def reject_run_approvals(run_id: int, note: str) -> int:
+    """A cancelled run's pending approvals, rejected with `note` (in the caller's transaction).
+    Each call they held is refused for good, and audited `approval_rejected` as the gateway
+    audits a rejection: a cancel left the rows pending (decidable, never used) and the refused
+    calls with no audit row (a review). Returns how many."""
+    now = timezone.now()
+    rows = list(ToolApproval.objects.select_for_update().filter(run_id=run_id, status=ToolApproval.Status.PENDING))
+    if not rows:
+        return 0
+    ToolApproval.objects.filter(pk__in=[r.pk for r in rows]).update(status=ToolApproval.Status.REJECTED, note=note,
+                                                                    decided_at=now)
+    AuditEntry.objects.bulk_create([AuditEntry(
+        team_id=r.team_id, principal_kind=r.principal_kind, agent_name=r.agent_name, api_key_id=r.api_key_id,
+        run_id=r.run_id, step_key=r.step_key, call_id=r.call_id, idempotency_key=r.idempotency_key,
+        server_name=r.tool_name.partition("__")[0][:32], tool_name=r.tool_name, arguments=r.arguments,
+        status=CallStatus.APPROVAL_REJECTED, error=note, created_at=now) for r in rows])
+    return len(rows)
+
+
+def reject_unanswered_approval(approval_id: int, note: str) -> bool:
+    """An approval whose caller stopped waiting (no decision in time, or it went away): rejected
+    with `note` if still pending, so that it is not left decidable with no call behind it."""
+    return bool(ToolApproval.objects.filter(pk=approval_id, status=ToolApproval.Status.PENDING).update(
+        status=ToolApproval.Status.REJECTED, note=note, decided_at=timezone.now()))

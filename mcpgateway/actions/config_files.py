@@ -123,6 +123,13 @@ def parse_config(text: str) -> tuple[str, dict[str, ServerEntry]]:
     errors: list[dict[str, str]] = []
     entries: dict[str, ServerEntry] = {}
     for name, raw in data[key].items():
+        if not isinstance(name, str):
+            # YAML reads `123:`, `true:` and `~:` as a number, a boolean and null: saved as "123"
+            # or "True", the server's answer failed (a 500), and null a misleading 409.
+            errors.append({"field": f"{key}.{_yaml_key(name)}",
+                           "message": f"a server name must be text, and YAML reads this one as {_yaml_type(name)}: "
+                                      "put it in quotes"})
+            continue
         try:
             entries[name] = ServerEntry.model_validate(raw)
         except ValidationError as exc:
@@ -139,18 +146,42 @@ def parse_config(text: str) -> tuple[str, dict[str, ServerEntry]]:
     return key, entries
 
 
+def _yaml_key(name: object) -> str:
+    return "~" if name is None else str(name).lower() if isinstance(name, bool) else str(name)
+
+
+def _yaml_type(name: object) -> str:
+    if name is None:
+        return "null"
+    if isinstance(name, bool):
+        return "a boolean"
+    if isinstance(name, int | float):
+        return "a number"
+    return f"a {type(name).__name__}"
+
+
+def _reference_places(entry: ServerEntry) -> list[tuple[str, str]]:
+    """(field under the entry, text) of every value whose `${NAME}` references the server resolves:
+    what `check_references` checks at save, the URL and working directory included."""
+    places = [(f"{section}.{k}", v) for section, values in (("env", entry.env), ("headers", entry.headers))
+              for k, v in values.items()]
+    places += [(f"args.{i}", a) for i, a in enumerate(entry.args)]
+    places += [(name, value) for name, value in (("command", entry.command), ("cwd", entry.cwd), ("url", entry.url))
+               if value]
+    return places
+
+
 def _missing_refs(team_id: int, name: str, entry: ServerEntry, secrets: dict[str, str], key: str,
                   operator: bool) -> list[dict[str, str]]:
     stored = set(ServerSecret.objects.filter(server__team_id=team_id, server__name=name).values_list("name", flat=True))
     errors = []
-    for section, values in (("env", entry.env), ("headers", entry.headers), ("args", dict(enumerate(entry.args)))):
-        for k, value in values.items():
-            for ref in REF.findall(str(value)):
-                if ref in secrets or ref in stored or (operator and ref in os.environ):
-                    continue
-                hint = ("give it as a secret with the import or set the environment variable " + ref if operator else
-                        "give it as a secret with the import (process environment variables are for instance operators only)")
-                errors.append({"field": f"{key}.{name}.{section}.{k}", "message": f"${{{ref}}} is not set: {hint}"})
+    for where, value in _reference_places(entry):
+        for ref in REF.findall(value):
+            if ref in secrets or ref in stored or (operator and ref in os.environ):
+                continue
+            hint = ("give it as a secret with the import or set the environment variable " + ref if operator else
+                    "give it as a secret with the import (process environment variables are for instance operators only)")
+            errors.append({"field": f"{key}.{name}.{where}", "message": f"${{{ref}}} is not set: {hint}"})
     return errors
 
 
@@ -178,7 +209,7 @@ def do_import_config(team_id: int, text: str, secrets: dict[str, str] | None = N
         raise ConfigError(errors)
     servers = []
     for name, entry in entries.items():
-        refs = {r for v in [*entry.env.values(), *entry.headers.values(), *entry.args] for r in REF.findall(v)}
+        refs = {r for _, v in _reference_places(entry) for r in REF.findall(v)}
         try:
             servers.append(do_save_server(team_id, name, secrets={r: secrets[r] for r in refs if r in secrets},
                                           operator=operator, **entry.fields()))

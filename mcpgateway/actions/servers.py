@@ -60,16 +60,59 @@ def check_server(name: str, fields: dict[str, Any]) -> None:
     args = fields.get("args", [])
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise GatewayError("args must be a list of strings", "args")
+    _check_secret_names(fields)
+    if fields.get("url"):
+        problem = url_reference_problem(str(fields["url"]))
+        if problem:
+            raise GatewayError(problem, "url")
 
 
-def _split_secrets(values: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """(references to store, secrets to encrypt) for env or header values."""
+def _check_secret_names(fields: dict[str, Any]) -> None:
+    """Refuse two literal env/header values that would be stored under one secret name
+    (`X-Api-Key` and `X_Api_Key` are both `X_API_KEY`): the second value replaced the first,
+    silently, and both sent it."""
+    first: dict[str, str] = {}
+    for section in ("env", "headers"):
+        for key, value in (fields.get(section) or {}).items():
+            if REF.search(value):
+                continue
+            name, where = secret_name(key), f"{section}.{key}"
+            if first.setdefault(name, where) != where:
+                raise GatewayError(f"its value would be stored as the secret {name}, as the value of {first[name]} is: "
+                                   f"give one of them as a reference instead (`${{{name}_2}}`, its value in `secrets`)",
+                                   where)
+
+
+def url_reference_problem(url: str) -> str | None:
+    """Why the `${NAME}` references of a remote server's URL cannot be expanded, or None. They
+    may stand in its path, query or fragment, where no value can move the host its requests
+    (and its secrets) go to; a reference in the host, port or user info would let a secret's
+    value, which a team member can change, decide that host past the outbound check at save."""
+    if not REF.search(url):
+        return None
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return None  # not a URL: refused as one
+    if REF.search(netloc) or "${" in netloc:
+        return ("a `${NAME}` reference may stand in the URL's path or query, not in its host, port or user "
+                "info: put a credential in a header")
+    return None
+
+
+def _split_secrets(values: dict[str, str], section: str, given: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(references to store, secrets to encrypt) for env or header values. A literal value stored
+    under the name of a secret `given` with another value is refused (one would replace the other)."""
     stored, secrets = {}, {}
     for key, value in values.items():
         if REF.search(value):
             stored[key] = value
         else:
             name = secret_name(key)
+            if name in given and given[name] != value:
+                raise GatewayError(f"its value would be stored as the secret {name}, which `secrets` gives another "
+                                   f"value: give it as the reference `${{{name}}}`, or rename one of them",
+                                   f"{section}.{key}")
             stored[key] = "${" + name + "}"
             secrets[name] = value
     return stored, secrets
@@ -157,7 +200,7 @@ def do_save_server(team_id: int, name: str, secrets: dict[str, str] | None = Non
     new_secrets = dict(secrets or {})
     for key in ("env", "headers"):
         if key in fields:
-            fields[key], moved = _split_secrets(fields[key])
+            fields[key], moved = _split_secrets(fields[key], key, dict(secrets or {}))
             new_secrets.update(moved)
     for secret in new_secrets:
         if not IDENTIFIER.fullmatch(secret):
@@ -223,20 +266,48 @@ def server_secrets(server: ToolServer) -> dict[str, str]:
 
 
 def resolve_config(server: ToolServer) -> tuple[UpstreamConfig, list[str]]:
-    """The upstream config with references expanded, and the secret values to redact."""
+    """The upstream config with references expanded, and the secret values to redact.
+
+    The URL's references (path and query only: `url_reference_problem`) are expanded here, for
+    the connection alone; the server keeps, and pages show, the URL with its references."""
     lookup = server_secrets(server)
     allow = frozenset(server.env_allow or [])
     prefix = f"servers.{server.name}"
     env = {k: expand(v, lookup, f"{prefix}.env.{k}", allow) for k, v in (server.env or {}).items()}
     headers = {k: expand(v, lookup, f"{prefix}.headers.{k}", allow) for k, v in (server.headers or {}).items()}
     args = tuple(expand(a, lookup, f"{prefix}.args", allow) for a in server.args or [])
-    used_refs = {m.group(1) for v in [*server.env.values(), *server.headers.values()] for m in REF.finditer(v)}
+    url = _expand_url(server.url or "", lookup, f"{prefix}.url", allow)
+    cwd = expand(server.cwd or "", lookup, f"{prefix}.cwd", allow)
+    places = [*(server.env or {}).values(), *(server.headers or {}).values(), *(server.args or []), server.command or "",
+              server.cwd or "", server.url or ""]
+    used_refs = {m.group(1) for v in places for m in REF.finditer(v)}
     sensitive = [env_value for key, env_value in env.items() if REF.search(server.env[key])]
     sensitive += [h for key, h in headers.items() if REF.search(server.headers[key])]
-    sensitive += [lookup[n] for n in used_refs if n in lookup]
+    sensitive += [lookup[n] if n in lookup else os.environ.get(n, "") for n in used_refs]
     config = UpstreamConfig(
         name=f"s{server.pk}", transport=server.transport, command=expand(server.command, lookup, f"{prefix}.command", allow),
-        args=args, env=env, cwd=server.cwd or None, url=server.url, headers=headers,
+        args=args, env=env, cwd=cwd or None, url=url, headers=headers,
         call_timeout_s=server.call_timeout_s,
     )
     return config, sorted({s for s in sensitive if len(s) >= 4}, key=len, reverse=True)
+
+
+def _expand_url(url: str, lookup: dict[str, str], where: str, env_allow: frozenset[str]) -> str:
+    """The URL with its references expanded; its scheme and host part as stored (a server saved
+    before references there were refused does not start: MissingVariable, like an unset name)."""
+    problem = url_reference_problem(url)
+    if problem:
+        raise MissingVariable(f"{where}: {problem}", where)
+    expanded = expand(url, lookup, where, env_allow)
+    if expanded != url and _origin(expanded) != _origin(url):
+        raise MissingVariable(f"{where}: a reference's value changed the URL's host; "
+                              "a `${NAME}` may stand in its path or query only", where)
+    return expanded
+
+
+def _origin(url: str) -> tuple[str, str]:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ("", url)
+    return (parts.scheme, parts.netloc)

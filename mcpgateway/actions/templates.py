@@ -119,6 +119,16 @@ class TemplateSpec(BaseModel):
         for name in PLACEHOLDER.findall(self.cwd):
             if name in optional:
                 raise ValueError(f"cwd: {{{{{name}}}}} is optional without a default; a server needs a working directory")
+        # Left out, a value that is a whole argument is dropped, but the option before it stayed:
+        # `--root {{root}} /srv/x` ran as `--root /srv/x`, the next argument taken as its value.
+        for i, arg in enumerate(self.args[1:], start=1):
+            alone = PLACEHOLDER.fullmatch(arg.strip())
+            before = self.args[i - 1]
+            if alone and alone.group(1) in optional and before.startswith("-") and "=" not in before \
+                    and not PLACEHOLDER.search(before):
+                raise ValueError(f"args.{i}: {{{{{alone.group(1)}}}}} is optional without a default and follows the option "
+                                 f"{before!r}, which would be left without its value; write {before}={{{{{alone.group(1)}}}}} "
+                                 "as one argument, or give the parameter a default")
         for param in self.parameters:
             if param.default is not None and param.kind != "secret":
                 try:
@@ -299,6 +309,22 @@ def rerender(server: ToolServer, template: ServerTemplate) -> None:
         return
     ToolServer.objects.filter(pk=server.pk).update(parameters=plain, **fields)
     store_literal_env(server, template)
+
+
+def installed_values_problem(server: ToolServer) -> str | None:
+    """Why an installed server's stored values no longer pass its template's checks (a check
+    added by an upgrade: values saved before it was there), or None. The supervisor starts no
+    server with a problem; a builder enters the values again."""
+    template = server.template
+    if template is None:
+        return None
+    stored = {s.name for s in server.secrets.all()}
+    try:
+        plain, _ = check_parameters(template, dict(server.parameters or {}), stored)
+        render(template, plain, stored)
+    except ParameterError as exc:
+        return f"not started: its values for the template {template.name!r} fail a check ({exc.message}); enter them again"
+    return None
 
 
 @transaction.atomic

@@ -2,7 +2,8 @@
 
 `check_limit` validates (known scope and kind, a scope the kind is kept for, a positive value,
 whole numbers for counts, a target in the same team for every scope but `team`); `do_save_limit` creates or edits
-one row, `do_delete_limit` removes it. One row per (scope, target, kind).
+one row, `do_delete_limit` removes it. One row per (scope, target, kind): `do_save_limit` checks
+with the team row locked, and the database's unique constraints hold it for any other writer.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from mcpgateway.models import ApiKey
-from orchestrator.actions.errors import ActionError
+from orchestrator.actions.errors import ActionError, Conflict
 from orchestrator.models import (
     Agent,
     Limit,
@@ -29,6 +30,7 @@ from orchestrator.models import (
 WHOLE_KINDS = {LimitKind.REQUESTS_PER_MINUTE, LimitKind.CONCURRENT_RUNS, LimitKind.TOKENS_PER_DAY,
                LimitKind.TOKENS_PER_MONTH}
 MAX_VALUE = Decimal("999999999999")
+DUPLICATE = "this target already has a limit of this kind; edit that one"
 # The scopes each kind is kept for (orchestrator/limits.py: request rates and concurrent runs;
 # orchestrator/budgets.py: budgets). Any other pair would be saved and shown, and never kept.
 _BUDGET_SCOPES = (LimitScope.TEAM, LimitScope.AGENT, LimitScope.PIPELINE)
@@ -108,7 +110,7 @@ def check_limit(team: Team, scope: str, kind: str, value: Any, target_id: int | 
     if editing is not None:
         same = same.exclude(pk=editing.pk)
     if same.exists():
-        raise ActionError("this target already has a limit of this kind; edit that one", "kind")
+        raise ActionError(DUPLICATE, "kind")
     return checked
 
 
@@ -119,6 +121,9 @@ def do_save_limit(team: Team, scope: str, kind: str, value: Any, target_id: int 
     scope or target makes it another limit: returned with a new id, the old one deleted."""
     if limit is not None and limit.team_id != team.pk:
         raise ActionError("no such limit in this team", "limit")
+    # Two saves of the same limit at once both passed the check below and both inserted; with
+    # the team row locked the second one waits, then finds the first one's row.
+    Team.objects.select_for_update().filter(pk=team.pk).values_list("pk", flat=True).first()
     checked = check_limit(team, scope, kind, value, target_id, editing=limit)
     if limit is not None and _definition(limit.scope, limit.kind, limit.agent_id, limit.pipeline_id, limit.api_key_id,
                                          limit.user_id) != _checked_definition(checked):
@@ -132,7 +137,11 @@ def do_save_limit(team: Team, scope: str, kind: str, value: Any, target_id: int 
     row.scope, row.kind, row.value = checked.scope, checked.kind, checked.value
     for field, target in checked.target.items():
         setattr(row, field, target)
-    row.save()
+    try:
+        with transaction.atomic():
+            row.save()
+    except IntegrityError:  # a writer that took no team lock (the admin, a shell) saved it first
+        raise Conflict(DUPLICATE, "kind") from None
     return row
 
 

@@ -31,7 +31,10 @@ CALL_ACTIONS = {"retry": "retry", "skip": "skip", "edit_result": "edit"}
 
 
 def do_decide_review(item: ReviewItem, user: AbstractBaseUser | None, action: str, output: Any = None,
-                     note: str = "", raise_budget: dict[str, Any] | None = None, submit: bool = True) -> ReviewItem:
+                     note: str = "", raise_budget: dict[str, Any] | None = None, submit: bool = True,
+                     api_key_id: int | None = None) -> ReviewItem:
+    """Decide a pending item. `api_key_id`: the key a service account (no user) decided with,
+    recorded in the decision and on the run's trace so that such a decision names its decider."""
     if action not in ACTIONS:
         raise ActionError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}", "action")
     if action == "reject" and not (note or "").strip():
@@ -61,9 +64,16 @@ def do_decide_review(item: ReviewItem, user: AbstractBaseUser | None, action: st
     if item.reason == ReviewReason.APPROVAL:
         if action not in ("approve", "reject"):
             raise ActionError("a tool-call approval is approved or rejected", "action")
+        if output is not None:
+            # The call runs with the arguments the reviewer was shown, or not at all: an edit
+            # was answered 200 and dropped (a review), so the reviewer believed the call changed.
+            raise ActionError("a tool-call approval cannot change the call: approve it as shown, or reject it "
+                              "(the model is told why, and may call again)", "output")
         # The gateway learns the verdict; the step continues its attempt either way and the
         # model sees the tool's result, or the refusal as an error result.
         decision = {"action": "resume", "note": note, "approved": action == "approve"}
+    if user is None and api_key_id is not None:
+        decision["api_key"] = api_key_id
     with transaction.atomic():
         # The run first, then its item: a cancel takes them in that order, and the other
         # order deadlocked with it on PostgreSQL (one of the two got a 500).
@@ -82,13 +92,18 @@ def do_decide_review(item: ReviewItem, user: AbstractBaseUser | None, action: st
         if raise_budget:
             run.limits = {**(run.limits or {}), **raise_budget}
             Run.objects.filter(pk=run.pk).update(limits=run.limits)
+        by = user.get_username() if user else f"api key #{api_key_id}" if api_key_id is not None else None
         send_event_on_commit(run, "review.decided", {"review_id": locked.pk, "action": action, "note": note,
-                                                     "by": user.get_username() if user else None}, locked.step_key)
+                                                     "by": by}, locked.step_key)
         if not run.review_items.filter(status=ReviewItem.Status.PENDING).exists() and run.status == "waiting_review":
             # Only a decision that makes the step call its model again needs budget room;
-            # rejecting or giving the step its output does not.
-            do_resume_run(run, user, submit=submit, check_budget=action in ("resume", "retry"),
-                          check_concurrency=action != "reject")  # a rejection ends the run: no slot needed
+            # rejecting or giving the step its output does not. A rejected step ends the run (no
+            # slot needed); a rejected tool-call approval does not: the step goes on, the model
+            # told of the refusal (it bypassed the concurrent-runs limit: a review).
+            ends = action == "reject" and item.reason != ReviewReason.APPROVAL
+            do_resume_run(run, user, submit=submit, check_budget=action in ("resume", "retry"), check_concurrency=not ends)
+        # A decision taken while the run still runs (a parallel branch paused; its sibling has
+        # not ended) resumes nothing here: the run does when it pauses (`execution.py`).
     return locked
 
 

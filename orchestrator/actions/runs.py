@@ -111,13 +111,26 @@ def _finish_cancelled(locked: Run) -> None:
     now = timezone.now()
     StepRun.objects.filter(run_id=locked.pk, status=StepStatus.RUNNING).update(
         status=StepStatus.CANCELLED, finished_at=now, error="cancelled")
-    locked.review_items.filter(status="pending").update(status="rejected", decision={"action": "reject", "note": CANCEL_NOTE})
+    close_pending_reviews(locked.pk)
     Run.objects.filter(pk=locked.pk).update(status=RunStatus.CANCELLED, finished_at=now, error="cancelled",
                                             cancel_requested=True, lease_owner="", lease_until=None)
     release_run(locked.pk)
     send_event_on_commit(locked, "run.cancelled", {})
     webhooks.enqueue(locked.pipeline_version.pipeline_id, "run.cancelled",
                      {"run_id": locked.pk, "status": "cancelled", "output": None, "error": "cancelled"})
+
+
+def close_pending_reviews(run_id: int) -> None:
+    """A cancelled run's pending review items rejected with the cancel's note, and the tool-call
+    approvals it waited on rejected (each refused call audited), in the caller's transaction.
+    Both cancel paths: a run nobody holds (`_finish_cancelled`), and one its worker ends (the
+    store's cancelled commit; it left the items pending and decidable: a review)."""
+    from mcpgateway.actions.approvals import reject_run_approvals
+    from orchestrator.models import ReviewItem
+
+    ReviewItem.objects.filter(run_id=run_id, status=ReviewItem.Status.PENDING).update(
+        status=ReviewItem.Status.REJECTED, decision={"action": "reject", "note": CANCEL_NOTE}, decided_at=timezone.now())
+    reject_run_approvals(run_id, CANCEL_NOTE)
 
 
 def finish_unheld_cancels() -> list[int]:

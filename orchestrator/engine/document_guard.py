@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import yaml
 
-from mcpgateway.documents import DuplicateKey, load_yaml_unique, loads_json_unique
+from mcpgateway.documents import DuplicateKey, load_yaml_unique, loads_json_unique, unique_pairs
 
 # Objects and lists, counted together: `{"steps": [{...}]}` is three levels. Steps and
 # conditions each nest at most 32 deep (spec.MAX_NESTING); this leaves room for both.
@@ -239,6 +239,24 @@ def loads_finite(text: str | bytes) -> Any:
     Python's reader accepts and no database stores as JSON: ValueError (a JSONDecodeError for
     text that does not parse) instead of a value that fails its row's insert later."""
     return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+
+
+def load_typed_json(text: str, max_depth: int = MAX_DOCUMENT_DEPTH) -> Any:
+    """JSON a person typed (an edited output on the review or fork form): within the depth
+    bound, no key repeated in an object, no NaN, Infinity or 1e400. DocumentError says what is
+    wrong. (`loads_finite` alone let a repeated key keep its last value silently, and a deep
+    enough text raised RecursionError: a 500.)"""
+    problem = scan_json_text(text, max_depth)
+    if problem is not None:
+        raise DocumentError(problem)
+    try:
+        return json.loads(text, object_pairs_hook=unique_pairs, parse_constant=_no_constant, parse_float=_finite_float)
+    except DuplicateKey as exc:
+        raise DocumentError(Problem("", str(exc)), syntax=True) from None
+    except json.JSONDecodeError as exc:
+        raise DocumentError(Problem("", f"{exc.msg} (line {exc.lineno})"), syntax=True) from None
+    except ValueError as exc:  # NaN, Infinity, 1e400
+        raise DocumentError(Problem("", str(exc)), syntax=True) from None
 
 
 def finite_json(value: Any) -> Any:

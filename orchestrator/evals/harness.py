@@ -331,10 +331,15 @@ def case_status(trace: CaseTrace) -> str:
 
 def _record_result(eval_run: EvalRun, case: EvalCase, run: Run, status: str, verdicts: list[Verdict], output: Any,
                    trace: CaseTrace) -> EvalResult:
-    """The case's result and the eval run's count, together (a crash never leaves one without the other)."""
+    """The case's result and the eval run's count, together (a crash never leaves one without the other).
+    The verdicts (a judge's reply, a run's error, the leaks found) and the trace are redacted with
+    the run's team's secrets, as everything else the run stored."""
+    from mcpgateway.redaction import redact
+
     with transaction.atomic():
         result = EvalResult.objects.create(eval_run=eval_run, case=case, run=run, status=status,
-                                           verdicts=[v.to_dict() for v in verdicts], output=output, trace=trace.to_dict())
+                                           verdicts=redact([v.to_dict() for v in verdicts], run.team_id),
+                                           output=output, trace=redact(trace.to_dict(), run.team_id))
         EvalRun.objects.filter(pk=eval_run.pk).update(case_done=F("case_done") + 1)
     return result
 

@@ -101,7 +101,7 @@ def world(team: Team, owner: Any) -> dict[str, Any]:
     tool = Tool.objects.create(server=server, name="echo")
     grant = do_grant(server, agent=agent.name)
     key = do_create_api_key(team.pk, f"k{n}", owner, scopes=["read"])[0]
-    limit = Limit.objects.create(team=team, kind="usd_per_day", value=5)
+    limit = Limit.objects.create(team=team, scope="agent", agent=agent, kind="usd_per_day", value=5)  # one per target
     suite = EvalSuite.objects.create(team=team, name=f"suite {n}", slug=f"suite-{n}", agent=agent)
     credential = do_save_credential(team, {"name": f"cred{n}", "provider": "openai", "key": f"sk-test-{n}"})
     template = do_save_template({"name": f"tpl{n}", "command": "true"}, operator=True)  # instance-level: no team

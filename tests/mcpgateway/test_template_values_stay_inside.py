@@ -76,3 +76,38 @@ def test_a_template_every_install_would_fail_is_refused_when_saved():
         _template(args=["{{root}}"], parameters=[{"name": "root", "kind": "path", "path_prefixes": ["/srv"],
                                                   "default": "/srv/../etc"}])
     _template(cwd="{{home}}", parameters=[{"name": "home", "required": False, "default": "/srv/work"}])
+
+
+def test_an_optional_value_that_would_leave_its_option_without_a_value_is_refused_when_saved(team):
+    # Left out, `{{root}}` was dropped and `--root` stayed: `--root /srv/public` ran with the
+    # next argument as the root. Written as one argument, or with a default, it is fine.
+    with pytest.raises(ParameterError, match=r"follows the option '--root'.*--root=\{\{root\}\}"):
+        _template(args=["--root", "{{root}}", "/srv/public"], parameters=[{"name": "root", "required": False}])
+    assert not _template(args=["--root={{root}}", "/srv/public"],
+                         parameters=[{"name": "root", "required": False}]).instances.exists()
+    template = _template(args=["--root", "{{root}}", "/srv/public"],
+                         parameters=[{"name": "root", "required": False, "default": "/srv/mine"}])
+    assert do_install_template(team.pk, template, "files", {}).args == ["--root", "/srv/mine", "/srv/public"]
+    template = _template(args=["--verbose=yes", "{{root}}"], parameters=[{"name": "root", "required": False}])
+    assert do_install_template(team.pk, template, "other", {}).args == ["--verbose=yes"]
+
+
+def test_a_server_installed_with_values_a_later_check_refuses_is_not_started(team, tmp_path):
+    # Values stored before a check existed (a `..` segment, installed before the fix above) were
+    # only checked again when the operator saved the template; until then the server ran on them.
+    from mcpgateway.runtime import _load_configs
+
+    prefix = tmp_path / "srv"
+    (prefix / "a").mkdir(parents=True)
+    template = _template(args=["{{root}}"], parameters=[{"name": "root", "kind": "path", "path_prefixes": [str(prefix)]}])
+    good = do_install_template(team.pk, template, "good", {"root": str(prefix / "a")})
+    old = do_install_template(team.pk, template, "old", {"root": str(prefix / "a")})
+    ToolServer.objects.filter(pk=old.pk).update(parameters={"root": f"{prefix}/a/../.."}, args=[f"{prefix}/a/../.."])
+
+    configs, _, broken = _load_configs()
+    assert list(broken) == [old.pk] and "`..` path segment" in broken[old.pk]
+    assert [list(c.args) for c in configs.values()] == [[str(prefix / "a")]]
+    old.refresh_from_db()
+    assert old.health == "down" and "enter them again" in old.health_error
+    good.refresh_from_db()
+    assert good.health_error == ""
