@@ -53,6 +53,7 @@ from orchestrator.models import (
     ReviewReason,
     Run,
     RunEvent,
+    RunStatus,
     Team,
     UsageRecord,
     Webhook,
@@ -297,6 +298,8 @@ def list_runs(request: HttpRequest, status: str | None = None, pipeline: int | N
               limit: int = Query(50, ge=1, le=200)):
     rows = Run.objects.filter(team_id=caller(request).require("read").team_id).select_related("pipeline_version")
     if status:
+        if status not in RunStatus.values:  # (a typo listed nothing, as if no run had that status)
+            raise ActionError(f"unknown status {status[:40]!r}; one of {', '.join(RunStatus.values)}", "status")
         rows = rows.filter(status=status)
     if pipeline:
         rows = rows.filter(pipeline_version__pipeline_id=pipeline)
@@ -565,6 +568,8 @@ def _approvals_of(items: list[ReviewItem]) -> dict[int, dict[str, Any]]:
 @router.get("/reviews", response=list[ReviewOut], tags=["reviews"])
 def list_reviews(request: HttpRequest, status: str = "pending", limit: int = Query(100, ge=1, le=500)):
     team_id = caller(request).require("read").team_id
+    if status not in ReviewItem.Status.values:
+        raise ActionError(f"unknown status {status[:40]!r}; one of {', '.join(ReviewItem.Status.values)}", "status")
     items = list(ReviewItem.objects.filter(team_id=team_id, status=status).order_by("-id")[:limit])
     approvals = _approvals_of(items)
     return [_review_out(i, approvals) for i in items]

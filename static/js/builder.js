@@ -40,6 +40,10 @@
   const INPUT_TYPES = ["string", "number", "integer", "boolean", "object", "array"];
   const PIPELINE_FIELDS = ["name", "note", "description", "inputs", "outputs", "limits", "steps"];
   const NAME_RE = /^[A-Za-z0-9_]+$/;
+  // The step fields the diagram shows (flowcanvas.js: id, title, subtitle, loop and branch
+  // conditions); typing in any other field leaves the diagram as it is.
+  const CANVAS_FIELDS = new Set(["id", "kind", "title", "agent", "instructions", "max_iterations", "until", "if"]);
+  const MAX_CHIPS = 12; // reference chips per field; the rest through the #ref-options picker
 
   let spec = asDocument(JSON.parse($("#builder-spec").textContent));
   let dirty = false;
@@ -224,8 +228,9 @@
     spec = asDocument(JSON.parse(committed));
     lastEditKey = null;
     insertAfter = null;
+    dropYamlEdit(); // undo is the way out of a YAML edit that does not parse
     if (selectedPath && !isObject(getAt(selectedPath))) selectedPath = null;
-    renderAll();
+    renderSettings();
     afterChange({ structure: true });
   }
 
@@ -239,18 +244,42 @@
     afterChange(options);
   }
 
-  function afterChange({ structure = false, refs = false } = {}) {
+  // Only what an edit can change is drawn again: rebuilding a 400-step outline and diagram
+  // on every keystroke blocked the page for seconds. `pipeline`: the pipeline's own fields
+  // (description, inputs, outputs, limits), shown in no card and not on the diagram.
+  // `step` + `field`: one field of one step: that step's other card (outline or side
+  // panel) and, if the diagram shows the field, the diagram. Otherwise everything.
+  function afterChange({ structure = false, refs = false, pipeline = false, step = null, field = null } = {}) {
     dirty = true;
-    const active = document.activeElement;
-    const inInspector = active && $("#inspector-body").contains(active);
-    const inOutline = active && $("#step-tree").contains(active);
-    if (structure || !inOutline) renderTree();
-    if (structure || !inInspector) renderInspector();
-    renderCanvas();
+    if (structure || (!pipeline && !step)) {
+      const active = document.activeElement;
+      const inInspector = active && $("#inspector-body").contains(active);
+      const inOutline = active && $("#step-tree").contains(active);
+      if (structure || !inOutline) renderTree();
+      if (structure || !inInspector) renderInspector();
+      renderCanvas();
+    } else if (step) {
+      redrawStep(step, field);
+    }
     if (structure || refs) refreshRefs();
     refreshJson();
     scheduleValidate();
     updateHistoryButtons();
+  }
+
+  function redrawStep(step, field) {
+    const path = pathOf(step);
+    if (path === null) return;
+    const active = document.activeElement;
+    const outlineCard = cardAt(path);
+    if (outlineCard && !outlineCard.contains(active)) {
+      // The card's nested steps did not change: they move over instead of being rebuilt.
+      const card = renderCard(path, step, positionOf(path), { children: outlineCard });
+      outlineCard.replaceWith(card);
+      lockIfReadOnly(card);
+    }
+    if (path === selectedPath && !$("#inspector-body").contains(active)) renderInspector();
+    if (CANVAS_FIELDS.has(String(field).split(".")[0])) renderCanvas();
   }
 
   function updateHistoryButtons() {
@@ -300,7 +329,6 @@
     snapshot();
     [list[index], list[target]] = [list[target], list[index]];
     insertAfter = null;
-    changed({ structure: true });
     if (selectedPath === `${listPath}.${index}`) selectedPath = `${listPath}.${target}`;
     changed({ structure: true });
     const inInspector = $("#inspector-body").contains(document.activeElement);
@@ -559,7 +587,7 @@
       el("label", {}, "Description",
         el("textarea", {
           rows: 2, class: "pipeline-description", value: spec.description || "", placeholder: "What this pipeline does",
-          oninput: (e) => { setIn(spec, "description", e.target.value || undefined); changed(); },
+          oninput: (e) => { setIn(spec, "description", e.target.value || undefined); changed({ pipeline: true }); },
         })),
       el("ul", { class: "field-errors", dataset: { for: "description" } }),
       inputsSection(),
@@ -599,13 +627,13 @@
     return row;
   }
 
+  // Rows become an object keyed by name (no prototype: `__proto__` is a name like another).
+  // A duplicate keeps its first row here, and markRowProblems() blocks the save.
   function syncInputs() {
-    const inputs = {};
+    const inputs = Object.create(null);
     for (const row of document.querySelectorAll("#input-rows .input-row")) {
-      const nameInput = row.querySelector(".input-name");
-      const name = nameInput.value.trim();
-      nameInput.classList.toggle("invalid", Boolean(name) && (!NAME_RE.test(name) || name in inputs));
-      if (!name) continue;
+      const name = row.querySelector(".input-name").value.trim();
+      if (!name || name in inputs) continue;
       const def = { ...row.extra, type: row.querySelector(".input-type").value };
       const description = row.querySelector(".input-description").value;
       if (description) def.description = description; else delete def.description;
@@ -613,7 +641,8 @@
       inputs[name] = def;
     }
     spec.inputs = inputs;
-    changed({ refs: true });
+    markRowProblems();
+    changed({ refs: true, pipeline: true });
   }
 
   function outputsSection() {
@@ -641,13 +670,59 @@
   }
 
   function syncOutputs() {
-    const outputs = {};
+    const outputs = Object.create(null);
     for (const row of document.querySelectorAll("#output-rows .output-row")) {
       const name = row.querySelector(".output-name").value.trim();
-      if (name) outputs[name] = row.querySelector(".output-ref").value.trim();
+      if (name && !(name in outputs)) outputs[name] = row.querySelector(".output-ref").value.trim();
     }
     spec.outputs = outputs;
-    changed();
+    markRowProblems();
+    changed({ pipeline: true });
+  }
+
+  // What the Inputs and Outputs rows cannot be saved as: two rows with one name (one would
+  // be dropped: the spec keys them by name), an input name templates cannot reach
+  // ({{ input.<name> }}: letters, digits and _), a row with content but no name. Each one
+  // blocks the save (see save()). Output names are the server's to judge.
+  function rowProblems() {
+    const problems = [];
+    const sections = [
+      ["inputs", "input", "#input-rows .input-row", ".input-name", NAME_RE, (row) => row.querySelector(".input-description").value.trim()],
+      ["outputs", "output", "#output-rows .output-row", ".output-name", null, (row) => row.querySelector(".output-ref").value.trim()],
+    ];
+    for (const [section, noun, rowSelector, nameSelector, pattern, content] of sections) {
+      const byName = new Map();
+      for (const row of document.querySelectorAll(rowSelector)) {
+        const input = row.querySelector(nameSelector);
+        const name = input.value.trim();
+        if (!name) {
+          if (content(row)) problems.push({ section, inputs: [input], message: `an ${noun} with no name` });
+        } else if (pattern && !pattern.test(name)) {
+          problems.push({ section, inputs: [input], message: `${noun} name “${name}”: use letters, digits and _ only` });
+        } else {
+          byName.set(name, [...(byName.get(name) || []), input]);
+        }
+      }
+      for (const [name, inputs] of byName) {
+        if (inputs.length > 1) problems.push({ section, inputs, message: `${inputs.length} ${section} are named “${name}”: rename or remove one` });
+      }
+    }
+    return problems;
+  }
+
+  function markRowProblems() {
+    document.querySelectorAll(".row-problem").forEach((node) => node.remove());
+    document.querySelectorAll(".input-name.invalid, .output-name.invalid").forEach((node) => node.classList.remove("invalid"));
+    const problems = rowProblems();
+    for (const { section, inputs, message } of problems) {
+      for (const input of inputs) input.classList.add("invalid");
+      fieldErrors(section).append(el("li", { class: "row-problem", text: message }));
+      $("#problem-list").append(el("li", { class: "row-problem" }, el("button", {
+        type: "button", class: "problem link-like", text: `${section}: ${message}`,
+        onclick: () => { inputs[0].scrollIntoView({ block: "center" }); inputs[0].focus(); },
+      })));
+    }
+    return problems;
   }
 
   function limitsSection() {
@@ -655,7 +730,7 @@
     const number = (key, label, step, hint) => el("label", { class: `limit-${key}` }, label,
       el("input", {
         type: "number", min: 0, step, value: limits[key] ?? "", placeholder: hint, "aria-label": label,
-        oninput: (e) => { setIn(spec, `limits.${key}`, e.target.value === "" ? undefined : Number(e.target.value)); changed(); },
+        oninput: (e) => { setIn(spec, `limits.${key}`, e.target.value === "" ? undefined : Number(e.target.value)); changed({ pipeline: true }); },
       }));
     return el("fieldset", { class: "pipeline-limits" },
       el("legend", { text: "Run limits" }),
@@ -695,7 +770,8 @@
       })));
   }
 
-  function renderCard(path, step, position, { inspector = false } = {}) {
+  // `children`: an outline card for the same step whose nested sections are moved over.
+  function renderCard(path, step, position, { inspector = false, children = null } = {}) {
     const kind = isObject(step) && KINDS.includes(step.kind) ? step.kind : null;
     const card = el("article", { class: `${inspector ? "inspector-card" : "step-card"} kind-${kind || "unknown"}`, dataset: { path, kind: kind || "" } });
     const idLabel = el("span", { class: "step-id", text: (isObject(step) && step.id) || "(no id)" });
@@ -723,6 +799,10 @@
       const inside = walkSteps([step]).length - 1;
       if (inside) card.append(el("p", { class: "hint", text: `${inside} step${inside === 1 ? "" : "s"} inside: select them on the canvas.` }));
       if (kind === "parallel" && !isObject(step.join)) card.append(joinSection(step, path));
+      return card;
+    }
+    if (children) {
+      card.append(...children.querySelectorAll(":scope > section.children"));
       return card;
     }
     for (const [key, label] of CHILD_LISTS[kind] || []) {
@@ -820,7 +900,7 @@
         const v = e.target.value;
         setIn(step, key, v === "" && !required ? undefined : v);
         if (onInput) onInput(v);
-        changed({ refs });
+        changed({ refs, step, field: key });
       },
     });
     return fieldBox(key, label, input);
@@ -829,7 +909,7 @@
   function textArea(step, key, label, { required = false, rows = 3, placeholder } = {}) {
     const area = el("textarea", {
       rows, placeholder, required, value: getIn(step, key) ?? "",
-      oninput: (e) => { const v = e.target.value; setIn(step, key, v === "" && !required ? undefined : v); changed(); },
+      oninput: (e) => { const v = e.target.value; setIn(step, key, v === "" && !required ? undefined : v); changed({ step, field: key }); },
     });
     return fieldBox(key, label, area, "wide");
   }
@@ -837,7 +917,7 @@
   function numberField(step, key, label, { min, max, step: stepAttr = 1, placeholder } = {}) {
     const input = el("input", {
       type: "number", min, max, step: stepAttr, placeholder, value: getIn(step, key) ?? "",
-      oninput: (e) => { setIn(step, key, e.target.value === "" ? undefined : Number(e.target.value)); changed(); },
+      oninput: (e) => { setIn(step, key, e.target.value === "" ? undefined : Number(e.target.value)); changed({ step, field: key }); },
     });
     return fieldBox(key, label, input, "narrow");
   }
@@ -848,7 +928,7 @@
     if (!choices.some(([value]) => value === current)) options.push(el("option", { value: current, text: String(current) }));
     const select = el("select", {
       value: current,
-      onchange: (e) => { setIn(step, key, e.target.value === "" ? undefined : e.target.value); changed(); },
+      onchange: (e) => { setIn(step, key, e.target.value === "" ? undefined : e.target.value); changed({ step, field: key }); },
     }, options);
     return fieldBox(key, label, select);
   }
@@ -862,25 +942,47 @@
     if (current && !config.agents.some((a) => a.name === current)) options.push(el("option", { value: current, text: `${current} (not in this team)` }));
     const select = el("select", {
       class: "agent-select", value: current, required: true,
-      onchange: (e) => { step.agent = e.target.value; changed(); },
+      onchange: (e) => { step.agent = e.target.value; changed({ step, field: "agent" }); },
     }, options);
     return fieldBox("agent", "Agent", select);
   }
 
+  // The chips are built when their field gets focus, and at most MAX_CHIPS of them (the
+  // inputs, then the nearest earlier steps); the rest are offered by a picker on the
+  // #ref-options datalist. A chip per earlier step on every card made a 400-step outline
+  // hold 80,000 buttons, all rebuilt on each keystroke.
   function refsHint(target, path = null) {
     const box = el("div", { class: "refs", dataset: path ? { path } : undefined });
     box.target = target;
-    fillRefs(box);
+    if (CAN_EDIT) target.addEventListener("focus", () => { if (!box.filled) fillRefs(box); });
     return box;
   }
 
   function fillRefs(box) {
+    box.filled = true;
     const refs = availableRefs(box.dataset.path || null);
+    const inputs = refs.filter((ref) => ref.startsWith("input."));
+    const steps = refs.filter((ref) => !ref.startsWith("input."));
+    const shownInputs = inputs.slice(0, MAX_CHIPS);
+    const shown = [...shownInputs, ...steps.slice(Math.max(0, steps.length - (MAX_CHIPS - shownInputs.length)))];
     box.replaceChildren(el("span", { class: "muted", text: refs.length ? "Insert:" : "Declare inputs or add steps to reference them." }));
-    for (const ref of refs) {
+    for (const ref of shown) {
       box.append(el("button", {
         type: "button", class: "ref-chip", text: `{{ ${ref} }}`, disabled: !CAN_EDIT,
         onclick: () => insertText(box.target, `{{ ${ref} }}`),
+      }));
+    }
+    if (shown.length < refs.length) {
+      box.append(el("input", {
+        class: "ref-pick", list: "ref-options", autocomplete: "off", spellcheck: "false",
+        placeholder: `${refs.length - shown.length} more…`, "aria-label": "Insert another reference",
+        onchange: (e) => {
+          const ref = e.target.value.trim();
+          if (!refs.includes(ref)) { e.target.classList.toggle("invalid", Boolean(ref)); return; }
+          e.target.value = "";
+          e.target.classList.remove("invalid");
+          insertText(box.target, `{{ ${ref} }}`);
+        },
       }));
     }
   }
@@ -892,7 +994,7 @@
   }
 
   function refreshRefs() {
-    document.querySelectorAll(".refs").forEach(fillRefs);
+    document.querySelectorAll(".refs").forEach((box) => { if (box.filled) fillRefs(box); });
     $("#ref-options").replaceChildren(...availableRefs().map((ref) => el("option", { value: ref })));
   }
 
@@ -915,12 +1017,12 @@
     const needsValue = (op) => !["truthy", "falsy"].includes(op);
     const value = el("input", {
       class: "cond-value", placeholder: "value", value: c.value ?? "", "aria-label": "Value", disabled: !needsValue(c.op),
-      oninput: (e) => { c.value = e.target.value; changed(); },
+      oninput: (e) => { c.value = e.target.value; changed({ step, field: key }); },
     });
     box.append(el("div", { class: "cond-row" },
       el("input", {
         class: "cond-ref", placeholder: "steps.reviewer.output", list: "ref-options", value: c.ref ?? "", "aria-label": "Reference",
-        autocomplete: "off", oninput: (e) => { c.ref = e.target.value; changed(); },
+        autocomplete: "off", oninput: (e) => { c.ref = e.target.value; changed({ step, field: key }); },
       }),
       el("select", {
         class: "cond-op", "aria-label": "Operator", value: c.op || "contains",
@@ -928,12 +1030,12 @@
           c.op = e.target.value;
           if (needsValue(c.op)) { if (c.value === undefined) c.value = value.value; value.disabled = false; }
           else { delete c.value; value.disabled = true; }
-          changed();
+          changed({ step, field: key });
         },
       }, OPS.map((op) => el("option", { value: op, text: op.replace("_", " ") }))),
       value,
       el("label", { class: "check" },
-        el("input", { type: "checkbox", class: "cond-case", checked: Boolean(c.case_sensitive), onchange: (e) => { setIn(c, "case_sensitive", e.target.checked || undefined); changed(); } }),
+        el("input", { type: "checkbox", class: "cond-case", checked: Boolean(c.case_sensitive), onchange: (e) => { setIn(c, "case_sensitive", e.target.checked || undefined); changed({ step, field: key }); } }),
         "case sensitive")));
     return box;
   }
@@ -971,6 +1073,7 @@
   function showErrors(errors) {
     clearErrors();
     const cards = new Map([...document.querySelectorAll(".step-card")].map((card) => [card.dataset.path, card]));
+    const paths = new Set(stepPaths().map(([p]) => p));
     for (const error of errors) {
       const path = String(error.path || "");
       const parts = path ? path.split(".") : [];
@@ -982,7 +1085,7 @@
         rest = parts.slice(n);
       }
       const label = card ? rest.join(".") : path;
-      const owner = stepOwner(parts);
+      const owner = stepOwner(parts, paths);
       if (owner) {
         const text = owner.rest ? `${owner.rest}: ${message}` : message;
         errorPaths.set(owner.path, [...(errorPaths.get(owner.path) || []), text]);
@@ -1005,11 +1108,11 @@
       addProblem(path, message, card, owner && owner.path);
     }
     if (canvas) canvas.refresh(); // node tooltips list their errors
+    return markRowProblems().length;
   }
 
   // The step a path belongs to: the longest prefix that names a step ("steps.0.body.1").
-  function stepOwner(parts) {
-    const paths = new Set(stepPaths().map(([p]) => p));
+  function stepOwner(parts, paths) {
     for (let n = parts.length; n > 0; n -= 1) {
       const prefix = parts.slice(0, n).join(".");
       if (paths.has(prefix)) return { path: prefix, rest: parts.slice(n).join(".") };
@@ -1105,8 +1208,8 @@
     }
     if (typeof data.yaml === "string") setYaml(data.yaml);
     const errors = Array.isArray(data.errors) ? data.errors : [];
-    showErrors(errors);
-    if (errors.length) setStatus("bad", `${errors.length} problem${errors.length === 1 ? "" : "s"} to fix before saving`);
+    const count = errors.length + showErrors(errors);
+    if (count) setStatus("bad", `${count} problem${count === 1 ? "" : "s"} to fix before saving`);
     else setStatus("ok", CAN_EDIT ? "Valid — ready to save" : "Valid");
   }
 
@@ -1117,14 +1220,42 @@
     $("#json-error").textContent = "";
   }
 
+  // The server's YAML for the spec. It never replaces an edit not yet read into the spec
+  // (only reading it, or dropYamlEdit, ends one): that text is what the user sees and
+  // what a save saves.
   function setYaml(text) {
     lastYaml = text;
     const area = $("#spec-yaml");
-    if (document.activeElement !== area) {
+    if (document.activeElement !== area && yamlPending === null) {
       area.value = text;
-      yamlPending = null;
       $("#yaml-error").textContent = "";
     }
+  }
+
+  // Reads the YAML view's pending edit into the spec (the server parses it). True when the
+  // spec now holds what the view shows; false when the text does not parse, was refused
+  // or could not be sent: the view keeps the text and #yaml-error says why.
+  async function readYaml() {
+    if (yamlPending === null) return true;
+    clearTimeout(yamlTimer);
+    await validate({ text: yamlPending, format: "yaml" }, { adopt: true });
+    return yamlPending === null;
+  }
+
+  // Undo, redo and a JSON edit replace the document: a YAML edit not read yet is dropped.
+  function dropYamlEdit() {
+    if (yamlPending === null) return;
+    clearTimeout(yamlTimer);
+    yamlPending = null;
+    $("#yaml-error").textContent = "";
+    if (lastYaml !== null && document.activeElement !== $("#spec-yaml")) $("#spec-yaml").value = lastYaml;
+  }
+
+  // Leaving the YAML view reads its last edit at once; it used to put the server's last
+  // YAML back, so a click on "Save version" within 400 ms of typing saved the old spec.
+  function onYamlBlur() {
+    if (yamlPending !== null) readYaml();
+    else if (!$("#yaml-error").textContent && lastYaml !== null) setYaml(lastYaml);
   }
 
   function onJsonInput(e) {
@@ -1143,9 +1274,9 @@
     $("#json-error").textContent = "";
     spec = parsed;
     insertAfter = null;
+    dropYamlEdit(); // the JSON view replaced the whole document: it is the latest word
     if (selectedPath && !isObject(getAt(selectedPath))) selectedPath = null;
     renderSettings();
-    renderTree();
     changed({ refs: true });
   }
 
@@ -1180,16 +1311,24 @@
     // typing, or within the 400 ms before it is read), the spec from before it was saved,
     // and the edit was lost. A text view that does not parse saves nothing.
     if (yamlPending !== null) {
-      clearTimeout(yamlTimer);
+      status.className = "save-status";
       status.textContent = "Reading the YAML…";
-      await validate({ text: yamlPending, format: "yaml" }, { adopt: true });
     }
-    const unreadable = yamlPending !== null ? "The YAML view does not parse or was refused"
+    const yamlRead = await readYaml();
+    const unreadable = !yamlRead ? "The YAML view does not parse or was refused"
       : $("#json-error").textContent ? "The JSON view does not parse" : "";
     if (unreadable) {
       button.disabled = false;
+      if (!yamlRead) showTab("yaml"); // where its error is
       status.className = "save-status bad";
       status.textContent = `${unreadable}: nothing was saved. Fix it (or undo) and save again.`;
+      return;
+    }
+    const rows = markRowProblems();
+    if (rows.length) {
+      button.disabled = false;
+      status.className = "save-status bad";
+      status.textContent = `Not saved: ${rows[0].message}${rows.length > 1 ? ` (and ${rows.length - 1} more)` : ""}. Your edits are still here.`;
       return;
     }
     button.disabled = false;
@@ -1332,7 +1471,7 @@
       json.addEventListener("input", onJsonInput);
       json.addEventListener("blur", () => { if (!$("#json-error").textContent) refreshJson(); });
       yamlArea.addEventListener("input", onYamlInput);
-      yamlArea.addEventListener("blur", () => { if (!$("#yaml-error").textContent && lastYaml !== null) setYaml(lastYaml); });
+      yamlArea.addEventListener("blur", onYamlBlur);
       $("#save-version").addEventListener("click", save);
       $("#undo").addEventListener("click", undo);
       $("#redo").addEventListener("click", redo);

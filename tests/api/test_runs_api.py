@@ -98,3 +98,12 @@ def test_it_cancels_and_resumes(api, keys, pipe):
     assert status == 200 and body["status"] == "cancelled"
     status, body = api.call("post", f"/runs/{run.pk}/cancel", keys["builder"])
     assert status == 409
+
+
+def test_an_unknown_status_filter_is_refused_not_an_empty_list(api, keys):
+    # Found by an outside review (2026-12-07, the API): a typo listed nothing, as if no run had it.
+    status, body = api.call("get", "/runs?status=sucess", keys["builder"])
+    assert status == 400 and body["error"]["field"] == "status" and "succeeded" in body["error"]["message"], body
+    assert api.call("get", "/runs?status=succeeded", keys["builder"])[0] == 200
+    status, body = api.call("get", "/reviews?status=open", keys["builder"])
+    assert status == 400 and body["error"]["field"] == "status" and "pending" in body["error"]["message"], body
