@@ -42,15 +42,15 @@ def _load_configs() -> tuple[dict[str, UpstreamConfig], dict[str, tuple[int, lis
     configs, redactions, broken = {}, {}, {}
     for server in ToolServer.objects.filter(enabled=True).select_related("template").prefetch_related("secrets"):
         problem = installed_values_problem(server)
+        if problem is None:
+            try:
+                config, secrets = resolve_config(server)
+            except MissingVariable as exc:
+                problem = exc.message
         if problem is not None:
             broken[server.pk] = problem
-            ToolServer.objects.filter(pk=server.pk).update(health=HealthState.DOWN, health_error=problem)
-            continue
-        try:
-            config, secrets = resolve_config(server)
-        except MissingVariable as exc:
-            broken[server.pk] = exc.message
-            ToolServer.objects.filter(pk=server.pk).update(health=HealthState.DOWN, health_error=exc.message)
+            if (server.health, server.health_error) != (HealthState.DOWN, problem):  # (every 10 s, in every process)
+                ToolServer.objects.filter(pk=server.pk).update(health=HealthState.DOWN, health_error=problem)
             continue
         configs[config.name] = config
         redactions[config.name] = (server.team_id, secrets)

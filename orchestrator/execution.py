@@ -204,7 +204,10 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
             outcome = await engine.run(run_input)
             tracing.set_attributes(run_span, {"agentdeck.run.status": outcome.status if outcome else None})
         _in_hand.discard(owner)  # only a finished stop lets go; a shutdown leaves it for hand_back_runs
-        if outcome is None or outcome.status != RunStatus.WAITING_REVIEW or not await _resumed_if_decided(run.pk):
+        if outcome is None or outcome.status != RunStatus.WAITING_REVIEW:
+            return outcome
+        if not store.requeued:
+            await _cancelled_if_asked(run.pk)
             return outcome
     except asyncio.CancelledError:
         # This process stops executing the run (its worker shuts down, a runner cancelled it):
@@ -231,7 +234,8 @@ async def execute_run(run_id: int, *, toolbox: Toolbox | None = None, listeners:
         raise
     finally:
         leases.release(run.pk, owner)
-    # Its reviews were all decided while it ran: it goes on here, claimed again (queued).
+    # Its reviews were all decided while it ran: its pause left it queued (the store's
+    # `requeued`), and it goes on here, claimed again.
     return await execute_run(run_id, toolbox=toolbox, listeners=listeners, flush_interval=flush_interval)
 
 
@@ -249,34 +253,25 @@ async def _despite_cancel(aw: Awaitable[T]) -> T:
                 return inner.result()
 
 
-async def _resumed_if_decided(run_id: int) -> bool:
+async def _cancelled_if_asked(run_id: int) -> None:
     try:
-        return await run_write(_resume_if_decided, run_id)
-    except Exception:  # (the database failing): the run stays paused, as before; a resume sends it on
-        log.exception("run %s: could not check whether its reviews were decided while it ran", run_id)
-        return False
+        await run_write(_finish_paused_cancel, run_id)
+    except Exception:  # (the database failing): the run stays paused; a cancel or a decision moves it
+        log.exception("run %s: could not finish the cancel asked while it ran", run_id)
 
 
-def _resume_if_decided(run_id: int) -> bool:
-    """A run that paused with every review item already decided goes on. Its items were decided
-    while it still ran (a parallel branch paused and was announced; a sibling had not ended), when
-    there was nothing to resume; it then paused with nothing left to decide, for ever (a review).
-    The run held its place among the active runs all along: no limit is checked again. Queued,
-    not submitted: the execution that paused it claims it again (an inline runner would not
-    start a run it is still executing)."""
-    from orchestrator.actions.errors import ActionError
-    from orchestrator.actions.runs import do_resume_run
+def _finish_paused_cancel(run_id: int) -> None:
+    """A cancel asked while the run still ran, just before it paused: the pause committed
+    anyway (a last commit does not stop for a cancel) and the run waited for a review with its
+    cancel flag set; a decision then queued it, and no claim takes a cancelled run, so it stayed
+    queued for ever, holding a concurrent-runs slot (a review). Finished as cancelled here."""
+    from orchestrator.actions.runs import _finish_cancelled
 
     with transaction.atomic():
-        run = Run.objects.select_for_update().filter(pk=run_id, status=RunStatus.WAITING_REVIEW).first()
-        if run is None or run.review_items.filter(status="pending").exists():
-            return False
-        try:
-            do_resume_run(run, None, submit=False, check_budget=False, check_concurrency=False)
-        except ActionError:
-            log.exception("run %s: decided while running, and could not be resumed", run_id)
-            return False
-    return True
+        run = (Run.objects.select_for_update().select_related("pipeline_version")
+               .filter(pk=run_id, status=RunStatus.WAITING_REVIEW, cancel_requested=True).first())
+        if run is not None:
+            _finish_cancelled(run)
 
 
 def _hand_back(run_id: int, owner: str) -> None:

@@ -161,6 +161,7 @@ class DjangoRunStore:
         self._buffered = 0
         self._committed = 0
         self._cancel_seen = False
+        self.requeued = False  # its pause found every review decided: queued again (`_commit`)
         # Commits that failed so far, and the last one: (writes it took up to, what it raised).
         self._failures = 0
         self._failure: tuple[int, BaseException] | None = None
@@ -467,6 +468,16 @@ class DjangoRunStore:
                                                      reason=r.reason, context=r.context)
                     webhooks.enqueue(self._pipeline_id, "review.needed", {"run_id": self.run_id, "review_id": item.pk,
                                                                           "step_key": r.step_key, "reason": r.reason})
+            if (update.get("status") == RunStatus.WAITING_REVIEW and not head.cancel_requested
+                    and not ReviewItem.objects.filter(run_id=self.run_id, status=ReviewItem.Status.PENDING).exists()):
+                # Every item was decided while the run still ran (a parallel branch's item is
+                # announced before its sibling ends): paused now, it would wait for ever with
+                # nothing left to decide (a review). It stays queued instead, in this
+                # transaction, so it never leaves the active runs (another start could take its
+                # place under a concurrent-runs limit); its execution claims it again.
+                update.update(status=RunStatus.QUEUED, dispatched_at=now)
+                events = [*events, ("run.resume_requested", "", {"by": None, "decided_while_running": True})]
+                self.requeued = True
             if update.get("status") in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED):
                 webhooks.enqueue(self._pipeline_id, f"run.{update['status']}", {
                     "run_id": self.run_id, "status": update["status"], "output": update.get("output"),

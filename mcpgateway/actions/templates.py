@@ -324,6 +324,12 @@ def installed_values_problem(server: ToolServer) -> str | None:
         render(template, plain, stored)
     except ParameterError as exc:
         return f"not started: its values for the template {template.name!r} fail a check ({exc.message}); enter them again"
+    except (ValidationError, ValueError, TypeError) as exc:
+        # The template row itself no longer reads (saved before a check existed, or written by
+        # a newer release): that server's problem, never the resync's — raised, it stopped every
+        # other team's servers from being started or stopped in this process (a review).
+        first = str(exc).splitlines()[0][:200]
+        return f"not started: the template {template.name!r} no longer reads ({first}); an operator saves it again"
     return None
 
 
