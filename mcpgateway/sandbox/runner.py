@@ -13,26 +13,37 @@ stdout: frames of `kind (1 byte) | length (4 bytes, big-endian) | payload`:
 Header fields: `argv` (the command, or empty to only move files), `stdin` (text for the
 command), `timeout` (seconds), `max_output` (bytes of stdout + stderr to keep; past it
 the command is killed), `restore` (tar length), `capture` (`"all"`: the whole workspace
-as tar, a list of paths: those files, anything else: none), `clear` (empty the
-workspace first).
+as tar, a list of paths: those files, anything else: none), `max_workspace` (bytes: a
+workspace whose files' sizes sum to more is not packed; the result says
+`workspace_over`), `max_file` (bytes: a file asked for by name that is larger is not
+packed; the result names it under `too_large`), `clear` (empty the workspace first).
 
 The runner makes itself non-dumpable so code running as the same user cannot write into
 its stdout through /proc, runs the command in its own process group, and afterwards
 kills every process the sandbox user still has (`kill(-1)`), so nothing outlives the
-execution. Archives hold only regular files and directories; links are skipped on the
-way out and refused on the way in.
+execution. The code to run is written to a fresh private directory under /tmp for each
+execution and removed afterwards (a fixed name let one run's `chmod 0` or symlink break
+every later run of a session). The command runs until it exits or its time limit passes,
+whether or not it keeps its stdout and stderr open.
+
+Archives hold only regular files and directories: symbolic links are skipped on the way
+out and refused on the way in, and a hard link goes out as a file of its own (a link
+member could never be restored: every later call of the session failed).
 """
 
 import ctypes
+import errno
 import json
 import os
 import selectors
+import shutil
 import signal
 import stat
 import struct
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 
@@ -133,14 +144,77 @@ class FrameWriter:
         pass
 
 
-def capture(what, files):
-    names = sorted(files) if what == "all" else [os.path.normpath(p.lstrip("/")) for p in what]
+def add_regular(archive, name):
+    """Put one workspace file into the archive as a regular file, whatever links it has."""
+    path = os.path.join(WORKSPACE, name)
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags)
+    except PermissionError:  # the code took its own file's permissions away (`chmod 0`)
+        os.chmod(path, stat.S_IMODE(os.lstat(path).st_mode) | stat.S_IRUSR)
+        fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as source:
+        info = os.fstat(source.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return
+        member = tarfile.TarInfo(name)
+        member.size = info.st_size
+        member.mode = stat.S_IMODE(info.st_mode)
+        member.mtime = int(info.st_mtime)
+        archive.addfile(member, source)
+
+
+def capture(names, files):
+    """Send `names` (those still in `files`) as a tar of regular files; the names that are not."""
     missing = [n for n in names if n not in files]
     with tarfile.open(fileobj=FrameWriter(), mode="w|") as archive:
         for name in names:
             if name in files:
-                archive.add(os.path.join(WORKSPACE, name), arcname=name, recursive=False)
+                add_regular(archive, name)
     return missing
+
+
+def capture_asked(header, files, result):
+    """Pack what the header asks for, within its limits; a refusal is said in the result."""
+    what = header.get("capture")
+    if what == "all":
+        total = sum(meta[0] for meta in files.values())
+        result["workspace_bytes"] = total
+        limit = header.get("max_workspace")
+        if limit is not None and total > int(limit):
+            result["workspace_over"] = True  # a sparse file counts at its full size, as it would be restored
+            return
+        result["missing"] = capture(sorted(files), files)
+    elif isinstance(what, list):
+        names = [os.path.normpath(p.lstrip("/")) for p in what]
+        limit = header.get("max_file")
+        if limit is not None:
+            too_large = {n: files[n][0] for n in names if n in files and files[n][0] > int(limit)}
+            if too_large:
+                result["too_large"] = too_large
+                names = [n for n in names if n not in too_large]
+        result["missing"] = capture(names, files)
+
+
+def write_script(script, suffix):
+    """The code as a file in a new private directory under /tmp: (its path, the directory)."""
+    scratch = tempfile.mkdtemp(prefix="run-", dir="/tmp")
+    path = os.path.join(scratch, "main" + suffix)
+    try:
+        with open(path, "x", encoding="utf-8") as sink:
+            sink.write(script)
+    except BaseException:
+        remove_scratch(scratch)
+        raise
+    return path, scratch
+
+
+def remove_scratch(scratch):
+    try:
+        os.chmod(scratch, 0o700)  # the code (same user) may have taken its permissions away
+    except OSError:
+        pass
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def run(header, result):
@@ -148,13 +222,25 @@ def run(header, result):
     if not argv:
         return
     script = header.get("script")
+    scratch = None
     if script is not None:
         # The code to run goes to a file outside the workspace, so it neither needs an
         # argument-length limit nor shows up among the files the code produced.
-        path = "/tmp/main" + header.get("script_suffix", "")
-        with open(path, "w", encoding="utf-8") as sink:
-            sink.write(script)
+        try:
+            path, scratch = write_script(script, header.get("script_suffix", ""))
+        except OSError as exc:
+            full = " (/tmp is full: files left there by earlier calls count against it)" if exc.errno == errno.ENOSPC else ""
+            result["error"] = f"could not write the code to /tmp: {exc.strerror}{full}"
+            return
         argv = [path if part == "{script}" else part for part in argv]
+    try:
+        execute(argv, header, result)
+    finally:
+        if scratch is not None:
+            remove_scratch(scratch)
+
+
+def execute(argv, header, result):
     limit = int(header.get("max_output", 1 << 20))
     timeout = float(header.get("timeout", 30))
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": WORKSPACE, "LANG": "C.UTF-8", "TMPDIR": "/tmp",
@@ -184,7 +270,7 @@ def run(header, result):
     sent = 0
     open_streams = 2
     exited_at = None
-    while open_streams:
+    while not result["output_truncated"]:
         now = time.monotonic()
         left = started + timeout - now
         if left <= 0:
@@ -192,10 +278,18 @@ def run(header, result):
             break
         if exited_at is None and child.poll() is not None:
             exited_at = now
-        if exited_at is not None and now - exited_at > EXIT_GRACE_S:
-            # The command ended, but a process it left in the background holds its output
-            # open: what was written is read; the rest is cut, not waited for until the limit.
+        if exited_at is not None and (not open_streams or now - exited_at > EXIT_GRACE_S):
+            # The command ended. A process it left in the background may hold its output open:
+            # what was written is read; the rest is cut, not waited for until the limit.
             break
+        if not open_streams:
+            # The command closed or redirected its own output but runs on (`exec >log 2>&1`):
+            # it was killed at once. Wait for it, up to its time limit.
+            try:
+                child.wait(timeout=left)
+            except subprocess.TimeoutExpired:
+                pass
+            continue
         for key, _ in selector.select(min(left, 0.05 if exited_at is not None else 0.5)):
             chunk = os.read(key.fileobj.fileno(), CHUNK)
             if not chunk:
@@ -208,7 +302,6 @@ def run(header, result):
             sent += len(chunk)
             if sent > limit:
                 result["output_truncated"] = True
-                open_streams = 0
                 break
     try:
         os.killpg(child.pid, signal.SIGKILL)
@@ -269,9 +362,7 @@ def main():
         result["files"] = {name: meta[0] for name, meta in after.items()}
         result["changed"] = sorted(n for n, meta in after.items() if before.get(n) != meta)
         result["deleted"] = sorted(n for n in before if n not in after)
-        what = header.get("capture")
-        if what == "all" or isinstance(what, list):
-            result["missing"] = capture(what, after)
+        capture_asked(header, after, result)
     except (ValueError, OSError, tarfile.TarError) as exc:
         result["error"] = str(exc)
     frame(b"r", json.dumps(result).encode())

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
+import os
 import signal
 import sys
+import threading
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -187,16 +190,34 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = SandboxConfig.from_argv(sys.argv[1:] if argv is None else argv)
     sandbox = Sandbox(config)
+    closing = threading.Lock()
 
-    def stop(signum, frame):
-        raise SystemExit(0)
+    def close() -> None:
+        with closing:  # SIGTERM's thread and the end of stdin may both get here
+            sandbox.close()
 
-    signal.signal(signal.SIGTERM, stop)
+    def stop() -> None:
+        """Remove this server's containers, then exit. Unwinding the event loop does not end the
+        process: the stdio transport's reader thread (not a daemon) stays blocked on stdin, which
+        the gateway keeps open, and the process hung after SIGTERM."""
+        code = 0
+        try:
+            close()
+        except Exception:
+            log.exception("closing the sandbox failed")
+            code = 1
+        logging.shutdown()
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+        os._exit(code)
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(target=stop, name="sandbox-stop",
+                                                                         daemon=True).start())
     sandbox.start_maintenance()
     try:
         build_server(sandbox).run("stdio")
     finally:
-        sandbox.close()
+        close()
 
 
 if __name__ == "__main__":

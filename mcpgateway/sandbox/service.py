@@ -223,7 +223,13 @@ class Sandbox:
                 self._touch(s)
                 content = read_member(s.archive, name)
             else:
-                result, archive = self._in_session_box(s, {"argv": [], "capture": [name]}, b"")
+                # The runner checks the size before packing: a huge (sparse) file once filled the
+                # stream past the host's cap, and the container, workspace and all, was removed.
+                result, archive = self._in_session_box(
+                    s, {"argv": [], "capture": [name], "max_file": self.config.max_file_bytes}, b"")
+                too_large = result.get("too_large", {}).get(name)
+                if too_large is not None:
+                    raise SandboxError(f"{name}: {too_large} bytes is over the {self.config.max_file_bytes}-byte file limit")
                 content = read_member(archive, name) if name not in result.get("missing", [name]) else None
         if content is None:
             raise SandboxError(f"{name}: no such file in the workspace")
@@ -249,28 +255,54 @@ class Sandbox:
         if not 0 < timeout <= self.config.max_timeout_s:
             raise SandboxError(f"timeout_s must be between 0 and {self.config.max_timeout_s:g}")
         extra = {workspace_path(k): v.encode() for k, v in (files or {}).items()}
+        self._check_request(script, stdin, extra)
         header = {"argv": argv, "script": script, "script_suffix": suffix, "stdin": stdin, "timeout": timeout,
                   "max_output": self.config.output_bytes}
         started = time.perf_counter()
         with self._locked(session, network) as s:
             if self.config.mode == "execution":
-                result, raw = self._in_fresh_box(s, header, merge_archive(s.archive, extra) if extra else s.archive, timeout)
+                archive = merge_archive(s.archive, extra) if extra else s.archive
+                if len(archive) > self._workspace_bytes():
+                    raise SandboxError(f"the workspace would exceed its {self.config.workspace_mb} MB limit")
+                result, raw = self._in_fresh_box(s, header, archive, timeout)
             else:
                 result, raw = self._in_session_box(s, header, merge_archive(b"", extra) if extra else b"", timeout)
             s.last_used = time.monotonic()
         return self._report(result, raw, timeout, network, time.perf_counter() - started)
 
+    def _check_request(self, script: str, stdin: str, extra: dict[str, bytes]) -> None:
+        """Refuse, naming the limit, what could never fit in the container (it failed inside
+        with a bare "No space left on device" or no result at all)."""
+        limit = self.config.max_file_bytes
+        code_limit = min(limit, self.config.tmp_mb * 1024 * 1024)  # the code is written to /tmp
+        code_size = len(script.encode("utf-8", "surrogatepass"))
+        if code_size > code_limit:
+            raise SandboxError(f"the code is {code_size} bytes, over the sandbox's {code_limit}-byte limit for code")
+        stdin_size = len(stdin.encode("utf-8", "surrogatepass"))
+        if stdin_size > limit:
+            raise SandboxError(f"stdin is {stdin_size} bytes, over the sandbox's {limit}-byte limit")
+        for name, content in extra.items():
+            if len(content) > limit:
+                raise SandboxError(f"{name}: {len(content)} bytes is over the {limit}-byte file limit")
+        if sum(len(c) for c in extra.values()) > self._workspace_bytes():
+            raise SandboxError(f"the files would exceed the workspace's {self.config.workspace_mb} MB limit")
+
+    def _workspace_bytes(self) -> int:
+        return self.config.workspace_mb * 1024 * 1024
+
     def _in_fresh_box(self, s: Session, header: dict[str, Any], archive: bytes,
                       timeout: float) -> tuple[dict[str, Any], RawExecution]:
         box = self._take(s.network, s.key)
         try:
-            header = {**header, "restore": len(archive), "capture": "all"}
+            # The runner packs the workspace only if its files fit the cap: a sparse file over it
+            # was saved, and no later call could unpack the workspace again.
+            header = {**header, "restore": len(archive), "capture": "all", "max_workspace": self._workspace_bytes()}
             raw = self.backend.execute(box, _payload(header, archive), timeout_s=timeout + GRACE_S,
                                        max_bytes=self._max_bytes())
         finally:
             self._discard(box)
         result, captured = parse_frames(raw.stdout)
-        if "files" in result and not result.get("error") and not raw.killed:
+        if "files" in result and not result.get("error") and not result.get("workspace_over") and not raw.killed:
             s.archive = captured
             s.files = result["files"]
             self._save(s)
@@ -343,7 +375,7 @@ class Sandbox:
                     return
 
     def _max_bytes(self) -> int:
-        return self.config.output_bytes * 2 + self.config.workspace_mb * 1024 * 1024 * 2 + (1 << 20)
+        return self.config.output_bytes * 2 + self._workspace_bytes() * 2 + self.config.max_file_bytes + (1 << 20)
 
     def _report(self, result: dict[str, Any], raw: RawExecution, timeout: float, network: bool,
                 elapsed: float) -> dict[str, Any]:
@@ -357,6 +389,10 @@ class Sandbox:
             notes.append(f"Output passed the {self.config.output_bytes}-byte limit: it was cut and the process killed.")
         if result.get("oom_killed"):
             notes.append(f"A process was killed for passing the {self.config.memory_mb} MB memory limit.")
+        if result.get("workspace_over"):
+            notes.append(f"The workspace's files came to {result.get('workspace_bytes', 0)} bytes, over its "
+                         f"{self.config.workspace_mb} MB limit (a sparse file counts at its full size): this call's "
+                         "changes were not kept; the next call starts from the workspace as it was before it.")
         if result.get("session_reset"):
             notes.append("The session's container was removed; the next call starts with an empty workspace.")
         if result.get("error"):

@@ -6,6 +6,10 @@ dropped, no-new-privileges, the engine's default seccomp profile (never `unconfi
 pids, memory (no swap) and CPU limits, optionally another runtime such as gVisor's
 `runsc`. Containers carry labels naming their owner process and expiry, so the reaper
 removes them after a crash of the process that made them.
+
+The container's own log (its pid 1's stdout and stderr, kept by the engine on the host) is
+capped at a few kilobytes, and pid 1 is non-dumpable: the code once wrote to /proc/1/fd/1
+and filled the host's json-file log without bound.
 """
 
 from __future__ import annotations
@@ -36,8 +40,15 @@ LABEL = "agentdeck.sandbox"
 # pid 1 itself is the one process kill(-1) never signals. It handles SIGCHLD only: from inside
 # its namespace, a signal pid 1 has no handler for is never delivered, so the code (same user)
 # cannot end it with `kill 1` or `pkill python3`; the host removes containers with SIGKILL.
+# It makes itself non-dumpable first (PR_SET_DUMPABLE = 0): its /proc/1/fd, which led to the
+# container's log on the host, is then closed to the code, as is ptrace.
 REAPER = """
 import os, signal
+try:
+    import ctypes
+    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)
+except (ImportError, OSError, AttributeError):
+    pass  # the log's cap (LOG_CONFIG) still bounds what could reach the host
 def reap(*_):
     while True:
         try:
@@ -52,6 +63,8 @@ while True:
     reap()
 """
 RUNNER = (Path(__file__).resolve().parent.parent / "runner.py").read_text()
+# What the engine keeps of pid 1's output on the host: one json-file of at most 16 KB.
+LOG_CONFIG = {"type": "json-file", "config": {"max-size": "16k", "max-file": "1"}}
 API_TIMEOUT_S = 30
 CHECK_TTL_S = 5.0
 
@@ -148,6 +161,7 @@ class DockerBackend:
             ulimits=[docker.types.Ulimit(name="nofile", soft=1024, hard=1024),
                      docker.types.Ulimit(name="core", soft=0, hard=0)],
             environment={}, stdin_open=False, tty=False, init=False,
+            log_config=docker.types.LogConfig(type=LOG_CONFIG["type"], config=LOG_CONFIG["config"]),
         )
         if c.runtime:
             options["runtime"] = c.runtime

@@ -206,8 +206,16 @@ def test_the_server_process_removes_its_containers_when_stopped(docker_client):
         "finally:\n    sb.close()\n"
     )
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
-    assert child.stdout.readline().strip() == "up"
-    assert len(sandbox_containers(docker_client)) == 1
-    child.send_signal(signal.SIGTERM)
-    assert child.wait(timeout=30) == 0
-    assert sandbox_containers(docker_client) == []
+    try:
+        assert child.stdout.readline().strip() == "up"
+        assert len(sandbox_containers(docker_client)) == 1
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=30) == 0
+        assert sandbox_containers(docker_client) == []
+    finally:  # a failed assertion left the child (and its container) for ever, breaking later counts
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
