@@ -32,4 +32,6 @@ def test_two_megabytes_of_linked_model_output_are_searched_within_six_seconds(mo
     started = time.perf_counter()
     assert find_leaks(["sk_live_CANARY_51f0c9"], _emissions("model output (work, turn 1)", text)) == []
     took = time.perf_counter() - started
-    assert took < 1.8 * base + 1.0, (took, base)  # HEAD: ~12 s against ~3.5 s; fixed: ~5 s
+    # HEAD: ~12 s against ~3.5 s (3.4x); fixed: ~5 s. Under a loaded two-core CI machine the
+    # fixed code measured 20.2 s against 10.6 s (1.9x): the margin is for that noise.
+    assert took < 2.5 * base + 1.0, (took, base)
