@@ -66,6 +66,7 @@ URL_ROUTES: dict[str, str] = {
     "review-decide": "review.decide",
     "review-claim": "review.claim",
     "review-assign": "review.assign",
+    "review-approval-decide": "review.decide",
     # tools
     "tools": "server.view",
     "tools-health": "server.view",
@@ -172,6 +173,8 @@ API_OPERATIONS: dict[str, str] = {
     "orchestrator_api_list_reviews": "review.view",
     "orchestrator_api_claim_review": "review.claim",
     "orchestrator_api_decide_review": "review.decide",
+    "mcpgateway_api_list_approvals": "review.view",
+    "mcpgateway_api_decide_approval": "review.decide",
     "orchestrator_api_list_limits": "usage.view",
     "orchestrator_api_create_limit": "limit.manage",
     "orchestrator_api_update_limit": "limit.manage",

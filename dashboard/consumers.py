@@ -30,9 +30,10 @@ from django.contrib.auth import get_user_model
 from authz.policy import Actor, allows, is_instance_operator
 from authz.routes import WEBSOCKET_ROUTES
 from dashboard.access import SESSION_KEY
+from dashboard.queries import pending_count
 from mcpgateway.whole_numbers import whole
 from orchestrator.events import event_payload, register_consumer_loop, run_group, team_group
-from orchestrator.models import Membership, ReviewItem, Run, RunEvent
+from orchestrator.models import Membership, Run, RunEvent
 
 CATCH_UP_BATCH = 200
 REJECTED = 4403
@@ -109,7 +110,7 @@ def _current_team_id(user: Any, session: Any) -> int | None:
 
 @database_sync_to_async
 def _pending_reviews(team_id: int) -> int:
-    return ReviewItem.objects.filter(team_id=team_id, status=ReviewItem.Status.PENDING).count()
+    return pending_count(team_id)  # (the /mcp calls waiting on a person included: the badge counts both)
 
 
 def _after(query_string: bytes) -> int:

@@ -7,7 +7,8 @@ from typing import Any
 from django.http import HttpRequest
 
 from dashboard.access import current_membership, memberships
-from orchestrator.models import ReviewItem, Role
+from dashboard.queries import pending_count
+from orchestrator.models import Role
 
 
 def team_context(request: HttpRequest) -> dict[str, Any]:
@@ -16,7 +17,7 @@ def team_context(request: HttpRequest) -> dict[str, Any]:
     membership = current_membership(request)
     if membership is None:
         return {"teams": []}
-    pending = ReviewItem.objects.filter(team_id=membership.team_id, status=ReviewItem.Status.PENDING).count()
+    pending = pending_count(membership.team_id)
     return {
         "teams": [m.team for m in memberships(request)],
         "current_team": membership.team,

@@ -59,7 +59,10 @@ def review_items(team_id: int, tab: str = "pending", assigned_to: int | None = N
 
 
 def pending_count(team_id: int) -> int:
-    return ReviewItem.objects.filter(team_id=team_id, status=ReviewItem.Status.PENDING).count()
+    """Review items and the /mcp calls waiting on a person: what the nav badge counts."""
+    from mcpgateway.queries import pending_call_approvals
+
+    return ReviewItem.objects.filter(team_id=team_id, status=ReviewItem.Status.PENDING).count() + pending_call_approvals(team_id)
 
 
 def review_actions(item: ReviewItem) -> list[str]:

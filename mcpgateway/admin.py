@@ -114,7 +114,11 @@ class AuditEntryAdmin(ReadOnly):
 
 
 @admin.register(m.ToolApproval)
-class ToolApprovalAdmin(admin.ModelAdmin):
+class ToolApprovalAdmin(ReadOnly):
+    """Read-only: a decision goes through the team's review queue (page or API), which checks it,
+    records its decider, and resumes the run. Changing `status` here skipped all of that: a run
+    approval's review item stayed pending for ever."""
+
     list_display = ["tool_name", "status", "agent_name", "api_key_id", "run_id", "decided_by", "created_at"]
     list_filter = ["status"]
     search_fields = ["tool_name", "agent_name", "step_key"]

@@ -1,10 +1,12 @@
 """The gateway's REST API: tool servers (and config import/export), tools, grants, API keys,
-and the audit log. Every operation is scoped to the caller's team (`request.auth`)."""
+the audit log, and the approvals of /mcp calls. Every operation is scoped to the caller's team (`request.auth`)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -17,6 +19,7 @@ from mcpgateway.actions.access import (
     do_revoke_api_key,
     do_revoke_grant,
 )
+from mcpgateway.actions.approvals import do_decide_call_approval
 from mcpgateway.actions.catalogue import do_approve_tool_definition, do_set_tool_enabled
 from mcpgateway.actions.config_files import do_import_config, export_config
 from mcpgateway.actions.servers import do_delete_server, do_save_server
@@ -29,10 +32,12 @@ from mcpgateway.actions.templates import (
 )
 from mcpgateway.api_caller import Caller
 from mcpgateway.errors import GatewayError
-from mcpgateway.models import ApiKey, Grant, ServerTemplate, Tool, ToolServer
+from mcpgateway.models import ApiKey, Grant, ServerTemplate, Tool, ToolApproval, ToolServer
 from mcpgateway.schemas import (
     ApiKeyIn,
     ApiKeyOut,
+    ApprovalDecisionIn,
+    ApprovalOut,
     AuditOut,
     ConfigIn,
     GrantIn,
@@ -223,3 +228,32 @@ def audit(request: HttpRequest, run: int | None = None, agent: str | None = None
           limit: int = Query(50, ge=1, le=500)):
     where = queries.AuditFilter(run_id=run, agent=agent, api_key_id=api_key, tool=tool, status=status, before_id=before)
     return queries.audit_log(caller(request).require("read").team_id, where, limit)
+
+
+# --- approvals of /mcp calls -----------------------------------------------------------------
+
+def _approval_out(row: ToolApproval) -> dict[str, Any]:
+    pending = row.status == ToolApproval.Status.PENDING
+    return {"id": row.pk, "tool": row.tool_name, "arguments": row.arguments, "status": row.status,
+            "principal_kind": row.principal_kind, "agent_name": row.agent_name, "api_key": row.api_key_id,
+            "call_id": row.call_id, "note": row.note, "decided_by": row.decided_by_id,
+            "decided_by_api_key": row.decided_by_api_key_id, "created_at": row.created_at, "decided_at": row.decided_at,
+            "expires_at": row.created_at + timedelta(seconds=settings.GATEWAY_APPROVAL_WAIT_S) if pending else None}
+
+
+@router.get("/approvals", response=list[ApprovalOut], tags=["reviews"])
+def list_approvals(request: HttpRequest, status: str = "pending", limit: int = Query(100, ge=1, le=500)):
+    """Calls API clients made over /mcp that wait for a person (grants with `require_approval`);
+    a run's approvals are items of `GET /reviews`."""
+    if status not in ToolApproval.Status.values:
+        raise GatewayError(f"unknown status {status[:40]!r}; one of {', '.join(ToolApproval.Status.values)}", "status")
+    return [_approval_out(a) for a in queries.call_approvals(caller(request).require("read").team_id, status, limit)]
+
+
+@router.post("/approvals/{approval_id}/decide", response=ApprovalOut, tags=["reviews"])
+def decide_approval(request: HttpRequest, approval_id: int, body: ApprovalDecisionIn):
+    """approve (the waiting call is made, once) or reject (refused with `note`)."""
+    c = caller(request).require("run", "reviewer")
+    user = get_user_model().objects.filter(pk=c.user_id).first() if c.user_id is not None else None
+    return _approval_out(do_decide_call_approval(c.team_id, approval_id, body.action == "approve", user, body.note,
+                                                 api_key_id=c.api_key_id))

@@ -44,3 +44,10 @@ class ConfigError(GatewayError):
         first = errors[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         super().__init__(f"{first['field']}: {first['message']}{more}", first["field"])
+
+
+class Conflict(GatewayError):
+    """Someone else changed it first (an approval already decided): 409."""
+
+    code = "conflict"
+    status = 409

@@ -6,10 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
 from mcpgateway.actions.catalogue import held_change
-from mcpgateway.models import AuditEntry, Grant, Tool, ToolServer, ToolStatus
+from mcpgateway.models import AuditEntry, Grant, Tool, ToolApproval, ToolServer, ToolStatus
 
 
 def servers(team_id: int) -> QuerySet[ToolServer]:
@@ -60,3 +62,26 @@ def audit_log(team_id: int, where: AuditFilter | None = None, limit: int = 50) -
     if where.before_id is not None:
         rows = rows.filter(id__lt=where.before_id)
     return list(rows.order_by("-id")[: max(1, min(limit, 500))])
+
+
+def call_approvals(team_id: int, status: str = "pending", limit: int = 100) -> list[ToolApproval]:
+    """Calls API clients made over /mcp that wait for a person (a run's approvals are review
+    items). Pending ones oldest first, and only those whose caller can still be waiting
+    (`GATEWAY_APPROVAL_WAIT_S`): an older one's caller is gone (a web process that died with
+    it), and deciding it would run nothing. Decided ones newest first."""
+    rows = ToolApproval.objects.filter(team_id=team_id, run_id__isnull=True, status=status)
+    if status == ToolApproval.Status.PENDING:
+        rows = rows.filter(created_at__gte=approval_cutoff()).order_by("created_at", "id")
+    else:
+        rows = rows.order_by("-decided_at", "-id")
+    return list(rows.select_related("decided_by")[: max(1, min(limit, 500))])
+
+
+def approval_cutoff():
+    """Pending call approvals created before this have no caller left to wait for them."""
+    return timezone.now() - timezone.timedelta(seconds=settings.GATEWAY_APPROVAL_WAIT_S + 5)
+
+
+def pending_call_approvals(team_id: int) -> int:
+    return ToolApproval.objects.filter(team_id=team_id, run_id__isnull=True, status=ToolApproval.Status.PENDING,
+                                       created_at__gte=approval_cutoff()).count()

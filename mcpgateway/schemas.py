@@ -150,3 +150,27 @@ class AuditOut(Schema):
     error: str
     latency_ms: float
     grant_id: int | None
+
+
+class ApprovalOut(Schema):
+    """A call an API client made over /mcp, waiting for (or given) a person's verdict."""
+
+    id: int
+    tool: str
+    arguments: dict[str, Any] = Field(description="As stored: the team's secrets redacted.")
+    status: str
+    principal_kind: str
+    agent_name: str
+    api_key: int | None = Field(description="The key whose call it is.")
+    call_id: str
+    note: str
+    decided_by: int | None
+    decided_by_api_key: int | None
+    created_at: datetime
+    decided_at: datetime | None
+    expires_at: datetime | None = Field(description="Pending: when its caller stops waiting (then it is rejected).")
+
+
+class ApprovalDecisionIn(Schema):
+    action: Literal["approve", "reject"]
+    note: str = Field("", max_length=2000, description="Why; a rejection's note is what the caller is told.")

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -19,6 +19,9 @@ from django.views.decorators.http import require_POST
 
 from dashboard import queries
 from dashboard.access import can, team_view
+from mcpgateway import queries as gateway_queries
+from mcpgateway.actions.approvals import do_decide_call_approval
+from mcpgateway.errors import GatewayError
 from mcpgateway.whole_numbers import is_whole
 from orchestrator.actions.errors import ActionError
 from orchestrator.actions.reviews import do_assign_review, do_claim_review, do_decide_review
@@ -51,6 +54,9 @@ def _list_context(request: HttpRequest) -> dict[str, Any]:
         "tab": tab,
         "mine": mine,
         "items": queries.review_items(request.team.pk, tab, assigned_to=request.user.pk if mine else None),
+        # Calls API clients made over /mcp, waiting on a person (only the Django admin could
+        # decide them before). They are nobody's to claim: the caller waits, so they come first.
+        "approvals": gateway_queries.call_approvals(request.team.pk) if tab == "pending" and not mine else [],
         "pending_total": queries.pending_count(request.team.pk),
         "can_decide": can(request, "review.decide"),
     }
@@ -198,6 +204,25 @@ def assign(request: HttpRequest, pk: int) -> HttpResponse:
     return _back(request, item)
 
 
+@require_POST
+@team_view("review.decide")
+def decide_approval(request: HttpRequest, pk: int) -> HttpResponse:
+    """Approve or reject a call an API client is waiting on (`do_decide_call_approval`)."""
+    verdict = request.POST.get("submit")
+    if verdict not in ("approve", "reject"):
+        messages.error(request, "choose approve or reject")
+    else:
+        try:
+            row = do_decide_call_approval(request.team.pk, pk, verdict == "approve", request.user,
+                                          request.POST.get("note", "")[:2000])
+            messages.success(request, f"{'Approved' if verdict == 'approve' else 'Rejected'}: the call to {row.tool_name}.")
+        except GatewayError as exc:  # another reviewer first, an expired call, another team's id (404)
+            if exc.code == "not_found":
+                raise Http404(exc.message) from None
+            messages.error(request, exc.message)
+    return redirect("review-queue")
+
+
 urlpatterns = [
     path("", index, name="review-queue"),
     path("list/", item_list, name="review-list"),
@@ -205,4 +230,5 @@ urlpatterns = [
     path("<int:pk>/decide/", decide, name="review-decide"),
     path("<int:pk>/claim/", claim, name="review-claim"),
     path("<int:pk>/assign/", assign, name="review-assign"),
+    path("approvals/<int:pk>/decide/", decide_approval, name="review-approval-decide"),
 ]

@@ -6,8 +6,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from mcpgateway.errors import GatewayError
+from mcpgateway.errors import Conflict, GatewayError
 from mcpgateway.models import AuditEntry, CallStatus, ToolApproval
+from mcpgateway.queries import approval_cutoff
 from mcpgateway.redaction import get_redactor
 
 
@@ -22,6 +23,46 @@ def do_decide_approval(approval_id: int, approve: bool, user: AbstractBaseUser |
     approval.decided_at = timezone.now()
     approval.save(update_fields=["status", "note", "decided_by", "decided_at"])
     return approval
+
+
+def do_decide_call_approval(team_id: int, approval_id: int, approve: bool, user: AbstractBaseUser | None,
+                            note: str = "", api_key_id: int | None = None) -> ToolApproval:
+    """A team reviewer's verdict on a call an API client made over /mcp and is waiting on.
+
+    Only the Django admin could decide these before (an operator's console: no team reviewer
+    could, by page or API). A run's approval is decided on its review item instead, which
+    resumes the run. The waiting caller reads the verdict: an approved call is made once; a
+    rejected one is refused with `note` and audited `approval_rejected`."""
+    with transaction.atomic():
+        approval = ToolApproval.objects.select_for_update().filter(pk=approval_id, team_id=team_id).first()
+        if approval is None:
+            raise ApprovalNotFound(f"no approval #{approval_id} in this team", "approval")
+        if approval.run_id is not None:
+            raise GatewayError(f"approval #{approval_id} belongs to run #{approval.run_id}: decide its item in the review "
+                               "queue (GET /api/v1/reviews), which resumes the run", "approval")
+        expired = approval.status == ToolApproval.Status.PENDING and approval.created_at < approval_cutoff()
+        if expired:
+            # Its caller is gone (it gives up after GATEWAY_APPROVAL_WAIT_S; a web process that
+            # died while it waited never closed it): closed as the caller would have closed it.
+            approval.status, approval.note, approval.decided_at = ToolApproval.Status.REJECTED, "no decision in time", timezone.now()
+            approval.save(update_fields=["status", "note", "decided_at"])
+        elif approval.status == ToolApproval.Status.PENDING:
+            approval.status = ToolApproval.Status.APPROVED if approve else ToolApproval.Status.REJECTED
+            approval.note = get_redactor(team_id).text((note or "").strip())
+            approval.decided_by = user
+            approval.decided_by_api_key_id = api_key_id if user is None else None
+            approval.decided_at = timezone.now()
+            approval.save(update_fields=["status", "note", "decided_by", "decided_by_api_key_id", "decided_at"])
+            return approval
+    if expired:
+        raise Conflict(f"approval #{approval_id} expired: its caller stopped waiting for a decision", "status")
+    closed = f": {approval.note}" if approval.note and approval.status == ToolApproval.Status.REJECTED else ""
+    raise Conflict(f"approval #{approval_id} was already decided ({approval.status}{closed})", "status")
+
+
+class ApprovalNotFound(GatewayError):
+    code = "not_found"
+    status = 404
 
 
 def reject_run_approvals(run_id: int, note: str) -> int:

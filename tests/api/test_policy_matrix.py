@@ -23,7 +23,7 @@ from authz.routes import API_OPERATIONS, URL_ROUTES
 from mcpgateway.actions.access import do_create_api_key, do_grant
 from mcpgateway.actions.templates import do_install_template, do_save_template
 from mcpgateway.crypto import encrypt
-from mcpgateway.models import Tool, ToolServer
+from mcpgateway.models import Tool, ToolApproval, ToolServer
 from orchestrator.actions import do_add_member, do_create_team
 from orchestrator.actions.credentials import do_save_credential
 from orchestrator.models import EvalSuite, Limit, ReviewItem, Run, Team, Webhook
@@ -108,7 +108,9 @@ def world(team: Team, owner: Any) -> dict[str, Any]:
     installed = do_install_template(team.pk, template, f"inst{n}", {})
     hook = Webhook.objects.create(pipeline=pipe, url="https://hooks.example.com/w", events=["run.failed"],
                                   secret_encrypted=encrypt(f"whsec_{n}"))
-    return {"hook": hook.pk, "n": n, "credential": credential.pk, "template": template.pk, "installed": installed.pk, "agent": agent.pk, "agent_name": agent.name, "pipe": pipe.pk, "run": run.pk, "review": review.pk,
+    approval = ToolApproval.objects.create(team_id=team.pk, principal_kind="api_key", api_key_id=key.pk,
+                                           tool_name=f"srv{n}__echo", request_hash=f"{n:064d}")
+    return {"approval": approval.pk, "hook": hook.pk, "n": n, "credential": credential.pk, "template": template.pk, "installed": installed.pk, "agent": agent.pk, "agent_name": agent.name, "pipe": pipe.pk, "run": run.pk, "review": review.pk,
             "server": server.pk, "tool": tool.pk, "grant": grant.pk, "key": key.pk, "limit": limit.pk, "suite": suite.pk}
 
 
@@ -167,6 +169,8 @@ API_CALLS: dict[str, tuple[str, str, Any]] = {
     "orchestrator_api_list_reviews": ("get", "/reviews", None),
     "orchestrator_api_claim_review": ("post", "/reviews/{review}/claim", None),
     "orchestrator_api_decide_review": ("post", "/reviews/{review}/decide", {"action": "reject", "note": "no"}),
+    "mcpgateway_api_list_approvals": ("get", "/gateway/approvals", None),
+    "mcpgateway_api_decide_approval": ("post", "/gateway/approvals/{approval}/decide", {"action": "reject", "note": "no"}),
     "orchestrator_api_list_limits": ("get", "/limits", None),
     "orchestrator_api_create_limit": ("post", "/limits", {"kind": "usd_per_day", "value": "3"}),
     "orchestrator_api_update_limit": ("put", "/limits/{limit}", {"kind": "usd_per_day", "value": "4"}),
@@ -302,6 +306,7 @@ PAGES: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]], dict[str
     "review-decide": ("post", lambda w: {"pk": w["review"]}, {"submit": "reject", "note": "no"}),
     "review-claim": ("post", lambda w: {"pk": w["review"]}, {}),
     "review-assign": ("post", lambda w: {"pk": w["review"]}, {}),
+    "review-approval-decide": ("post", lambda w: {"pk": w["approval"]}, {"submit": "reject", "note": "no"}),
     "tools": ("get", lambda w: {}, {}),
     "tools-health": ("get", lambda w: {}, {}),
     "tools-server-new": ("get", lambda w: {}, {}),
