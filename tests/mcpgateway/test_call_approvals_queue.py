@@ -117,7 +117,7 @@ def test_a_rejection_reaches_the_caller_with_its_note_and_an_audit_row(team, liv
 
 
 def test_only_the_teams_reviewers_decide_and_a_runs_approval_goes_to_its_review_item(team, live_app):
-    _team, users, tokens = team
+    _team, _users, tokens = team
     thread, answers = _waiting_call(live_app, tokens["alice"], "rotate keys")
     approval = ToolApproval.objects.get(status="pending")
     path = f"/approvals/{approval.pk}/decide"

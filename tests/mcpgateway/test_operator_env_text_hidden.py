@@ -19,7 +19,7 @@ import pytest
 from mcpgateway.actions.servers import resolve_config
 from mcpgateway.actions.templates import do_save_template
 from mcpgateway.models import ToolServer
-from tests.api.conftest import api, keys  # noqa: F401
+from tests.api.conftest import api, keys  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +33,7 @@ TEMPLATE = {
 }
 
 
-def test_an_operators_text_in_a_templated_env_value_is_not_shown_to_team_members(api, keys):
+def test_an_operators_text_in_a_templated_env_value_is_not_shown_to_team_members(api, keys):  # noqa: F811 - the fixtures
     template = do_save_template(TEMPLATE, operator=True)
     status, listed = api.call("get", "/gateway/templates", keys["viewer"])
     assert status == 200
@@ -50,7 +50,7 @@ def test_an_operators_text_in_a_templated_env_value_is_not_shown_to_team_members
     assert OPERATOR_PASSWORD not in export.content.decode()
 
 
-def test_an_operators_text_beside_a_reference_in_a_servers_env_is_not_shown_to_team_members(api, keys):
+def test_an_operators_text_beside_a_reference_in_a_servers_env_is_not_shown_to_team_members(api, keys):  # noqa: F811 - the fixtures
     """The same for a stdio server an operator adds to a team by hand: a value holding a
     `${NAME}` reference is kept as typed, the operator's password beside it included."""
     from mcpgateway.actions.servers import do_save_server
@@ -68,7 +68,7 @@ def test_an_operators_text_beside_a_reference_in_a_servers_env_is_not_shown_to_t
     assert config.env["DATABASE_URL"] in redacted
 
 
-def test_the_installed_server_still_gets_the_whole_value_secret_parameters_included(api, keys):
+def test_the_installed_server_still_gets_the_whole_value_secret_parameters_included(api, keys):  # noqa: F811 - the fixtures
     template = do_save_template({**TEMPLATE, "name": "reporting-db-2", "env": {
         "DATABASE_URL": f"postgresql://svc:{OPERATOR_PASSWORD}@db.internal/{{{{schema}}}}?token={{{{token}}}}",
         "PLAIN": "{{schema}}"},
@@ -89,7 +89,7 @@ def test_the_installed_server_still_gets_the_whole_value_secret_parameters_inclu
     assert config.env["DATABASE_URL"].endswith("/team_c?token=tk-5f0c9a2e")
 
 
-def test_a_reference_to_the_environment_beside_the_operators_text_still_resolves(keys, monkeypatch):
+def test_a_reference_to_the_environment_beside_the_operators_text_still_resolves(keys, monkeypatch):  # noqa: F811 - the fixtures
     from mcpgateway.actions.servers import do_save_server
 
     monkeypatch.setenv("REPORTS_SCHEMA", "team_env")
