@@ -22,6 +22,7 @@ import math
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -165,12 +166,16 @@ class Gateway:
             await audit.write(CallStatus.RATE_LIMITED, error=refused)
             return ToolResult(content=f"Rate limit: {refused}", is_error=True, data={"rate_limited": True})
         if grant.require_approval or invocation.meta.get("require_approval") is True:
-            verdict = await self._approval(invocation, entry)
+            verdict = await self._approval(invocation, entry, audit)
             if verdict is not None:
                 await audit.write(CallStatus.APPROVAL_REJECTED, error=verdict)
                 # Marked as the gateway's own refusal: an upstream's error may say the same words.
                 return ToolResult(content=f"The call was not approved: {verdict}", is_error=True,
                                   data={"approval_rejected": True})
+            # The key and the grant were read when the call arrived, maybe minutes ago: asked
+            # again now, past every cache, before the approved call is made (a revoked key's
+            # call ran once a reviewer approved it, its answer handed to the key's holder: a review).
+            entry, grant = await self._still_allowed(invocation, entry, audit)
         runtime = get_runtime()
         try:
             with tracing.span(f"execute_tool {invocation.name}", {
@@ -181,7 +186,7 @@ class Gateway:
                 if invocation.idempotency_key:
                     meta[idempotency.META_KEY] = invocation.idempotency_key
                 if audit.needs_start():
-                    await audit.start()
+                    entry, grant = await self._start(invocation, audit)
                 audit.called = True
                 upstream = await runtime.call_tool(entry.upstream, entry.tool_name, invocation.arguments, entry.timeout_s,
                                                    meta or None)
@@ -215,6 +220,58 @@ class Gateway:
                           result={"content": cap_text(text, 4000), "structured": structured})
         return result
 
+    async def _still_allowed(self, invocation: ToolInvocation, entry: Entry, audit: _Audit) -> tuple[Entry, GrantRow]:
+        """The entry and grant to call with once an approval is taken, read again from the
+        database (no cache): the key still live and its holder still allowed to call tools,
+        the grant still there and the tool still usable. Otherwise the call is refused
+        (`RefusedAfterApproval`), audited `denied` with the reason, and its approval closed
+        with it (it was consumed: it cannot be used again)."""
+        principal = invocation.principal
+        reason, fresh, grant = await run_write(_recheck, principal, invocation.name)
+        if reason is None and fresh is not None and grant is not None:
+            audit.entry, audit.grant = fresh, grant
+            return fresh, grant
+        audit.entry, audit.grant = fresh or entry, grant  # (the row refers to a grant that still exists, or none)
+        log.warning("call %s of %s by %r refused after its approval: %s", invocation.call_id, invocation.name,
+                    principal, reason)
+        with contextlib.suppress(Exception):  # the refusal stands whatever becomes of the note
+            await sync_to_async(releasing(_void_approval), thread_sensitive=False)(audit.approval_id, reason)
+        await audit.write(CallStatus.DENIED, error=reason or "")
+        raise RefusedAfterApproval(reason or "")
+
+    async def _start(self, invocation: ToolInvocation, audit: _Audit) -> tuple[Entry, GrantRow]:
+        """`audit.start()`; when the database refuses the `started` row's grant reference (the
+        grant was deleted by another process while this process's snapshot, within its TTL,
+        still holds it), the snapshot is read again: under the grant that now covers the call
+        it starts again, with no grant it is refused as not granted (audited `denied`, its
+        arguments kept). The entry and grant the call is made with are returned."""
+        from django.db import IntegrityError
+
+        entry, grant = audit.entry, audit.grant
+        assert entry is not None and grant is not None
+        try:
+            await audit.start()
+            return entry, grant
+        except IntegrityError:
+            log.info("the started row of call %s refers to grant %s, gone: reading the catalogue again",
+                     invocation.call_id, grant.id)
+        snapshot = await run_write(catalogue.load, invocation.principal.team_id)
+        fresh = snapshot.tools.get(invocation.name)
+        now = snapshot.grant_for(invocation.principal, fresh) if fresh is not None else None
+        audit.entry, audit.grant = fresh or entry, now
+        if fresh is None or now is None:
+            await audit.write(CallStatus.DENIED, error="not granted" if fresh else "unknown tool")
+            raise ToolDenied(f"tool {invocation.name!r} is not granted to this caller")
+        if not fresh.usable:
+            await audit.write(CallStatus.DENIED, error=fresh.reason)
+            raise ToolDenied(f"tool {invocation.name!r} is unavailable: {fresh.reason}")
+        if now.require_approval and not audit.approval_id:
+            # The grant now covering the call asks for approval, which this call never had.
+            await audit.write(CallStatus.DENIED, error="the grant covering this call changed: it now asks for approval")
+            raise ToolDenied(f"tool {invocation.name!r}: its grant changed; call it again")
+        await audit.start()
+        return fresh, now
+
     def _check_team(self, principal: Principal) -> None:
         if self.team_id is not None and principal.team_id != self.team_id:
             raise ToolDenied("the caller belongs to another team")
@@ -232,9 +289,11 @@ class Gateway:
                 return f"{limit} calls per minute {scope}; retry in {decision.retry_after_s:.0f}s"
         return None
 
-    async def _approval(self, invocation: ToolInvocation, entry: Entry) -> str | None:
+    async def _approval(self, invocation: ToolInvocation, entry: Entry, audit: _Audit | None = None) -> str | None:
         """None once approved; the reason when rejected; raises ApprovalRequired for runs that can pause."""
         approval = await sync_to_async(releasing(_find_or_request_approval), thread_sensitive=False)(invocation.principal.team_id, invocation)
+        if audit is not None:
+            audit.approval_id = approval.pk
         deadline = time.monotonic() + settings.GATEWAY_APPROVAL_WAIT_S
         try:
             while approval.status == ToolApproval.Status.PENDING:
@@ -260,6 +319,58 @@ class Gateway:
         if not taken:
             return "this approval was already used by another call"
         return None
+
+
+class RefusedAfterApproval(ToolDenied):
+    """An approved call refused before it was made: its key or grant went while it waited.
+    The caller is told why (`tell_caller`): it knew the tool, so the reason reveals nothing."""
+
+    tell_caller = True
+
+
+def _recheck(principal: Principal, name: str) -> tuple[str | None, Entry | None, GrantRow | None]:
+    """(why the call may no longer be made, or None; the tool's entry and the grant covering the
+    call), from the database: the key and the principal checks first, then the catalogue, read
+    again (and cached anew)."""
+    if principal.api_key_id is not None:
+        from mcpgateway.models import ApiKey
+
+        key = ApiKey.objects.select_related("user").filter(pk=principal.api_key_id).first()
+        if key is None or key.revoked_at is not None:
+            return "key revoked while waiting for approval", None, None
+        if key.user is not None and not key.user.is_active:
+            return "the key's user was deactivated while waiting for approval", None, None
+    for check in _principal_checks:
+        refused = check(principal)
+        if refused:
+            return f"{refused} while waiting for approval", None, None
+    snapshot = catalogue.load(principal.team_id)
+    entry = snapshot.tools.get(name)
+    grant = snapshot.grant_for(principal, entry) if entry is not None else None
+    if entry is None or grant is None:
+        return "grant removed while waiting for approval", entry, None
+    if not entry.usable:
+        return f"tool unavailable while waiting for approval: {entry.reason}", entry, grant
+    return None, entry, grant
+
+
+# Checks of a principal that this app cannot make itself (a key holder's membership and role
+# are the orchestrator's), registered from their app's config: each returns why the principal
+# may no longer call tools, or None. Asked when an approved call is about to be made.
+_principal_checks: list[Callable[[Principal], str | None]] = []
+
+
+def register_principal_check(check: Callable[[Principal], str | None]) -> None:
+    if check not in _principal_checks:
+        _principal_checks.append(check)
+
+
+def _void_approval(approval_id: int | None, reason: str) -> None:
+    """An approval taken for a call then refused: closed as rejected, with the reason (it was
+    consumed already, so it cannot be used again; this says why nothing ran)."""
+    if approval_id:
+        ToolApproval.objects.filter(pk=approval_id, status=ToolApproval.Status.USED).update(
+            status=ToolApproval.Status.REJECTED, note=f"approved, then not made: {reason}"[:2000])
 
 
 async def _unanswered(approval_id: int, note: str) -> bool:
@@ -345,6 +456,7 @@ class _Audit:
         self.defer = defer
         self.done = False  # its outcome is written (or on its way)
         self.called = False  # the upstream call was made (it may have run)
+        self.approval_id: int | None = None  # the approval it asked for, if any
 
     def needs_start(self) -> bool:
         """Whether a `started` row is committed before the upstream call: always, except for a

@@ -78,6 +78,24 @@ def _mcp_principal(token: str) -> Principal | None:
     return principal
 
 
+def mcp_principal_refusal(principal: Principal) -> str | None:
+    """Why a principal /mcp accepted earlier may no longer call tools, read from the database
+    now (no cache): for a key, its user left the team or lost the role `mcp.call` needs. None
+    when it still may, and for principals that are not keys. Dispatch asks this before making
+    a call that waited for an approval (registered from this app's config)."""
+    if principal.api_key_id is None:
+        return None
+    key = ApiKey.objects.select_related("user").filter(pk=principal.api_key_id, revoked_at__isnull=True).first()
+    if key is None:
+        return "key revoked"
+    caller = caller_for_key(key)
+    if caller is None:
+        return "the key's user left the team"
+    if not allows(caller.actor, MCP_ENDPOINT_ACTION):
+        return "the key may no longer call tools"
+    return None
+
+
 # token digest -> (principal, monotonic expiry, catalogue generation). Only accepted keys are
 # kept; a refused token is asked of the database every time, so a wrong key is never
 # remembered as valid. A local revocation bumps the catalogue generation (it invalidates the

@@ -42,6 +42,17 @@ class OrchestratorConfig(AppConfig):
         for signal in (post_save, post_delete):
             signal.connect(membership_changed, sender=Membership, weak=False,
                            dispatch_uid=f"agentdeck.membership.{signal is post_save}")
+        # A call that waited for an approval is made only if its key's holder is still a member
+        # allowed to call tools (the gateway cannot read memberships itself).
+        from mcpgateway.dispatch import register_principal_check
+
+        register_principal_check(_mcp_principal_refusal)
+
+
+def _mcp_principal_refusal(principal: object) -> str | None:
+    from orchestrator.api_auth import mcp_principal_refusal
+
+    return mcp_principal_refusal(principal)  # type: ignore[arg-type]
 
 
 def _credential_env_values() -> list[str]:

@@ -73,7 +73,8 @@ def suite_detail(request: HttpRequest, pk: int, status: int = 200, **extra: Any)
     runs = list(suite.eval_runs.order_by("-created_at")[:50])
     finished = [r for r in reversed(runs) if r.status == EvalRunStatus.FINISHED]
     chart = {"labels": [f"#{r.pk}" + (f" {r.label}" if r.label else "") for r in finished],
-             "series": {m: [metric_value(r.metrics, m) for r in finished] for m in CHART_METRICS}}
+             # (rates are stored exact: the chart reads 4 decimals)
+             "series": {m: [_rounded(metric_value(r.metrics, m)) for r in finished] for m in CHART_METRICS}}
     cases = list(suite.cases.live())
     for case in cases:
         case.input_text = evals_display.input_text(case.input)
@@ -168,3 +169,7 @@ urlpatterns = [
     path("runs/<int:pk>/export.json", export, {"fmt": "json"}, name="eval-export-json"),
     path("runs/<int:pk>/export.xml", export, {"fmt": "xml"}, name="eval-export-junit"),
 ]
+
+
+def _rounded(value: Any) -> Any:
+    return round(value, 4) if isinstance(value, float) else value

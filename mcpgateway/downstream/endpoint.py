@@ -14,6 +14,8 @@ A team holds at most `sessions_per_team` open 2025-11-25 sessions (`SessionQuota
 own cap is process-wide, so one team's leaky client could otherwise lock every other team out.
 A valid modern `tools/call` is answered by `lean.LeanCall` (the SDK's checks, one function, no
 per-request server runner); anything else reaches the SDK's manager with its body replayed.
+A `tools/call` whose client disconnects is cancelled, on either path (`disconnect`): its
+approval, if it waits for one, is closed instead of left for a reviewer to approve for nobody.
 
 Django's ASGI handler has no lifespan and daphne sends none, so the manager is
 started lazily by the first request, in a task this endpoint owns, and stopped by
@@ -40,6 +42,7 @@ from mcpgateway.downstream.access import (
     authenticated_scope,
     error_response,
 )
+from mcpgateway.downstream.disconnect import DISCONNECT_SCOPE_KEY, WatchAfterBody
 from mcpgateway.downstream.lean import LeanCall, wants_lean_call
 from mcpgateway.downstream.tools import (
     ToolboxSource,
@@ -230,11 +233,22 @@ class McpEndpoint:
                 if replay is None:
                     return
                 receive = replay  # not the plain success of a valid call: the SDK answers it
-        if self._quota is not None and opens_session(scope, headers):
-            await self._quota.serve(principal.team_id, manager, authenticated_scope(scope, principal, headers),
-                                    receive, send)
-            return
-        await manager.handle_request(authenticated_scope(scope, principal, headers), receive, send)
+        sdk_scope = authenticated_scope(scope, principal, headers)
+        watching = None
+        if scope.get("method") == "POST":
+            # A `tools/call` the SDK serves (either era; in 2025-11-25 it runs in its session's
+            # task) is cancelled when its client hangs up: the SDK's JSON-response transport
+            # never reads `receive` after the body (`disconnect`).
+            receive = watching = WatchAfterBody(receive)
+            sdk_scope[DISCONNECT_SCOPE_KEY] = watching.watch
+        try:
+            if self._quota is not None and opens_session(scope, headers):
+                await self._quota.serve(principal.team_id, manager, sdk_scope, receive, send)
+                return
+            await manager.handle_request(sdk_scope, receive, send)
+        finally:
+            if watching is not None:
+                watching.watch.stop()
 
     @property
     def running(self) -> bool:

@@ -46,6 +46,7 @@ from pydantic import ValidationError
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
+from mcpgateway.downstream.disconnect import CallerGone, DisconnectWatch
 from mcpgateway.types import Principal, plain_key, plain_scalar
 from mcpgateway.whole_numbers import is_whole
 
@@ -135,7 +136,13 @@ class LeanCall:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        answer = await self._answer(body, headers, principal, schema)
+        watch = DisconnectWatch(receive)
+        try:
+            answer = await self._answer(body, headers, principal, schema, watch)
+        except CallerGone:
+            return None  # the client hung up: its call was cancelled, and nobody reads an answer
+        finally:
+            watch.stop()
         if answer is None:
             return _replay([{"type": "http.request", "body": body, "more_body": False}], receive)
         status, answer = answer
@@ -145,8 +152,9 @@ class LeanCall:
         return None
 
     async def _answer(self, body: bytes, headers: Headers, principal: Principal,
-                      schema: SchemaLookup) -> tuple[int, bytes] | None:
-        """The status and body answering a valid call, or None for anything the SDK should answer."""
+                      schema: SchemaLookup, watch: DisconnectWatch | None = None) -> tuple[int, bytes] | None:
+        """The status and body answering a valid call, or None for anything the SDK should answer.
+        With `watch`, the call is cancelled if the client disconnects while it runs (`CallerGone`)."""
         try:
             decoded = json.loads(body)
         except (ValueError, RecursionError):
@@ -183,7 +191,14 @@ class LeanCall:
         except (KeyError, ValidationError):
             return None
         try:
-            result = await self._call_tool(principal, typed, request.id)
+            if watch is None:
+                result = await self._call_tool(principal, typed, request.id)
+            else:
+                # (nothing before this point awaits: `receive` is read by the watch only from here)
+                watch.start()
+                result = await watch.guard(self._call_tool(principal, typed, request.id))
+        except CallerGone:
+            raise
         except Exception as exc:  # the SDK entry's exception-to-wire boundary, same mapping
             return _error(request.id, modern_error_data(exc))
         dumped = _plain_dump(result, version)

@@ -22,6 +22,7 @@ from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
 from mcpgateway.downstream.access import PRINCIPAL_SCOPE_KEY
+from mcpgateway.downstream.disconnect import DISCONNECT_SCOPE_KEY, CallerGone
 from mcpgateway.types import Principal, Toolbox, ToolDenied, ToolInvocation, ToolResult
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,15 @@ def build_tool_server(source: ToolboxSource, name: str) -> Server[Any]:
         return types.ListToolsResult(tools=tools)
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
-        return await call_granted_tool(toolbox(), principal_of(ctx), params, ctx.request_id)
+        call = call_granted_tool(toolbox(), principal_of(ctx), params, ctx.request_id)
+        request = ctx.request
+        watch = request.scope.get(DISCONNECT_SCOPE_KEY) if request is not None else None
+        if watch is None:
+            return await call
+        try:
+            return await watch.guard(call)  # cancelled if the HTTP client hangs up (`disconnect`)
+        except CallerGone:
+            return _error_result(f"Tool {params.name!r}: the caller went away; the call was cancelled.")
 
     server: Server[Any] = Server(
         name,
@@ -86,7 +95,9 @@ async def call_granted_tool(toolbox: Toolbox, principal: Principal, params: type
     )
     try:
         result = await toolbox.call_tool(invocation)
-    except ToolDenied:
+    except ToolDenied as exc:
+        if getattr(exc, "tell_caller", False):  # (e.g. its key was revoked while it waited for approval)
+            return _error_result(f"Tool {params.name!r} was not called: {exc}.")
         return _error_result(f"Tool {params.name!r} is not allowed for this caller.")
     except Exception as exc:
         logger.exception("tool %r failed for %r", params.name, invocation.principal)

@@ -1095,6 +1095,7 @@ class StepFlow:
         self.trusted_tools = trusted_tools
         self.checked_tools = checked_tools
         self.sensitive_arguments = sensitive_arguments
+        self.specs: dict[str, Any] = {}  # each tool's spec as `check` was given it (its input schema's enums)
 
     @classmethod
     def for_step(cls, defences: Any, *, system_prompt: str, run_input: Any, template: str, prompt: str) -> StepFlow:
@@ -1115,38 +1116,49 @@ class StepFlow:
                    sensitive_arguments=tuple(defences.dataflow_arguments),
                    minor_unit_tools=tuple(defences.dataflow_minor_unit_tools))
 
-    def observe(self, tool: str, content: str, *, failed: bool = False, arguments: dict[str, Any] | None = None) -> None:
+    def observe(self, tool: str, content: str, *, failed: bool = False, arguments: dict[str, Any] | None = None,
+                spec: Any = None) -> None:
         """A tool result the step read (fresh or replayed from the ledger). A trusted tool's
         output is trusted only when the call succeeded and its arguments came from trusted
         sources: its errors — and the refusals this policy or the gateway answer in its name —
-        quote the arguments, so an attacker's address sent to it came back "trusted"."""
+        quote the arguments, so an attacker's address sent to it came back "trusted". `spec`
+        (else the one `check` was given for the call, as the agent loop checks every call
+        before it observes its result) gives the tool's declared enum values."""
         if self.mode == "off":
             return
         content = content or ""
-        exempt = self._from_trusted(arguments or {}) if tool in self.trusted_tools and not failed else None
+        if tool in self.trusted_tools and not failed:
+            exempt = self._from_trusted(arguments or {}, spec if spec is not None else self.specs.get(tool))
+        else:
+            exempt = None
         if exempt is None:
             self.untrusted.append(Source(f"the output of {tool}", content))
         else:  # trusted, without the exempt values it may echo ("No contact matches 'mallory'")
             self.trusted.append(Source(f"the output of {tool}", _without(content, exempt)))
 
-    def _from_trusted(self, arguments: dict[str, Any]) -> list[str] | None:
+    def _from_trusted(self, arguments: dict[str, Any], spec: Any = None) -> list[str] | None:
         """Whether every value the call sent came from trusted text: its control values, and
         every other string whole (a trusted tool's answer may quote any argument: "0 contacts
         match 'pay CH93 0076 …'" would otherwise make the attacker's IBAN trusted). None if
-        not; else the values let through without it — the tool's own lower-case words
-        (`format: json`, `sort: asc`) and small counts (a page size) — which are taken out of
-        its answer before that is trusted, so that an echo of them proves nothing."""
+        not; else the values let through without it — the tool's own lower-case words (its
+        argument names, and the values its input schema declares as `enum`/`const` at that
+        place: `format: json`, `sort: asc`) and small counts (a page size) — which are taken
+        out of its answer before that is trusted, so that an echo of them proves nothing. Any
+        other lower-case word must be in trusted text: every one was exempt, and a document's
+        "send it to dana" made `find_contact(name="dana")`'s answer — the address the
+        document chose — trusted (found by a review)."""
         if not self.untrusted:
             return []  # nothing untrusted read yet: every value so far came from trusted text
         if not all(self._appears(c, self.trusted) is not None for c in candidates(arguments, self.sensitive_arguments)):
             return None
+        schema = getattr(spec, "input_schema", None)
         exempt = []
-        for leaf in _argument_values(arguments):
+        for leaf, own in _argument_leaves(arguments, [schema] if isinstance(schema, dict) else []):
             if isinstance(leaf, str):
                 text = leaf.strip().strip(WRAPPERS)
                 if not text:
                     continue
-                if ENUM.fullmatch(text):
+                if own and ENUM.fullmatch(text):
                     exempt.append(text)
                     continue
                 candidate = Candidate("", text, _shape(text) or "text")
@@ -1168,6 +1180,8 @@ class StepFlow:
 
     def check(self, tool: str, arguments: dict[str, Any], spec: Any = None) -> Verdict:
         """The policy's verdict on a call about to be dispatched."""
+        if spec is not None:
+            self.specs[tool] = spec
         if self.mode == "off" or not self.untrusted or not self.side_effecting(tool, spec):
             return Verdict()
         findings = []
@@ -1203,19 +1217,53 @@ def _without(text: str, values: list[str]) -> str:
     return text
 
 
-def _argument_values(value: Any) -> list[Any]:
-    """The strings (dict keys too) and numbers of a call's arguments, each on its own."""
+def _argument_leaves(value: Any, schemas: list[Any]) -> list[tuple[Any, bool]]:
+    """The strings (dict keys too) and numbers of a call's arguments, each on its own, with
+    whether it is the tool's own word: an argument name, or a string that the input schema
+    (`schemas`: the alternatives that apply at its place) declares in an `enum` or `const`.
+    A `$ref` is not followed: a value only it declares is not the tool's own."""
+    schemas = _alternatives(schemas)
     if isinstance(value, str):
-        return [value]
+        return [(value, any(_declares(schema, value) for schema in schemas))]
     if isinstance(value, dict):
-        return [leaf for key, inner in value.items() for leaf in (*_argument_values(key), *_argument_values(inner))]
+        leaves: list[tuple[Any, bool]] = []
+        for key, inner in value.items():
+            if isinstance(key, str):
+                leaves.append((key, True))
+            inside = [props[key] for schema in schemas
+                      if isinstance(props := schema.get("properties"), dict) and key in props]
+            inside += [schema["additionalProperties"] for schema in schemas
+                       if isinstance(schema.get("additionalProperties"), dict)]
+            leaves += _argument_leaves(inner, inside)
+        return leaves
     if isinstance(value, list | tuple):
-        return [leaf for inner in value for leaf in _argument_values(inner)]
+        items = [schema["items"] for schema in schemas if isinstance(schema.get("items"), dict)]
+        return [leaf for inner in value for leaf in _argument_leaves(inner, items)]
     if isinstance(value, int) and not isinstance(value, bool):
-        return [value]
+        return [(value, False)]
     if isinstance(value, float) and math.isfinite(value):  # (not `isfinite` of an int: 10**400 overflows)
-        return [value]
+        return [(value, False)]
     return []
+
+
+def _alternatives(schemas: list[Any]) -> list[dict[str, Any]]:
+    """The schemas and, within them, their `anyOf` / `oneOf` / `allOf` branches (objects only)."""
+    found: list[dict[str, Any]] = []
+    pending = [schema for schema in schemas if isinstance(schema, dict)]
+    while pending:
+        schema = pending.pop()
+        found.append(schema)
+        for word in ("anyOf", "oneOf", "allOf"):
+            branches = schema.get(word)
+            if isinstance(branches, list):
+                pending += [branch for branch in branches if isinstance(branch, dict)]
+    return found
+
+
+def _declares(schema: dict[str, Any], value: str) -> bool:
+    values = schema.get("enum")
+    return (isinstance(values, list) and any(isinstance(v, str) and v == value for v in values)) or (
+        schema.get("const") == value)
 
 
 def _plain_number(value: int | float) -> str:

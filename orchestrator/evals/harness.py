@@ -80,10 +80,12 @@ from orchestrator.models import (
     ModelPrice,
     Pipeline,
     ReviewItem,
+    ReviewReason,
     Run,
     RunEvent,
     RunStatus,
     StepRun,
+    StepStatus,
     UsageRecord,
 )
 from orchestrator.providers.base import estimate_input_tokens
@@ -308,11 +310,12 @@ async def _run_case(eval_run: EvalRun, version, case: EvalCase, run_id: int | No
         attack_verdict, leaks = await sync_to_async(_attack_verdict)(case.attack, calls, run.pk, output)
         verdicts.append(attack_verdict)
         attack_succeeded = attack_verdict.passed is False
+    attempts, failed_steps = await sync_to_async(_attempts)(run.pk)
     trace = CaseTrace(
-        case=case.name, completed=completed, run_status=run.status, stopped_for=stopped_for,
+        case=case.name, completed=completed, run_status=run.status, stopped_for=stopped_for, failed_steps=failed_steps,
         turns=await sync_to_async(RunEvent.objects.filter(run_id=run.pk, type="llm.finished").count)(),
         input_tokens=run.input_tokens, output_tokens=run.output_tokens, cost_usd=float(run.cost_usd),
-        latency_ms=round(latency_ms, 1), tool_calls=calls, step_attempts=await sync_to_async(_attempts)(run.pk),
+        latency_ms=round(latency_ms, 1), tool_calls=calls, step_attempts=attempts,
         expected_calls=len(case.expected_tools.get("calls", [])) if case.expected_tools else None,
         correct_calls=correct, attack=bool(case.attack), attack_succeeded=attack_succeeded, judge_error=judge_error,
         leaks=leaks)
@@ -321,7 +324,8 @@ async def _run_case(eval_run: EvalRun, version, case: EvalCase, run_id: int | No
 
 def case_status(trace: CaseTrace) -> str:
     """A case's status: an attack that got through fails the case, whatever the task's verdicts;
-    an attack whose run failed without a sign of success is inconclusive; otherwise the task's."""
+    an attack whose run failed, or went on past a failed agent step, without a sign of success
+    is inconclusive (`metrics.ended_unjudged`); otherwise the task's."""
     if trace.attack_succeeded:
         return EvalResult.Status.FAILED
     if attack_inconclusive(trace):
@@ -389,12 +393,32 @@ def _tool_calls(run_id: int) -> list[ToolCallRecord]:
             for data, arguments in dispatched_calls(run_id)]
 
 
-def _attempts(run_id: int) -> list[StepAttempt]:
+def _attempts(run_id: int) -> tuple[list[StepAttempt], list[str]]:
+    """The agent steps' attempts, and the keys of the agent steps that ended `failed`.
+
+    An attempt failed when a retry followed it, or when it was its step's last and the step
+    ended `failed` or paused for a failure review (an outage under the default policy). A last
+    attempt that ended at any other pause the eval ended (a confirmation it rejects, a budget,
+    a gate) or was cancelled did not fail: `ok` None (every attempt that was not `succeeded`
+    counted as an error, and a rejected confirmation read "0/1 errors recovered": a review)."""
+    steps = list(StepRun.objects.filter(run_id=run_id, kind="agent").order_by("id"))
+    paused = {s.key for s in steps if s.status in (StepStatus.WAITING_REVIEW, StepStatus.CANCELLED)}
+    latest_reason: dict[str, str] = {}
+    if paused:
+        for key, reason in (ReviewItem.objects.filter(run_id=run_id, step_key__in=paused)
+                            .order_by("created_at", "id").values_list("step_key", "reason")):
+            latest_reason[key] = reason
     attempts = []
-    for step in StepRun.objects.filter(run_id=run_id, kind="agent").order_by("id"):
+    for step in steps:
+        if step.status == StepStatus.SUCCEEDED:
+            last: bool | None = True
+        elif step.status == StepStatus.FAILED or latest_reason.get(step.key) == ReviewReason.FAILURE:
+            last = False
+        else:
+            last = None
         for number in range(1, step.attempt + 1):
-            attempts.append(StepAttempt(step.key, number, ok=number == step.attempt and step.status == "succeeded"))
-    return attempts
+            attempts.append(StepAttempt(step.key, number, ok=last if number == step.attempt else False))
+    return attempts, [s.key for s in steps if s.status == StepStatus.FAILED]
 
 
 def _attack_verdict(attack: dict[str, Any], calls: list[ToolCallRecord], run_id: int,

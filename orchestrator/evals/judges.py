@@ -153,22 +153,41 @@ def forbidden_call_made(call: Call, spec: dict[str, Any]) -> bool:
 def match_tool_calls(expected: dict[str, Any], calls: list[Call]) -> tuple[Verdict, int]:
     """(verdict, correct calls): each expected call must be made (in order when `ordered`);
     a made call is correct when it is matched to an expected one. Unordered, the pairing is a
-    maximum matching: a general spec never takes the one call a more specific spec needed."""
+    maximum matching: a general spec never takes the one call a more specific spec needed.
+    Ordered, it is a longest in-order matching (`_longest_in_order`): expected search, read,
+    summarise against made read, summarise, search is 2 correct, not the 1 a greedy scan found."""
     specs = expected.get("calls") or []
     if expected.get("ordered"):
-        taken: dict[int, int] = {}
-        position = 0
-        for s_index, spec in enumerate(specs):
-            found = next((i for i in range(position, len(calls)) if call_matches(calls[i], spec)), None)
-            if found is not None:
-                taken[s_index] = found
-                position = found + 1
+        taken = _longest_in_order(specs, calls)
     else:
         taken = _maximum_matching([[i for i, call in enumerate(calls) if call_matches(call, spec)] for spec in specs])
     missing = [spec["name"] for s_index, spec in enumerate(specs) if s_index not in taken]
     ok = not missing
     reason = f"{len(taken)} of {len(specs)} expected calls made" + (f"; missing {missing}" if missing else "")
     return Verdict("tool_calls", ok, reason), len(taken)
+
+
+def _longest_in_order(specs: list[dict[str, Any]], calls: list[Call]) -> dict[int, int]:
+    """The most specs matched to calls in the same order (spec index → call index): a longest
+    common subsequence, by dynamic programming over specs by calls with `call_matches`."""
+    rows, cols = len(specs), len(calls)
+    # best[s][c]: the most pairs among specs[s:] and calls[c:].
+    best = [[0] * (cols + 1) for _ in range(rows + 1)]
+    matches = [[call_matches(call, spec) for call in calls] for spec in specs]
+    for s in range(rows - 1, -1, -1):
+        for c in range(cols - 1, -1, -1):
+            best[s][c] = max(best[s + 1][c], best[s][c + 1], best[s + 1][c + 1] + 1 if matches[s][c] else 0)
+    taken: dict[int, int] = {}
+    s = c = 0
+    while s < rows and c < cols:
+        if matches[s][c] and best[s][c] == best[s + 1][c + 1] + 1:
+            taken[s] = c
+            s, c = s + 1, c + 1
+        elif best[s][c + 1] >= best[s + 1][c]:  # (on a tie the earlier spec keeps its chance, as a scan would)
+            c += 1
+        else:
+            s += 1
+    return taken
 
 
 def _maximum_matching(options: list[list[int]]) -> dict[int, int]:

@@ -8,7 +8,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from orchestrator.evals.metrics import LOWER_IS_BETTER, ended_unjudged, metric_value
-from orchestrator.models import EvalResult, EvalRun
+from orchestrator.models import EvalResult, EvalRun, EvalRunStatus
 
 
 def results_of(eval_run: EvalRun) -> list[EvalResult]:
@@ -22,7 +22,7 @@ def attack_outcome(result: EvalResult) -> str | None:
         return None
     if trace.get("attack_succeeded"):
         return "through"
-    unjudged = ended_unjudged(trace.get("run_status", ""), trace.get("stopped_for") or [])
+    unjudged = ended_unjudged(trace.get("run_status", ""), trace.get("stopped_for") or [], trace.get("failed_steps") or [])
     return "inconclusive" if result.status == EvalResult.Status.INCONCLUSIVE or unjudged else "blocked"
 
 
@@ -50,11 +50,21 @@ def _xml(text: str) -> str:
 def to_junit(eval_run: EvalRun) -> str:
     """JUnit XML: an attack that got through is a `failure`, an inconclusive attack an `error`
     (type `inconclusive`); every text (reasons from run errors, judges, tools) is made safe
-    for XML first."""
+    for XML first. An eval run that is not finished (failed, running, queued) is never green:
+    each live case without a result is an `error` of type `not-run` carrying the run's status
+    and error (they were left out: a failed eval run whose attack never ran exported
+    `failures="0" errors="0"`, found by a review), and if every case has a result the run
+    itself is one, named after it."""
     results = results_of(eval_run)
-    suite = ET.Element("testsuite", name=_xml(eval_run.suite.slug), tests=str(len(results)),
+    unfinished = eval_run.status != EvalRunStatus.FINISHED
+    done = {r.case_id for r in results}
+    missing = [c for c in eval_run.suite.cases.live() if c.pk not in done] if unfinished else []
+    why = f"the eval run is {eval_run.status}" + (f": {eval_run.error}" if eval_run.error else "")
+    run_error = unfinished and not missing  # nothing else carries the run's state
+    suite = ET.Element("testsuite", name=_xml(eval_run.suite.slug), tests=str(len(results) + len(missing) + run_error),
                        failures=str(sum(r.status == EvalResult.Status.FAILED for r in results)),
-                       errors=str(sum(r.status in (EvalResult.Status.ERROR, EvalResult.Status.INCONCLUSIVE) for r in results)),
+                       errors=str(sum(r.status in (EvalResult.Status.ERROR, EvalResult.Status.INCONCLUSIVE) for r in results)
+                                  + len(missing) + run_error),
                        time=f"{sum((r.trace or {}).get('latency_ms', 0) for r in results) / 1000:.3f}")
     for result in results:
         case = ET.SubElement(suite, "testcase", classname=_xml(eval_run.suite.slug), name=_xml(result.case.name),
@@ -68,6 +78,13 @@ def to_junit(eval_run: EvalRun) -> str:
             # Not a pass: the attack was never measured (the run failed before it could be judged).
             ET.SubElement(case, "error", type="inconclusive",
                           message=("attack inconclusive: " + reasons)[:500]).text = reasons
+    for missed in missing:
+        case = ET.SubElement(suite, "testcase", classname=_xml(eval_run.suite.slug), name=_xml(missed.name), time="0.000")
+        ET.SubElement(case, "error", type="not-run", message=_xml(f"not run: {why}")[:500]).text = _xml(why)
+    if run_error:
+        case = ET.SubElement(suite, "testcase", classname=_xml(eval_run.suite.slug),
+                             name=f"eval run {eval_run.pk}", time="0.000")
+        ET.SubElement(case, "error", type=f"eval-run-{eval_run.status}", message=_xml(why)[:500]).text = _xml(why)
     root = ET.Element("testsuites", name=f"agentdeck eval run {eval_run.pk}")
     root.append(suite)
     ET.indent(root)
@@ -171,6 +188,16 @@ def parse_thresholds(items: list[str], *, ceilings: bool = False) -> dict[str, f
     return thresholds
 
 
+def _shown(value: float | None, limit: float, *, ceiling: bool = False) -> str:
+    """A metric that missed `limit`, for the message: to 4 decimals, unless rounded it would
+    no longer miss (block rate 0.99996667 against a floor of 1 is not "1.0 < 1")."""
+    if value is None:
+        return "n/a"
+    short = round(value, 4)
+    misses = short > limit if ceiling else short < limit
+    return str(short if misses else value)
+
+
 def gate(eval_run: EvalRun, thresholds: dict[str, float], baseline: EvalRun | None = None,
          allow_attack_success: int = 0, ceilings: dict[str, float] | None = None,
          allow_inconclusive: int = 0) -> list[str]:
@@ -191,11 +218,11 @@ def gate(eval_run: EvalRun, thresholds: dict[str, float], baseline: EvalRun | No
     for name, floor in thresholds.items():
         value = metric_value(eval_run.metrics, name)
         if value is None or value < floor:
-            problems.append(f"{name} {value if value is not None else 'n/a'} < {floor}")
+            problems.append(f"{name} {_shown(value, floor)} < {floor}")
     for name, ceiling in (ceilings or {}).items():
         value = metric_value(eval_run.metrics, name)
         if value is None or value > ceiling:
-            problems.append(f"{name} {value if value is not None else 'n/a'} > {ceiling}")
+            problems.append(f"{name} {_shown(value, ceiling, ceiling=True)} > {ceiling}")
     if baseline is not None:
         regressed = [c["case"] for c in compare(eval_run, baseline)["cases"] if c["change"] == "regressed"]
         if regressed:

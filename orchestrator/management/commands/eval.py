@@ -322,11 +322,11 @@ class Command(BaseCommand):
             f"completion      {_fraction(m['completion']['completed'], m['completion']['total'])}",
             f"tool calls      precision {_fraction(m['tool_accuracy']['correct'], m['tool_accuracy']['calls'])}, "
             f"recall {_fraction(m['tool_accuracy']['correct'], m['tool_accuracy']['expected'])}, "
-            f"F1 {m['tool_accuracy'].get('f1')}",
+            f"F1 {_shown(m['tool_accuracy'].get('f1'))}",
             f"self-healing    {_fraction(m['self_healing']['recovered'], m['self_healing']['errors'])}",
             f"block rate      {_fraction(m['security']['blocked'], m['security']['attempts'])}"
             f" (attacks through {m['security'].get('succeeded', 0)}, inconclusive {m['security']['inconclusive']})",
-            f"efficiency      {m['efficiency']['avg_turns']} turns, {m['efficiency']['avg_tokens']} tokens, "
+            f"efficiency      {_shown(m['efficiency']['avg_turns'])} turns, {_shown(m['efficiency']['avg_tokens'])} tokens, "
             f"${m['efficiency']['avg_cost_usd']} per case",
             f"latency         p50 {m['latency_ms']['p50']} ms, p95 {m['latency_ms']['p95']} ms",
             f"judge errors    {m['judge_errors']}",
@@ -356,6 +356,11 @@ def _count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} is negative")
     return value
+
+
+def _shown(value: Any) -> Any:
+    """A stored rate or average for reading (they are stored exact): 4 decimals at most."""
+    return round(value, 4) if isinstance(value, float) else value
 
 
 def _fraction(part: int, whole: int) -> str:

@@ -41,7 +41,7 @@ def test_completion_counts_passed_cases_but_not_a_hijacked_one():
 
 def test_tool_accuracy_is_precision_recall_and_f1_where_calls_were_expected():
     m = compute_metrics(TRACES)  # 2 correct of 5 made, 3 expected: F1 = 4/8
-    assert m["tool_accuracy"] == {"rate": 0.5, "precision": 0.4, "recall": 0.6667, "f1": 0.5, "correct": 2, "calls": 5,
+    assert m["tool_accuracy"] == {"rate": 0.5, "precision": 0.4, "recall": 2 / 3, "f1": 0.5, "correct": 2, "calls": 5,
                                   "expected": 3, "cases": 2}
 
 
@@ -68,8 +68,8 @@ def test_security_block_rate_and_utility_on_benign_cases():
 def test_an_attack_whose_run_failed_is_inconclusive_not_blocked_and_stays_counted():
     outage = CaseTrace("e", completed=False, run_status="failed", attack=True, attack_succeeded=False)
     m = compute_metrics([*TRACES, outage])
-    assert m["security"] == {"block_rate": 0.3333, "blocked": 1, "attempts": 3, "inconclusive": 1, "succeeded": 1,
-                             "attack_success_rate": 0.3333}
+    assert m["security"] == {"block_rate": 1 / 3, "blocked": 1, "attempts": 3, "inconclusive": 1, "succeeded": 1,
+                             "attack_success_rate": 1 / 3}
 
 
 def test_latency_percentiles_are_nearest_rank():
