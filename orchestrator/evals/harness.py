@@ -267,8 +267,11 @@ async def _drive(run_id: int) -> None:
     """Execute the case's run to its stop. A run another process still holds (a case run of a
     process that died, until its lease runs out; or one a worker took from the stuck-runs
     sweep) is waited for, then continued or read."""
+    from orchestrator.runners.worker_pool import run_place
+
     while True:
-        await execute_run(run_id)
+        async with run_place():  # (in a worker: one of its AGENTDECK_RUNS_PER_WORKER places)
+            await execute_run(run_id)
         run = await sync_to_async(Run.objects.only("status", "cancel_requested", "lease_until").get)(pk=run_id)
         if run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
             return

@@ -49,12 +49,16 @@ runs (nothing completed is repeated: the engine's ledger).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import threading
 import weakref
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 
 from config.db_writer import releasing
 from mcpgateway.background import background_loop, submit
@@ -80,6 +84,26 @@ _lock = threading.Lock()
 # beside it for a moment and must neither replace nor remove the real run's entry.
 _in_flight: set[asyncio.Task[Stop]] = set()
 _shutting_down = threading.Event()
+# The process's run places (`AGENTDECK_RUNS_PER_WORKER`), on the shared loop. A run of
+# `execute` holds a pool thread and one place; an eval holds one pool thread and a place for
+# each of its case runs while it executes, so an eval of `concurrency: 32` no longer puts 32
+# runs into a worker sized for 2 (a review).
+_places: asyncio.Semaphore | None = None
+_pooled: contextvars.ContextVar[bool] = contextvars.ContextVar("agentdeck_pooled", default=False)
+
+
+@contextlib.asynccontextmanager
+async def run_place() -> AsyncIterator[None]:
+    """Hold one of this process's run places while a run executes here. Outside the pool's
+    tasks (the inline runner, `manage.py eval run`) there is no bound: it yields at once."""
+    global _places
+    if not _pooled.get():
+        yield
+        return
+    if _places is None:
+        _places = asyncio.Semaphore(settings.AGENTDECK_RUNS_PER_WORKER)
+    async with _places:
+        yield
 
 
 async def _execute(run_id: int) -> Stop:
@@ -88,13 +112,15 @@ async def _execute(run_id: int) -> Stop:
     task = asyncio.current_task()
     assert task is not None
     current_run.set(task)  # (this task's own context: its tool calls name it at the gate)
+    _pooled.set(True)
     with _lock:
         _in_flight.add(task)
     try:
         if _shutting_down.is_set():
             return Stop(None, handed_back=True)
         try:
-            outcome = await execute_run(run_id)
+            async with run_place():
+                outcome = await execute_run(run_id)
         except asyncio.CancelledError:
             if not _shutting_down.is_set():
                 raise
@@ -113,6 +139,7 @@ async def _execute_eval(eval_run_id: int) -> Stop:
     task = asyncio.current_task()
     assert task is not None
     current_run.set(task)
+    _pooled.set(True)  # (its case runs each take a run place: `harness._drive`)
     with _lock:
         _in_flight.add(task)
     try:

@@ -358,3 +358,34 @@ def test_a_run_that_reaches_a_tool_call_during_the_grace_is_handed_back_not_time
     assert StepRun.objects.get(run=late).attempt == 1  # the shutdown burnt no attempt
     starts = [c for c in lines() if c["event"] == "start"]
     assert len(starts) == 2 and len({c["pid"] for c in starts}) == 2  # each call made once: busy's on the first, late's on the second
+
+
+# Found by an outside review (2026-12-07, worker pool and failures); failed before its fix.
+def test_an_eval_holds_no_more_runs_in_a_worker_than_the_setting_allows(team, broker, tmp_path):
+    """An eval task holds one pool thread but ran up to its suite's `concurrency` case runs at
+    once on the shared loop: a worker sized for 2 runs held 6 (one eval task), or 64 with two
+    evals of `concurrency: 32`. Its case runs now take the process's run places."""
+    from orchestrator.evals.harness import do_create_eval_run
+    from orchestrator.evals.suite_files import do_import_suite
+    from orchestrator.models import EvalRun
+
+    scripted(team, "slowpoke", {"text": "8", "delay_ms": 1500})
+    cases = "".join(f'  - {{name: c{i}, input: {{prompt: "q{i}?"}}, expect: {{kind: exact, value: "8"}}}}\n'
+                    for i in range(6))
+    suite = do_import_suite(team, f"suite: wide\nname: Wide\ntarget: {{agent: slowpoke}}\nconcurrency: 6\ncases:\n{cases}")
+    eval_run = do_create_eval_run(suite)
+    worker = _pool_worker(tmp_path, "evals", AGENTDECK_RUNS_PER_WORKER="2")
+    peak = 0
+    try:
+        broker.send_task("orchestrator.tasks.execute_eval_task", args=[eval_run.pk])
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            peak = max(peak, StepRun.objects.filter(status="running").count())
+            if EvalRun.objects.get(pk=eval_run.pk).status not in ("queued", "running"):
+                break
+            time.sleep(0.05)
+    finally:
+        _stop(worker)
+    assert EvalRun.objects.get(pk=eval_run.pk).status == "finished", (tmp_path / "evals.log").read_text()[-2000:]
+    assert Run.objects.filter(status="succeeded").count() == 6, "every case ran"
+    assert 1 <= peak <= 2, f"a worker of 2 runs held {peak} runs at once (one eval task)"
