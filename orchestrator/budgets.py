@@ -206,10 +206,28 @@ def reserve(budgets: list[Budget], tokens: int, usd_micro: int, *, run_id: int, 
     return taken
 
 
+def lost_reservation(budgets: list[Budget], *, run_id: int, lease_owner: str, held: Iterable[int],
+                     since: float) -> Reservation | None:
+    """The reservation a `reserve` whose answer was lost made (its connection was cut after the
+    commit): the run's unsettled rows in the lease's name created since `since` (time.time())
+    that none of the caller's calls holds (`held`), or None when it made none. The caller makes
+    one reservation at a time (`ModelDoor._reserving`), so such rows are that attempt's."""
+    units = {budget.limit_id: budget.unit for budget in budgets}
+    rows = list(BudgetReservation.objects.filter(
+        run_id=run_id, lease_owner=lease_owner, settled=False, created_at__gte=datetime.fromtimestamp(since, UTC),
+    ).exclude(pk__in=list(held)).order_by("pk").values_list("pk", "limit_id", "window", "amount", "created_at"))
+    found = [row for row in rows if row[1] in units]
+    if not found:
+        return None
+    return Reservation(rows=[(pk, limit_id, window, units[limit_id], amount) for pk, limit_id, window, amount, _ in found],
+                       run_id=run_id, at=min(row[4] for row in found).timestamp())
+
+
 def settle(reservation: Reservation, tokens: int, usd_micro: int) -> Receipt:
     """Replace the reserved amounts by what the call used; the rows stay until the usage is recorded.
 
-    A row already given back (the run was taken over meanwhile) moves no counter.
+    A row already given back (the run was taken over meanwhile) moves no counter, nor does one
+    already settled: settling again (an attempt whose answer was lost) changes nothing.
     """
     receipt = Receipt(at=reservation.at)
     with transaction.atomic():

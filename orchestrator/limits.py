@@ -86,10 +86,17 @@ async def wait_for_agent_slot(agent_id: int | None, per_minute: int | None, max_
     """Throttle an agent's model calls to its requests-per-minute limit (waits, never fails fast)."""
     if agent_id is None or not per_minute:
         return
+    # (Imported here, not at the top: API auth imports this module, and the store is heavy.)
+    from orchestrator.store import retry_unreachable
+
     deadline = time.monotonic() + max_wait_s
     limiter = get_limiter()
+    key = f"model:agent:{agent_id}"
     while True:
-        decision = await limiter.hit(f"model:agent:{agent_id}", per_minute)
+        # The database limiter's hit, tried again while the database is out of reach, as the
+        # store's commit is: a lost connection used to fail the run. A hit whose answer was lost
+        # may have been counted: the agent's limit then errs low for a minute, never high.
+        decision = await retry_unreachable(lambda: limiter.hit(key, per_minute), f"rate limit {key}")
         if decision.allowed:
             return
         if time.monotonic() + decision.retry_after_s > deadline:

@@ -8,6 +8,11 @@ call's max_tokens to the room left and reserves input + max_tokens (persisted, i
 the run's lease). After the call it prices it from the editable price table and settles the
 reservation to the actual usage; the store deletes the reservation in the transaction that
 records that usage (the receipt travels with the usage write).
+
+The door's database work (the limits read again, the room, the reservation, its settling or
+release, the database limiter's hit) is tried again while the database is out of reach, with
+the store commit's backoff and deadline (`store.retry_unreachable`): a connection lost there
+used to fail the run, and one lost while a paid call was settled left its usage unrecorded.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from functools import partial
+from typing import TypeVar
 
 from config.db_writer import run_write
 from orchestrator import budgets
@@ -29,10 +36,15 @@ from orchestrator.limits import wait_for_agent_slot
 from orchestrator.models import ModelPrice
 from orchestrator.providers import DeltaCallback, get_provider
 from orchestrator.providers.base import estimate_input_tokens
+from orchestrator.runners.claims import limits_now
+from orchestrator.store import retry_unreachable
+
+T = TypeVar("T")
 
 # How often a call looks for room again when concurrent calls took what it saw.
 RESERVE_ATTEMPTS = 3
-# A run under no budget looks for one created since at most this often (one under budgets: every call).
+# A run under no budget looks for one created since at most this often (one under budgets: every
+# call); its agents' model-call rates are read along, as often.
 BUDGETS_FRESH_S = 1.0
 
 
@@ -49,11 +61,15 @@ class ModelDoor:
         self.used_tokens = used_tokens
         self.used_cost = used_cost
         self.budgets = budgets or []
-        # Where the budgets are read again from (`_fresh_budgets`); None: the list given stands.
+        # Where the budgets and rates are read again from (`_fresh_budgets`); None: those given stand.
         self.team_id, self.pipeline_id = team_id, pipeline_id
         self._budgets_read_at = time.monotonic()
         self.agent_ids = agent_ids or {}
         self.agent_rates = agent_rates or {}  # model calls per minute, by agent name
+        # One reservation is made at a time, and the unsettled rows of those made are known, so
+        # the rows of an attempt whose answer was lost are found (`_reserve_room`).
+        self._reserving: asyncio.Lock | None = None
+        self._held_rows: set[int] = set()
         # Team budgets are reserved in the name of the run and this worker's lease on it.
         self.run_id = run_id
         self.lease_owner = lease_owner
@@ -73,9 +89,9 @@ class ModelDoor:
             provider = get_provider(agent.provider)
         except ValueError as exc:
             raise ProviderError(str(exc), retryable=False) from None
+        await self._fresh_budgets()
         await wait_for_agent_slot(self.agent_ids.get(agent.name), self.agent_rates.get(agent.name))
         price = self.prices.get((agent.provider, agent.model))
-        await self._fresh_budgets()
         team_budgets = budgets.applicable(self.budgets, self.agent_ids.get(agent.name))
         limited = bool(team_budgets) or self.limits.max_tokens is not None or self.limits.max_cost_usd is not None
         counted = await count_input_tokens(provider, request) if limited else estimate_input_tokens(request)
@@ -105,7 +121,8 @@ class ModelDoor:
                 response = await provider.complete(request, on_delta)
             except BaseException:
                 if reservation is not None:
-                    await asyncio.shield(run_write(budgets.release, reservation))
+                    await asyncio.shield(self._db(budgets.release, reservation))
+                    self._held_rows.difference_update(row[0] for row in reservation.rows)
                 raise
         finally:
             self._held_tokens -= held_tokens
@@ -113,43 +130,80 @@ class ModelDoor:
         cost = _price(price, response.usage.input_tokens, response.usage.output_tokens)
         receipt = None
         if reservation is not None:
-            receipt = await asyncio.shield(run_write(budgets.settle, reservation, response.usage.total, _micro(cost)))
+            # Paid for: settled however long the database is out of reach (within the deadline).
+            # Settling again is harmless: a row already settled moves no counter.
+            receipt = await asyncio.shield(self._db(budgets.settle, reservation, response.usage.total, _micro(cost)))
+            self._held_rows.difference_update(row[0] for row in reservation.rows)
         self.used_tokens += response.usage.total
         self.used_cost += cost
         return ModelCallResult(response, cost.quantize(Decimal("0.000001")), receipt)
 
+    async def _db(self, func: Callable[..., T], *args: object) -> T:
+        """`run_write(func, *args)`, tried again while the database is out of reach (as the
+        store's commit is): for the door's reads and its writes that are safe to repeat."""
+        name = getattr(func, "__name__", None) or getattr(getattr(func, "func", None), "__name__", "write")
+        return await retry_unreachable(lambda: run_write(func, *args), f"run {self.run_id}: model door {name}")
+
     async def _fresh_budgets(self) -> None:
-        """The team's budgets as they stand, before the call: the list read at the run's claim
-        missed a budget created since, and one whose kind, period or target was changed (a new
-        limit: `do_save_limit`), so the run went on spending without it (found by a review). A
-        run under budgets reads them at every call; one under none at most every
-        `BUDGETS_FRESH_S` (a query per call on the hot path of every run otherwise)."""
+        """The team's budgets and its agents' model-call rates as they stand, before the call:
+        what the run's claim read missed a budget created since, and one whose kind, period or
+        target was changed (a new limit: `do_save_limit`), so the run went on spending without
+        it (found by a review); likewise a rate limit created or changed, which never held for
+        the runs in flight (found by a review). A run under budgets reads them at every call;
+        one under none at most every `BUDGETS_FRESH_S` (a query per call on the hot path of
+        every run otherwise). One read of the limit table, the claim's (`limits_now`)."""
         if self.team_id is None or self.pipeline_id is None:
             return
         now = time.monotonic()
         if self.budgets or now - self._budgets_read_at >= BUDGETS_FRESH_S:
             self._budgets_read_at = now
-            self.budgets = await run_write(budgets.budgets_for_run, self.team_id, self.pipeline_id)
+            self.budgets, self.agent_rates = await self._db(limits_now, self.team_id, self.pipeline_id, self.agent_ids)
 
     async def _reserve(self, team_budgets: list[Budget], request: ModelRequest, counted: int,
                        price: ModelPrice | None) -> budgets.Reservation:
         """Shrink the call to the room left and reserve it. A concurrent call may take that room
         first: then look again and shrink further, so a call pauses only when nothing fits."""
         for attempt in range(RESERVE_ATTEMPTS):
-            room = await run_write(budgets.remaining, team_budgets)
+            room = await self._db(budgets.remaining, team_budgets)
             tokens, usd = room["tokens"], room["usd"]
             if tokens is not None:
                 _shrink(request, counted, tokens[0], None, price, f"the {tokens[1].label}")
             if usd is not None:
                 _shrink(request, counted, None, Decimal(usd[0]) / MICRO, price, f"the {usd[1].label}")
             try:
-                return await run_write(partial(
-                    budgets.reserve, team_budgets, counted + request.max_tokens,
-                    _micro(_price(price, counted, request.max_tokens)), run_id=self.run_id, lease_owner=self.lease_owner))
+                return await self._reserve_room(team_budgets, counted + request.max_tokens,
+                                                _micro(_price(price, counted, request.max_tokens)))
             except BudgetExceeded:
                 if attempt == RESERVE_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
+
+    async def _reserve_room(self, team_budgets: list[Budget], tokens: int, usd_micro: int) -> budgets.Reservation:
+        """`budgets.reserve`, tried again while the database is out of reach. An attempt whose
+        answer was lost may have committed: before the next, its rows are looked for (this
+        run's, this lease's, unsettled, held by no call of this door: `budgets.lost_reservation`)
+        and taken as the reservation, rather than room taken twice (the second held until the
+        run ends or pauses). So this door makes one reservation at a time."""
+        if self._reserving is None:
+            self._reserving = asyncio.Lock()
+        async with self._reserving:
+            since = time.time() - 1.0
+            in_doubt = False
+
+            async def attempt() -> budgets.Reservation:
+                nonlocal in_doubt
+                if in_doubt:
+                    lost = await run_write(partial(budgets.lost_reservation, team_budgets, run_id=self.run_id,
+                                                   lease_owner=self.lease_owner, held=set(self._held_rows), since=since))
+                    if lost is not None:
+                        return lost
+                in_doubt = True
+                return await run_write(partial(budgets.reserve, team_budgets, tokens, usd_micro,
+                                               run_id=self.run_id, lease_owner=self.lease_owner))
+
+            reservation = await retry_unreachable(attempt, f"run {self.run_id}: model door reserve")
+            self._held_rows.update(row[0] for row in reservation.rows)
+            return reservation
 
     def _fit_run_budget(self, request: ModelRequest, input_tokens: int, price: ModelPrice | None) -> None:
         tokens = None if self.limits.max_tokens is None else self.limits.max_tokens - self.used_tokens - self._held_tokens

@@ -79,6 +79,25 @@ COMMIT_RETRY_S = 30.0
 engine_wiring.install()  # engines this process runs trace and log through config/
 
 
+async def retry_unreachable(attempt: Callable[[], Awaitable[T]], what: str) -> T:
+    """`attempt()`, made again while the database is out of reach (OperationalError,
+    InterfaceError: a connection cut by a server restart, a failover or a proxy, a database
+    that stays locked): after 0.25 s, doubling to 5 s, for up to `COMMIT_RETRY_S`, then its
+    error. For work that is safe to repeat: the store's commit, the model door's budget and
+    rate-limit writes (`ModelDoor._db`)."""
+    delay, deadline = 0.25, time.monotonic() + COMMIT_RETRY_S
+    while True:
+        try:
+            return await attempt()
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s failed (%s: %s); trying again in %.2f s", what, type(exc).__name__,
+                        str(exc).strip().splitlines()[0] if str(exc).strip() else "", delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 @dataclass(slots=True)
 class RunHead:
     """What a commit needs of the run row: the chain head, the cancel flag, the totals."""
@@ -307,18 +326,7 @@ class DjangoRunStore:
         recognises an attempt whose answer was lost (`_settle`) and refuses a lease another
         worker took meanwhile (`LeaseLost`); so it is tried again after 0.25 s, doubling to 5 s,
         for up to `COMMIT_RETRY_S` — about a lease, after which the run is another worker's."""
-        delay, deadline = 0.25, time.monotonic() + COMMIT_RETRY_S
-        while True:
-            try:
-                await self._commit_once(final=final)
-                return
-            except (OperationalError, InterfaceError) as exc:
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.warning("run %s: commit failed (%s: %s); trying again in %.2f s", self.run_id,
-                               type(exc).__name__, str(exc).strip().splitlines()[0] if str(exc).strip() else "", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        await retry_unreachable(lambda: self._commit_once(final=final), f"run {self.run_id}: commit")
 
     async def _commit_once(self, *, final: bool = False) -> None:
         """Write what is buffered (see the protocol), in the process's next group commit.

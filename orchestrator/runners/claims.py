@@ -326,12 +326,9 @@ def _assemble(runs: list[Run], with_steps: set[int], agents: list[Agent], limit_
         team_agents[agent.team_id][agent.name] = agent
     # The teams' rate limits and budgets, in the order `budgets_for_run` reads them.
     limits: dict[int, list[Limit]] = {team: [] for team in teams}
-    rates: dict[int, dict[str, int]] = {team: {} for team in teams}
-    names = {agent.pk: agent.name for agents_ in team_agents.values() for agent in agents_.values()}
     for row in limit_rows:
         limits[row.team_id].append(row)
-        if row.scope == LimitScope.AGENT and row.kind == LimitKind.REQUESTS_PER_MINUTE and row.agent_id in names:
-            rates[row.team_id][names[row.agent_id]] = int(row.value)
+    rates = {team: agent_rates(limits[team], {a.pk: a.name for a in team_agents[team].values()}) for team in teams}
     wanted = {(a.provider, a.model) for agents_ in team_agents.values() for a in agents_.values()}
     prices = {(provider, model): ModelPrice.pick(price_rows, provider, model) for provider, model in wanted}
     context = _Shared({team: get_redactor(team) for team in {run.team_id for run in runs if run.pk not in with_steps}},
@@ -382,6 +379,22 @@ _LIMITS_OF_RUNS = CompiledRead("claim: limits by runs", lambda ids: Limit.object
 # Every price row of the agents' providers (a superset of `_PRICES`'s: `ModelPrice.pick` chooses).
 _PRICES_OF_RUNS = CompiledRead("claim: prices by runs", lambda ids: ModelPrice.objects.filter(
     provider__in=Agent.objects.filter(team_id__in=_teams_of(ids)).values("provider")).order_by())
+
+
+def agent_rates(rows: list[Limit], names: dict[int, str]) -> dict[str, int]:
+    """The model calls per minute allowed to agents (by name; `names`: agent id -> name), among
+    a team's limit rows in the order `_LIMITS` reads them."""
+    return {names[row.agent_id]: int(row.value) for row in rows
+            if row.scope == LimitScope.AGENT and row.kind == LimitKind.REQUESTS_PER_MINUTE and row.agent_id in names}
+
+
+def limits_now(team_id: int, pipeline_id: int, agent_ids: dict[str, int]) -> tuple[list[Budget], dict[str, int]]:
+    """A run's budgets and its agents' model-call rates (`agent_ids`: name -> id) as the limit
+    table stands now: the claim's read (`_LIMITS`), again, for one team. The model door reads
+    them during the run (`ModelDoor._fresh_limits`): what the claim read misses a limit created
+    or changed since."""
+    rows = _LIMITS.models([team_id])
+    return budgets_from_limits(rows, team_id, pipeline_id), agent_rates(rows, {pk: name for name, pk in agent_ids.items()})
 
 
 class _AgentsMissing(Exception):
