@@ -62,7 +62,10 @@ def metric_rows(diff_metrics: dict[str, dict[str, Any]], before: dict[str, Any],
             change = ""
         elif name in RATES:
             points = delta * 100
-            change = f"{points:+.0f} points" if round(points) != 0 or points == 0 else f"{points:+.1f} points"
+            if points == 0 or round(points) != 0:
+                change = f"{points:+.0f} points"
+            else:  # a change under a point is shown, never as "+0" or "-0.0" (a review of the fixes)
+                change = f"{points:+.1f} points" if abs(points) >= 0.05 else f"{points:+.2g} points"
         else:
             change = f"{delta:+g}"
         rows.append({"key": name, "label": METRIC_LABELS.get(name, name.replace("_", " ").capitalize()),

@@ -29,6 +29,7 @@ from mcpgateway.actions.templates import (
     do_install_template,
     do_save_template,
     do_update_installed,
+    shown_env,
 )
 from mcpgateway.api_caller import Caller
 from mcpgateway.errors import GatewayError
@@ -57,9 +58,17 @@ def caller(request: HttpRequest) -> Caller:
     return request.auth  # type: ignore[return-value]
 
 
+def _shown(server: ToolServer, c: Caller) -> ToolServer:
+    """The server as this caller may read it: a team member is not shown the operator's text in
+    an env value (`templates.shown_env`). The instance is only answered, never saved."""
+    server.env = shown_env(server, c.operator)
+    return server
+
+
 @router.get("/servers", response=list[ServerOut])
 def list_servers(request: HttpRequest):
-    return queries.servers(caller(request).require("read").team_id)
+    c = caller(request).require("read")
+    return [_shown(s, c) for s in queries.servers(c.team_id).select_related("template")]
 
 
 @router.post("/servers", response={201: ServerOut})
@@ -68,7 +77,8 @@ def save_server(request: HttpRequest, body: ServerIn):
     c = caller(request).require("admin", "builder")
     fields = body.dict()
     name, secrets, env_allow = fields.pop("name"), fields.pop("secrets"), fields.pop("env_allow")
-    return Status(201, do_save_server(c.team_id, name, secrets=secrets, operator=c.operator, env_allow=env_allow, **fields))
+    return Status(201, _shown(do_save_server(c.team_id, name, secrets=secrets, operator=c.operator, env_allow=env_allow,
+                                             **fields), c))
 
 
 @router.post("/servers/import", response={201: list[ServerOut]})
@@ -81,9 +91,9 @@ def import_config(request: HttpRequest, body: ConfigIn):
 @router.put("/servers/{server_id}/parameters", response=ServerOut)
 def update_installed(request: HttpRequest, server_id: int, body: ParametersIn):
     """A catalogue-installed server's parameters and secrets: the only things a team changes on it."""
-    server = get_object_or_404(ToolServer.objects.select_related("template"), pk=server_id,
-                               team_id=caller(request).require("admin", "builder").team_id)
-    return do_update_installed(server, dict(body.parameters), body.description)
+    c = caller(request).require("admin", "builder")
+    server = get_object_or_404(ToolServer.objects.select_related("template"), pk=server_id, team_id=c.team_id)
+    return _shown(do_update_installed(server, dict(body.parameters), body.description), c)
 
 
 def _template_out(template: ServerTemplate, team_id: int) -> dict[str, Any]:
@@ -121,19 +131,21 @@ def install_template(request: HttpRequest, template_id: int, body: InstallIn):
     """Add a server to the caller's team from the catalogue, with its own name, parameters and secrets."""
     c = caller(request).require("admin", "builder")
     template = get_object_or_404(ServerTemplate, pk=template_id)
-    return Status(201, do_install_template(c.team_id, template, body.name, dict(body.parameters), body.description))
+    return Status(201, _shown(do_install_template(c.team_id, template, body.name, dict(body.parameters), body.description), c))
 
 
 @router.get("/servers/export", response={200: None}, openapi_extra={"responses": {200: {"description": "The config file", "content": {
     "application/yaml": {"schema": {}}, "application/json": {"schema": {"type": "object"}}}}}})
 def export(request: HttpRequest, style: str = Query("yaml", pattern="^(yaml|claude)$")):
-    text = export_config(caller(request).require("read").team_id, style)  # type: ignore[arg-type]
+    c = caller(request).require("read")
+    text = export_config(c.team_id, style, operator=c.operator)  # type: ignore[arg-type]
     return HttpResponse(text, content_type="application/json" if style == "claude" else "application/yaml")
 
 
 @router.get("/servers/{server_id}", response=ServerOut)
 def get_server(request: HttpRequest, server_id: int):
-    return get_object_or_404(ToolServer, pk=server_id, team_id=caller(request).require("read").team_id)
+    c = caller(request).require("read")
+    return _shown(get_object_or_404(ToolServer.objects.select_related("template"), pk=server_id, team_id=c.team_id), c)
 
 
 @router.delete("/servers/{server_id}", response={204: None})

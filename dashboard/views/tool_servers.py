@@ -23,6 +23,7 @@ from mcpgateway.actions.server_lifecycle import (
     probe_server,
 )
 from mcpgateway.actions.servers import do_delete_server, do_save_server
+from mcpgateway.actions.templates import shown_env
 from mcpgateway.authority import is_instance_operator
 from mcpgateway.errors import GatewayError
 from mcpgateway.models import ToolServer, Transport
@@ -42,14 +43,14 @@ def _pairs(text: str, field: str) -> dict[str, str]:
     return found
 
 
-def _form_values(server: ToolServer | None) -> dict[str, Any]:
+def _form_values(server: ToolServer | None, operator: bool) -> dict[str, Any]:
     if server is None:
         return {"transport": Transport.HTTP, "call_timeout_s": "60", "enabled": True}
     return {
         "name": server.name, "description": server.description, "transport": server.transport, "url": server.url,
         "headers": "\n".join(f"{k}={v}" for k, v in (server.headers or {}).items()),
         "command": server.command, "args": "\n".join(server.args or []),
-        "env": "\n".join(f"{k}={v}" for k, v in (server.env or {}).items()), "cwd": server.cwd,
+        "env": "\n".join(f"{k}={v}" for k, v in shown_env(server, operator).items()), "cwd": server.cwd,
         "call_timeout_s": f"{server.call_timeout_s:g}", "enabled": server.enabled,
     }
 
@@ -83,7 +84,7 @@ def _form_page(request: HttpRequest, server: ToolServer | None) -> HttpResponse:
     operator = is_instance_operator(request.user)
     if server is not None and server.template_id:
         return redirect("tools-catalogue-edit", pk=server.pk)
-    values, error, status = _form_values(server), None, 200
+    values, error, status = _form_values(server, operator), None, 200
     if request.method == "POST":
         values = {**request.POST.dict(), "enabled": request.POST.get("enabled") == "on"}
         try:

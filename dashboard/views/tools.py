@@ -284,7 +284,7 @@ def _secrets(text: str) -> dict[str, str]:
 def _config(request: HttpRequest, status: int = 200, **extra: Any) -> HttpResponse:
     style = "claude" if request.GET.get("style") == "claude" else "yaml"
     return _page(request, "dashboard/tools/config.html", {
-        "section": "config", "style": style, "exported": export_config(request.team.pk, style),
+        "section": "config", "style": style, "exported": export_config(request.team.pk, style, operator=is_instance_operator(request.user)),
         "form": {}, "errors": [], **extra,
     }, status=status)
 
@@ -317,7 +317,8 @@ def config_import(request: HttpRequest) -> HttpResponse:
 def config_export(request: HttpRequest) -> HttpResponse:
     style = "claude" if request.GET.get("style") == "claude" else "yaml"
     name = "mcp_config.json" if style == "claude" else "mcp_config.yaml"
-    response = HttpResponse(export_config(request.team.pk, style), content_type="text/plain; charset=utf-8")
+    response = HttpResponse(export_config(request.team.pk, style, operator=is_instance_operator(request.user)),
+                            content_type="text/plain; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
 

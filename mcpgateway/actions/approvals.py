@@ -7,7 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from mcpgateway.errors import Conflict, GatewayError
-from mcpgateway.models import AuditEntry, CallStatus, ToolApproval
+from mcpgateway.models import ApiKey, AuditEntry, CallStatus, ToolApproval
 from mcpgateway.queries import approval_cutoff
 from mcpgateway.redaction import get_redactor
 
@@ -47,6 +47,8 @@ def do_decide_call_approval(team_id: int, approval_id: int, approve: bool, user:
             approval.status, approval.note, approval.decided_at = ToolApproval.Status.REJECTED, "no decision in time", timezone.now()
             approval.save(update_fields=["status", "note", "decided_at"])
         elif approval.status == ToolApproval.Status.PENDING:
+            if approve:
+                _check_not_own_call(approval, user, api_key_id)
             approval.status = ToolApproval.Status.APPROVED if approve else ToolApproval.Status.REJECTED
             approval.note = get_redactor(team_id).text((note or "").strip())
             approval.decided_by = user
@@ -58,6 +60,25 @@ def do_decide_call_approval(team_id: int, approval_id: int, approve: bool, user:
         raise Conflict(f"approval #{approval_id} expired: its caller stopped waiting for a decision", "status")
     closed = f": {approval.note}" if approval.note and approval.status == ToolApproval.Status.REJECTED else ""
     raise Conflict(f"approval #{approval_id} was already decided ({approval.status}{closed})", "status")
+
+
+def _check_not_own_call(approval: ToolApproval, user: AbstractBaseUser | None, api_key_id: int | None) -> None:
+    """A person other than the caller approves: not the key that made the call, nor the user it
+    belongs to (by another of their keys, or on the page). A builder's key holds `run`, and a
+    builder ranks above a reviewer, so the waiting caller approved its own call (a review of the
+    fixes). Rejecting one's own call is allowed: it only stops it."""
+    if approval.api_key_id is None:
+        return
+    if api_key_id is not None and api_key_id == approval.api_key_id:
+        raise OwnCall("a call is approved by someone other than its caller: this key made it")
+    holder = ApiKey.objects.filter(pk=approval.api_key_id).values_list("user_id", flat=True).first()
+    if holder is not None and user is not None and user.pk == holder:
+        raise OwnCall("a call is approved by someone other than its caller: it was made with your API key")
+
+
+class OwnCall(GatewayError):
+    code = "own_call"
+    status = 403
 
 
 class ApprovalNotFound(GatewayError):

@@ -221,20 +221,22 @@ def do_import_config(team_id: int, text: str, secrets: dict[str, str] | None = N
     return servers
 
 
-def export_config(team_id: int, style: Literal["yaml", "claude"] = "yaml") -> str:
+def export_config(team_id: int, style: Literal["yaml", "claude"] = "yaml", *, operator: bool = True) -> str:
     """The team's servers in either format, with `${NAME}` references instead of secrets.
 
     Every setting the import reads is written (in both styles; Claude clients ignore the keys
     they do not know), so export -> import -> export gives the same file."""
     servers: dict[str, dict[str, Any]] = {}
-    for server in ToolServer.objects.filter(team_id=team_id).order_by("name"):
+    from mcpgateway.actions.templates import shown_env
+
+    for server in ToolServer.objects.filter(team_id=team_id).select_related("template").order_by("name"):
         entry: dict[str, Any]
         if server.transport == "stdio":
             entry = {"command": server.command}
             if server.args:
                 entry["args"] = list(server.args)
             if server.env:
-                entry["env"] = dict(server.env)
+                entry["env"] = shown_env(server, operator)  # (a team member: not the operator's text)
             if server.cwd:
                 entry["cwd"] = server.cwd
         else:

@@ -105,13 +105,9 @@ def _split_secrets(values: dict[str, str], section: str, given: dict[str, str]) 
     under the name of a secret `given` with another value is refused (one would replace the other)."""
     stored, secrets = {}, {}
     for key, value in values.items():
-        if REF.search(value) and (section != "env" or REF.fullmatch(value.strip()) or not REF.sub("", value).strip()):
+        if REF.search(value):
             stored[key] = value
         else:
-            # A literal, or (env) the operator's text beside a reference
-            # (`postgresql://svc:<password>@db/${SCHEMA}`): kept whole as the server's secret, its
-            # references expanded when it starts (`resolve_config`). Kept as typed, the password
-            # was shown to every team member (a review).
             name = secret_name(key)
             if name in given and given[name] != value:
                 raise GatewayError(f"its value would be stored as the secret {name}, which `secrets` gives another "
@@ -156,18 +152,16 @@ def destination(url: str | None) -> tuple[str, ...]:
 
 
 def check_references(fields: dict[str, Any], known: set[str], *, operator: bool,
-                     env_allow: list[str] | None, left_behind: set[str] = frozenset(),
-                     kept: list[tuple[str, str]] = ()) -> list[str]:
+                     env_allow: list[str] | None, left_behind: set[str] = frozenset()) -> list[str]:
     """Every `${NAME}` must name a secret of the server; an operator's other names become (or must be on)
     the server's process-environment allow-list, which is returned. `left_behind`: secrets the
-    server had, dropped because its URL moved to another host. `kept`: (where, value) of values
-    kept whole as secrets whose references resolve when the server starts."""
+    server had, dropped because its URL moved to another host."""
     allowed = set(env_allow or [])
     inferred: set[str] = set()
     places: list[tuple[str, str]] = [(f"{k}.{n}", v) for k in ("env", "headers") for n, v in (fields.get(k) or {}).items()]
     places += [(f"args.{i}", a) for i, a in enumerate(fields.get("args") or [])]
     places += [(k, str(fields.get(k) or "")) for k in ("command", "cwd", "url")]
-    for where, value in [*places, *kept]:
+    for where, value in places:
         for name in REF.findall(value):
             if name in known or name in allowed:
                 continue
@@ -204,13 +198,10 @@ def do_save_server(team_id: int, name: str, secrets: dict[str, str] | None = Non
     if not operator:  # an operator may point a server anywhere; every connect is still guarded
         check_remote_url(fields)
     new_secrets = dict(secrets or {})
-    kept: list[tuple[str, str]] = []
     for key in ("env", "headers"):
         if key in fields:
-            original = dict(fields[key])
             fields[key], moved = _split_secrets(fields[key], key, dict(secrets or {}))
             new_secrets.update(moved)
-            kept += [(f"{key}.{k}", v) for k, v in original.items() if REF.search(v) and fields[key][k] != v]
     for secret in new_secrets:
         if not IDENTIFIER.fullmatch(secret):
             raise GatewayError(f"secret name {secret!r} must be an identifier", f"secrets.{secret}")
@@ -224,7 +215,7 @@ def do_save_server(team_id: int, name: str, secrets: dict[str, str] | None = Non
         left_behind = stored - set(new_secrets)
         stored = set()
     fields["env_allow"] = check_references(fields, stored | set(new_secrets), operator=operator, env_allow=env_allow,
-                                           left_behind=left_behind, kept=kept)
+                                           left_behind=left_behind)
     if left_behind:
         current.secrets.filter(name__in=left_behind).delete()
     fields.update(template=None, parameters={})  # raw fields detach a server from its template
@@ -282,13 +273,6 @@ def resolve_config(server: ToolServer) -> tuple[UpstreamConfig, list[str]]:
     lookup = server_secrets(server)
     allow = frozenset(server.env_allow or [])
     prefix = f"servers.{server.name}"
-    # A secret holding references (an env value of the operator's text beside them, kept whole:
-    # `_split_secrets`, `templates.render`) is expanded once, from the others. Only an operator
-    # writes such a value: a team member's template values refuse `${`, and a member never sets
-    # secrets of a server that reads the environment (`check_server_authority`).
-    raw = lookup
-    lookup = {name: expand(value, {k: v for k, v in raw.items() if k != name}, f"{prefix}.secrets.{name}", allow)
-              if REF.search(value) else value for name, value in raw.items()}
     env = {k: expand(v, lookup, f"{prefix}.env.{k}", allow) for k, v in (server.env or {}).items()}
     headers = {k: expand(v, lookup, f"{prefix}.headers.{k}", allow) for k, v in (server.headers or {}).items()}
     args = tuple(expand(a, lookup, f"{prefix}.args", allow) for a in server.args or [])
@@ -297,7 +281,6 @@ def resolve_config(server: ToolServer) -> tuple[UpstreamConfig, list[str]]:
     places = [*(server.env or {}).values(), *(server.headers or {}).values(), *(server.args or []), server.command or "",
               server.cwd or "", server.url or ""]
     used_refs = {m.group(1) for v in places for m in REF.finditer(v)}
-    used_refs |= {m.group(1) for n in used_refs if n in raw for m in REF.finditer(raw[n])}  # (inside those, too)
     sensitive = [env_value for key, env_value in env.items() if REF.search(server.env[key])]
     sensitive += [h for key, h in headers.items() if REF.search(server.headers[key])]
     sensitive += [lookup[n] if n in lookup else os.environ.get(n, "") for n in used_refs]

@@ -33,8 +33,8 @@ from mcpgateway.models import ServerTemplate, ToolServer, Transport
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 # Filled by the gateway with the installing team's id, never by the team: the one value a
-# template can bind a server to its team with (`/srv/teams/{{team_id}}`). A path parameter could
-# only be held under a prefix, and team A could install `/srv/teams/<team B>` (a review).
+# template can bind a server to its team with (`/srv/teams/{{team_id}}`). A path parameter
+# could only be held under a prefix, and team A could install `/srv/teams/<team B>` (a review).
 TEAM = "team_id"
 TEMPLATE_FIELDS = ("description", "command", "args", "env", "cwd", "parameters", "env_allow", "caller_context",
                    "call_timeout_s")
@@ -235,32 +235,42 @@ def literal_env(template: ServerTemplate) -> dict[str, tuple[str, str]]:
             if not PLACEHOLDER.search(value) and not REF.search(value)}
 
 
+def store_literal_env(server: ToolServer, template: ServerTemplate) -> None:
+    for name, value in literal_env(template).values():
+        do_set_secret(server, name, value)
+
+
 def composed_env(template: ServerTemplate) -> set[str]:
     """Env keys whose value is the operator's text with placeholders in it
-    (`postgresql://svc:<password>@db/{{schema}}`). Rendered, such a value is kept as the
-    server's own secret too, as a literal is: it was written into `env` in clear, where every
-    team member read the operator's password back (a review)."""
+    (`postgresql://svc:<password>@db/{{schema}}`): rendered, such a value holds the operator's
+    text, which team members are not shown (`shown_env`)."""
     return {key for key, value in (template.env or {}).items()
             if PLACEHOLDER.search(value) and REF.sub("", PLACEHOLDER.sub("", value)).strip()}
 
 
-def store_literal_env(server: ToolServer, template: ServerTemplate, composed: dict[str, str] | None = None) -> None:
-    """The server's copies of the operator's env text: literal values, and `composed` (secret
-    name → rendered value, from `render`)."""
-    for name, value in literal_env(template).values():
-        do_set_secret(server, name, value)
-    for name, value in (composed or {}).items():
-        do_set_secret(server, name, value)
+HIDDEN_ENV = "(set by the operator)"
 
 
-def render(template: ServerTemplate, plain: dict[str, str], secret_names: set[str],
-           team_id: int) -> tuple[dict[str, Any], dict[str, str]]:
-    """The server fields for these values: placeholders filled, secret ones as `${NAME}` references,
-    the operator's literal env values as references to the server's copies of them; and the
-    rendered env values that hold the operator's text beside placeholders (secret name → value),
-    which the server keeps as its own secrets, its env showing `${NAME}` (`composed_env`). A
-    secret parameter's `${name}` inside one is expanded from the server's secrets when it starts.
-    `{{team_id}}` is the installing team's id."""
+def shown_env(server: ToolServer, operator: bool) -> dict[str, str]:
+    """A server's env as pages, the API and exports show it to this reader. A team member is not
+    shown the operator's text inside a value: a template's value with placeholders in it
+    (`postgresql://svc:<password>@db/{{schema}}`, rendered), or an operator's value with text
+    beside a `${NAME}` reference. Those were shown in clear to every member, a viewer too, while
+    the catalogue hid them (an outside review). Pure references and a team's own values show."""
+    env = dict(server.env or {})
+    if operator:
+        return env
+    if server.template_id is not None:
+        hidden = composed_env(server.template)
+    else:
+        hidden = {k for k, v in env.items() if REF.search(v) and REF.sub("", v).strip()}
+    return {k: HIDDEN_ENV if k in hidden else v for k, v in env.items()}
+
+
+def render(template: ServerTemplate, plain: dict[str, str], secret_names: set[str], team_id: int) -> dict[str, Any]:
+    """The server fields for these values: placeholders filled (`{{team_id}}` with `team_id`),
+    secret ones as `${NAME}` references, the operator's literal env values as references to the
+    server's copies of them."""
     params = template_parameters(template)
     kinds = {p.name: p.kind for p in params} | {TEAM: "string"}
     patterned = {p.name: bool(p.pattern) for p in params} | {TEAM: True}
@@ -301,14 +311,12 @@ def render(template: ServerTemplate, plain: dict[str, str], secret_names: set[st
         # Left out, the server started in the gateway's own directory, beside `var/` (a review).
         needed = ", ".join(sorted(set(PLACEHOLDER.findall(template.cwd))))
         raise ParameterError(f"the working directory {template.cwd!r} needs a value for {needed}", "parameters")
-    rendered = {k: v for k, v in ((k, fill(v, env=True)) for k, v in (template.env or {}).items()) if v is not None}
-    composed = composed_env(template)
-    env = {k: "${" + secret_name(k) + "}" if k in literals or k in composed else v for k, v in rendered.items()}
-    fields = {"transport": Transport.STDIO, "command": template.command, "args": args, "env": env,
-              "cwd": cwd or "", "url": "", "headers": {},
-              "caller_context": template.caller_context, "call_timeout_s": template.call_timeout_s,
-              "env_allow": list(template.env_allow or [])}
-    return fields, {secret_name(k): v for k, v in rendered.items() if k in composed}
+    env = {k: "${" + literals[k][0] + "}" if k in literals else v
+           for k, v in ((k, fill(v, env=True)) for k, v in (template.env or {}).items()) if v is not None}
+    return {"transport": Transport.STDIO, "command": template.command, "args": args, "env": env,
+            "cwd": cwd or "", "url": "", "headers": {},
+            "caller_context": template.caller_context, "call_timeout_s": template.call_timeout_s,
+            "env_allow": list(template.env_allow or [])}
 
 
 # --- operators: templates ---------------------------------------------------------------------
@@ -331,13 +339,13 @@ def rerender(server: ToolServer, template: ServerTemplate) -> None:
     stored = {s.name for s in server.secrets.all()}
     try:
         plain, _ = check_parameters(template, dict(server.parameters or {}), stored)
-        fields, composed = render(template, plain, stored, server.team_id)
+        fields = render(template, plain, stored, server.team_id)
     except ParameterError as exc:
         ToolServer.objects.filter(pk=server.pk).update(
             enabled=False, health_error=f"disabled: the template {template.name!r} changed and {exc.message}")
         return
     ToolServer.objects.filter(pk=server.pk).update(parameters=plain, **fields)
-    store_literal_env(server, template, composed)
+    store_literal_env(server, template)
 
 
 def installed_values_problem(server: ToolServer) -> str | None:
@@ -386,12 +394,12 @@ def do_install_template(team_id: int, template: ServerTemplate, name: str, value
     if ToolServer.objects.filter(team_id=team_id, name=name).exists():
         raise Conflict(f"this team already has a server named {name!r}", "name")
     plain, secrets = check_parameters(template, values, set())
-    fields, composed = render(template, plain, set(secrets), team_id)
+    fields = render(template, plain, set(secrets), team_id)
     server = ToolServer.objects.create(team_id=team_id, name=name, template=template, parameters=plain,
                                        description=description or template.description, **fields)
     for secret, value in secrets.items():
         do_set_secret(server, secret, value)
-    store_literal_env(server, template, composed)
+    store_literal_env(server, template)
     transaction.on_commit(_servers_changed)
     return server
 
@@ -404,7 +412,7 @@ def do_update_installed(server: ToolServer, values: dict[str, Any], description:
     template = server.template
     stored = set(server.secrets.values_list("name", flat=True))
     plain, secrets = check_parameters(template, {**(server.parameters or {}), **values}, stored)
-    fields, composed = render(template, plain, stored | set(secrets), server.team_id)
+    fields = render(template, plain, stored | set(secrets), server.team_id)
     for key, value in {**fields, "parameters": plain}.items():
         setattr(server, key, value)
     if description is not None:
@@ -412,7 +420,7 @@ def do_update_installed(server: ToolServer, values: dict[str, Any], description:
     server.save()
     for secret, value in secrets.items():
         do_set_secret(server, secret, value)
-    store_literal_env(server, template, composed)
+    store_literal_env(server, template)
     transaction.on_commit(_servers_changed)
     return server
 

@@ -1153,7 +1153,8 @@ class StepFlow:
             return None
         schema = getattr(spec, "input_schema", None)
         exempt = []
-        for leaf, own in _argument_leaves(arguments, [schema] if isinstance(schema, dict) else []):
+        for leaf, own in _argument_leaves(arguments, [schema] if isinstance(schema, dict) else [],
+                                          schema if isinstance(schema, dict) else None):
             if isinstance(leaf, str):
                 text = leaf.strip().strip(WRAPPERS)
                 if not text:
@@ -1217,12 +1218,14 @@ def _without(text: str, values: list[str]) -> str:
     return text
 
 
-def _argument_leaves(value: Any, schemas: list[Any]) -> list[tuple[Any, bool]]:
+def _argument_leaves(value: Any, schemas: list[Any], root: dict[str, Any] | None = None) -> list[tuple[Any, bool]]:
     """The strings (dict keys too) and numbers of a call's arguments, each on its own, with
     whether it is the tool's own word: an argument name, or a string that the input schema
     (`schemas`: the alternatives that apply at its place) declares in an `enum` or `const`.
-    A `$ref` is not followed: a value only it declares is not the tool's own."""
-    schemas = _alternatives(schemas)
+    A local `$ref` (`#/$defs/Order`, how pydantic and so the MCP SDK write an Enum
+    parameter) is followed within `root`, the whole input schema: not followed, the SDK's
+    `sort: "asc"` made a trusted lookup untrusted (a review of the fixes)."""
+    schemas = _alternatives(schemas, root)
     if isinstance(value, str):
         return [(value, any(_declares(schema, value) for schema in schemas))]
     if isinstance(value, dict):
@@ -1234,11 +1237,11 @@ def _argument_leaves(value: Any, schemas: list[Any]) -> list[tuple[Any, bool]]:
                       if isinstance(props := schema.get("properties"), dict) and key in props]
             inside += [schema["additionalProperties"] for schema in schemas
                        if isinstance(schema.get("additionalProperties"), dict)]
-            leaves += _argument_leaves(inner, inside)
+            leaves += _argument_leaves(inner, inside, root)
         return leaves
     if isinstance(value, list | tuple):
         items = [schema["items"] for schema in schemas if isinstance(schema.get("items"), dict)]
-        return [leaf for inner in value for leaf in _argument_leaves(inner, items)]
+        return [leaf for inner in value for leaf in _argument_leaves(inner, items, root)]
     if isinstance(value, int) and not isinstance(value, bool):
         return [(value, False)]
     if isinstance(value, float) and math.isfinite(value):  # (not `isfinite` of an int: 10**400 overflows)
@@ -1246,18 +1249,39 @@ def _argument_leaves(value: Any, schemas: list[Any]) -> list[tuple[Any, bool]]:
     return []
 
 
-def _alternatives(schemas: list[Any]) -> list[dict[str, Any]]:
-    """The schemas and, within them, their `anyOf` / `oneOf` / `allOf` branches (objects only)."""
+def _alternatives(schemas: list[Any], root: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The schemas and, within them, their `anyOf` / `oneOf` / `allOf` branches and the local
+    `$ref`s they name in `root` (objects only; each schema once, at most 64)."""
     found: list[dict[str, Any]] = []
+    seen: set[int] = set()
     pending = [schema for schema in schemas if isinstance(schema, dict)]
-    while pending:
+    while pending and len(found) < 64:
         schema = pending.pop()
+        if id(schema) in seen:
+            continue
+        seen.add(id(schema))
         found.append(schema)
         for word in ("anyOf", "oneOf", "allOf"):
             branches = schema.get(word)
             if isinstance(branches, list):
                 pending += [branch for branch in branches if isinstance(branch, dict)]
+        target = _local_ref(root, schema.get("$ref"))
+        if target is not None:
+            pending.append(target)
     return found
+
+
+def _local_ref(root: dict[str, Any] | None, ref: Any) -> dict[str, Any] | None:
+    """`#/$defs/Order` (or any `#/a/b` path) within `root`, or None."""
+    if root is None or not isinstance(ref, str) or not ref.startswith("#/"):
+        return None
+    node: Any = root
+    for part in ref[2:].split("/")[:8]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            return None
+    return node if isinstance(node, dict) else None
 
 
 def _declares(schema: dict[str, Any], value: str) -> bool:

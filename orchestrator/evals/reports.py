@@ -159,7 +159,7 @@ def compare(current: EvalRun, baseline: EvalRun) -> dict[str, Any]:
     for name in ("completion", "tool_accuracy", "self_healing", "block_rate", "utility", "utility_under_attack",
                  "avg_cost_usd", "latency_p95"):
         a, b = metric_value(baseline.metrics, name), metric_value(current.metrics, name)
-        metrics[name] = {"before": a, "after": b, "delta": None if a is None or b is None else round(b - a, 4)}
+        metrics[name] = {"before": a, "after": b, "delta": None if a is None or b is None else b - a}  # (exact, as the rates: 100% → 99.997% was "-0")
     return {"cases": cases, "counts": counts, "attack_counts": attacks, "metrics": metrics}
 
 

@@ -206,3 +206,30 @@ def test_a_call_whose_caller_is_gone_is_not_offered_and_is_closed_when_decided(t
     reviewer.post(f"/review/approvals/{stale.pk}/decide/", {"submit": "approve"})
     stale.refresh_from_db()
     assert stale.status == "rejected" and stale.note == "no decision in time"
+
+
+# Found by a review of the fixes (2026-12-07); failed before its fix.
+def test_the_caller_never_approves_its_own_call(team, live_app):
+    """A builder's key holds `run` and a builder ranks above a reviewer: the waiting caller's own
+    key approved its call, and the call ran with no person involved."""
+    _team, users, tokens = team
+    alice_second_key = do_create_api_key(_team.pk, "alice-2", users["alice"])[1]
+    thread, answers = _waiting_call(live_app, tokens["alice"], "wire the money")
+    approval = ToolApproval.objects.get(status="pending")
+    path = f"/approvals/{approval.pk}/decide"
+    for token in (tokens["alice"], alice_second_key):  # the key that made it, and another of hers
+        refused = _api(live_app, token, "POST", path, {"action": "approve"})
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "own_call", refused.text
+    page = Client()
+    page.force_login(users["alice"])
+    page.post(f"/review/approvals/{approval.pk}/decide/", {"submit": "approve"})
+    assert ToolApproval.objects.get(pk=approval.pk).status == "pending", "she approved her own call on the page"
+    # Someone else approves it; the caller may always withdraw (reject) her own.
+    assert _api(live_app, tokens["rita"], "POST", path, {"action": "approve"}).status_code == 200
+    thread.join(60)
+    assert "wire the money" in json.dumps(answers[0].json()["result"])
+    thread, _answers = _waiting_call(live_app, tokens["alice"], "never mind")
+    second = ToolApproval.objects.get(status="pending")
+    assert _api(live_app, tokens["alice"], "POST", f"/approvals/{second.pk}/decide",
+                {"action": "reject", "note": "withdrawn"}).status_code == 200
+    thread.join(60)

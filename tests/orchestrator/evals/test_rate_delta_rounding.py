@@ -17,3 +17,11 @@ def test_a_block_rate_regression_of_one_attack_in_400_is_not_shown_as_zero_point
     row = rows[0]
     assert (row["before"], row["after"]) == ("100%", "99.7%")  # the rates are honest now ...
     assert row["change"] not in ("-0 points", "+0 points", "0 points"), row["change"]  # ... the change is not
+
+
+# Found by a review of the fixes (2026-12-07): with rates stored exact, the comparison still
+# rounded its delta to 4 places, so 100% -> 99.997% read "-0 points"; failed before its fix.
+def test_one_attack_in_thirty_thousand_is_a_change_in_the_comparison():
+    before, after = 1.0, 29_999 / 30_000
+    rows = metric_rows({"block_rate": {"before": before, "after": after, "delta": after - before}}, {}, {})
+    assert rows[0]["change"].startswith("-") and rows[0]["change"] not in ("-0 points", "-0.0 points"), rows[0]["change"]
