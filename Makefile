@@ -75,7 +75,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/agentdeck
 test-postgres: install
 	@if $(BIN)/python -c "import psycopg; psycopg.connect('$(PG_URL)'.rsplit('/', 1)[0] + '/postgres', connect_timeout=3).close()" 2>/dev/null; then \
 		DATABASE_URL=$(PG_URL) $(BIN)/pytest -q $(XDIST) -m "not slow and not no_database" tests/orchestrator tests/mcpgateway tests/api && \
-		DATABASE_URL=$(PG_URL) $(BIN)/pytest -q tests/orchestrator/test_celery.py tests/orchestrator/test_live_events_across_processes.py tests/orchestrator/test_resume.py tests/orchestrator/test_redis_outage.py tests/orchestrator/test_worker_pool.py tests/test_connection_budget.py; \
+		DATABASE_URL=$(PG_URL) $(BIN)/pytest -q tests/orchestrator/test_celery.py tests/orchestrator/test_live_events_across_processes.py tests/orchestrator/test_resume.py tests/orchestrator/test_redis_outage.py tests/orchestrator/test_worker_pool.py tests/test_connection_budget.py tests/api/test_review_hooks_sse_pool.py tests/api/test_review_hooks_web_main_thread_connection.py; \
 	else \
 		echo "SKIPPED the PostgreSQL pass: no server at $(PG_URL)"; \
 	fi

@@ -69,7 +69,9 @@ mcp_endpoint = build_mcp_app(authenticate=authenticate_mcp, toolbox=Gateway(defe
 
 install_access_log_redaction()  # daphne's access log prints query strings (`?token=…`)
 exit_watchdog.install(settings.AGENTDECK_WEB_EXIT_GRACE_S)  # a request cut off by a shutdown cannot hang the exit
-warm_redactor()  # logs written on the event loop use the last redactor built: build one now
+# Logs written on the event loop use the last redactor built: build one now. (It hands the main
+# thread's pooled connection back: held for the process's life, it was one pool slot lost.)
+warm_redactor()
 
 
 def _start_background_work() -> None:

@@ -415,11 +415,19 @@ def current_redactor(team_id: int | None = None) -> Redactor:
 
 def warm_redactor() -> None:
     """Build the redactor now (process start-up, synchronous), so logs written later on an
-    event loop know the database's secrets; a database not ready yet is no error here."""
+    event loop know the database's secrets; a database not ready yet is no error here.
+
+    The connection it used is handed back to the pool: the calling thread (the web server's
+    main thread) makes no other query, and kept one of the process's `DB_POOL_MAX` connections
+    for its whole life (with a pool of one, no request was ever served)."""
+    from config.db_writer import release_connection
+
     try:
         get_redactor()
     except Exception:
         return
+    finally:
+        release_connection()
 
 
 def redact(value: Any, team_id: int | None = None) -> Any:

@@ -25,6 +25,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from ninja import Body, Field, Header, Query, Router, Schema, Status
 
+from config.db_writer import release_connection, releasing
 from mcpgateway.api_caller import Caller
 from mcpgateway.whole_numbers import is_whole, whole
 from orchestrator.actions import (
@@ -375,11 +376,24 @@ def list_events(request: HttpRequest, run_id: int, after: int = Query(0, ge=0), 
 async def stream_events(request: HttpRequest, run_id: int, after: int = Query(0, ge=0)):
     """The run's events as Server-Sent Events, from `after` (or `Last-Event-ID`) on, live until the run stops."""
     c = caller(request).require("read")
-    run = await sync_to_async(_team_run)(c, run_id)
+    # The authentication ran on the request's own thread (django-ninja calls a sync `auth` with a
+    # thread-sensitive `sync_to_async`): hand that thread's connection back now, or it stays out
+    # of the pool for as long as the stream is open.
+    await sync_to_async(release_connection)()
+    run = await _stream_read(_team_run, c, run_id)
     last_id = request.headers.get("Last-Event-ID")
     start = whole(last_id) if is_whole(last_id) else after
     return StreamingHttpResponse(_sse(run.pk, start, c), content_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _stream_read(func: Any, *args: Any) -> Any:
+    """`func(*args)` for an event stream: on a pool thread that hands its pooled connection back
+    when `func` returns. A plain `sync_to_async` runs on the request's own thread, whose
+    connection goes back only when the response ends: each open stream held one of the web
+    process's `DB_POOL_MAX` connections, and a few streams made every other request wait
+    `DB_POOL_TIMEOUT_S` and answer 503."""
+    return await sync_to_async(releasing(func), thread_sensitive=False)(*args)
 
 
 LAYER_WAIT_S = 2.0  # how long the stream waits on the channel layer before it polls the database instead
@@ -442,7 +456,7 @@ async def _sse(run_id: int, after: int, c: Caller | None = None) -> AsyncIterato
         if c is None or time.monotonic() - checked_at < ACCESS_MAX_AGE_S:
             return True
         checked_at = time.monotonic()
-        return await sync_to_async(_still_allowed)(c)
+        return await _stream_read(_still_allowed, c)
 
     try:
         def backlog(upto: int | None = None) -> tuple[list[dict[str, Any]], str]:
@@ -453,7 +467,7 @@ async def _sse(run_id: int, after: int, c: Caller | None = None) -> AsyncIterato
                 events = events.filter(seq__lte=upto)
             return [event_payload(e) for e in events], status
 
-        rows, status = await sync_to_async(backlog)()
+        rows, status = await _stream_read(backlog)
         for payload in rows:
             last = payload["seq"]
             yield _sse_frame(payload)
@@ -462,7 +476,7 @@ async def _sse(run_id: int, after: int, c: Caller | None = None) -> AsyncIterato
                 await asyncio.sleep(0.5)
                 if not await allowed():
                     return
-                rows, status = await sync_to_async(backlog)()
+                rows, status = await _stream_read(backlog)
                 for payload in rows:
                     last = payload["seq"]
                     yield _sse_frame(payload)
@@ -474,7 +488,7 @@ async def _sse(run_id: int, after: int, c: Caller | None = None) -> AsyncIterato
                 checked_at = 0.0  # (a full re-check at each quiet spell)
                 if not await allowed():
                     return
-                rows, status = await sync_to_async(backlog)()
+                rows, status = await _stream_read(backlog)
                 for payload in rows:
                     last = payload["seq"]
                     yield _sse_frame(payload)
@@ -488,7 +502,7 @@ async def _sse(run_id: int, after: int, c: Caller | None = None) -> AsyncIterato
             events = message.get("events", [])
             persisted = [e for e in events if e.get("seq") is not None]
             if persisted and persisted[0]["seq"] > last + 1:
-                rows, _ = await sync_to_async(backlog)(persisted[0]["seq"] - 1)
+                rows, _ = await _stream_read(backlog, persisted[0]["seq"] - 1)
                 for payload in rows:
                     last = payload["seq"]
                     yield _sse_frame(payload)

@@ -79,7 +79,12 @@ def public_keys() -> dict[str, str]:
 
 def build_trace(run: Run) -> dict[str, Any]:
     version = run.pipeline_version
-    events = [{**event_payload(e), "prev_hash": e.prev_hash} for e in RunEvent.objects.filter(run=run).order_by("seq")]
+    # Cut at the chain head read with `run`: a run still writing commits events (and its new
+    # head) after that read, and an event past the head made the untouched export fail its own
+    # verification ("truncated or edited"). Events and head are committed together, so every
+    # event up to the head is there.
+    events = [{**event_payload(e), "prev_hash": e.prev_hash}
+              for e in RunEvent.objects.filter(run=run, seq__lte=run.last_seq).order_by("seq")]
     calls = [{"step_key": c.step_key, "attempt": c.attempt, "index": c.index, "kind": c.kind, "name": c.name,
               "request_digest": digest(c.request), "result_digest": digest(c.result)}
              for c in LedgerEntry.objects.filter(run=run).order_by("step_key", "attempt", "index")]
@@ -106,7 +111,7 @@ def build_trace(run: Run) -> dict[str, Any]:
 def export_trace(run: Run) -> dict[str, Any]:
     """The signed trace of `run`."""
     body = get_redactor(run.team_id).redact(build_trace(run))
-    stored = RunEvent.objects.filter(run=run).order_by("seq").values_list("seq", "hash")
+    stored = RunEvent.objects.filter(run=run, seq__lte=run.last_seq).order_by("seq").values_list("seq", "hash")
     changed = [e["seq"] for e, (_, digest) in zip(body["events"], stored, strict=False)
                if not hash_matches(e["prev_hash"], e, digest)]
     if changed:

@@ -2,7 +2,8 @@
 
 Deliveries are written in the same transaction as the change they announce (`enqueue`),
 so none is lost or sent for a change that rolled back; `deliver_due` claims due ones with
-a conditional update (safe with any number of senders) and sends them. Each request
+a conditional update (safe with any number of senders) and sends them, concurrently (a
+receiver that hangs holds no other delivery back). Each request
 carries `X-Agentdeck-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">` keyed
 by the webhook's secret; receivers check it with `verify_signature`. URLs pass the outbound
 guard when saved and again at every connect (`mcpgateway.outbound`).
@@ -181,6 +182,49 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(2 ** attempts, 3600))
 
 
+# A pass sends at most this many deliveries of one webhook, and of one receiver (scheme, host
+# and port): a receiver that hangs or has a backlog takes a few of a pass's places, not all.
+PER_WEBHOOK_PER_PASS = 5
+PER_RECEIVER_PER_PASS = 10
+
+
+def _receiver(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{(parts.hostname or '').lower()}:{parts.port or ''}"
+    except ValueError:  # (a URL that cannot even be split fails at its send, as before)
+        return url
+
+
+def _due(limit: int) -> list[tuple[int, str, Any]]:
+    """The due deliveries a pass takes: the longest-due first, at most `PER_WEBHOOK_PER_PASS` of
+    one webhook and `PER_RECEIVER_PER_PASS` of one receiver, `limit` in all."""
+    from django.db.models import F, Q, Window
+    from django.db.models.functions import RowNumber
+
+    now = timezone.now()
+    rows = (WebhookDelivery.objects.filter(
+        Q(status=WebhookDelivery.Status.PENDING) | Q(status=WebhookDelivery.Status.SENDING), next_attempt_at__lte=now,
+        webhook__enabled=True)  # a disabled webhook's deliveries wait (they go if it is enabled again)
+        .annotate(place=Window(RowNumber(), partition_by=[F("webhook_id")], order_by=[F("next_attempt_at").asc(), F("pk").asc()]))
+        .filter(place__lte=PER_WEBHOOK_PER_PASS)
+        .order_by("next_attempt_at", "pk")
+        .values_list("pk", "status", "next_attempt_at", "webhook__url"))
+    taken: list[tuple[int, str, Any]] = []
+    per_receiver: dict[str, int] = {}
+    for pk, status, seen, url in rows[: limit * 4]:  # (room for the ones a busy receiver leaves out)
+        receiver = _receiver(url)
+        if per_receiver.get(receiver, 0) >= PER_RECEIVER_PER_PASS:
+            continue
+        per_receiver[receiver] = per_receiver.get(receiver, 0) + 1
+        taken.append((pk, status, seen))
+        if len(taken) >= limit:
+            break
+    return taken
+
+
 def deliver_due(limit: int = 50) -> int:
     """Send the deliveries that are due; returns how many were attempted.
 
@@ -188,27 +232,39 @@ def deliver_due(limit: int = 50) -> int:
     sender died mid-send (its lease ran out) is due again, so it is sent after the crash;
     receivers deduplicate on the body's `delivery` (signed; `X-Agentdeck-Delivery` repeats it
     unsigned), which stays the same on every attempt.
-    """
-    from django.db.models import Q
 
-    now = timezone.now()
-    due = list(WebhookDelivery.objects.filter(
-        Q(status=WebhookDelivery.Status.PENDING) | Q(status=WebhookDelivery.Status.SENDING), next_attempt_at__lte=now,
-        webhook__enabled=True)  # a disabled webhook's deliveries wait (they go if it is enabled again)
-        .values_list("pk", "status", "next_attempt_at")[:limit])
-    sent = 0
-    for pk, status, seen in due:
-        claimed = WebhookDelivery.objects.filter(pk=pk, status=status, next_attempt_at=seen).update(
+    The claimed deliveries are sent concurrently (one event loop per pass): they were sent one
+    after another, so a receiver that never answers held every other team's deliveries behind
+    it for its whole deadline each. None waits for a free slot — the pass's `limit` and the
+    per-webhook and per-receiver shares (`_due`) bound how many are in flight — and each
+    exchange's deadline counts from its claim, so it always ends within the lease.
+    """
+    claimed: list[tuple[WebhookDelivery, float]] = []
+    for pk, status, seen in _due(limit):
+        # The exchange's deadline, taken before its lease (three timeouts from now) starts: it
+        # ends at least one timeout before another sender may take the delivery over.
+        deadline = time.monotonic() + _total_s()
+        won = WebhookDelivery.objects.filter(pk=pk, status=status, next_attempt_at=seen).update(
             status=WebhookDelivery.Status.SENDING, next_attempt_at=timezone.now() + timedelta(seconds=_send_lease_s()))
-        if claimed:
-            if status == WebhookDelivery.Status.SENDING:
-                log.warning("webhook delivery %s: its sender stopped mid-send; sending it again", pk)
-            try:
-                _send(WebhookDelivery.objects.select_related("webhook").get(pk=pk))
-            except Exception:  # (recording the outcome failed): the lease brings it back; the others go on
-                log.exception("webhook delivery %s could not be finished", pk)
-            sent += 1
-    return sent
+        if not won:
+            continue
+        if status == WebhookDelivery.Status.SENDING:
+            log.warning("webhook delivery %s: its sender stopped mid-send; sending it again", pk)
+        try:
+            claimed.append((WebhookDelivery.objects.select_related("webhook").get(pk=pk), deadline))
+        except WebhookDelivery.DoesNotExist:  # its webhook was deleted meanwhile
+            continue
+    if not claimed:
+        return 0
+    prepared = [_prepare(delivery) for delivery, _ in claimed]
+    outcomes = asyncio.run(_exchange_all([(delivery, deadline, request)
+                                          for (delivery, deadline), request in zip(claimed, prepared, strict=True)]))
+    for (delivery, _), (status, error) in zip(claimed, outcomes, strict=True):
+        try:
+            _record(delivery, status, error)
+        except Exception:  # (recording the outcome failed): the lease brings it back; the others go on
+            log.exception("webhook delivery %s could not be finished", delivery.pk)
+    return len(claimed)
 
 
 MAX_RESPONSE_BYTES = 64 * 1024  # a receiver's answer is read this far (only its status matters)
@@ -220,13 +276,15 @@ def _total_s() -> float:
     return _timeout_s() * 2
 
 
-async def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
-    """POST through the outbound guard under one deadline for the whole exchange: the client's
-    timeout bounds each read alone, so a receiver answering a byte at a time held a sender for
-    ever (and, past its lease, the next sender too)."""
+async def _post(url: str, body: bytes, headers: dict[str, str], deadline: float | None = None) -> int:
+    """POST through the outbound guard under one deadline for the whole exchange (`deadline`, a
+    `time.monotonic()` value, or `_total_s()` from now): the client's timeout bounds each read
+    alone, so a receiver answering a byte at a time held a sender for ever (and, past its
+    lease, the next sender too)."""
     from mcpgateway.outbound import guarded_async_client
 
-    async with asyncio.timeout(_total_s()):
+    left = _total_s() if deadline is None else max(0.0, deadline - time.monotonic())
+    async with asyncio.timeout(left):
         async with guarded_async_client(timeout=_timeout_s()) as client:
             async with client.stream("POST", url, content=body, headers=headers) as response:
                 read = 0
@@ -237,26 +295,46 @@ async def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
                 return response.status_code
 
 
-def _send(delivery: WebhookDelivery) -> None:
+def _prepare(delivery: WebhookDelivery) -> tuple[bytes, dict[str, str]] | str:
+    """The signed request, or why it cannot be made (a secret that no longer decrypts)."""
     # The delivery id is in the signed body: a receiver deduplicates on it, and a captured
     # request resent with another `X-Agentdeck-Delivery` header no longer looks new.
-    body = json.dumps({**delivery.payload, "delivery": str(delivery.pk)}, sort_keys=True, default=str).encode()
-    status, error = None, ""
     try:
+        body = json.dumps({**delivery.payload, "delivery": str(delivery.pk)}, sort_keys=True, default=str).encode()
         headers = {
             "Content-Type": "application/json", "User-Agent": "Agentdeck-Webhooks/1",
             "X-Agentdeck-Event": delivery.event, "X-Agentdeck-Delivery": str(delivery.pk),
             "X-Agentdeck-Signature": sign(delivery.webhook.signing_secrets(), body),
         }
+    except Exception as exc:  # any failure is this attempt's
+        return f"{type(exc).__name__}: {exc}"[:2000]
+    return body, headers
+
+
+async def _exchange(url: str, request: tuple[bytes, dict[str, str]] | str, deadline: float | None) -> tuple[int | None, str]:
+    """One delivery's POST: its status and, unless it is a 2xx, the error."""
+    if isinstance(request, str):
+        return None, request
+    status, error = None, ""
+    try:
         # Through the outbound guard: the URL's host is resolved and checked again at connect,
         # and redirects are not followed (a 3xx is a failed delivery).
-        status = asyncio.run(_post(delivery.webhook.url, body, headers))
+        status = await _post(url, *request, deadline=deadline)
         if not 200 <= status < 300:
             error = f"HTTP {status}"
     except TimeoutError:
         error = f"no complete answer within {_total_s():g}s"
-    except Exception as exc:  # any failure is this attempt's (an invalid URL, a secret that no longer decrypts)
+    except Exception as exc:  # any failure is this attempt's (an invalid URL, a refused host)
         error = f"{type(exc).__name__}: {exc}"[:2000]
+    return status, error
+
+
+async def _exchange_all(batch: list[tuple[WebhookDelivery, float, Any]]) -> list[tuple[int | None, str]]:
+    return list(await asyncio.gather(*(_exchange(delivery.webhook.url, request, deadline)
+                                       for delivery, deadline, request in batch)))
+
+
+def _record(delivery: WebhookDelivery, status: int | None, error: str) -> None:
     attempts = delivery.attempts + 1
     with transaction.atomic():
         if status is not None and 200 <= status < 300:
