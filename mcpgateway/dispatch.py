@@ -155,12 +155,7 @@ class Gateway:
     async def _audited(self, invocation: ToolInvocation, entry: Entry | None, grant: GrantRow | None,
                        audit: _Audit) -> ToolResult:
         principal = invocation.principal
-        if entry is None or grant is None:
-            await audit.write(CallStatus.DENIED, error="not granted" if entry else "unknown tool")
-            raise ToolDenied(f"tool {invocation.name!r} is not granted to this caller")
-        if not entry.usable:
-            await audit.write(CallStatus.DENIED, error=entry.reason)
-            raise ToolDenied(f"tool {invocation.name!r} is unavailable: {entry.reason}")
+        await _refuse_unless_granted(invocation.name, entry, grant, audit)
         refused = await self._rate_limit(principal, entry, grant)
         if refused is not None:
             await audit.write(CallStatus.RATE_LIMITED, error=refused)
@@ -259,12 +254,8 @@ class Gateway:
         fresh = snapshot.tools.get(invocation.name)
         now = snapshot.grant_for(invocation.principal, fresh) if fresh is not None else None
         audit.entry, audit.grant = fresh or entry, now
-        if fresh is None or now is None:
-            await audit.write(CallStatus.DENIED, error="not granted" if fresh else "unknown tool")
-            raise ToolDenied(f"tool {invocation.name!r} is not granted to this caller")
-        if not fresh.usable:
-            await audit.write(CallStatus.DENIED, error=fresh.reason)
-            raise ToolDenied(f"tool {invocation.name!r} is unavailable: {fresh.reason}")
+        await _refuse_unless_granted(invocation.name, fresh, now, audit)
+        assert fresh is not None and now is not None
         if now.require_approval and not audit.approval_id:
             # The grant now covering the call asks for approval, which this call never had.
             await audit.write(CallStatus.DENIED, error="the grant covering this call changed: it now asks for approval")
@@ -371,6 +362,16 @@ def _void_approval(approval_id: int | None, reason: str) -> None:
     if approval_id:
         ToolApproval.objects.filter(pk=approval_id, status=ToolApproval.Status.USED).update(
             status=ToolApproval.Status.REJECTED, note=f"approved, then not made: {reason}"[:2000])
+
+
+async def _refuse_unless_granted(name: str, entry: Entry | None, grant: GrantRow | None, audit: _Audit) -> None:
+    """Audit and refuse (ToolDenied) a call of a tool that is unknown, not granted or unusable."""
+    if entry is None or grant is None:
+        await audit.write(CallStatus.DENIED, error="not granted" if entry else "unknown tool")
+        raise ToolDenied(f"tool {name!r} is not granted to this caller")
+    if not entry.usable:
+        await audit.write(CallStatus.DENIED, error=entry.reason)
+        raise ToolDenied(f"tool {name!r} is unavailable: {entry.reason}")
 
 
 async def _unanswered(approval_id: int, note: str) -> bool:

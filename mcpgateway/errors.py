@@ -51,3 +51,17 @@ class Conflict(GatewayError):
 
     code = "conflict"
     status = 409
+
+
+class ApprovalNotFound(GatewayError):
+    """No such approval in the caller's team (404)."""
+
+    code = "not_found"
+    status = 404
+
+
+class OwnCall(GatewayError):
+    """A caller approving its own call (403): approvals are someone else's."""
+
+    code = "own_call"
+    status = 403

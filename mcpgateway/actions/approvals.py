@@ -6,7 +6,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from mcpgateway.errors import Conflict, GatewayError
+from mcpgateway.errors import ApprovalNotFound, Conflict, GatewayError, OwnCall
 from mcpgateway.models import ApiKey, AuditEntry, CallStatus, ToolApproval
 from mcpgateway.queries import approval_cutoff
 from mcpgateway.redaction import get_redactor
@@ -74,16 +74,6 @@ def _check_not_own_call(approval: ToolApproval, user: AbstractBaseUser | None, a
     holder = ApiKey.objects.filter(pk=approval.api_key_id).values_list("user_id", flat=True).first()
     if holder is not None and user is not None and user.pk == holder:
         raise OwnCall("a call is approved by someone other than its caller: it was made with your API key")
-
-
-class OwnCall(GatewayError):
-    code = "own_call"
-    status = 403
-
-
-class ApprovalNotFound(GatewayError):
-    code = "not_found"
-    status = 404
 
 
 def reject_run_approvals(run_id: int, note: str) -> int:
