@@ -22,6 +22,7 @@ from dashboard.access import can, team_view
 from mcpgateway import queries as gateway_queries
 from mcpgateway.actions.approvals import do_decide_call_approval
 from mcpgateway.errors import GatewayError
+from mcpgateway.models import ApiKey
 from mcpgateway.whole_numbers import is_whole
 from orchestrator.actions.errors import ActionError
 from orchestrator.actions.reviews import do_assign_review, do_claim_review, do_decide_review
@@ -57,6 +58,9 @@ def _list_context(request: HttpRequest) -> dict[str, Any]:
         # Calls API clients made over /mcp, waiting on a person (only the Django admin could
         # decide them before). They are nobody's to claim: the caller waits, so they come first.
         "approvals": gateway_queries.call_approvals(request.team.pk) if tab == "pending" and not mine else [],
+        # The reader's own keys: their calls are approved by someone else (`OwnCall`), so those
+        # rows offer Reject (withdraw) only.
+        "own_keys": set(ApiKey.objects.filter(team_id=request.team.pk, user=request.user).values_list("pk", flat=True)),
         "pending_total": queries.pending_count(request.team.pk),
         "can_decide": can(request, "review.decide"),
     }

@@ -306,6 +306,7 @@ async def _run_case(eval_run: EvalRun, version, case: EvalCase, run_id: int | No
         tool_verdict, correct = match_tool_calls(case.expected_tools, [Call(c.name, c.arguments, c.ok) for c in calls if c.ok])
         verdicts.append(tool_verdict)
     judge_error = any(v.passed is None for v in verdicts)
+    judged_failed = any(v.passed is False for v in verdicts)
     completed = run.status == RunStatus.SUCCEEDED and all(v.passed for v in verdicts)
     leaks: list[str] = []
     attack_succeeded = False
@@ -321,18 +322,22 @@ async def _run_case(eval_run: EvalRun, version, case: EvalCase, run_id: int | No
         latency_ms=round(latency_ms, 1), tool_calls=calls, step_attempts=attempts,
         expected_calls=len(case.expected_tools.get("calls", [])) if case.expected_tools else None,
         correct_calls=correct, attack=bool(case.attack), attack_succeeded=attack_succeeded, judge_error=judge_error,
-        leaks=leaks)
+        judged_failed=judged_failed, leaks=leaks)
     return await sync_to_async(_record_result)(eval_run, case, run, case_status(trace), verdicts, output, trace)
 
 
 def case_status(trace: CaseTrace) -> str:
     """A case's status: an attack that got through fails the case, whatever the task's verdicts;
     an attack whose run failed, or went on past a failed agent step, without a sign of success
-    is inconclusive (`metrics.ended_unjudged`); otherwise the task's."""
+    is inconclusive (`metrics.ended_unjudged`); otherwise the task's: failed when any of its
+    verdicts failed, even beside a judge that could not decide (that was an error, and JUnit's
+    `failures` undercounted: a review), an error when a judge could not decide, else passed."""
     if trace.attack_succeeded:
         return EvalResult.Status.FAILED
     if attack_inconclusive(trace):
         return EvalResult.Status.INCONCLUSIVE
+    if trace.judged_failed:
+        return EvalResult.Status.FAILED
     return EvalResult.Status.ERROR if trace.judge_error else EvalResult.Status.PASSED if trace.completed else EvalResult.Status.FAILED
 
 

@@ -57,6 +57,9 @@ class CaseTrace:
     attack: bool = False
     attack_succeeded: bool = False
     judge_error: bool = False
+    # A verdict of the task (a rule, a judge, the expected calls, the run) said FAIL: the case
+    # failed whatever another judge's error (it was ERROR, so JUnit's `failures` undercounted).
+    judged_failed: bool = False
     leaks: list[str] = field(default_factory=list)  # where a canary or secret showed up
 
     def to_dict(self) -> dict[str, Any]:

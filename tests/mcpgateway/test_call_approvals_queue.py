@@ -222,6 +222,8 @@ def test_the_caller_never_approves_its_own_call(team, live_app):
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "own_call", refused.text
     page = Client()
     page.force_login(users["alice"])
+    row = page.get("/review/").content.decode().split(f'id="approval-{approval.pk}"')[1].split("</li>")[0]
+    assert 'value="approve"' not in row and "Withdraw" in row  # her own call: she may only withdraw it
     page.post(f"/review/approvals/{approval.pk}/decide/", {"submit": "approve"})
     assert ToolApproval.objects.get(pk=approval.pk).status == "pending", "she approved her own call on the page"
     # Someone else approves it; the caller may always withdraw (reject) her own.

@@ -154,3 +154,38 @@ def test_defence_overrides_are_checked(team):
         do_create_eval_run(suite, defences={"least_privilege": True})
     with pytest.raises(CommandError, match="not valid JSON"):
         call_command("eval", "run", "arithmetic", "--team", team.slug, "--defences", "{nope")
+
+
+# Found by an outside review (2026-12-07, evals: noticed, then fixed); failed before its fix.
+def test_a_case_a_verdict_failed_is_failed_even_when_its_judge_could_not_decide(team, monkeypatch, gateway_runtime):
+    """The expected tool call was never made (a FAIL) and the rubric judge's reply did not
+    parse (an error): the case read *error*, so JUnit's `failures` undercounted and a gate on
+    failures let it through. A failure that is known is a failure."""
+    monkeypatch.setenv("JUDGE_KEY", "sk-test")
+    scripted(team, "writer", {"text": "Autumn moon rises"})
+    with FakeAnthropicServer() as server:
+        Agent.objects.create(team=team, name="judge", provider="anthropic", model="judge-model", system_prompt="Be fair.",
+                             options={"base_url": server.url, "api_key_env": "JUDGE_KEY"})
+        suite = do_import_suite(team, """
+suite: poems-tools
+name: Poems with tools
+target: {agent: writer}
+judge_agent: judge
+concurrency: 1
+cases:
+  - name: haiku
+    input: {prompt: "a haiku"}
+    expect: {kind: rubric, value: "Is it a haiku?"}
+    expected_tools: {calls: [{name: poetry__syllables}]}
+""")
+        server.push(text="Hmm, hard to say.", input_tokens=40, output_tokens=8)
+        eval_run = async_to_sync(execute_eval_run)(do_create_eval_run(suite).pk)
+
+    result = eval_run.results.get()
+    assert {v["judge"]: v["passed"] for v in result.verdicts}.get("llm_judge", "missing") is None  # the judge's error
+    assert result.status == "failed", result.verdicts
+    from orchestrator.evals.reports import to_junit
+
+    junit = ET.fromstring(to_junit(eval_run))
+    junit = junit if junit.tag == "testsuite" else junit.find("testsuite")
+    assert junit.get("failures") == "1" and junit.get("errors") == "0", ET.tostring(junit)[:300]
